@@ -1,0 +1,15 @@
+//! What every part of moralsweep shares: the MFQ-30 instrument, the exact
+//! prompts, persona files, the sweep spec, slot identities, rating
+//! extraction, the papers' file formats and the metrics engine that turns
+//! ratings into moral susceptibility S and moral robustness R.
+
+pub mod extract;
+pub mod instrument;
+pub mod personas;
+pub mod prompt;
+pub mod reference;
+pub mod slot;
+pub mod spec;
+
+pub use instrument::{Foundation, Item, ItemKind, ITEMS};
+pub use spec::{Mode, ModelSpec, Sweep, SweepSpec};

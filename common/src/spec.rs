@@ -1,0 +1,595 @@
+//! The sweep spec: a TOML file naming the personas, the modes, the models and
+//! their rate limits. It is parsed and validated completely before anything
+//! runs; every problem is reported with the file, the key and what would be
+//! right.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::personas::{load_personas, PersonaError};
+
+/// The providers a model may name in `provider`.
+pub const PROVIDERS: &[&str] = &[
+    "openai",
+    "anthropic",
+    "gemini",
+    "openai-compatible",
+    "sim",
+    "synthetic",
+    "local",
+];
+
+/// What a sweep asks of each model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Role-play: personas x items x repetitions, one sampled rating each.
+    Persona,
+    /// No persona: items x repetitions.
+    #[serde(rename = "self")]
+    SelfMode,
+    /// One first-token logprob request per (persona, item).
+    Logprob,
+}
+
+impl Mode {
+    pub const ALL: [Mode; 3] = [Mode::Persona, Mode::SelfMode, Mode::Logprob];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Persona => "persona",
+            Mode::SelfMode => "self",
+            Mode::Logprob => "logprob",
+        }
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Mode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Mode::ALL
+            .into_iter()
+            .find(|m| m.name() == s)
+            .ok_or_else(|| format!("unknown mode {s:?}; expected persona, self or logprob"))
+    }
+}
+
+fn default_repetitions() -> u32 {
+    10
+}
+fn default_temperature() -> f64 {
+    0.1
+}
+fn default_modes() -> Vec<Mode> {
+    vec![Mode::Persona, Mode::SelfMode]
+}
+fn default_max_attempts() -> u32 {
+    10
+}
+fn default_top_logprobs() -> u32 {
+    20
+}
+
+/// A sweep spec as written in its TOML file.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SweepSpec {
+    /// Sweep id: letters, digits, '-', '_', '.'.
+    pub name: String,
+    /// JSON array of persona strings; relative paths are relative to the spec file.
+    pub personas: PathBuf,
+    /// The first N personas (default: all).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub persona_count: Option<usize>,
+    /// Repetitions n per (persona, item).
+    #[serde(default = "default_repetitions")]
+    pub repetitions: u32,
+    /// Sampling temperature of persona and self modes.
+    #[serde(default = "default_temperature")]
+    pub temperature: f64,
+    #[serde(default = "default_modes")]
+    pub modes: Vec<Mode>,
+    /// Where data, metrics and reports go; relative paths are relative to the spec file.
+    pub output: PathBuf,
+    /// Attempts with a one-token answer before the longer fallback (METHOD.md: 10).
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    /// Top logprobs asked for in logprob mode (20 where the provider allows).
+    #[serde(default = "default_top_logprobs")]
+    pub top_logprobs: u32,
+    /// Temperatures at which logprob-mode metrics are reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logprob_temperatures: Option<Vec<f64>>,
+    /// Persona bootstrap draws for the metrics (default 2000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bootstrap: Option<u32>,
+    /// Rerun bootstrap draws for the metrics (default 400).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rerun_bootstrap: Option<u32>,
+    /// Seed of the bootstraps and of seeded provider requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    #[serde(rename = "model", default)]
+    pub models: Vec<ModelSpec>,
+}
+
+/// One model of a sweep.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSpec {
+    /// Names the model's files: data/<key>_temp01.csv ...
+    pub key: String,
+    /// One of [`PROVIDERS`].
+    pub provider: String,
+    /// The provider's model id (for `local`: the GGUF path or `default`).
+    pub model: String,
+    /// Where the provider lives (default: the provider's public endpoint).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+    /// A preset of `openai-compatible` (openrouter, deepseek, xai, together, fireworks, groq, vllm, llamacpp, ollama).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preset: Option<String>,
+    /// The environment variable holding the API key; the key never goes in a spec.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_env: Option<String>,
+    /// A file holding the API key (e.g. a mounted Kubernetes secret).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_file: Option<PathBuf>,
+    /// Groups models for comparisons.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub family: Option<String>,
+    /// "base" is the reference of its family's deltas.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+    /// Models sharing one account's limits (default: the model key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_group: Option<String>,
+    /// Requests per minute, summed over all workers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpm: Option<u32>,
+    /// Tokens per minute, summed over all workers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tpm: Option<u64>,
+    /// Requests in flight at once for this model (default: the worker's limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<u32>,
+    /// Per-request timeout in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_secs: Option<f64>,
+    /// Output allowance of the longer fallback request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback_max_tokens: Option<u32>,
+    /// Use `max_completion_tokens` (OpenAI reasoning models) instead of `max_tokens`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning: Option<bool>,
+    /// Reasoning effort for the OpenAI Responses API (minimal, low, medium, high).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning_effort: Option<String>,
+    /// Use the OpenAI Responses API instead of Chat Completions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api: Option<String>,
+    /// Gemini thinking budget in tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thinking_budget: Option<i64>,
+    /// Price in US dollars per million input tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_price_per_mtok: Option<f64>,
+    /// Price in US dollars per million output tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_price_per_mtok: Option<f64>,
+    /// Extra request fields passed through to the provider as they are.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: BTreeMap<String, serde_json::Value>,
+    /// Extra HTTP headers sent with every request (never secrets: use api_key_env).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+}
+
+impl ModelSpec {
+    /// The rate group this model's requests count against.
+    pub fn rate_group(&self) -> &str {
+        self.rate_group.as_deref().unwrap_or(&self.key)
+    }
+}
+
+/// A spec problem: which file, which key, what is wrong and what would be right.
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    #[error("cannot read sweep spec {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("sweep spec {path} is not valid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("sweep spec {path}: `{key}` {problem}")]
+    Invalid {
+        path: PathBuf,
+        key: String,
+        problem: String,
+    },
+    #[error("sweep spec {path}: `personas`: {source}")]
+    Personas { path: PathBuf, source: PersonaError },
+}
+
+/// Whether validation checks that each `api_key_env` is set in this process's
+/// environment (true where this process makes the calls).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyCheck {
+    Check,
+    Skip,
+}
+
+/// A parsed and validated spec with its personas loaded and its paths resolved.
+#[derive(Debug, Clone)]
+pub struct Sweep {
+    pub spec: SweepSpec,
+    /// The spec file it came from, for messages.
+    pub source: PathBuf,
+    /// The first `persona_count` personas.
+    pub personas: Vec<String>,
+    /// `output` resolved against the spec's directory.
+    pub output: PathBuf,
+}
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 128
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && s != "."
+        && s != ".."
+}
+
+impl SweepSpec {
+    /// Parses spec TOML text; `path` names the source in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<SweepSpec, SpecError> {
+        toml::from_str(text).map_err(|e| {
+            let mut message = e.message().to_string();
+            if let Some(span) = e.span() {
+                let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+                message = format!("line {line}: {message}");
+            }
+            SpecError::Parse {
+                path: path.to_path_buf(),
+                message,
+            }
+        })
+    }
+
+    /// Checks every rule that needs no file system access. `path` names the
+    /// source in errors.
+    pub fn validate(&self, path: &Path, keys: KeyCheck) -> Result<(), SpecError> {
+        let bad = |key: &str, problem: String| SpecError::Invalid {
+            path: path.to_path_buf(),
+            key: key.to_string(),
+            problem,
+        };
+        if !valid_name(&self.name) {
+            return Err(bad(
+                "name",
+                format!(
+                    "is {:?}; a sweep id uses only letters, digits, '-', '_' and '.' (1-128 characters)",
+                    self.name
+                ),
+            ));
+        }
+        if self.repetitions == 0 {
+            return Err(bad(
+                "repetitions",
+                "is 0; it must be at least 1 (the papers use 10)".into(),
+            ));
+        }
+        if !(0.0..=2.0).contains(&self.temperature) || !self.temperature.is_finite() {
+            return Err(bad(
+                "temperature",
+                format!(
+                    "is {}; it must lie in [0, 2] (the papers use 0.1)",
+                    self.temperature
+                ),
+            ));
+        }
+        if self.modes.is_empty() {
+            return Err(bad(
+                "modes",
+                "is empty; name at least one of \"persona\", \"self\", \"logprob\"".into(),
+            ));
+        }
+        if self.max_attempts == 0 {
+            return Err(bad(
+                "max_attempts",
+                "is 0; it must be at least 1 (METHOD.md uses 10)".into(),
+            ));
+        }
+        if self.top_logprobs == 0 || self.top_logprobs > 20 {
+            return Err(bad(
+                "top_logprobs",
+                format!("is {}; it must be between 1 and 20", self.top_logprobs),
+            ));
+        }
+        if let Some(ts) = &self.logprob_temperatures {
+            if let Some(t) = ts.iter().find(|t| !(**t > 0.0 && t.is_finite())) {
+                return Err(bad(
+                    "logprob_temperatures",
+                    format!("holds {t}; every temperature must be a positive number"),
+                ));
+            }
+        }
+        if self.persona_count == Some(0) {
+            return Err(bad("persona_count", "is 0; it must be at least 1".into()));
+        }
+        if self.models.is_empty() {
+            return Err(bad(
+                "model",
+                "is missing; add at least one [[model]] table with key, provider and model".into(),
+            ));
+        }
+        let mut seen = HashMap::new();
+        let mut groups: HashMap<&str, (Option<u32>, Option<u64>, &str)> = HashMap::new();
+        for (i, m) in self.models.iter().enumerate() {
+            let at = |k: &str| format!("model[{i}].{k}");
+            if !valid_name(&m.key) {
+                return Err(bad(
+                    &at("key"),
+                    format!(
+                        "is {:?}; a model key uses only letters, digits, '-', '_' and '.'",
+                        m.key
+                    ),
+                ));
+            }
+            if let Some(j) = seen.insert(m.key.as_str(), i) {
+                return Err(bad(
+                    &at("key"),
+                    format!(
+                        "repeats {:?} of model[{j}]; every model key must be unique (it names the model's files)",
+                        m.key
+                    ),
+                ));
+            }
+            if !PROVIDERS.contains(&m.provider.as_str()) {
+                return Err(bad(
+                    &at("provider"),
+                    format!(
+                        "is {:?}; expected one of {}",
+                        m.provider,
+                        PROVIDERS.join(", ")
+                    ),
+                ));
+            }
+            if m.model.trim().is_empty() {
+                return Err(bad(
+                    &at("model"),
+                    "is empty; name the provider's model id".into(),
+                ));
+            }
+            if m.rpm == Some(0) {
+                return Err(bad(
+                    &at("rpm"),
+                    "is 0; leave it out for no limit, or give a positive number".into(),
+                ));
+            }
+            if m.tpm == Some(0) {
+                return Err(bad(
+                    &at("tpm"),
+                    "is 0; leave it out for no limit, or give a positive number".into(),
+                ));
+            }
+            if m.concurrency == Some(0) {
+                return Err(bad(
+                    &at("concurrency"),
+                    "is 0; it must be at least 1".into(),
+                ));
+            }
+            if let Some(t) = m.timeout_secs {
+                if !(t > 0.0 && t.is_finite()) {
+                    return Err(bad(
+                        &at("timeout_secs"),
+                        format!("is {t}; it must be a positive number of seconds"),
+                    ));
+                }
+            }
+            for (k, p) in [
+                ("input_price_per_mtok", m.input_price_per_mtok),
+                ("output_price_per_mtok", m.output_price_per_mtok),
+            ] {
+                if let Some(p) = p {
+                    if !(p >= 0.0 && p.is_finite()) {
+                        return Err(bad(
+                            &at(k),
+                            format!("is {p}; a price must be a non-negative number"),
+                        ));
+                    }
+                }
+            }
+            if let Some(env) = &m.api_key_env {
+                if env.is_empty() || env.contains('=') {
+                    return Err(bad(
+                        &at("api_key_env"),
+                        format!("is {env:?}; give the name of an environment variable"),
+                    ));
+                }
+                if keys == KeyCheck::Check
+                    && std::env::var(env).map(|v| v.is_empty()).unwrap_or(true)
+                {
+                    return Err(bad(
+                        &at("api_key_env"),
+                        format!("names {env}, which is not set in the environment; export {env}=<your key> (the key itself never goes in a spec)"),
+                    ));
+                }
+            }
+            if let Some(group) = m.rate_group.as_deref() {
+                if let Some((rpm, tpm, first)) = groups.get(group) {
+                    let conflicting = (m.rpm.is_some() && rpm.is_some() && m.rpm != *rpm)
+                        || (m.tpm.is_some() && tpm.is_some() && m.tpm != *tpm);
+                    if conflicting {
+                        return Err(bad(
+                            &at("rate_group"),
+                            format!("{group:?} is shared with model {first:?}, but their rpm/tpm differ; models of one rate group share one account's limits, so give them the same rpm and tpm"),
+                        ));
+                    }
+                }
+                let e = groups.entry(group).or_insert((None, None, m.key.as_str()));
+                e.0 = e.0.or(m.rpm);
+                e.1 = e.1.or(m.tpm);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Sweep {
+    /// Reads, parses and validates a spec file and loads its personas.
+    pub fn load(path: &Path, keys: KeyCheck) -> Result<Sweep, SpecError> {
+        let text = std::fs::read_to_string(path).map_err(|source| SpecError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Sweep::from_text(&text, path, keys)
+    }
+
+    /// Parses and validates spec text whose relative paths are relative to
+    /// `path`'s directory.
+    pub fn from_text(text: &str, path: &Path, keys: KeyCheck) -> Result<Sweep, SpecError> {
+        let spec = SweepSpec::parse(text, path)?;
+        spec.validate(path, keys)?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let personas_path = dir.join(&spec.personas);
+        let mut personas = load_personas(&personas_path).map_err(|source| SpecError::Personas {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        if let Some(n) = spec.persona_count {
+            if n > personas.len() {
+                return Err(SpecError::Invalid {
+                    path: path.to_path_buf(),
+                    key: "persona_count".into(),
+                    problem: format!(
+                        "is {n}, but {} holds only {} personas; use at most {}",
+                        personas_path.display(),
+                        personas.len(),
+                        personas.len()
+                    ),
+                });
+            }
+            personas.truncate(n);
+        }
+        let output = dir.join(&spec.output);
+        Ok(Sweep {
+            spec,
+            source: path.to_path_buf(),
+            personas,
+            output,
+        })
+    }
+
+    /// Slots of one model in one mode.
+    pub fn slots_per_model(&self, mode: Mode) -> u64 {
+        let p = self.personas.len() as u64;
+        let n = self.spec.repetitions as u64;
+        let q = crate::instrument::ITEM_COUNT as u64;
+        match mode {
+            Mode::Persona => p * q * n,
+            Mode::SelfMode => q * n,
+            Mode::Logprob => p * q,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+name = "t"
+personas = "p.json"
+output = "out"
+[[model]]
+key = "m"
+provider = "synthetic"
+model = "x"
+"#;
+
+    fn err(text: &str) -> String {
+        let spec = match SweepSpec::parse(text, Path::new("s.toml")) {
+            Ok(s) => s,
+            Err(e) => return e.to_string(),
+        };
+        spec.validate(Path::new("s.toml"), KeyCheck::Check)
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn defaults() {
+        let s = SweepSpec::parse(MINIMAL, Path::new("s.toml")).unwrap();
+        s.validate(Path::new("s.toml"), KeyCheck::Check).unwrap();
+        assert_eq!(s.repetitions, 10);
+        assert_eq!(s.temperature, 0.1);
+        assert_eq!(s.modes, vec![Mode::Persona, Mode::SelfMode]);
+        assert_eq!(s.models[0].rate_group(), "m");
+    }
+
+    #[test]
+    fn bad_specs_name_the_key() {
+        let e = err(&MINIMAL.replace("output", "outptu"));
+        assert!(e.contains("s.toml") && e.contains("outptu"), "{e}");
+        let e = err(&MINIMAL.replace("name = \"t\"", "name = \"t\"\nrepetitions = 0"));
+        assert!(e.contains("`repetitions`"), "{e}");
+        let e = err(&MINIMAL.replace("name = \"t\"", "name = \"t\"\ntemperature = 2.5"));
+        assert!(e.contains("`temperature`") && e.contains("[0, 2]"), "{e}");
+        let e = err(&MINIMAL.replace("synthetic", "openia"));
+        assert!(
+            e.contains("model[0].provider") && e.contains("openai"),
+            "{e}"
+        );
+        let e = err(&format!("{MINIMAL}rpm = 0\n"));
+        assert!(e.contains("model[0].rpm"), "{e}");
+        let e = err(&format!("{MINIMAL}tpm = 0\n"));
+        assert!(e.contains("model[0].tpm"), "{e}");
+        let e = err(&format!(
+            "{MINIMAL}[[model]]\nkey = \"m\"\nprovider = \"sim\"\nmodel = \"y\"\n"
+        ));
+        assert!(e.contains("model[1].key") && e.contains("unique"), "{e}");
+        let e = err(&format!(
+            "{MINIMAL}api_key_env = \"MORALSWEEP_TEST_SURELY_UNSET\"\n"
+        ));
+        assert!(
+            e.contains("model[0].api_key_env") && e.contains("MORALSWEEP_TEST_SURELY_UNSET"),
+            "{e}"
+        );
+        let e = err(&MINIMAL.replace("name = \"t\"", "name = \"a b\""));
+        assert!(e.contains("`name`"), "{e}");
+    }
+
+    #[test]
+    fn missing_personas_and_count_beyond_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec_path = dir.path().join("s.toml");
+        let e = Sweep::from_text(MINIMAL, &spec_path, KeyCheck::Check)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("p.json") && e.contains("personas"), "{e}");
+        std::fs::write(dir.path().join("p.json"), r#"["a","b"]"#).unwrap();
+        let e = Sweep::from_text(
+            &MINIMAL.replace("name = \"t\"", "name = \"t\"\npersona_count = 3"),
+            &spec_path,
+            KeyCheck::Check,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("persona_count") && e.contains("only 2"), "{e}");
+        let s = Sweep::from_text(MINIMAL, &spec_path, KeyCheck::Check).unwrap();
+        assert_eq!(s.personas.len(), 2);
+        assert_eq!(s.slots_per_model(Mode::Persona), 2 * 30 * 10);
+        assert_eq!(s.output, dir.path().join("out"));
+    }
+}

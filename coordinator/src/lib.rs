@@ -1,0 +1,3 @@
+//! The moralsweep coordinator: expands sweeps into slots, grants leases to
+//! workers, paces each rate group, records every result exactly once in the
+//! store and computes the metrics of each finished model.

@@ -1,0 +1,6 @@
+//! Argument structs and thin entry points of the subcommands.
+
+pub mod analyze;
+pub mod cluster;
+pub mod run;
+pub mod sim;

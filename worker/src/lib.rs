@@ -1,0 +1,5 @@
+//! The moralsweep worker: leases slots from the coordinator, calls the model
+//! providers, extracts ratings with the protocol of METHOD.md and reports the
+//! results in batches.
+
+pub mod providers;

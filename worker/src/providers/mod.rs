@@ -1,0 +1,80 @@
+//! Model providers: one module per provider behind the [`Provider`] trait,
+//! chosen by the spec's `provider`. Adding a provider touches one module and
+//! one line of [`build`].
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use moralsweep_common::ModelSpec;
+
+pub mod synthetic;
+
+/// One request to a model: a single user message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompletionRequest {
+    /// The whole prompt (one user message).
+    pub prompt: String,
+    /// Output allowance: 1 for the one-token protocol, more for the fallback.
+    pub max_tokens: u32,
+    pub temperature: f64,
+    /// Sent where the provider supports it, so a request can be repeatable.
+    pub seed: Option<u64>,
+    /// Ask for the first token's top logprobs (logprob mode).
+    pub top_logprobs: Option<u32>,
+}
+
+/// One token with its log-probability.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenLogprob {
+    pub token: String,
+    pub logprob: f64,
+}
+
+/// Token counts as reported by the provider (or estimated).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+}
+
+/// A provider's answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Completion {
+    /// The generated text (may be empty).
+    pub text: String,
+    /// The first token's top logprobs, when asked for and offered.
+    pub top_logprobs: Option<Vec<TokenLogprob>>,
+    pub usage: Usage,
+}
+
+/// Why a call failed, classified by what the caller should do.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ProviderError {
+    /// 429: slow the whole rate group down; retry after the given delay.
+    #[error("rate limited by the provider (retry after {retry_after:?})")]
+    RateLimited { retry_after: Option<Duration> },
+    /// 5xx, timeouts, dropped connections, unparsable bodies: retry with backoff.
+    #[error("transient provider error: {0}")]
+    Retryable(String),
+    /// 400/401/403/404 and other errors a retry cannot fix: stop this model.
+    #[error("{0}")]
+    Fatal(String),
+}
+
+/// A model behind an API (or in-process).
+#[async_trait]
+pub trait Provider: Send + Sync {
+    /// Sends one request and returns the answer.
+    async fn complete(&self, req: &CompletionRequest) -> Result<Completion, ProviderError>;
+}
+
+/// Builds the provider a model spec names.
+pub fn build(model: &ModelSpec) -> Result<Box<dyn Provider>, ProviderError> {
+    match model.provider.as_str() {
+        "synthetic" => Ok(Box::new(synthetic::Synthetic::new(model))),
+        other => Err(ProviderError::Fatal(format!(
+            "provider {other:?} of model {:?} is not available in this build",
+            model.key
+        ))),
+    }
+}

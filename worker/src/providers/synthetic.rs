@@ -1,0 +1,76 @@
+//! `synthetic`: an in-process model whose answer is a pure function of the
+//! model id, the prompt and the seed. No network, no key; used to rehearse a
+//! sweep, in tests that need runs to be comparable, and in benchmarks that
+//! need an instant provider.
+
+use async_trait::async_trait;
+use moralsweep_common::ModelSpec;
+
+use super::{Completion, CompletionRequest, Provider, ProviderError, TokenLogprob, Usage};
+
+/// A deterministic pseudo-model.
+pub struct Synthetic {
+    model: String,
+}
+
+impl Synthetic {
+    pub fn new(spec: &ModelSpec) -> Self {
+        Synthetic {
+            model: spec.model.clone(),
+        }
+    }
+}
+
+/// FNV-1a, stable across platforms and releases.
+fn fnv1a(parts: &[&[u8]]) -> u64 {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for p in parts {
+        for b in *p {
+            h ^= *b as u64;
+            h = h.wrapping_mul(0x100000001b3);
+        }
+        h ^= 0xff;
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    h
+}
+
+#[async_trait]
+impl Provider for Synthetic {
+    async fn complete(&self, req: &CompletionRequest) -> Result<Completion, ProviderError> {
+        // The cell (prompt) fixes a preferred rating; the seed moves it by at most one.
+        let cell = fnv1a(&[self.model.as_bytes(), req.prompt.as_bytes()]);
+        let centre = (cell % 6) as i64;
+        let noise = fnv1a(&[&cell.to_le_bytes(), &req.seed.unwrap_or(0).to_le_bytes()]);
+        let jitter = match noise % 10 {
+            0 => -1,
+            1 => 1,
+            _ => 0,
+        };
+        let rating = (centre + jitter).clamp(0, 5);
+        let text = if req.max_tokens <= 1 {
+            rating.to_string()
+        } else {
+            format!("{rating} - as this persona, that is my rating.")
+        };
+        let top_logprobs = req.top_logprobs.map(|k| {
+            let mut v: Vec<TokenLogprob> = (0..6)
+                .map(|d: i64| TokenLogprob {
+                    token: d.to_string(),
+                    logprob: -((d - centre).abs() as f64) * 1.5 - 0.2,
+                })
+                .collect();
+            v.sort_by(|a, b| b.logprob.total_cmp(&a.logprob));
+            v.truncate(k as usize);
+            v
+        });
+        Ok(Completion {
+            text,
+            top_logprobs,
+            usage: Usage {
+                input_tokens: (req.prompt.len() / 4) as u64,
+                output_tokens: 1,
+            },
+        })
+    }
+}
