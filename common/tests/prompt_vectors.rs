@@ -44,7 +44,10 @@ fn items_match_reference() {
     for (ours, theirs) in ITEMS.iter().zip(&items) {
         assert_eq!(ours.id as u64, theirs["id"].as_u64().unwrap());
         assert_eq!(ours.text, theirs["text"].as_str().unwrap());
-        assert_eq!(ours.foundation.name(), theirs["foundation"].as_str().unwrap());
+        assert_eq!(
+            ours.foundation.name(),
+            theirs["foundation"].as_str().unwrap()
+        );
         assert_eq!(ours.kind.name(), theirs["kind"].as_str().unwrap());
     }
 }

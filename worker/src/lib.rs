@@ -2,4 +2,5 @@
 //! providers, extracts ratings with the protocol of METHOD.md and reports the
 //! results in batches.
 
+pub mod protocol;
 pub mod providers;

@@ -1,0 +1,222 @@
+//! The rating protocol of METHOD.md, per slot:
+//!
+//! 1. ask for exactly one output token; a token that trims to `0`-`5` is the rating;
+//! 2. otherwise count a failure and ask again, up to `max_attempts` in all;
+//! 3. then ask once more with a longer allowance and take the first standalone 0-5;
+//! 4. if that fails too, the rating is -1 and the failure count is kept.
+//!
+//! Transient provider errors (429, 5xx, timeouts) are not failures of the
+//! model: the [`Provider`] passed in is expected to retry them (see the
+//! worker's paced provider); an error that reaches this module stops the slot.
+
+use moralsweep_common::extract::{first_standalone_rating, one_token_rating, response_head};
+use moralsweep_common::slot::{now_timestamp, LogprobRecord, SampleRecord};
+
+use crate::providers::{CompletionRequest, Provider, ProviderError};
+
+/// How one slot is asked.
+#[derive(Debug, Clone)]
+pub struct SlotRequest {
+    pub prompt: String,
+    pub temperature: f64,
+    /// One-token attempts before the fallback (METHOD.md: 10).
+    pub max_attempts: u32,
+    /// Output allowance of the fallback request.
+    pub fallback_max_tokens: u32,
+    /// Seed of the slot; attempt `a` (0-based) sends `seed + a`, so an
+    /// answer is determined by the slot and the attempt.
+    pub seed: Option<u64>,
+}
+
+/// Default output allowance of the longer fallback request.
+pub const DEFAULT_FALLBACK_MAX_TOKENS: u32 = 64;
+
+fn attempt_seed(seed: Option<u64>, attempt: u32) -> Option<u64> {
+    seed.map(|s| s.wrapping_add(attempt as u64))
+}
+
+/// Runs the sampling protocol for one persona or self slot.
+pub async fn rate_sample(
+    provider: &dyn Provider,
+    req: &SlotRequest,
+) -> Result<SampleRecord, ProviderError> {
+    let mut failures = 0u32;
+    let mut last_text = String::new();
+    for attempt in 0..req.max_attempts {
+        let c = provider
+            .complete(&CompletionRequest {
+                prompt: req.prompt.clone(),
+                max_tokens: 1,
+                temperature: req.temperature,
+                seed: attempt_seed(req.seed, attempt),
+                top_logprobs: None,
+            })
+            .await?;
+        if let Some(rating) = one_token_rating(&c.text) {
+            return Ok(SampleRecord {
+                rating,
+                failures,
+                response: response_head(&c.text),
+                collected_at: now_timestamp(),
+            });
+        }
+        failures += 1;
+        last_text = c.text;
+    }
+    let c = provider
+        .complete(&CompletionRequest {
+            prompt: req.prompt.clone(),
+            max_tokens: req.fallback_max_tokens,
+            temperature: req.temperature,
+            seed: attempt_seed(req.seed, req.max_attempts),
+            top_logprobs: None,
+        })
+        .await?;
+    let (rating, text) = match first_standalone_rating(&c.text) {
+        Some(r) => (r, c.text),
+        None => (-1, if c.text.is_empty() { last_text } else { c.text }),
+    };
+    Ok(SampleRecord {
+        rating,
+        failures,
+        response: response_head(&text),
+        collected_at: now_timestamp(),
+    })
+}
+
+/// Runs one logprob request: the first token's top logprobs.
+pub async fn rate_logprob(
+    provider: &dyn Provider,
+    prompt: &str,
+    temperature: f64,
+    top_logprobs: u32,
+    seed: Option<u64>,
+) -> Result<LogprobRecord, ProviderError> {
+    let c = provider
+        .complete(&CompletionRequest {
+            prompt: prompt.to_string(),
+            max_tokens: 1,
+            temperature,
+            seed,
+            top_logprobs: Some(top_logprobs),
+        })
+        .await?;
+    let top = c.top_logprobs.ok_or_else(|| {
+        ProviderError::Fatal(
+            "the provider returned no logprobs; logprob mode needs a model that offers top logprobs"
+                .into(),
+        )
+    })?;
+    let mut digit_logprobs = [None; 6];
+    for t in &top {
+        if let Some(d) = one_token_rating(&t.token) {
+            let slot = &mut digit_logprobs[d as usize];
+            // The same digit may come back in several tokenisations (" 3", "3"): sum them.
+            *slot = Some(match *slot {
+                None => t.logprob,
+                Some(prev) => log_add(prev, t.logprob),
+            });
+        }
+    }
+    let raw: Vec<serde_json::Value> = top
+        .iter()
+        .map(|t| serde_json::json!({"token": t.token, "logprob": t.logprob}))
+        .collect();
+    let (first_token, first_token_logprob) = top
+        .first()
+        .map(|t| (t.token.clone(), t.logprob))
+        .unwrap_or_else(|| (c.text.clone(), f64::NAN));
+    Ok(LogprobRecord {
+        first_token,
+        first_token_logprob,
+        digit_logprobs,
+        raw_top_logprobs_json: serde_json::Value::Array(raw).to_string(),
+        top_logprobs_requested: top_logprobs,
+        collected_at: now_timestamp(),
+    })
+}
+
+fn log_add(a: f64, b: f64) -> f64 {
+    let m = a.max(b);
+    m + ((a - m).exp() + (b - m).exp()).ln()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::providers::{Completion, Usage};
+    use async_trait::async_trait;
+    use std::sync::Mutex;
+
+    /// Answers from a script, one entry per call, recording the requests.
+    struct Scripted {
+        answers: Mutex<Vec<&'static str>>,
+        seen: Mutex<Vec<CompletionRequest>>,
+    }
+
+    #[async_trait]
+    impl Provider for Scripted {
+        async fn complete(&self, req: &CompletionRequest) -> Result<Completion, ProviderError> {
+            self.seen.lock().unwrap().push(req.clone());
+            let text = self.answers.lock().unwrap().remove(0).to_string();
+            Ok(Completion {
+                text,
+                top_logprobs: None,
+                usage: Usage::default(),
+            })
+        }
+    }
+
+    fn req() -> SlotRequest {
+        SlotRequest {
+            prompt: "p".into(),
+            temperature: 0.1,
+            max_attempts: 10,
+            fallback_max_tokens: 64,
+            seed: Some(100),
+        }
+    }
+
+    #[tokio::test]
+    async fn first_digit_wins() {
+        let p = Scripted {
+            answers: Mutex::new(vec!["As", " 4"]),
+            seen: Mutex::new(vec![]),
+        };
+        let r = rate_sample(&p, &req()).await.unwrap();
+        assert_eq!((r.rating, r.failures), (4, 1));
+        let seen = p.seen.lock().unwrap();
+        assert_eq!(
+            seen.iter().map(|r| r.seed).collect::<Vec<_>>(),
+            vec![Some(100), Some(101)]
+        );
+    }
+
+    #[tokio::test]
+    async fn ten_failures_then_fallback() {
+        let mut answers = vec!["As"; 10];
+        answers.push("As a nurse I would say 2, because");
+        let p = Scripted {
+            answers: Mutex::new(answers),
+            seen: Mutex::new(vec![]),
+        };
+        let r = rate_sample(&p, &req()).await.unwrap();
+        assert_eq!((r.rating, r.failures), (2, 10));
+        let seen = p.seen.lock().unwrap();
+        assert_eq!(seen.len(), 11);
+        assert_eq!(seen[10].max_tokens, 64);
+        assert!(seen[..10].iter().all(|r| r.max_tokens == 1));
+    }
+
+    #[tokio::test]
+    async fn all_fail_gives_minus_one() {
+        let mut answers = vec!["I"; 10];
+        answers.push("I cannot answer that.");
+        let p = Scripted {
+            answers: Mutex::new(answers),
+            seen: Mutex::new(vec![]),
+        };
+        let r = rate_sample(&p, &req()).await.unwrap();
+        assert_eq!((r.rating, r.failures), (-1, 10));
+    }
+}
