@@ -2,5 +2,6 @@
 //! providers, extracts ratings with the protocol of METHOD.md and reports the
 //! results in batches.
 
+pub mod permits;
 pub mod protocol;
 pub mod providers;
