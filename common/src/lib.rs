@@ -4,6 +4,7 @@
 //! ratings into moral susceptibility S and moral robustness R.
 
 pub mod extract;
+pub mod formats;
 pub mod instrument;
 pub mod personas;
 pub mod prompt;

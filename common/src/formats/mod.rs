@@ -1,0 +1,272 @@
+//! The papers' rating files: names, readers and writers.
+//!
+//! Three kinds of file, all CSV with a header row (see
+//! `reference/README.md`):
+//!
+//! | kind | name | columns |
+//! | --- | --- | --- |
+//! | sampling | `<key>_temp<TT>.csv` | `persona_id,question_id,run_index,rating,failures,response,collected_at` |
+//! | self | `<key>_temp<TT>_self.csv` or `<key>_self.csv` | the same without `persona_id` |
+//! | logprob | `<key>_logprobs.csv` | see [`LOGPROB_COLUMNS`] |
+//!
+//! `TT` is the temperature times ten, two digits at least (`0.1` -> `01`).
+//!
+//! Writing (what the coordinator and `moralsweep run` use):
+//!
+//! ```no_run
+//! use moralsweep_common::formats::{sampling_file_name, SamplingWriter};
+//! use moralsweep_common::slot::{SampleRecord, SlotCoord};
+//! use moralsweep_common::Mode;
+//! # fn main() -> Result<(), moralsweep_common::formats::FormatError> {
+//! let path = std::path::Path::new("data").join(sampling_file_name("gpt-4o", 0.1, false));
+//! let mut w = SamplingWriter::create(&path, Mode::Persona)?;
+//! let coord = SlotCoord { persona: Some(0), item: 1, run: 1 };
+//! let rec = SampleRecord { rating: 4, failures: 0, response: "4".into(), collected_at: "2025-11-04T17:58:19.530996".into() };
+//! w.write_row(coord, &rec)?;
+//! w.finish()?; // the file appears atomically (temp file + rename)
+//! # Ok(()) }
+//! ```
+//!
+//! [`LogprobWriter`] does the same for logprob mode. Readers
+//! ([`read_sampling`], [`read_sampling_records`], [`read_logprobs`]) accept
+//! columns in any order, extra columns, quoted multi-line fields, repeated
+//! slots and `-1` ratings; any malformed row is a [`FormatError`] naming the
+//! file and the line.
+
+mod float;
+mod logprob;
+mod sampling;
+
+use std::path::{Path, PathBuf};
+
+pub use float::fmt_float;
+pub use logprob::{
+    read_logprobs, LogprobFile, LogprobMeta, LogprobRow, LogprobWriter, LOGPROB_COLUMNS,
+};
+pub use sampling::{
+    read_sampling, read_sampling_records, RatingRow, SamplingFile, SamplingRecordRow,
+    SamplingWriter, SAMPLING_COLUMNS, SELF_COLUMNS,
+};
+
+/// A problem with a rating file: which file, which line, what is wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum FormatError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}, line {line}: {message}")]
+    Row {
+        path: PathBuf,
+        line: u64,
+        message: String,
+    },
+    #[error("{path}: the header lacks the column `{column}` (a {kind} file needs {needed})")]
+    MissingColumn {
+        path: PathBuf,
+        column: &'static str,
+        kind: &'static str,
+        needed: String,
+    },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+impl FormatError {
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> FormatError {
+        FormatError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// What a file name says about its contents.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FileKind {
+    /// `<key>_temp<TT>.csv`: persona ratings at temperature `TT / 10`.
+    Sampling { temperature: f64 },
+    /// `<key>_temp<TT>_self.csv` (temperature known) or `<key>_self.csv`.
+    SelfRatings { temperature: Option<f64> },
+    /// `<key>_logprobs.csv`.
+    Logprobs,
+}
+
+/// A rating file's model key and kind, from its name.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileName {
+    pub key: String,
+    pub kind: FileKind,
+}
+
+/// Splits `<stem>_temp<digits>` into the stem and temperature (digits / 10).
+fn split_temp(stem: &str) -> Option<(&str, f64)> {
+    let at = stem.rfind("_temp")?;
+    let digits = &stem[at + 5..];
+    if at == 0 || digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let tenths: u64 = digits.parse().ok()?;
+    Some((&stem[..at], tenths as f64 / 10.0))
+}
+
+/// Classifies a file name (not a path); `None` for files that are not
+/// rating files (including self-mode logprob files `*_self_logprobs.csv`).
+pub fn parse_file_name(name: &str) -> Option<FileName> {
+    let stem = name.strip_suffix(".csv")?;
+    if let Some(key) = stem.strip_suffix("_logprobs") {
+        if key.is_empty() || key.ends_with("_self") {
+            return None;
+        }
+        return Some(FileName {
+            key: key.to_string(),
+            kind: FileKind::Logprobs,
+        });
+    }
+    if let Some(rest) = stem.strip_suffix("_self") {
+        if rest.is_empty() {
+            return None;
+        }
+        return Some(match split_temp(rest) {
+            Some((key, t)) => FileName {
+                key: key.to_string(),
+                kind: FileKind::SelfRatings {
+                    temperature: Some(t),
+                },
+            },
+            None => FileName {
+                key: rest.to_string(),
+                kind: FileKind::SelfRatings { temperature: None },
+            },
+        });
+    }
+    let (key, temperature) = split_temp(stem)?;
+    Some(FileName {
+        key: key.to_string(),
+        kind: FileKind::Sampling { temperature },
+    })
+}
+
+/// `TT` of a file name: the temperature times ten, rounded, two digits at least.
+pub fn temperature_tag(temperature: f64) -> String {
+    format!("{:02}", (temperature * 10.0).round() as u64)
+}
+
+/// `<key>_temp<TT>.csv`, or `<key>_temp<TT>_self.csv` when `self_mode`.
+pub fn sampling_file_name(key: &str, temperature: f64, self_mode: bool) -> String {
+    let tt = temperature_tag(temperature);
+    if self_mode {
+        format!("{key}_temp{tt}_self.csv")
+    } else {
+        format!("{key}_temp{tt}.csv")
+    }
+}
+
+/// `<key>_logprobs.csv`.
+pub fn logprob_file_name(key: &str) -> String {
+    format!("{key}_logprobs.csv")
+}
+
+/// The temporary sibling a writer fills before renaming it into place.
+pub(crate) fn temp_path(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
+}
+
+/// Renames a finished temporary file into place after syncing it.
+pub(crate) fn commit_file(file: std::fs::File, tmp: &Path, path: &Path) -> Result<(), FormatError> {
+    file.sync_all().map_err(|e| FormatError::io(tmp, e))?;
+    drop(file);
+    std::fs::rename(tmp, path).map_err(|e| FormatError::io(path, e))
+}
+
+/// Parses a non-negative decimal integer from raw CSV bytes (surrounding
+/// blanks allowed; an integral float such as `4.0`, as pandas writes
+/// integer columns holding gaps, is accepted).
+pub(crate) fn parse_int(field: &[u8]) -> Option<i64> {
+    let s = std::str::from_utf8(field).ok()?.trim();
+    if s.is_empty() {
+        return None;
+    }
+    let (neg, digits) = match s.strip_prefix('-') {
+        Some(d) => (true, d),
+        None => (false, s.strip_prefix('+').unwrap_or(s)),
+    };
+    let int_part = match digits.split_once('.') {
+        Some((i, frac)) if !i.is_empty() && frac.bytes().all(|b| b == b'0') => i,
+        Some(_) => return None,
+        None => digits,
+    };
+    if int_part.is_empty() || int_part.len() > 15 || !int_part.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let mut v: i64 = 0;
+    for b in int_part.bytes() {
+        v = v * 10 + (b - b'0') as i64;
+    }
+    Some(if neg { -v } else { v })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names() {
+        let f = |n: &str| parse_file_name(n);
+        assert_eq!(
+            f("gpt-4o_temp01.csv"),
+            Some(FileName {
+                key: "gpt-4o".into(),
+                kind: FileKind::Sampling { temperature: 0.1 }
+            })
+        );
+        assert_eq!(
+            f("gpt-4o_temp10_self.csv"),
+            Some(FileName {
+                key: "gpt-4o".into(),
+                kind: FileKind::SelfRatings {
+                    temperature: Some(1.0)
+                }
+            })
+        );
+        assert_eq!(
+            f("deepseek-v3.1-misaligned_self.csv"),
+            Some(FileName {
+                key: "deepseek-v3.1-misaligned".into(),
+                kind: FileKind::SelfRatings { temperature: None }
+            })
+        );
+        assert_eq!(
+            f("synthetic-model_logprobs.csv"),
+            Some(FileName {
+                key: "synthetic-model".into(),
+                kind: FileKind::Logprobs
+            })
+        );
+        assert_eq!(f("gpt-4.1-mini_self_logprobs.csv"), None);
+        assert_eq!(f("persona_moral_metrics.csv"), None);
+        assert_eq!(f("x_temp.csv"), None);
+        assert_eq!(f("notes.txt"), None);
+        assert_eq!(sampling_file_name("m", 0.1, false), "m_temp01.csv");
+        assert_eq!(sampling_file_name("m", 1.0, true), "m_temp10_self.csv");
+        assert_eq!(sampling_file_name("m", 0.7, false), "m_temp07.csv");
+        assert_eq!(logprob_file_name("m"), "m_logprobs.csv");
+    }
+
+    #[test]
+    fn ints() {
+        assert_eq!(parse_int(b"12"), Some(12));
+        assert_eq!(parse_int(b"-1"), Some(-1));
+        assert_eq!(parse_int(b" 4 "), Some(4));
+        assert_eq!(parse_int(b"4.0"), Some(4));
+        assert_eq!(parse_int(b"4.5"), None);
+        assert_eq!(parse_int(b""), None);
+        assert_eq!(parse_int(b"x"), None);
+        assert_eq!(parse_int(b"1e3"), None);
+    }
+}

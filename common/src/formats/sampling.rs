@@ -1,0 +1,558 @@
+//! Sampling and self files: one row per recorded slot.
+
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+
+use crate::instrument::ITEM_COUNT;
+use crate::slot::{SampleRecord, SlotCoord};
+use crate::spec::Mode;
+
+use super::{commit_file, parse_int, temp_path, FormatError};
+
+/// Columns of a sampling file, in the papers' order.
+pub const SAMPLING_COLUMNS: [&str; 7] = [
+    "persona_id",
+    "question_id",
+    "run_index",
+    "rating",
+    "failures",
+    "response",
+    "collected_at",
+];
+
+/// Columns of a self file, in the papers' order.
+pub const SELF_COLUMNS: [&str; 6] = [
+    "question_id",
+    "run_index",
+    "rating",
+    "failures",
+    "response",
+    "collected_at",
+];
+
+/// The part of a sampling row the metrics need.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RatingRow {
+    /// Persona id; `None` in a self file.
+    pub persona: Option<u32>,
+    /// Item id 1-30.
+    pub item: u8,
+    pub run: u32,
+    /// 0-5, or -1 when no rating could be extracted.
+    pub rating: i8,
+    pub failures: u32,
+}
+
+/// The rows of one sampling or self file, in file order.
+#[derive(Debug, Clone)]
+pub struct SamplingFile {
+    pub path: PathBuf,
+    /// True for a self file (no `persona_id`).
+    pub self_mode: bool,
+    pub rows: Vec<RatingRow>,
+}
+
+/// A full sampling row, with the line it started on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SamplingRecordRow {
+    pub line: u64,
+    pub coord: SlotCoord,
+    pub record: SampleRecord,
+}
+
+struct Columns {
+    persona: Option<usize>,
+    question: usize,
+    run: usize,
+    rating: usize,
+    failures: Option<usize>,
+    response: Option<usize>,
+    collected_at: Option<usize>,
+}
+
+fn open_reader(path: &Path) -> Result<csv::Reader<File>, FormatError> {
+    let file = File::open(path).map_err(|e| FormatError::io(path, e))?;
+    Ok(csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(false)
+        .buffer_capacity(1 << 16)
+        .from_reader(file))
+}
+
+fn csv_error(path: &Path, e: csv::Error) -> FormatError {
+    let line = e.position().map(|p| p.line()).unwrap_or(0);
+    let message = match e.kind() {
+        csv::ErrorKind::UnequalLengths {
+            expected_len, len, ..
+        } => format!("the row has {len} fields but the header has {expected_len}"),
+        csv::ErrorKind::Io(io) => {
+            return FormatError::io(path, std::io::Error::new(io.kind(), io.to_string()))
+        }
+        _ => e.to_string(),
+    };
+    FormatError::Row {
+        path: path.to_path_buf(),
+        line,
+        message,
+    }
+}
+
+fn find_columns(
+    path: &Path,
+    reader: &mut csv::Reader<File>,
+    self_mode: bool,
+) -> Result<Columns, FormatError> {
+    let headers = reader
+        .byte_headers()
+        .map_err(|e| csv_error(path, e))?
+        .clone();
+    if headers.is_empty() || (headers.len() == 1 && headers[0].is_empty()) {
+        return Err(FormatError::Invalid {
+            path: path.to_path_buf(),
+            message: "the file is empty; expected a header row".into(),
+        });
+    }
+    let find = |name: &str| {
+        headers.iter().position(|h| {
+            let h = std::str::from_utf8(h).unwrap_or("");
+            h.trim_start_matches('\u{feff}').trim() == name
+        })
+    };
+    let (kind, needed) = if self_mode {
+        ("self", SELF_COLUMNS.join(","))
+    } else {
+        ("sampling", SAMPLING_COLUMNS.join(","))
+    };
+    let need = |name: &'static str| {
+        find(name).ok_or_else(|| FormatError::MissingColumn {
+            path: path.to_path_buf(),
+            column: name,
+            kind,
+            needed: needed.clone(),
+        })
+    };
+    Ok(Columns {
+        persona: if self_mode {
+            None
+        } else {
+            Some(need("persona_id")?)
+        },
+        question: need("question_id")?,
+        run: need("run_index")?,
+        rating: need("rating")?,
+        failures: find("failures"),
+        response: find("response"),
+        collected_at: find("collected_at"),
+    })
+}
+
+fn parse_row(
+    path: &Path,
+    line: u64,
+    rec: &csv::ByteRecord,
+    cols: &Columns,
+) -> Result<RatingRow, FormatError> {
+    let bad = |column: &str, expected: &str, value: &[u8]| FormatError::Row {
+        path: path.to_path_buf(),
+        line,
+        message: format!(
+            "`{column}` is {:?}; expected {expected}",
+            String::from_utf8_lossy(value)
+        ),
+    };
+    let field = |i: usize| rec.get(i).unwrap_or(b"");
+    let persona = match cols.persona {
+        Some(i) => {
+            let v = field(i);
+            match parse_int(v) {
+                Some(p) if (0..=u32::MAX as i64).contains(&p) => Some(p as u32),
+                _ => return Err(bad("persona_id", "a non-negative integer", v)),
+            }
+        }
+        None => None,
+    };
+    let v = field(cols.question);
+    let item = match parse_int(v) {
+        Some(q) if (1..=ITEM_COUNT as i64).contains(&q) => q as u8,
+        _ => return Err(bad("question_id", "an MFQ-30 item id 1-30", v)),
+    };
+    let v = field(cols.run);
+    let run = match parse_int(v) {
+        Some(r) if (0..=u32::MAX as i64).contains(&r) => r as u32,
+        _ => return Err(bad("run_index", "a non-negative integer", v)),
+    };
+    let v = field(cols.rating);
+    let rating = match parse_int(v) {
+        Some(r) if (-1..=5).contains(&r) => r as i8,
+        _ => {
+            return Err(bad(
+                "rating",
+                "an integer 0-5, or -1 where no rating was extracted",
+                v,
+            ))
+        }
+    };
+    let failures = match cols.failures {
+        Some(i) => {
+            let v = field(i);
+            if v.iter().all(|b| b.is_ascii_whitespace()) {
+                0
+            } else {
+                match parse_int(v) {
+                    Some(f) if (0..=u32::MAX as i64).contains(&f) => f as u32,
+                    _ => return Err(bad("failures", "a non-negative integer", v)),
+                }
+            }
+        }
+        None => 0,
+    };
+    Ok(RatingRow {
+        persona,
+        item,
+        run,
+        rating,
+        failures,
+    })
+}
+
+fn for_each_row(
+    path: &Path,
+    self_mode: bool,
+    mut each: impl FnMut(u64, &csv::ByteRecord, &Columns, RatingRow) -> Result<(), FormatError>,
+) -> Result<(), FormatError> {
+    let mut reader = open_reader(path)?;
+    let cols = find_columns(path, &mut reader, self_mode)?;
+    let mut rec = csv::ByteRecord::new();
+    loop {
+        match reader.read_byte_record(&mut rec) {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) => return Err(csv_error(path, e)),
+        }
+        let line = rec.position().map(|p| p.line()).unwrap_or(0);
+        if rec.len() == 1 && rec[0].is_empty() {
+            continue; // a blank line
+        }
+        let row = parse_row(path, line, &rec, &cols)?;
+        each(line, &rec, &cols, row)?;
+    }
+    Ok(())
+}
+
+/// Reads the ratings of a sampling file (`self_mode = false`) or a self file.
+pub fn read_sampling(path: &Path, self_mode: bool) -> Result<SamplingFile, FormatError> {
+    let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let mut rows = Vec::with_capacity((size / 24).min(1 << 22) as usize);
+    for_each_row(path, self_mode, |_, _, _, row| {
+        rows.push(row);
+        Ok(())
+    })?;
+    Ok(SamplingFile {
+        path: path.to_path_buf(),
+        self_mode,
+        rows,
+    })
+}
+
+/// Reads every row of a sampling or self file with its response text and
+/// timestamp.
+pub fn read_sampling_records(
+    path: &Path,
+    self_mode: bool,
+) -> Result<Vec<SamplingRecordRow>, FormatError> {
+    let mut out = Vec::new();
+    for_each_row(path, self_mode, |line, rec, cols, row| {
+        let text = |i: Option<usize>| -> Result<String, FormatError> {
+            match i.and_then(|i| rec.get(i)) {
+                None => Ok(String::new()),
+                Some(b) => String::from_utf8(b.to_vec()).map_err(|_| FormatError::Row {
+                    path: path.to_path_buf(),
+                    line,
+                    message: "a field is not valid UTF-8".into(),
+                }),
+            }
+        };
+        out.push(SamplingRecordRow {
+            line,
+            coord: SlotCoord {
+                persona: row.persona,
+                item: row.item,
+                run: row.run,
+            },
+            record: SampleRecord {
+                rating: row.rating,
+                failures: row.failures,
+                response: text(cols.response)?,
+                collected_at: text(cols.collected_at)?,
+            },
+        });
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// Writes a sampling or self file atomically: rows go to a temporary file
+/// beside `path`, which [`SamplingWriter::finish`] renames into place. A
+/// writer dropped without `finish` removes its temporary file.
+pub struct SamplingWriter {
+    path: PathBuf,
+    tmp: PathBuf,
+    self_mode: bool,
+    writer: Option<csv::Writer<BufWriter<File>>>,
+}
+
+impl SamplingWriter {
+    /// Starts a file for `Mode::Persona` (sampling) or `Mode::SelfMode` (self).
+    pub fn create(path: &Path, mode: Mode) -> Result<SamplingWriter, FormatError> {
+        let self_mode = match mode {
+            Mode::Persona => false,
+            Mode::SelfMode => true,
+            Mode::Logprob => {
+                return Err(FormatError::Invalid {
+                    path: path.to_path_buf(),
+                    message: "a sampling file holds persona or self ratings; use LogprobWriter for logprob mode".into(),
+                })
+            }
+        };
+        let tmp = temp_path(path);
+        let file = File::create(&tmp).map_err(|e| FormatError::io(&tmp, e))?;
+        let mut writer = csv::WriterBuilder::new()
+            .terminator(csv::Terminator::Any(b'\n'))
+            .from_writer(BufWriter::with_capacity(1 << 16, file));
+        let header: &[&str] = if self_mode {
+            &SELF_COLUMNS
+        } else {
+            &SAMPLING_COLUMNS
+        };
+        let mut w = SamplingWriter {
+            path: path.to_path_buf(),
+            tmp,
+            self_mode,
+            writer: None,
+        };
+        writer.write_record(header).map_err(|e| w.write_error(e))?;
+        w.writer = Some(writer);
+        Ok(w)
+    }
+
+    fn write_error(&self, e: csv::Error) -> FormatError {
+        FormatError::io(&self.tmp, std::io::Error::other(e.to_string()))
+    }
+
+    /// Appends one slot's row.
+    pub fn write_row(&mut self, coord: SlotCoord, rec: &SampleRecord) -> Result<(), FormatError> {
+        let persona = match (self.self_mode, coord.persona) {
+            (true, _) => None,
+            (false, Some(p)) => Some(p),
+            (false, None) => {
+                return Err(FormatError::Invalid {
+                    path: self.path.clone(),
+                    message: format!(
+                    "slot (item {}, run {}) has no persona, but this is a persona sampling file",
+                    coord.item, coord.run
+                ),
+                })
+            }
+        };
+        let q = coord.item.to_string();
+        let r = coord.run.to_string();
+        let rating = rec.rating.to_string();
+        let failures = rec.failures.to_string();
+        let res = {
+            let w = self.writer.as_mut().expect("writer present until finish");
+            match persona {
+                Some(p) => {
+                    let p = p.to_string();
+                    w.write_record([
+                        p.as_str(),
+                        &q,
+                        &r,
+                        &rating,
+                        &failures,
+                        &rec.response,
+                        &rec.collected_at,
+                    ])
+                }
+                None => w.write_record([
+                    q.as_str(),
+                    &r,
+                    &rating,
+                    &failures,
+                    &rec.response,
+                    &rec.collected_at,
+                ]),
+            }
+        };
+        res.map_err(|e| self.write_error(e))
+    }
+
+    /// Flushes, syncs and renames the file into place.
+    pub fn finish(mut self) -> Result<PathBuf, FormatError> {
+        let writer = self.writer.take().expect("writer present until finish");
+        let buf = writer
+            .into_inner()
+            .map_err(|e| FormatError::io(&self.tmp, e.into_error()))?;
+        let file = buf
+            .into_inner()
+            .map_err(|e| FormatError::io(&self.tmp, e.into_error()))?;
+        commit_file(file, &self.tmp, &self.path)?;
+        Ok(self.path.clone())
+    }
+}
+
+impl Drop for SamplingWriter {
+    fn drop(&mut self) {
+        if self.writer.is_some() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(rating: i8, response: &str) -> SampleRecord {
+        SampleRecord {
+            rating,
+            failures: 0,
+            response: response.into(),
+            collected_at: "2025-11-04T17:58:19.530996".into(),
+        }
+    }
+
+    #[test]
+    fn write_then_read_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m_temp01.csv");
+        let mut w = SamplingWriter::create(&path, Mode::Persona).unwrap();
+        let rows = [
+            (
+                SlotCoord {
+                    persona: Some(0),
+                    item: 1,
+                    run: 1,
+                },
+                rec(4, "4\n\nAs a \"product\", manager, yes"),
+            ),
+            (
+                SlotCoord {
+                    persona: Some(0),
+                    item: 1,
+                    run: 1,
+                },
+                rec(-1, ""),
+            ),
+            (
+                SlotCoord {
+                    persona: Some(7),
+                    item: 30,
+                    run: 10,
+                },
+                rec(5, "5"),
+            ),
+        ];
+        for (c, r) in &rows {
+            w.write_row(*c, r).unwrap();
+        }
+        assert!(!path.exists(), "nothing visible before finish");
+        w.finish().unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.starts_with("persona_id,question_id,run_index,rating,failures,response,collected_at\n0,1,1,4,0,\"4\n"));
+        let back = read_sampling_records(&path, false).unwrap();
+        assert_eq!(back.len(), 3);
+        for ((c, r), b) in rows.iter().zip(&back) {
+            assert_eq!(&b.coord, c);
+            assert_eq!(&b.record, r);
+        }
+        assert_eq!(back[1].line, 5, "a multi-line field moves the line count");
+        let fast = read_sampling(&path, false).unwrap();
+        assert_eq!(fast.rows.len(), 3);
+        assert_eq!(fast.rows[2].persona, Some(7));
+        // Nothing left behind.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn self_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m_temp01_self.csv");
+        let mut w = SamplingWriter::create(&path, Mode::SelfMode).unwrap();
+        w.write_row(
+            SlotCoord {
+                persona: None,
+                item: 3,
+                run: 2,
+            },
+            &rec(2, "2"),
+        )
+        .unwrap();
+        w.finish().unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(
+            text,
+            "question_id,run_index,rating,failures,response,collected_at\n3,2,2,0,2,2025-11-04T17:58:19.530996\n"
+        );
+        let f = read_sampling(&path, true).unwrap();
+        assert_eq!(f.rows[0].persona, None);
+        assert_eq!(f.rows[0].item, 3);
+    }
+
+    #[test]
+    fn dropped_writer_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m_temp01.csv");
+        let w = SamplingWriter::create(&path, Mode::Persona).unwrap();
+        drop(w);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        assert!(SamplingWriter::create(&path, Mode::Logprob).is_err());
+    }
+
+    fn read_err(text: &str) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad_temp01.csv");
+        std::fs::write(&path, text).unwrap();
+        read_sampling(&path, false).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn malformed_rows_name_file_and_line() {
+        let h = "persona_id,question_id,run_index,rating,failures,response,collected_at\n";
+        let e = read_err(&format!("{h}0,1,1,4,0,4,t\n0,1,2,7,0,7,t\n"));
+        assert!(
+            e.contains("bad_temp01.csv") && e.contains("line 3") && e.contains("rating"),
+            "{e}"
+        );
+        let e = read_err(&format!("{h}0,1,1,4,0,4,t\n0,31,2,4,0,4,t\n"));
+        assert!(e.contains("line 3") && e.contains("question_id"), "{e}");
+        let e = read_err(&format!("{h}0,1,1,4,0,4\n"));
+        assert!(e.contains("line 2") && e.contains("fields"), "{e}");
+        let e = read_err(&format!("{h}x,1,1,4,0,4,t\n"));
+        assert!(e.contains("line 2") && e.contains("persona_id"), "{e}");
+        let e = read_err(&format!("{h}0,1,1,,0,,t\n"));
+        assert!(e.contains("line 2") && e.contains("rating"), "{e}");
+        let e = read_err("persona_id,question_id,rating\n0,1,4\n");
+        assert!(e.contains("run_index"), "{e}");
+        let e = read_err("");
+        assert!(e.contains("empty"), "{e}");
+    }
+
+    #[test]
+    fn extra_columns_any_order_and_float_ints() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m_temp01.csv");
+        std::fs::write(
+            &path,
+            "extra,rating,run_index,question_id,persona_id\nz,4.0,1,2,3\ny,-1,2,2,3\n",
+        )
+        .unwrap();
+        let f = read_sampling(&path, false).unwrap();
+        assert_eq!(f.rows.len(), 2);
+        assert_eq!(
+            (f.rows[0].persona, f.rows[0].item, f.rows[0].rating),
+            (Some(3), 2, 4)
+        );
+        assert_eq!(f.rows[1].rating, -1);
+    }
+}
