@@ -1,0 +1,139 @@
+//! The ops HTTP endpoints every long-running role serves (`--ops-listen`):
+//!
+//! - [`METRICS_PATH`]: the Prometheus metrics ([`Metrics::encode`]);
+//! - [`HEALTHZ_PATH`]: liveness, 200 while the process and its async runtime
+//!   answer at all (a wedged runtime stops answering and gets restarted);
+//! - [`READYZ_PATH`]: readiness, 200 only while the role's own check passes
+//!   (the coordinator: its store answers; a worker: it is not draining), 503
+//!   otherwise. A check that takes longer than [`READY_TIMEOUT`] counts as
+//!   not ready.
+//!
+//! The Kubernetes manifests under `deploy/` point their probes and scrape
+//! annotations at these paths; a test checks they agree.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use tokio::net::TcpListener;
+
+use crate::metrics::{Metrics, CONTENT_TYPE};
+
+/// Where the metrics are served.
+pub const METRICS_PATH: &str = "/metrics";
+/// Liveness.
+pub const HEALTHZ_PATH: &str = "/healthz";
+/// Readiness.
+pub const READYZ_PATH: &str = "/readyz";
+/// The ops port the container images and manifests use.
+pub const DEFAULT_OPS_PORT: u16 = 9464;
+/// How long a readiness check may take before it counts as failed.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(3);
+
+type ReadyFuture = Pin<Box<dyn Future<Output = bool> + Send>>;
+type ReadyFn = Arc<dyn Fn() -> ReadyFuture + Send + Sync>;
+
+#[derive(Clone)]
+struct OpsState {
+    metrics: Metrics,
+    ready: ReadyFn,
+}
+
+/// The ops routes as an axum router (for embedding in another server).
+pub fn router<R, Fut>(metrics: Metrics, ready: R) -> Router
+where
+    R: Fn() -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = bool> + Send + 'static,
+{
+    let ready: ReadyFn = Arc::new(move || Box::pin(ready()) as ReadyFuture);
+    Router::new()
+        .route(METRICS_PATH, get(metrics_handler))
+        .route(HEALTHZ_PATH, get(healthz))
+        .route(READYZ_PATH, get(readyz))
+        .with_state(OpsState { metrics, ready })
+}
+
+async fn metrics_handler(State(s): State<OpsState>) -> Response {
+    ([(header::CONTENT_TYPE, CONTENT_TYPE)], s.metrics.encode()).into_response()
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(s): State<OpsState>) -> Response {
+    match tokio::time::timeout(READY_TIMEOUT, (s.ready)()).await {
+        Ok(true) => (StatusCode::OK, "ready\n").into_response(),
+        Ok(false) => (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response(),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: the readiness check timed out\n",
+        )
+            .into_response(),
+    }
+}
+
+/// Serves the ops endpoints on `listener` until `shutdown` resolves.
+pub async fn serve_ops<R, Fut, S>(
+    listener: TcpListener,
+    metrics: Metrics,
+    ready: R,
+    shutdown: S,
+) -> std::io::Result<()>
+where
+    R: Fn() -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = bool> + Send + 'static,
+    S: Future<Output = ()> + Send + 'static,
+{
+    axum::serve(listener, router(metrics, ready))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// A running ops server (see [`spawn_ops`]).
+#[derive(Debug)]
+pub struct OpsServer {
+    /// The address it listens on (useful with port 0).
+    pub local_addr: SocketAddr,
+    /// The server task; it ends when the shutdown future resolves.
+    pub task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+/// Binds `addr` (e.g. `0.0.0.0:9464`) and serves the ops endpoints in a
+/// background task until `shutdown` resolves. Must be called inside a tokio
+/// runtime. The error names the address when it cannot be bound.
+pub async fn spawn_ops<R, Fut, S>(
+    addr: &str,
+    metrics: Metrics,
+    ready: R,
+    shutdown: S,
+) -> Result<OpsServer, crate::TelemetryError>
+where
+    R: Fn() -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = bool> + Send + 'static,
+    S: Future<Output = ()> + Send + 'static,
+{
+    let listener =
+        TcpListener::bind(addr)
+            .await
+            .map_err(|source| crate::TelemetryError::OpsBind {
+                addr: addr.to_string(),
+                source,
+            })?;
+    let local_addr = listener
+        .local_addr()
+        .map_err(|source| crate::TelemetryError::OpsBind {
+            addr: addr.to_string(),
+            source,
+        })?;
+    tracing::info!(%local_addr, "ops endpoints: {METRICS_PATH} {HEALTHZ_PATH} {READYZ_PATH}");
+    let task = tokio::spawn(serve_ops(listener, metrics, ready, shutdown));
+    Ok(OpsServer { local_addr, task })
+}
