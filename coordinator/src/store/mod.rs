@@ -19,9 +19,37 @@
 //! or MULTI per call; embedded: one write transaction), which is what makes
 //! "nothing lost, nothing twice" hold across crashes.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use moralsweep_common::Mode;
 use serde::{Deserialize, Serialize};
+
+pub mod embedded;
+
+pub use self::embedded::EmbeddedStore;
+
+/// Opens the store `target` names: a `redis://` / `rediss://` /
+/// `redis+unix://` URL connects to Redis, anything else is the path of an
+/// embedded store file (created if missing).
+pub async fn open_store(target: &str) -> StoreResult<Arc<dyn Store>> {
+    let lower = target.to_ascii_lowercase();
+    if lower.starts_with("redis://")
+        || lower.starts_with("rediss://")
+        || lower.starts_with("redis+unix://")
+        || lower.starts_with("unix://")
+    {
+        Err(StoreError::Backend(format!(
+            "{target}: the Redis store is not built yet"
+        )))
+    } else {
+        let path = target.to_string();
+        let store = tokio::task::spawn_blocking(move || EmbeddedStore::open(path))
+            .await
+            .map_err(|e| StoreError::Backend(format!("opening the embedded store: {e}")))??;
+        Ok(Arc::new(store))
+    }
+}
 
 /// (sweep, model key, mode): the unit whose slots are numbered densely.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -61,7 +89,8 @@ pub type StoreResult<T> = Result<T, StoreError>;
 pub trait Store: Send + Sync + 'static {
     /// Saves a new sweep record; `false` (and no change) if `sweep` exists.
     async fn create_sweep(&self, sweep: &str, record: &[u8]) -> StoreResult<bool>;
-    /// Replaces an existing sweep record (state changes).
+    /// Replaces an existing sweep record (state changes). Does nothing if
+    /// `sweep` does not exist (e.g. it was deleted meanwhile).
     async fn update_sweep(&self, sweep: &str, record: &[u8]) -> StoreResult<()>;
     async fn load_sweep(&self, sweep: &str) -> StoreResult<Option<Vec<u8>>>;
     /// All sweep ids, sorted.
@@ -73,7 +102,8 @@ pub trait Store: Send + Sync + 'static {
     /// queue, then fresh ones from the cursor up to `total`), skipping slots
     /// already recorded, and stores them as lease `lease_id` held by
     /// `worker` until `deadline_ms`. Returns the granted slots (possibly
-    /// none); no lease is stored when none are granted.
+    /// none); no lease is stored when none are granted. A `lease_id` that
+    /// names a live lease is an error (ids must be unique).
     async fn grant(
         &self,
         unit: &UnitKey,

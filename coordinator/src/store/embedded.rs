@@ -1,0 +1,601 @@
+//! The embedded store: one file on disk, no server, for `moralsweep run`.
+//!
+//! Backed by [redb](https://docs.rs/redb): every [`Store`] method is one
+//! redb write transaction committed with `Durability::Immediate` (the data is
+//! on disk when the call returns), so a `kill -9` at any moment leaves a file
+//! that opens again and holds every acknowledged write. redb is synchronous;
+//! each call runs on tokio's blocking pool and redb serialises the writers.
+//!
+//! Tables (keys are byte strings built by [`unit_prefix`], so one unit's
+//! rows are contiguous and in slot order):
+//! - `sweeps`: sweep id -> sweep record;
+//! - `units`: unit prefix -> (cursor, done counter);
+//! - `retry`: unit prefix ++ slot (big-endian) -> () — the retry queue,
+//!   taken lowest slot first;
+//! - `results`: unit prefix ++ slot (big-endian) -> record bytes;
+//! - `leases`: lease id -> the [`Lease`] as JSON;
+//! - `deadlines`: (deadline, lease id) -> (), the expiry index.
+
+use std::collections::HashSet;
+use std::fmt::Display;
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use moralsweep_common::Mode;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+
+use super::{Lease, Store, StoreError, StoreResult, UnitKey};
+
+const SWEEPS: TableDefinition<&str, &[u8]> = TableDefinition::new("sweeps");
+const UNITS: TableDefinition<&[u8], (u32, u64)> = TableDefinition::new("units");
+const RETRY: TableDefinition<&[u8], ()> = TableDefinition::new("retry");
+const RESULTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("results");
+const LEASES: TableDefinition<&str, &[u8]> = TableDefinition::new("leases");
+const DEADLINES: TableDefinition<(u64, &str), ()> = TableDefinition::new("deadlines");
+
+/// A [`Store`] in one local file.
+#[derive(Clone)]
+pub struct EmbeddedStore {
+    /// Shared with the blocking tasks that run each transaction.
+    db: Arc<Database>,
+    /// For error messages.
+    path: Arc<PathBuf>,
+}
+
+impl std::fmt::Debug for EmbeddedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedStore")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+fn backend(path: &Path, e: impl Display) -> StoreError {
+    StoreError::Backend(format!("embedded store {}: {e}", path.display()))
+}
+
+fn mode_byte(mode: Mode) -> u8 {
+    match mode {
+        Mode::Persona => 0,
+        Mode::SelfMode => 1,
+        Mode::Logprob => 2,
+    }
+}
+
+/// The key prefix shared by every row of one sweep: length-prefixed so no
+/// sweep id's prefix is another's.
+fn sweep_prefix(sweep: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(4 + sweep.len());
+    k.extend_from_slice(&(sweep.len() as u32).to_be_bytes());
+    k.extend_from_slice(sweep.as_bytes());
+    k
+}
+
+/// The key prefix of one unit's rows.
+fn unit_prefix(unit: &UnitKey) -> Vec<u8> {
+    let mut k = sweep_prefix(&unit.sweep);
+    k.extend_from_slice(&(unit.model.len() as u32).to_be_bytes());
+    k.extend_from_slice(unit.model.as_bytes());
+    k.push(mode_byte(unit.mode));
+    k
+}
+
+fn slot_key(prefix: &[u8], slot: u32) -> Vec<u8> {
+    let mut k = Vec::with_capacity(prefix.len() + 4);
+    k.extend_from_slice(prefix);
+    k.extend_from_slice(&slot.to_be_bytes());
+    k
+}
+
+fn slot_of(key: &[u8]) -> u32 {
+    let n = key.len();
+    u32::from_be_bytes([key[n - 4], key[n - 3], key[n - 2], key[n - 1]])
+}
+
+/// The key range of every key starting with `prefix`.
+fn prefix_range(prefix: &[u8]) -> (Bound<Vec<u8>>, Bound<Vec<u8>>) {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return (Bound::Included(prefix.to_vec()), Bound::Excluded(end));
+        }
+    }
+    (Bound::Included(prefix.to_vec()), Bound::Unbounded)
+}
+
+fn as_slices(r: &(Bound<Vec<u8>>, Bound<Vec<u8>>)) -> (Bound<&[u8]>, Bound<&[u8]>) {
+    fn one(b: &Bound<Vec<u8>>) -> Bound<&[u8]> {
+        match b {
+            Bound::Included(v) => Bound::Included(v.as_slice()),
+            Bound::Excluded(v) => Bound::Excluded(v.as_slice()),
+            Bound::Unbounded => Bound::Unbounded,
+        }
+    }
+    (one(&r.0), one(&r.1))
+}
+
+fn encode_lease(lease: &Lease) -> StoreResult<Vec<u8>> {
+    serde_json::to_vec(lease).map_err(|e| StoreError::Backend(format!("encoding lease: {e}")))
+}
+
+fn decode_lease(id: &str, bytes: &[u8]) -> StoreResult<Lease> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(format!("lease {id}: {e}")))
+}
+
+impl EmbeddedStore {
+    /// Opens (or creates) the store file at `path`. A file left by a process
+    /// killed mid-write is repaired by redb on open.
+    pub fn open(path: impl AsRef<Path>) -> StoreResult<Self> {
+        let path = path.as_ref().to_path_buf();
+        if let Some(parent) = path.parent() {
+            if !parent.as_os_str().is_empty() && !parent.exists() {
+                std::fs::create_dir_all(parent).map_err(|e| {
+                    backend(
+                        &path,
+                        format!("cannot create directory {}: {e}", parent.display()),
+                    )
+                })?;
+            }
+        }
+        let db = Database::create(&path).map_err(|e| backend(&path, e))?;
+        // Create every table up front so read transactions find them.
+        let txn = db.begin_write().map_err(|e| backend(&path, e))?;
+        {
+            txn.open_table(SWEEPS).map_err(|e| backend(&path, e))?;
+            txn.open_table(UNITS).map_err(|e| backend(&path, e))?;
+            txn.open_table(RETRY).map_err(|e| backend(&path, e))?;
+            txn.open_table(RESULTS).map_err(|e| backend(&path, e))?;
+            txn.open_table(LEASES).map_err(|e| backend(&path, e))?;
+            txn.open_table(DEADLINES).map_err(|e| backend(&path, e))?;
+        }
+        txn.commit().map_err(|e| backend(&path, e))?;
+        Ok(Self {
+            db: Arc::new(db),
+            path: Arc::new(path),
+        })
+    }
+
+    /// The file this store lives in.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` in one write transaction on the blocking pool and commits it
+    /// durably when `f` succeeds (dropping it, i.e. aborting, otherwise).
+    async fn write<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&WriteTransaction, &Path) -> StoreResult<T> + Send + 'static,
+    {
+        let db = self.db.clone();
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let txn = db.begin_write().map_err(|e| backend(&path, e))?;
+            let out = f(&txn, &path)?;
+            txn.commit().map_err(|e| backend(&path, e))?;
+            Ok(out)
+        })
+        .await
+        .map_err(|e| backend(&self.path, format!("store task failed: {e}")))?
+    }
+
+    /// Runs `f` in one read transaction on the blocking pool.
+    async fn read<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&redb::ReadTransaction, &Path) -> StoreResult<T> + Send + 'static,
+    {
+        let db = self.db.clone();
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let txn = db.begin_read().map_err(|e| backend(&path, e))?;
+            f(&txn, &path)
+        })
+        .await
+        .map_err(|e| backend(&self.path, format!("store task failed: {e}")))?
+    }
+}
+
+/// Deletes lease `id` (and its deadline entry) and puts its unrecorded
+/// slots on its unit's retry queue. Returns the lease as it was.
+fn release_in(txn: &WriteTransaction, path: &Path, id: &str) -> StoreResult<Option<(Lease, u32)>> {
+    let be = |e: &dyn Display| backend(path, e);
+    let mut leases = txn.open_table(LEASES).map_err(|e| be(&e))?;
+    let lease = match leases.remove(id).map_err(|e| be(&e))? {
+        Some(bytes) => decode_lease(id, bytes.value())?,
+        None => return Ok(None),
+    };
+    let mut deadlines = txn.open_table(DEADLINES).map_err(|e| be(&e))?;
+    deadlines
+        .remove((lease.deadline_ms, id))
+        .map_err(|e| be(&e))?;
+    let results = txn.open_table(RESULTS).map_err(|e| be(&e))?;
+    let mut retry = txn.open_table(RETRY).map_err(|e| be(&e))?;
+    let prefix = unit_prefix(&lease.unit);
+    let mut requeued = 0;
+    for &slot in &lease.slots {
+        let key = slot_key(&prefix, slot);
+        if results.get(key.as_slice()).map_err(|e| be(&e))?.is_none() {
+            retry.insert(key.as_slice(), ()).map_err(|e| be(&e))?;
+            requeued += 1;
+        }
+    }
+    Ok(Some((lease, requeued)))
+}
+
+#[async_trait]
+impl Store for EmbeddedStore {
+    async fn create_sweep(&self, sweep: &str, record: &[u8]) -> StoreResult<bool> {
+        let (sweep, record) = (sweep.to_string(), record.to_vec());
+        self.write(move |txn, path| {
+            let mut t = txn.open_table(SWEEPS).map_err(|e| backend(path, e))?;
+            if t.get(sweep.as_str())
+                .map_err(|e| backend(path, e))?
+                .is_some()
+            {
+                return Ok(false);
+            }
+            t.insert(sweep.as_str(), record.as_slice())
+                .map_err(|e| backend(path, e))?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn update_sweep(&self, sweep: &str, record: &[u8]) -> StoreResult<()> {
+        let (sweep, record) = (sweep.to_string(), record.to_vec());
+        self.write(move |txn, path| {
+            let mut t = txn.open_table(SWEEPS).map_err(|e| backend(path, e))?;
+            if t.get(sweep.as_str())
+                .map_err(|e| backend(path, e))?
+                .is_some()
+            {
+                t.insert(sweep.as_str(), record.as_slice())
+                    .map_err(|e| backend(path, e))?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn load_sweep(&self, sweep: &str) -> StoreResult<Option<Vec<u8>>> {
+        let sweep = sweep.to_string();
+        self.read(move |txn, path| {
+            let t = txn.open_table(SWEEPS).map_err(|e| backend(path, e))?;
+            let v = t.get(sweep.as_str()).map_err(|e| backend(path, e))?;
+            Ok(v.map(|v| v.value().to_vec()))
+        })
+        .await
+    }
+
+    async fn sweep_ids(&self) -> StoreResult<Vec<String>> {
+        self.read(move |txn, path| {
+            let t = txn.open_table(SWEEPS).map_err(|e| backend(path, e))?;
+            let mut ids = Vec::new();
+            for row in t.iter().map_err(|e| backend(path, e))? {
+                let (k, _) = row.map_err(|e| backend(path, e))?;
+                ids.push(k.value().to_string());
+            }
+            Ok(ids)
+        })
+        .await
+    }
+
+    async fn delete_sweep(&self, sweep: &str) -> StoreResult<()> {
+        let sweep = sweep.to_string();
+        self.write(move |txn, path| {
+            let be = |e: &dyn Display| backend(path, e);
+            txn.open_table(SWEEPS)
+                .map_err(|e| be(&e))?
+                .remove(sweep.as_str())
+                .map_err(|e| be(&e))?;
+            let range = prefix_range(&sweep_prefix(&sweep));
+            txn.open_table(UNITS)
+                .map_err(|e| be(&e))?
+                .retain_in::<&[u8], _>(as_slices(&range), |_, _| false)
+                .map_err(|e| be(&e))?;
+            txn.open_table(RETRY)
+                .map_err(|e| be(&e))?
+                .retain_in::<&[u8], _>(as_slices(&range), |_, _| false)
+                .map_err(|e| be(&e))?;
+            txn.open_table(RESULTS)
+                .map_err(|e| be(&e))?
+                .retain_in::<&[u8], _>(as_slices(&range), |_, _| false)
+                .map_err(|e| be(&e))?;
+            let mut leases = txn.open_table(LEASES).map_err(|e| be(&e))?;
+            let mut doomed = Vec::new();
+            for row in leases.iter().map_err(|e| be(&e))? {
+                let (k, v) = row.map_err(|e| be(&e))?;
+                let lease = decode_lease(k.value(), v.value())?;
+                if lease.unit.sweep == sweep {
+                    doomed.push((lease.id, lease.deadline_ms));
+                }
+            }
+            let mut deadlines = txn.open_table(DEADLINES).map_err(|e| be(&e))?;
+            for (id, deadline) in doomed {
+                leases.remove(id.as_str()).map_err(|e| be(&e))?;
+                deadlines
+                    .remove((deadline, id.as_str()))
+                    .map_err(|e| be(&e))?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn grant(
+        &self,
+        unit: &UnitKey,
+        total: u32,
+        max: u32,
+        lease_id: &str,
+        worker: &str,
+        deadline_ms: u64,
+    ) -> StoreResult<Vec<u32>> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let unit = unit.clone();
+        let (lease_id, worker) = (lease_id.to_string(), worker.to_string());
+        self.write(move |txn, path| {
+            let be = |e: &dyn Display| backend(path, e);
+            let mut leases = txn.open_table(LEASES).map_err(|e| be(&e))?;
+            if leases.get(lease_id.as_str()).map_err(|e| be(&e))?.is_some() {
+                return Err(StoreError::Backend(format!(
+                    "lease id {lease_id} is already in use; lease ids must be unique"
+                )));
+            }
+            let prefix = unit_prefix(&unit);
+            let results = txn.open_table(RESULTS).map_err(|e| be(&e))?;
+            let recorded = |slot: u32| -> StoreResult<bool> {
+                Ok(results
+                    .get(slot_key(&prefix, slot).as_slice())
+                    .map_err(|e| be(&e))?
+                    .is_some())
+            };
+            let mut granted = Vec::new();
+
+            // The retry queue first, lowest slot first.
+            let mut retry = txn.open_table(RETRY).map_err(|e| be(&e))?;
+            let range = prefix_range(&prefix);
+            let mut taken = Vec::new();
+            for row in retry
+                .range::<&[u8]>(as_slices(&range))
+                .map_err(|e| be(&e))?
+            {
+                if granted.len() >= max as usize {
+                    break;
+                }
+                let (k, _) = row.map_err(|e| be(&e))?;
+                let slot = slot_of(k.value());
+                taken.push(k.value().to_vec());
+                if slot < total && !recorded(slot)? {
+                    granted.push(slot);
+                }
+            }
+            for k in taken {
+                retry.remove(k.as_slice()).map_err(|e| be(&e))?;
+            }
+
+            // Then fresh slots from the cursor.
+            let mut units = txn.open_table(UNITS).map_err(|e| be(&e))?;
+            let (mut cursor, done) = units
+                .get(prefix.as_slice())
+                .map_err(|e| be(&e))?
+                .map(|v| v.value())
+                .unwrap_or((0, 0));
+            while granted.len() < max as usize && cursor < total {
+                if !recorded(cursor)? {
+                    granted.push(cursor);
+                }
+                cursor += 1;
+            }
+            units
+                .insert(prefix.as_slice(), (cursor, done))
+                .map_err(|e| be(&e))?;
+
+            if !granted.is_empty() {
+                let lease = Lease {
+                    id: lease_id.clone(),
+                    unit: unit.clone(),
+                    worker,
+                    slots: granted.clone(),
+                    deadline_ms,
+                };
+                leases
+                    .insert(lease_id.as_str(), encode_lease(&lease)?.as_slice())
+                    .map_err(|e| be(&e))?;
+                txn.open_table(DEADLINES)
+                    .map_err(|e| be(&e))?
+                    .insert((deadline_ms, lease_id.as_str()), ())
+                    .map_err(|e| be(&e))?;
+            }
+            Ok(granted)
+        })
+        .await
+    }
+
+    async fn record(
+        &self,
+        unit: &UnitKey,
+        lease_id: Option<&str>,
+        results: &[(u32, Vec<u8>)],
+    ) -> StoreResult<Vec<bool>> {
+        if results.is_empty() {
+            return Ok(Vec::new());
+        }
+        let unit = unit.clone();
+        let lease_id = lease_id.map(str::to_string);
+        let results = results.to_vec();
+        self.write(move |txn, path| {
+            let be = |e: &dyn Display| backend(path, e);
+            let prefix = unit_prefix(&unit);
+            let mut table = txn.open_table(RESULTS).map_err(|e| be(&e))?;
+            let mut newly = Vec::with_capacity(results.len());
+            let mut added = 0u64;
+            for (slot, bytes) in &results {
+                let key = slot_key(&prefix, *slot);
+                let exists = table.get(key.as_slice()).map_err(|e| be(&e))?.is_some();
+                if !exists {
+                    table
+                        .insert(key.as_slice(), bytes.as_slice())
+                        .map_err(|e| be(&e))?;
+                    added += 1;
+                }
+                newly.push(!exists);
+            }
+            if added > 0 {
+                let mut units = txn.open_table(UNITS).map_err(|e| be(&e))?;
+                let (cursor, done) = units
+                    .get(prefix.as_slice())
+                    .map_err(|e| be(&e))?
+                    .map(|v| v.value())
+                    .unwrap_or((0, 0));
+                units
+                    .insert(prefix.as_slice(), (cursor, done + added))
+                    .map_err(|e| be(&e))?;
+            }
+            if let Some(id) = lease_id {
+                let mut leases = txn.open_table(LEASES).map_err(|e| be(&e))?;
+                let lease = match leases.get(id.as_str()).map_err(|e| be(&e))? {
+                    Some(v) => Some(decode_lease(&id, v.value())?),
+                    None => None,
+                };
+                if let Some(mut lease) = lease.filter(|l| l.unit == unit) {
+                    let reported: HashSet<u32> = results.iter().map(|(s, _)| *s).collect();
+                    lease.slots.retain(|s| !reported.contains(s));
+                    if lease.slots.is_empty() {
+                        leases.remove(id.as_str()).map_err(|e| be(&e))?;
+                        txn.open_table(DEADLINES)
+                            .map_err(|e| be(&e))?
+                            .remove((lease.deadline_ms, id.as_str()))
+                            .map_err(|e| be(&e))?;
+                    } else {
+                        leases
+                            .insert(id.as_str(), encode_lease(&lease)?.as_slice())
+                            .map_err(|e| be(&e))?;
+                    }
+                }
+            }
+            Ok(newly)
+        })
+        .await
+    }
+
+    async fn extend(&self, lease_id: &str, deadline_ms: u64) -> StoreResult<bool> {
+        let id = lease_id.to_string();
+        self.write(move |txn, path| {
+            let be = |e: &dyn Display| backend(path, e);
+            let mut leases = txn.open_table(LEASES).map_err(|e| be(&e))?;
+            let mut lease = match leases.get(id.as_str()).map_err(|e| be(&e))? {
+                Some(v) => decode_lease(&id, v.value())?,
+                None => return Ok(false),
+            };
+            let mut deadlines = txn.open_table(DEADLINES).map_err(|e| be(&e))?;
+            deadlines
+                .remove((lease.deadline_ms, id.as_str()))
+                .map_err(|e| be(&e))?;
+            deadlines
+                .insert((deadline_ms, id.as_str()), ())
+                .map_err(|e| be(&e))?;
+            lease.deadline_ms = deadline_ms;
+            leases
+                .insert(id.as_str(), encode_lease(&lease)?.as_slice())
+                .map_err(|e| be(&e))?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn release(&self, lease_id: &str) -> StoreResult<u32> {
+        let id = lease_id.to_string();
+        self.write(move |txn, path| Ok(release_in(txn, path, &id)?.map_or(0, |(_, n)| n)))
+            .await
+    }
+
+    async fn reclaim_expired(&self, now_ms: u64) -> StoreResult<Vec<Lease>> {
+        self.write(move |txn, path| {
+            let be = |e: &dyn Display| backend(path, e);
+            let mut expired = Vec::new();
+            {
+                let deadlines = txn.open_table(DEADLINES).map_err(|e| be(&e))?;
+                for row in deadlines.range(..(now_ms, "")).map_err(|e| be(&e))? {
+                    let (k, _) = row.map_err(|e| be(&e))?;
+                    expired.push(k.value().1.to_string());
+                }
+            }
+            let mut out = Vec::with_capacity(expired.len());
+            for id in expired {
+                if let Some((lease, _)) = release_in(txn, path, &id)? {
+                    out.push(lease);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn leases(&self) -> StoreResult<Vec<Lease>> {
+        self.read(move |txn, path| {
+            let t = txn.open_table(LEASES).map_err(|e| backend(path, e))?;
+            let mut out = Vec::new();
+            for row in t.iter().map_err(|e| backend(path, e))? {
+                let (k, v) = row.map_err(|e| backend(path, e))?;
+                out.push(decode_lease(k.value(), v.value())?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn done_count(&self, unit: &UnitKey) -> StoreResult<u64> {
+        let prefix = unit_prefix(unit);
+        self.read(move |txn, path| {
+            let t = txn.open_table(UNITS).map_err(|e| backend(path, e))?;
+            let v = t.get(prefix.as_slice()).map_err(|e| backend(path, e))?;
+            Ok(v.map_or(0, |v| v.value().1))
+        })
+        .await
+    }
+
+    async fn scan_results(
+        &self,
+        unit: &UnitKey,
+        from: u32,
+        limit: u32,
+    ) -> StoreResult<Vec<(u32, Vec<u8>)>> {
+        let prefix = unit_prefix(unit);
+        self.read(move |txn, path| {
+            let t = txn.open_table(RESULTS).map_err(|e| backend(path, e))?;
+            let start = slot_key(&prefix, from);
+            let end = slot_key(&prefix, u32::MAX);
+            let mut out = Vec::new();
+            if limit == 0 {
+                return Ok(out);
+            }
+            for row in t
+                .range(start.as_slice()..=end.as_slice())
+                .map_err(|e| backend(path, e))?
+            {
+                let (k, v) = row.map_err(|e| backend(path, e))?;
+                out.push((slot_of(k.value()), v.value().to_vec()));
+                if out.len() >= limit as usize {
+                    break;
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        self.read(|txn, path| {
+            txn.open_table(SWEEPS).map_err(|e| backend(path, e))?;
+            Ok(())
+        })
+        .await
+    }
+}

@@ -1,0 +1,659 @@
+//! The store test suite: the same tests against both stores.
+//!
+//! Every generic test takes an `Arc<dyn Store>`; the `suite!` macro at the
+//! bottom instantiates each of them once per store (module `embedded` and
+//! module `redis`). The Redis tests each start their own `redis-server`
+//! (see `moralsweep_coordinator::testsupport`) because `reclaim_expired`
+//! and `leases` see the whole store. Durability tests for each store follow
+//! the generic ones.
+
+use std::collections::{BTreeSet, HashSet};
+use std::sync::Arc;
+
+use moralsweep_common::Mode;
+use moralsweep_coordinator::store::{EmbeddedStore, Lease, Store, UnitKey};
+
+const FAR: u64 = u64::MAX / 4;
+
+fn unit(sweep: &str, model: &str) -> UnitKey {
+    UnitKey {
+        sweep: sweep.into(),
+        model: model.into(),
+        mode: Mode::Persona,
+    }
+}
+
+fn rec(slot: u32, tag: &str) -> (u32, Vec<u8>) {
+    (slot, format!("{tag}:{slot}").into_bytes())
+}
+
+fn sorted_leases(mut v: Vec<Lease>) -> Vec<Lease> {
+    v.sort_by(|a, b| a.id.cmp(&b.id));
+    for l in &mut v {
+        l.slots.sort_unstable();
+    }
+    v
+}
+
+async fn all_results(s: &dyn Store, u: &UnitKey) -> Vec<(u32, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut from = 0u32;
+    loop {
+        let page = s.scan_results(u, from, 97).await.unwrap();
+        let Some(last) = page.last() else { break };
+        from = last.0 + 1;
+        out.extend(page);
+    }
+    out
+}
+
+// ----------------------------------------------------------------------
+// Generic tests
+// ----------------------------------------------------------------------
+
+async fn sweeps_create_update_list_delete(s: Arc<dyn Store>) {
+    assert!(s.sweep_ids().await.unwrap().is_empty());
+    assert!(s.create_sweep("b", b"one").await.unwrap());
+    assert!(!s.create_sweep("b", b"two").await.unwrap(), "second create");
+    assert_eq!(
+        s.load_sweep("b").await.unwrap().as_deref(),
+        Some(&b"one"[..])
+    );
+    assert!(s.create_sweep("a", b"").await.unwrap());
+    assert!(s.create_sweep("c{x}:y", b"\0\xff").await.unwrap());
+    assert_eq!(s.sweep_ids().await.unwrap(), vec!["a", "b", "c{x}:y"]);
+    s.update_sweep("b", b"three").await.unwrap();
+    assert_eq!(
+        s.load_sweep("b").await.unwrap().as_deref(),
+        Some(&b"three"[..])
+    );
+    assert_eq!(
+        s.load_sweep("c{x}:y").await.unwrap().as_deref(),
+        Some(&b"\0\xff"[..])
+    );
+    // Updating a sweep that does not exist changes nothing.
+    s.update_sweep("zz", b"ghost").await.unwrap();
+    assert_eq!(s.load_sweep("zz").await.unwrap(), None);
+    s.delete_sweep("b").await.unwrap();
+    assert_eq!(s.load_sweep("b").await.unwrap(), None);
+    assert_eq!(s.sweep_ids().await.unwrap(), vec!["a", "c{x}:y"]);
+    // Deleting twice (or a missing sweep) is fine.
+    s.delete_sweep("b").await.unwrap();
+    s.ping().await.unwrap();
+}
+
+async fn grant_retry_first_then_fresh_never_beyond_total(s: Arc<dyn Store>) {
+    let u = unit("s1", "m");
+    assert_eq!(
+        s.grant(&u, 10, 4, "l1", "w", FAR).await.unwrap(),
+        vec![0, 1, 2, 3]
+    );
+    assert_eq!(
+        s.grant(&u, 10, 4, "l2", "w", FAR).await.unwrap(),
+        vec![4, 5, 6, 7]
+    );
+    assert_eq!(s.release("l1").await.unwrap(), 4);
+    assert_eq!(
+        s.record(&u, Some("l2"), &[rec(5, "a")]).await.unwrap(),
+        vec![true]
+    );
+    // Retry queue (0..4) first, then fresh slots up to total.
+    assert_eq!(
+        s.grant(&u, 10, 7, "l3", "w", FAR).await.unwrap(),
+        vec![0, 1, 2, 3, 8, 9]
+    );
+    // Nothing left: no lease is stored.
+    assert!(s.grant(&u, 10, 4, "l4", "w", FAR).await.unwrap().is_empty());
+    assert!(s.leases().await.unwrap().iter().all(|l| l.id != "l4"));
+    assert!(s
+        .grant(&u, 10, 0, "l4b", "w", FAR)
+        .await
+        .unwrap()
+        .is_empty());
+    // Slot 5 is recorded: only 4, 6, 7 go back.
+    assert_eq!(s.release("l2").await.unwrap(), 3);
+    // A slot recorded while queued for retry (a late report) is skipped.
+    assert_eq!(
+        s.record(&u, None, &[rec(6, "late")]).await.unwrap(),
+        vec![true]
+    );
+    assert_eq!(
+        s.grant(&u, 10, 10, "l5", "w", FAR).await.unwrap(),
+        vec![4, 7]
+    );
+    // A slot recorded before it was ever granted is skipped too.
+    let v = unit("s1", "other");
+    s.record(&v, None, &[rec(1, "x")]).await.unwrap();
+    assert_eq!(s.grant(&v, 3, 5, "l6", "w", FAR).await.unwrap(), vec![0, 2]);
+    // Units are independent: the same slot numbers in another mode.
+    let w = UnitKey {
+        mode: Mode::Logprob,
+        ..u.clone()
+    };
+    assert_eq!(s.grant(&w, 2, 5, "l7", "w", FAR).await.unwrap(), vec![0, 1]);
+    // Reusing a live lease id is refused.
+    assert!(s.grant(&u, 100, 1, "l7", "w", FAR).await.is_err());
+}
+
+async fn record_once_duplicates_and_late_reports(s: Arc<dyn Store>) {
+    let u = unit("s", "m");
+    assert_eq!(
+        s.grant(&u, 5, 5, "l1", "w1", 1_000).await.unwrap(),
+        vec![0, 1, 2, 3, 4]
+    );
+    assert_eq!(
+        s.record(&u, Some("l1"), &[rec(0, "a"), rec(1, "a")])
+            .await
+            .unwrap(),
+        vec![true, true]
+    );
+    assert_eq!(s.done_count(&u).await.unwrap(), 2);
+    // A duplicate report changes nothing.
+    assert_eq!(
+        s.record(&u, Some("l1"), &[rec(0, "dup")]).await.unwrap(),
+        vec![false]
+    );
+    assert_eq!(s.done_count(&u).await.unwrap(), 2);
+    // The lease expires: what it still held goes back.
+    let reclaimed = s.reclaim_expired(2_000).await.unwrap();
+    assert_eq!(reclaimed.len(), 1);
+    let mut l = reclaimed[0].clone();
+    l.slots.sort_unstable();
+    assert_eq!(
+        l,
+        Lease {
+            id: "l1".into(),
+            unit: u.clone(),
+            worker: "w1".into(),
+            slots: vec![2, 3, 4],
+            deadline_ms: 1_000,
+        }
+    );
+    // A late report of the reclaimed lease is still recorded, once.
+    assert_eq!(
+        s.record(&u, Some("l1"), &[rec(2, "late")]).await.unwrap(),
+        vec![true]
+    );
+    assert_eq!(s.done_count(&u).await.unwrap(), 3);
+    assert_eq!(
+        s.grant(&u, 5, 5, "l2", "w2", FAR).await.unwrap(),
+        vec![3, 4]
+    );
+    assert_eq!(
+        s.record(&u, Some("l2"), &[rec(2, "b"), rec(3, "b"), rec(4, "b")])
+            .await
+            .unwrap(),
+        vec![false, true, true]
+    );
+    assert_eq!(s.done_count(&u).await.unwrap(), 5);
+    // Every slot of l2 is recorded: the lease is gone.
+    assert!(s.leases().await.unwrap().is_empty());
+    assert!(!s.extend("l2", FAR).await.unwrap());
+    let got = all_results(&*s, &u).await;
+    let want: Vec<(u32, Vec<u8>)> = vec![
+        rec(0, "a"),
+        rec(1, "a"),
+        rec(2, "late"),
+        rec(3, "b"),
+        rec(4, "b"),
+    ];
+    assert_eq!(got, want);
+    // The same slot twice in one batch: the first wins.
+    let v = unit("s", "n");
+    assert_eq!(
+        s.record(&v, None, &[rec(7, "x"), rec(7, "y")])
+            .await
+            .unwrap(),
+        vec![true, false]
+    );
+    assert_eq!(s.done_count(&v).await.unwrap(), 1);
+    assert_eq!(all_results(&*s, &v).await, vec![rec(7, "x")]);
+    // A report naming a lease of another unit leaves that lease alone.
+    assert!(s.grant(&u, 5, 5, "l3", "w", FAR).await.unwrap().is_empty());
+    assert_eq!(
+        s.grant(&v, 10, 2, "l4", "w", FAR).await.unwrap(),
+        vec![0, 1]
+    );
+    s.record(&u, Some("l4"), &[rec(0, "z")]).await.unwrap();
+    let leases = s.leases().await.unwrap();
+    assert_eq!(sorted_leases(leases)[0].slots, vec![0, 1]);
+    assert!(s.record(&u, None, &[]).await.unwrap().is_empty());
+    // Done counters of units never touched are 0.
+    assert_eq!(s.done_count(&unit("nope", "m")).await.unwrap(), 0);
+}
+
+async fn extend_release_reclaim(s: Arc<dyn Store>) {
+    let u = unit("s", "m");
+    assert_eq!(
+        s.grant(&u, 100, 3, "l1", "w1", 1_000).await.unwrap(),
+        vec![0, 1, 2]
+    );
+    assert_eq!(
+        s.grant(&u, 100, 3, "l2", "w2", 5_000).await.unwrap(),
+        vec![3, 4, 5]
+    );
+    let leases = sorted_leases(s.leases().await.unwrap());
+    assert_eq!(leases.len(), 2);
+    assert_eq!(leases[0].worker, "w1");
+    assert_eq!(leases[0].deadline_ms, 1_000);
+    assert_eq!(leases[0].unit, u);
+    assert_eq!(leases[1].slots, vec![3, 4, 5]);
+    assert!(s.extend("l1", 9_000).await.unwrap());
+    assert!(!s.extend("nope", 9_000).await.unwrap());
+    let reclaimed = sorted_leases(s.reclaim_expired(6_000).await.unwrap());
+    assert_eq!(reclaimed.len(), 1);
+    assert_eq!(reclaimed[0].id, "l2");
+    assert_eq!(reclaimed[0].worker, "w2");
+    assert_eq!(reclaimed[0].slots, vec![3, 4, 5]);
+    assert_eq!(reclaimed[0].deadline_ms, 5_000);
+    let leases = s.leases().await.unwrap();
+    assert_eq!(leases.len(), 1);
+    assert_eq!(leases[0].deadline_ms, 9_000);
+    assert!(s.reclaim_expired(6_000).await.unwrap().is_empty());
+    assert_eq!(s.release("l1").await.unwrap(), 3);
+    assert_eq!(s.release("l1").await.unwrap(), 0);
+    assert!(!s.extend("l1", 10_000).await.unwrap());
+    assert!(s.leases().await.unwrap().is_empty());
+    assert_eq!(
+        s.grant(&u, 100, 10, "l3", "w", 7_000).await.unwrap(),
+        (0..10).collect::<Vec<u32>>()
+    );
+    // A deadline equal to now has not passed yet.
+    assert!(s.reclaim_expired(7_000).await.unwrap().is_empty());
+    assert_eq!(s.reclaim_expired(7_001).await.unwrap().len(), 1);
+    // An extended lease is reclaimed by its new deadline, not the old one.
+    s.grant(&u, 100, 1, "l4", "w", 1_000).await.unwrap();
+    assert!(s.extend("l4", 20_000).await.unwrap());
+    assert!(s.reclaim_expired(10_000).await.unwrap().is_empty());
+    assert_eq!(s.reclaim_expired(20_001).await.unwrap().len(), 1);
+    // Released slots that were recorded meanwhile are not requeued.
+    assert_eq!(
+        s.grant(&u, 100, 2, "l5", "w", FAR).await.unwrap(),
+        vec![0, 1]
+    );
+    s.record(&u, None, &[rec(0, "r")]).await.unwrap();
+    assert_eq!(s.release("l5").await.unwrap(), 1);
+}
+
+async fn scan_results_order_and_paging(s: Arc<dyn Store>) {
+    let u = unit("s", "m");
+    let total = 1000u32;
+    // Recorded in a scrambled order, every third slot missing.
+    let order: Vec<u32> = (0..total)
+        .map(|i| (i * 7919) % total)
+        .filter(|i| i % 3 != 0)
+        .collect();
+    for chunk in order.chunks(100) {
+        let batch: Vec<_> = chunk.iter().map(|&i| rec(i, "v")).collect();
+        assert!(s.record(&u, None, &batch).await.unwrap().iter().all(|&b| b));
+    }
+    // Noise in other units of the same and another sweep.
+    let other_mode = UnitKey {
+        mode: Mode::SelfMode,
+        ..u.clone()
+    };
+    s.record(&other_mode, None, &[rec(1, "no"), rec(2000, "no")])
+        .await
+        .unwrap();
+    s.record(&unit("s", "m2"), None, &[rec(3, "no")])
+        .await
+        .unwrap();
+    s.record(&unit("t", "m"), None, &[rec(4, "no")])
+        .await
+        .unwrap();
+
+    let mut want: Vec<u32> = order.clone();
+    want.sort_unstable();
+    let mut got = Vec::new();
+    let mut from = 0;
+    loop {
+        let page = s.scan_results(&u, from, 50).await.unwrap();
+        assert!(page.len() <= 50);
+        if page.is_empty() {
+            break;
+        }
+        for (i, v) in &page {
+            assert_eq!(v, &format!("v:{i}").into_bytes());
+        }
+        from = page.last().unwrap().0 + 1;
+        got.extend(page.into_iter().map(|(i, _)| i));
+    }
+    assert_eq!(got, want);
+    assert_eq!(s.done_count(&u).await.unwrap(), want.len() as u64);
+    let page = s.scan_results(&u, 500, 3).await.unwrap();
+    assert_eq!(
+        page.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
+        vec![500, 502, 503]
+    );
+    assert!(s.scan_results(&u, 0, 0).await.unwrap().is_empty());
+    assert!(s.scan_results(&u, total, 10).await.unwrap().is_empty());
+    // Large and sparse slot numbers.
+    let big = unit("s", "big");
+    s.record(
+        &big,
+        None,
+        &[rec(4_000_000_000, "v"), rec(1_000_000, "v"), rec(5, "v")],
+    )
+    .await
+    .unwrap();
+    let page = s.scan_results(&big, 6, 10).await.unwrap();
+    assert_eq!(
+        page.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
+        vec![1_000_000, 4_000_000_000]
+    );
+    assert_eq!(s.scan_results(&big, 0, 1).await.unwrap()[0].0, 5);
+}
+
+async fn concurrent_grants_never_share_a_slot(s: Arc<dyn Store>) {
+    let u = unit("s", "m");
+    let total = 1500u32;
+    let mut tasks = Vec::new();
+    for t in 0..6 {
+        let s = s.clone();
+        let u = u.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            for k in 0.. {
+                let id = format!("t{t}-{k}");
+                let got = s.grant(&u, total, 11, &id, "w", FAR).await.unwrap();
+                if got.is_empty() {
+                    break;
+                }
+                mine.push((id, got));
+            }
+            mine
+        }));
+    }
+    let mut seen = HashSet::new();
+    let mut leases = Vec::new();
+    for t in tasks {
+        for (id, slots) in t.await.unwrap() {
+            for slot in &slots {
+                assert!(seen.insert(*slot), "slot {slot} granted twice");
+            }
+            leases.push((id, slots));
+        }
+    }
+    assert_eq!(seen.len(), total as usize);
+    assert!(seen.iter().all(|&s| s < total));
+
+    // Second round: half the leases are handed back, the others recorded
+    // (concurrently), then everything is granted and recorded again. Every
+    // slot must end up recorded exactly once.
+    let mut tasks = Vec::new();
+    for (n, (id, slots)) in leases.into_iter().enumerate() {
+        let s = s.clone();
+        let u = u.clone();
+        tasks.push(tokio::spawn(async move {
+            if n % 2 == 0 {
+                s.release(&id).await.unwrap();
+                0
+            } else {
+                let batch: Vec<_> = slots.iter().map(|&i| rec(i, "v")).collect();
+                let r = s.record(&u, Some(&id), &batch).await.unwrap();
+                r.iter().filter(|&&b| b).count()
+            }
+        }));
+    }
+    let mut newly = 0;
+    for t in tasks {
+        newly += t.await.unwrap();
+    }
+    let mut tasks = Vec::new();
+    for t in 0..6 {
+        let s = s.clone();
+        let u = u.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut n = 0;
+            for k in 0.. {
+                let id = format!("r{t}-{k}");
+                let got = s.grant(&u, total, 13, &id, "w", FAR).await.unwrap();
+                if got.is_empty() {
+                    break;
+                }
+                // Report twice: the second is a duplicate.
+                let batch: Vec<_> = got.iter().map(|&i| rec(i, "v")).collect();
+                n += s
+                    .record(&u, Some(&id), &batch)
+                    .await
+                    .unwrap()
+                    .iter()
+                    .filter(|&&b| b)
+                    .count();
+                assert!(s
+                    .record(&u, Some(&id), &batch)
+                    .await
+                    .unwrap()
+                    .iter()
+                    .all(|&b| !b));
+            }
+            n
+        }));
+    }
+    for t in tasks {
+        newly += t.await.unwrap();
+    }
+    assert_eq!(newly, total as usize);
+    assert_eq!(s.done_count(&u).await.unwrap(), total as u64);
+    let got: BTreeSet<u32> = all_results(&*s, &u)
+        .await
+        .into_iter()
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(got, (0..total).collect());
+    assert!(s.leases().await.unwrap().is_empty());
+}
+
+async fn delete_sweep_removes_units_results_and_leases(s: Arc<dyn Store>) {
+    s.create_sweep("d", b"rec").await.unwrap();
+    s.create_sweep("e", b"rec").await.unwrap();
+    let d = unit("d", "m");
+    let e = unit("e", "m");
+    assert_eq!(
+        s.grant(&d, 10, 4, "ld1", "w", FAR).await.unwrap(),
+        vec![0, 1, 2, 3]
+    );
+    assert_eq!(s.grant(&d, 10, 2, "ld2", "w", 5).await.unwrap(), vec![4, 5]);
+    s.release("ld2").await.unwrap();
+    s.record(&d, Some("ld1"), &[rec(0, "v")]).await.unwrap();
+    assert_eq!(
+        s.grant(&e, 10, 2, "le1", "w", FAR).await.unwrap(),
+        vec![0, 1]
+    );
+    s.record(&e, None, &[rec(9, "v")]).await.unwrap();
+    s.delete_sweep("d").await.unwrap();
+    assert_eq!(s.sweep_ids().await.unwrap(), vec!["e"]);
+    let leases = s.leases().await.unwrap();
+    assert_eq!(leases.len(), 1);
+    assert_eq!(leases[0].id, "le1");
+    assert_eq!(s.done_count(&d).await.unwrap(), 0);
+    assert!(s.scan_results(&d, 0, 10).await.unwrap().is_empty());
+    assert!(!s.extend("ld1", FAR).await.unwrap());
+    assert_eq!(s.release("ld1").await.unwrap(), 0);
+    // The unit starts over: cursor and retry queue are gone too.
+    assert_eq!(
+        s.grant(&d, 10, 3, "ld3", "w", FAR).await.unwrap(),
+        vec![0, 1, 2]
+    );
+    // The other sweep is untouched.
+    assert_eq!(s.done_count(&e).await.unwrap(), 1);
+    assert_eq!(
+        s.grant(&e, 10, 2, "le2", "w", FAR).await.unwrap(),
+        vec![2, 3]
+    );
+}
+
+// ----------------------------------------------------------------------
+// Instantiation per store
+// ----------------------------------------------------------------------
+
+/// A store plus whatever must live as long as it (temp dir, server).
+struct Harness {
+    store: Arc<dyn Store>,
+    _guard: Box<dyn std::any::Any + Send>,
+}
+
+fn embedded() -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(dir.path().join("store.redb")).unwrap();
+    Harness {
+        store: Arc::new(store),
+        _guard: Box::new(dir),
+    }
+}
+
+macro_rules! suite {
+    ($module:ident, $make:expr; $($test:ident),* $(,)?) => {
+        mod $module {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    let h: Harness = $make;
+                    super::$test(h.store.clone()).await;
+                }
+            )*
+        }
+    };
+}
+
+suite!(embedded_store, embedded();
+    sweeps_create_update_list_delete,
+    grant_retry_first_then_fresh_never_beyond_total,
+    record_once_duplicates_and_late_reports,
+    extend_release_reclaim,
+    scan_results_order_and_paging,
+    concurrent_grants_never_share_a_slot,
+    delete_sweep_removes_units_results_and_leases,
+);
+
+// ----------------------------------------------------------------------
+// Embedded store: durability
+// ----------------------------------------------------------------------
+
+#[tokio::test]
+async fn embedded_reopen_keeps_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.redb");
+    let u = unit("s", "m");
+    {
+        let s = EmbeddedStore::open(&path).unwrap();
+        s.create_sweep("s", b"record").await.unwrap();
+        assert_eq!(
+            s.grant(&u, 10, 4, "l1", "w", 1_000).await.unwrap(),
+            vec![0, 1, 2, 3]
+        );
+        assert_eq!(
+            s.grant(&u, 10, 2, "l2", "w", FAR).await.unwrap(),
+            vec![4, 5]
+        );
+        s.record(&u, Some("l1"), &[rec(0, "v"), rec(1, "v")])
+            .await
+            .unwrap();
+    }
+    let s = EmbeddedStore::open(&path).unwrap();
+    assert_eq!(
+        s.load_sweep("s").await.unwrap().as_deref(),
+        Some(&b"record"[..])
+    );
+    assert_eq!(s.done_count(&u).await.unwrap(), 2);
+    assert_eq!(all_results(&s, &u).await, vec![rec(0, "v"), rec(1, "v")]);
+    let leases = sorted_leases(s.leases().await.unwrap());
+    assert_eq!(leases.len(), 2);
+    assert_eq!(leases[0].slots, vec![2, 3]);
+    // Cursor and leases survived: l1's rest comes back after expiry.
+    assert_eq!(s.reclaim_expired(2_000).await.unwrap().len(), 1);
+    assert_eq!(
+        s.grant(&u, 10, 10, "l3", "w", FAR).await.unwrap(),
+        vec![2, 3, 6, 7, 8, 9]
+    );
+}
+
+const CHILD_ENV: &str = "MORALSWEEP_STORE_SUITE_CHILD";
+
+/// Not a test on its own: when `CHILD_ENV` names a file, this is the child
+/// process of `embedded_survives_sigkill_mid_writes`, which grants and
+/// records batches forever and prints `ACK first last` after each record
+/// call returned. Without the variable it does nothing.
+#[tokio::test]
+async fn embedded_kill9_child_writer() {
+    let Some(path) = std::env::var_os(CHILD_ENV) else {
+        return;
+    };
+    use std::io::Write;
+    let s = EmbeddedStore::open(path).unwrap();
+    let u = unit("s", "m");
+    for k in 0u32.. {
+        let id = format!("l{k}");
+        let got = s.grant(&u, u32::MAX, 16, &id, "child", FAR).await.unwrap();
+        let batch: Vec<_> = got.iter().map(|&i| rec(i, "v")).collect();
+        s.record(&u, Some(&id), &batch).await.unwrap();
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "ACK {} {}", got[0], got[got.len() - 1]).unwrap();
+        out.flush().unwrap();
+    }
+}
+
+#[test]
+fn embedded_survives_sigkill_mid_writes() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.redb");
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "embedded_kill9_child_writer",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_ENV, &path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut acked = Vec::new();
+    // Let it write a while, then SIGKILL it mid-stream.
+    while acked.len() < 60 {
+        let line = lines.next().expect("child ended early").unwrap();
+        if let Some(rest) = line.strip_prefix("ACK ") {
+            let (a, b) = rest.split_once(' ').unwrap();
+            acked.push((a.parse::<u32>().unwrap(), b.parse::<u32>().unwrap()));
+        }
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    // Acks already in the pipe count too.
+    for line in lines {
+        if let Some(rest) = line.unwrap().strip_prefix("ACK ") {
+            let (a, b) = rest.split_once(' ').unwrap();
+            acked.push((a.parse().unwrap(), b.parse().unwrap()));
+        }
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let s = EmbeddedStore::open(&path).expect("the store opens after SIGKILL");
+        let u = unit("s", "m");
+        let results = all_results(&s, &u).await;
+        let recorded: BTreeSet<u32> = results.iter().map(|(i, _)| *i).collect();
+        for (a, b) in &acked {
+            for i in *a..=*b {
+                assert!(recorded.contains(&i), "acknowledged slot {i} lost");
+            }
+        }
+        // The counter agrees with the results, and recorded slots are a
+        // prefix of the slot space (each batch is all-or-nothing).
+        assert_eq!(s.done_count(&u).await.unwrap(), recorded.len() as u64);
+        assert_eq!(recorded, (0..recorded.len() as u32).collect());
+        // At most the one lease in flight survives, and it is usable.
+        let leases = s.leases().await.unwrap();
+        assert!(leases.len() <= 1, "{leases:?}");
+        s.record(&u, None, &[rec(u32::MAX - 1, "after")])
+            .await
+            .unwrap();
+    });
+}
