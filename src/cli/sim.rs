@@ -1,12 +1,139 @@
-//! `moralsweep sim`: the provider simulator.
+//! `moralsweep sim`: the provider simulator (see `moralsweep_simulator`).
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use moralsweep_simulator::{parse_fault_list, FaultPlan, ReplayMode, SimConfig};
 
 #[derive(clap::Args)]
 pub struct SimArgs {
-    /// Address to listen on.
+    /// Address to listen on (port 0 picks a free port; the address is printed).
     #[arg(long, default_value = "127.0.0.1:8089")]
     pub listen: String,
+    /// Directory of the papers' rating files to answer from (searched
+    /// recursively); each model key answers from its own files.
+    #[arg(long)]
+    pub replay: Option<PathBuf>,
+    /// The persona file (JSON array) the recorded ratings were collected with.
+    #[arg(long)]
+    pub personas: Option<PathBuf>,
+    /// `sample`: draw each answer with replacement from the cell's recorded
+    /// ratings; `deal`: deal them without replacement, reshuffling when a
+    /// cell's deck is empty.
+    #[arg(long, default_value = "sample", value_parser = parse_mode)]
+    pub replay_mode: ReplayMode,
+    /// Seeds the generator, the deal shuffles and the fault decisions.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Requests per minute allowed to each model key (429 beyond).
+    #[arg(long)]
+    pub rpm: Option<u64>,
+    /// Tokens per minute allowed to each model key (429 beyond).
+    #[arg(long)]
+    pub tpm: Option<u64>,
+    /// Limits of one key, overriding --rpm/--tpm: KEY=RPM or KEY=RPM:TPM
+    /// (repeatable; an empty RPM means no request limit).
+    #[arg(long = "limit", value_name = "KEY=RPM[:TPM]")]
+    pub limits: Vec<String>,
+    /// Fraction of requests that get an injected fault (0 to 1).
+    #[arg(long, default_value_t = 0.0)]
+    pub fault_rate: f64,
+    /// Fault kinds, equally likely: `all` or a list of 500, 503, slow,
+    /// timeout, drop, malformed, nondigit, empty, 429.
+    #[arg(long, default_value = "all")]
+    pub faults: String,
+    /// Delay of a `slow` answer, in milliseconds (keep it below the clients' timeout).
+    #[arg(long, default_value_t = 300)]
+    pub slow_ms: u64,
+    /// How long a `timeout` fault holds a request before dropping it, in
+    /// milliseconds (make it longer than the clients' timeout).
+    #[arg(long, default_value_t = 30_000)]
+    pub hang_ms: u64,
+    /// Latency added to every answer, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    pub latency_ms: u64,
+    /// Require this environment variable's value as the API key (401 otherwise).
+    #[arg(long)]
+    pub api_key_env: Option<String>,
+    /// With --replay, answer model keys that have no recorded data from the
+    /// seeded generator instead of with 404.
+    #[arg(long)]
+    pub generate_unknown: bool,
 }
 
-pub fn sim(_args: SimArgs) -> anyhow::Result<()> {
-    anyhow::bail!("sim is not implemented yet")
+fn parse_mode(s: &str) -> Result<ReplayMode, String> {
+    s.parse()
+}
+
+fn parse_limit(s: &str) -> anyhow::Result<(String, (Option<u64>, Option<u64>))> {
+    let (key, spec) = s
+        .split_once('=')
+        .with_context(|| format!("--limit {s:?}: expected KEY=RPM or KEY=RPM:TPM"))?;
+    let (rpm, tpm) = spec.split_once(':').unwrap_or((spec, ""));
+    let num = |x: &str, what: &str| -> anyhow::Result<Option<u64>> {
+        if x.is_empty() {
+            return Ok(None);
+        }
+        x.parse::<u64>()
+            .map(Some)
+            .with_context(|| format!("--limit {s:?}: {what} {x:?} is not a whole number"))
+    };
+    Ok((key.to_string(), (num(rpm, "RPM")?, num(tpm, "TPM")?)))
+}
+
+pub fn sim(args: SimArgs) -> anyhow::Result<()> {
+    if !(0.0..=1.0).contains(&args.fault_rate) {
+        anyhow::bail!(
+            "--fault-rate {} is outside [0, 1]; give the fraction of requests to fault, e.g. 0.2",
+            args.fault_rate
+        );
+    }
+    let kinds = parse_fault_list(&args.faults).map_err(|e| anyhow::anyhow!("--faults: {e}"))?;
+    let api_key = match &args.api_key_env {
+        Some(var) => Some(std::env::var(var).with_context(|| {
+            format!("--api-key-env names {var}, which is not set in the environment")
+        })?),
+        None => None,
+    };
+    let key_limits: HashMap<_, _> = args
+        .limits
+        .iter()
+        .map(|l| parse_limit(l))
+        .collect::<anyhow::Result<_>>()?;
+    let config = SimConfig {
+        replay: args.replay,
+        personas: args.personas,
+        replay_mode: args.replay_mode,
+        seed: args.seed,
+        rpm: args.rpm,
+        tpm: args.tpm,
+        key_limits,
+        faults: FaultPlan {
+            rate: args.fault_rate,
+            kinds,
+        },
+        slow: Duration::from_millis(args.slow_ms),
+        hang: Duration::from_millis(args.hang_ms),
+        latency: Duration::from_millis(args.latency_ms),
+        api_key,
+        generate_unknown: args.generate_unknown,
+    };
+    let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    rt.block_on(async move {
+        let running = moralsweep_simulator::spawn(config, &args.listen).await?;
+        let keys = running.sim.replay_keys();
+        println!("moralsweep sim listening on http://{}", running.addr);
+        if !keys.is_empty() {
+            println!("replaying {} model keys: {}", keys.len(), keys.join(", "));
+        }
+        std::io::stdout().flush().ok();
+        tokio::select! {
+            r = running.task => r.context("the simulator task failed")?,
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        Ok(())
+    })
 }

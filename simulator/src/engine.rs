@@ -1,0 +1,541 @@
+//! The simulator's decisions, independent of any wire format: for one
+//! request, whether the key's rate limits admit it, whether a fault is
+//! injected (decided before any recorded rating is touched, so a fault never
+//! consumes one), and otherwise the answer: a rating recalled from the
+//! recorded data of the cell the prompt asks about, or from a seeded
+//! generator, rendered as text and first-token logprobs.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::faults::{Fault, FaultPlan};
+use crate::limits::{KeyLimits, RateInfo, Refusal};
+use crate::replay::{CellId, PromptIndex, Replay, ReplayError, ReplayMode};
+use crate::stats::{KeyStats, Report};
+
+/// How the simulator is set up (the flags of `moralsweep sim`).
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// Directory of rating files to answer from (searched recursively).
+    pub replay: Option<PathBuf>,
+    /// The persona file the recorded ratings were collected with.
+    pub personas: Option<PathBuf>,
+    pub replay_mode: ReplayMode,
+    /// Seeds the generator, the deal shuffles and the fault decisions.
+    pub seed: u64,
+    /// Requests per minute allowed to each key (`None`: no limit).
+    pub rpm: Option<u64>,
+    /// Tokens per minute allowed to each key (`None`: no limit).
+    pub tpm: Option<u64>,
+    /// Limits of particular keys, overriding `rpm`/`tpm`.
+    pub key_limits: HashMap<String, (Option<u64>, Option<u64>)>,
+    pub faults: FaultPlan,
+    /// Delay of a `slow` fault.
+    pub slow: Duration,
+    /// How long a `timeout` fault keeps the client waiting before the
+    /// connection is dropped.
+    pub hang: Duration,
+    /// Delay added to every answer (a provider's latency).
+    pub latency: Duration,
+    /// When set, requests must carry this key (else 401).
+    pub api_key: Option<String>,
+    /// With replay data, answer keys without recorded data from the
+    /// generator instead of with 404.
+    pub generate_unknown: bool,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            replay: None,
+            personas: None,
+            replay_mode: ReplayMode::Sample,
+            seed: 0,
+            rpm: None,
+            tpm: None,
+            key_limits: HashMap::new(),
+            faults: FaultPlan::default(),
+            slow: Duration::from_millis(300),
+            hang: Duration::from_secs(30),
+            latency: Duration::ZERO,
+            api_key: None,
+            generate_unknown: false,
+        }
+    }
+}
+
+/// Why the simulator could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    #[error(transparent)]
+    Replay(#[from] ReplayError),
+    #[error("--replay needs --personas: the persona file the ratings were collected with (cells are found by the persona text in each prompt)")]
+    PersonasNeeded,
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("server error: {0}")]
+    Serve(std::io::Error),
+}
+
+/// One request, as every API states it.
+#[derive(Debug, Clone)]
+pub struct Query {
+    /// The model the request names: the replay key.
+    pub key: String,
+    /// The user message.
+    pub prompt: String,
+    pub max_tokens: u32,
+    pub temperature: f64,
+    pub seed: Option<u64>,
+    /// First-token top logprobs asked for.
+    pub top_logprobs: Option<u32>,
+}
+
+/// A successful answer.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub text: String,
+    /// The first token with its logprob.
+    pub first_token: (String, f64),
+    /// The first token's top alternatives, when asked for.
+    pub top: Option<Vec<(String, f64)>>,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    /// True when the output allowance cut the text short.
+    pub truncated: bool,
+}
+
+/// What happens to a request.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// An answer, after `delay`.
+    Answer {
+        answer: Answer,
+        delay: Duration,
+        info: RateInfo,
+    },
+    /// An injected fault that carries no answer (500, 503, timeout, drop,
+    /// malformed JSON, 429).
+    Fault { fault: Fault, info: RateInfo },
+    /// Over the key's rate limit.
+    Refused(Refusal),
+    /// No data for this model key.
+    UnknownModel,
+}
+
+/// Rough token count of a text (four characters a token).
+pub fn estimate_tokens(text: &str) -> u64 {
+    (text.chars().count() as u64).div_ceil(4).max(1)
+}
+
+/// The shared state of a running simulator.
+pub struct Sim {
+    pub config: SimConfig,
+    replay: Option<Replay>,
+    index: PromptIndex,
+    start: Instant,
+    rng: Mutex<ChaCha8Rng>,
+    limits: Mutex<HashMap<String, KeyLimits>>,
+    stats: Mutex<BTreeMap<String, KeyStats>>,
+    ids: AtomicU64,
+}
+
+fn fnv(parts: &[&[u8]]) -> u64 {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for p in parts {
+        for b in *p {
+            h ^= *b as u64;
+            h = h.wrapping_mul(0x100000001b3);
+        }
+        h ^= 0xff;
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    h
+}
+
+const RATING_WORDS: &[&str] = &[
+    "-", "speaking", "as", "this", "persona,", "that", "is", "my", "honest", "rating.",
+];
+const REFUSAL_WORDS: &[&str] = &[
+    "As", "a", "persona", "in", "this", "role", "I", "would", "rather", "not", "put", "a",
+    "number", "on", "it.",
+];
+const FILLERS: &[&str] = &[
+    "As",
+    "I",
+    "The",
+    " ",
+    "**",
+    "Rating",
+    "My",
+    "In",
+    "This",
+    "Based",
+    "Given",
+    "It",
+    "While",
+    "From",
+    "For",
+    "Speaking",
+    "Answer",
+    "Considering",
+    "Well",
+    "Honestly",
+];
+
+/// The first `max_tokens` words of `words`, and whether that cut them.
+fn truncate(words: &[&str], max_tokens: u32) -> (String, u64, bool) {
+    let n = (max_tokens.max(1) as usize).min(words.len());
+    (words[..n].join(" "), n as u64, n < words.len())
+}
+
+impl Sim {
+    /// Loads the replay data (if any) and sets up an idle simulator.
+    pub fn new(config: SimConfig) -> Result<Sim, SimError> {
+        let personas = match &config.personas {
+            Some(p) => moralsweep_common::personas::load_personas(p).map_err(ReplayError::from)?,
+            None => Vec::new(),
+        };
+        let replay = match &config.replay {
+            Some(dir) => {
+                if config.personas.is_none() {
+                    return Err(SimError::PersonasNeeded);
+                }
+                Some(Replay::load(
+                    dir,
+                    personas.len(),
+                    config.replay_mode,
+                    config.seed,
+                )?)
+            }
+            None => None,
+        };
+        Ok(Sim {
+            index: PromptIndex::new(&personas),
+            replay,
+            rng: Mutex::new(ChaCha8Rng::seed_from_u64(config.seed)),
+            config,
+            start: Instant::now(),
+            limits: Mutex::new(HashMap::new()),
+            stats: Mutex::new(BTreeMap::new()),
+            ids: AtomicU64::new(1),
+        })
+    }
+
+    /// Since the simulator started.
+    pub fn uptime(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    /// A fresh id for a response object.
+    pub fn next_id(&self) -> u64 {
+        self.ids.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The model keys with recorded data.
+    pub fn replay_keys(&self) -> Vec<String> {
+        self.replay.as_ref().map(|r| r.keys()).unwrap_or_default()
+    }
+
+    /// Whether a request carrying `given` as its key may proceed.
+    pub fn key_ok(&self, given: Option<&str>) -> bool {
+        match &self.config.api_key {
+            None => true,
+            Some(k) => given == Some(k.as_str()),
+        }
+    }
+
+    fn uniform(&self) -> (f64, f64) {
+        let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
+        (rng.random::<f64>(), rng.random::<f64>())
+    }
+
+    fn with_stats<T>(&self, key: &str, f: impl FnOnce(&mut KeyStats) -> T) -> T {
+        let mut s = self.stats.lock().unwrap_or_else(|e| e.into_inner());
+        match s.get_mut(key) {
+            Some(k) => f(k),
+            None => f(s.entry(key.to_string()).or_default()),
+        }
+    }
+
+    /// The stats document of `GET /_sim/stats`.
+    pub fn report(&self) -> Report {
+        let s = self.stats.lock().unwrap_or_else(|e| e.into_inner());
+        Report::new(self.uptime(), &s)
+    }
+
+    /// Forgets the stats (not the rate-limit windows or the decks).
+    pub fn reset_stats(&self) {
+        self.stats.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
+    /// Decides what happens to one request.
+    pub fn decide(&self, q: &Query) -> Outcome {
+        let known = match &self.replay {
+            Some(r) => r.knows(&q.key) || self.config.generate_unknown,
+            None => true,
+        };
+        if !known {
+            return Outcome::UnknownModel;
+        }
+        let now = self.uptime();
+        let input_tokens = estimate_tokens(&q.prompt);
+        self.with_stats(&q.key, |s| s.received(now));
+        let admitted = {
+            let mut limits = self.limits.lock().unwrap_or_else(|e| e.into_inner());
+            let kl = limits.entry(q.key.clone()).or_insert_with(|| {
+                let (rpm, tpm) = self
+                    .config
+                    .key_limits
+                    .get(&q.key)
+                    .copied()
+                    .unwrap_or((self.config.rpm, self.config.tpm));
+                KeyLimits::new(rpm, tpm)
+            });
+            kl.admit(now, input_tokens + q.max_tokens as u64)
+        };
+        let info = match admitted {
+            Ok(info) => info,
+            Err(refusal) => {
+                self.with_stats(&q.key, |s| s.rate_limited += 1);
+                return Outcome::Refused(refusal);
+            }
+        };
+        self.with_stats(&q.key, |s| s.admitted(now, input_tokens));
+        // The fault is decided before any rating is recalled.
+        let (u, v) = self.uniform();
+        let fault = self.config.faults.decide(u, v);
+        if let Some(f) = fault {
+            self.with_stats(&q.key, |s| s.fault(f));
+            match f {
+                Fault::NonDigit => {
+                    let (text, n, truncated) = truncate(REFUSAL_WORDS, q.max_tokens);
+                    return self.answer_text(q, text, n, truncated, None, info);
+                }
+                Fault::Empty => {
+                    return self.answer_text(q, String::new(), 0, false, None, info);
+                }
+                Fault::Slow => {}
+                other => return Outcome::Fault { fault: other, info },
+            }
+        }
+        let (rating, distribution) = self.rate(q);
+        let (text, n, truncated) = if q.max_tokens <= 1 {
+            (rating.to_string(), 1, false)
+        } else {
+            let (rest, n, truncated) = truncate(RATING_WORDS, q.max_tokens - 1);
+            (format!("{rating} {rest}"), n + 1, truncated)
+        };
+        let mut out = self.answer_text(q, text, n, truncated, Some(distribution), info);
+        if let (Some(Fault::Slow), Outcome::Answer { delay, .. }) = (fault, &mut out) {
+            *delay += self.config.slow;
+        }
+        out
+    }
+
+    /// A rating for the request and the distribution it came from.
+    fn rate(&self, q: &Query) -> (u8, [f64; 6]) {
+        let cell = self.index.locate(&q.prompt);
+        if let (Some(replay), Some(cell)) = (&self.replay, cell) {
+            let recalled = replay.recall(&q.key, q.temperature, cell, q.seed, |n| {
+                let (u, _) = self.uniform();
+                ((u * n as f64) as usize).min(n - 1)
+            });
+            if let Some(r) = recalled {
+                self.with_stats(&q.key, |s| {
+                    s.rated += 1;
+                    s.replayed += 1;
+                });
+                return (r.rating, r.distribution);
+            }
+        }
+        self.with_stats(&q.key, |s| {
+            s.rated += 1;
+            if self.replay.is_some() {
+                s.unmatched += 1;
+            }
+        });
+        self.generate(q, cell)
+    }
+
+    /// The seeded generator: each (key, cell) prefers one rating; a request
+    /// with a seed gets an answer that is a pure function of its key,
+    /// prompt and seed.
+    fn generate(&self, q: &Query, cell: Option<CellId>) -> (u8, [f64; 6]) {
+        let anchor = match cell {
+            Some(c) => fnv(&[
+                q.key.as_bytes(),
+                &c.persona.map(|p| p as i64).unwrap_or(-1).to_le_bytes(),
+                &[c.item],
+            ]),
+            None => fnv(&[q.key.as_bytes(), q.prompt.as_bytes()]),
+        };
+        let centre = (anchor % 6) as f64;
+        let weights: Vec<f64> = (0..6)
+            .map(|d| (-(d as f64 - centre).abs() * 1.5).exp())
+            .collect();
+        let total: f64 = weights.iter().sum();
+        let mut dist = [0.0; 6];
+        for (i, w) in weights.iter().enumerate() {
+            dist[i] = w / total;
+        }
+        let u = match q.seed {
+            Some(s) => {
+                let h = fnv(&[
+                    &anchor.to_le_bytes(),
+                    &s.to_le_bytes(),
+                    &self.config.seed.to_le_bytes(),
+                ]);
+                (h >> 11) as f64 / (1u64 << 53) as f64
+            }
+            None => self.uniform().0,
+        };
+        let mut acc = 0.0;
+        let mut rating = 5u8;
+        for (d, p) in dist.iter().enumerate() {
+            acc += p;
+            if u < acc {
+                rating = d as u8;
+                break;
+            }
+        }
+        (rating, dist)
+    }
+
+    fn answer_text(
+        &self,
+        q: &Query,
+        text: String,
+        output_tokens: u64,
+        truncated: bool,
+        distribution: Option<[f64; 6]>,
+        info: RateInfo,
+    ) -> Outcome {
+        let input_tokens = estimate_tokens(&q.prompt);
+        self.with_stats(&q.key, |s| s.output_tokens += output_tokens);
+        let first = text.split(' ').next().unwrap_or("").to_string();
+        // Digits carry their recorded share of the probability; the other
+        // tokens share a small remainder.
+        const OTHER: f64 = 1e-4;
+        let mut top: Vec<(String, f64)> = Vec::new();
+        match distribution {
+            Some(dist) => {
+                for (d, p) in dist.iter().enumerate() {
+                    if *p > 0.0 {
+                        top.push((d.to_string(), (p * (1.0 - OTHER)).ln()));
+                    }
+                }
+                for (i, f) in FILLERS.iter().enumerate() {
+                    top.push((f.to_string(), (OTHER / 2f64.powi(i as i32 + 1)).ln()));
+                }
+            }
+            None => {
+                // A non-digit answer: the text's first word dominates.
+                top.push((first.clone(), (0.9f64).ln()));
+                for (i, f) in FILLERS.iter().enumerate().filter(|(_, f)| **f != first) {
+                    top.push((f.to_string(), (0.05 / 2f64.powi(i as i32 + 1)).ln()));
+                }
+                for d in 0..6 {
+                    top.push((d.to_string(), (1e-6f64).ln() - d as f64));
+                }
+            }
+        }
+        top.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let first_lp = top
+            .iter()
+            .find(|(t, _)| *t == first)
+            .map(|(_, l)| *l)
+            .unwrap_or(-9999.0);
+        let top = q.top_logprobs.map(|k| {
+            top.truncate(k as usize);
+            top
+        });
+        Outcome::Answer {
+            answer: Answer {
+                text,
+                first_token: (first, first_lp),
+                top,
+                input_tokens,
+                output_tokens,
+                truncated,
+            },
+            delay: self.config.latency,
+            info,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(seed: Option<u64>) -> Query {
+        Query {
+            key: "m".into(),
+            prompt: "a prompt".into(),
+            max_tokens: 1,
+            temperature: 0.1,
+            seed,
+            top_logprobs: Some(20),
+        }
+    }
+
+    fn text(o: Outcome) -> String {
+        match o {
+            Outcome::Answer { answer, .. } => answer.text,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn seeded_requests_repeat_and_logprobs_sum_below_one() {
+        let sim = Sim::new(SimConfig::default()).unwrap();
+        for s in 0..10 {
+            assert_eq!(text(sim.decide(&q(Some(s)))), text(sim.decide(&q(Some(s)))));
+        }
+        let Outcome::Answer { answer, .. } = sim.decide(&q(Some(1))) else {
+            panic!()
+        };
+        let top = answer.top.unwrap();
+        assert_eq!(top.len(), 20);
+        let total: f64 = top.iter().map(|(_, l)| l.exp()).sum();
+        assert!(total <= 1.0 + 1e-9, "{total}");
+        assert!(answer.first_token.1 > -20.0);
+    }
+
+    #[test]
+    fn faults_consume_no_answer_and_limits_refuse() {
+        let sim = Sim::new(SimConfig {
+            rpm: Some(3),
+            faults: FaultPlan {
+                rate: 1.0,
+                kinds: vec![Fault::NonDigit],
+            },
+            ..SimConfig::default()
+        })
+        .unwrap();
+        assert_eq!(text(sim.decide(&q(None))), "As");
+        let mut long = q(None);
+        long.max_tokens = 64;
+        assert!(text(sim.decide(&long)).starts_with("As a persona"));
+        let _ = sim.decide(&q(None));
+        assert!(matches!(sim.decide(&q(None)), Outcome::Refused(_)));
+        let r = sim.report();
+        let k = &r.keys["m"];
+        assert_eq!(
+            (k.stats.requests, k.stats.admitted, k.stats.rate_limited),
+            (4, 3, 1)
+        );
+        assert_eq!(k.stats.faults["nondigit"], 3);
+        assert_eq!(k.stats.rated, 0);
+    }
+}

@@ -1,0 +1,532 @@
+//! Recorded answers: the papers' rating files, indexed by model key and cell,
+//! and the prompt index that finds the cell (persona, item) a prompt asks
+//! about.
+//!
+//! Each model key answers from its own files: `<key>_temp<TT>.csv` for persona
+//! prompts and `<key>_temp<TT>_self.csv` / `<key>_self.csv` for prompts
+//! without a persona. In `sample` mode a cell's answer is drawn with
+//! replacement from its recorded valid ratings; in `deal` mode the ratings
+//! are dealt without replacement like a deck of cards that is reshuffled once
+//! it is empty, so that n requests to a cell of n recorded ratings return
+//! exactly those ratings.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use moralsweep_common::formats::{parse_file_name, read_sampling, FileKind, FormatError};
+use moralsweep_common::prompt::{item_prompt, persona_prefix};
+use moralsweep_common::ITEMS;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+/// How recorded ratings are handed out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReplayMode {
+    /// Draw with replacement from the cell's recorded ratings.
+    #[default]
+    Sample,
+    /// Deal without replacement; reshuffle when the cell's deck is empty.
+    Deal,
+}
+
+impl std::str::FromStr for ReplayMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "sample" => Ok(ReplayMode::Sample),
+            "deal" => Ok(ReplayMode::Deal),
+            other => Err(format!(
+                "unknown replay mode {other:?}; expected `sample` (draw with replacement) or `deal` (without replacement)"
+            )),
+        }
+    }
+}
+
+/// Why recorded data could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error("cannot read replay directory {path}: {source}")]
+    Dir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("replay directory {0} holds no rating files (expected <key>_temp<TT>.csv or <key>_self.csv files)")]
+    Empty(PathBuf),
+    #[error(transparent)]
+    Format(#[from] FormatError),
+    #[error("--personas: {0}")]
+    Personas(#[from] moralsweep_common::personas::PersonaError),
+    #[error("{path}: persona id {persona} is beyond the persona file ({count} personas); give the persona file the ratings were collected with")]
+    PersonaRange {
+        path: PathBuf,
+        persona: u32,
+        count: usize,
+    },
+}
+
+/// Which cell of a model a prompt asks about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CellId {
+    /// `None` for a self (no persona) prompt.
+    pub persona: Option<u32>,
+    /// Item id 1-30.
+    pub item: u8,
+}
+
+/// Finds the cell of a prompt by its persona text and item prompt.
+#[derive(Debug, Default)]
+pub struct PromptIndex {
+    personas: HashMap<String, u32>,
+    items: HashMap<String, u8>,
+    head: String,
+    tail: String,
+}
+
+impl PromptIndex {
+    pub fn new(personas: &[String]) -> Self {
+        let marker = "\u{0}";
+        let prefix = persona_prefix(marker);
+        let (head, tail) = prefix.split_once(marker).unwrap_or((&prefix, ""));
+        PromptIndex {
+            personas: personas
+                .iter()
+                .enumerate()
+                .map(|(i, p)| (p.clone(), i as u32))
+                .collect(),
+            items: ITEMS.iter().map(|it| (item_prompt(it), it.id)).collect(),
+            head: head.to_string(),
+            tail: tail.to_string(),
+        }
+    }
+
+    /// The number of personas known.
+    pub fn persona_count(&self) -> usize {
+        self.personas.len()
+    }
+
+    /// The cell a prompt asks about; `None` when the item or the persona is
+    /// not recognised.
+    pub fn locate(&self, prompt: &str) -> Option<CellId> {
+        if let Some(rest) = prompt.strip_prefix(self.head.as_str()) {
+            let at = rest.find(self.tail.as_str())?;
+            let persona = *self.personas.get(&rest[..at])?;
+            let item = self.item_of(&rest[at + self.tail.len()..])?;
+            return Some(CellId {
+                persona: Some(persona),
+                item,
+            });
+        }
+        Some(CellId {
+            persona: None,
+            item: self.item_of(prompt)?,
+        })
+    }
+
+    fn item_of(&self, text: &str) -> Option<u8> {
+        if let Some(id) = self.items.get(text) {
+            return Some(*id);
+        }
+        // Not byte-exact: recognise the quoted item text.
+        ITEMS
+            .iter()
+            .find(|it| text.contains(&format!("'{}'", it.text)))
+            .map(|it| it.id)
+    }
+}
+
+/// The recorded valid ratings of one model at one temperature.
+#[derive(Debug, Default)]
+struct Recorded {
+    persona: HashMap<(u32, u8), Vec<u8>>,
+    selfs: HashMap<u8, Vec<u8>>,
+}
+
+/// A cell's deck in deal mode.
+#[derive(Debug)]
+struct Deck {
+    cards: Vec<u8>,
+    /// Cards dealt from the current shuffle.
+    next: usize,
+    shuffles: u64,
+}
+
+/// All recorded data of a replay directory.
+#[derive(Debug)]
+pub struct Replay {
+    mode: ReplayMode,
+    seed: u64,
+    /// key -> temperature tag (tenths) -> ratings.
+    models: HashMap<String, BTreeMap<u64, Recorded>>,
+    /// key -> self ratings of a self file without a temperature.
+    selfs: HashMap<String, HashMap<u8, Vec<u8>>>,
+    decks: Mutex<HashMap<(String, u64, CellId), Deck>>,
+}
+
+/// Where an answer came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recalled {
+    pub rating: u8,
+    /// The cell's recorded rating distribution (probability of each digit).
+    pub distribution: [f64; 6],
+}
+
+fn visit(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), ReplayError> {
+    let entries = std::fs::read_dir(dir).map_err(|source| ReplayError::Dir {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    for e in entries {
+        let e = e.map_err(|source| ReplayError::Dir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let path = e.path();
+        if path.is_dir() {
+            visit(&path, out)?;
+        } else {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+fn fnv(parts: &[&[u8]]) -> u64 {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for p in parts {
+        for b in *p {
+            h ^= *b as u64;
+            h = h.wrapping_mul(0x100000001b3);
+        }
+        h ^= 0xff;
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    h
+}
+
+fn distribution(ratings: &[u8]) -> [f64; 6] {
+    let mut d = [0.0; 6];
+    for r in ratings {
+        d[*r as usize] += 1.0;
+    }
+    let n = ratings.len().max(1) as f64;
+    d.map(|c| c / n)
+}
+
+impl Replay {
+    /// Loads every rating file under `dir` (recursively). `persona_count`
+    /// bounds the persona ids the files may use.
+    pub fn load(
+        dir: &Path,
+        persona_count: usize,
+        mode: ReplayMode,
+        seed: u64,
+    ) -> Result<Replay, ReplayError> {
+        let mut files = Vec::new();
+        visit(dir, &mut files)?;
+        files.sort();
+        let mut models: HashMap<String, BTreeMap<u64, Recorded>> = HashMap::new();
+        let mut selfs: HashMap<String, HashMap<u8, Vec<u8>>> = HashMap::new();
+        let mut found = 0;
+        for path in files {
+            let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            let Some(parsed) = parse_file_name(name) else {
+                continue;
+            };
+            let tag = |t: f64| (t * 10.0).round() as u64;
+            match parsed.kind {
+                FileKind::Sampling { temperature } => {
+                    let file = read_sampling(&path, false)?;
+                    let rec = models
+                        .entry(parsed.key)
+                        .or_default()
+                        .entry(tag(temperature))
+                        .or_default();
+                    for row in file.rows {
+                        let persona = row.persona.unwrap_or(0);
+                        if persona as usize >= persona_count {
+                            return Err(ReplayError::PersonaRange {
+                                path: path.clone(),
+                                persona,
+                                count: persona_count,
+                            });
+                        }
+                        let cell = rec.persona.entry((persona, row.item)).or_default();
+                        if (0..=5).contains(&row.rating) {
+                            cell.push(row.rating as u8);
+                        }
+                    }
+                }
+                FileKind::SelfRatings { temperature } => {
+                    let file = read_sampling(&path, true)?;
+                    let cells = match temperature {
+                        Some(t) => {
+                            &mut models
+                                .entry(parsed.key)
+                                .or_default()
+                                .entry(tag(t))
+                                .or_default()
+                                .selfs
+                        }
+                        None => selfs.entry(parsed.key).or_default(),
+                    };
+                    for row in file.rows {
+                        let cell = cells.entry(row.item).or_default();
+                        if (0..=5).contains(&row.rating) {
+                            cell.push(row.rating as u8);
+                        }
+                    }
+                }
+                FileKind::Logprobs => continue,
+            }
+            found += 1;
+        }
+        if found == 0 {
+            return Err(ReplayError::Empty(dir.to_path_buf()));
+        }
+        tracing::info!(
+            files = found,
+            models = models.len() + selfs.len(),
+            "replay data loaded"
+        );
+        Ok(Replay {
+            mode,
+            seed,
+            models,
+            selfs,
+            decks: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn mode(&self) -> ReplayMode {
+        self.mode
+    }
+
+    /// Whether recorded data exists for the model key.
+    pub fn knows(&self, key: &str) -> bool {
+        self.models.contains_key(key) || self.selfs.contains_key(key)
+    }
+
+    /// The model keys with recorded data.
+    pub fn keys(&self) -> Vec<String> {
+        let mut k: Vec<String> = self
+            .models
+            .keys()
+            .chain(self.selfs.keys())
+            .cloned()
+            .collect();
+        k.sort();
+        k.dedup();
+        k
+    }
+
+    /// The recorded ratings of a cell at the temperature closest to
+    /// `temperature`, with the tag of the temperature chosen.
+    fn cell(&self, key: &str, temperature: f64, cell: CellId) -> Option<(u64, &[u8])> {
+        let want = (temperature * 10.0).round() as i64;
+        let by_temp = self.models.get(key);
+        let closest = by_temp.and_then(|m| {
+            m.iter()
+                .filter(|(_, r)| match cell.persona {
+                    Some(p) => r.persona.contains_key(&(p, cell.item)),
+                    None => r.selfs.contains_key(&cell.item),
+                })
+                .min_by_key(|(t, _)| (**t as i64 - want).abs())
+        });
+        let found = match (closest, cell.persona) {
+            (Some((t, r)), Some(p)) => Some((*t, r.persona.get(&(p, cell.item))?.as_slice())),
+            (Some((t, r)), None) => Some((*t, r.selfs.get(&cell.item)?.as_slice())),
+            (None, None) => self
+                .selfs
+                .get(key)
+                .and_then(|s| s.get(&cell.item))
+                .map(|v| (u64::MAX, v.as_slice())),
+            (None, Some(_)) => None,
+        }?;
+        (!found.1.is_empty()).then_some(found)
+    }
+
+    /// A rating for one request to a cell, or `None` when the model has no
+    /// recorded valid rating for it. `seed` (sample mode only) makes the
+    /// draw a pure function of the request; `draw` supplies randomness
+    /// otherwise.
+    pub fn recall(
+        &self,
+        key: &str,
+        temperature: f64,
+        cell: CellId,
+        seed: Option<u64>,
+        draw: impl FnOnce(usize) -> usize,
+    ) -> Option<Recalled> {
+        let (tag, ratings) = self.cell(key, temperature, cell)?;
+        let distribution = distribution(ratings);
+        let rating = match self.mode {
+            ReplayMode::Sample => {
+                let i = match seed {
+                    Some(s) => {
+                        let h = fnv(&[
+                            key.as_bytes(),
+                            &tag.to_le_bytes(),
+                            &cell.persona.map(|p| p as i64).unwrap_or(-1).to_le_bytes(),
+                            &[cell.item],
+                            &s.to_le_bytes(),
+                            &self.seed.to_le_bytes(),
+                        ]);
+                        (h % ratings.len() as u64) as usize
+                    }
+                    None => draw(ratings.len()),
+                };
+                ratings[i]
+            }
+            ReplayMode::Deal => {
+                let mut decks = self.decks.lock().unwrap_or_else(|e| e.into_inner());
+                let deck = decks
+                    .entry((key.to_string(), tag, cell))
+                    .or_insert_with(|| Deck {
+                        cards: ratings.to_vec(),
+                        next: ratings.len(),
+                        shuffles: 0,
+                    });
+                if deck.next >= deck.cards.len() {
+                    let mut rng = ChaCha8Rng::seed_from_u64(fnv(&[
+                        key.as_bytes(),
+                        &tag.to_le_bytes(),
+                        &cell.persona.map(|p| p as i64).unwrap_or(-1).to_le_bytes(),
+                        &[cell.item],
+                        &deck.shuffles.to_le_bytes(),
+                        &self.seed.to_le_bytes(),
+                    ]));
+                    deck.cards.shuffle(&mut rng);
+                    deck.shuffles += 1;
+                    deck.next = 0;
+                }
+                let r = deck.cards[deck.next];
+                deck.next += 1;
+                r
+            }
+        };
+        Some(Recalled {
+            rating,
+            distribution,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use moralsweep_common::prompt::{persona_prompt, self_prompt};
+
+    fn personas() -> Vec<String> {
+        vec!["a nurse".into(), "a pilot who flies at night".into()]
+    }
+
+    #[test]
+    fn prompts_find_their_cells() {
+        let idx = PromptIndex::new(&personas());
+        let p = persona_prompt("a pilot who flies at night", &ITEMS[6]);
+        assert_eq!(
+            idx.locate(&p),
+            Some(CellId {
+                persona: Some(1),
+                item: 7
+            })
+        );
+        assert_eq!(
+            idx.locate(&self_prompt(&ITEMS[29])),
+            Some(CellId {
+                persona: None,
+                item: 30
+            })
+        );
+        assert_eq!(idx.locate(&persona_prompt("a stranger", &ITEMS[0])), None);
+        assert_eq!(idx.locate("hello"), None);
+    }
+
+    fn write(dir: &Path, name: &str, text: &str) {
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+
+    #[test]
+    fn deal_returns_each_recorded_rating_once_per_shuffle() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut csv = String::from(
+            "persona_id,question_id,run_index,rating,failures,response,collected_at\n",
+        );
+        for (i, r) in [0, 1, 1, 5, -1, 3].iter().enumerate() {
+            csv.push_str(&format!("1,2,{},{r},0,{r},2026-01-01T00:00:00\n", i + 1));
+        }
+        write(dir.path(), "m_temp01.csv", &csv);
+        write(
+            dir.path(),
+            "m_self.csv",
+            "question_id,run_index,rating,failures,response,collected_at\n3,1,4,0,4,x\n",
+        );
+        let replay = Replay::load(dir.path(), 2, ReplayMode::Deal, 7).unwrap();
+        assert!(replay.knows("m") && !replay.knows("n"));
+        let cell = CellId {
+            persona: Some(1),
+            item: 2,
+        };
+        for _ in 0..3 {
+            let mut got: Vec<u8> = (0..5)
+                .map(|_| replay.recall("m", 0.1, cell, None, |_| 0).unwrap().rating)
+                .collect();
+            got.sort();
+            assert_eq!(got, vec![0, 1, 1, 3, 5]);
+        }
+        let r = replay
+            .recall(
+                "m",
+                0.1,
+                CellId {
+                    persona: None,
+                    item: 3,
+                },
+                None,
+                |_| 0,
+            )
+            .unwrap();
+        assert_eq!(r.rating, 4);
+        assert_eq!(r.distribution, [0.0, 0.0, 0.0, 0.0, 1.0, 0.0]);
+        assert!(replay
+            .recall(
+                "m",
+                0.1,
+                CellId {
+                    persona: Some(0),
+                    item: 2
+                },
+                None,
+                |_| 0
+            )
+            .is_none());
+    }
+
+    #[test]
+    fn seeded_samples_repeat() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut csv = String::from(
+            "persona_id,question_id,run_index,rating,failures,response,collected_at\n",
+        );
+        for i in 0..10 {
+            csv.push_str(&format!("0,1,{},{},0,x,t\n", i + 1, i % 6));
+        }
+        write(dir.path(), "m_temp01.csv", &csv);
+        let replay = Replay::load(dir.path(), 1, ReplayMode::Sample, 1).unwrap();
+        let cell = CellId {
+            persona: Some(0),
+            item: 1,
+        };
+        for s in 0..20 {
+            let a = replay.recall("m", 0.1, cell, Some(s), |_| 0).unwrap();
+            let b = replay.recall("m", 0.1, cell, Some(s), |_| 9).unwrap();
+            assert_eq!(a, b);
+        }
+        let e = Replay::load(dir.path(), 0, ReplayMode::Sample, 1).unwrap_err();
+        assert!(e.to_string().contains("persona id 0"), "{e}");
+    }
+}
