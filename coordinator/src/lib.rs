@@ -2,6 +2,15 @@
 //! workers, paces each rate group, records every result exactly once in the
 //! store and computes the metrics of each finished model.
 
+pub mod convert;
+pub mod engine;
+pub mod output;
 pub mod pacing;
 pub mod store;
+pub mod sweep;
 pub mod testsupport;
+
+#[cfg(test)]
+mod engine_tests;
+#[cfg(test)]
+mod memstore;

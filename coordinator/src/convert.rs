@@ -1,0 +1,179 @@
+//! Conversions between the gRPC messages (`moralsweep_proto::v1`) and the
+//! engine's types, shared by the coordinator's services and the clients.
+
+use moralsweep_common::slot::{LogprobRecord, SampleRecord, SlotRecord};
+use moralsweep_common::Mode;
+use moralsweep_proto::v1 as pb;
+
+use crate::engine::{Grant, Outcome, SlotReport, SweepProgress, UnitProgress};
+use crate::store::UnitKey;
+
+/// Parses a mode name sent over the wire.
+pub fn mode(s: &str) -> Result<Mode, String> {
+    s.parse()
+}
+
+pub fn grant_to_pb(g: &Grant) -> pb::Lease {
+    pb::Lease {
+        lease_id: g.lease_id.clone(),
+        sweep: g.unit.sweep.clone(),
+        model: g.unit.model.clone(),
+        mode: g.unit.mode.name().to_string(),
+        slots: g.slots.clone(),
+        deadline_ms: g.deadline_ms,
+        rate_group: g.rate_group.clone(),
+    }
+}
+
+pub fn grant_from_pb(l: pb::Lease) -> Result<Grant, String> {
+    Ok(Grant {
+        unit: UnitKey {
+            sweep: l.sweep,
+            model: l.model,
+            mode: mode(&l.mode)?,
+        },
+        lease_id: l.lease_id,
+        slots: l.slots,
+        deadline_ms: l.deadline_ms,
+        rate_group: l.rate_group,
+    })
+}
+
+pub fn report_to_pb(r: &SlotReport) -> pb::SlotResult {
+    use pb::slot_result::Outcome as O;
+    let outcome = match &r.outcome {
+        Outcome::Record(SlotRecord::Sample(s)) => O::Sample(pb::SampleResult {
+            rating: s.rating as i32,
+            failures: s.failures,
+            response: s.response.clone(),
+            collected_at: s.collected_at.clone(),
+        }),
+        Outcome::Record(SlotRecord::Logprob(l)) => O::Logprob(pb::LogprobResult {
+            first_token: l.first_token.clone(),
+            first_token_logprob: l.first_token_logprob,
+            digit_logprobs: l.digit_logprobs.iter().map(|d| d.unwrap_or(0.0)).collect(),
+            present: l.digit_logprobs.iter().map(|d| d.is_some()).collect(),
+            raw_top_logprobs_json: l.raw_top_logprobs_json.clone(),
+            top_logprobs_requested: l.top_logprobs_requested,
+            collected_at: l.collected_at.clone(),
+        }),
+        Outcome::Fatal(m) => O::Fatal(m.clone()),
+    };
+    pb::SlotResult {
+        lease_id: r.lease_id.clone().unwrap_or_default(),
+        sweep: r.unit.sweep.clone(),
+        model: r.unit.model.clone(),
+        mode: r.unit.mode.name().to_string(),
+        slot: r.slot,
+        outcome: Some(outcome),
+    }
+}
+
+/// Checks and converts a reported result; the error says what is wrong.
+pub fn report_from_pb(r: pb::SlotResult) -> Result<SlotReport, String> {
+    use pb::slot_result::Outcome as O;
+    let at = format!("result for slot {} of {}/{}", r.slot, r.model, r.mode);
+    let outcome = match r.outcome {
+        None => return Err(format!("{at} has no outcome (sample, logprob or fatal)")),
+        Some(O::Sample(s)) => {
+            if !(-1..=5).contains(&s.rating) {
+                return Err(format!("{at}: rating {} is not -1 or 0-5", s.rating));
+            }
+            Outcome::Record(SlotRecord::Sample(SampleRecord {
+                rating: s.rating as i8,
+                failures: s.failures,
+                response: s.response,
+                collected_at: s.collected_at,
+            }))
+        }
+        Some(O::Logprob(l)) => {
+            if l.digit_logprobs.len() != 6 || l.present.len() != 6 {
+                return Err(format!(
+                    "{at}: digit_logprobs and present need six entries (digits 0-5)"
+                ));
+            }
+            let mut d = [None; 6];
+            for (i, slot) in d.iter_mut().enumerate() {
+                if l.present[i] {
+                    *slot = Some(l.digit_logprobs[i]);
+                }
+            }
+            Outcome::Record(SlotRecord::Logprob(LogprobRecord {
+                first_token: l.first_token,
+                first_token_logprob: l.first_token_logprob,
+                digit_logprobs: d,
+                raw_top_logprobs_json: l.raw_top_logprobs_json,
+                top_logprobs_requested: l.top_logprobs_requested,
+                collected_at: l.collected_at,
+            }))
+        }
+        Some(O::Fatal(m)) => Outcome::Fatal(m),
+    };
+    Ok(SlotReport {
+        lease_id: (!r.lease_id.is_empty()).then_some(r.lease_id),
+        unit: UnitKey {
+            sweep: r.sweep,
+            model: r.model,
+            mode: mode(&r.mode).map_err(|e| format!("{at}: {e}"))?,
+        },
+        slot: r.slot,
+        outcome,
+    })
+}
+
+pub fn progress_to_pb(p: &SweepProgress) -> pb::SweepStatus {
+    pb::SweepStatus {
+        sweep: p.sweep.clone(),
+        state: p.state.to_string(),
+        units: p
+            .units
+            .iter()
+            .map(|u| pb::UnitStatus {
+                model: u.model.clone(),
+                mode: u.mode.name().to_string(),
+                total: u.total,
+                done: u.done,
+                state: u.state.to_string(),
+                message: u.message.clone(),
+            })
+            .collect(),
+        total: p.total,
+        done: p.done,
+        leased: p.leased,
+        output: p.output.display().to_string(),
+        messages: p.messages.clone(),
+    }
+}
+
+fn state_name(s: &str) -> &'static str {
+    match s {
+        "done" => "done",
+        "failed" => "failed",
+        "cancelled" => "cancelled",
+        _ => "running",
+    }
+}
+
+pub fn progress_from_pb(s: pb::SweepStatus) -> SweepProgress {
+    SweepProgress {
+        sweep: s.sweep,
+        state: state_name(&s.state),
+        units: s
+            .units
+            .into_iter()
+            .map(|u| UnitProgress {
+                model: u.model,
+                mode: u.mode.parse().unwrap_or(Mode::Persona),
+                total: u.total,
+                done: u.done,
+                state: state_name(&u.state),
+                message: u.message,
+            })
+            .collect(),
+        total: s.total,
+        done: s.done,
+        leased: s.leased,
+        output: s.output.into(),
+        messages: s.messages,
+    }
+}

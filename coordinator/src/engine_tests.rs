@@ -1,0 +1,328 @@
+//! Unit tests of the engine against the in-memory store.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use moralsweep_common::slot::{SampleRecord, SlotRecord};
+use moralsweep_common::{Mode, SweepSpec};
+
+use crate::engine::{Engine, EngineConfig, EngineError, Outcome, SlotReport};
+use crate::memstore::MemStore;
+use crate::pacing::RateGroups;
+use crate::store::{Store, UnitKey};
+
+fn spec(name: &str, models: &[&str]) -> SweepSpec {
+    let mut text = format!(
+        "name = \"{name}\"\npersonas = \"p.json\"\noutput = \"out\"\nrepetitions = 2\nmodes = [\"persona\", \"self\"]\n"
+    );
+    for m in models {
+        text.push_str(&format!(
+            "[[model]]\nkey = \"{m}\"\nprovider = \"synthetic\"\nmodel = \"{m}\"\n"
+        ));
+    }
+    SweepSpec::parse(&text, std::path::Path::new("s.toml")).unwrap()
+}
+
+fn personas() -> Vec<String> {
+    vec!["a nurse".into(), "a farmer".into(), "a judge".into()]
+}
+
+fn engine(store: Arc<dyn Store>, dir: &std::path::Path, ttl: Duration) -> Arc<Engine> {
+    Engine::new(
+        store,
+        Arc::new(RateGroups::new()),
+        EngineConfig {
+            lease_ttl: ttl,
+            reclaim_every: Duration::from_millis(50),
+            max_lease_slots: 64,
+            data_root: dir.to_path_buf(),
+            write_metrics: false,
+        },
+    )
+}
+
+fn sample(slot: u32) -> Outcome {
+    Outcome::Record(SlotRecord::Sample(SampleRecord {
+        rating: (slot % 6) as i8,
+        failures: 0,
+        response: (slot % 6).to_string(),
+        collected_at: "2026-01-01T00:00:00.000000".into(),
+    }))
+}
+
+/// Leases until nothing is left, reporting everything.
+async fn drain(e: &Engine) -> u32 {
+    let mut n = 0;
+    loop {
+        let out = e.lease("w", 50).await.unwrap();
+        if out.grants.is_empty() {
+            return n;
+        }
+        for g in out.grants {
+            let reports = g
+                .slots
+                .iter()
+                .map(|&s| SlotReport {
+                    lease_id: Some(g.lease_id.clone()),
+                    unit: g.unit.clone(),
+                    slot: s,
+                    outcome: sample(s),
+                })
+                .collect();
+            let r = e
+                .report(reports, std::slice::from_ref(&g.lease_id))
+                .await
+                .unwrap();
+            n += r.recorded;
+        }
+    }
+}
+
+async fn wait_done(e: &Engine, sweep: &str) {
+    for _ in 0..200 {
+        if e.snapshot_one(sweep).unwrap().state == "done" {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("sweep not done: {:?}", e.snapshot_one(sweep));
+}
+
+#[tokio::test]
+async fn sweep_runs_to_files_with_every_slot_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(MemStore::default());
+    let e = engine(store.clone(), dir.path(), Duration::from_secs(30));
+    e.start();
+    let out = dir.path().join("s1");
+    assert!(e
+        .submit(spec("s1", &["m1", "m2"]), personas(), out.clone())
+        .await
+        .unwrap());
+    // Submitting the same sweep again is harmless.
+    assert!(!e
+        .submit(spec("s1", &["m1", "m2"]), personas(), out.clone())
+        .await
+        .unwrap());
+    // A different sweep under the same name is refused.
+    let err = e
+        .submit(spec("s1", &["m1"]), personas(), out.clone())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, EngineError::AlreadyExists(_)), "{err}");
+    let total = 2 * (3 * 30 * 2 + 30 * 2);
+    assert_eq!(drain(&e).await, total);
+    wait_done(&e, "s1").await;
+    let p = e.snapshot_one("s1").unwrap();
+    assert_eq!((p.done, p.total), (total as u64, total as u64));
+    let text = std::fs::read_to_string(out.join("data/m1_temp01.csv")).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines[0],
+        "persona_id,question_id,run_index,rating,failures,response,collected_at"
+    );
+    assert_eq!(lines.len(), 1 + 3 * 30 * 2);
+    assert!(lines[1].starts_with("0,1,1,0,0,0,"), "{}", lines[1]);
+    assert!(lines[2].starts_with("0,1,2,1,0,1,"), "{}", lines[2]);
+    assert!(out.join("data/m2_temp01_self.csv").exists());
+}
+
+#[tokio::test]
+async fn duplicate_and_late_reports_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(MemStore::default());
+    let e = engine(store.clone(), dir.path(), Duration::from_millis(1));
+    let out = dir.path().join("s2");
+    let mut sp = spec("s2", &["m"]);
+    sp.modes = vec![Mode::Persona];
+    e.submit(sp, personas(), out).await.unwrap();
+    let g = e.lease("w1", 10).await.unwrap().grants.remove(0);
+    let unit = g.unit.clone();
+    let rep = |slot: u32, rating: i8| SlotReport {
+        lease_id: Some(g.lease_id.clone()),
+        unit: unit.clone(),
+        slot,
+        outcome: Outcome::Record(SlotRecord::Sample(SampleRecord {
+            rating,
+            failures: 0,
+            response: rating.to_string(),
+            collected_at: "t".into(),
+        })),
+    };
+    let r = e.report(vec![rep(g.slots[0], 3)], &[]).await.unwrap();
+    assert_eq!((r.recorded, r.duplicates), (1, 0));
+    // The same report again, and a different answer for the same slot.
+    let r = e
+        .report(vec![rep(g.slots[0], 3), rep(g.slots[0], 5)], &[])
+        .await
+        .unwrap();
+    assert_eq!((r.recorded, r.duplicates), (0, 2));
+    // The lease expires and is taken back; another worker gets its slots.
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert_eq!(e.reclaim().await.unwrap(), 1);
+    let g2 = e.lease("w2", 10).await.unwrap().grants.remove(0);
+    assert!(
+        !g2.slots.contains(&g.slots[0]),
+        "a recorded slot is never handed out again: {:?} {:?}",
+        g.slots,
+        g2.slots
+    );
+    assert!(g2.slots.contains(&g.slots[1]));
+    // The first worker reports late: recorded once; the second's report is a duplicate.
+    let r = e.report(vec![rep(g.slots[1], 2)], &[]).await.unwrap();
+    assert_eq!(r.recorded, 1);
+    let mut late = rep(g.slots[1], 4);
+    late.lease_id = Some(g2.lease_id.clone());
+    let r = e.report(vec![late], &[]).await.unwrap();
+    assert_eq!((r.recorded, r.duplicates), (0, 1));
+    assert_eq!(e.snapshot_one("s2").unwrap().done, 2);
+    let got = store.scan_results(&unit, 0, 100).await.unwrap();
+    let rec: SlotRecord = serde_json::from_slice(&got[0].1).unwrap();
+    assert!(matches!(
+        rec,
+        SlotRecord::Sample(SampleRecord { rating: 3, .. })
+    ));
+}
+
+#[tokio::test]
+async fn bad_reports_are_refused_with_a_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(MemStore::default());
+    let e = engine(store, dir.path(), Duration::from_secs(30));
+    e.submit(spec("s3", &["m"]), personas(), dir.path().join("o"))
+        .await
+        .unwrap();
+    let unit = UnitKey {
+        sweep: "s3".into(),
+        model: "m".into(),
+        mode: Mode::Persona,
+    };
+    let bad = |unit: UnitKey, slot| SlotReport {
+        lease_id: None,
+        unit,
+        slot,
+        outcome: sample(0),
+    };
+    let err = e
+        .report(vec![bad(unit.clone(), 100_000)], &[])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, EngineError::InvalidArgument(ref m) if m.contains("out of range")),
+        "{err}"
+    );
+    let mut u = unit.clone();
+    u.sweep = "nope".into();
+    let err = e.report(vec![bad(u, 0)], &[]).await.unwrap_err();
+    assert!(
+        matches!(err, EngineError::NotFound(ref m) if m.contains("nope")),
+        "{err}"
+    );
+    let mut u = unit.clone();
+    u.model = "other".into();
+    let err = e.report(vec![bad(u, 0)], &[]).await.unwrap_err();
+    assert!(
+        matches!(err, EngineError::InvalidArgument(ref m) if m.contains("other")),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn fatal_error_stops_one_model_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(MemStore::default());
+    let e = engine(store, dir.path(), Duration::from_secs(30));
+    e.start();
+    e.submit(
+        spec("s4", &["bad", "good"]),
+        personas(),
+        dir.path().join("o"),
+    )
+    .await
+    .unwrap();
+    let unit = UnitKey {
+        sweep: "s4".into(),
+        model: "bad".into(),
+        mode: Mode::Persona,
+    };
+    e.report(
+        vec![SlotReport {
+            lease_id: None,
+            unit,
+            slot: 0,
+            outcome: Outcome::Fatal("401 Unauthorized: invalid API key".into()),
+        }],
+        &[],
+    )
+    .await
+    .unwrap();
+    drain(&e).await;
+    wait_done(&e, "s4").await;
+    let p = e.snapshot_one("s4").unwrap();
+    assert!(p.messages[0].contains("bad") && p.messages[0].contains("invalid API key"));
+    assert!(p
+        .units
+        .iter()
+        .filter(|u| u.model == "bad")
+        .all(|u| u.state == "failed"));
+    assert!(p
+        .units
+        .iter()
+        .filter(|u| u.model == "good")
+        .all(|u| u.state == "done"));
+    assert!(dir.path().join("o/data/good_temp01.csv").exists());
+    assert!(!dir.path().join("o/data/bad_temp01.csv").exists());
+}
+
+#[tokio::test]
+async fn a_new_engine_resumes_from_the_store_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(MemStore::default());
+    let out = dir.path().join("o");
+    {
+        let e = engine(store.clone(), dir.path(), Duration::from_millis(1));
+        e.submit(spec("s5", &["m"]), personas(), out.clone())
+            .await
+            .unwrap();
+        // Half done, one lease left hanging.
+        let g = e.lease("w", 64).await.unwrap().grants.remove(0);
+        let reports = g.slots[..32]
+            .iter()
+            .map(|&s| SlotReport {
+                lease_id: Some(g.lease_id.clone()),
+                unit: g.unit.clone(),
+                slot: s,
+                outcome: sample(s),
+            })
+            .collect();
+        e.report(reports, &[]).await.unwrap();
+    }
+    let e = engine(store.clone(), dir.path(), Duration::from_secs(30));
+    assert_eq!(e.resume().await.unwrap(), 1);
+    e.start();
+    assert_eq!(e.snapshot_one("s5").unwrap().done, 32);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    e.reclaim().await.unwrap();
+    let total = 3 * 30 * 2 + 30 * 2;
+    assert_eq!(drain(&e).await, total - 32);
+    wait_done(&e, "s5").await;
+    let text = std::fs::read_to_string(out.join("data/m_temp01.csv")).unwrap();
+    assert_eq!(text.lines().count(), 1 + 3 * 30 * 2);
+}
+
+#[tokio::test]
+async fn rate_limits_pace_grants() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(MemStore::default());
+    let e = engine(store, dir.path(), Duration::from_secs(30));
+    let mut s = spec("s6", &["m"]);
+    s.models[0].rpm = Some(60);
+    e.submit(s, personas(), dir.path().join("o")).await.unwrap();
+    let mut granted = 0;
+    for _ in 0..10 {
+        let out = e.lease("w", 50).await.unwrap();
+        granted += out.grants.iter().map(|g| g.slots.len()).sum::<usize>();
+    }
+    // 60 rpm: a burst of at most about one second's worth.
+    assert!(granted <= 2, "granted {granted}");
+}

