@@ -429,10 +429,14 @@ mod tests {
             "moralsweep_leases_granted_total 3",
             "moralsweep_lease_reclaims_total 2",
             "moralsweep_workers 5",
-            "moralsweep_build_info{version=\"0.1.0\",role=\"worker\"} 1",
         ] {
             assert!(text.contains(line), "missing {line:?} in\n{text}");
         }
+        let info = format!(
+            "moralsweep_build_info{{version=\"{}\",role=\"worker\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        );
+        assert!(text.contains(&info), "missing {info:?} in\n{text}");
         assert!(text.ends_with("# EOF\n"));
     }
 }
