@@ -3,9 +3,11 @@
 //! extraction, the papers' file formats and the metrics engine that turns
 //! ratings into moral susceptibility S and moral robustness R.
 
+pub mod analyze;
 pub mod extract;
 pub mod formats;
 pub mod instrument;
+pub mod metrics;
 pub mod personas;
 pub mod prompt;
 pub mod reference;

@@ -1,16 +1,72 @@
-//! `moralsweep analyze DIR --out OUT`.
+//! `moralsweep analyze DIR --out OUT`: the metric files from existing rating
+//! files (the papers' formats). See `moralsweep_common::analyze`.
 
 use std::path::PathBuf;
 
+use anyhow::Context;
+use moralsweep_common::analyze::{analyze_dir, AnalyzeOptions, ModelsMap};
+
 #[derive(clap::Args)]
 pub struct AnalyzeArgs {
-    /// Directory scanned recursively for rating files.
+    /// Directory scanned recursively for rating files
+    /// (<key>_temp<TT>.csv, <key>_self.csv, <key>_temp<TT>_self.csv, <key>_logprobs.csv).
     pub dir: PathBuf,
-    /// Where the metric files are written.
+    /// Where the metric files are written (created if needed).
     #[arg(long)]
     pub out: PathBuf,
+    /// Persona bootstrap draws.
+    #[arg(long, default_value_t = 2000)]
+    pub bootstrap: u32,
+    /// Rerun bootstrap draws.
+    #[arg(long = "rerun-bootstrap", default_value_t = 400)]
+    pub rerun_bootstrap: u32,
+    /// Seed of the bootstraps (same seed, same numbers).
+    #[arg(long, default_value_t = 1337)]
+    pub seed: u64,
+    /// Temperatures of the logprob curves R(T), S(T), comma-separated.
+    #[arg(long, value_delimiter = ',', default_values_t = moralsweep_common::analyze::DEFAULT_LOGPROB_TEMPERATURES)]
+    pub temperatures: Vec<f64>,
+    /// TOML mapping model keys to family and variant
+    /// ([models."<key>"] family = "..." variant = "base|secure|insecure|..."), for the deltas.
+    #[arg(long)]
+    pub models: Option<PathBuf>,
+    /// Worker threads (default: one per core).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
 }
 
-pub fn analyze(_args: AnalyzeArgs) -> anyhow::Result<()> {
-    anyhow::bail!("analyze is not implemented yet")
+pub fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
+    if let Some(t) = args
+        .temperatures
+        .iter()
+        .find(|t| !t.is_finite() || **t <= 0.0)
+    {
+        anyhow::bail!("--temperatures: {t} is not a positive temperature; give e.g. --temperatures 0.35,0.5,1.0");
+    }
+    let models = match &args.models {
+        Some(path) => ModelsMap::load(path)?,
+        None => ModelsMap::default(),
+    };
+    let opts = AnalyzeOptions {
+        bootstrap: args.bootstrap,
+        rerun_bootstrap: args.rerun_bootstrap,
+        seed: args.seed,
+        temperatures: args.temperatures,
+        models,
+        threads: args.threads,
+    };
+    let report = analyze_dir(&args.dir, &opts)
+        .with_context(|| format!("analysing {}", args.dir.display()))?;
+    for w in &report.warnings {
+        eprintln!("warning: {w}");
+    }
+    let written = report
+        .write(&args.out)
+        .with_context(|| format!("writing the metric files to {}", args.out.display()))?;
+    print!("{}", report.summary_table());
+    println!();
+    for path in written {
+        println!("wrote {}", path.display());
+    }
+    Ok(())
 }
