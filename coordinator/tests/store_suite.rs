@@ -11,7 +11,8 @@ use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 
 use moralsweep_common::Mode;
-use moralsweep_coordinator::store::{EmbeddedStore, Lease, Store, UnitKey};
+use moralsweep_coordinator::store::{EmbeddedStore, Lease, RedisStore, Store, UnitKey};
+use moralsweep_coordinator::testsupport::{Persistence, RedisServer};
 
 const FAR: u64 = u64::MAX / 4;
 
@@ -493,12 +494,23 @@ struct Harness {
     _guard: Box<dyn std::any::Any + Send>,
 }
 
-fn embedded() -> Harness {
+async fn embedded() -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let store = EmbeddedStore::open(dir.path().join("store.redb")).unwrap();
     Harness {
         store: Arc::new(store),
         _guard: Box::new(dir),
+    }
+}
+
+/// A `redis-server` of the test's own: `reclaim_expired` and `leases` see
+/// the whole database, so tests running in parallel must not share one.
+async fn redis() -> Harness {
+    let server = RedisServer::start_with(Persistence::None);
+    let store = RedisStore::connect(&server.url()).await.unwrap();
+    Harness {
+        store: Arc::new(store),
+        _guard: Box::new(server),
     }
 }
 
@@ -509,7 +521,7 @@ macro_rules! suite {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $test() {
-                    let h: Harness = $make;
+                    let h: Harness = $make.await;
                     super::$test(h.store.clone()).await;
                 }
             )*
@@ -518,6 +530,16 @@ macro_rules! suite {
 }
 
 suite!(embedded_store, embedded();
+    sweeps_create_update_list_delete,
+    grant_retry_first_then_fresh_never_beyond_total,
+    record_once_duplicates_and_late_reports,
+    extend_release_reclaim,
+    scan_results_order_and_paging,
+    concurrent_grants_never_share_a_slot,
+    delete_sweep_removes_units_results_and_leases,
+);
+
+suite!(redis_store, redis();
     sweeps_create_update_list_delete,
     grant_retry_first_then_fresh_never_beyond_total,
     record_once_duplicates_and_late_reports,
@@ -656,4 +678,110 @@ fn embedded_survives_sigkill_mid_writes() {
             .await
             .unwrap();
     });
+}
+
+// ----------------------------------------------------------------------
+// Redis store: durability through `kill -9` of redis-server
+// ----------------------------------------------------------------------
+
+/// Restarts the server from a blocking section (it waits for PING).
+fn restart(server: &mut RedisServer) {
+    tokio::task::block_in_place(|| server.restart());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_state_survives_kill9_and_restart() {
+    let mut server = RedisServer::start();
+    let s = RedisStore::connect(&server.url()).await.unwrap();
+    let u = unit("s", "m");
+    s.create_sweep("s", b"record").await.unwrap();
+    assert_eq!(
+        s.grant(&u, 1000, 10, "l1", "w", FAR).await.unwrap(),
+        (0..10).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        s.grant(&u, 1000, 5, "l2", "w", 1_000).await.unwrap(),
+        (10..15).collect::<Vec<_>>()
+    );
+    let batch: Vec<_> = (0..6).map(|i| rec(i, "v")).collect();
+    s.record(&u, Some("l1"), &batch).await.unwrap();
+
+    server.kill9();
+    // A call made while Redis is down waits for it to come back.
+    let pending = tokio::spawn({
+        let s = s.clone();
+        let u = u.clone();
+        async move { s.record(&u, Some("l1"), &[rec(6, "during")]).await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    restart(&mut server);
+    assert_eq!(pending.await.unwrap().unwrap(), vec![true]);
+
+    // Everything is back, through the same (reconnected) store ...
+    assert_eq!(
+        s.load_sweep("s").await.unwrap().as_deref(),
+        Some(&b"record"[..])
+    );
+    assert_eq!(s.done_count(&u).await.unwrap(), 7);
+    let leases = sorted_leases(s.leases().await.unwrap());
+    assert_eq!(leases.len(), 2);
+    assert_eq!(leases[0].slots, vec![7, 8, 9]);
+    assert_eq!(leases[1].slots, (10..15).collect::<Vec<_>>());
+    // ... and through a new connection.
+    let t = RedisStore::connect(&server.url()).await.unwrap();
+    let mut want: Vec<_> = (0..6).map(|i| rec(i, "v")).collect();
+    want.push(rec(6, "during"));
+    assert_eq!(all_results(&t, &u).await, want);
+    // The cursor survived: no slot is handed out twice.
+    assert_eq!(t.reclaim_expired(2_000).await.unwrap().len(), 1);
+    assert_eq!(
+        t.grant(&u, 1000, 8, "l3", "w", FAR).await.unwrap(),
+        vec![10, 11, 12, 13, 14, 15, 16, 17]
+    );
+    assert!(t.extend("l1", FAR).await.unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_acknowledged_records_survive_kill9_mid_writes() {
+    let mut server = RedisServer::start();
+    let s = RedisStore::connect(&server.url()).await.unwrap();
+    let u = unit("s", "m");
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let writer = tokio::spawn({
+        let s = s.clone();
+        let u = u.clone();
+        async move {
+            for k in 0..150u32 {
+                let id = format!("l{k}");
+                let got = s.grant(&u, u32::MAX, 16, &id, "w", FAR).await.unwrap();
+                let batch: Vec<_> = got.iter().map(|&i| rec(i, "v")).collect();
+                // A call that fails (Redis down too long) is simply not acknowledged.
+                if s.record(&u, Some(&id), &batch).await.is_ok() {
+                    tx.send(got).unwrap();
+                }
+            }
+        }
+    });
+    let mut acked = Vec::new();
+    while acked.len() < 40 {
+        acked.push(rx.recv().await.unwrap());
+    }
+    server.kill9();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    restart(&mut server);
+    writer.await.unwrap();
+    while let Ok(got) = rx.try_recv() {
+        acked.push(got);
+    }
+    let recorded: BTreeSet<u32> = all_results(&s, &u)
+        .await
+        .into_iter()
+        .map(|(i, _)| i)
+        .collect();
+    for slot in acked.iter().flatten() {
+        assert!(recorded.contains(slot), "acknowledged slot {slot} lost");
+    }
+    assert_eq!(s.done_count(&u).await.unwrap(), recorded.len() as u64);
+    // Every batch was acknowledged, so every lease is gone.
+    assert!(s.leases().await.unwrap().is_empty());
 }

@@ -26,8 +26,10 @@ use moralsweep_common::Mode;
 use serde::{Deserialize, Serialize};
 
 pub mod embedded;
+pub mod redis;
 
 pub use self::embedded::EmbeddedStore;
+pub use self::redis::RedisStore;
 
 /// Opens the store `target` names: a `redis://` / `rediss://` /
 /// `redis+unix://` URL connects to Redis, anything else is the path of an
@@ -39,9 +41,7 @@ pub async fn open_store(target: &str) -> StoreResult<Arc<dyn Store>> {
         || lower.starts_with("redis+unix://")
         || lower.starts_with("unix://")
     {
-        Err(StoreError::Backend(format!(
-            "{target}: the Redis store is not built yet"
-        )))
+        Ok(Arc::new(RedisStore::connect(target).await?))
     } else {
         let path = target.to_string();
         let store = tokio::task::spawn_blocking(move || EmbeddedStore::open(path))

@@ -1,0 +1,760 @@
+//! The Redis store: the cluster coordinator's durable state in Redis.
+//!
+//! Every [`Store`] method that changes more than one key is one Lua script
+//! (atomic on the server), sent through a [`ConnectionManager`] that
+//! reconnects after a `redis-server` restart; calls that fail on a dropped
+//! connection or while Redis is still loading its append-only file are
+//! retried for a while (see [`RETRY_FOR`]). A retried `grant` whose first
+//! attempt did reach Redis leaves a lease nobody holds; it expires and its
+//! slots come back, so nothing is lost or done twice.
+//!
+//! # Keys
+//!
+//! Everything of sweep `S` lives under the prefix `ms:{S}:` (`S` with `%`,
+//! `{`, `}` and `:` percent-escaped), so the hash tag `{S}` puts one sweep's
+//! keys in one Redis Cluster slot and each script touches one slot only.
+//! For a unit `U` = `<model>:<mode>` (model escaped the same way):
+//!
+//! | key | type | what |
+//! | --- | --- | --- |
+//! | `ms:{S}:u:U` | hash | `cursor`, `done`, `hwm` (one past the highest recorded slot) |
+//! | `ms:{S}:q:U` | sorted set | retry queue, slot number as score (lowest first) |
+//! | `ms:{S}:r:U:<b>` | hash | results of slots `b*B .. (b+1)*B`, field = slot number |
+//! | `ms:{S}:b:U` | sorted set | the non-empty buckets `b` (score `b`), for scans |
+//! | `ms:{S}:l:<id>` | hash | lease: `model`, `mode`, `unit`, `worker`, `deadline` |
+//! | `ms:{S}:ls:<id>` | set | the slots lease `id` still owns |
+//! | `ms:{S}:dl` | sorted set | lease ids by deadline (expiry index) |
+//! | `ms:{S}:keys` | set | every unit / queue / bucket key, for `delete_sweep` |
+//!
+//! Results are bucketed by slot range (`B` = [`BUCKET`] slots per hash):
+//! recording is one `HSETNX` per slot (set-if-absent, so a slot is written
+//! once and the done counter grows only for new slots, in the same script),
+//! and `scan_results` walks the non-empty buckets in slot order without
+//! touching the rest of the unit (sparse units cost nothing extra). The grant cursor is one integer and the
+//! retry queue holds only handed-back slots: no per-slot state exists for
+//! slots not yet granted.
+//!
+//! Three keys are global (outside any sweep's slot): `ms:sweeps` (hash:
+//! sweep id -> record), `ms:lease-sweep` (hash: lease id -> sweep id, to
+//! find a lease's sweep from its id alone) and `ms:lease-sweeps` (set of
+//! sweeps that ever held a lease, the sweeps `reclaim_expired` and `leases`
+//! look at). The index entries are written after the lease itself; if the
+//! coordinator dies in between, the lease is still found by expiry.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use ::redis::{
+    AsyncCommands, Client, ErrorKind, RedisError, RedisResult, Script, ServerErrorKind, Value,
+};
+use async_trait::async_trait;
+use moralsweep_common::Mode;
+
+use super::{Lease, Store, StoreError, StoreResult, UnitKey};
+
+/// Slots per result bucket (one Redis hash each).
+pub const BUCKET: u32 = 256;
+
+/// How long a call keeps retrying while Redis is unreachable or loading.
+pub const RETRY_FOR: Duration = Duration::from_secs(15);
+
+const SWEEPS: &str = "ms:sweeps";
+const LEASE_SWEEP: &str = "ms:lease-sweep";
+const LEASE_SWEEPS: &str = "ms:lease-sweeps";
+
+/// Lua: shared helper that releases one lease (requeues its unrecorded
+/// slots, deletes it) and returns `{id, model, mode, worker, deadline,
+/// slots, requeued}` or nil.
+const RELEASE_FN: &str = r#"
+local function release(P, B, id)
+  local lk = P .. 'l:' .. id
+  local sk = P .. 'ls:' .. id
+  local h = redis.call('HGETALL', lk)
+  if #h == 0 then return nil end
+  local f = {}
+  for i = 1, #h, 2 do f[h[i]] = h[i + 1] end
+  local slots = redis.call('SMEMBERS', sk)
+  local rprefix = P .. 'r:' .. f.unit .. ':'
+  local q = P .. 'q:' .. f.unit
+  local hwm = tonumber(redis.call('HGET', P .. 'u:' .. f.unit, 'hwm') or '0')
+  local n = 0
+  for _, s in ipairs(slots) do
+    local slot = tonumber(s)
+    if slot >= hwm or redis.call('HEXISTS', rprefix .. math.floor(slot / B), s) == 0 then
+      redis.call('ZADD', q, slot, s)
+      n = n + 1
+    end
+  end
+  redis.call('DEL', lk, sk)
+  redis.call('ZREM', P .. 'dl', id)
+  return {id, f.model, f.mode, f.worker, f.deadline, slots, n}
+end
+"#;
+
+/// KEYS: meta, retry, keyset, lease hash, lease slots, deadlines.
+/// ARGV: total, max, lease id, worker, deadline, model, mode, unit part,
+/// bucket prefix, B.
+const GRANT: &str = r#"
+local total = tonumber(ARGV[1])
+local max = tonumber(ARGV[2])
+if redis.call('EXISTS', KEYS[4]) == 1 then
+  return redis.error_reply('lease id ' .. ARGV[3] .. ' is already in use; lease ids must be unique')
+end
+local prefix = ARGV[9]
+local B = tonumber(ARGV[10])
+local hwm = tonumber(redis.call('HGET', KEYS[1], 'hwm') or '0')
+local function recorded(slot)
+  if slot >= hwm then return false end
+  return redis.call('HEXISTS', prefix .. math.floor(slot / B), tostring(slot)) == 1
+end
+local got = {}
+while #got < max do
+  local popped = redis.call('ZPOPMIN', KEYS[2], max - #got)
+  if #popped == 0 then break end
+  for i = 1, #popped, 2 do
+    local slot = tonumber(popped[i])
+    if slot < total and not recorded(slot) then got[#got + 1] = slot end
+  end
+end
+local cursor = tonumber(redis.call('HGET', KEYS[1], 'cursor') or '0')
+local start = cursor
+while #got < max and cursor < total do
+  if not recorded(cursor) then got[#got + 1] = cursor end
+  cursor = cursor + 1
+end
+if cursor ~= start then redis.call('HSET', KEYS[1], 'cursor', cursor) end
+redis.call('SADD', KEYS[3], KEYS[1], KEYS[2])
+if #got > 0 then
+  redis.call('HSET', KEYS[4], 'model', ARGV[6], 'mode', ARGV[7], 'unit', ARGV[8],
+    'worker', ARGV[4], 'deadline', ARGV[5])
+  for i = 1, #got, 1000 do
+    redis.call('SADD', KEYS[5], unpack(got, i, math.min(i + 999, #got)))
+  end
+  redis.call('ZADD', KEYS[6], ARGV[5], ARGV[3])
+end
+return got
+"#;
+
+/// KEYS: meta, keyset, lease hash, lease slots, deadlines, bucket index.
+/// ARGV: bucket prefix, B, lease id ('' for none), unit part, then
+/// (slot, record) pairs. Returns `{newly-recorded flags, lease-deleted}`.
+const RECORD: &str = r#"
+local prefix = ARGV[1]
+local B = tonumber(ARGV[2])
+local out = {}
+local added = 0
+local hwm = tonumber(redis.call('HGET', KEYS[1], 'hwm') or '0')
+local newhwm = hwm
+local touched = {}
+for i = 5, #ARGV, 2 do
+  local slot = tonumber(ARGV[i])
+  local bucket = math.floor(slot / B)
+  local n = redis.call('HSETNX', prefix .. bucket, ARGV[i], ARGV[i + 1])
+  out[#out + 1] = n
+  if n == 1 then
+    added = added + 1
+    if slot + 1 > newhwm then newhwm = slot + 1 end
+    touched[bucket] = true
+  end
+end
+if added > 0 then
+  redis.call('HINCRBY', KEYS[1], 'done', added)
+  if newhwm > hwm then redis.call('HSET', KEYS[1], 'hwm', newhwm) end
+  local keys = {KEYS[1], KEYS[6]}
+  for b, _ in pairs(touched) do
+    keys[#keys + 1] = prefix .. b
+    redis.call('ZADD', KEYS[6], b, b)
+  end
+  for i = 1, #keys, 1000 do
+    redis.call('SADD', KEYS[2], unpack(keys, i, math.min(i + 999, #keys)))
+  end
+end
+local gone = 0
+if ARGV[3] ~= '' and redis.call('HGET', KEYS[3], 'unit') == ARGV[4] then
+  local slots = {}
+  for i = 5, #ARGV, 2 do slots[#slots + 1] = ARGV[i] end
+  for i = 1, #slots, 1000 do
+    redis.call('SREM', KEYS[4], unpack(slots, i, math.min(i + 999, #slots)))
+  end
+  if redis.call('SCARD', KEYS[4]) == 0 then
+    redis.call('DEL', KEYS[3], KEYS[4])
+    redis.call('ZREM', KEYS[5], ARGV[3])
+    gone = 1
+  end
+end
+return {out, gone}
+"#;
+
+/// KEYS: lease hash, deadlines. ARGV: lease id, deadline.
+const EXTEND: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'deadline', ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+return 1
+"#;
+
+/// KEYS: lease hash, lease slots, deadlines. ARGV: sweep prefix, B, id.
+const RELEASE: &str = r#"
+local r = release(ARGV[1], tonumber(ARGV[2]), ARGV[3])
+if not r then return -1 end
+return r[7]
+"#;
+
+/// KEYS: deadlines. ARGV: sweep prefix, B, now.
+const RECLAIM: &str = r#"
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[3])
+local out = {}
+for _, id in ipairs(ids) do
+  local r = release(ARGV[1], tonumber(ARGV[2]), id)
+  if r then out[#out + 1] = r else redis.call('ZREM', KEYS[1], id) end
+end
+return out
+"#;
+
+/// KEYS: deadlines. ARGV: sweep prefix.
+const LEASES: &str = r#"
+local ids = redis.call('ZRANGE', KEYS[1], 0, -1)
+local out = {}
+for _, id in ipairs(ids) do
+  local h = redis.call('HGETALL', ARGV[1] .. 'l:' .. id)
+  if #h > 0 then
+    local f = {}
+    for i = 1, #h, 2 do f[h[i]] = h[i + 1] end
+    out[#out + 1] = {id, f.model, f.mode, f.worker, f.deadline,
+      redis.call('SMEMBERS', ARGV[1] .. 'ls:' .. id), 0}
+  end
+end
+return out
+"#;
+
+/// KEYS: bucket index. ARGV: bucket prefix, B, from, limit.
+const SCAN: &str = r#"
+local prefix = ARGV[1]
+local B = tonumber(ARGV[2])
+local from = tonumber(ARGV[3])
+local limit = tonumber(ARGV[4])
+local out = {}
+local n = 0
+local lo = math.floor(from / B)
+while n < limit do
+  local bs = redis.call('ZRANGEBYSCORE', KEYS[1], lo, '+inf', 'LIMIT', 0, 16)
+  if #bs == 0 then break end
+  for _, b in ipairs(bs) do
+    if n >= limit then break end
+    local kv = redis.call('HGETALL', prefix .. b)
+    local items = {}
+    for i = 1, #kv, 2 do
+      local slot = tonumber(kv[i])
+      if slot >= from then items[#items + 1] = {slot, kv[i + 1]} end
+    end
+    table.sort(items, function(x, y) return x[1] < y[1] end)
+    for _, it in ipairs(items) do
+      if n >= limit then break end
+      out[#out + 1] = it[1]
+      out[#out + 1] = it[2]
+      n = n + 1
+    end
+    lo = tonumber(b) + 1
+  end
+end
+return out
+"#;
+
+/// KEYS: keyset, deadlines. ARGV: sweep prefix. Returns the lease ids.
+const DELETE: &str = r#"
+local ids = redis.call('ZRANGE', KEYS[2], 0, -1)
+for _, id in ipairs(ids) do
+  redis.call('DEL', ARGV[1] .. 'l:' .. id, ARGV[1] .. 'ls:' .. id)
+end
+local keys = redis.call('SMEMBERS', KEYS[1])
+for i = 1, #keys, 1000 do
+  redis.call('DEL', unpack(keys, i, math.min(i + 999, #keys)))
+end
+redis.call('DEL', KEYS[1], KEYS[2])
+return ids
+"#;
+
+/// KEYS: the sweeps hash. ARGV: sweep id, record.
+const UPDATE_SWEEP: &str = r#"
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+end
+return 0
+"#;
+
+struct Scripts {
+    grant: Script,
+    record: Script,
+    extend: Script,
+    release: Script,
+    reclaim: Script,
+    leases: Script,
+    scan: Script,
+    delete: Script,
+    update_sweep: Script,
+}
+
+impl Scripts {
+    fn new() -> Self {
+        Scripts {
+            grant: Script::new(GRANT),
+            record: Script::new(RECORD),
+            extend: Script::new(EXTEND),
+            release: Script::new(&format!("{RELEASE_FN}{RELEASE}")),
+            reclaim: Script::new(&format!("{RELEASE_FN}{RECLAIM}")),
+            leases: Script::new(LEASES),
+            scan: Script::new(SCAN),
+            delete: Script::new(DELETE),
+            update_sweep: Script::new(UPDATE_SWEEP),
+        }
+    }
+}
+
+/// A [`Store`] in Redis (standalone, or a cluster whose nodes are addressed
+/// one sweep per slot).
+#[derive(Clone)]
+pub struct RedisStore {
+    /// Multiplexed, reconnecting connection; cloned per call.
+    con: ConnectionManager,
+    scripts: Arc<Scripts>,
+    /// Sweeps this process already put in `ms:lease-sweeps` (saves a round
+    /// trip per grant).
+    lease_sweeps: Arc<Mutex<HashSet<String>>>,
+    /// For error messages (without credentials).
+    target: Arc<String>,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("target", &self.target)
+            .finish()
+    }
+}
+
+/// Percent-escapes the characters that would break a key's hash tag or its
+/// `:`-separated structure.
+fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '%' => out.push_str("%25"),
+            '{' => out.push_str("%7B"),
+            '}' => out.push_str("%7D"),
+            ':' => out.push_str("%3A"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn sweep_prefix(sweep: &str) -> String {
+    format!("ms:{{{}}}:", esc(sweep))
+}
+
+fn unit_part(unit: &UnitKey) -> String {
+    format!("{}:{}", esc(&unit.model), unit.mode.name())
+}
+
+/// Errors worth retrying: the connection, a timeout, Redis loading its data.
+fn transient(e: &RedisError) -> bool {
+    e.is_io_error()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || e.is_timeout()
+        || e.is_unrecoverable_error()
+        || matches!(
+            e.kind(),
+            ErrorKind::Server(
+                ServerErrorKind::BusyLoading
+                    | ServerErrorKind::TryAgain
+                    | ServerErrorKind::MasterDown
+                    | ServerErrorKind::ClusterDown
+            )
+        )
+}
+
+/// Redacts the password of a `redis://user:pass@host` URL.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
+        _ => url.to_string(),
+    }
+}
+
+/// Runs `$body` (an expression using `$con: &mut ConnectionManager`),
+/// retrying transient failures for up to [`RETRY_FOR`].
+macro_rules! retrying {
+    ($self:ident, $what:expr, |$con:ident| $body:expr) => {{
+        let started = Instant::now();
+        let mut delay = Duration::from_millis(20);
+        loop {
+            let mut $con = $self.con.clone();
+            let r: RedisResult<_> = async { $body }.await;
+            match r {
+                Ok(v) => break Ok(v),
+                Err(e) if transient(&e) && started.elapsed() < RETRY_FOR => {
+                    tracing::warn!(target: "moralsweep::store", error = %e, op = $what,
+                        "redis call failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_millis(500));
+                }
+                Err(e) => {
+                    break Err(StoreError::Backend(format!(
+                        "redis {} ({}): {e}",
+                        $what, $self.target
+                    )))
+                }
+            }
+        }
+    }};
+}
+
+fn parse_lease(sweep: &str, v: Value) -> StoreResult<(Lease, u32)> {
+    let (id, model, mode, worker, deadline, slots, requeued): (
+        String,
+        String,
+        String,
+        String,
+        String,
+        Vec<u32>,
+        u32,
+    ) = ::redis::from_redis_value(v)
+        .map_err(|e| StoreError::Corrupt(format!("lease of sweep {sweep}: {e}")))?;
+    let mode: Mode = mode
+        .parse()
+        .map_err(|e| StoreError::Corrupt(format!("lease {id} of sweep {sweep}: mode: {e}")))?;
+    let deadline_ms = deadline.parse().map_err(|e| {
+        StoreError::Corrupt(format!(
+            "lease {id} of sweep {sweep}: deadline {deadline:?}: {e}"
+        ))
+    })?;
+    let mut slots = slots;
+    slots.sort_unstable();
+    Ok((
+        Lease {
+            id,
+            unit: UnitKey {
+                sweep: sweep.to_string(),
+                model,
+                mode,
+            },
+            worker,
+            slots,
+            deadline_ms,
+        },
+        requeued,
+    ))
+}
+
+impl RedisStore {
+    /// Connects to the Redis at `url` (`redis://[user:pass@]host:port[/db]`).
+    pub async fn connect(url: &str) -> StoreResult<Self> {
+        let target = redact(url);
+        let client = Client::open(url)
+            .map_err(|e| StoreError::Backend(format!("redis URL {target}: {e}")))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(5)))
+            .set_response_timeout(Some(Duration::from_secs(60)))
+            .set_max_delay(Duration::from_secs(1))
+            .set_number_of_retries(8);
+        let con = ConnectionManager::new_with_config(client, config)
+            .await
+            .map_err(|e| StoreError::Backend(format!("connecting to redis {target}: {e}")))?;
+        Ok(RedisStore {
+            con,
+            scripts: Arc::new(Scripts::new()),
+            lease_sweeps: Arc::new(Mutex::new(HashSet::new())),
+            target: Arc::new(target),
+        })
+    }
+
+    /// Sweeps that may hold leases.
+    async fn lease_sweep_ids(&self) -> StoreResult<Vec<String>> {
+        retrying!(self, "SMEMBERS lease-sweeps", |con| con
+            .smembers::<_, Vec<String>>(LEASE_SWEEPS)
+            .await)
+    }
+
+    async fn forget_leases(&self, ids: &[String]) -> StoreResult<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        retrying!(self, "HDEL lease-sweep", |con| con
+            .hdel::<_, _, ()>(LEASE_SWEEP, ids)
+            .await)
+    }
+
+    async fn lease_sweep(&self, lease_id: &str) -> StoreResult<Option<String>> {
+        retrying!(self, "HGET lease-sweep", |con| con
+            .hget::<_, _, Option<String>>(LEASE_SWEEP, lease_id)
+            .await)
+    }
+}
+
+#[async_trait]
+impl Store for RedisStore {
+    async fn create_sweep(&self, sweep: &str, record: &[u8]) -> StoreResult<bool> {
+        retrying!(self, "create_sweep", |con| con
+            .hset_nx::<_, _, _, bool>(SWEEPS, sweep, record)
+            .await)
+    }
+
+    async fn update_sweep(&self, sweep: &str, record: &[u8]) -> StoreResult<()> {
+        let mut inv = self.scripts.update_sweep.key(SWEEPS);
+        inv.arg(sweep).arg(record);
+        retrying!(self, "update_sweep", |con| inv
+            .invoke_async::<()>(&mut con)
+            .await)
+    }
+
+    async fn load_sweep(&self, sweep: &str) -> StoreResult<Option<Vec<u8>>> {
+        retrying!(self, "load_sweep", |con| con
+            .hget::<_, _, Option<Vec<u8>>>(SWEEPS, sweep)
+            .await)
+    }
+
+    async fn sweep_ids(&self) -> StoreResult<Vec<String>> {
+        let mut ids: Vec<String> = retrying!(self, "sweep_ids", |con| con
+            .hkeys::<_, Vec<String>>(SWEEPS)
+            .await)?;
+        ids.sort();
+        Ok(ids)
+    }
+
+    async fn delete_sweep(&self, sweep: &str) -> StoreResult<()> {
+        let p = sweep_prefix(sweep);
+        let mut inv = self.scripts.delete.key(format!("{p}keys"));
+        inv.key(format!("{p}dl")).arg(&p);
+        let ids: Vec<String> = retrying!(self, "delete_sweep", |con| inv
+            .invoke_async::<Vec<String>>(&mut con)
+            .await)?;
+        self.forget_leases(&ids).await?;
+        retrying!(self, "delete_sweep", |con| ::redis::pipe()
+            .hdel(SWEEPS, sweep)
+            .ignore()
+            .srem(LEASE_SWEEPS, sweep)
+            .ignore()
+            .query_async::<()>(&mut con)
+            .await)?;
+        self.lease_sweeps
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(sweep);
+        Ok(())
+    }
+
+    async fn grant(
+        &self,
+        unit: &UnitKey,
+        total: u32,
+        max: u32,
+        lease_id: &str,
+        worker: &str,
+        deadline_ms: u64,
+    ) -> StoreResult<Vec<u32>> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let known = self
+            .lease_sweeps
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&unit.sweep);
+        if !known {
+            retrying!(self, "SADD lease-sweeps", |con| con
+                .sadd::<_, _, ()>(LEASE_SWEEPS, &unit.sweep)
+                .await)?;
+            self.lease_sweeps
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(unit.sweep.clone());
+        }
+        let p = sweep_prefix(&unit.sweep);
+        let up = unit_part(unit);
+        let mut inv = self.scripts.grant.key(format!("{p}u:{up}"));
+        inv.key(format!("{p}q:{up}"))
+            .key(format!("{p}keys"))
+            .key(format!("{p}l:{lease_id}"))
+            .key(format!("{p}ls:{lease_id}"))
+            .key(format!("{p}dl"))
+            .arg(total)
+            .arg(max)
+            .arg(lease_id)
+            .arg(worker)
+            .arg(deadline_ms)
+            .arg(&unit.model)
+            .arg(unit.mode.name())
+            .arg(&up)
+            .arg(format!("{p}r:{up}:"))
+            .arg(BUCKET);
+        let got: Vec<u32> = retrying!(self, "grant", |con| inv
+            .invoke_async::<Vec<u32>>(&mut con)
+            .await)?;
+        if !got.is_empty() {
+            retrying!(self, "HSET lease-sweep", |con| con
+                .hset::<_, _, _, ()>(LEASE_SWEEP, lease_id, &unit.sweep)
+                .await)?;
+        }
+        Ok(got)
+    }
+
+    async fn record(
+        &self,
+        unit: &UnitKey,
+        lease_id: Option<&str>,
+        results: &[(u32, Vec<u8>)],
+    ) -> StoreResult<Vec<bool>> {
+        if results.is_empty() {
+            return Ok(Vec::new());
+        }
+        let p = sweep_prefix(&unit.sweep);
+        let up = unit_part(unit);
+        let lid = lease_id.unwrap_or("");
+        let mut inv = self.scripts.record.key(format!("{p}u:{up}"));
+        inv.key(format!("{p}keys"))
+            .key(format!("{p}l:{lid}"))
+            .key(format!("{p}ls:{lid}"))
+            .key(format!("{p}dl"))
+            .key(format!("{p}b:{up}"))
+            .arg(format!("{p}r:{up}:"))
+            .arg(BUCKET)
+            .arg(lid)
+            .arg(&up);
+        for (slot, bytes) in results {
+            inv.arg(*slot).arg(bytes.as_slice());
+        }
+        let (flags, gone): (Vec<i64>, i64) = retrying!(self, "record", |con| inv
+            .invoke_async::<(Vec<i64>, i64)>(&mut con)
+            .await)?;
+        if gone == 1 {
+            self.forget_leases(&[lid.to_string()]).await?;
+        }
+        if flags.len() != results.len() {
+            return Err(StoreError::Corrupt(format!(
+                "redis record returned {} flags for {} results",
+                flags.len(),
+                results.len()
+            )));
+        }
+        Ok(flags.into_iter().map(|f| f == 1).collect())
+    }
+
+    async fn extend(&self, lease_id: &str, deadline_ms: u64) -> StoreResult<bool> {
+        let Some(sweep) = self.lease_sweep(lease_id).await? else {
+            return Ok(false);
+        };
+        let p = sweep_prefix(&sweep);
+        let mut inv = self.scripts.extend.key(format!("{p}l:{lease_id}"));
+        inv.key(format!("{p}dl")).arg(lease_id).arg(deadline_ms);
+        let ok: i64 = retrying!(self, "extend", |con| inv
+            .invoke_async::<i64>(&mut con)
+            .await)?;
+        if ok == 0 {
+            self.forget_leases(&[lease_id.to_string()]).await?;
+        }
+        Ok(ok == 1)
+    }
+
+    async fn release(&self, lease_id: &str) -> StoreResult<u32> {
+        let Some(sweep) = self.lease_sweep(lease_id).await? else {
+            return Ok(0);
+        };
+        let p = sweep_prefix(&sweep);
+        let mut inv = self.scripts.release.key(format!("{p}l:{lease_id}"));
+        inv.key(format!("{p}ls:{lease_id}"))
+            .key(format!("{p}dl"))
+            .arg(&p)
+            .arg(BUCKET)
+            .arg(lease_id);
+        let n: i64 = retrying!(self, "release", |con| inv
+            .invoke_async::<i64>(&mut con)
+            .await)?;
+        self.forget_leases(&[lease_id.to_string()]).await?;
+        Ok(n.max(0) as u32)
+    }
+
+    async fn reclaim_expired(&self, now_ms: u64) -> StoreResult<Vec<Lease>> {
+        let mut out = Vec::new();
+        for sweep in self.lease_sweep_ids().await? {
+            let p = sweep_prefix(&sweep);
+            let mut inv = self.scripts.reclaim.key(format!("{p}dl"));
+            inv.arg(&p).arg(BUCKET).arg(now_ms);
+            let released: Vec<Value> = retrying!(self, "reclaim_expired", |con| inv
+                .invoke_async::<Vec<Value>>(&mut con)
+                .await)?;
+            let mut ids = Vec::with_capacity(released.len());
+            for v in released {
+                let (lease, _) = parse_lease(&sweep, v)?;
+                ids.push(lease.id.clone());
+                out.push(lease);
+            }
+            self.forget_leases(&ids).await?;
+        }
+        Ok(out)
+    }
+
+    async fn leases(&self) -> StoreResult<Vec<Lease>> {
+        let mut out = Vec::new();
+        for sweep in self.lease_sweep_ids().await? {
+            let p = sweep_prefix(&sweep);
+            let mut inv = self.scripts.leases.key(format!("{p}dl"));
+            inv.arg(&p);
+            let all: Vec<Value> = retrying!(self, "leases", |con| inv
+                .invoke_async::<Vec<Value>>(&mut con)
+                .await)?;
+            for v in all {
+                out.push(parse_lease(&sweep, v)?.0);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn done_count(&self, unit: &UnitKey) -> StoreResult<u64> {
+        let key = format!("{}u:{}", sweep_prefix(&unit.sweep), unit_part(unit));
+        let n: Option<u64> = retrying!(self, "done_count", |con| con
+            .hget::<_, _, Option<u64>>(&key, "done")
+            .await)?;
+        Ok(n.unwrap_or(0))
+    }
+
+    async fn scan_results(
+        &self,
+        unit: &UnitKey,
+        from: u32,
+        limit: u32,
+    ) -> StoreResult<Vec<(u32, Vec<u8>)>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let p = sweep_prefix(&unit.sweep);
+        let up = unit_part(unit);
+        let mut inv = self.scripts.scan.key(format!("{p}b:{up}"));
+        inv.arg(format!("{p}r:{up}:"))
+            .arg(BUCKET)
+            .arg(from)
+            .arg(limit);
+        let flat: Vec<Value> = retrying!(self, "scan_results", |con| inv
+            .invoke_async::<Vec<Value>>(&mut con)
+            .await)?;
+        let mut out = Vec::with_capacity(flat.len() / 2);
+        let mut it = flat.into_iter();
+        while let (Some(slot), Some(bytes)) = (it.next(), it.next()) {
+            let slot: u32 = ::redis::from_redis_value(slot)
+                .map_err(|e| StoreError::Corrupt(format!("scan_results slot: {e}")))?;
+            let bytes: Vec<u8> = ::redis::from_redis_value(bytes)
+                .map_err(|e| StoreError::Corrupt(format!("scan_results record: {e}")))?;
+            out.push((slot, bytes));
+        }
+        Ok(out)
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        retrying!(self, "ping", |con| ::redis::cmd("PING")
+            .query_async::<String>(&mut con)
+            .await)?;
+        Ok(())
+    }
+}
