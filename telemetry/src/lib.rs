@@ -32,6 +32,7 @@ pub mod metrics;
 pub mod ops;
 pub mod otlp;
 pub mod redact;
+pub mod spans;
 pub mod testing;
 
 pub use metrics::Metrics;
