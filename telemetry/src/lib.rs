@@ -190,6 +190,7 @@ impl TelemetryGuard {
     }
 
     fn stop(&mut self) {
+        PROVIDER.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(p) = self.provider.take() {
             if let Err(e) = p.shutdown() {
                 eprintln!("warning: flushing spans at shutdown failed: {e}");
@@ -216,6 +217,21 @@ impl std::fmt::Debug for TelemetryGuard {
 }
 
 type BoxedLayer = Box<dyn Layer<Registry> + Send + Sync>;
+
+/// The exporting provider of this process, for [`flush`].
+static PROVIDER: std::sync::Mutex<Option<SdkTracerProvider>> = std::sync::Mutex::new(None);
+
+/// Sends the spans queued so far, from anywhere (e.g. right before a
+/// `std::process::exit`, which skips the guard's drop). Spans still open are
+/// not sent. A no-op when nothing is exported.
+pub fn flush() {
+    let p = PROVIDER.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    if let Some(p) = p {
+        if let Err(e) = p.force_flush() {
+            eprintln!("warning: flushing spans failed: {e}");
+        }
+    }
+}
 
 /// Sets up logs, span export, metrics and redaction for a process of `role`.
 /// Call once, before anything logs; keep the guard until exit.
@@ -292,6 +308,7 @@ pub fn init(role: &str, opts: TelemetryOptions) -> Result<TelemetryGuard, Teleme
                 .with_filter(trace_filter)
                 .boxed(),
         );
+        *PROVIDER.lock().unwrap_or_else(|e| e.into_inner()) = Some(p.clone());
         provider = Some(p);
         runtime = Some(rt);
     }

@@ -2,6 +2,8 @@
 //! providers, extracts ratings with the protocol of METHOD.md and reports the
 //! results in batches.
 
+pub mod cost;
+pub mod paced;
 pub mod permits;
 pub mod protocol;
 pub mod providers;

@@ -7,6 +7,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use moralsweep_common::ModelSpec;
 
+pub mod anthropic;
+pub mod compat;
+pub mod gemini;
+pub mod http;
+pub mod openai;
 pub mod synthetic;
 
 /// One request to a model: a single user message.
@@ -72,6 +77,14 @@ pub trait Provider: Send + Sync {
 pub fn build(model: &ModelSpec) -> Result<Box<dyn Provider>, ProviderError> {
     match model.provider.as_str() {
         "synthetic" => Ok(Box::new(synthetic::Synthetic::new(model))),
+        "openai" => Ok(Box::new(openai::OpenAi::new(
+            model,
+            openai::Flavor::openai(),
+        )?)),
+        "anthropic" => Ok(Box::new(anthropic::Anthropic::new(model)?)),
+        "gemini" => Ok(Box::new(gemini::Gemini::new(model)?)),
+        "openai-compatible" => Ok(Box::new(compat::build(model)?)),
+        "sim" => Ok(Box::new(compat::build_sim(model)?)),
         other => Err(ProviderError::Fatal(format!(
             "provider {other:?} of model {:?} is not available in this build",
             model.key

@@ -1,0 +1,410 @@
+//! Tokens and money: the estimates the pacing works with before a call
+//! (four characters a token, plus the output allowance), the accounting of
+//! what each model really used (requests, tokens, cost at the spec's prices),
+//! and the dry run that prices a whole sweep before anything is spent:
+//! requests, tokens, cost, and the time the rate limits allow.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Mutex;
+
+use moralsweep_common::prompt::{persona_prompt, self_prompt};
+use moralsweep_common::{Mode, ModelSpec, Sweep, ITEMS};
+use serde::Serialize;
+
+use crate::providers::Usage;
+
+/// Estimated tokens of a prompt (four characters a token, at least one).
+pub fn estimate_prompt_tokens(prompt: &str) -> u64 {
+    (prompt.chars().count() as u64).div_ceil(4).max(1)
+}
+
+/// Estimated tokens a request counts against a tokens-per-minute limit:
+/// its prompt and its whole output allowance (providers reserve it).
+pub fn estimate_request_tokens(prompt: &str, max_tokens: u32) -> u64 {
+    estimate_prompt_tokens(prompt) + max_tokens as u64
+}
+
+/// A model's prices in US dollars per million tokens.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Prices {
+    pub input_per_mtok: Option<f64>,
+    pub output_per_mtok: Option<f64>,
+}
+
+impl Prices {
+    pub fn of(spec: &ModelSpec) -> Prices {
+        Prices {
+            input_per_mtok: spec.input_price_per_mtok,
+            output_per_mtok: spec.output_price_per_mtok,
+        }
+    }
+
+    /// The cost of some tokens; `None` when no price is configured.
+    pub fn cost(&self, input_tokens: u64, output_tokens: u64) -> Option<f64> {
+        if self.input_per_mtok.is_none() && self.output_per_mtok.is_none() {
+            return None;
+        }
+        Some(
+            input_tokens as f64 * self.input_per_mtok.unwrap_or(0.0) / 1e6
+                + output_tokens as f64 * self.output_per_mtok.unwrap_or(0.0) / 1e6,
+        )
+    }
+}
+
+/// What one model used so far.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ModelUsage {
+    /// Calls that returned an answer.
+    pub requests: u64,
+    /// 429s received.
+    pub rate_limited: u64,
+    /// Retryable failures (5xx, timeouts, dropped connections, bad bodies).
+    pub retried_errors: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    /// At the spec's prices; `None` without prices.
+    pub cost_usd: Option<f64>,
+}
+
+/// Usage and cost of every model of a process.
+#[derive(Debug, Default)]
+pub struct Accounting {
+    models: Mutex<BTreeMap<String, (Prices, ModelUsage)>>,
+}
+
+impl Accounting {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets a model's prices (usage recorded before is kept).
+    pub fn register(&self, spec: &ModelSpec) {
+        let mut m = self.models.lock().unwrap_or_else(|e| e.into_inner());
+        let e = m.entry(spec.key.clone()).or_default();
+        e.0 = Prices::of(spec);
+        e.1.cost_usd = e.0.cost(e.1.input_tokens, e.1.output_tokens);
+    }
+
+    fn with(&self, key: &str, f: impl FnOnce(&Prices, &mut ModelUsage)) {
+        let mut m = self.models.lock().unwrap_or_else(|e| e.into_inner());
+        let (prices, usage) = m.entry(key.to_string()).or_default();
+        f(prices, usage);
+    }
+
+    /// One answered call.
+    pub fn record(&self, key: &str, usage: Usage) {
+        self.with(key, |p, u| {
+            u.requests += 1;
+            u.input_tokens += usage.input_tokens;
+            u.output_tokens += usage.output_tokens;
+            u.cost_usd = p.cost(u.input_tokens, u.output_tokens);
+        });
+    }
+
+    pub fn rate_limited(&self, key: &str) {
+        self.with(key, |_, u| u.rate_limited += 1);
+    }
+
+    pub fn retried(&self, key: &str) {
+        self.with(key, |_, u| u.retried_errors += 1);
+    }
+
+    /// Usage per model key.
+    pub fn snapshot(&self) -> BTreeMap<String, ModelUsage> {
+        let m = self.models.lock().unwrap_or_else(|e| e.into_inner());
+        m.iter().map(|(k, (_, u))| (k.clone(), u.clone())).collect()
+    }
+}
+
+/// The dry-run figures of one model.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModelEstimate {
+    pub key: String,
+    pub provider: String,
+    pub model: String,
+    pub rate_group: String,
+    /// One request per slot (failed attempts add more).
+    pub requests: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cost_usd: Option<f64>,
+}
+
+/// The dry-run figures of one rate group.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GroupEstimate {
+    pub group: String,
+    pub rpm: Option<u32>,
+    pub tpm: Option<u64>,
+    pub requests: u64,
+    /// Tokens as the limits count them (prompt plus output allowance).
+    pub paced_tokens: u64,
+    /// Minutes the limits need for the group's requests; `None` when the
+    /// group has no limit (then latency and concurrency decide).
+    pub minutes: Option<f64>,
+    /// Which limit binds: "rpm", "tpm" or "none".
+    pub binding: &'static str,
+}
+
+/// What a sweep will cost before anything is spent.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DryRun {
+    pub sweep: String,
+    pub models: Vec<ModelEstimate>,
+    pub groups: Vec<GroupEstimate>,
+    pub requests: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    /// Sum over the models with prices; `None` if no model has a price.
+    pub cost_usd: Option<f64>,
+    /// Models without prices (their cost is not in `cost_usd`).
+    pub unpriced: Vec<String>,
+    /// Rate groups run in parallel: the slowest group's minutes.
+    pub minutes: Option<f64>,
+}
+
+/// Prices a sweep: requests, tokens, cost and time at the configured limits.
+pub fn dry_run(sweep: &Sweep) -> DryRun {
+    let spec = &sweep.spec;
+    let n = spec.repetitions as u64;
+    // Prompt tokens of one pass over every (persona, item), and over the items alone.
+    let persona_tokens: u64 = sweep
+        .personas
+        .iter()
+        .flat_map(|p| {
+            ITEMS
+                .iter()
+                .map(move |it| estimate_prompt_tokens(&persona_prompt(p, it)))
+        })
+        .sum();
+    let self_tokens: u64 = ITEMS
+        .iter()
+        .map(|it| estimate_prompt_tokens(&self_prompt(it)))
+        .sum();
+    let mut models = Vec::new();
+    let mut groups: BTreeMap<String, GroupEstimate> = BTreeMap::new();
+    for m in &spec.models {
+        let mut requests = 0;
+        let mut input = 0;
+        for mode in &spec.modes {
+            requests += sweep.slots_per_model(*mode);
+            input += match mode {
+                Mode::Persona => persona_tokens * n,
+                Mode::SelfMode => self_tokens * n,
+                Mode::Logprob => persona_tokens,
+            };
+        }
+        let output = requests;
+        let est = ModelEstimate {
+            key: m.key.clone(),
+            provider: m.provider.clone(),
+            model: m.model.clone(),
+            rate_group: m.rate_group().to_string(),
+            requests,
+            input_tokens: input,
+            output_tokens: output,
+            cost_usd: Prices::of(m).cost(input, output),
+        };
+        let g = groups
+            .entry(est.rate_group.clone())
+            .or_insert_with(|| GroupEstimate {
+                group: est.rate_group.clone(),
+                rpm: None,
+                tpm: None,
+                requests: 0,
+                paced_tokens: 0,
+                minutes: None,
+                binding: "none",
+            });
+        g.rpm = g.rpm.or(m.rpm);
+        g.tpm = g.tpm.or(m.tpm);
+        g.requests += requests;
+        g.paced_tokens += input + output;
+        models.push(est);
+    }
+    for g in groups.values_mut() {
+        let by_rpm = g.rpm.map(|r| g.requests as f64 / r as f64);
+        let by_tpm = g.tpm.map(|t| g.paced_tokens as f64 / t as f64);
+        (g.minutes, g.binding) = match (by_rpm, by_tpm) {
+            (Some(a), Some(b)) if b > a => (Some(b), "tpm"),
+            (Some(a), _) => (Some(a), "rpm"),
+            (None, Some(b)) => (Some(b), "tpm"),
+            (None, None) => (None, "none"),
+        };
+    }
+    let priced: Vec<f64> = models.iter().filter_map(|m| m.cost_usd).collect();
+    let minutes = groups
+        .values()
+        .filter_map(|g| g.minutes)
+        .fold(None, |acc: Option<f64>, m| {
+            Some(acc.map_or(m, |a| a.max(m)))
+        });
+    DryRun {
+        sweep: spec.name.clone(),
+        requests: models.iter().map(|m| m.requests).sum(),
+        input_tokens: models.iter().map(|m| m.input_tokens).sum(),
+        output_tokens: models.iter().map(|m| m.output_tokens).sum(),
+        cost_usd: (!priced.is_empty()).then(|| priced.iter().sum()),
+        unpriced: models
+            .iter()
+            .filter(|m| m.cost_usd.is_none())
+            .map(|m| m.key.clone())
+            .collect(),
+        minutes,
+        models,
+        groups: groups.into_values().collect(),
+    }
+}
+
+fn fmt_minutes(m: Option<f64>) -> String {
+    match m {
+        None => "no limit".into(),
+        Some(m) if m < 1.0 => format!("{:.0} s", m * 60.0),
+        Some(m) if m < 120.0 => format!("{m:.1} min"),
+        Some(m) => format!("{:.1} h", m / 60.0),
+    }
+}
+
+fn fmt_cost(c: Option<f64>) -> String {
+    c.map(|c| format!("${c:.2}"))
+        .unwrap_or_else(|| "no price".into())
+}
+
+impl fmt::Display for DryRun {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "dry run of sweep {:?} (nothing is sent)", self.sweep)?;
+        writeln!(
+            f,
+            "{:<28} {:<18} {:>10} {:>14} {:>10} {:>10}",
+            "model", "rate group", "requests", "input tokens", "output", "cost"
+        )?;
+        for m in &self.models {
+            writeln!(
+                f,
+                "{:<28} {:<18} {:>10} {:>14} {:>10} {:>10}",
+                m.key,
+                m.rate_group,
+                m.requests,
+                m.input_tokens,
+                m.output_tokens,
+                fmt_cost(m.cost_usd)
+            )?;
+        }
+        writeln!(
+            f,
+            "{:<28} {:<18} {:>10} {:>14} {:>10} {:>10}",
+            "total",
+            "",
+            self.requests,
+            self.input_tokens,
+            self.output_tokens,
+            fmt_cost(self.cost_usd)
+        )?;
+        if !self.unpriced.is_empty() && self.cost_usd.is_some() {
+            writeln!(
+                f,
+                "(no price for {}: set input_price_per_mtok / output_price_per_mtok)",
+                self.unpriced.join(", ")
+            )?;
+        }
+        writeln!(f, "rate groups (run in parallel):")?;
+        for g in &self.groups {
+            let limits = match (g.rpm, g.tpm) {
+                (None, None) => "no limits".to_string(),
+                (r, t) => format!(
+                    "rpm {}, tpm {}",
+                    r.map(|x| x.to_string()).unwrap_or_else(|| "-".into()),
+                    t.map(|x| x.to_string()).unwrap_or_else(|| "-".into())
+                ),
+            };
+            writeln!(
+                f,
+                "  {:<24} {limits:<28} {:>10} requests  {:>10} ({} binds)",
+                g.group,
+                g.requests,
+                fmt_minutes(g.minutes),
+                g.binding
+            )?;
+        }
+        write!(
+            f,
+            "time at the configured limits: {} (at least one request per slot; failed attempts add more)",
+            fmt_minutes(self.minutes)
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use moralsweep_common::spec::KeyCheck;
+
+    #[test]
+    fn dry_run_counts_and_prices() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("p.json"), r#"["a nurse", "a pilot"]"#).unwrap();
+        let spec = r#"
+name = "t"
+personas = "p.json"
+output = "out"
+modes = ["persona", "self"]
+[[model]]
+key = "a"
+provider = "synthetic"
+model = "x"
+rpm = 100
+input_price_per_mtok = 2.5
+output_price_per_mtok = 10.0
+[[model]]
+key = "b"
+provider = "synthetic"
+model = "y"
+rate_group = "g"
+tpm = 10000
+"#;
+        let sweep = Sweep::from_text(spec, &dir.path().join("s.toml"), KeyCheck::Skip).unwrap();
+        let d = dry_run(&sweep);
+        assert_eq!(d.models[0].requests, 2 * 30 * 10 + 30 * 10);
+        assert_eq!(d.requests, 2 * 900);
+        let a = &d.models[0];
+        let expect = a.input_tokens as f64 * 2.5e-6 + a.output_tokens as f64 * 1e-5;
+        assert!((a.cost_usd.unwrap() - expect).abs() < 1e-12);
+        assert_eq!(d.unpriced, vec!["b".to_string()]);
+        let ga = d.groups.iter().find(|g| g.group == "a").unwrap();
+        assert_eq!(ga.minutes, Some(9.0));
+        assert_eq!(ga.binding, "rpm");
+        let gb = d.groups.iter().find(|g| g.group == "g").unwrap();
+        assert_eq!(gb.binding, "tpm");
+        assert!(gb.minutes.unwrap() > 9.0);
+        assert_eq!(d.minutes, gb.minutes);
+        let text = d.to_string();
+        assert!(
+            text.contains("total") && text.contains("tpm binds"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn accounting() {
+        let acc = Accounting::new();
+        let spec: ModelSpec = serde_json::from_value(serde_json::json!({
+            "key": "m", "provider": "sim", "model": "m",
+            "input_price_per_mtok": 1.0, "output_price_per_mtok": 4.0
+        }))
+        .unwrap();
+        acc.register(&spec);
+        acc.record(
+            "m",
+            Usage {
+                input_tokens: 1_000_000,
+                output_tokens: 500_000,
+            },
+        );
+        acc.rate_limited("m");
+        let s = acc.snapshot();
+        assert_eq!(s["m"].requests, 1);
+        assert_eq!(s["m"].rate_limited, 1);
+        assert!((s["m"].cost_usd.unwrap() - 3.0).abs() < 1e-12);
+    }
+}

@@ -1,0 +1,443 @@
+//! A provider wrapped for real traffic: every request first takes a permit
+//! of its rate group (so the group's rpm/tpm hold across all workers),
+//! transient failures are retried, and a model whose provider keeps failing
+//! is held back by a circuit breaker instead of hammering it.
+//!
+//! - 429 ([`ProviderError::RateLimited`]): the group is told
+//!   ([`Permits::throttled`], which pauses it for everyone), then the request
+//!   waits the provider's `Retry-After` (plus a little jitter) and tries again.
+//! - Other retryable errors (5xx, timeouts, dropped connections, bad bodies):
+//!   exponential backoff with jitter, up to [`RetryPolicy::max_retries`].
+//! - [`ProviderError::Fatal`] passes straight through, so that the
+//!   coordinator stops the model with the provider's message.
+//! - After [`RetryPolicy::breaker_threshold`] failures in a row the model's
+//!   breaker opens: its calls wait out a cool-down (doubling on each trip),
+//!   then probe again; a success closes it. After
+//!   [`RetryPolicy::breaker_max_trips`] trips without a success in between
+//!   the model is stopped with a fatal error naming the last failure.
+//!
+//! The real token usage of each answer corrects the group's token account
+//! ([`Permits::usage`]) and goes into the model's [`Accounting`].
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use rand::Rng;
+
+use crate::cost::{estimate_request_tokens, Accounting};
+use crate::permits::Permits;
+use crate::providers::{Completion, CompletionRequest, Provider, ProviderError};
+
+/// How hard a paced provider tries.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    /// Retries of retryable errors per request before giving up.
+    pub max_retries: u32,
+    /// Retries after 429 per request before giving up.
+    pub max_rate_limited: u32,
+    /// First backoff; doubles with each retry.
+    pub base: Duration,
+    /// Largest backoff.
+    pub cap: Duration,
+    /// Wait after a 429 that named no delay.
+    pub default_retry_after: Duration,
+    /// Failures in a row that open the breaker.
+    pub breaker_threshold: u32,
+    /// First cool-down of an open breaker; doubles on each trip.
+    pub breaker_cooldown: Duration,
+    pub breaker_max_cooldown: Duration,
+    /// Trips without a success in between before the model is stopped.
+    pub breaker_max_trips: u32,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_retries: 12,
+            max_rate_limited: 100,
+            base: Duration::from_millis(250),
+            cap: Duration::from_secs(30),
+            default_retry_after: Duration::from_secs(1),
+            breaker_threshold: 20,
+            breaker_cooldown: Duration::from_secs(5),
+            breaker_max_cooldown: Duration::from_secs(120),
+            breaker_max_trips: 8,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The wait before retry `attempt` (0-based): half the exponential
+    /// step plus a random share of the other half.
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let step = self
+            .base
+            .saturating_mul(1u32.checked_shl(attempt.min(20)).unwrap_or(u32::MAX))
+            .min(self.cap);
+        let half = step / 2;
+        half + half.mul_f64(rand::rng().random::<f64>())
+    }
+}
+
+#[derive(Debug, Default)]
+struct BreakerState {
+    failures_in_a_row: u32,
+    open_until: Option<Instant>,
+    trips: u32,
+    cooldown: Duration,
+    last_error: String,
+}
+
+/// The per-model circuit breaker.
+#[derive(Debug, Default)]
+struct Breaker {
+    state: Mutex<BreakerState>,
+}
+
+impl Breaker {
+    /// Waits while the breaker is open.
+    async fn wait_closed(&self) {
+        loop {
+            let until = {
+                let s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+                s.open_until
+            };
+            match until {
+                Some(t) if t > Instant::now() => tokio::time::sleep_until(t.into()).await,
+                _ => return,
+            }
+        }
+    }
+
+    fn success(&self) {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        s.failures_in_a_row = 0;
+        s.trips = 0;
+        s.open_until = None;
+        s.cooldown = Duration::ZERO;
+    }
+
+    /// Counts a failure; `Err` with a message when the model should stop.
+    fn failure(&self, model: &str, error: &str, p: &RetryPolicy) -> Result<(), String> {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        s.failures_in_a_row += 1;
+        s.last_error = error.to_string();
+        let open = s.open_until.is_some_and(|t| t > Instant::now());
+        if s.failures_in_a_row >= p.breaker_threshold && !open {
+            s.trips += 1;
+            if s.trips > p.breaker_max_trips {
+                return Err(format!(
+                    "model {model:?}: the provider failed {} times in a row ({} cool-downs without a success); last error: {}",
+                    s.failures_in_a_row, p.breaker_max_trips, s.last_error
+                ));
+            }
+            s.cooldown = if s.cooldown.is_zero() {
+                p.breaker_cooldown
+            } else {
+                (s.cooldown * 2).min(p.breaker_max_cooldown)
+            };
+            s.open_until = Some(Instant::now() + s.cooldown);
+            s.failures_in_a_row = 0;
+            tracing::warn!(
+                model,
+                cooldown_ms = s.cooldown.as_millis() as u64,
+                error,
+                "circuit breaker open: the provider keeps failing"
+            );
+        }
+        Ok(())
+    }
+}
+
+/// A provider behind permits, retries and a breaker.
+pub struct Paced {
+    inner: Arc<dyn Provider>,
+    permits: Arc<dyn Permits>,
+    group: String,
+    model_key: String,
+    policy: RetryPolicy,
+    breaker: Breaker,
+    accounting: Option<Arc<Accounting>>,
+}
+
+impl Paced {
+    /// Wraps `inner`, the provider of model `model_key` in rate group `group`.
+    pub fn new(
+        inner: Arc<dyn Provider>,
+        permits: Arc<dyn Permits>,
+        group: impl Into<String>,
+        model_key: impl Into<String>,
+    ) -> Paced {
+        Paced {
+            inner,
+            permits,
+            group: group.into(),
+            model_key: model_key.into(),
+            policy: RetryPolicy::default(),
+            breaker: Breaker::default(),
+            accounting: None,
+        }
+    }
+
+    pub fn with_policy(mut self, policy: RetryPolicy) -> Paced {
+        self.policy = policy;
+        self
+    }
+
+    /// Records usage and cost in `accounting`.
+    pub fn with_accounting(mut self, accounting: Arc<Accounting>) -> Paced {
+        self.accounting = Some(accounting);
+        self
+    }
+
+    fn account(&self, f: impl FnOnce(&Accounting)) {
+        if let Some(a) = &self.accounting {
+            f(a);
+        }
+    }
+}
+
+#[async_trait]
+impl Provider for Paced {
+    async fn complete(&self, req: &CompletionRequest) -> Result<Completion, ProviderError> {
+        let estimate = estimate_request_tokens(&req.prompt, req.max_tokens);
+        let mut retries = 0u32;
+        let mut rate_limited = 0u32;
+        loop {
+            self.breaker.wait_closed().await;
+            self.permits.acquire(&self.group, 1, estimate).await;
+            match self.inner.complete(req).await {
+                Ok(c) => {
+                    self.breaker.success();
+                    let actual = c.usage.input_tokens + c.usage.output_tokens;
+                    self.permits.usage(&self.group, estimate, actual).await;
+                    self.account(|a| a.record(&self.model_key, c.usage));
+                    return Ok(c);
+                }
+                Err(ProviderError::RateLimited { retry_after }) => {
+                    self.account(|a| a.rate_limited(&self.model_key));
+                    self.permits.throttled(&self.group, retry_after).await;
+                    rate_limited += 1;
+                    if rate_limited > self.policy.max_rate_limited {
+                        return Err(ProviderError::RateLimited { retry_after });
+                    }
+                    let wait = retry_after.unwrap_or(self.policy.default_retry_after);
+                    let jitter = wait.mul_f64(0.1 * rand::rng().random::<f64>())
+                        + Duration::from_millis(rand::rng().random_range(0..20));
+                    tracing::debug!(
+                        model = %self.model_key,
+                        wait_ms = (wait + jitter).as_millis() as u64,
+                        "rate limited by the provider"
+                    );
+                    tokio::time::sleep(wait + jitter).await;
+                }
+                Err(ProviderError::Retryable(msg)) => {
+                    self.account(|a| a.retried(&self.model_key));
+                    if let Err(stop) = self.breaker.failure(&self.model_key, &msg, &self.policy) {
+                        return Err(ProviderError::Fatal(stop));
+                    }
+                    if retries >= self.policy.max_retries {
+                        return Err(ProviderError::Retryable(format!(
+                            "{msg} (gave up after {} attempts)",
+                            retries + 1
+                        )));
+                    }
+                    let wait = self.policy.backoff(retries);
+                    retries += 1;
+                    tracing::debug!(
+                        model = %self.model_key,
+                        retry = retries,
+                        wait_ms = wait.as_millis() as u64,
+                        error = %msg,
+                        "retrying after a transient error"
+                    );
+                    tokio::time::sleep(wait).await;
+                }
+                Err(fatal @ ProviderError::Fatal(_)) => return Err(fatal),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::providers::Usage;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    /// Fails with the scripted errors, then answers "3".
+    struct Flaky {
+        errors: Mutex<Vec<ProviderError>>,
+        calls: AtomicU32,
+    }
+
+    #[async_trait]
+    impl Provider for Flaky {
+        async fn complete(&self, _req: &CompletionRequest) -> Result<Completion, ProviderError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            let mut e = self.errors.lock().unwrap();
+            if e.is_empty() {
+                Ok(Completion {
+                    text: "3".into(),
+                    top_logprobs: None,
+                    usage: Usage {
+                        input_tokens: 50,
+                        output_tokens: 1,
+                    },
+                })
+            } else {
+                Err(e.remove(0))
+            }
+        }
+    }
+
+    #[derive(Default)]
+    struct Recorder {
+        acquired: AtomicU32,
+        throttled: Mutex<Vec<Option<Duration>>>,
+        usage: Mutex<Vec<(u64, u64)>>,
+    }
+
+    #[async_trait]
+    impl Permits for Recorder {
+        async fn acquire(&self, group: &str, n: u32, _tokens_each: u64) {
+            assert_eq!(group, "g");
+            self.acquired.fetch_add(n, Ordering::SeqCst);
+        }
+        async fn throttled(&self, _group: &str, retry_after: Option<Duration>) {
+            self.throttled.lock().unwrap().push(retry_after);
+        }
+        async fn usage(&self, _group: &str, estimated: u64, actual: u64) {
+            self.usage.lock().unwrap().push((estimated, actual));
+        }
+    }
+
+    fn fast() -> RetryPolicy {
+        RetryPolicy {
+            base: Duration::from_millis(1),
+            cap: Duration::from_millis(4),
+            default_retry_after: Duration::from_millis(1),
+            breaker_cooldown: Duration::from_millis(5),
+            breaker_max_cooldown: Duration::from_millis(10),
+            ..RetryPolicy::default()
+        }
+    }
+
+    fn req() -> CompletionRequest {
+        CompletionRequest {
+            prompt: "x".repeat(400),
+            max_tokens: 1,
+            temperature: 0.1,
+            seed: None,
+            top_logprobs: None,
+        }
+    }
+
+    fn setup(
+        errors: Vec<ProviderError>,
+        policy: RetryPolicy,
+    ) -> (Paced, Arc<Flaky>, Arc<Recorder>, Arc<Accounting>) {
+        let flaky = Arc::new(Flaky {
+            errors: Mutex::new(errors),
+            calls: AtomicU32::new(0),
+        });
+        let rec = Arc::new(Recorder::default());
+        let acc = Arc::new(Accounting::new());
+        let p = Paced::new(flaky.clone(), rec.clone(), "g", "m")
+            .with_policy(policy)
+            .with_accounting(acc.clone());
+        (p, flaky, rec, acc)
+    }
+
+    #[tokio::test]
+    async fn retries_transient_errors_and_429s_with_a_permit_each() {
+        let (p, flaky, rec, acc) = setup(
+            vec![
+                ProviderError::Retryable("500".into()),
+                ProviderError::RateLimited {
+                    retry_after: Some(Duration::from_millis(3)),
+                },
+                ProviderError::Retryable("timeout".into()),
+            ],
+            fast(),
+        );
+        let c = p.complete(&req()).await.unwrap();
+        assert_eq!(c.text, "3");
+        assert_eq!(flaky.calls.load(Ordering::SeqCst), 4);
+        assert_eq!(rec.acquired.load(Ordering::SeqCst), 4);
+        assert_eq!(
+            *rec.throttled.lock().unwrap(),
+            vec![Some(Duration::from_millis(3))]
+        );
+        assert_eq!(*rec.usage.lock().unwrap(), vec![(101, 51)]);
+        let u = &acc.snapshot()["m"];
+        assert_eq!((u.requests, u.rate_limited, u.retried_errors), (1, 1, 2));
+        assert_eq!((u.input_tokens, u.output_tokens), (50, 1));
+    }
+
+    #[tokio::test]
+    async fn fatal_passes_through_at_once() {
+        let (p, flaky, _, _) = setup(
+            vec![ProviderError::Fatal("model \"m\": bad key".into())],
+            fast(),
+        );
+        let e = p.complete(&req()).await.unwrap_err();
+        assert!(
+            matches!(e, ProviderError::Fatal(ref m) if m.contains("bad key")),
+            "{e}"
+        );
+        assert_eq!(flaky.calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn gives_up_after_max_retries() {
+        let policy = RetryPolicy {
+            max_retries: 3,
+            ..fast()
+        };
+        let errors = (0..10)
+            .map(|i| ProviderError::Retryable(format!("e{i}")))
+            .collect();
+        let (p, flaky, _, _) = setup(errors, policy);
+        let e = p.complete(&req()).await.unwrap_err();
+        assert!(
+            matches!(e, ProviderError::Retryable(ref m) if m.contains("gave up after 4")),
+            "{e}"
+        );
+        assert_eq!(flaky.calls.load(Ordering::SeqCst), 4);
+    }
+
+    #[tokio::test]
+    async fn breaker_opens_then_stops_a_dead_model() {
+        let policy = RetryPolicy {
+            max_retries: 1000,
+            breaker_threshold: 3,
+            breaker_max_trips: 2,
+            ..fast()
+        };
+        let errors = (0..100)
+            .map(|_| ProviderError::Retryable("503".into()))
+            .collect();
+        let (p, flaky, _, _) = setup(errors, policy);
+        let started = Instant::now();
+        let e = p.complete(&req()).await.unwrap_err();
+        assert!(
+            matches!(e, ProviderError::Fatal(ref m) if m.contains("in a row") && m.contains("503")),
+            "{e}"
+        );
+        // Two cool-downs (5 ms, 10 ms) were waited out before the third trip stopped it.
+        assert!(started.elapsed() >= Duration::from_millis(15));
+        assert_eq!(flaky.calls.load(Ordering::SeqCst), 9);
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let p = RetryPolicy::default();
+        for a in 0..30 {
+            let d = p.backoff(a);
+            let step = (p.base * 2u32.pow(a.min(20))).min(p.cap);
+            assert!(d >= step / 2 && d <= step, "{a}: {d:?}");
+        }
+    }
+}

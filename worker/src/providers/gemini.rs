@@ -1,0 +1,138 @@
+//! `gemini`: Google's `generateContent`
+//! (`POST /v1beta/models/{model}:generateContent`, key in `x-goog-api-key`)
+//! with a `generationConfig` of `temperature`, `maxOutputTokens`, `seed`,
+//! `responseLogprobs` + `logprobs` (top logprobs, up to 20, where the model
+//! offers them) and `thinkingConfig.thinkingBudget` from the spec's
+//! `thinking_budget` (0 turns thinking off where the model allows; the
+//! budget is added to the output allowance, and only the first token of the
+//! answer is kept for one-token requests).
+
+use async_trait::async_trait;
+use moralsweep_common::ModelSpec;
+use serde_json::{json, Value};
+
+use super::http::{auth_header, first_token, merge_extra, HttpCore, KeyPolicy};
+use super::{Completion, CompletionRequest, Provider, ProviderError, TokenLogprob, Usage};
+
+/// Google's public endpoint.
+pub const GEMINI_BASE: &str = "https://generativelanguage.googleapis.com";
+
+#[derive(Debug)]
+pub struct Gemini {
+    core: HttpCore,
+    thinking_budget: Option<i64>,
+}
+
+impl Gemini {
+    pub fn new(spec: &ModelSpec) -> Result<Gemini, ProviderError> {
+        let core = HttpCore::new(
+            spec,
+            Some(GEMINI_BASE),
+            &KeyPolicy {
+                default_env: Some("GEMINI_API_KEY"),
+                required: true,
+            },
+            &[],
+        )?;
+        if spec.model.contains('/') && !spec.model.starts_with("models/") {
+            return Err(ProviderError::Fatal(format!(
+                "model {:?}: model {:?} is not a Gemini model id (e.g. gemini-2.5-flash)",
+                spec.key, spec.model
+            )));
+        }
+        Ok(Gemini {
+            core,
+            thinking_budget: spec.thinking_budget,
+        })
+    }
+
+    /// The `generateContent` body of a request.
+    pub fn body(&self, req: &CompletionRequest) -> Value {
+        let extra_allowance = self.thinking_budget.unwrap_or(0).max(0) as u32;
+        let mut config = json!({
+            "temperature": req.temperature,
+            "maxOutputTokens": req.max_tokens.saturating_add(extra_allowance),
+        });
+        if let Some(seed) = req.seed {
+            // An int32 on Google's side.
+            config["seed"] = json!((seed & 0x7fff_ffff) as i64);
+        }
+        if let Some(k) = req.top_logprobs {
+            config["responseLogprobs"] = json!(true);
+            config["logprobs"] = json!(k.min(20));
+        }
+        if let Some(b) = self.thinking_budget {
+            config["thinkingConfig"] = json!({"thinkingBudget": b});
+        }
+        let mut b = json!({
+            "contents": [{"role": "user", "parts": [{"text": req.prompt}]}],
+            "generationConfig": config,
+        });
+        merge_extra(&mut b, &self.core.extra);
+        b
+    }
+}
+
+#[async_trait]
+impl Provider for Gemini {
+    async fn complete(&self, req: &CompletionRequest) -> Result<Completion, ProviderError> {
+        let auth = match &self.core.key {
+            Some(k) => auth_header("x-goog-api-key", k.secret.expose()),
+            None => Default::default(),
+        };
+        let model = self.core.model.trim_start_matches("models/");
+        let url = format!(
+            "{}/v1beta/models/{model}:generateContent",
+            self.core.base_url
+        );
+        let v = self.core.post(&url, auth, &self.body(req)).await?;
+        // A blocked prompt comes back without candidates: no text, a failed attempt.
+        let candidate = v
+            .get("candidates")
+            .and_then(Value::as_array)
+            .and_then(|c| c.first());
+        let mut text: String = candidate
+            .and_then(|c| c.pointer("/content/parts"))
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter(|p| p.get("thought").and_then(Value::as_bool) != Some(true))
+            .filter_map(|p| p.get("text").and_then(Value::as_str))
+            .collect();
+        if self.thinking_budget.unwrap_or(0) > 0 && req.max_tokens <= 1 {
+            text = first_token(&text);
+        }
+        let top_logprobs = req.top_logprobs.and_then(|_| {
+            let list = candidate?
+                .pointer("/logprobsResult/topCandidates")?
+                .as_array()?
+                .first()?
+                .get("candidates")?
+                .as_array()?;
+            Some(
+                list.iter()
+                    .filter_map(|c| {
+                        Some(TokenLogprob {
+                            token: c.get("token")?.as_str()?.to_string(),
+                            logprob: c.get("logProbability")?.as_f64()?,
+                        })
+                    })
+                    .collect::<Vec<_>>(),
+            )
+        });
+        let get = |k: &str| {
+            v.pointer(&format!("/usageMetadata/{k}"))
+                .and_then(Value::as_u64)
+        };
+        Ok(Completion {
+            text,
+            top_logprobs,
+            usage: Usage {
+                input_tokens: get("promptTokenCount")
+                    .unwrap_or_else(|| crate::cost::estimate_prompt_tokens(&req.prompt)),
+                output_tokens: get("candidatesTokenCount").unwrap_or(0)
+                    + get("thoughtsTokenCount").unwrap_or(0),
+            },
+        })
+    }
+}
