@@ -1,0 +1,423 @@
+//! What a provider needs from a local model: the next-token distribution of a
+//! prompt, computed once per distinct prompt and reusing the keys and values
+//! of the longest prefix seen recently; seeded sampling; short generations;
+//! and the exact probability of each rating digit.
+//!
+//! The rating protocol sends the whole prompt every time (persona prefix +
+//! item), so prefix reuse is found here: the engine keeps the KV caches of the
+//! last few prompts and starts each new prompt from the one sharing the
+//! longest token prefix (a persona's 30 items share the persona prefix and the
+//! questionnaire's opening words). The distribution of the last few prompts is
+//! kept as well, so the up-to-ten one-token attempts of a slot (and its other
+//! repetitions) cost one forward pass.
+
+use std::collections::VecDeque;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::gguf::GgufFile;
+use crate::model::{KvCache, Model};
+use crate::tokenizer::Tokenizer;
+use crate::LocalError;
+
+/// How prompts are framed for the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Template {
+    /// The prompt text as it is, after BOS.
+    Raw,
+    /// Gemma's chat turns: `<start_of_turn>user\n{prompt}<end_of_turn>\n<start_of_turn>model\n`.
+    GemmaChat,
+}
+
+/// Tuning of an [`Engine`].
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Prompt KV caches kept for prefix reuse.
+    pub prefix_caches: usize,
+    /// Next-token distributions kept (1 MB each for a 262k vocabulary).
+    pub distributions: usize,
+    pub template: Template,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            prefix_caches: 8,
+            distributions: 32,
+            template: Template::GemmaChat,
+        }
+    }
+}
+
+/// One sampled (or chosen) next token.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NextToken {
+    pub id: u32,
+    pub text: String,
+    pub logprob: f64,
+}
+
+/// A generation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Generation {
+    pub tokens: Vec<u32>,
+    pub text: String,
+}
+
+/// A next-token distribution as log-probabilities over the whole vocabulary.
+pub struct Distribution {
+    pub logits: Vec<f32>,
+    /// log sum exp of the logits (temperature 1).
+    pub log_z: f64,
+}
+
+impl Distribution {
+    fn new(logits: Vec<f32>) -> Distribution {
+        let m = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+        let s: f64 = logits.iter().map(|&l| (l as f64 - m).exp()).sum();
+        Distribution {
+            log_z: m + s.ln(),
+            logits,
+        }
+    }
+
+    /// log p(token) at temperature 1.
+    pub fn logprob(&self, id: u32) -> f64 {
+        self.logits[id as usize] as f64 - self.log_z
+    }
+
+    /// The `k` most likely tokens, most likely first.
+    pub fn top(&self, k: usize) -> Vec<(u32, f64)> {
+        let mut idx: Vec<u32> = (0..self.logits.len() as u32).collect();
+        let k = k.min(idx.len());
+        if k == 0 {
+            return vec![];
+        }
+        idx.select_nth_unstable_by(k - 1, |&a, &b| {
+            self.logits[b as usize].total_cmp(&self.logits[a as usize])
+        });
+        idx.truncate(k);
+        idx.sort_by(|&a, &b| {
+            self.logits[b as usize]
+                .total_cmp(&self.logits[a as usize])
+                .then(a.cmp(&b))
+        });
+        idx.into_iter().map(|i| (i, self.logprob(i))).collect()
+    }
+
+    /// Draws a token at `temperature` (<= 0: the most likely token).
+    pub fn sample(&self, temperature: f64, rng: &mut impl Rng) -> u32 {
+        let argmax = || {
+            self.logits
+                .iter()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(b.1).then(b.0.cmp(&a.0)))
+                .map_or(0, |(i, _)| i as u32)
+        };
+        if temperature <= 0.0 || !temperature.is_finite() {
+            return argmax();
+        }
+        let m = self
+            .logits
+            .iter()
+            .copied()
+            .fold(f32::NEG_INFINITY, f32::max) as f64;
+        let w: Vec<f64> = self
+            .logits
+            .iter()
+            .map(|&l| ((l as f64 - m) / temperature).exp())
+            .collect();
+        let total: f64 = w.iter().sum();
+        let mut u = rng.random::<f64>() * total;
+        for (i, &wi) in w.iter().enumerate() {
+            if u < wi {
+                return i as u32;
+            }
+            u -= wi;
+        }
+        argmax()
+    }
+}
+
+struct State {
+    /// Most recently used last.
+    caches: VecDeque<KvCache>,
+    dists: VecDeque<(Vec<u32>, Arc<Distribution>)>,
+    prompt_tokens: u64,
+    computed_tokens: u64,
+}
+
+/// A loaded model with its tokenizer and caches; safe to share between
+/// threads (computation is serialised: the matrix products use every core).
+pub struct Engine {
+    pub model: Model,
+    pub tokenizer: Tokenizer,
+    opts: EngineOptions,
+    /// Per digit 0-5: every token whose text trims to that digit.
+    digit_tokens: [Vec<u32>; 6],
+    stop_tokens: Vec<u32>,
+    state: Mutex<State>,
+}
+
+impl Engine {
+    /// Loads a GGUF file.
+    pub fn load(path: &Path, opts: EngineOptions) -> Result<Engine, LocalError> {
+        let f = GgufFile::open(path)?;
+        let tokenizer = Tokenizer::from_gguf(&f)?;
+        let model = Model::from_gguf(&f)?;
+        if tokenizer.vocab_size() != model.cfg.vocab {
+            return Err(LocalError::Format {
+                path: path.to_path_buf(),
+                message: format!(
+                    "the tokenizer has {} tokens but the embedding has {} rows",
+                    tokenizer.vocab_size(),
+                    model.cfg.vocab
+                ),
+            });
+        }
+        Ok(Self::new(model, tokenizer, opts))
+    }
+
+    pub fn new(model: Model, tokenizer: Tokenizer, opts: EngineOptions) -> Engine {
+        let mut digit_tokens: [Vec<u32>; 6] = Default::default();
+        for id in 0..tokenizer.vocab_size() as u32 {
+            let t = tokenizer.token_text(id);
+            let tr = t.trim();
+            if tr.len() == 1 {
+                if let Some(d) = tr.chars().next().and_then(|c| c.to_digit(10)) {
+                    if d <= 5 {
+                        digit_tokens[d as usize].push(id);
+                    }
+                }
+            }
+        }
+        let mut stop_tokens: Vec<u32> = tokenizer.eos.into_iter().collect();
+        stop_tokens.extend(tokenizer.token_id("<end_of_turn>"));
+        Engine {
+            model,
+            tokenizer,
+            opts,
+            digit_tokens,
+            stop_tokens,
+            state: Mutex::new(State {
+                caches: VecDeque::new(),
+                dists: VecDeque::new(),
+                prompt_tokens: 0,
+                computed_tokens: 0,
+            }),
+        }
+    }
+
+    /// The tokens that stand for digit `d` (0-5).
+    pub fn digit_tokens(&self, d: usize) -> &[u32] {
+        &self.digit_tokens[d]
+    }
+
+    /// The token sequence of a prompt: BOS, the prompt framed by the template.
+    pub fn prompt_tokens(&self, prompt: &str) -> Vec<u32> {
+        let t = &self.tokenizer;
+        match self.opts.template {
+            Template::Raw => t.encode(prompt, true),
+            Template::GemmaChat => {
+                let (Some(start), Some(end)) =
+                    (t.token_id("<start_of_turn>"), t.token_id("<end_of_turn>"))
+                else {
+                    return t.encode(prompt, true);
+                };
+                let mut v = t.encode("", true);
+                v.push(start);
+                v.extend(t.encode(&format!("user\n{prompt}"), false));
+                v.push(end);
+                v.extend(t.encode("\n", false));
+                v.push(start);
+                v.extend(t.encode("model\n", false));
+                v
+            }
+        }
+    }
+
+    /// (prompt tokens asked for, prompt tokens actually computed) so far.
+    pub fn token_counts(&self) -> (u64, u64) {
+        let s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        (s.prompt_tokens, s.computed_tokens)
+    }
+
+    /// The next-token distribution after `tokens`.
+    pub fn distribution(&self, tokens: &[u32]) -> Result<Arc<Distribution>, LocalError> {
+        if tokens.is_empty() {
+            return Err(LocalError::Input("empty prompt".into()));
+        }
+        if tokens.len() > self.model.cfg.context_length {
+            return Err(LocalError::Input(format!(
+                "the prompt has {} tokens; the model's context is {}",
+                tokens.len(),
+                self.model.cfg.context_length
+            )));
+        }
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.prompt_tokens += tokens.len() as u64;
+        if let Some(pos) = st.dists.iter().position(|(k, _)| k == tokens) {
+            let e = st.dists.remove(pos).expect("position is in range");
+            let d = e.1.clone();
+            st.dists.push_back(e);
+            return Ok(d);
+        }
+        let (cache, hidden) = self.run_prefix(&mut st, tokens)?;
+        let d = Arc::new(Distribution::new(self.model.logits(&hidden)));
+        push_lru(&mut st.caches, cache, self.opts.prefix_caches);
+        push_lru(
+            &mut st.dists,
+            (tokens.to_vec(), d.clone()),
+            self.opts.distributions,
+        );
+        Ok(d)
+    }
+
+    /// Computes `tokens` starting from the cached prefix that shares most of
+    /// them; returns the new cache and the last hidden state.
+    fn run_prefix(
+        &self,
+        st: &mut State,
+        tokens: &[u32],
+    ) -> Result<(KvCache, Vec<f32>), LocalError> {
+        let kvd = self.model.kv_dim();
+        let best = st
+            .caches
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (i, common_prefix(&c.tokens, tokens)))
+            .max_by_key(|&(i, n)| (n, i));
+        let mut cache = match best {
+            Some((i, n)) if n > 0 => {
+                // At least one token must be computed to get its hidden state.
+                let keep = n.min(tokens.len() - 1);
+                let mut c = st.caches[i].clone();
+                c.truncate(keep, kvd);
+                c
+            }
+            _ => self.model.new_cache(),
+        };
+        let start = cache.len();
+        st.computed_tokens += (tokens.len() - start) as u64;
+        let hidden = self.model.forward(&tokens[start..], &mut cache)?;
+        Ok((cache, hidden))
+    }
+
+    /// log p(digit) for each digit 0-5 (all tokenisations summed).
+    pub fn digit_logprobs(&self, d: &Distribution) -> [f64; 6] {
+        let mut out = [f64::NEG_INFINITY; 6];
+        for (k, ids) in self.digit_tokens.iter().enumerate() {
+            let mut acc = f64::NEG_INFINITY;
+            for &id in ids {
+                acc = log_add(acc, d.logprob(id));
+            }
+            out[k] = acc;
+        }
+        out
+    }
+
+    /// One next token of `prompt` at `temperature`, seeded.
+    pub fn next_token(
+        &self,
+        prompt: &str,
+        temperature: f64,
+        seed: u64,
+    ) -> Result<NextToken, LocalError> {
+        let tokens = self.prompt_tokens(prompt);
+        let d = self.distribution(&tokens)?;
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let id = d.sample(temperature, &mut rng);
+        Ok(NextToken {
+            id,
+            text: self.tokenizer.token_text(id),
+            logprob: d.logprob(id),
+        })
+    }
+
+    /// Generates up to `max_tokens` tokens after `prompt` (stopping at the end
+    /// of turn, or when `done` says the text so far is enough).
+    pub fn generate(
+        &self,
+        prompt: &str,
+        max_tokens: usize,
+        temperature: f64,
+        seed: u64,
+        done: impl FnMut(&str) -> bool,
+    ) -> Result<Generation, LocalError> {
+        let tokens = self.prompt_tokens(prompt);
+        self.generate_from(&tokens, max_tokens, temperature, seed, done)
+    }
+
+    /// [`Engine::generate`] after a prompt given as tokens.
+    pub fn generate_from(
+        &self,
+        tokens: &[u32],
+        max_tokens: usize,
+        temperature: f64,
+        seed: u64,
+        mut done: impl FnMut(&str) -> bool,
+    ) -> Result<Generation, LocalError> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let first = self.distribution(tokens)?;
+        let mut out = Generation {
+            tokens: vec![],
+            text: String::new(),
+        };
+        if max_tokens == 0 {
+            return Ok(out);
+        }
+        let mut id = first.sample(temperature, &mut rng);
+        let mut cache: Option<KvCache> = None;
+        loop {
+            if self.stop_tokens.contains(&id) {
+                break;
+            }
+            out.tokens.push(id);
+            out.text = self.tokenizer.decode(&out.tokens);
+            if out.tokens.len() >= max_tokens || done(&out.text) {
+                break;
+            }
+            let c = match cache.as_mut() {
+                Some(c) => c,
+                None => {
+                    let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+                    let (c, _) = self.run_prefix(&mut st, tokens)?;
+                    cache.insert(c)
+                }
+            };
+            let hidden = self.model.forward(&[id], c)?;
+            let d = Distribution::new(self.model.logits(&hidden));
+            id = d.sample(temperature, &mut rng);
+        }
+        Ok(out)
+    }
+}
+
+fn push_lru<T>(q: &mut VecDeque<T>, v: T, cap: usize) {
+    if cap == 0 {
+        return;
+    }
+    while q.len() >= cap {
+        q.pop_front();
+    }
+    q.push_back(v);
+}
+
+fn common_prefix(a: &[u32], b: &[u32]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+/// log(exp(a) + exp(b)).
+pub fn log_add(a: f64, b: f64) -> f64 {
+    if a == f64::NEG_INFINITY {
+        return b;
+    }
+    if b == f64::NEG_INFINITY {
+        return a;
+    }
+    let m = a.max(b);
+    m + ((a - m).exp() + (b - m).exp()).ln()
+}
