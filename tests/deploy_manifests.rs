@@ -451,8 +451,8 @@ fn dockerfile_builds_the_binary_the_tests_use() {
     );
     let user = dockerfile
         .lines()
-        .filter_map(|l| l.strip_prefix("USER "))
-        .last()
+        .rev()
+        .find_map(|l| l.strip_prefix("USER "))
         .expect("a USER line");
     let uid = user.split(':').next().unwrap();
     assert!(uid.parse::<u32>().is_ok_and(|u| u != 0), "USER {user}");
