@@ -168,10 +168,6 @@ impl SweepRt {
             && u.done < u.total as u64
             && !self.record.failed_models.contains_key(&u.key.model)
     }
-
-    fn unit_final(&self, u: &UnitRt) -> bool {
-        u.done >= u.total as u64 || self.record.failed_models.contains_key(&u.key.model)
-    }
 }
 
 #[derive(Debug, Default)]
@@ -402,6 +398,28 @@ impl Engine {
             if !self.lock().sweeps.contains_key(&name) {
                 self.install(existing).await?;
             }
+            Ok(false)
+        } else if existing.personas == record.personas
+            && operational_only(&existing.spec, &record.spec)
+        {
+            // Only limits or connection details changed: adopt them.
+            if !self.lock().sweeps.contains_key(&name) {
+                self.install(existing).await?;
+            }
+            {
+                let mut st = self.lock();
+                if let Some(s) = st.sweeps.get_mut(&name) {
+                    s.record.spec = record.spec.clone();
+                    for u in &mut s.units {
+                        if let Some(m) = record.spec.models.iter().find(|m| m.key == u.key.model) {
+                            u.group = m.rate_group().to_string();
+                        }
+                    }
+                }
+            }
+            self.configure_rates(&record);
+            self.persist(&name).await?;
+            tracing::info!(sweep = %name, "sweep limits updated");
             Ok(false)
         } else {
             Err(EngineError::AlreadyExists(format!(
@@ -796,7 +814,14 @@ impl Engine {
             let Some(s) = st.sweeps.get(sweep) else {
                 return Ok(());
             };
-            let all_final = s.units.iter().all(|u| s.unit_final(u));
+            // Final means written (or stopped): a unit that completed after
+            // `to_write` was taken gets its own turn of the finisher.
+            let all_final = s.units.iter().all(|u| {
+                s.record.failed_models.contains_key(&u.key.model)
+                    || s.record
+                        .written
+                        .contains(&unit_label(&u.key.model, u.key.mode))
+            });
             // A model whose units are all written just now needs its metrics.
             let complete = to_write.iter().any(|(k, _)| {
                 s.units.iter().filter(|u| u.key.model == k.model).all(|u| {
@@ -834,6 +859,29 @@ impl Engine {
         self.bump();
         Ok(())
     }
+}
+
+/// Whether two specs differ at most in how requests are sent (limits,
+/// endpoints, key locations, timeouts), not in what is asked or recorded.
+pub fn operational_only(a: &SweepSpec, b: &SweepSpec) -> bool {
+    fn strip(s: &SweepSpec) -> SweepSpec {
+        let mut s = s.clone();
+        for m in &mut s.models {
+            m.rpm = None;
+            m.tpm = None;
+            m.rate_group = None;
+            m.concurrency = None;
+            m.timeout_secs = None;
+            m.base_url = None;
+            m.api_key_env = None;
+            m.api_key_file = None;
+            m.headers.clear();
+        }
+        s.output = PathBuf::new();
+        s.personas = PathBuf::new();
+        s
+    }
+    strip(a) == strip(b)
 }
 
 fn not_found(sweep: &str) -> EngineError {

@@ -2,12 +2,15 @@
 //! workers, paces each rate group, records every result exactly once in the
 //! store and computes the metrics of each finished model.
 
+pub mod auth;
 pub mod convert;
 pub mod engine;
 pub mod output;
 pub mod pacing;
+pub mod service;
 pub mod store;
 pub mod sweep;
+pub mod tls;
 pub mod testsupport;
 
 #[cfg(test)]

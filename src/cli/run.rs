@@ -1,13 +1,349 @@
-//! `moralsweep run SPEC.toml`: the whole sweep in one process.
+//! `moralsweep run SPEC.toml`: the whole sweep in one process: an embedded
+//! store under `<output>/.moralsweep/`, the coordinator's engine and
+//! `--workers` workers talking to it directly. Interrupting it (Ctrl-C,
+//! SIGTERM, even `kill -9`) loses no recorded answer; running it again
+//! resumes where it stopped and never asks a recorded slot again.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use moralsweep_common::spec::KeyCheck;
+use moralsweep_common::Sweep;
+use moralsweep_coordinator::engine::{Engine, EngineConfig, EngineError, SweepProgress};
+use moralsweep_coordinator::pacing::RateGroups;
+use moralsweep_coordinator::store::embedded::EmbeddedStore;
+use moralsweep_coordinator::store::Store;
+use moralsweep_worker::inprocess::{InProcessLink, InProcessPermits};
+use moralsweep_worker::runtime::{self, WorkerConfig, WorkerStats};
 
 #[derive(clap::Args)]
 pub struct RunArgs {
     /// The sweep spec.
     pub spec: PathBuf,
+    /// Workers in this process.
+    #[arg(long, default_value_t = 4)]
+    pub workers: usize,
+    /// Requests in flight per worker.
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: usize,
+    /// The state file (default: `<output>/.moralsweep/state.redb`).
+    #[arg(long)]
+    pub state: Option<PathBuf>,
+    /// Seconds a lease lasts before its slots go back to the queue.
+    #[arg(long, default_value_t = 60.0)]
+    pub lease_ttl: f64,
+    /// No progress bars or progress lines.
+    #[arg(long)]
+    pub quiet: bool,
 }
 
-pub fn run(_args: RunArgs) -> anyhow::Result<()> {
-    anyhow::bail!("run is not implemented yet")
+pub fn run(args: RunArgs) -> anyhow::Result<()> {
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .try_init();
+    let sweep = Sweep::load(&args.spec, KeyCheck::Check)?;
+    if args.workers == 0 {
+        anyhow::bail!("--workers is 0; give at least 1");
+    }
+    if !(args.lease_ttl > 0.0 && args.lease_ttl.is_finite()) {
+        anyhow::bail!("--lease-ttl must be a positive number of seconds");
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(run_sweep(args, sweep))
+}
+
+async fn run_sweep(args: RunArgs, sweep: Sweep) -> anyhow::Result<()> {
+    let state = args
+        .state
+        .clone()
+        .unwrap_or_else(|| sweep.output.join(".moralsweep").join("state.redb"));
+    let store = EmbeddedStore::open(&state).with_context(|| {
+        format!(
+            "opening the sweep's state {} (is another `moralsweep run` of this sweep running?)",
+            state.display()
+        )
+    })?;
+    let store: Arc<dyn Store> = Arc::new(store);
+    // One process owns this store: leases left by an interrupted run go back
+    // to the queue at once instead of at their deadlines.
+    for lease in store.leases().await? {
+        store.release(&lease.id).await?;
+    }
+    let rates = Arc::new(RateGroups::new());
+    let engine = Engine::new(
+        store.clone(),
+        rates.clone(),
+        EngineConfig {
+            lease_ttl: Duration::from_secs_f64(args.lease_ttl),
+            reclaim_every: Duration::from_secs(2),
+            data_root: sweep.output.clone(),
+            ..EngineConfig::default()
+        },
+    );
+    let resumed = engine.resume().await?;
+    let name = sweep.spec.name.clone();
+    let created = match engine
+        .submit(sweep.spec.clone(), sweep.personas.clone(), sweep.output.clone())
+        .await
+    {
+        Ok(c) => c,
+        Err(EngineError::AlreadyExists(_)) => anyhow::bail!(
+            "{} holds the state of a different sweep named {name:?} (the spec or its personas changed since it started); \
+             use another `output` or `name`, or delete {} to start over",
+            state.display(),
+            state.display()
+        ),
+        Err(e) => return Err(e.into()),
+    };
+    let before = engine.snapshot_one(&name)?;
+    if !created && resumed > 0 {
+        eprintln!(
+            "resuming sweep {name}: {} of {} slots already recorded",
+            before.done, before.total
+        );
+    }
+    let _tasks = engine.start();
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stats = Arc::new(WorkerStats::default());
+    let mut workers = Vec::new();
+    for i in 0..args.workers {
+        let link = Arc::new(InProcessLink {
+            engine: engine.clone(),
+        });
+        let permits = Arc::new(InProcessPermits {
+            rates: rates.clone(),
+        });
+        let cfg = WorkerConfig {
+            name: format!("run-{i}"),
+            concurrency: args.concurrency.max(1),
+            lease_batch: (args.concurrency as u32 * 2).clamp(8, 256),
+            extend_every: Duration::from_secs_f64((args.lease_ttl / 3.0).max(0.05)),
+            ..WorkerConfig::default()
+        };
+        workers.push(tokio::spawn(runtime::run(
+            link,
+            permits,
+            cfg,
+            stop_rx.clone(),
+            stats.clone(),
+        )));
+    }
+
+    let mut view = Progress::new(&before, args.quiet);
+    let mut changes = engine.subscribe();
+    let mut interrupted = false;
+    let final_state = loop {
+        let p = engine.snapshot_one(&name)?;
+        view.update(&p);
+        if p.finished() {
+            break p;
+        }
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => { interrupted = true; }
+            _ = terminate() => { interrupted = true; }
+            _ = changes.changed() => {}
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+        if interrupted {
+            break p;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let _ = stop_tx.send(true);
+    for w in workers {
+        match w.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!("worker stopped: {e}"),
+            Err(e) => tracing::error!("worker task failed: {e}"),
+        }
+    }
+    view.finish();
+    if interrupted {
+        let p = engine.snapshot_one(&name)?;
+        eprintln!(
+            "interrupted: {} of {} slots recorded; run the same command again to resume",
+            p.done, p.total
+        );
+        std::process::exit(130);
+    }
+    for m in &final_state.messages {
+        eprintln!("warning: {m}");
+    }
+    print_summary(&final_state);
+    Ok(())
+}
+
+/// Resolves on SIGTERM (never elsewhere).
+async fn terminate() {
+    #[cfg(unix)]
+    {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+            return;
+        }
+    }
+    std::future::pending::<()>().await
+}
+
+/// Prints where the files are and the S/R table of the finished models.
+fn print_summary(p: &SweepProgress) {
+    println!(
+        "sweep {} {}: {} of {} slots",
+        p.sweep, p.state, p.done, p.total
+    );
+    println!("files: {}", p.output.join("data").display());
+    let metrics = p.output.join("metrics").join("persona_moral_metrics.csv");
+    match read_table(&metrics) {
+        Some(rows) if !rows.is_empty() => {
+            println!(
+                "{:<32} {:>8} {:>8} {:>8} {:>8}",
+                "model", "S", "se(S)", "R", "se(R)"
+            );
+            for r in rows {
+                println!(
+                    "{:<32} {:>8} {:>8} {:>8} {:>8}",
+                    r[0], r[1], r[2], r[3], r[4]
+                );
+            }
+        }
+        _ => println!("(no persona metrics: the sweep has no complete persona-mode model)"),
+    }
+}
+
+/// model, S, se(S), R, se(R) of a metrics file, values rounded for display.
+fn read_table(path: &std::path::Path) -> Option<Vec<[String; 5]>> {
+    let mut r = csv::Reader::from_path(path).ok()?;
+    let headers = r.headers().ok()?.clone();
+    let col = |name: &str| headers.iter().position(|h| h == name);
+    let (m, s, ss, rr, rs) = (
+        col("model")?,
+        col("susceptibility")?,
+        col("susceptibility_uncertainty")?,
+        col("robustness")?,
+        col("robustness_uncertainty")?,
+    );
+    let fmt = |v: &str| {
+        v.parse::<f64>()
+            .map(|x| format!("{x:.3}"))
+            .unwrap_or_else(|_| v.to_string())
+    };
+    let mut out = Vec::new();
+    for rec in r.records() {
+        let rec = rec.ok()?;
+        out.push([
+            rec.get(m)?.to_string(),
+            fmt(rec.get(s)?),
+            fmt(rec.get(ss)?),
+            fmt(rec.get(rr)?),
+            fmt(rec.get(rs)?),
+        ]);
+    }
+    Some(out)
+}
+
+/// Progress bars per model on a terminal, plain lines otherwise.
+struct Progress {
+    bars: Option<(
+        indicatif::MultiProgress,
+        Vec<(String, indicatif::ProgressBar)>,
+    )>,
+    quiet: bool,
+    last_line: std::time::Instant,
+    last_done: u64,
+}
+
+impl Progress {
+    fn new(p: &SweepProgress, quiet: bool) -> Self {
+        let mut bars = None;
+        if !quiet && std::io::stderr().is_terminal() {
+            let multi = indicatif::MultiProgress::new();
+            let style = indicatif::ProgressStyle::with_template(
+                "{prefix:<28} [{bar:40}] {pos}/{len} {percent:>3}% eta {eta} {msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> ");
+            let mut v = Vec::new();
+            for (model, total, done) in per_model(p) {
+                let bar = multi.add(indicatif::ProgressBar::new(total));
+                bar.set_style(style.clone());
+                bar.set_prefix(model.clone());
+                bar.set_position(done);
+                v.push((model, bar));
+            }
+            bars = Some((multi, v));
+        }
+        Progress {
+            bars,
+            quiet,
+            last_line: std::time::Instant::now(),
+            last_done: p.done,
+        }
+    }
+
+    fn update(&mut self, p: &SweepProgress) {
+        if self.quiet {
+            return;
+        }
+        match &self.bars {
+            Some((_, bars)) => {
+                for ((_, total, done), (model, bar)) in per_model(p).into_iter().zip(bars) {
+                    bar.set_position(done.min(total));
+                    if let Some(u) = p
+                        .units
+                        .iter()
+                        .find(|u| &u.model == model && u.state == "failed")
+                    {
+                        bar.abandon_with_message(format!("stopped: {}", u.message));
+                    } else if done >= total {
+                        bar.finish();
+                    }
+                }
+            }
+            None => {
+                let due = self.last_line.elapsed() >= Duration::from_secs(5) || p.finished();
+                if due && p.done != self.last_done {
+                    let parts: Vec<String> = per_model(p)
+                        .into_iter()
+                        .map(|(m, t, d)| format!("{m} {d}/{t}"))
+                        .collect();
+                    println!("progress {}/{}: {}", p.done, p.total, parts.join(", "));
+                    self.last_line = std::time::Instant::now();
+                    self.last_done = p.done;
+                }
+            }
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some((multi, _)) = &self.bars {
+            let _ = multi.clear();
+        }
+    }
+}
+
+/// (model, total, done) summed over the model's modes, in spec order.
+fn per_model(p: &SweepProgress) -> Vec<(String, u64, u64)> {
+    let mut v: Vec<(String, u64, u64)> = Vec::new();
+    for u in &p.units {
+        match v.iter_mut().find(|(m, _, _)| *m == u.model) {
+            Some(e) => {
+                e.1 += u.total;
+                e.2 += u.done;
+            }
+            None => v.push((u.model.clone(), u.total, u.done)),
+        }
+    }
+    v
 }

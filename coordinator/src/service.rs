@@ -1,0 +1,423 @@
+//! The gRPC face of the engine: the `Sweeps` service for people and scripts
+//! and the `Workers` service for the pool (`moralsweep.v1`), behind the
+//! token check of [`crate::auth`] and optional TLS.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use moralsweep_common::SweepSpec;
+use moralsweep_proto::v1 as pb;
+use pb::sweeps_server::{Sweeps, SweepsServer};
+use pb::workers_server::{Workers, WorkersServer};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use crate::auth::Auth;
+use crate::convert;
+use crate::engine::{Engine, EngineError, SweepProgress};
+
+/// Largest message accepted (a submission carries its personas).
+pub const MAX_MESSAGE: usize = 64 << 20;
+
+/// Maps engine errors to gRPC status codes with their readable message.
+pub fn status(e: EngineError) -> Status {
+    match e {
+        EngineError::InvalidArgument(m) => Status::invalid_argument(m),
+        EngineError::NotFound(m) => Status::not_found(m),
+        EngineError::AlreadyExists(m) => Status::already_exists(m),
+        EngineError::FailedPrecondition(m) => Status::failed_precondition(m),
+        EngineError::Store(s) => Status::unavailable(format!(
+            "the coordinator's store is unavailable: {s}; retry shortly"
+        )),
+    }
+}
+
+/// Both services over one engine.
+#[derive(Clone)]
+pub struct Service {
+    engine: Arc<Engine>,
+}
+
+impl Service {
+    pub fn new(engine: Arc<Engine>) -> Self {
+        Service { engine }
+    }
+}
+
+type Stream<T> = Pin<Box<dyn tokio_stream::Stream<Item = Result<T, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Sweeps for Service {
+    async fn submit_sweep(
+        &self,
+        req: Request<pb::SubmitSweepRequest>,
+    ) -> Result<Response<pb::SubmitSweepReply>, Status> {
+        let r = req.into_inner();
+        let spec_name = if r.spec_name.is_empty() {
+            "the submitted spec".to_string()
+        } else {
+            r.spec_name
+        };
+        let spec = SweepSpec::parse(&r.spec_toml, Path::new(&spec_name))
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        Engine::check_submission(&spec, &spec_name, &r.personas).map_err(status)?;
+        let name = spec.name.clone();
+        let output = self.engine.config().data_root.join(&name);
+        let created = self
+            .engine
+            .submit(spec, r.personas, output)
+            .await
+            .map_err(status)?;
+        let total = self.engine.snapshot_one(&name).map_err(status)?.total;
+        Ok(Response::new(pb::SubmitSweepReply {
+            sweep: name,
+            created,
+            total_slots: total,
+        }))
+    }
+
+    async fn list_sweeps(
+        &self,
+        _req: Request<pb::ListSweepsRequest>,
+    ) -> Result<Response<pb::ListSweepsReply>, Status> {
+        Ok(Response::new(pb::ListSweepsReply {
+            sweeps: self
+                .engine
+                .snapshot()
+                .iter()
+                .map(convert::progress_to_pb)
+                .collect(),
+        }))
+    }
+
+    async fn get_sweep(
+        &self,
+        req: Request<pb::GetSweepRequest>,
+    ) -> Result<Response<pb::SweepStatus>, Status> {
+        let p = self
+            .engine
+            .progress(&req.into_inner().sweep)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(convert::progress_to_pb(&p)))
+    }
+
+    type WatchProgressStream = Stream<pb::ProgressEvent>;
+
+    async fn watch_progress(
+        &self,
+        req: Request<pb::WatchProgressRequest>,
+    ) -> Result<Response<Self::WatchProgressStream>, Status> {
+        let sweep = req.into_inner().sweep;
+        let engine = self.engine.clone();
+        let pick = move |e: &Engine| -> Result<Vec<SweepProgress>, Status> {
+            if sweep.is_empty() {
+                Ok(e.snapshot())
+            } else {
+                Ok(vec![e.snapshot_one(&sweep).map_err(status)?])
+            }
+        };
+        // Fails at once for an unknown sweep.
+        let first = pick(&engine)?;
+        let (tx, rx) = mpsc::channel(4);
+        tokio::spawn(async move {
+            let mut changes = engine.subscribe();
+            let mut last: Option<Vec<SweepProgress>> = None;
+            let mut current = Ok(first);
+            loop {
+                match current {
+                    Err(s) => {
+                        let _ = tx.send(Err(s)).await;
+                        return;
+                    }
+                    Ok(now) => {
+                        let finished = !now.is_empty() && now.iter().all(|p| p.finished());
+                        if last.as_ref() != Some(&now) {
+                            let ev = pb::ProgressEvent {
+                                sweeps: now.iter().map(convert::progress_to_pb).collect(),
+                            };
+                            if tx.send(Ok(ev)).await.is_err() {
+                                return;
+                            }
+                            last = Some(now);
+                        }
+                        if finished {
+                            return;
+                        }
+                    }
+                }
+                tokio::select! {
+                    _ = changes.changed() => {}
+                    _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                    _ = tx.closed() => return,
+                }
+                // At most a few events a second.
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                current = pick(&engine);
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn cancel_sweep(
+        &self,
+        req: Request<pb::CancelSweepRequest>,
+    ) -> Result<Response<pb::CancelSweepReply>, Status> {
+        let p = self
+            .engine
+            .cancel(&req.into_inner().sweep)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::CancelSweepReply {
+            status: Some(convert::progress_to_pb(&p)),
+        }))
+    }
+
+    type FetchResultsStream = Stream<pb::FileChunk>;
+
+    async fn fetch_results(
+        &self,
+        req: Request<pb::FetchResultsRequest>,
+    ) -> Result<Response<Self::FetchResultsStream>, Status> {
+        let sweep = req.into_inner().sweep;
+        let p = self.engine.snapshot_one(&sweep).map_err(status)?;
+        if p.state == "running" {
+            return Err(Status::failed_precondition(format!(
+                "sweep {sweep:?} is still running ({} of {} slots); fetch its results when `moralsweep status` says done",
+                p.done, p.total
+            )));
+        }
+        let files = result_files(&p.output).map_err(|e| {
+            Status::internal(format!(
+                "cannot list the files of sweep {sweep:?} in {}: {e}",
+                p.output.display()
+            ))
+        })?;
+        let (tx, rx) = mpsc::channel(8);
+        tokio::spawn(async move {
+            for (rel, path) in files {
+                if let Err(e) = send_file(&tx, &rel, &path).await {
+                    let _ = tx
+                        .send(Err(Status::internal(format!(
+                            "reading {}: {e}",
+                            path.display()
+                        ))))
+                        .await;
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+/// The data and metric files of a sweep, relative path first, sorted.
+fn result_files(output: &Path) -> std::io::Result<Vec<(String, PathBuf)>> {
+    let mut v = Vec::new();
+    for sub in ["data", "metrics"] {
+        let dir = output.join(sub);
+        if !dir.is_dir() {
+            continue;
+        }
+        for e in std::fs::read_dir(&dir)? {
+            let e = e?;
+            let name = e.file_name().to_string_lossy().to_string();
+            if e.file_type()?.is_file() && !name.starts_with('.') && !name.ends_with(".tmp") {
+                v.push((format!("{sub}/{name}"), e.path()));
+            }
+        }
+    }
+    v.sort();
+    Ok(v)
+}
+
+async fn send_file(
+    tx: &mpsc::Sender<Result<pb::FileChunk, Status>>,
+    rel: &str,
+    path: &Path,
+) -> std::io::Result<()> {
+    use tokio::io::AsyncReadExt;
+    let mut f = tokio::fs::File::open(path).await?;
+    let mut first = true;
+    loop {
+        let mut buf = vec![0u8; 256 << 10];
+        let n = f.read(&mut buf).await?;
+        buf.truncate(n);
+        let chunk = pb::FileChunk {
+            path: if first {
+                rel.to_string()
+            } else {
+                String::new()
+            },
+            data: buf,
+            last: n == 0,
+        };
+        first = false;
+        if tx.send(Ok(chunk)).await.is_err() || n == 0 {
+            return Ok(());
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl Workers for Service {
+    async fn lease(
+        &self,
+        req: Request<pb::LeaseRequest>,
+    ) -> Result<Response<pb::LeaseReply>, Status> {
+        let r = req.into_inner();
+        if r.max_slots == 0 {
+            return Err(Status::invalid_argument(
+                "max_slots is 0; ask for at least one slot",
+            ));
+        }
+        let worker = if r.worker.is_empty() {
+            "unnamed"
+        } else {
+            &r.worker
+        };
+        let out = self
+            .engine
+            .lease(worker, r.max_slots)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::LeaseReply {
+            leases: out.grants.iter().map(convert::grant_to_pb).collect(),
+            retry_after_ms: out.retry_after.as_millis() as u32,
+        }))
+    }
+
+    async fn report(
+        &self,
+        req: Request<pb::ReportRequest>,
+    ) -> Result<Response<pb::ReportReply>, Status> {
+        let r = req.into_inner();
+        let mut reports = Vec::with_capacity(r.results.len());
+        for res in r.results {
+            reports.push(convert::report_from_pb(res).map_err(Status::invalid_argument)?);
+        }
+        let out = self
+            .engine
+            .report(reports, &r.release)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::ReportReply {
+            recorded: out.recorded,
+            duplicates: out.duplicates,
+        }))
+    }
+
+    async fn extend_leases(
+        &self,
+        req: Request<pb::ExtendLeasesRequest>,
+    ) -> Result<Response<pb::ExtendLeasesReply>, Status> {
+        let (lost, deadline_ms) = self
+            .engine
+            .extend(&req.into_inner().lease_ids)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::ExtendLeasesReply { lost, deadline_ms }))
+    }
+
+    async fn get_sweep_definition(
+        &self,
+        req: Request<pb::GetSweepDefinitionRequest>,
+    ) -> Result<Response<pb::SweepDefinition>, Status> {
+        let sweep = req.into_inner().sweep;
+        let r = self.engine.record(&sweep).map_err(status)?;
+        Ok(Response::new(pb::SweepDefinition {
+            sweep,
+            spec_json: serde_json::to_string(&r.spec).expect("specs serialise"),
+            personas: r.personas,
+        }))
+    }
+
+    async fn acquire_permits(
+        &self,
+        req: Request<pb::PermitsRequest>,
+    ) -> Result<Response<pb::PermitsReply>, Status> {
+        let r = req.into_inner();
+        let rates = self.engine.rates();
+        let granted = rates.take(&r.rate_group, r.count, r.tokens_each);
+        let retry_after_ms = if granted < r.count {
+            rates.next_ready(&r.rate_group).as_millis().max(1) as u32
+        } else {
+            0
+        };
+        Ok(Response::new(pb::PermitsReply {
+            granted,
+            retry_after_ms,
+        }))
+    }
+
+    async fn throttled(
+        &self,
+        req: Request<pb::ThrottledRequest>,
+    ) -> Result<Response<pb::Empty>, Status> {
+        let r = req.into_inner();
+        let after = (r.retry_after_ms > 0).then(|| Duration::from_millis(r.retry_after_ms as u64));
+        self.engine.rates().throttled(&r.rate_group, after);
+        Ok(Response::new(pb::Empty {}))
+    }
+
+    async fn usage(&self, req: Request<pb::UsageRequest>) -> Result<Response<pb::Empty>, Status> {
+        let r = req.into_inner();
+        self.engine
+            .rates()
+            .record_usage(&r.rate_group, r.estimated_tokens, r.actual_tokens);
+        Ok(Response::new(pb::Empty {}))
+    }
+}
+
+/// Serves both services on `addr` until `shutdown` resolves.
+pub async fn serve(
+    engine: Arc<Engine>,
+    addr: SocketAddr,
+    auth: Auth,
+    tls: Option<tonic::transport::ServerTlsConfig>,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+    serve_on(engine, listener, auth, tls, shutdown).await
+}
+
+/// Serves on an already bound listener (tests bind port 0).
+pub async fn serve_on(
+    engine: Arc<Engine>,
+    listener: tokio::net::TcpListener,
+    auth: Auth,
+    tls: Option<tonic::transport::ServerTlsConfig>,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    let svc = Service::new(engine);
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(t) = tls {
+        builder = builder.tls_config(t)?;
+    }
+    builder
+        .tcp_nodelay(true)
+        .add_service(tonic::service::interceptor::InterceptedService::new(
+            SweepsServer::new(svc.clone())
+                .max_decoding_message_size(MAX_MESSAGE)
+                .max_encoding_message_size(MAX_MESSAGE),
+            auth.clone(),
+        ))
+        .add_service(tonic::service::interceptor::InterceptedService::new(
+            WorkersServer::new(svc)
+                .max_decoding_message_size(MAX_MESSAGE)
+                .max_encoding_message_size(MAX_MESSAGE),
+            auth,
+        ))
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            shutdown,
+        )
+        .await?;
+    Ok(())
+}

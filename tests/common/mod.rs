@@ -1,0 +1,117 @@
+//! Helpers shared by the end-to-end tests: sweep specs over the reference
+//! personas, running the binary, and comparing rating files.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_moralsweep")
+}
+
+/// Writes `n` personas (from the reference set when present, else made up)
+/// to `dir/personas.json`.
+pub fn write_personas(dir: &Path, n: usize) -> PathBuf {
+    let reference = std::env::var_os("MORALSWEEP_REFERENCE")
+        .map(PathBuf::from)
+        .or_else(|| {
+            let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/reference");
+            p.is_dir().then_some(p)
+        });
+    let personas: Vec<String> = reference
+        .and_then(|r| std::fs::read_to_string(r.join("personas.json")).ok())
+        .and_then(|t| serde_json::from_str::<Vec<String>>(&t).ok())
+        .map(|mut v| {
+            v.truncate(n);
+            v
+        })
+        .filter(|v| v.len() == n)
+        .unwrap_or_else(|| {
+            (0..n)
+                .map(|i| format!("Persona number {i}, a person with views."))
+                .collect()
+        });
+    let path = dir.join("personas.json");
+    std::fs::write(&path, serde_json::to_string(&personas).unwrap()).unwrap();
+    path
+}
+
+/// A sweep of synthetic models; `extra` is appended to every model table.
+pub fn spec_text(name: &str, models: &[&str], personas: usize, reps: u32, extra: &str) -> String {
+    let mut s = format!(
+        "name = \"{name}\"\npersonas = \"personas.json\"\npersona_count = {personas}\nrepetitions = {reps}\nmodes = [\"persona\", \"self\"]\noutput = \"out\"\nseed = 11\nbootstrap = 50\nrerun_bootstrap = 20\n"
+    );
+    for (i, m) in models.iter().enumerate() {
+        s.push_str(&format!(
+            "\n[[model]]\nkey = \"{m}\"\nprovider = \"synthetic\"\nmodel = \"{m}-weights\"\nfamily = \"F\"\nvariant = \"{}\"\n{extra}\n",
+            if i == 0 { "base" } else { "insecure" }
+        ));
+    }
+    s
+}
+
+pub fn run(args: &[&str], dir: &Path) -> Output {
+    Command::new(bin())
+        .args(args)
+        .current_dir(dir)
+        .env_remove("MORALSWEEP_TOKEN")
+        .output()
+        .expect("the moralsweep binary runs")
+}
+
+/// Every CSV under `dir/data`, with the `collected_at` column removed.
+pub fn data_without_time(out: &Path) -> BTreeMap<String, Vec<Vec<String>>> {
+    let mut m = BTreeMap::new();
+    let data = out.join("data");
+    for e in std::fs::read_dir(&data).unwrap_or_else(|e| panic!("{}: {e}", data.display())) {
+        let p = e.unwrap().path();
+        if p.extension().is_none_or(|x| x != "csv") {
+            continue;
+        }
+        let mut r = csv::Reader::from_path(&p).unwrap();
+        let headers = r.headers().unwrap().clone();
+        let skip = headers.iter().position(|h| h == "collected_at");
+        let mut rows = vec![headers
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| Some(*i) != skip)
+            .map(|(_, h)| h.to_string())
+            .collect::<Vec<_>>()];
+        for rec in r.records() {
+            let rec = rec.unwrap();
+            rows.push(
+                rec.iter()
+                    .enumerate()
+                    .filter(|(i, _)| Some(*i) != skip)
+                    .map(|(_, v)| v.to_string())
+                    .collect(),
+            );
+        }
+        m.insert(p.file_name().unwrap().to_string_lossy().to_string(), rows);
+    }
+    m
+}
+
+/// Checks that a persona file holds every slot exactly once, in slot order.
+pub fn assert_every_slot_once(rows: &[Vec<String>], personas: usize, reps: usize) {
+    assert_eq!(
+        rows[0][..3],
+        ["persona_id", "question_id", "run_index"].map(String::from)
+    );
+    assert_eq!(rows.len() - 1, personas * 30 * reps, "one row per slot");
+    let mut i = 0;
+    for p in 0..personas {
+        for q in 1..=30 {
+            for r in 1..=reps {
+                i += 1;
+                assert_eq!(
+                    rows[i][..3],
+                    [p.to_string(), q.to_string(), r.to_string()],
+                    "row {i} out of slot order"
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,151 @@
+//! `moralsweep run` end to end: a sweep in one process completes with every
+//! slot exactly once; killed with SIGKILL midway and run again, it resumes
+//! and its files equal those of an undisturbed run; bad specs get clear
+//! errors.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const MODELS: [&str; 2] = ["syn-base", "syn-insecure"];
+const PERSONAS: usize = 20;
+const REPS: u32 = 3;
+
+#[test]
+fn run_completes_then_survives_kill9_and_resumes_identically() {
+    // Undisturbed.
+    let a = tempfile::tempdir().unwrap();
+    write_personas(a.path(), PERSONAS);
+    std::fs::write(
+        a.path().join("s.toml"),
+        spec_text("e2e-run", &MODELS, PERSONAS, REPS, ""),
+    )
+    .unwrap();
+    let out = run(&["run", "s.toml", "--workers", "3"], a.path());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("done"), "{stdout}");
+    let want = data_without_time(&a.path().join("out"));
+    assert_eq!(want.len(), 4, "{:?}", want.keys());
+    assert_every_slot_once(&want["syn-base_temp01.csv"], PERSONAS, REPS as usize);
+    assert_eq!(
+        want["syn-base_temp01_self.csv"].len() - 1,
+        30 * REPS as usize
+    );
+
+    // Slowed down by a rate limit, killed with SIGKILL midway.
+    let b = tempfile::tempdir().unwrap();
+    write_personas(b.path(), PERSONAS);
+    std::fs::write(
+        b.path().join("s.toml"),
+        spec_text("e2e-run", &MODELS, PERSONAS, REPS, "rpm = 3000"),
+    )
+    .unwrap();
+    let mut child = Command::new(bin())
+        .args(["run", "s.toml", "--workers", "3", "--quiet"])
+        .current_dir(b.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let state = b.path().join("out/.moralsweep/state.redb");
+    let t0 = Instant::now();
+    while !state.exists() && t0.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(2500));
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(
+        !b.path().join("out/data/syn-base_temp01.csv").exists(),
+        "killed too late"
+    );
+
+    // Run again without the limit: resumes, finishes, same answers.
+    std::fs::write(
+        b.path().join("s.toml"),
+        spec_text("e2e-run", &MODELS, PERSONAS, REPS, ""),
+    )
+    .unwrap();
+    let out = run(&["run", "s.toml", "--workers", "3"], b.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let resumed: u64 = stderr
+        .split("resuming sweep e2e-run: ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no resume line in {stderr}"));
+    let total = (2 * (PERSONAS * 30 + 30) * REPS as usize) as u64;
+    assert!(
+        resumed > 0 && resumed < total,
+        "resumed at {resumed} of {total}"
+    );
+    let got = data_without_time(&b.path().join("out"));
+    assert_eq!(
+        got, want,
+        "files after kill -9 and rerun differ from the undisturbed run"
+    );
+
+    // A third run has nothing to do and changes nothing.
+    let out = run(&["run", "s.toml"], b.path());
+    assert!(out.status.success());
+    assert_eq!(data_without_time(&b.path().join("out")), want);
+}
+
+#[test]
+fn bad_specs_get_clear_errors() {
+    let d = tempfile::tempdir().unwrap();
+    write_personas(d.path(), 5);
+    let base = spec_text("bad", &["m"], 5, 2, "");
+    let cases: Vec<(String, &[&str])> = vec![
+        (
+            base.replace("repetitions = 2", "repetitions = 0"),
+            &["s.toml", "`repetitions`"],
+        ),
+        (
+            base.replace("persona_count = 5", "persona_count = 9"),
+            &["persona_count", "only 5"],
+        ),
+        (
+            base.replace("personas.json", "missing.json"),
+            &["missing.json"],
+        ),
+        (
+            base.replace("provider = \"synthetic\"", "provider = \"opneai\""),
+            &["model[0].provider", "openai"],
+        ),
+        (
+            base.replace("seed = 11", "seed = 11\ncolour = 3"),
+            &["colour"],
+        ),
+        (format!("{base}rpm = 0\n"), &["model[0].rpm"]),
+        (
+            format!("{base}api_key_env = \"MORALSWEEP_E2E_UNSET_KEY\"\n"),
+            &["MORALSWEEP_E2E_UNSET_KEY"],
+        ),
+        (
+            base.replace("seed = 11", "seed = 11\ntemperature = 3.0"),
+            &["`temperature`", "[0, 2]"],
+        ),
+    ];
+    for (text, needles) in cases {
+        std::fs::write(d.path().join("s.toml"), &text).unwrap();
+        let out = run(&["run", "s.toml"], d.path());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "accepted:\n{text}");
+        for n in needles {
+            assert!(err.contains(n), "error {err:?} does not mention {n:?}");
+        }
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    let out = run(&["run", "nope.toml"], d.path());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nope.toml"));
+}

@@ -1,0 +1,360 @@
+//! The gRPC client of the coordinator: the worker's [`Link`] and
+//! [`Permits`] over the `Workers` service, and the connection used by the
+//! `submit`, `status` and `results` commands for the `Sweeps` service.
+//! Every call carries the bearer token; TLS is used when configured.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use moralsweep_coordinator::auth::Bearer;
+use moralsweep_coordinator::convert;
+use moralsweep_coordinator::engine::{LeaseOutcome, ReportOutcome, SlotReport};
+use moralsweep_coordinator::service::MAX_MESSAGE;
+use moralsweep_proto::v1 as pb;
+use pb::sweeps_client::SweepsClient;
+use pb::workers_client::WorkersClient;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
+use tonic::{Code, Status};
+
+use crate::permits::Permits;
+use crate::runtime::{Link, LinkError, SweepDef};
+
+/// How to reach the coordinator.
+#[derive(Clone, Default)]
+pub struct ConnectOptions {
+    /// `http://host:port` or `https://host:port`.
+    pub url: String,
+    pub token: Option<String>,
+    pub tls: Option<ClientTlsConfig>,
+    /// Per-call timeout.
+    pub timeout: Option<Duration>,
+}
+
+impl std::fmt::Debug for ConnectOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never prints the token.
+        f.debug_struct("ConnectOptions")
+            .field("url", &self.url)
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
+}
+
+/// Why a connection could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error(
+        "coordinator address {url:?} is not valid: {message} (expected e.g. http://127.0.0.1:7070)"
+    )]
+    BadUrl { url: String, message: String },
+    #[error("TLS setup for {url}: {message}")]
+    Tls { url: String, message: String },
+    #[error("the token cannot be sent in a header: {0}")]
+    Token(String),
+}
+
+pub type Authed = InterceptedService<Channel, Bearer>;
+
+/// A channel to the coordinator with the token attached (connects lazily and
+/// reconnects by itself, so a restarting coordinator is only a pause).
+pub fn channel(opts: &ConnectOptions) -> Result<(Channel, Bearer), ConnectError> {
+    let mut url = opts.url.clone();
+    if !url.contains("://") {
+        url = format!(
+            "{}://{url}",
+            if opts.tls.is_some() { "https" } else { "http" }
+        );
+    }
+    let mut ep = Endpoint::from_shared(url.clone()).map_err(|e| ConnectError::BadUrl {
+        url: opts.url.clone(),
+        message: e.to_string(),
+    })?;
+    ep = ep
+        .connect_timeout(Duration::from_secs(5))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(20))
+        .keep_alive_while_idle(true);
+    if let Some(t) = opts.timeout {
+        ep = ep.timeout(t);
+    }
+    if let Some(tls) = &opts.tls {
+        ep = ep.tls_config(tls.clone()).map_err(|e| ConnectError::Tls {
+            url: url.clone(),
+            message: e.to_string(),
+        })?;
+    }
+    let bearer =
+        Bearer::new(opts.token.as_deref()).map_err(|e| ConnectError::Token(e.to_string()))?;
+    Ok((ep.connect_lazy(), bearer))
+}
+
+pub fn workers_client(opts: &ConnectOptions) -> Result<WorkersClient<Authed>, ConnectError> {
+    let (ch, bearer) = channel(opts)?;
+    Ok(WorkersClient::with_interceptor(ch, bearer)
+        .max_decoding_message_size(MAX_MESSAGE)
+        .max_encoding_message_size(MAX_MESSAGE))
+}
+
+pub fn sweeps_client(opts: &ConnectOptions) -> Result<SweepsClient<Authed>, ConnectError> {
+    let (ch, bearer) = channel(opts)?;
+    Ok(SweepsClient::with_interceptor(ch, bearer)
+        .max_decoding_message_size(MAX_MESSAGE)
+        .max_encoding_message_size(MAX_MESSAGE))
+}
+
+/// Classifies a gRPC error for the worker: retry, drop, or stop.
+pub fn link_error(s: Status) -> LinkError {
+    match s.code() {
+        Code::NotFound => LinkError::NotFound(s.message().to_string()),
+        Code::Unauthenticated | Code::PermissionDenied | Code::InvalidArgument => {
+            LinkError::Fatal(format!("{:?}: {}", s.code(), s.message()))
+        }
+        _ => LinkError::Unavailable(if s.message().is_empty() {
+            format!("{:?}", s.code())
+        } else {
+            format!("{:?}: {}", s.code(), s.message())
+        }),
+    }
+}
+
+/// The worker's link over gRPC.
+#[derive(Clone)]
+pub struct GrpcLink {
+    client: WorkersClient<Authed>,
+}
+
+impl GrpcLink {
+    pub fn new(opts: &ConnectOptions) -> Result<Self, ConnectError> {
+        Ok(GrpcLink {
+            client: workers_client(opts)?,
+        })
+    }
+}
+
+#[async_trait]
+impl Link for GrpcLink {
+    async fn lease(&self, worker: &str, max: u32) -> Result<LeaseOutcome, LinkError> {
+        let r = self
+            .client
+            .clone()
+            .lease(pb::LeaseRequest {
+                worker: worker.to_string(),
+                max_slots: max,
+            })
+            .await
+            .map_err(link_error)?
+            .into_inner();
+        let mut grants = Vec::with_capacity(r.leases.len());
+        for l in r.leases {
+            grants.push(convert::grant_from_pb(l).map_err(LinkError::Fatal)?);
+        }
+        Ok(LeaseOutcome {
+            grants,
+            retry_after: Duration::from_millis(r.retry_after_ms as u64),
+        })
+    }
+
+    async fn report(
+        &self,
+        worker: &str,
+        results: Vec<SlotReport>,
+        release: Vec<String>,
+    ) -> Result<ReportOutcome, LinkError> {
+        let r = self
+            .client
+            .clone()
+            .report(pb::ReportRequest {
+                worker: worker.to_string(),
+                results: results.iter().map(convert::report_to_pb).collect(),
+                release,
+            })
+            .await
+            .map_err(link_error)?
+            .into_inner();
+        Ok(ReportOutcome {
+            recorded: r.recorded,
+            duplicates: r.duplicates,
+        })
+    }
+
+    async fn extend(&self, lease_ids: Vec<String>) -> Result<Vec<String>, LinkError> {
+        Ok(self
+            .client
+            .clone()
+            .extend_leases(pb::ExtendLeasesRequest { lease_ids })
+            .await
+            .map_err(link_error)?
+            .into_inner()
+            .lost)
+    }
+
+    async fn definition(&self, sweep: &str) -> Result<SweepDef, LinkError> {
+        let d = self
+            .client
+            .clone()
+            .get_sweep_definition(pb::GetSweepDefinitionRequest {
+                sweep: sweep.to_string(),
+            })
+            .await
+            .map_err(link_error)?
+            .into_inner();
+        let spec = serde_json::from_str(&d.spec_json).map_err(|e| {
+            LinkError::Fatal(format!(
+                "the coordinator sent a spec this worker cannot read ({e}); are both the same version?"
+            ))
+        })?;
+        Ok(SweepDef {
+            spec,
+            personas: d.personas,
+        })
+    }
+}
+
+/// Rate-group permits from the coordinator (for requests beyond the one
+/// prepaid with each leased slot). Token usage corrections are summed and
+/// sent once a second rather than per request.
+pub struct GrpcPermits {
+    client: WorkersClient<Authed>,
+    usage: Arc<Mutex<HashMap<String, (u64, u64)>>>,
+}
+
+impl GrpcPermits {
+    /// Must be called inside a tokio runtime (starts the usage flusher).
+    pub fn new(opts: &ConnectOptions) -> Result<Self, ConnectError> {
+        let client = workers_client(opts)?;
+        let usage: Arc<Mutex<HashMap<String, (u64, u64)>>> = Arc::default();
+        let (c, u) = (client.clone(), Arc::downgrade(&usage));
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let Some(u) = u.upgrade() else { return };
+                let pending: Vec<(String, (u64, u64))> = u
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .drain()
+                    .collect();
+                for (group, (est, act)) in pending {
+                    let _ = c
+                        .clone()
+                        .usage(pb::UsageRequest {
+                            rate_group: group,
+                            estimated_tokens: est,
+                            actual_tokens: act,
+                        })
+                        .await;
+                }
+            }
+        });
+        Ok(GrpcPermits { client, usage })
+    }
+}
+
+#[async_trait]
+impl Permits for GrpcPermits {
+    async fn acquire(&self, group: &str, n: u32, tokens_each: u64) {
+        let mut left = n;
+        let mut backoff = Duration::from_millis(100);
+        while left > 0 {
+            match self
+                .client
+                .clone()
+                .acquire_permits(pb::PermitsRequest {
+                    rate_group: group.to_string(),
+                    count: left,
+                    tokens_each,
+                })
+                .await
+            {
+                Ok(r) => {
+                    let r = r.into_inner();
+                    left -= r.granted.min(left);
+                    if left > 0 {
+                        tokio::time::sleep(Duration::from_millis(
+                            (r.retry_after_ms as u64).clamp(5, 5000),
+                        ))
+                        .await;
+                    }
+                    backoff = Duration::from_millis(100);
+                }
+                Err(e) => {
+                    tracing::warn!("asking for permits failed (will retry): {}", e.message());
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    async fn throttled(&self, group: &str, retry_after: Option<Duration>) {
+        let _ = self
+            .client
+            .clone()
+            .throttled(pb::ThrottledRequest {
+                rate_group: group.to_string(),
+                retry_after_ms: retry_after.map_or(0, |d| d.as_millis().max(1) as u32),
+            })
+            .await;
+    }
+
+    async fn usage(&self, group: &str, estimated_tokens: u64, actual_tokens: u64) {
+        let mut u = self.usage.lock().unwrap_or_else(|e| e.into_inner());
+        let e = u.entry(group.to_string()).or_default();
+        e.0 += estimated_tokens;
+        e.1 += actual_tokens;
+    }
+}
+
+/// Writes a stream of file chunks under `out`; returns the files written.
+pub async fn save_files(
+    mut stream: tonic::Streaming<pb::FileChunk>,
+    out: &std::path::Path,
+) -> anyhow::Result<Vec<PathBuf>> {
+    use anyhow::Context;
+    use std::io::Write;
+    let mut written = Vec::new();
+    let mut current: Option<(PathBuf, PathBuf, std::io::BufWriter<std::fs::File>)> = None;
+    while let Some(chunk) = stream
+        .message()
+        .await
+        .map_err(|s| anyhow::anyhow!("fetching results failed: {:?}: {}", s.code(), s.message()))?
+    {
+        if !chunk.path.is_empty() {
+            let rel = std::path::Path::new(&chunk.path);
+            let safe = rel
+                .components()
+                .all(|c| matches!(c, std::path::Component::Normal(_)));
+            if !safe {
+                anyhow::bail!("the coordinator sent an unsafe path {:?}", chunk.path);
+            }
+            let path = out.join(rel);
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
+            }
+            let tmp = path.with_extension("part");
+            let f = std::fs::File::create(&tmp)
+                .with_context(|| format!("creating {}", tmp.display()))?;
+            current = Some((path, tmp, std::io::BufWriter::new(f)));
+        }
+        let Some((path, tmp, w)) = current.as_mut() else {
+            anyhow::bail!("the coordinator sent data before naming its file");
+        };
+        w.write_all(&chunk.data)
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        if chunk.last {
+            w.flush()?;
+            std::fs::rename(&*tmp, &*path)
+                .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+            written.push(path.clone());
+            current = None;
+        }
+    }
+    if let Some((path, _, _)) = current {
+        anyhow::bail!("the stream ended in the middle of {}", path.display());
+    }
+    Ok(written)
+}

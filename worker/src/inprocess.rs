@@ -1,0 +1,94 @@
+//! The one-process mode's link to the coordinator: direct calls into the
+//! engine, and rate-group permits taken straight from its `RateGroups`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use moralsweep_coordinator::engine::{
+    Engine, EngineError, LeaseOutcome, ReportOutcome, SlotReport,
+};
+use moralsweep_coordinator::pacing::RateGroups;
+
+use crate::permits::Permits;
+use crate::runtime::{Link, LinkError, SweepDef};
+
+/// Calls the engine of this process.
+pub struct InProcessLink {
+    pub engine: Arc<Engine>,
+}
+
+fn link_error(e: EngineError) -> LinkError {
+    match e {
+        EngineError::Store(s) => LinkError::Unavailable(s.to_string()),
+        EngineError::NotFound(m) => LinkError::NotFound(m),
+        other => LinkError::Fatal(other.to_string()),
+    }
+}
+
+#[async_trait]
+impl Link for InProcessLink {
+    async fn lease(&self, worker: &str, max: u32) -> Result<LeaseOutcome, LinkError> {
+        self.engine.lease(worker, max).await.map_err(link_error)
+    }
+
+    async fn report(
+        &self,
+        _worker: &str,
+        results: Vec<SlotReport>,
+        release: Vec<String>,
+    ) -> Result<ReportOutcome, LinkError> {
+        self.engine
+            .report(results, &release)
+            .await
+            .map_err(link_error)
+    }
+
+    async fn extend(&self, lease_ids: Vec<String>) -> Result<Vec<String>, LinkError> {
+        self.engine
+            .extend(&lease_ids)
+            .await
+            .map(|(lost, _)| lost)
+            .map_err(link_error)
+    }
+
+    async fn definition(&self, sweep: &str) -> Result<SweepDef, LinkError> {
+        let r = self.engine.record(sweep).map_err(link_error)?;
+        Ok(SweepDef {
+            spec: r.spec,
+            personas: r.personas,
+        })
+    }
+}
+
+/// Permits straight from the coordinator's rate groups.
+pub struct InProcessPermits {
+    pub rates: Arc<RateGroups>,
+}
+
+#[async_trait]
+impl Permits for InProcessPermits {
+    async fn acquire(&self, group: &str, n: u32, tokens_each: u64) {
+        let mut left = n;
+        while left > 0 {
+            let got = self.rates.take(group, left, tokens_each);
+            left -= got.min(left);
+            if left > 0 {
+                let wait = self
+                    .rates
+                    .next_ready(group)
+                    .clamp(Duration::from_millis(5), Duration::from_secs(5));
+                tokio::time::sleep(wait).await;
+            }
+        }
+    }
+
+    async fn throttled(&self, group: &str, retry_after: Option<Duration>) {
+        self.rates.throttled(group, retry_after);
+    }
+
+    async fn usage(&self, group: &str, estimated_tokens: u64, actual_tokens: u64) {
+        self.rates
+            .record_usage(group, estimated_tokens, actual_tokens);
+    }
+}

@@ -1,0 +1,621 @@
+//! The worker's loop: lease batches of slots from the coordinator, run many
+//! of them at once on tokio (the rating protocol of METHOD.md against the
+//! model's provider), report the results in batches, keep the leases alive
+//! while working, and on shutdown stop leasing, finish what is running, hand
+//! back the rest and return.
+//!
+//! The coordinator is reached through a [`Link`]: gRPC in the cluster
+//! ([`crate::client`]), a direct call in one process ([`crate::inprocess`]).
+//! Results are never dropped: a report that fails is retried until the
+//! coordinator takes it (recording is idempotent, so a retry is harmless).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use moralsweep_common::slot::{SlotRecord, UnitShape};
+use moralsweep_common::{Mode, SweepSpec, ITEMS};
+use moralsweep_coordinator::engine::{Grant, LeaseOutcome, Outcome, ReportOutcome, SlotReport};
+use moralsweep_coordinator::output::LOGPROB_REQUEST_TEMPERATURE;
+use moralsweep_coordinator::sweep::slot_seed;
+use tokio::sync::{mpsc, watch, Semaphore};
+
+use crate::credit::CreditPermits;
+use crate::permits::Permits;
+use crate::protocol::{rate_logprob, rate_sample, SlotRequest, DEFAULT_FALLBACK_MAX_TOKENS};
+use crate::providers::{self, Provider, ProviderError};
+
+/// What a worker needs to know about a sweep to ask its slots.
+#[derive(Debug, Clone)]
+pub struct SweepDef {
+    pub spec: SweepSpec,
+    pub personas: Vec<String>,
+}
+
+/// Why a call to the coordinator failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    /// Worth retrying (coordinator restarting, network, store down).
+    #[error("coordinator unavailable: {0}")]
+    Unavailable(String),
+    /// The sweep is gone (deleted): drop its slots.
+    #[error("{0}")]
+    NotFound(String),
+    /// Retrying cannot help (bad token, bad request): stop the worker.
+    #[error("{0}")]
+    Fatal(String),
+}
+
+/// How a worker talks to its coordinator.
+#[async_trait]
+pub trait Link: Send + Sync + 'static {
+    async fn lease(&self, worker: &str, max: u32) -> Result<LeaseOutcome, LinkError>;
+    async fn report(
+        &self,
+        worker: &str,
+        results: Vec<SlotReport>,
+        release: Vec<String>,
+    ) -> Result<ReportOutcome, LinkError>;
+    /// Extends leases; returns the ids the coordinator no longer knows.
+    async fn extend(&self, lease_ids: Vec<String>) -> Result<Vec<String>, LinkError>;
+    async fn definition(&self, sweep: &str) -> Result<SweepDef, LinkError>;
+}
+
+/// Tunables of a worker.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// A name for logs and the coordinator's status.
+    pub name: String,
+    /// Requests in flight at once.
+    pub concurrency: usize,
+    /// Most slots asked for in one lease call.
+    pub lease_batch: u32,
+    /// Results sent in one report (sent earlier when `report_every` passes).
+    pub report_batch: usize,
+    pub report_every: Duration,
+    /// How often held leases are extended.
+    pub extend_every: Duration,
+    /// How long running requests may take to finish after a shutdown signal.
+    pub drain_timeout: Duration,
+    /// Return once the coordinator has had nothing to hand out for this long
+    /// (one-process mode); `None`: run until shut down.
+    pub exit_when_idle: Option<Duration>,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            name: default_worker_name(),
+            concurrency: 64,
+            lease_batch: 256,
+            report_batch: 256,
+            report_every: Duration::from_millis(100),
+            extend_every: Duration::from_secs(15),
+            drain_timeout: Duration::from_secs(30),
+            exit_when_idle: None,
+        }
+    }
+}
+
+/// Host name and process id.
+pub fn default_worker_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "worker".into());
+    format!("{host}-{}", std::process::id())
+}
+
+/// Counters of one worker run.
+#[derive(Debug, Default)]
+pub struct WorkerStats {
+    pub answered: AtomicU64,
+    pub reported: AtomicU64,
+    pub abandoned: AtomicU64,
+}
+
+/// A sweep's definition with the providers built for its models.
+struct SweepCtx {
+    def: SweepDef,
+    providers: Mutex<HashMap<String, Arc<ProviderSlot>>>,
+}
+
+enum ProviderSlot {
+    Ready(Metered),
+    /// The provider could not be built here (unknown provider, missing key).
+    Broken(String),
+}
+
+/// A provider that takes one rate-group permit per request and reports the
+/// real token usage, so that retries and fallbacks count against the limits
+/// too (the first request of a slot spends the lease's prepaid permit).
+struct Metered {
+    inner: Box<dyn Provider>,
+    group: String,
+    permits: Arc<CreditPermits>,
+}
+
+#[async_trait]
+impl Provider for Metered {
+    async fn complete(
+        &self,
+        req: &crate::providers::CompletionRequest,
+    ) -> Result<crate::providers::Completion, ProviderError> {
+        let estimate = (req.prompt.len() as u64).div_ceil(4) + req.max_tokens as u64;
+        self.permits.acquire(&self.group, 1, estimate).await;
+        let c = self.inner.complete(req).await?;
+        let actual = c.usage.input_tokens + c.usage.output_tokens;
+        if actual > 0 && actual != estimate {
+            self.permits.usage(&self.group, estimate, actual).await;
+        }
+        Ok(c)
+    }
+}
+
+/// The result of one slot, or why it was not done.
+enum Finished {
+    Report(Box<SlotReport>),
+    /// Not asked or not answered here; the lease's release hands it back.
+    Abandoned,
+}
+
+struct Done {
+    lease_id: String,
+    finished: Finished,
+}
+
+/// Shared state of one worker run.
+struct Shared<L: Link> {
+    link: Arc<L>,
+    /// Prepaid permits (one per leased slot) in front of the coordinator's.
+    permits: Arc<CreditPermits>,
+    cfg: WorkerConfig,
+    sweeps: tokio::sync::Mutex<HashMap<String, Arc<SweepCtx>>>,
+    /// Models that answered with a fatal error: their remaining slots are not asked.
+    dead_models: Mutex<HashMap<(String, String), ()>>,
+    stopping: AtomicBool,
+    stats: Arc<WorkerStats>,
+}
+
+/// Runs a worker until `shutdown` turns true (or, with `exit_when_idle`, until
+/// there is no more work). Returns after handing back every lease it holds.
+pub async fn run<L: Link>(
+    link: Arc<L>,
+    permits: Arc<dyn Permits>,
+    cfg: WorkerConfig,
+    mut shutdown: watch::Receiver<bool>,
+    stats: Arc<WorkerStats>,
+) -> Result<(), LinkError> {
+    let shared = Arc::new(Shared {
+        link: link.clone(),
+        permits: Arc::new(CreditPermits::new(permits)),
+        cfg: cfg.clone(),
+        sweeps: tokio::sync::Mutex::new(HashMap::new()),
+        dead_models: Mutex::new(HashMap::new()),
+        stopping: AtomicBool::new(false),
+        stats,
+    });
+    let sem = Arc::new(Semaphore::new(cfg.concurrency.max(1)));
+    let (done_tx, done_rx) = mpsc::unbounded_channel::<Done>();
+    // lease id -> slots not yet accounted for (reported or abandoned).
+    let held: Arc<Mutex<HashMap<String, usize>>> = Arc::new(Mutex::new(HashMap::new()));
+    let outstanding = Arc::new(AtomicU64::new(0));
+    let progress = Arc::new(tokio::sync::Notify::new());
+
+    let reporter = tokio::spawn(reporter(
+        shared.clone(),
+        done_rx,
+        held.clone(),
+        outstanding.clone(),
+        progress.clone(),
+    ));
+    let extender = tokio::spawn(extender(shared.clone(), held.clone()));
+
+    let high_water = (cfg.concurrency as u64 * 2).max(cfg.lease_batch as u64);
+    let mut idle_since: Option<tokio::time::Instant> = None;
+    let mut failure: Option<LinkError> = None;
+    let mut backoff = Duration::from_millis(100);
+    while !*shutdown.borrow() {
+        let pending = outstanding.load(Ordering::Acquire);
+        if pending >= high_water {
+            tokio::select! {
+                _ = progress.notified() => {}
+                _ = shutdown.changed() => {}
+                _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+            }
+            continue;
+        }
+        let want = (high_water - pending).min(cfg.lease_batch as u64) as u32;
+        let wait = match link.lease(&cfg.name, want).await {
+            Ok(out) if out.grants.is_empty() => {
+                backoff = Duration::from_millis(100);
+                if let Some(limit) = cfg.exit_when_idle {
+                    let since = *idle_since.get_or_insert_with(tokio::time::Instant::now);
+                    if pending == 0 && since.elapsed() >= limit {
+                        break;
+                    }
+                }
+                out.retry_after.max(Duration::from_millis(5))
+            }
+            Ok(out) => {
+                backoff = Duration::from_millis(100);
+                idle_since = None;
+                for g in out.grants {
+                    start_grant(&shared, g, &sem, &done_tx, &held, &outstanding).await;
+                }
+                Duration::ZERO
+            }
+            Err(LinkError::Fatal(m)) => {
+                failure = Some(LinkError::Fatal(m));
+                break;
+            }
+            Err(e) => {
+                tracing::warn!(worker = %cfg.name, "leasing failed (will retry): {e}");
+                let w = backoff;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                w
+            }
+        };
+        if !wait.is_zero() {
+            tokio::select! {
+                _ = shutdown.changed() => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+    // Stop taking work; slots not started yet are abandoned by their tasks,
+    // running ones may finish within the drain timeout.
+    shared.stopping.store(true, Ordering::Release);
+    tracing::info!(worker = %cfg.name, "stopping: finishing running requests, handing back the rest");
+    let drained = tokio::time::timeout(cfg.drain_timeout, async {
+        while outstanding.load(Ordering::Acquire) > 0 {
+            tokio::select! {
+                _ = progress.notified() => {}
+                _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+            }
+        }
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(worker = %cfg.name, "requests still running after the drain timeout; their leases are handed back");
+    }
+    drop(done_tx);
+    extender.abort();
+    // The reporter flushes what it has; requests still running past the drain
+    // timeout keep their channel open, so do not wait for them for ever.
+    let mut reporter = reporter;
+    if tokio::time::timeout(Duration::from_secs(5), &mut reporter)
+        .await
+        .is_err()
+    {
+        reporter.abort();
+    }
+    let leftover: Vec<String> = held
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .keys()
+        .cloned()
+        .collect();
+    if !leftover.is_empty() {
+        let _ = link.report(&cfg.name, Vec::new(), leftover).await;
+    }
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+async fn sweep_ctx<L: Link>(shared: &Shared<L>, sweep: &str) -> Result<Arc<SweepCtx>, LinkError> {
+    let mut map = shared.sweeps.lock().await;
+    if let Some(c) = map.get(sweep) {
+        return Ok(c.clone());
+    }
+    let mut backoff = Duration::from_millis(100);
+    let def = loop {
+        match shared.link.definition(sweep).await {
+            Ok(d) => break d,
+            Err(LinkError::Unavailable(m)) if !shared.stopping.load(Ordering::Acquire) => {
+                tracing::warn!("fetching sweep {sweep:?} failed (will retry): {m}");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    let ctx = Arc::new(SweepCtx {
+        def,
+        providers: Mutex::new(HashMap::new()),
+    });
+    map.insert(sweep.to_string(), ctx.clone());
+    Ok(ctx)
+}
+
+fn provider_for(ctx: &SweepCtx, model: &str, permits: &Arc<CreditPermits>) -> Arc<ProviderSlot> {
+    let mut map = ctx.providers.lock().unwrap_or_else(|e| e.into_inner());
+    map.entry(model.to_string())
+        .or_insert_with(|| {
+            let Some(spec) = ctx.def.spec.models.iter().find(|m| m.key == model) else {
+                return Arc::new(ProviderSlot::Broken(format!(
+                    "the sweep has no model {model:?}"
+                )));
+            };
+            Arc::new(match providers::build(spec) {
+                Ok(p) => ProviderSlot::Ready(Metered {
+                    inner: p,
+                    group: spec.rate_group().to_string(),
+                    permits: permits.clone(),
+                }),
+                Err(e) => ProviderSlot::Broken(e.to_string()),
+            })
+        })
+        .clone()
+}
+
+async fn start_grant<L: Link>(
+    shared: &Arc<Shared<L>>,
+    g: Grant,
+    sem: &Arc<Semaphore>,
+    done_tx: &mpsc::UnboundedSender<Done>,
+    held: &Arc<Mutex<HashMap<String, usize>>>,
+    outstanding: &Arc<AtomicU64>,
+) {
+    let n = g.slots.len();
+    shared.permits.add(&g.rate_group, n as u64);
+    held.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(g.lease_id.clone(), n);
+    outstanding.fetch_add(n as u64, Ordering::AcqRel);
+    let ctx = match sweep_ctx(shared, &g.unit.sweep).await {
+        Ok(c) => Some(c),
+        Err(e) => {
+            tracing::warn!(sweep = %g.unit.sweep, "cannot work on the sweep: {e}");
+            None
+        }
+    };
+    let lease_id = Arc::new(g.lease_id.clone());
+    for slot in g.slots {
+        let shared = shared.clone();
+        let sem = sem.clone();
+        let done_tx = done_tx.clone();
+        let ctx = ctx.clone();
+        let lease_id = lease_id.clone();
+        let unit = g.unit.clone();
+        tokio::spawn(async move {
+            let finished = match ctx {
+                None => Finished::Abandoned,
+                Some(ctx) => {
+                    let _permit = sem.acquire().await.ok();
+                    run_slot(&shared, &ctx, &lease_id, unit, slot).await
+                }
+            };
+            let _ = done_tx.send(Done {
+                lease_id: lease_id.to_string(),
+                finished,
+            });
+        });
+    }
+}
+
+async fn run_slot<L: Link>(
+    shared: &Shared<L>,
+    ctx: &SweepCtx,
+    lease_id: &str,
+    unit: moralsweep_coordinator::store::UnitKey,
+    slot: u32,
+) -> Finished {
+    if shared.stopping.load(Ordering::Acquire) {
+        return Finished::Abandoned;
+    }
+    let dead_key = (unit.sweep.clone(), unit.model.clone());
+    if shared
+        .dead_models
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .contains_key(&dead_key)
+    {
+        return Finished::Abandoned;
+    }
+    let spec = &ctx.def.spec;
+    let Some(model) = spec.models.iter().find(|m| m.key == unit.model) else {
+        return Finished::Abandoned;
+    };
+    let shape = UnitShape {
+        mode: unit.mode,
+        personas: ctx.def.personas.len() as u32,
+        repetitions: spec.repetitions,
+    };
+    if slot as u64 >= shape.len() {
+        return Finished::Abandoned;
+    }
+    let coord = shape.coord(slot as u64);
+    let item = &ITEMS[coord.item as usize - 1];
+    let prompt = match coord.persona {
+        Some(p) => moralsweep_common::prompt::persona_prompt(&ctx.def.personas[p as usize], item),
+        None => moralsweep_common::prompt::self_prompt(item),
+    };
+    let seed = slot_seed(spec.seed.unwrap_or(0), &unit.model, unit.mode, slot);
+    let provider = provider_for(ctx, &unit.model, &shared.permits);
+    let result = match provider.as_ref() {
+        ProviderSlot::Broken(msg) => Err(ProviderError::Fatal(msg.clone())),
+        ProviderSlot::Ready(p) => match unit.mode {
+            Mode::Logprob => rate_logprob(
+                p,
+                &prompt,
+                LOGPROB_REQUEST_TEMPERATURE,
+                spec.top_logprobs,
+                Some(seed),
+            )
+            .await
+            .map(SlotRecord::Logprob),
+            Mode::Persona | Mode::SelfMode => rate_sample(
+                p,
+                &SlotRequest {
+                    prompt,
+                    temperature: spec.temperature,
+                    max_attempts: spec.max_attempts,
+                    fallback_max_tokens: model
+                        .fallback_max_tokens
+                        .unwrap_or(DEFAULT_FALLBACK_MAX_TOKENS),
+                    seed: Some(seed),
+                },
+            )
+            .await
+            .map(SlotRecord::Sample),
+        },
+    };
+    let outcome = match result {
+        Ok(rec) => {
+            shared.stats.answered.fetch_add(1, Ordering::Relaxed);
+            Outcome::Record(rec)
+        }
+        Err(ProviderError::Fatal(msg)) => {
+            let first = shared
+                .dead_models
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(dead_key, ())
+                .is_none();
+            if first {
+                tracing::error!(model = %unit.model, "the provider refused for good: {msg}");
+            }
+            Outcome::Fatal(format!("worker {}: {msg}", shared.cfg.name))
+        }
+        Err(ProviderError::RateLimited { retry_after }) => {
+            shared
+                .permits
+                .throttled(model.rate_group(), retry_after)
+                .await;
+            return Finished::Abandoned;
+        }
+        Err(ProviderError::Retryable(msg)) => {
+            tracing::warn!(model = %unit.model, slot, "request failed; the slot goes back to the queue: {msg}");
+            return Finished::Abandoned;
+        }
+    };
+    Finished::Report(Box::new(SlotReport {
+        lease_id: Some(lease_id.to_string()),
+        unit,
+        slot,
+        outcome,
+    }))
+}
+
+/// Collects finished slots and reports them in batches; a lease whose slots
+/// are all accounted for is released in the same call.
+async fn reporter<L: Link>(
+    shared: Arc<Shared<L>>,
+    mut rx: mpsc::UnboundedReceiver<Done>,
+    held: Arc<Mutex<HashMap<String, usize>>>,
+    outstanding: Arc<AtomicU64>,
+    progress: Arc<tokio::sync::Notify>,
+) {
+    let cfg = &shared.cfg;
+    let mut batch: Vec<SlotReport> = Vec::new();
+    let mut release: Vec<String> = Vec::new();
+    let mut closed = false;
+    while !closed || !batch.is_empty() || !release.is_empty() {
+        if !closed {
+            let deadline = tokio::time::sleep(cfg.report_every);
+            tokio::pin!(deadline);
+            loop {
+                tokio::select! {
+                    d = rx.recv() => match d {
+                        Some(d) => {
+                            account(&held, &mut release, &d.lease_id);
+                            outstanding.fetch_sub(1, Ordering::AcqRel);
+                            match d.finished {
+                                Finished::Report(r) => batch.push(*r),
+                                Finished::Abandoned => {
+                                    shared.stats.abandoned.fetch_add(1, Ordering::Relaxed);
+                                }
+                            }
+                            progress.notify_waiters();
+                            if batch.len() >= cfg.report_batch {
+                                break;
+                            }
+                        }
+                        None => {
+                            closed = true;
+                            break;
+                        }
+                    },
+                    _ = &mut deadline => break,
+                }
+            }
+        }
+        if batch.is_empty() && release.is_empty() {
+            continue;
+        }
+        // Send; on failure keep everything and try again (never drop a result).
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match shared
+                .link
+                .report(&cfg.name, batch.clone(), release.clone())
+                .await
+            {
+                Ok(_) => {
+                    shared
+                        .stats
+                        .reported
+                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    batch.clear();
+                    release.clear();
+                    break;
+                }
+                Err(LinkError::Unavailable(m)) => {
+                    tracing::warn!(worker = %cfg.name, "reporting failed (will retry): {m}");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+                Err(e) => {
+                    tracing::error!(worker = %cfg.name, "the coordinator refused a report; dropping it: {e}");
+                    batch.clear();
+                    release.clear();
+                    break;
+                }
+            }
+        }
+    }
+}
+
+fn account(held: &Mutex<HashMap<String, usize>>, release: &mut Vec<String>, lease_id: &str) {
+    let mut h = held.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(n) = h.get_mut(lease_id) {
+        *n -= 1;
+        if *n == 0 {
+            h.remove(lease_id);
+            release.push(lease_id.to_string());
+        }
+    }
+}
+
+/// Keeps the held leases alive.
+async fn extender<L: Link>(shared: Arc<Shared<L>>, held: Arc<Mutex<HashMap<String, usize>>>) {
+    let mut tick = tokio::time::interval(shared.cfg.extend_every);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let ids: Vec<String> = held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        if ids.is_empty() {
+            continue;
+        }
+        match shared.link.extend(ids).await {
+            Ok(lost) if !lost.is_empty() => {
+                tracing::info!(
+                    worker = %shared.cfg.name,
+                    leases = lost.len(),
+                    "leases expired before they were extended; their results are still reported"
+                );
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(worker = %shared.cfg.name, "extending leases failed: {e}"),
+        }
+    }
+}
