@@ -48,8 +48,17 @@ pub fn sample_sd(xs: &[f64]) -> f64 {
     if xs.len() < 2 {
         return 0.0;
     }
-    let mean = xs.iter().sum::<f64>() / xs.len() as f64;
-    let ss: f64 = xs.iter().map(|x| (x - mean) * (x - mean)).sum();
+    // Shifted by the first value: exact 0 for identical values, and no
+    // loss of precision when the spread is small against the level.
+    let shift = xs[0];
+    let mean = xs.iter().map(|x| x - shift).sum::<f64>() / xs.len() as f64;
+    let ss: f64 = xs
+        .iter()
+        .map(|x| {
+            let d = x - shift - mean;
+            d * d
+        })
+        .sum();
     (ss / (xs.len() - 1) as f64).sqrt()
 }
 
