@@ -4,9 +4,13 @@
 //! (atomic on the server), sent through a [`ConnectionManager`] that
 //! reconnects after a `redis-server` restart; calls that fail on a dropped
 //! connection or while Redis is still loading its append-only file are
-//! retried for a while (see [`RETRY_FOR`]). A retried `grant` whose first
-//! attempt did reach Redis leaves a lease nobody holds; it expires and its
-//! slots come back, so nothing is lost or done twice.
+//! retried for a while (see [`RETRY_FOR`]). `grant` and `record` carry an
+//! operation id: their script stores its outcome under it for a while, so
+//! a retry whose first attempt did run (and only the reply was lost)
+//! returns that outcome instead of running again — the newly-recorded
+//! flags stay truthful across a Redis crash. (`release` and
+//! `reclaim_expired` retried that way report 0 / nothing the second time;
+//! the store's state is right either way.)
 //!
 //! # Keys
 //!
@@ -25,6 +29,7 @@
 //! | `ms:{S}:ls:<id>` | set | the slots lease `id` still owns |
 //! | `ms:{S}:dl` | sorted set | lease ids by deadline (expiry index) |
 //! | `ms:{S}:keys` | set | every unit / queue / bucket key, for `delete_sweep` |
+//! | `ms:{S}:op:<op id>` | string | outcome of one `grant` / `record` call (expires) |
 //!
 //! Results are bucketed by slot range (`B` = [`BUCKET`] slots per hash):
 //! recording is one `HSETNX` per slot (set-if-absent, so a slot is written
@@ -38,11 +43,11 @@
 //! sweep id -> record), `ms:lease-sweep` (hash: lease id -> sweep id, to
 //! find a lease's sweep from its id alone) and `ms:lease-sweeps` (set of
 //! sweeps that ever held a lease, the sweeps `reclaim_expired` and `leases`
-//! look at). The index entries are written after the lease itself; if the
-//! coordinator dies in between, the lease is still found by expiry.
+//! look at). The index entries are written before the lease itself (and
+//! removed again when nothing was granted).
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -59,6 +64,12 @@ pub const BUCKET: u32 = 256;
 
 /// How long a call keeps retrying while Redis is unreachable or loading.
 pub const RETRY_FOR: Duration = Duration::from_secs(15);
+
+/// How long the outcome of a `grant` or `record` call is kept under its
+/// operation id, so that a retry whose first attempt did run (the reply was
+/// lost with the connection) returns the first attempt's outcome instead of
+/// running twice. Longer than [`RETRY_FOR`].
+const OP_TTL_SECS: u64 = 120;
 
 const SWEEPS: &str = "ms:sweeps";
 const LEASE_SWEEP: &str = "ms:lease-sweep";
@@ -93,10 +104,12 @@ local function release(P, B, id)
 end
 "#;
 
-/// KEYS: meta, retry, keyset, lease hash, lease slots, deadlines.
+/// KEYS: meta, retry, keyset, lease hash, lease slots, deadlines, op key.
 /// ARGV: total, max, lease id, worker, deadline, model, mode, unit part,
 /// bucket prefix, B.
 const GRANT: &str = r#"
+local prev = redis.call('GET', KEYS[7])
+if prev then return cjson.decode(prev) end
 local total = tonumber(ARGV[1])
 local max = tonumber(ARGV[2])
 if redis.call('EXISTS', KEYS[4]) == 1 then
@@ -134,13 +147,16 @@ if #got > 0 then
   end
   redis.call('ZADD', KEYS[6], ARGV[5], ARGV[3])
 end
+redis.call('SET', KEYS[7], cjson.encode(got), 'EX', OP_TTL)
 return got
 "#;
 
-/// KEYS: meta, keyset, lease hash, lease slots, deadlines, bucket index.
-/// ARGV: bucket prefix, B, lease id ('' for none), unit part, then
+/// KEYS: meta, keyset, lease hash, lease slots, deadlines, bucket index,
+/// op key. ARGV: bucket prefix, B, lease id ('' for none), unit part, then
 /// (slot, record) pairs. Returns `{newly-recorded flags, lease-deleted}`.
 const RECORD: &str = r#"
+local prev = redis.call('GET', KEYS[7])
+if prev then return cjson.decode(prev) end
 local prefix = ARGV[1]
 local B = tonumber(ARGV[2])
 local out = {}
@@ -184,6 +200,7 @@ if ARGV[3] ~= '' and redis.call('HGET', KEYS[3], 'unit') == ARGV[4] then
     gone = 1
   end
 end
+redis.call('SET', KEYS[7], cjson.encode({out, gone}), 'EX', OP_TTL)
 return {out, gone}
 "#;
 
@@ -299,8 +316,8 @@ struct Scripts {
 impl Scripts {
     fn new() -> Self {
         Scripts {
-            grant: Script::new(GRANT),
-            record: Script::new(RECORD),
+            grant: Script::new(&GRANT.replace("OP_TTL", &OP_TTL_SECS.to_string())),
+            record: Script::new(&RECORD.replace("OP_TTL", &OP_TTL_SECS.to_string())),
             extend: Script::new(EXTEND),
             release: Script::new(&format!("{RELEASE_FN}{RELEASE}")),
             reclaim: Script::new(&format!("{RELEASE_FN}{RECLAIM}")),
@@ -319,9 +336,8 @@ pub struct RedisStore {
     /// Multiplexed, reconnecting connection; cloned per call.
     con: ConnectionManager,
     scripts: Arc<Scripts>,
-    /// Sweeps this process already put in `ms:lease-sweeps` (saves a round
-    /// trip per grant).
-    lease_sweeps: Arc<Mutex<HashSet<String>>>,
+    /// Makes operation ids unique across processes and store instances.
+    nonce: Arc<String>,
     /// For error messages (without credentials).
     target: Arc<String>,
 }
@@ -374,6 +390,18 @@ fn transient(e: &RedisError) -> bool {
                     | ServerErrorKind::ClusterDown
             )
         )
+}
+
+/// Numbers the operations of this process (see [`RedisStore::op_id`]).
+static OP_SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// Process id and start time: different in every process.
+fn nonce() -> String {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("{:x}.{:x}", std::process::id(), t)
 }
 
 /// Redacts the password of a `redis://user:pass@host` URL.
@@ -466,9 +494,133 @@ impl RedisStore {
         Ok(RedisStore {
             con,
             scripts: Arc::new(Scripts::new()),
-            lease_sweeps: Arc::new(Mutex::new(HashSet::new())),
+            nonce: Arc::new(nonce()),
             target: Arc::new(target),
         })
+    }
+
+    /// A new operation id, unique across processes.
+    fn op_id(&self) -> String {
+        let n = OP_SEQ.fetch_add(1, Ordering::Relaxed);
+        format!("{}-{n:x}", self.nonce)
+    }
+    /// [`Store::grant`] as operation `op`: a second call with the same
+    /// `op` (within [`OP_TTL_SECS`]) returns the first call's outcome.
+    #[allow(clippy::too_many_arguments)]
+    async fn grant_op(
+        &self,
+        unit: &UnitKey,
+        total: u32,
+        max: u32,
+        lease_id: &str,
+        worker: &str,
+        deadline_ms: u64,
+        op: &str,
+    ) -> StoreResult<Vec<u32>> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        self.index_lease(lease_id, &unit.sweep).await?;
+        let p = sweep_prefix(&unit.sweep);
+        let up = unit_part(unit);
+        let mut inv = self.scripts.grant.key(format!("{p}u:{up}"));
+        inv.key(format!("{p}q:{up}"))
+            .key(format!("{p}keys"))
+            .key(format!("{p}l:{lease_id}"))
+            .key(format!("{p}ls:{lease_id}"))
+            .key(format!("{p}dl"))
+            .key(format!("{p}op:{op}"))
+            .arg(total)
+            .arg(max)
+            .arg(lease_id)
+            .arg(worker)
+            .arg(deadline_ms)
+            .arg(&unit.model)
+            .arg(unit.mode.name())
+            .arg(&up)
+            .arg(format!("{p}r:{up}:"))
+            .arg(BUCKET);
+        let got: Vec<u32> = retrying!(self, "grant", |con| inv
+            .invoke_async::<Vec<u32>>(&mut con)
+            .await)?;
+        if got.is_empty() {
+            self.forget_leases(&[lease_id.to_string()]).await?;
+        }
+        Ok(got)
+    }
+
+    /// [`Store::record`] as operation `op` (see [`RedisStore::grant_op`]).
+    async fn record_op(
+        &self,
+        unit: &UnitKey,
+        lease_id: Option<&str>,
+        results: &[(u32, Vec<u8>)],
+        op: &str,
+    ) -> StoreResult<Vec<bool>> {
+        if results.is_empty() {
+            return Ok(Vec::new());
+        }
+        let p = sweep_prefix(&unit.sweep);
+        let up = unit_part(unit);
+        let lid = lease_id.unwrap_or("");
+        let mut inv = self.scripts.record.key(format!("{p}u:{up}"));
+        inv.key(format!("{p}keys"))
+            .key(format!("{p}l:{lid}"))
+            .key(format!("{p}ls:{lid}"))
+            .key(format!("{p}dl"))
+            .key(format!("{p}b:{up}"))
+            .key(format!("{p}op:{op}"))
+            .arg(format!("{p}r:{up}:"))
+            .arg(BUCKET)
+            .arg(lid)
+            .arg(&up);
+        for (slot, bytes) in results {
+            inv.arg(*slot).arg(bytes.as_slice());
+        }
+        let (flags, gone): (Vec<i64>, i64) = retrying!(self, "record", |con| inv
+            .invoke_async::<(Vec<i64>, i64)>(&mut con)
+            .await)?;
+        if gone == 1 {
+            self.forget_leases(&[lid.to_string()]).await?;
+        }
+        if flags.len() != results.len() {
+            return Err(StoreError::Corrupt(format!(
+                "redis record returned {} flags for {} results",
+                flags.len(),
+                results.len()
+            )));
+        }
+        Ok(flags.into_iter().map(|f| f == 1).collect())
+    }
+
+    /// Notes, before the lease exists, which sweep lease `id` belongs to
+    /// (so `extend` and `release` find it from the id) and that the sweep
+    /// may hold leases (so `reclaim_expired` looks at it). Refuses an id
+    /// that names a live lease of another sweep.
+    async fn index_lease(&self, id: &str, sweep: &str) -> StoreResult<()> {
+        let (_, fresh, owner): ((), bool, Option<String>) =
+            retrying!(self, "index lease", |con| ::redis::pipe()
+                .sadd(LEASE_SWEEPS, sweep)
+                .hset_nx(LEASE_SWEEP, id, sweep)
+                .hget(LEASE_SWEEP, id)
+                .query_async::<((), bool, Option<String>)>(&mut con)
+                .await)?;
+        match owner {
+            Some(owner) if !fresh && owner != sweep => {
+                let live: bool = retrying!(self, "EXISTS lease", |con| con
+                    .exists::<_, bool>(format!("{}l:{id}", sweep_prefix(&owner)))
+                    .await)?;
+                if live {
+                    return Err(StoreError::Backend(format!(
+                        "lease id {id} is already in use (sweep {owner}); lease ids must be unique"
+                    )));
+                }
+                retrying!(self, "HSET lease-sweep", |con| con
+                    .hset::<_, _, _, ()>(LEASE_SWEEP, id, sweep)
+                    .await)
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Sweeps that may hold leases.
@@ -539,10 +691,6 @@ impl Store for RedisStore {
             .ignore()
             .query_async::<()>(&mut con)
             .await)?;
-        self.lease_sweeps
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(sweep);
         Ok(())
     }
 
@@ -555,50 +703,9 @@ impl Store for RedisStore {
         worker: &str,
         deadline_ms: u64,
     ) -> StoreResult<Vec<u32>> {
-        if max == 0 {
-            return Ok(Vec::new());
-        }
-        let known = self
-            .lease_sweeps
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(&unit.sweep);
-        if !known {
-            retrying!(self, "SADD lease-sweeps", |con| con
-                .sadd::<_, _, ()>(LEASE_SWEEPS, &unit.sweep)
-                .await)?;
-            self.lease_sweeps
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(unit.sweep.clone());
-        }
-        let p = sweep_prefix(&unit.sweep);
-        let up = unit_part(unit);
-        let mut inv = self.scripts.grant.key(format!("{p}u:{up}"));
-        inv.key(format!("{p}q:{up}"))
-            .key(format!("{p}keys"))
-            .key(format!("{p}l:{lease_id}"))
-            .key(format!("{p}ls:{lease_id}"))
-            .key(format!("{p}dl"))
-            .arg(total)
-            .arg(max)
-            .arg(lease_id)
-            .arg(worker)
-            .arg(deadline_ms)
-            .arg(&unit.model)
-            .arg(unit.mode.name())
-            .arg(&up)
-            .arg(format!("{p}r:{up}:"))
-            .arg(BUCKET);
-        let got: Vec<u32> = retrying!(self, "grant", |con| inv
-            .invoke_async::<Vec<u32>>(&mut con)
-            .await)?;
-        if !got.is_empty() {
-            retrying!(self, "HSET lease-sweep", |con| con
-                .hset::<_, _, _, ()>(LEASE_SWEEP, lease_id, &unit.sweep)
-                .await)?;
-        }
-        Ok(got)
+        let op = self.op_id();
+        self.grant_op(unit, total, max, lease_id, worker, deadline_ms, &op)
+            .await
     }
 
     async fn record(
@@ -607,39 +714,8 @@ impl Store for RedisStore {
         lease_id: Option<&str>,
         results: &[(u32, Vec<u8>)],
     ) -> StoreResult<Vec<bool>> {
-        if results.is_empty() {
-            return Ok(Vec::new());
-        }
-        let p = sweep_prefix(&unit.sweep);
-        let up = unit_part(unit);
-        let lid = lease_id.unwrap_or("");
-        let mut inv = self.scripts.record.key(format!("{p}u:{up}"));
-        inv.key(format!("{p}keys"))
-            .key(format!("{p}l:{lid}"))
-            .key(format!("{p}ls:{lid}"))
-            .key(format!("{p}dl"))
-            .key(format!("{p}b:{up}"))
-            .arg(format!("{p}r:{up}:"))
-            .arg(BUCKET)
-            .arg(lid)
-            .arg(&up);
-        for (slot, bytes) in results {
-            inv.arg(*slot).arg(bytes.as_slice());
-        }
-        let (flags, gone): (Vec<i64>, i64) = retrying!(self, "record", |con| inv
-            .invoke_async::<(Vec<i64>, i64)>(&mut con)
-            .await)?;
-        if gone == 1 {
-            self.forget_leases(&[lid.to_string()]).await?;
-        }
-        if flags.len() != results.len() {
-            return Err(StoreError::Corrupt(format!(
-                "redis record returned {} flags for {} results",
-                flags.len(),
-                results.len()
-            )));
-        }
-        Ok(flags.into_iter().map(|f| f == 1).collect())
+        let op = self.op_id();
+        self.record_op(unit, lease_id, results, &op).await
     }
 
     async fn extend(&self, lease_id: &str, deadline_ms: u64) -> StoreResult<bool> {
@@ -756,5 +832,65 @@ impl Store for RedisStore {
             .query_async::<String>(&mut con)
             .await)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testsupport::{Persistence, RedisServer};
+
+    /// A call repeated with the same operation id (what a retry after a
+    /// lost reply does) returns the first outcome and changes nothing.
+    #[tokio::test]
+    async fn repeated_operation_returns_the_first_outcome() {
+        let server = RedisServer::start_with(Persistence::None);
+        let s = RedisStore::connect(&server.url()).await.unwrap();
+        let u = UnitKey {
+            sweep: "s".into(),
+            model: "m".into(),
+            mode: Mode::Persona,
+        };
+        let g1 = s.grant_op(&u, 10, 3, "l1", "w", 99, "op-g").await.unwrap();
+        assert_eq!(g1, vec![0, 1, 2]);
+        assert_eq!(
+            s.grant_op(&u, 10, 3, "l1", "w", 99, "op-g").await.unwrap(),
+            g1
+        );
+        assert_eq!(s.leases().await.unwrap().len(), 1);
+        let batch = vec![(0, b"a".to_vec()), (1, b"b".to_vec())];
+        let r1 = s.record_op(&u, Some("l1"), &batch, "op-r").await.unwrap();
+        assert_eq!(r1, vec![true, true]);
+        assert_eq!(
+            s.record_op(&u, Some("l1"), &batch, "op-r").await.unwrap(),
+            r1
+        );
+        assert_eq!(s.done_count(&u).await.unwrap(), 2);
+        // A new operation is a genuine duplicate report.
+        assert_eq!(
+            s.record(&u, Some("l1"), &batch).await.unwrap(),
+            vec![false, false]
+        );
+        // The empty-grant outcome replays too.
+        let e = s.grant_op(&u, 0, 3, "l2", "w", 99, "op-e").await.unwrap();
+        assert!(e.is_empty());
+        assert!(s
+            .grant_op(&u, 0, 3, "l2", "w", 99, "op-e")
+            .await
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn keys_escape_tag_and_separator_characters() {
+        assert_eq!(sweep_prefix("a{b}:c%"), "ms:{a%7Bb%7D%3Ac%25}:");
+        let u = UnitKey {
+            sweep: "s".into(),
+            model: "org/m:1".into(),
+            mode: Mode::SelfMode,
+        };
+        assert_eq!(unit_part(&u), "org/m%3A1:self");
+        assert_eq!(redact("redis://u:secret@h:6379/0"), "redis://***@h:6379/0");
+        assert_eq!(redact("redis://h:6379"), "redis://h:6379");
     }
 }
