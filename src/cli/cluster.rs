@@ -1,62 +1,480 @@
-//! The cluster subcommands: coordinator, worker, submit, status, results.
+//! The cluster subcommands: `coordinator`, `worker`, `submit`, `status` and
+//! `results`. All of them authenticate with the shared token
+//! (`MORALSWEEP_TOKEN` or `--token-file`) and speak TLS when given
+//! certificates.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use moralsweep_common::spec::KeyCheck;
+use moralsweep_common::Sweep;
+use moralsweep_coordinator::auth::{load_token, Auth};
+use moralsweep_coordinator::convert;
+use moralsweep_coordinator::engine::{Engine, EngineConfig, SweepProgress};
+use moralsweep_coordinator::pacing::RateGroups;
+use moralsweep_coordinator::store::redis::RedisStore;
+use moralsweep_coordinator::store::Store;
+use moralsweep_proto::v1 as pb;
+use moralsweep_worker::client::{self, ConnectOptions, GrpcLink, GrpcPermits};
+use moralsweep_worker::runtime::{self, WorkerConfig, WorkerStats};
+
+fn init_logs(default: &str) {
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default)),
+        )
+        .try_init();
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let term = async {
+        #[cfg(unix)]
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+            return;
+        }
+        std::future::pending::<()>().await
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}
+
+/// How a client reaches the coordinator.
+#[derive(clap::Args, Clone)]
+pub struct ClientArgs {
+    /// The coordinator, e.g. http://127.0.0.1:7070 (https://... with TLS).
+    #[arg(long, env = "MORALSWEEP_COORDINATOR")]
+    pub coordinator: String,
+    /// A file holding the shared token (default: the MORALSWEEP_TOKEN variable).
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+    /// The CA certificate (PEM) that signed the coordinator's certificate;
+    /// turns TLS on (the system's roots are used for https:// without it).
+    #[arg(long)]
+    pub tls_ca: Option<PathBuf>,
+    /// The name the coordinator's certificate carries (default: the host of --coordinator).
+    #[arg(long)]
+    pub tls_domain: Option<String>,
+    /// A client certificate (PEM) for mutual TLS (with --tls-key).
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+}
+
+impl ClientArgs {
+    fn options(&self) -> anyhow::Result<ConnectOptions> {
+        let token = load_token(self.token_file.as_deref())?;
+        let wants_tls = self.tls_ca.is_some()
+            || self.tls_cert.is_some()
+            || self.coordinator.starts_with("https://");
+        let tls = if wants_tls {
+            let identity = match (&self.tls_cert, &self.tls_key) {
+                (Some(c), Some(k)) => Some((c.as_path(), k.as_path())),
+                _ => None,
+            };
+            Some(moralsweep_coordinator::tls::client_config(
+                self.tls_ca.as_deref(),
+                self.tls_domain.as_deref(),
+                identity,
+            )?)
+        } else {
+            None
+        };
+        let mut url = self.coordinator.clone();
+        if tls.is_some() && url.starts_with("http://") {
+            url = url.replacen("http://", "https://", 1);
+        }
+        Ok(ConnectOptions {
+            url,
+            token: Some(token),
+            tls,
+            timeout: None,
+        })
+    }
+}
 
 #[derive(clap::Args)]
 pub struct CoordinatorArgs {
     #[arg(long, default_value = "0.0.0.0:7070")]
     pub listen: String,
-    #[arg(long, default_value = "redis://127.0.0.1:6379")]
+    #[arg(
+        long,
+        default_value = "redis://127.0.0.1:6379",
+        env = "MORALSWEEP_REDIS"
+    )]
     pub redis: String,
+    /// Where the files of each sweep are written (`<DIR>/<sweep>/data`, `.../metrics`).
+    #[arg(long, default_value = "moralsweep-results")]
+    pub data_dir: PathBuf,
+    /// A file holding the shared token (default: the MORALSWEEP_TOKEN variable).
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+    /// Accept calls without a token (only for a coordinator no one else can reach).
+    #[arg(long)]
+    pub no_auth: bool,
+    /// The server certificate chain (PEM); with --tls-key turns TLS on.
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Require client certificates signed by this CA (mutual TLS).
+    #[arg(long, requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Seconds a lease lasts unless the worker extends it.
+    #[arg(long, default_value_t = 60.0)]
+    pub lease_ttl: f64,
+    /// Seconds between sweeps of expired leases.
+    #[arg(long, default_value_t = 5.0)]
+    pub reclaim_every: f64,
+    /// Most slots granted in one lease call.
+    #[arg(long, default_value_t = 1024)]
+    pub max_lease_slots: u32,
+    /// Do not compute metric files (benchmarks).
+    #[arg(long, hide = true)]
+    pub no_metrics: bool,
+}
+
+fn positive_secs(name: &str, v: f64) -> anyhow::Result<Duration> {
+    if v > 0.0 && v.is_finite() {
+        Ok(Duration::from_secs_f64(v))
+    } else {
+        anyhow::bail!("{name} must be a positive number of seconds, not {v}")
+    }
+}
+
+pub fn coordinator(a: CoordinatorArgs) -> anyhow::Result<()> {
+    init_logs("info");
+    let token =
+        if a.no_auth {
+            tracing::warn!("--no-auth: every call is accepted without a token");
+            None
+        } else {
+            Some(load_token(a.token_file.as_deref()).context(
+                "the coordinator needs the shared token that workers and clients present",
+            )?)
+        };
+    let addr: std::net::SocketAddr = a.listen.parse().with_context(|| {
+        format!(
+            "--listen {:?} is not an address like 0.0.0.0:7070",
+            a.listen
+        )
+    })?;
+    let tls = match (&a.tls_cert, &a.tls_key) {
+        (Some(c), Some(k)) => Some(moralsweep_coordinator::tls::server_config(
+            c,
+            k,
+            a.tls_client_ca.as_deref(),
+        )?),
+        _ => None,
+    };
+    let cfg = EngineConfig {
+        lease_ttl: positive_secs("--lease-ttl", a.lease_ttl)?,
+        reclaim_every: positive_secs("--reclaim-every", a.reclaim_every)?,
+        max_lease_slots: a.max_lease_slots.max(1),
+        data_root: a.data_dir.clone(),
+        write_metrics: !a.no_metrics,
+    };
+    runtime()?.block_on(async move {
+        let store = RedisStore::connect(&a.redis)
+            .await
+            .with_context(|| format!("connecting to Redis at {}", a.redis))?;
+        let store: Arc<dyn Store> = Arc::new(store);
+        let engine = Engine::new(store, Arc::new(RateGroups::new()), cfg);
+        let n = engine
+            .resume()
+            .await
+            .context("loading sweeps from the store")?;
+        tracing::info!(sweeps = n, "sweeps loaded from the store");
+        let _tasks = engine.start();
+        tracing::info!(%addr, tls = tls.is_some(), "coordinator listening");
+        moralsweep_coordinator::service::serve(
+            engine,
+            addr,
+            Auth::new(token),
+            tls,
+            shutdown_signal(),
+        )
+        .await?;
+        tracing::info!("coordinator stopped");
+        Ok(())
+    })
 }
 
 #[derive(clap::Args)]
 pub struct WorkerArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// A name for logs and status (default: host and process id).
     #[arg(long)]
-    pub coordinator: String,
+    pub name: Option<String>,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+    /// Most slots asked for per lease call.
+    #[arg(long, default_value_t = 256)]
+    pub lease_batch: u32,
+    /// Results per report call.
+    #[arg(long, default_value_t = 256)]
+    pub report_batch: usize,
+    /// Seconds between lease extensions (keep it well under the coordinator's --lease-ttl).
+    #[arg(long, default_value_t = 15.0)]
+    pub extend_every: f64,
+    /// Seconds running requests may take to finish after SIGTERM.
+    #[arg(long, default_value_t = 30.0)]
+    pub drain_timeout: f64,
+}
+
+pub fn worker(a: WorkerArgs) -> anyhow::Result<()> {
+    init_logs("info");
+    let opts = a.client.options()?;
+    let cfg = WorkerConfig {
+        name: a.name.clone().unwrap_or_else(runtime::default_worker_name),
+        concurrency: a.concurrency.max(1),
+        lease_batch: a.lease_batch.max(1),
+        report_batch: a.report_batch.max(1),
+        extend_every: positive_secs("--extend-every", a.extend_every)?,
+        drain_timeout: positive_secs("--drain-timeout", a.drain_timeout)?,
+        ..WorkerConfig::default()
+    };
+    runtime()?.block_on(async move {
+        let link = Arc::new(GrpcLink::new(&opts)?);
+        let permits = Arc::new(GrpcPermits::new(&opts)?);
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            tracing::info!("shutdown requested");
+            let _ = stop_tx.send(true);
+        });
+        tracing::info!(worker = %cfg.name, coordinator = %opts.url, "worker started");
+        let stats = Arc::new(WorkerStats::default());
+        let name = cfg.name.clone();
+        runtime::run(link, permits, cfg, stop_rx, stats.clone())
+            .await
+            .map_err(|e| anyhow::anyhow!("worker {name}: {e}"))?;
+        tracing::info!(
+            worker = %name,
+            answered = stats.answered.load(std::sync::atomic::Ordering::Relaxed),
+            "worker stopped"
+        );
+        Ok(())
+    })
+}
+
+fn rpc_error(what: &str, s: tonic::Status) -> anyhow::Error {
+    let hint = match s.code() {
+        tonic::Code::Unavailable => " (is the coordinator running and reachable?)",
+        _ => "",
+    };
+    anyhow::anyhow!("{what}: {}{hint}", s.message())
 }
 
 #[derive(clap::Args)]
 pub struct SubmitArgs {
     pub spec: PathBuf,
-    #[arg(long)]
-    pub coordinator: String,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+pub fn submit(a: SubmitArgs) -> anyhow::Result<()> {
+    init_logs("warn");
+    // Validate locally first (keys are checked by the workers, which hold them).
+    let sweep = Sweep::load(&a.spec, KeyCheck::Skip)?;
+    let text = std::fs::read_to_string(&a.spec)
+        .with_context(|| format!("reading {}", a.spec.display()))?;
+    let opts = a.client.options()?;
+    runtime()?.block_on(async move {
+        let mut c = client::sweeps_client(&opts)?;
+        let r = c
+            .submit_sweep(pb::SubmitSweepRequest {
+                spec_toml: text,
+                spec_name: a.spec.display().to_string(),
+                personas: sweep.personas,
+            })
+            .await
+            .map_err(|s| rpc_error("submitting the sweep failed", s))?
+            .into_inner();
+        if r.created {
+            println!("submitted sweep {} ({} slots)", r.sweep, r.total_slots);
+        } else {
+            println!(
+                "sweep {} was already submitted ({} slots); nothing changed",
+                r.sweep, r.total_slots
+            );
+        }
+        Ok(())
+    })
 }
 
 #[derive(clap::Args)]
 pub struct StatusArgs {
+    /// One sweep (default: all).
     pub sweep: Option<String>,
-    #[arg(long)]
-    pub coordinator: String,
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Print JSON once instead of live progress.
     #[arg(long)]
     pub json: bool,
+    /// Keep watching until the sweep(s) finish (default on a terminal).
+    #[arg(long)]
+    pub watch: bool,
+}
+
+fn print_status(sweeps: &[SweepProgress]) {
+    if sweeps.is_empty() {
+        println!("no sweeps");
+    }
+    for p in sweeps {
+        let pct = if p.total > 0 {
+            100.0 * p.done as f64 / p.total as f64
+        } else {
+            100.0
+        };
+        println!(
+            "{} {}: {}/{} slots ({pct:.1}%), {} leased, files in {}",
+            p.sweep,
+            p.state,
+            p.done,
+            p.total,
+            p.leased,
+            p.output.display()
+        );
+        for u in &p.units {
+            println!(
+                "  {:<28} {:<8} {:>8}/{:<8} {}{}",
+                u.model,
+                u.mode.name(),
+                u.done,
+                u.total,
+                u.state,
+                if u.message.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", u.message)
+                }
+            );
+        }
+    }
+}
+
+pub fn status(a: StatusArgs) -> anyhow::Result<()> {
+    init_logs("warn");
+    let opts = a.client.options()?;
+    runtime()?.block_on(async move {
+        let mut c = client::sweeps_client(&opts)?;
+        let sweeps: Vec<SweepProgress> = match &a.sweep {
+            Some(s) => vec![convert::progress_from_pb(
+                c.get_sweep(pb::GetSweepRequest { sweep: s.clone() })
+                    .await
+                    .map_err(|e| rpc_error("status failed", e))?
+                    .into_inner(),
+            )],
+            None => c
+                .list_sweeps(pb::ListSweepsRequest {})
+                .await
+                .map_err(|e| rpc_error("status failed", e))?
+                .into_inner()
+                .sweeps
+                .into_iter()
+                .map(convert::progress_from_pb)
+                .collect(),
+        };
+        if a.json {
+            let v = match &a.sweep {
+                Some(_) => serde_json::to_value(&sweeps[0])?,
+                None => serde_json::to_value(&sweeps)?,
+            };
+            println!("{}", serde_json::to_string_pretty(&v)?);
+            return Ok(());
+        }
+        let live = a.watch || (std::io::stdout().is_terminal() && a.sweep.is_some());
+        if !live {
+            print_status(&sweeps);
+            return Ok(());
+        }
+        let mut stream = c
+            .watch_progress(pb::WatchProgressRequest {
+                sweep: a.sweep.clone().unwrap_or_default(),
+            })
+            .await
+            .map_err(|e| rpc_error("watching progress failed", e))?
+            .into_inner();
+        let multi = indicatif::MultiProgress::new();
+        let style = indicatif::ProgressStyle::with_template(
+            "{prefix:<36} [{bar:40}] {pos}/{len} {percent:>3}% {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> ");
+        let mut bars: std::collections::HashMap<String, indicatif::ProgressBar> =
+            std::collections::HashMap::new();
+        while let Some(ev) = stream
+            .message()
+            .await
+            .map_err(|e| rpc_error("watching progress failed", e))?
+        {
+            for s in ev.sweeps.into_iter().map(convert::progress_from_pb) {
+                for u in &s.units {
+                    let key = format!("{}/{}/{}", s.sweep, u.model, u.mode.name());
+                    let bar = bars.entry(key.clone()).or_insert_with(|| {
+                        let b = multi.add(indicatif::ProgressBar::new(u.total));
+                        b.set_style(style.clone());
+                        b.set_prefix(key);
+                        b
+                    });
+                    bar.set_position(u.done);
+                    bar.set_message(u.state.to_string());
+                }
+            }
+        }
+        Ok(())
+    })
 }
 
 #[derive(clap::Args)]
 pub struct ResultsArgs {
     pub sweep: String,
-    #[arg(long)]
-    pub coordinator: String,
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Where the sweep's `data/` and `metrics/` are written.
     #[arg(long)]
     pub out: PathBuf,
 }
 
-fn todo(what: &str) -> anyhow::Result<()> {
-    anyhow::bail!("{what} is not implemented yet")
-}
-
-pub fn coordinator(_a: CoordinatorArgs) -> anyhow::Result<()> {
-    todo("coordinator")
-}
-pub fn worker(_a: WorkerArgs) -> anyhow::Result<()> {
-    todo("worker")
-}
-pub fn submit(_a: SubmitArgs) -> anyhow::Result<()> {
-    todo("submit")
-}
-pub fn status(_a: StatusArgs) -> anyhow::Result<()> {
-    todo("status")
-}
-pub fn results(_a: ResultsArgs) -> anyhow::Result<()> {
-    todo("results")
+pub fn results(a: ResultsArgs) -> anyhow::Result<()> {
+    init_logs("warn");
+    let opts = a.client.options()?;
+    runtime()?.block_on(async move {
+        let mut c = client::sweeps_client(&opts)?;
+        let stream = c
+            .fetch_results(pb::FetchResultsRequest {
+                sweep: a.sweep.clone(),
+            })
+            .await
+            .map_err(|e| rpc_error("fetching results failed", e))?
+            .into_inner();
+        let files = client::save_files(stream, &a.out).await?;
+        println!(
+            "{} files of sweep {} written to {}",
+            files.len(),
+            a.sweep,
+            a.out.display()
+        );
+        Ok(())
+    })
 }

@@ -23,9 +23,10 @@ use moralsweep_coordinator::sweep::slot_seed;
 use tokio::sync::{mpsc, watch, Semaphore};
 
 use crate::credit::CreditPermits;
+use crate::paced::Paced;
 use crate::permits::Permits;
 use crate::protocol::{rate_logprob, rate_sample, SlotRequest, DEFAULT_FALLBACK_MAX_TOKENS};
-use crate::providers::{self, Provider, ProviderError};
+use crate::providers::{self, ProviderError};
 
 /// What a worker needs to know about a sweep to ask its slots.
 #[derive(Debug, Clone)]
@@ -122,35 +123,10 @@ struct SweepCtx {
 }
 
 enum ProviderSlot {
-    Ready(Metered),
+    /// Behind permits, retries and a circuit breaker.
+    Ready(Box<Paced>),
     /// The provider could not be built here (unknown provider, missing key).
     Broken(String),
-}
-
-/// A provider that takes one rate-group permit per request and reports the
-/// real token usage, so that retries and fallbacks count against the limits
-/// too (the first request of a slot spends the lease's prepaid permit).
-struct Metered {
-    inner: Box<dyn Provider>,
-    group: String,
-    permits: Arc<CreditPermits>,
-}
-
-#[async_trait]
-impl Provider for Metered {
-    async fn complete(
-        &self,
-        req: &crate::providers::CompletionRequest,
-    ) -> Result<crate::providers::Completion, ProviderError> {
-        let estimate = (req.prompt.len() as u64).div_ceil(4) + req.max_tokens as u64;
-        self.permits.acquire(&self.group, 1, estimate).await;
-        let c = self.inner.complete(req).await?;
-        let actual = c.usage.input_tokens + c.usage.output_tokens;
-        if actual > 0 && actual != estimate {
-            self.permits.usage(&self.group, estimate, actual).await;
-        }
-        Ok(c)
-    }
 }
 
 /// The result of one slot, or why it was not done.
@@ -341,11 +317,12 @@ fn provider_for(ctx: &SweepCtx, model: &str, permits: &Arc<CreditPermits>) -> Ar
                 )));
             };
             Arc::new(match providers::build(spec) {
-                Ok(p) => ProviderSlot::Ready(Metered {
-                    inner: p,
-                    group: spec.rate_group().to_string(),
-                    permits: permits.clone(),
-                }),
+                Ok(p) => ProviderSlot::Ready(Box::new(Paced::new(
+                    Arc::from(p),
+                    permits.clone() as Arc<dyn Permits>,
+                    spec.rate_group(),
+                    spec.key.clone(),
+                ))),
                 Err(e) => ProviderSlot::Broken(e.to_string()),
             })
         })
@@ -440,7 +417,7 @@ async fn run_slot<L: Link>(
         ProviderSlot::Broken(msg) => Err(ProviderError::Fatal(msg.clone())),
         ProviderSlot::Ready(p) => match unit.mode {
             Mode::Logprob => rate_logprob(
-                p,
+                p.as_ref(),
                 &prompt,
                 LOGPROB_REQUEST_TEMPERATURE,
                 spec.top_logprobs,
@@ -449,7 +426,7 @@ async fn run_slot<L: Link>(
             .await
             .map(SlotRecord::Logprob),
             Mode::Persona | Mode::SelfMode => rate_sample(
-                p,
+                p.as_ref(),
                 &SlotRequest {
                     prompt,
                     temperature: spec.temperature,
