@@ -1,0 +1,320 @@
+//! The cluster end to end with real processes: a redis-server of the test's
+//! own (append-only file on), a coordinator process and three worker
+//! processes over gRPC on loopback. A sweep completes with every slot
+//! exactly once; the same sweep with a worker killed (SIGKILL), the
+//! coordinator killed and restarted, and redis-server restarted gives files
+//! identical to the undisturbed run (all but `collected_at`).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use moralsweep_coordinator::testsupport::{free_port, RedisServer};
+
+const TOKEN: &str = "e2e-token-not-a-secret";
+const MODELS: [&str; 2] = ["syn-base", "syn-insecure"];
+const PERSONAS: usize = 20;
+const REPS: u32 = 2;
+
+struct Coordinator {
+    port: u16,
+    redis: String,
+    data: PathBuf,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Coordinator {
+    fn start(redis: &RedisServer, data: &Path) -> Self {
+        let mut c = Coordinator {
+            port: free_port(),
+            redis: redis.url(),
+            data: data.to_path_buf(),
+            log: data.join("coordinator.log"),
+            child: None,
+        };
+        c.spawn();
+        c
+    }
+
+    fn spawn(&mut self) {
+        std::fs::create_dir_all(&self.data).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = Command::new(bin())
+            .args([
+                "coordinator",
+                "--listen",
+                &format!("127.0.0.1:{}", self.port),
+                "--redis",
+                &self.redis,
+                "--data-dir",
+                self.data.to_str().unwrap(),
+                "--lease-ttl",
+                "2",
+                "--reclaim-every",
+                "0.5",
+            ])
+            .env("MORALSWEEP_TOKEN", TOKEN)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let t0 = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "coordinator did not start: {}",
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+}
+
+impl Drop for Coordinator {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+struct Workers(Vec<Child>);
+
+impl Workers {
+    fn start(url: &str, n: usize, dir: &Path) -> Self {
+        Workers(
+            (0..n)
+                .map(|i| {
+                    let log = std::fs::File::create(dir.join(format!("worker{i}.log"))).unwrap();
+                    Command::new(bin())
+                        .args([
+                            "worker",
+                            "--coordinator",
+                            url,
+                            "--name",
+                            &format!("w{i}"),
+                            "--concurrency",
+                            "8",
+                            "--lease-batch",
+                            "40",
+                            "--report-batch",
+                            "32",
+                            "--extend-every",
+                            "0.5",
+                            "--drain-timeout",
+                            "5",
+                        ])
+                        .env("MORALSWEEP_TOKEN", TOKEN)
+                        .stdout(Stdio::null())
+                        .stderr(log)
+                        .spawn()
+                        .unwrap()
+                })
+                .collect(),
+        )
+    }
+
+    /// SIGTERM to all, then wait: they hand back what they hold and exit 0.
+    fn stop(&mut self) {
+        for c in &self.0 {
+            unsafe_sigterm(c.id());
+        }
+        for c in &mut self.0 {
+            let t0 = Instant::now();
+            loop {
+                if let Some(st) = c.try_wait().unwrap() {
+                    assert!(st.success() || st.code().is_none(), "worker exit {st:?}");
+                    break;
+                }
+                if t0.elapsed() > Duration::from_secs(20) {
+                    let _ = c.kill();
+                    panic!("a worker did not exit after SIGTERM");
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        self.0.clear();
+    }
+}
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn unsafe_sigterm(pid: u32) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+}
+
+fn cli(args: &[&str], dir: &Path) -> std::process::Output {
+    Command::new(bin())
+        .args(args)
+        .current_dir(dir)
+        .env("MORALSWEEP_TOKEN", TOKEN)
+        .output()
+        .unwrap()
+}
+
+fn status_json(url: &str, sweep: &str, dir: &Path) -> Option<serde_json::Value> {
+    let out = cli(&["status", sweep, "--json", "--coordinator", url], dir);
+    if !out.status.success() {
+        return None;
+    }
+    serde_json::from_slice(&out.stdout).ok()
+}
+
+fn wait_done(url: &str, sweep: &str, dir: &Path, limit: Duration) -> serde_json::Value {
+    let t0 = Instant::now();
+    loop {
+        if let Some(v) = status_json(url, sweep, dir) {
+            if v["state"] == "done" {
+                return v;
+            }
+        }
+        assert!(t0.elapsed() < limit, "sweep {sweep} not done in {limit:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn done_count(url: &str, sweep: &str, dir: &Path) -> u64 {
+    status_json(url, sweep, dir)
+        .and_then(|v| v["done"].as_u64())
+        .unwrap_or(0)
+}
+
+fn setup(dir: &Path, extra: &str) {
+    write_personas(dir, PERSONAS);
+    std::fs::write(
+        dir.join("s.toml"),
+        spec_text("e2e-cluster", &MODELS, PERSONAS, REPS, extra),
+    )
+    .unwrap();
+}
+
+fn fetch(url: &str, dir: &Path) -> PathBuf {
+    let out = dir.join("fetched");
+    let r = cli(
+        &[
+            "results",
+            "e2e-cluster",
+            "--coordinator",
+            url,
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        dir,
+    );
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    out
+}
+
+#[test]
+fn cluster_sweep_survives_worker_coordinator_and_redis_crashes() {
+    // --- Undisturbed.
+    let a = tempfile::tempdir().unwrap();
+    setup(a.path(), "");
+    let redis = RedisServer::start();
+    let coord = Coordinator::start(&redis, &a.path().join("coord"));
+    let mut workers = Workers::start(&coord.url(), 3, a.path());
+    let r = cli(
+        &["submit", "s.toml", "--coordinator", &coord.url()],
+        a.path(),
+    );
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let st = wait_done(
+        &coord.url(),
+        "e2e-cluster",
+        a.path(),
+        Duration::from_secs(120),
+    );
+    let total = (MODELS.len() * (PERSONAS * 30 + 30) * REPS as usize) as u64;
+    assert_eq!(st["done"].as_u64(), Some(total));
+    workers.stop();
+    let want = data_without_time(&fetch(&coord.url(), a.path()));
+    assert_eq!(want.len(), 4, "{:?}", want.keys());
+    for m in MODELS {
+        assert_every_slot_once(&want[&format!("{m}_temp01.csv")], PERSONAS, REPS as usize);
+        assert_eq!(
+            want[&format!("{m}_temp01_self.csv")].len() - 1,
+            30 * REPS as usize
+        );
+    }
+    drop(coord);
+    drop(redis);
+
+    // --- The same sweep with faults, slowed by a rate limit so they land mid-sweep.
+    let b = tempfile::tempdir().unwrap();
+    setup(b.path(), "rpm = 4800");
+    let mut redis = RedisServer::start();
+    let mut coord = Coordinator::start(&redis, &b.path().join("coord"));
+    let mut workers = Workers::start(&coord.url(), 3, b.path());
+    let r = cli(
+        &["submit", "s.toml", "--coordinator", &coord.url()],
+        b.path(),
+    );
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let url = coord.url();
+    let wait_for = |n: u64| {
+        let t0 = Instant::now();
+        while done_count(&url, "e2e-cluster", b.path()) < n {
+            assert!(t0.elapsed() < Duration::from_secs(60), "no progress to {n}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    wait_for(total / 8);
+    // A worker dies holding leases: they expire and go to the others.
+    let mut victim = workers.0.remove(0);
+    victim.kill().unwrap();
+    victim.wait().unwrap();
+    wait_for(total / 4);
+    // The coordinator dies and comes back on the same port, from Redis alone.
+    coord.kill9();
+    std::thread::sleep(Duration::from_millis(500));
+    coord.spawn();
+    wait_for(total / 2);
+    // Redis dies and comes back from its append-only file.
+    redis.restart();
+    let st = wait_done(
+        &coord.url(),
+        "e2e-cluster",
+        b.path(),
+        Duration::from_secs(120),
+    );
+    assert_eq!(st["done"].as_u64(), Some(total));
+    workers.stop();
+    let got = data_without_time(&fetch(&coord.url(), b.path()));
+    assert_eq!(
+        got, want,
+        "files after the crashes differ from the undisturbed run"
+    );
+    let log = std::fs::read_to_string(b.path().join("coord/coordinator.log")).unwrap();
+    assert!(
+        log.contains("took back expired leases"),
+        "no lease was reclaimed:\n{log}"
+    );
+    assert!(!log.contains(TOKEN), "the token leaked into the log");
+}
