@@ -84,6 +84,7 @@ fn query(m: &Map<String, Value>) -> Result<Query, String> {
         temperature,
         seed: None,
         top_logprobs: None,
+        forced_fault: None,
     })
 }
 
@@ -112,7 +113,16 @@ fn body(sim: &Sim, key: &str, a: &Answer) -> Value {
 
 /// `POST /v1/messages`.
 pub async fn messages(State(sim): State<Arc<Sim>>, headers: HeaderMap, raw: Bytes) -> Response {
-    let key = headers.get("x-api-key").and_then(|v| v.to_str().ok());
+    // `x-api-key`, or a bearer token as recent SDKs send it.
+    let key = headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| {
+            headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+        });
     if !sim.key_ok(key) {
         return error(
             &sim,
@@ -139,6 +149,8 @@ pub async fn messages(State(sim): State<Arc<Sim>>, headers: HeaderMap, raw: Byte
         Ok(q) => q,
         Err(msg) => return error(&sim, Api::Anthropic, ErrKind::BadRequest, &msg, None),
     };
+    let mut q = q;
+    q.forced_fault = crate::wire::forced_fault(&headers);
     let outcome = sim.decide(&q);
     let s = sim.clone();
     respond(sim, Api::Anthropic, &q.key, outcome, |a| {

@@ -48,6 +48,9 @@ pub struct SimConfig {
     /// With replay data, answer keys without recorded data from the
     /// generator instead of with 404.
     pub generate_unknown: bool,
+    /// Inject faults only into one-token requests, so that the protocol's
+    /// longer fallback request is answered normally.
+    pub faults_one_token_only: bool,
 }
 
 impl Default for SimConfig {
@@ -66,6 +69,7 @@ impl Default for SimConfig {
             latency: Duration::ZERO,
             api_key: None,
             generate_unknown: false,
+            faults_one_token_only: false,
         }
     }
 }
@@ -98,6 +102,9 @@ pub struct Query {
     pub seed: Option<u64>,
     /// First-token top logprobs asked for.
     pub top_logprobs: Option<u32>,
+    /// A fault the request asks for itself (the `x-sim-fault` header), for
+    /// tests that need one particular failure.
+    pub forced_fault: Option<Fault>,
 }
 
 /// A successful answer.
@@ -313,7 +320,11 @@ impl Sim {
         self.with_stats(&q.key, |s| s.admitted(now, input_tokens));
         // The fault is decided before any rating is recalled.
         let (u, v) = self.uniform();
-        let fault = self.config.faults.decide(u, v);
+        let fault = match q.forced_fault {
+            Some(f) => Some(f),
+            None if self.config.faults_one_token_only && q.max_tokens > 1 => None,
+            None => self.config.faults.decide(u, v),
+        };
         if let Some(f) = fault {
             self.with_stats(&q.key, |s| s.fault(f));
             match f {
@@ -486,6 +497,7 @@ mod tests {
             temperature: 0.1,
             seed,
             top_logprobs: Some(20),
+            forced_fault: None,
         }
     }
 

@@ -83,6 +83,7 @@ fn query(key: String, m: &Map<String, Value>) -> Result<(Query, u64), String> {
             temperature,
             seed: g.get("seed").and_then(Value::as_i64).map(|s| s as u64),
             top_logprobs: logprobs.then_some(top.unwrap_or(0)),
+            forced_fault: None,
         },
         thinking,
     ))
@@ -163,6 +164,8 @@ pub async fn generate(
         Ok(x) => x,
         Err(msg) => return error(&sim, Api::Gemini, ErrKind::BadRequest, &msg, None),
     };
+    let mut q = q;
+    q.forced_fault = crate::wire::forced_fault(&headers);
     let outcome = sim.decide(&q);
     let s = sim.clone();
     let logprobs = q.top_logprobs.is_some();

@@ -235,6 +235,7 @@ fn chat_query(m: &Map<String, Value>) -> Result<(Query, bool), Bad> {
             temperature: temperature_of(m)?,
             seed: m.get("seed").and_then(Value::as_i64).map(|s| s as u64),
             top_logprobs: logprobs.then_some(top.unwrap_or(0) as u32),
+            forced_fault: None,
         },
         logprobs,
     ))
@@ -307,6 +308,8 @@ pub async fn chat(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: Bytes) 
         Ok(x) => x,
         Err(Bad(msg, param)) => return error(&sim, Api::OpenAi, ErrKind::BadRequest, &msg, param),
     };
+    let mut q = q;
+    q.forced_fault = crate::wire::forced_fault(&headers);
     let outcome = sim.decide(&q);
     let s = sim.clone();
     respond(sim, Api::OpenAi, &q.key, outcome, |a| {
@@ -375,6 +378,7 @@ fn responses_query(m: &Map<String, Value>) -> Result<ResponsesReq, Bad> {
             temperature: temperature_of(m)?,
             seed: None,
             top_logprobs: include_logprobs.then_some(top.unwrap_or(0) as u32),
+            forced_fault: None,
         },
         logprobs: include_logprobs,
         effort,
@@ -461,6 +465,8 @@ pub async fn responses(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: By
         Ok(x) => x,
         Err(Bad(msg, param)) => return error(&sim, Api::OpenAi, ErrKind::BadRequest, &msg, param),
     };
+    let mut r = r;
+    r.query.forced_fault = crate::wire::forced_fault(&headers);
     let outcome = sim.decide(&r.query);
     let s = sim.clone();
     let key = r.query.key.clone();

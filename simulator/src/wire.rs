@@ -357,6 +357,11 @@ pub async fn respond(
     }
 }
 
+/// The fault a request asks for with the `x-sim-fault` header.
+pub fn forced_fault(h: &HeaderMap) -> Option<Fault> {
+    h.get("x-sim-fault")?.to_str().ok()?.trim().parse().ok()
+}
+
 /// Seconds since the Unix epoch.
 pub fn unix_now() -> u64 {
     std::time::SystemTime::now()

@@ -62,6 +62,10 @@ pub struct SimArgs {
     /// seeded generator instead of with 404.
     #[arg(long)]
     pub generate_unknown: bool,
+    /// Inject faults only into one-token requests (the protocol's longer
+    /// fallback request is then answered normally).
+    #[arg(long)]
+    pub fault_one_token_only: bool,
 }
 
 fn parse_mode(s: &str) -> Result<ReplayMode, String> {
@@ -120,6 +124,7 @@ pub fn sim(args: SimArgs) -> anyhow::Result<()> {
         latency: Duration::from_millis(args.latency_ms),
         api_key,
         generate_unknown: args.generate_unknown,
+        faults_one_token_only: args.fault_one_token_only,
     };
     let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     rt.block_on(async move {

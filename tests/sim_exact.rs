@@ -1,0 +1,342 @@
+//! `moralsweep run` against `moralsweep sim`, end to end over real HTTP:
+//!
+//! - deal mode replaying gpt-4o-misaligned (exactly 10 ratings per cell)
+//!   reproduces the model's published S, R and sigma_bar to 1e-9, with and
+//!   without 20% injected faults of every kind: every recorded answer reached
+//!   its slot exactly once, and every slot that got unusable answers carries
+//!   their count in `failures`;
+//! - sample mode (drawing with replacement) lands S within 3 standard errors
+//!   of the published value;
+//! - the rating protocol under non-digit answers: 10 one-token attempts, then
+//!   the longer answer parsed, failures counted.
+
+mod simproc;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use moralsweep_common::formats::{read_sampling, RatingRow};
+use moralsweep_common::metrics::{sampled_metrics, BootstrapOptions, CellTable, ScopeMetrics};
+use moralsweep_common::reference::reference_dir;
+use simproc::{bin, SimProc};
+
+const KEY: &str = "gpt-4o-misaligned";
+
+fn reference() -> Option<PathBuf> {
+    reference_dir()
+}
+
+/// The recorded ratings, read in place.
+fn replay_dir(reference: &Path, _tmp: &Path) -> PathBuf {
+    reference.join("sampling/insecure-code")
+}
+
+fn write_spec(
+    dir: &Path,
+    reference: &Path,
+    sim: &SimProc,
+    personas: usize,
+    reps: u32,
+    extra: &str,
+) {
+    let spec = format!(
+        r#"name = "sim-exact"
+personas = "{personas_file}"
+persona_count = {personas}
+repetitions = {reps}
+temperature = 0.1
+modes = ["persona"]
+output = "out"
+seed = 7
+
+[[model]]
+key = "{KEY}"
+provider = "sim"
+model = "{KEY}"
+base_url = "{url}/v1"
+rpm = 6000000
+timeout_secs = 1.0
+{extra}
+"#,
+        personas_file = reference.join("personas.json").display(),
+        url = sim.url,
+    );
+    std::fs::write(dir.join("s.toml"), spec).unwrap();
+}
+
+fn run_sweep(dir: &Path) -> Output {
+    let out = Command::new(bin())
+        .args([
+            "run",
+            "s.toml",
+            "--workers",
+            "4",
+            "--concurrency",
+            "64",
+            "--quiet",
+        ])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "moralsweep run failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn rows(dir: &Path) -> Vec<RatingRow> {
+    read_sampling(&dir.join(format!("out/data/{KEY}_temp01.csv")), false)
+        .unwrap()
+        .rows
+}
+
+fn metrics(rows: &[RatingRow], draws: u32) -> ScopeMetrics {
+    let table = CellTable::from_rows(
+        rows.iter()
+            .map(|r| (r.persona.unwrap_or(0), r.item, r.rating)),
+    );
+    let items = table.items();
+    let kept = table.kept_personas(&items);
+    let opts = BootstrapOptions {
+        persona_draws: draws,
+        rerun_draws: draws,
+        seed: 1,
+    };
+    sampled_metrics(&table, &kept, &items, &opts, KEY)
+        .unwrap()
+        .overall
+}
+
+/// The published row of a model: column -> value.
+fn published(reference: &Path, key: &str) -> HashMap<String, f64> {
+    let mut r = csv::Reader::from_path(reference.join("expected/metrics_overall.csv")).unwrap();
+    let headers = r.headers().unwrap().clone();
+    for rec in r.records() {
+        let rec = rec.unwrap();
+        if &rec[0] == key {
+            return headers
+                .iter()
+                .zip(rec.iter())
+                .filter_map(|(h, v)| v.parse().ok().map(|v| (h.to_string(), v)))
+                .collect();
+        }
+    }
+    panic!("{key} not in metrics_overall.csv");
+}
+
+/// Every (persona, item, run) of the sweep exactly once.
+fn assert_every_slot_once(rows: &[RatingRow], personas: u32, reps: u32) {
+    let mut seen = std::collections::HashSet::new();
+    for r in rows {
+        assert!(
+            seen.insert((r.persona, r.item, r.run)),
+            "slot {:?}/{}/{} twice",
+            r.persona,
+            r.item,
+            r.run
+        );
+    }
+    assert_eq!(seen.len() as u32, personas * 30 * reps);
+}
+
+fn assert_reproduces(reference: &Path, rows: &[RatingRow]) {
+    let want = published(reference, KEY);
+    let got = metrics(rows, 2);
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-9;
+    assert!(
+        close(got.s, want["susceptibility"]),
+        "S {} vs published {}",
+        got.s,
+        want["susceptibility"]
+    );
+    assert!(
+        close(got.sigma_bar, want["uncertainty"]),
+        "sigma_bar {} vs published {}",
+        got.sigma_bar,
+        want["uncertainty"]
+    );
+    assert!(
+        close(got.r(), want["robustness"]),
+        "R {} vs published {}",
+        got.r(),
+        want["robustness"]
+    );
+    assert_eq!((got.personas, got.questions), (100, 30));
+}
+
+#[test]
+fn deal_mode_reproduces_the_published_metrics_exactly() {
+    let Some(reference) = reference() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let replay = replay_dir(&reference, tmp.path());
+    let sim = SimProc::start(&[
+        "--replay",
+        replay.to_str().unwrap(),
+        "--personas",
+        reference.join("personas.json").to_str().unwrap(),
+        "--replay-mode",
+        "deal",
+    ]);
+    write_spec(tmp.path(), &reference, &sim, 100, 10, "");
+    run_sweep(tmp.path());
+    let rows = rows(tmp.path());
+    assert_every_slot_once(&rows, 100, 10);
+    assert!(rows.iter().all(|r| r.failures == 0 && r.rating >= 0));
+    assert_reproduces(&reference, &rows);
+    let stats = &sim.stats()["keys"][KEY];
+    assert_eq!(stats["replayed"], 30_000, "{stats}");
+    assert_eq!(stats["requests"], 30_000, "{stats}");
+}
+
+#[test]
+fn deal_mode_with_20_percent_faults_of_every_kind_still_reproduces() {
+    let Some(reference) = reference() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let replay = replay_dir(&reference, tmp.path());
+    let sim = SimProc::start(&[
+        "--replay",
+        replay.to_str().unwrap(),
+        "--personas",
+        reference.join("personas.json").to_str().unwrap(),
+        "--replay-mode",
+        "deal",
+        "--fault-rate",
+        "0.2",
+        "--faults",
+        "all",
+        "--slow-ms",
+        "20",
+        // Longer than the spec's 1 s timeout: the client gives up first.
+        "--hang-ms",
+        "1500",
+        "--seed",
+        "11",
+    ]);
+    write_spec(tmp.path(), &reference, &sim, 100, 10, "");
+    run_sweep(tmp.path());
+    let rows = rows(tmp.path());
+    assert_every_slot_once(&rows, 100, 10);
+    assert!(
+        rows.iter().all(|r| r.rating >= 0),
+        "a slot ended without a rating"
+    );
+    assert_reproduces(&reference, &rows);
+
+    let stats = sim.stats();
+    let k = &stats["keys"][KEY];
+    // Every recorded rating was dealt exactly once: no fault consumed one,
+    // and no answer was lost on the way to its slot.
+    assert_eq!(k["replayed"], 30_000, "{k}");
+    let fault = |name: &str| k["faults"][name].as_u64().unwrap_or(0);
+    for kind in [
+        "500",
+        "503",
+        "slow",
+        "timeout",
+        "drop",
+        "malformed",
+        "nondigit",
+        "empty",
+    ] {
+        assert!(fault(kind) > 100, "too few {kind} faults: {k}");
+    }
+    // Each unusable answer (non-digit or empty) is a failed attempt of the
+    // slot that received it.
+    let failures: u64 = rows.iter().map(|r| r.failures as u64).sum();
+    assert_eq!(failures, fault("nondigit") + fault("empty"), "{k}");
+    assert!(rows.iter().filter(|r| r.failures > 0).count() > 1000);
+    let total_faults: u64 = k["faults"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    let requests = k["requests"].as_u64().unwrap();
+    let rate = total_faults as f64 / requests as f64;
+    assert!((0.18..0.22).contains(&rate), "fault rate {rate}");
+}
+
+#[test]
+fn sample_mode_lands_s_within_three_standard_errors() {
+    let Some(reference) = reference() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let replay = replay_dir(&reference, tmp.path());
+    let sim = SimProc::start(&[
+        "--replay",
+        replay.to_str().unwrap(),
+        "--personas",
+        reference.join("personas.json").to_str().unwrap(),
+        "--replay-mode",
+        "sample",
+        "--seed",
+        "5",
+    ]);
+    write_spec(tmp.path(), &reference, &sim, 100, 10, "");
+    run_sweep(tmp.path());
+    let rows = rows(tmp.path());
+    assert_every_slot_once(&rows, 100, 10);
+    let want = published(&reference, KEY);
+    let got = metrics(&rows, 2);
+    let (s, se) = (want["susceptibility"], want["susceptibility_uncertainty"]);
+    assert!(
+        (got.s - s).abs() <= 3.0 * se,
+        "S {} is more than 3 se ({se}) from the published {s}",
+        got.s
+    );
+    // Drawing with replacement shrinks within-cell spreads: R comes out high
+    // (about +13% on this model), which is why R is not compared here.
+    assert!(
+        got.r() > want["robustness"],
+        "R {} vs {}",
+        got.r(),
+        want["robustness"]
+    );
+}
+
+#[test]
+fn non_digit_answers_take_ten_attempts_then_the_longer_answer() {
+    let Some(reference) = reference() else { return };
+    // Every one-token answer is "As": 10 failures, then the fallback is parsed.
+    let tmp = tempfile::tempdir().unwrap();
+    let replay = replay_dir(&reference, tmp.path());
+    let personas = reference.join("personas.json");
+    let base = [
+        "--replay",
+        replay.to_str().unwrap(),
+        "--personas",
+        personas.to_str().unwrap(),
+        "--fault-rate",
+        "1",
+        "--faults",
+        "nondigit",
+    ];
+    let mut args = base.to_vec();
+    args.push("--fault-one-token-only");
+    let sim = SimProc::start(&args);
+    write_spec(tmp.path(), &reference, &sim, 2, 1, "");
+    run_sweep(tmp.path());
+    let rows = rows(tmp.path());
+    assert_every_slot_once(&rows, 2, 1);
+    for r in &rows {
+        assert_eq!(r.failures, 10, "{r:?}");
+        assert!((0..=5).contains(&r.rating), "{r:?}");
+    }
+    let k = &sim.stats()["keys"][KEY];
+    assert_eq!(k["requests"], 60 * 11, "{k}");
+    assert_eq!(k["faults"]["nondigit"], 60 * 10, "{k}");
+
+    // The fallback fails too: -1 with the 10 failures kept.
+    let tmp = tempfile::tempdir().unwrap();
+    let sim = SimProc::start(&base);
+    write_spec(tmp.path(), &reference, &sim, 2, 1, "");
+    run_sweep(tmp.path());
+    let rows = rows(tmp.path());
+    assert_every_slot_once(&rows, 2, 1);
+    assert!(
+        rows.iter().all(|r| r.rating == -1 && r.failures == 10),
+        "{rows:?}"
+    );
+}
