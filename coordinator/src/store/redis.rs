@@ -93,7 +93,7 @@ local function release(P, B, id)
   local n = 0
   for _, s in ipairs(slots) do
     local slot = tonumber(s)
-    if slot >= hwm or redis.call('HEXISTS', rprefix .. math.floor(slot / B), s) == 0 then
+    if slot >= hwm or redis.call('HEXISTS', rprefix .. string.format('%d', math.floor(slot / B)), s) == 0 then
       redis.call('ZADD', q, slot, s)
       n = n + 1
     end
@@ -120,7 +120,8 @@ local B = tonumber(ARGV[10])
 local hwm = tonumber(redis.call('HGET', KEYS[1], 'hwm') or '0')
 local function recorded(slot)
   if slot >= hwm then return false end
-  return redis.call('HEXISTS', prefix .. math.floor(slot / B), tostring(slot)) == 1
+  return redis.call('HEXISTS', prefix .. string.format('%d', math.floor(slot / B)),
+    string.format('%d', slot)) == 1
 end
 local got = {}
 while #got < max do
@@ -137,13 +138,15 @@ while #got < max and cursor < total do
   if not recorded(cursor) then got[#got + 1] = cursor end
   cursor = cursor + 1
 end
-if cursor ~= start then redis.call('HSET', KEYS[1], 'cursor', cursor) end
+if cursor ~= start then redis.call('HSET', KEYS[1], 'cursor', string.format('%d', cursor)) end
 redis.call('SADD', KEYS[3], KEYS[1], KEYS[2])
 if #got > 0 then
   redis.call('HSET', KEYS[4], 'model', ARGV[6], 'mode', ARGV[7], 'unit', ARGV[8],
     'worker', ARGV[4], 'deadline', ARGV[5])
-  for i = 1, #got, 1000 do
-    redis.call('SADD', KEYS[5], unpack(got, i, math.min(i + 999, #got)))
+  local members = {}
+  for i, slot in ipairs(got) do members[i] = string.format('%d', slot) end
+  for i = 1, #members, 1000 do
+    redis.call('SADD', KEYS[5], unpack(members, i, math.min(i + 999, #members)))
   end
   redis.call('ZADD', KEYS[6], ARGV[5], ARGV[3])
 end
@@ -166,7 +169,7 @@ local newhwm = hwm
 local touched = {}
 for i = 5, #ARGV, 2 do
   local slot = tonumber(ARGV[i])
-  local bucket = math.floor(slot / B)
+  local bucket = string.format('%d', math.floor(slot / B))
   local n = redis.call('HSETNX', prefix .. bucket, ARGV[i], ARGV[i + 1])
   out[#out + 1] = n
   if n == 1 then
@@ -177,7 +180,7 @@ for i = 5, #ARGV, 2 do
 end
 if added > 0 then
   redis.call('HINCRBY', KEYS[1], 'done', added)
-  if newhwm > hwm then redis.call('HSET', KEYS[1], 'hwm', newhwm) end
+  if newhwm > hwm then redis.call('HSET', KEYS[1], 'hwm', string.format('%d', newhwm)) end
   local keys = {KEYS[1], KEYS[6]}
   for b, _ in pairs(touched) do
     keys[#keys + 1] = prefix .. b
