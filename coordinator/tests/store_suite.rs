@@ -11,7 +11,7 @@ use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 
 use moralsweep_common::Mode;
-use moralsweep_coordinator::store::{EmbeddedStore, Lease, RedisStore, Store, UnitKey};
+use moralsweep_coordinator::store::{open_store, EmbeddedStore, Lease, RedisStore, Store, UnitKey};
 use moralsweep_coordinator::testsupport::{Persistence, RedisServer};
 
 const FAR: u64 = u64::MAX / 4;
@@ -713,7 +713,9 @@ async fn redis_state_survives_kill9_and_restart() {
         let u = u.clone();
         async move { s.record(&u, Some("l1"), &[rec(6, "during")]).await }
     });
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // Down long enough for the connection manager's own reconnect attempts
+    // to give up: the store's retries carry the call over.
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
     restart(&mut server);
     assert_eq!(pending.await.unwrap().unwrap(), vec![true]);
 
@@ -784,4 +786,24 @@ async fn redis_acknowledged_records_survive_kill9_mid_writes() {
     assert_eq!(s.done_count(&u).await.unwrap(), recorded.len() as u64);
     // Every batch was acknowledged, so every lease is gone.
     assert!(s.leases().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn open_store_picks_the_backend_from_the_target() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sub").join("store.redb");
+    let s = open_store(path.to_str().unwrap()).await.unwrap();
+    assert!(s.create_sweep("x", b"1").await.unwrap());
+    drop(s);
+    assert!(path.exists());
+    let server = RedisServer::start_with(Persistence::None);
+    let r = open_store(&server.url()).await.unwrap();
+    assert!(r.create_sweep("x", b"1").await.unwrap());
+    r.ping().await.unwrap();
+    // An unreachable Redis is an error naming it, not a hang or a panic.
+    let err = match open_store("redis://127.0.0.1:1/").await {
+        Ok(_) => panic!("connected to port 1"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("127.0.0.1:1"), "{err}");
 }

@@ -490,7 +490,7 @@ impl RedisStore {
             .set_connection_timeout(Some(Duration::from_secs(5)))
             .set_response_timeout(Some(Duration::from_secs(60)))
             .set_max_delay(Duration::from_secs(1))
-            .set_number_of_retries(8);
+            .set_number_of_retries(3);
         let con = ConnectionManager::new_with_config(client, config)
             .await
             .map_err(|e| StoreError::Backend(format!("connecting to redis {target}: {e}")))?;
