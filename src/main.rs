@@ -13,6 +13,8 @@ mod cli;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    telemetry: moralsweep_telemetry::TelemetryArgs,
 }
 
 #[derive(Subcommand)]
@@ -37,6 +39,26 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    // Logs, traces (when an OTEL_EXPORTER_OTLP_* endpoint is set), metrics
+    // and secret redaction, per role; the guard flushes spans at the end.
+    let (role, default_filter) = match &cli.command {
+        Command::Run(_) => ("run", "warn"),
+        Command::Coordinator(_) => ("coordinator", "info"),
+        Command::Worker(_) => ("worker", "info"),
+        Command::Sim(_) => ("sim", "warn"),
+        Command::Submit(_) | Command::Status(_) | Command::Results(_) => ("client", "warn"),
+        Command::Analyze(_) => ("analyze", "warn"),
+    };
+    let telemetry = match cli.telemetry.options().and_then(|mut o| {
+        o.default_log_filter = default_filter.to_string();
+        moralsweep_telemetry::init(role, o)
+    }) {
+        Ok(guard) => Some(guard),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
     let result = match cli.command {
         Command::Run(a) => cli::run::run(a),
         Command::Coordinator(a) => cli::cluster::coordinator(a),
@@ -47,10 +69,12 @@ fn main() -> std::process::ExitCode {
         Command::Analyze(a) => cli::analyze::analyze(a),
         Command::Sim(a) => cli::sim::sim(a),
     };
+    drop(telemetry);
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            let msg = format!("{e:#}");
+            eprintln!("error: {}", moralsweep_telemetry::redact::redact(&msg));
             std::process::ExitCode::FAILURE
         }
     }

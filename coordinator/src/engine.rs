@@ -452,6 +452,7 @@ impl Engine {
     /// Grants up to `max` slots (of one or more units) to `worker`, each
     /// with one permit of its rate group.
     pub async fn lease(&self, worker: &str, max: u32) -> EngineResult<LeaseOutcome> {
+        crate::observe::worker_seen(worker);
         let mut left = max.min(self.cfg.max_lease_slots);
         let mut out = LeaseOutcome::default();
         let mut tried = 0usize;
@@ -511,6 +512,7 @@ impl Engine {
                 continue;
             }
             left -= slots.len() as u32;
+            moralsweep_telemetry::metrics::global().lease_granted(1);
             out.grants.push(Grant {
                 lease_id,
                 unit: key,
@@ -597,6 +599,7 @@ impl Engine {
             out.recorded += newly as u32;
             out.duplicates += (flags.len() as u64 - newly) as u32;
             if newly > 0 {
+                moralsweep_telemetry::metrics::global().slots_done(&key.sweep, &key.model, newly);
                 let mut st = self.lock();
                 if let Some(u) = find_unit_mut(&mut st, &key) {
                     u.done += newly;
@@ -607,6 +610,7 @@ impl Engine {
             }
         }
         for (key, msg) in fatal {
+            moralsweep_telemetry::metrics::global().slot_failed(&key.sweep, &key.model);
             self.fail_model(&key.sweep, &key.model, &msg).await?;
             finished.push(key.sweep.clone());
         }
@@ -675,6 +679,9 @@ impl Engine {
     pub async fn reclaim(&self) -> EngineResult<usize> {
         let leases = self.store.reclaim_expired(now_ms()).await?;
         if !leases.is_empty() {
+            let span = moralsweep_telemetry::spans::reclaim_span();
+            let _entered = span.enter();
+            moralsweep_telemetry::spans::record_reclaims(&span, leases.len() as u64);
             let slots: usize = leases.iter().map(|l| l.slots.len()).sum();
             tracing::info!(leases = leases.len(), slots, "took back expired leases");
             self.wake_units();

@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod convert;
 pub mod engine;
+pub mod observe;
 pub mod output;
 pub mod pacing;
 pub mod service;

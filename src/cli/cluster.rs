@@ -149,6 +149,10 @@ pub struct CoordinatorArgs {
     /// Do not compute metric files (benchmarks).
     #[arg(long, hide = true)]
     pub no_metrics: bool,
+    /// Serve /metrics, /healthz and /readyz (ready when Redis answers) here,
+    /// e.g. 0.0.0.0:9464.
+    #[arg(long, env = "MORALSWEEP_OPS_LISTEN")]
+    pub ops_listen: Option<String>,
 }
 
 fn positive_secs(name: &str, v: f64) -> anyhow::Result<Duration> {
@@ -203,6 +207,8 @@ pub fn coordinator(a: CoordinatorArgs) -> anyhow::Result<()> {
             .context("loading sweeps from the store")?;
         tracing::info!(sweeps = n, "sweeps loaded from the store");
         let _tasks = engine.start();
+        let _ops =
+            moralsweep_coordinator::observe::start(engine.clone(), a.ops_listen.as_deref()).await?;
         tracing::info!(%addr, tls = tls.is_some(), "coordinator listening");
         moralsweep_coordinator::service::serve(
             engine,
@@ -239,6 +245,10 @@ pub struct WorkerArgs {
     /// Seconds running requests may take to finish after SIGTERM.
     #[arg(long, default_value_t = 30.0)]
     pub drain_timeout: f64,
+    /// Serve /metrics, /healthz and /readyz (not ready once draining) here,
+    /// e.g. 0.0.0.0:9464.
+    #[arg(long, env = "MORALSWEEP_OPS_LISTEN")]
+    pub ops_listen: Option<String>,
 }
 
 pub fn worker(a: WorkerArgs) -> anyhow::Result<()> {
@@ -253,10 +263,13 @@ pub fn worker(a: WorkerArgs) -> anyhow::Result<()> {
         drain_timeout: positive_secs("--drain-timeout", a.drain_timeout)?,
         ..WorkerConfig::default()
     };
+    let ops_listen = a.ops_listen.clone();
     runtime()?.block_on(async move {
         let link = Arc::new(GrpcLink::new(&opts)?);
         let permits = Arc::new(GrpcPermits::new(&opts)?);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let _ops =
+            moralsweep_worker::observe::start(ops_listen.as_deref(), stop_rx.clone()).await?;
         tokio::spawn(async move {
             shutdown_signal().await;
             tracing::info!("shutdown requested");

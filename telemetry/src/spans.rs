@@ -5,7 +5,7 @@
 //! | span | fields |
 //! | --- | --- |
 //! | `sweep` | `sweep`, `models`, `slots` |
-//! | `model` | `sweep`, `model.key`, `provider`, `rate_group` |
+//! | `model` | `sweep`, `model.key`, `provider`, `rate_group`, `mode`, `lease.slots` |
 //! | `lease` | `worker`, `lease.slots`, `lease.reclaims`, `sweep` |
 //! | `reclaim` | `lease.reclaims` |
 //! | `provider_call` | `sweep`, `model.key`, `provider`, `rate_group`, `http.status`, `latency_ms`, `tokens.input`, `tokens.output`, `retries`, `outcome` |
@@ -36,6 +36,8 @@ pub fn model_span(sweep: &str, model_key: &str, provider: &str, rate_group: &str
         model.key = %model_key,
         provider = %provider,
         rate_group = %rate_group,
+        mode = Empty,
+        lease.slots = Empty,
     )
 }
 
@@ -142,6 +144,11 @@ impl CallTimer {
             model_key: model_key.to_string(),
             rate_group: rate_group.to_string(),
         }
+    }
+
+    /// The rate group the attempt counts under.
+    pub fn rate_group(&self) -> &str {
+        &self.rate_group
     }
 
     /// Time since the start.

@@ -6,6 +6,7 @@ pub mod client;
 pub mod cost;
 pub mod credit;
 pub mod inprocess;
+pub mod observe;
 pub mod paced;
 pub mod permits;
 pub mod protocol;

@@ -207,7 +207,10 @@ impl Provider for Paced {
         loop {
             self.breaker.wait_closed().await;
             self.permits.acquire(&self.group, 1, estimate).await;
-            match self.inner.complete(req).await {
+            let timer = moralsweep_telemetry::spans::CallTimer::start(&self.model_key, &self.group);
+            let result = self.inner.complete(req).await;
+            crate::observe::attempt(timer, &result, retries + rate_limited);
+            match result {
                 Ok(c) => {
                     self.breaker.success();
                     let actual = c.usage.input_tokens + c.usage.output_tokens;

@@ -217,8 +217,17 @@ pub async fn run<L: Link>(
             Ok(out) => {
                 backoff = Duration::from_millis(100);
                 idle_since = None;
+                let lease_span = moralsweep_telemetry::spans::lease_span(&cfg.name);
+                moralsweep_telemetry::spans::record_lease(
+                    &lease_span,
+                    out.grants.iter().map(|g| g.slots.len() as u64).sum(),
+                );
                 for g in out.grants {
-                    start_grant(&shared, g, &sem, &done_tx, &held, &outstanding).await;
+                    tracing::Instrument::instrument(
+                        start_grant(&shared, g, &sem, &done_tx, &held, &outstanding),
+                        lease_span.clone(),
+                    )
+                    .await;
                 }
                 Duration::ZERO
             }
@@ -350,6 +359,16 @@ async fn start_grant<L: Link>(
             None
         }
     };
+    let model_spec = ctx.as_ref().and_then(|c| {
+        c.def
+            .spec
+            .models
+            .iter()
+            .find(|m| m.key == g.unit.model)
+            .cloned()
+    });
+    let span = crate::observe::grant_span(&g, model_spec.as_ref());
+    crate::observe::grant_started(&g);
     let lease_id = Arc::new(g.lease_id.clone());
     for slot in g.slots {
         let shared = shared.clone();
@@ -358,7 +377,8 @@ async fn start_grant<L: Link>(
         let ctx = ctx.clone();
         let lease_id = lease_id.clone();
         let unit = g.unit.clone();
-        tokio::spawn(async move {
+        let task = async move {
+            let (obs_sweep, obs_model) = (unit.sweep.clone(), unit.model.clone());
             let finished = match ctx {
                 None => Finished::Abandoned,
                 Some(ctx) => {
@@ -366,11 +386,20 @@ async fn start_grant<L: Link>(
                     run_slot(&shared, &ctx, &lease_id, unit, slot).await
                 }
             };
+            crate::observe::slot_finished(
+                &obs_sweep,
+                &obs_model,
+                match &finished {
+                    Finished::Report(r) => Some(matches!(r.outcome, Outcome::Record(_))),
+                    Finished::Abandoned => None,
+                },
+            );
             let _ = done_tx.send(Done {
                 lease_id: lease_id.to_string(),
                 finished,
             });
-        });
+        };
+        tokio::spawn(tracing::Instrument::instrument(task, span.clone()));
     }
 }
 
@@ -417,7 +446,7 @@ async fn run_slot<L: Link>(
         ProviderSlot::Broken(msg) => Err(ProviderError::Fatal(msg.clone())),
         ProviderSlot::Ready(p) => match unit.mode {
             Mode::Logprob => rate_logprob(
-                p.as_ref(),
+                &crate::observe::Traced::new(p.as_ref(), &spec.name, model),
                 &prompt,
                 LOGPROB_REQUEST_TEMPERATURE,
                 spec.top_logprobs,
@@ -426,7 +455,7 @@ async fn run_slot<L: Link>(
             .await
             .map(SlotRecord::Logprob),
             Mode::Persona | Mode::SelfMode => rate_sample(
-                p.as_ref(),
+                &crate::observe::Traced::new(p.as_ref(), &spec.name, model),
                 &SlotRequest {
                     prompt,
                     temperature: spec.temperature,

@@ -31,6 +31,8 @@ pub struct Secret(String);
 
 impl Secret {
     pub fn new(s: String) -> Self {
+        // Kept out of every log line and exported span from now on.
+        moralsweep_telemetry::redact::register_secret(&s);
         Secret(s)
     }
     pub fn expose(&self) -> &str {
@@ -251,6 +253,7 @@ impl HttpCore {
             .await
             .map_err(|e| self.transport_error(&e))?;
         let status = resp.status();
+        moralsweep_telemetry::spans::record_http_status(status.as_u16());
         let headers = resp.headers().clone();
         let bytes = resp.bytes().await.map_err(|e| {
             ProviderError::Retryable(format!(

@@ -1,0 +1,105 @@
+//! The coordinator's side of observability: the gauges that are read off
+//! the engine and the store (slots per model, slots in flight, workers seen)
+//! and the ops endpoints (`/metrics`, `/healthz`, `/readyz`; ready when the
+//! store answers).
+//!
+//! The counters (slots recorded, failed, leases granted and reclaimed) are
+//! counted where they happen, in the engine; everything here is refreshed
+//! every [`REFRESH_EVERY`].
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use moralsweep_telemetry::ops::OpsServer;
+use moralsweep_telemetry::TelemetryError;
+
+use crate::engine::Engine;
+
+/// How often the gauges are recomputed.
+pub const REFRESH_EVERY: Duration = Duration::from_secs(2);
+
+/// Workers and when they last asked for a lease.
+static WORKERS: Mutex<Option<HashMap<String, Instant>>> = Mutex::new(None);
+
+/// Notes that `worker` asked for work (called by the engine on every lease).
+pub fn worker_seen(worker: &str) {
+    let mut w = WORKERS.lock().unwrap_or_else(|e| e.into_inner());
+    let map = w.get_or_insert_with(HashMap::new);
+    match map.get_mut(worker) {
+        Some(t) => *t = Instant::now(),
+        None => {
+            map.insert(worker.to_string(), Instant::now());
+        }
+    }
+}
+
+/// Workers that asked for a lease within `window`; older ones are forgotten.
+pub fn workers_active(window: Duration) -> usize {
+    let mut w = WORKERS.lock().unwrap_or_else(|e| e.into_inner());
+    let map = w.get_or_insert_with(HashMap::new);
+    map.retain(|_, t| t.elapsed() <= window);
+    map.len()
+}
+
+/// Recomputes the gauges: slots per (sweep, model), slots leased per
+/// (sweep, model), workers seen within three lease lifetimes.
+pub async fn refresh(engine: &Engine) {
+    let m = moralsweep_telemetry::metrics::global();
+    let mut totals: BTreeMap<(String, String), u64> = BTreeMap::new();
+    for p in engine.snapshot() {
+        for u in &p.units {
+            *totals
+                .entry((p.sweep.clone(), u.model.clone()))
+                .or_default() += u.total;
+        }
+    }
+    let mut leased: BTreeMap<(String, String), u64> = BTreeMap::new();
+    if let Ok(leases) = engine.store().leases().await {
+        for l in leases {
+            *leased
+                .entry((l.unit.sweep.clone(), l.unit.model.clone()))
+                .or_default() += l.slots.len() as u64;
+        }
+    }
+    for ((sweep, model), total) in &totals {
+        m.set_slots_total(sweep, model, *total);
+        let n = leased
+            .get(&(sweep.clone(), model.clone()))
+            .copied()
+            .unwrap_or(0);
+        m.set_in_flight(sweep, model, n as i64);
+    }
+    let window = engine.config().lease_ttl * 3;
+    m.set_workers(workers_active(window) as i64);
+}
+
+/// Starts the gauge refresher and, with `ops_listen`, the ops endpoints.
+/// Both run until the runtime stops.
+pub async fn start(
+    engine: Arc<Engine>,
+    ops_listen: Option<&str>,
+) -> Result<Option<OpsServer>, TelemetryError> {
+    let Some(addr) = ops_listen else {
+        return Ok(None);
+    };
+    let e = engine.clone();
+    tokio::spawn(async move {
+        loop {
+            refresh(&e).await;
+            tokio::time::sleep(REFRESH_EVERY).await;
+        }
+    });
+    let store = engine.store().clone();
+    let server = moralsweep_telemetry::spawn_ops(
+        addr,
+        moralsweep_telemetry::metrics::global().clone(),
+        move || {
+            let store = store.clone();
+            async move { store.ping().await.is_ok() }
+        },
+        std::future::pending::<()>(),
+    )
+    .await?;
+    Ok(Some(server))
+}

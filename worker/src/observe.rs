@@ -1,0 +1,130 @@
+//! The worker's side of observability:
+//!
+//! - [`Traced`] puts every logical provider request (retries included) in a
+//!   `provider_call` span carrying the sweep, model key, provider and rate
+//!   group; each attempt inside it ([`attempt`], called by the paced
+//!   provider) fills in the HTTP status, latency, tokens and retries and
+//!   counts the request in the metrics;
+//! - [`grant_span`] is the `model` span of the slots of one grant (one model
+//!   of one sweep), the parent of their provider calls;
+//! - [`start`] serves the ops endpoints; a worker is ready until it is told
+//!   to stop (then it drains and should get no new traffic or pods' budget).
+//!
+//! No span field ever holds a prompt, a key or a header.
+
+use async_trait::async_trait;
+use moralsweep_common::ModelSpec;
+use moralsweep_coordinator::engine::Grant;
+use moralsweep_telemetry::ops::OpsServer;
+use moralsweep_telemetry::spans::{self, CallOutcome, CallTimer};
+use moralsweep_telemetry::TelemetryError;
+use tracing::Instrument;
+
+use crate::providers::{Completion, CompletionRequest, Provider, ProviderError};
+
+/// A provider whose requests each get a `provider_call` span.
+pub struct Traced<'a> {
+    inner: &'a dyn Provider,
+    sweep: &'a str,
+    model: &'a ModelSpec,
+}
+
+impl<'a> Traced<'a> {
+    pub fn new(inner: &'a dyn Provider, sweep: &'a str, model: &'a ModelSpec) -> Self {
+        Traced {
+            inner,
+            sweep,
+            model,
+        }
+    }
+}
+
+#[async_trait]
+impl Provider for Traced<'_> {
+    async fn complete(&self, req: &CompletionRequest) -> Result<Completion, ProviderError> {
+        let span = spans::provider_call_span(
+            self.sweep,
+            &self.model.key,
+            &self.model.provider,
+            self.model.rate_group(),
+        );
+        self.inner.complete(req).instrument(span).await
+    }
+}
+
+/// Records one attempt of a provider request: on the current span (the
+/// `provider_call` of [`Traced`]) and in the metrics. `retries` counts the
+/// attempts before this one.
+pub fn attempt(timer: CallTimer, result: &Result<Completion, ProviderError>, retries: u32) {
+    let (outcome, tokens) = match result {
+        Ok(c) => (
+            CallOutcome::Ok,
+            Some((c.usage.input_tokens, c.usage.output_tokens)),
+        ),
+        Err(ProviderError::RateLimited { .. }) => (CallOutcome::RateLimited, None),
+        Err(ProviderError::Retryable(_)) => (CallOutcome::Retryable, None),
+        Err(ProviderError::Fatal(_)) => (CallOutcome::Fatal, None),
+    };
+    if retries > 0 {
+        // Counted once per retried attempt, under its rate group.
+        moralsweep_telemetry::metrics::global().retry(timer.rate_group());
+    }
+    timer.finish(&tracing::Span::current(), outcome, None, tokens, retries);
+}
+
+/// The `model` span of one grant: the slots of one model of one sweep
+/// handed out in one lease.
+pub fn grant_span(g: &Grant, model: Option<&ModelSpec>) -> tracing::Span {
+    let span = spans::model_span(
+        &g.unit.sweep,
+        &g.unit.model,
+        model.map(|m| m.provider.as_str()).unwrap_or(""),
+        &g.rate_group,
+    );
+    span.record("mode", g.unit.mode.name());
+    span.record("lease.slots", g.slots.len() as u64);
+    span
+}
+
+/// Counts the slots of a grant as in flight.
+pub fn grant_started(g: &Grant) {
+    moralsweep_telemetry::metrics::global().add_in_flight(
+        &g.unit.sweep,
+        &g.unit.model,
+        g.slots.len() as i64,
+    );
+}
+
+/// One slot of a grant is over: answered (`Some(true)`), failed
+/// (`Some(false)`) or handed back unasked (`None`).
+pub fn slot_finished(sweep: &str, model: &str, answered: Option<bool>) {
+    let m = moralsweep_telemetry::metrics::global();
+    m.add_in_flight(sweep, model, -1);
+    match answered {
+        Some(true) => m.slot_done(sweep, model),
+        Some(false) => m.slot_failed(sweep, model),
+        None => {}
+    }
+}
+
+/// Serves the ops endpoints at `ops_listen` (if given) until the runtime
+/// stops; ready while `stop` is false.
+pub async fn start(
+    ops_listen: Option<&str>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<Option<OpsServer>, TelemetryError> {
+    let Some(addr) = ops_listen else {
+        return Ok(None);
+    };
+    let server = moralsweep_telemetry::spawn_ops(
+        addr,
+        moralsweep_telemetry::metrics::global().clone(),
+        move || {
+            let draining = *stop.borrow();
+            async move { !draining }
+        },
+        std::future::pending::<()>(),
+    )
+    .await?;
+    Ok(Some(server))
+}
