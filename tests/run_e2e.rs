@@ -39,6 +39,37 @@ fn run_completes_then_survives_kill9_and_resumes_identically() {
         want["syn-base_temp01_self.csv"].len() - 1,
         30 * REPS as usize
     );
+    // Metrics were written, the S/R table printed, and `analyze` reads the files.
+    let metrics = a.path().join("out/metrics/persona_moral_metrics.csv");
+    let table = std::fs::read_to_string(&metrics).unwrap();
+    assert!(
+        table.contains("syn-base") && table.contains("syn-insecure"),
+        "{table}"
+    );
+    assert!(
+        stdout.contains("syn-insecure") && stdout.contains("se(R)"),
+        "{stdout}"
+    );
+    assert!(a.path().join("out/metrics/variant_deltas.csv").exists());
+    let out = run(
+        &[
+            "analyze",
+            "out/data",
+            "--out",
+            "again",
+            "--bootstrap",
+            "50",
+            "--rerun-bootstrap",
+            "20",
+        ],
+        a.path(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(a.path().join("again/persona_moral_metrics.csv").exists());
 
     // Slowed down by a rate limit, killed with SIGKILL midway.
     let b = tempfile::tempdir().unwrap();

@@ -9,6 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use moralsweep_common::analyze::{analyze_dir, AnalyzeOptions, ModelsMap};
 use moralsweep_common::formats::{
     logprob_file_name, sampling_file_name, LogprobMeta, LogprobWriter, SamplingWriter,
 };
@@ -119,8 +120,42 @@ pub async fn write_unit(
     Ok(path)
 }
 
-/// Computes the metric tables of every rating file written so far.
+/// Computes the metric tables (`<output>/metrics/*.csv`) of every rating
+/// file written so far, with the spec's bootstrap settings and the families
+/// and variants of its models (for the comparison tables).
 pub async fn write_metrics(record: &SweepRecord) -> anyhow::Result<()> {
-    let _ = record;
+    let spec = &record.spec;
+    let defaults = AnalyzeOptions::default();
+    let opts = AnalyzeOptions {
+        bootstrap: spec.bootstrap.unwrap_or(defaults.bootstrap),
+        rerun_bootstrap: spec.rerun_bootstrap.unwrap_or(defaults.rerun_bootstrap),
+        seed: spec.seed.unwrap_or(defaults.seed),
+        temperatures: spec
+            .logprob_temperatures
+            .clone()
+            .unwrap_or(defaults.temperatures),
+        models: ModelsMap::from_specs(&spec.models),
+        threads: 0,
+    };
+    let data = data_dir(&record.output);
+    let metrics = metrics_dir(&record.output);
+    let name = record.name().to_string();
+    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        let report = analyze_dir(&data, &opts).with_context(|| {
+            format!(
+                "computing the metrics of sweep {name:?} from {}",
+                data.display()
+            )
+        })?;
+        for w in &report.warnings {
+            tracing::warn!(sweep = %name, "{w}");
+        }
+        report
+            .write(&metrics)
+            .with_context(|| format!("writing the metric files to {}", metrics.display()))?;
+        Ok(())
+    })
+    .await
+    .context("the metrics task failed")??;
     Ok(())
 }
