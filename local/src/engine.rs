@@ -37,7 +37,8 @@ pub enum Template {
 pub struct EngineOptions {
     /// Prompt KV caches kept for prefix reuse.
     pub prefix_caches: usize,
-    /// Next-token distributions kept (1 MB each for a 262k vocabulary).
+    /// Next-token distributions kept (1 MB each for a 262k vocabulary):
+    /// the prompts in flight and the steps of their fallback generations.
     pub distributions: usize,
     pub template: Template,
 }
@@ -46,7 +47,7 @@ impl Default for EngineOptions {
     fn default() -> Self {
         EngineOptions {
             prefix_caches: 8,
-            distributions: 32,
+            distributions: 128,
             template: Template::GemmaChat,
         }
     }
@@ -283,27 +284,29 @@ impl Engine {
         st: &mut State,
         tokens: &[u32],
     ) -> Result<(KvCache, Vec<f32>), LocalError> {
-        let kvd = self.model.kv_dim();
+        let mut cache = self.best_prefix(st, tokens);
+        let start = cache.len();
+        st.computed_tokens += (tokens.len() - start) as u64;
+        let hidden = self.model.forward(&tokens[start..], &mut cache)?;
+        Ok((cache, hidden))
+    }
+
+    /// A copy of the cached prefix sharing most tokens with `tokens`, cut to
+    /// leave at least the last token to compute.
+    fn best_prefix(&self, st: &State, tokens: &[u32]) -> KvCache {
         let best = st
             .caches
             .iter()
             .enumerate()
             .map(|(i, c)| (i, common_prefix(&c.tokens, tokens)))
             .max_by_key(|&(i, n)| (n, i));
-        let mut cache = match best {
+        match best {
             Some((i, n)) if n > 0 => {
-                // At least one token must be computed to get its hidden state.
-                let keep = n.min(tokens.len() - 1);
-                let mut c = st.caches[i].clone();
-                c.truncate(keep, kvd);
-                c
+                let keep = n.min(tokens.len().saturating_sub(1));
+                st.caches[i].prefix(keep, self.model.kv_dim())
             }
             _ => self.model.new_cache(),
-        };
-        let start = cache.len();
-        st.computed_tokens += (tokens.len() - start) as u64;
-        let hidden = self.model.forward(&tokens[start..], &mut cache)?;
-        Ok((cache, hidden))
+        }
     }
 
     /// log p(digit) for each digit 0-5 (all tokenisations summed).
@@ -361,7 +364,6 @@ impl Engine {
         mut done: impl FnMut(&str) -> bool,
     ) -> Result<Generation, LocalError> {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let first = self.distribution(tokens)?;
         let mut out = Generation {
             tokens: vec![],
             text: String::new(),
@@ -369,30 +371,57 @@ impl Engine {
         if max_tokens == 0 {
             return Ok(out);
         }
-        let mut id = first.sample(temperature, &mut rng);
+        // Each step's distribution goes through the distribution cache, so
+        // generations that follow the same path (the repetitions of a slot at
+        // a low temperature) compute it once; this generation's own KV cache
+        // catches up only when a step is not cached.
+        let mut seq = tokens.to_vec();
         let mut cache: Option<KvCache> = None;
         loop {
+            let d = if seq.len() == tokens.len() {
+                self.distribution(&seq)?
+            } else if let Some(d) = self.cached_distribution(&seq) {
+                d
+            } else {
+                let c = match cache.as_mut() {
+                    Some(c) => c,
+                    None => {
+                        let st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+                        cache.insert(self.best_prefix(&st, &seq))
+                    }
+                };
+                let hidden = self.model.forward(&seq[c.len()..], c)?;
+                let d = Arc::new(Distribution::new(self.model.logits(&hidden)));
+                let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+                push_lru(
+                    &mut st.dists,
+                    (seq.clone(), d.clone()),
+                    self.opts.distributions,
+                );
+                d
+            };
+            let id = d.sample(temperature, &mut rng);
             if self.stop_tokens.contains(&id) {
                 break;
             }
             out.tokens.push(id);
+            seq.push(id);
             out.text = self.tokenizer.decode(&out.tokens);
             if out.tokens.len() >= max_tokens || done(&out.text) {
                 break;
             }
-            let c = match cache.as_mut() {
-                Some(c) => c,
-                None => {
-                    let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-                    let (c, _) = self.run_prefix(&mut st, tokens)?;
-                    cache.insert(c)
-                }
-            };
-            let hidden = self.model.forward(&[id], c)?;
-            let d = Distribution::new(self.model.logits(&hidden));
-            id = d.sample(temperature, &mut rng);
         }
         Ok(out)
+    }
+
+    /// A cached distribution, marked as recently used.
+    fn cached_distribution(&self, tokens: &[u32]) -> Option<Arc<Distribution>> {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let pos = st.dists.iter().position(|(k, _)| k == tokens)?;
+        let e = st.dists.remove(pos).expect("position is in range");
+        let d = e.1.clone();
+        st.dists.push_back(e);
+        Some(d)
     }
 }
 

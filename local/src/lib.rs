@@ -29,6 +29,7 @@ pub mod kernels;
 pub mod model;
 pub mod quant;
 pub mod tokenizer;
+pub mod weights;
 
 use std::path::PathBuf;
 

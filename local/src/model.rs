@@ -153,8 +153,15 @@ pub struct Model {
     pub cfg: Config,
     layers: Vec<Layer>,
     /// `[vocab][n_embd]`: input embedding and (tied) output head.
-    embed: Mat,
+    embed: Embedding,
     output_norm: Vec<f32>,
+}
+
+/// The embedding matrix: kept as Q8_0 when the file stores it so (the output
+/// head reads all of it for every distribution), else in f32.
+enum Embedding {
+    F32(Mat),
+    Q8(crate::kernels::Q8Matrix),
 }
 
 /// Keys and values of the positions processed so far.
@@ -185,6 +192,16 @@ impl KvCache {
         self.tokens.truncate(n);
         for l in self.k.iter_mut().chain(self.v.iter_mut()) {
             l.truncate(n * kv_dim);
+        }
+    }
+
+    /// A copy of the first `n` positions (copying only those).
+    pub fn prefix(&self, n: usize, kv_dim: usize) -> KvCache {
+        let n = n.min(self.tokens.len());
+        KvCache {
+            tokens: self.tokens[..n].to_vec(),
+            k: self.k.iter().map(|l| l[..n * kv_dim].to_vec()).collect(),
+            v: self.v.iter().map(|l| l[..n * kv_dim].to_vec()).collect(),
         }
     }
 
@@ -267,7 +284,17 @@ impl Model {
                 post_ffw_norm: load_tensor(f, &n("post_ffw_norm"), &[e])?,
             });
         }
-        let embed = load_mat(f, &["token_embd.weight"], e, &[cfg.vocab])?;
+        let et = f.tensor("token_embd.weight")?;
+        let embed =
+            if et.ty == crate::gguf::TensorType::Q8_0 && et.dims == [e as u64, cfg.vocab as u64] {
+                Embedding::Q8(crate::kernels::Q8Matrix::from_q8_0(
+                    f.tensor_bytes(et),
+                    cfg.vocab,
+                    e,
+                ))
+            } else {
+                Embedding::F32(load_mat(f, &["token_embd.weight"], e, &[cfg.vocab])?)
+            };
         if f.tensors.contains_key("output.weight") {
             return Err(LocalError::Unsupported(format!(
                 "{}: a separate output.weight (untied head) is not supported",
@@ -323,9 +350,15 @@ impl Model {
         let scale = (e as f32).sqrt();
         let mut x = vec![0f32; t * e];
         for (i, &id) in tokens.iter().enumerate() {
-            let row = &self.embed.data[id as usize * e..(id as usize + 1) * e];
-            for (o, &w) in x[i * e..(i + 1) * e].iter_mut().zip(row) {
-                *o = w * scale;
+            let xr = &mut x[i * e..(i + 1) * e];
+            match &self.embed {
+                Embedding::F32(m) => {
+                    xr.copy_from_slice(&m.data[id as usize * e..(id as usize + 1) * e])
+                }
+                Embedding::Q8(m) => m.row(id as usize, xr),
+            }
+            for o in xr.iter_mut() {
+                *o *= scale;
             }
         }
         let mut h = vec![0f32; t * e];
@@ -408,7 +441,10 @@ impl Model {
     /// The logits of the whole vocabulary for a final hidden state.
     pub fn logits(&self, hidden: &[f32]) -> Vec<f32> {
         let mut out = vec![0f32; self.cfg.vocab];
-        crate::kernels::gemv_rows(&self.embed.data, hidden, &mut out);
+        match &self.embed {
+            Embedding::F32(m) => crate::kernels::gemv_rows(&m.data, hidden, &mut out),
+            Embedding::Q8(m) => m.gemv(hidden, &mut out),
+        }
         out
     }
 }

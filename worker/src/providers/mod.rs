@@ -11,6 +11,7 @@ pub mod anthropic;
 pub mod compat;
 pub mod gemini;
 pub mod http;
+pub mod local;
 pub mod openai;
 pub mod synthetic;
 
@@ -77,6 +78,7 @@ pub trait Provider: Send + Sync {
 pub fn build(model: &ModelSpec) -> Result<Box<dyn Provider>, ProviderError> {
     match model.provider.as_str() {
         "synthetic" => Ok(Box::new(synthetic::Synthetic::new(model))),
+        "local" => Ok(Box::new(local::Local::new(model)?)),
         "openai" => Ok(Box::new(openai::OpenAi::new(
             model,
             openai::Flavor::openai(),
