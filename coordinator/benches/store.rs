@@ -127,6 +127,21 @@ async fn run(name: &str, store: Arc<dyn Store>, o: &Opts) {
     );
 }
 
+/// `used_memory` from `INFO memory`.
+async fn used_memory(url: &str) -> u64 {
+    let client = redis::Client::open(url).unwrap();
+    let mut con = client.get_multiplexed_async_connection().await.unwrap();
+    let info: String = redis::cmd("INFO")
+        .arg("memory")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("used_memory:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
 fn main() {
     let o = opts();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -143,7 +158,15 @@ fn main() {
             ] {
                 let server = RedisServer::start_with(p);
                 let store = RedisStore::connect(&server.url()).await.unwrap();
+                let before = used_memory(&server.url()).await;
                 run(name, Arc::new(store), &o).await;
+                let after = used_memory(&server.url()).await;
+                println!(
+                    "{:<28} redis used_memory {:.1} MiB after, {:.0} bytes per recorded slot",
+                    "",
+                    after as f64 / 1048576.0,
+                    (after.saturating_sub(before)) as f64 / o.slots as f64
+                );
             }
         }
         if o.only.as_deref() != Some("redis") {
