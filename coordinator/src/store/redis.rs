@@ -332,8 +332,9 @@ impl Scripts {
     }
 }
 
-/// A [`Store`] in Redis (standalone, or a cluster whose nodes are addressed
-/// one sweep per slot).
+/// A [`Store`] in one Redis server (standalone or a primary behind a
+/// failover address). The key layout is ready for Redis Cluster (each
+/// script touches one hash slot), but this type speaks to a single node.
 #[derive(Clone)]
 pub struct RedisStore {
     /// Multiplexed, reconnecting connection; cloned per call.
