@@ -107,17 +107,15 @@ pub fn logprob_metrics(
     let mut points = Vec::with_capacity(temperatures.len());
     for &t in temperatures {
         let mut mu = vec![0.0; n * nq];
-        let mut mu2 = vec![0.0; n * nq];
         let mut sg = vec![0.0; n * nq];
         for (r, p) in personas.iter().enumerate() {
             for (qi, q) in items.iter().enumerate() {
                 let (m, sd) = digit_moments(&cells[&(*p, *q)], t);
                 mu[r * nq + qi] = m;
-                mu2[r * nq + qi] = m * m;
                 sg[r * nq + qi] = sd;
             }
         }
-        let summaries = Summaries { n, nq, mu, mu2, sg };
+        let summaries = Summaries { n, nq, mu, sg };
         let point = summaries.point(&scopes)[0];
         let mut rng = FastRng::for_label(opts.seed, &format!("{label}|logprob|{t}"));
         let (bs, bss) = summaries.persona_bootstrap(&scopes, opts.persona_draws as usize, &mut rng);

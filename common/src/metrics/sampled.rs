@@ -133,7 +133,6 @@ pub fn sampled_metrics(
         })?);
     }
     let mut mu = vec![0.0f64; n * nq];
-    let mut mu2 = vec![0.0f64; n * nq];
     let mut sg = vec![0.0f64; n * nq];
     let mut runs = vec![0u32; n * nq];
     for (r, &pi) in pidx.iter().enumerate() {
@@ -147,13 +146,12 @@ pub fn sampled_metrics(
             }
             let (m, sd) = cell_summary(vals);
             mu[r * nq + qi] = m;
-            mu2[r * nq + qi] = m * m;
             sg[r * nq + qi] = sd;
             runs[r * nq + qi] = vals.len() as u32;
         }
     }
 
-    let summaries = Summaries { n, nq, mu, mu2, sg };
+    let summaries = Summaries { n, nq, mu, sg };
     let point = summaries.point(&scope_items);
     let pd = opts.persona_draws as usize;
     let mut rng = FastRng::for_label(opts.seed, &format!("{label}|persona"));
@@ -165,6 +163,7 @@ pub fn sampled_metrics(
     let mut r_s = vec![0.0f64; nscopes * rd];
     if rd > 0 {
         let mut rng = FastRng::for_label(opts.seed, &format!("{label}|rerun"));
+        let centre = summaries.item_means();
         let mut base_m = vec![0.0f64; nq];
         let mut base_m2 = vec![0.0f64; nq];
         // [draw][item]
@@ -176,38 +175,32 @@ pub fn sampled_metrics(
                 let vals = table.ratings(pi, q);
                 let first = vals[0];
                 if vals.iter().all(|&v| v == first) {
-                    let m = first as f64;
+                    let m = first as f64 - centre[qi];
                     base_m[qi] += m;
                     base_m2[qi] += m * m;
                     continue;
                 }
-                let k = vals.len() as u32;
-                let kf = k as f64;
-                let denom = kf * (kf - 1.0);
-                for b in 0..rd {
-                    let mut s: u32 = 0;
-                    let mut ss: u32 = 0;
-                    let mut j = 0;
-                    while j + 1 < k {
-                        let (i1, i2) = rng.two_below(k);
-                        let a = vals[i1 as usize] as u32;
-                        let c = vals[i2 as usize] as u32;
-                        s += a + c;
-                        ss += a * a + c * c;
-                        j += 2;
+                match OutcomeTable::new(vals, 2 * rd) {
+                    Some(table) => {
+                        for b in 0..rd {
+                            let (m, sd) = table.sample(&mut rng);
+                            let m = m - centre[qi];
+                            let at = b * nq + qi;
+                            acc_m[at] += m;
+                            acc_m2[at] += m * m;
+                            acc_s[at] += sd;
+                        }
                     }
-                    if j < k {
-                        let a = vals[rng.below(k) as usize] as u32;
-                        s += a;
-                        ss += a * a;
+                    None => {
+                        for b in 0..rd {
+                            let (m, sd) = resample_direct(vals, &mut rng);
+                            let m = m - centre[qi];
+                            let at = b * nq + qi;
+                            acc_m[at] += m;
+                            acc_m2[at] += m * m;
+                            acc_s[at] += sd;
+                        }
                     }
-                    let m = s as f64 / kf;
-                    let num = (k as u64 * ss as u64) as f64 - (s as u64 * s as u64) as f64;
-                    let sd = (num.max(0.0) / denom).sqrt();
-                    let at = b * nq + qi;
-                    acc_m[at] += m;
-                    acc_m2[at] += m * m;
-                    acc_s[at] += sd;
                 }
             }
         }
@@ -272,7 +265,6 @@ pub(crate) struct Summaries {
     pub n: usize,
     pub nq: usize,
     pub mu: Vec<f64>,
-    pub mu2: Vec<f64>,
     pub sg: Vec<f64>,
 }
 
@@ -307,8 +299,17 @@ impl Summaries {
             .collect()
     }
 
+    /// Per item: the mean of the cell means over the personas.
+    pub fn item_means(&self) -> Vec<f64> {
+        (0..self.nq)
+            .map(|qi| (0..self.n).map(|r| self.mu[r * self.nq + qi]).sum::<f64>() / self.n as f64)
+            .collect()
+    }
+
     /// `draws` persona-bootstrap values of sigma_bar and S per scope,
-    /// laid out `[scope][draw]`.
+    /// laid out `[scope][draw]`. A draw is a vector of counts (how often
+    /// each persona was drawn); only drawn personas are summed, weighted by
+    /// their count, and sigma_bar needs just each persona's per-scope sum.
     pub fn persona_bootstrap(
         &self,
         scopes: &[Vec<usize>],
@@ -316,45 +317,187 @@ impl Summaries {
         rng: &mut FastRng,
     ) -> (Vec<f64>, Vec<f64>) {
         let (n, nq) = (self.n, self.nq);
-        let mut out_sigma = vec![0.0f64; scopes.len() * draws];
-        let mut out_s = vec![0.0f64; scopes.len() * draws];
-        let mut sum = vec![0.0f64; nq];
-        let mut sq = vec![0.0f64; nq];
-        let mut sig = vec![0.0f64; nq];
+        let ns = scopes.len();
+        let w = 2 * nq;
+        let mut rows = vec![0.0f64; n * w];
+        let mut sig_rows = vec![0.0f64; n * ns];
+        // Centred on the item means: the variances are unchanged and the
+        // sums of squares keep their precision when S is near 0.
+        let centre = self.item_means();
+        for r in 0..n {
+            for qi in 0..nq {
+                let d = self.mu[r * nq + qi] - centre[qi];
+                rows[r * w + qi] = d;
+                rows[r * w + nq + qi] = d * d;
+            }
+            for (s, qs) in scopes.iter().enumerate() {
+                sig_rows[r * ns + s] = qs.iter().map(|&qi| self.sg[r * nq + qi]).sum();
+            }
+        }
+        let mut out_sigma = vec![0.0f64; ns * draws];
+        let mut out_s = vec![0.0f64; ns * draws];
+        let mut counts = vec![0u32; n];
+        let mut acc = vec![0.0f64; w];
+        let mut sig = vec![0.0f64; ns];
         let mut taub = vec![0.0f64; nq];
-        let add = |r: usize, sum: &mut [f64], sq: &mut [f64], sig: &mut [f64]| {
-            let row = r * nq..(r + 1) * nq;
-            for (a, b) in sum.iter_mut().zip(&self.mu[row.clone()]) {
-                *a += b;
-            }
-            for (a, b) in sq.iter_mut().zip(&self.mu2[row.clone()]) {
-                *a += b;
-            }
-            for (a, b) in sig.iter_mut().zip(&self.sg[row]) {
-                *a += b;
-            }
-        };
         for b in 0..draws {
-            sum.fill(0.0);
-            sq.fill(0.0);
-            sig.fill(0.0);
+            counts.fill(0);
             let mut j = 0;
             while j < n {
                 let (i1, i2) = rng.two_below(n as u32);
-                add(i1 as usize, &mut sum, &mut sq, &mut sig);
+                counts[i1 as usize] += 1;
                 if j + 1 < n {
-                    add(i2 as usize, &mut sum, &mut sq, &mut sig);
+                    counts[i2 as usize] += 1;
                 }
                 j += 2;
             }
-            taus_from_sums(&sum, &sq, n, &mut taub);
+            acc.fill(0.0);
+            sig.fill(0.0);
+            for (r, &c) in counts.iter().enumerate() {
+                if c == 0 {
+                    continue;
+                }
+                let cf = c as f64;
+                for (a, x) in acc.iter_mut().zip(&rows[r * w..(r + 1) * w]) {
+                    *a += cf * x;
+                }
+                for (a, x) in sig.iter_mut().zip(&sig_rows[r * ns..(r + 1) * ns]) {
+                    *a += cf * x;
+                }
+            }
+            taus_from_sums(&acc[..nq], &acc[nq..], n, &mut taub);
             for (s, qs) in scopes.iter().enumerate() {
-                out_sigma[s * draws + b] =
-                    qs.iter().map(|&qi| sig[qi]).sum::<f64>() / (n * qs.len()) as f64;
+                out_sigma[s * draws + b] = sig[s] / (n * qs.len()) as f64;
                 out_s[s * draws + b] = qs.iter().map(|&qi| taub[qi]).sum::<f64>() / qs.len() as f64;
             }
         }
         (out_sigma, out_s)
+    }
+}
+
+/// Mean and standard deviation of a resample of `k` ratings with sum `s`
+/// and sum of squares `ss`.
+#[inline(always)]
+fn moments(k: u64, s: u64, ss: u64) -> (f64, f64) {
+    let kf = k as f64;
+    let num = (k * ss - s * s) as f64;
+    (s as f64 / kf, (num / (kf * (kf - 1.0))).sqrt())
+}
+
+/// One rerun-bootstrap resample of a cell, drawing each rating's index.
+fn resample_direct(vals: &[u8], rng: &mut FastRng) -> (f64, f64) {
+    let k = vals.len() as u32;
+    let (mut s, mut ss) = (0u64, 0u64);
+    let mut j = 0;
+    while j + 1 < k {
+        let (i1, i2) = rng.two_below(k);
+        let a = vals[i1 as usize] as u64;
+        let c = vals[i2 as usize] as u64;
+        s += a + c;
+        ss += a * a + c * c;
+        j += 2;
+    }
+    if j < k {
+        let a = vals[rng.below(k) as usize] as u64;
+        s += a;
+        ss += a * a;
+    }
+    moments(k as u64, s, ss)
+}
+
+/// The exact distribution of a cell's resampled (mean, sd): a resample of
+/// k ratings with replacement is multinomial over the cell's distinct
+/// values, so every composition of k over them is enumerated once with its
+/// probability, and a draw costs one uniform number and a search instead of
+/// k index draws. Used when the compositions are few.
+struct OutcomeTable {
+    /// Cumulative probabilities, outcomes sorted by decreasing probability.
+    cdf: Vec<f64>,
+    moments: Vec<(f64, f64)>,
+}
+
+impl OutcomeTable {
+    /// `None` when the cell has more than `max_outcomes` compositions.
+    fn new(vals: &[u8], max_outcomes: usize) -> Option<OutcomeTable> {
+        let k = vals.len();
+        let mut counts = [0usize; 256];
+        for &v in vals {
+            counts[v as usize] += 1;
+        }
+        let distinct: Vec<(u64, f64)> = (0..256)
+            .filter(|&v| counts[v] > 0)
+            .map(|v| (v as u64, counts[v] as f64 / k as f64))
+            .collect();
+        let m = distinct.len();
+        // Compositions of k into m parts: C(k + m - 1, m - 1).
+        let mut outcomes: u128 = 1;
+        for i in 1..m as u128 {
+            outcomes = outcomes * (k as u128 + i) / i;
+            if outcomes > max_outcomes as u128 {
+                return None;
+            }
+        }
+        let ln_fact: Vec<f64> = std::iter::once(0.0)
+            .chain((1..=k).scan(0.0f64, |acc, i| {
+                *acc += (i as f64).ln();
+                Some(*acc)
+            }))
+            .collect();
+        let ln_p: Vec<f64> = distinct.iter().map(|d| d.1.ln()).collect();
+        let mut entries: Vec<(f64, (f64, f64))> = Vec::with_capacity(outcomes as usize);
+        let mut x = vec![0usize; m];
+        // Enumerate x with sum k, last part implied.
+        fn walk(j: usize, left: usize, x: &mut [usize], emit: &mut dyn FnMut(&[usize])) {
+            if j + 1 == x.len() {
+                x[j] = left;
+                emit(x);
+                return;
+            }
+            for v in 0..=left {
+                x[j] = v;
+                walk(j + 1, left - v, x, emit);
+            }
+        }
+        walk(0, k, &mut x, &mut |x: &[usize]| {
+            let mut lp = ln_fact[k];
+            let (mut s, mut ss) = (0u64, 0u64);
+            for (i, &xi) in x.iter().enumerate() {
+                lp += xi as f64 * ln_p[i] - ln_fact[xi];
+                let v = distinct[i].0;
+                s += xi as u64 * v;
+                ss += xi as u64 * v * v;
+            }
+            entries.push((lp.exp(), moments(k as u64, s, ss)));
+        });
+        entries.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let mut total = 0.0;
+        let cdf = entries
+            .iter()
+            .map(|e| {
+                total += e.0;
+                total
+            })
+            .collect();
+        Some(OutcomeTable {
+            cdf,
+            moments: entries.into_iter().map(|e| e.1).collect(),
+        })
+    }
+
+    #[inline(always)]
+    fn sample(&self, rng: &mut FastRng) -> (f64, f64) {
+        let u = (rng.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64);
+        let i = if self.cdf.len() <= 32 {
+            self.cdf
+                .iter()
+                .position(|&c| u < c)
+                .unwrap_or(self.cdf.len() - 1)
+        } else {
+            self.cdf
+                .partition_point(|&c| c <= u)
+                .min(self.cdf.len() - 1)
+        };
+        self.moments[i]
     }
 }
 
@@ -380,5 +523,61 @@ fn taus_from_sums(sum: &[f64], sq: &[f64], n: usize, out: &mut [f64]) {
     let d = (n - 1) as f64;
     for ((o, &s), &q) in out.iter_mut().zip(sum).zip(sq) {
         *o = ((q - s * s / nf).max(0.0) / d).sqrt();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcome_table_is_the_exact_resampling_distribution() {
+        let t = OutcomeTable::new(&[0, 5], 100).unwrap();
+        let mut got: Vec<((f64, f64), f64)> = Vec::new();
+        let mut prev = 0.0;
+        for (c, m) in t.cdf.iter().zip(&t.moments) {
+            got.push((*m, c - prev));
+            prev = *c;
+        }
+        got.sort_by(|a, b| a.0 .0.total_cmp(&b.0 .0));
+        let sd = (12.5f64).sqrt();
+        assert_eq!(got[0].0, (0.0, 0.0));
+        assert_eq!(got[1].0, (2.5, sd));
+        assert_eq!(got[2].0, (5.0, 0.0));
+        assert!((got[0].1 - 0.25).abs() < 1e-15 && (got[1].1 - 0.5).abs() < 1e-15);
+        // 10 ratings over 4 values: 286 compositions; over 6 values: too many.
+        assert_eq!(
+            OutcomeTable::new(&[0, 1, 2, 3, 0, 1, 2, 3, 0, 1], 800)
+                .unwrap()
+                .cdf
+                .len(),
+            286
+        );
+        assert!(OutcomeTable::new(&[0, 1, 2, 3, 4, 5, 0, 1, 2, 3], 800).is_none());
+    }
+
+    #[test]
+    fn table_and_direct_draws_agree_in_distribution() {
+        let vals = [3u8, 3, 3, 4, 4, 5, 3, 3, 2, 3];
+        let t = OutcomeTable::new(&vals, 800).unwrap();
+        let mut rng = FastRng::new(9);
+        let n = 200_000;
+        let (mut a_m, mut a_sd, mut b_m, mut b_sd) = (0.0, 0.0, 0.0, 0.0);
+        for _ in 0..n {
+            let (m, sd) = t.sample(&mut rng);
+            a_m += m;
+            a_sd += sd;
+            let (m, sd) = resample_direct(&vals, &mut rng);
+            b_m += m;
+            b_sd += sd;
+        }
+        let n = n as f64;
+        assert!((a_m / n - 3.3).abs() < 0.005 && (b_m / n - 3.3).abs() < 0.005);
+        assert!(
+            (a_sd / n - b_sd / n).abs() < 0.005,
+            "{} vs {}",
+            a_sd / n,
+            b_sd / n
+        );
     }
 }
