@@ -318,9 +318,9 @@ fn non_digit_answers_take_ten_attempts_then_the_longer_answer() {
     let sim = SimProc::start(&args);
     write_spec(tmp.path(), &reference, &sim, 2, 1, "");
     run_sweep(tmp.path());
-    let rows = rows(tmp.path());
-    assert_every_slot_once(&rows, 2, 1);
-    for r in &rows {
+    let got = rows(tmp.path());
+    assert_every_slot_once(&got, 2, 1);
+    for r in &got {
         assert_eq!(r.failures, 10, "{r:?}");
         assert!((0..=5).contains(&r.rating), "{r:?}");
     }
@@ -333,10 +333,10 @@ fn non_digit_answers_take_ten_attempts_then_the_longer_answer() {
     let sim = SimProc::start(&base);
     write_spec(tmp.path(), &reference, &sim, 2, 1, "");
     run_sweep(tmp.path());
-    let rows = rows(tmp.path());
-    assert_every_slot_once(&rows, 2, 1);
+    let got = rows(tmp.path());
+    assert_every_slot_once(&got, 2, 1);
     assert!(
-        rows.iter().all(|r| r.rating == -1 && r.failures == 10),
-        "{rows:?}"
+        got.iter().all(|r| r.rating == -1 && r.failures == 10),
+        "{got:?}"
     );
 }

@@ -436,12 +436,11 @@ fn responses_body(sim: &Sim, r: &ResponsesReq, answer: &Answer) -> Value {
         "truncation": "disabled",
         "usage": {
             "input_tokens": answer.input_tokens,
-            "input_tokens_details": {"cached_tokens": 0},
+            "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
             "output_tokens": answer.output_tokens + reasoning_tokens,
             "output_tokens_details": {"reasoning_tokens": reasoning_tokens},
             "total_tokens": answer.input_tokens + answer.output_tokens + reasoning_tokens,
         },
-        "user": null,
         "metadata": {},
     })
 }

@@ -72,7 +72,10 @@ fn parse_mode(s: &str) -> Result<ReplayMode, String> {
     s.parse()
 }
 
-fn parse_limit(s: &str) -> anyhow::Result<(String, (Option<u64>, Option<u64>))> {
+/// A key's requests-per-minute and tokens-per-minute limits.
+type KeyLimit = (Option<u64>, Option<u64>);
+
+fn parse_limit(s: &str) -> anyhow::Result<(String, KeyLimit)> {
     let (key, spec) = s
         .split_once('=')
         .with_context(|| format!("--limit {s:?}: expected KEY=RPM or KEY=RPM:TPM"))?;
@@ -130,9 +133,16 @@ pub fn sim(args: SimArgs) -> anyhow::Result<()> {
     rt.block_on(async move {
         let running = moralsweep_simulator::spawn(config, &args.listen).await?;
         let keys = running.sim.replay_keys();
-        println!("moralsweep sim listening on http://{}", running.addr);
+        // Errors are ignored: whoever started us may have stopped reading.
+        let mut out = std::io::stdout();
+        let _ = writeln!(out, "moralsweep sim listening on http://{}", running.addr);
         if !keys.is_empty() {
-            println!("replaying {} model keys: {}", keys.len(), keys.join(", "));
+            let _ = writeln!(
+                out,
+                "replaying {} model keys: {}",
+                keys.len(),
+                keys.join(", ")
+            );
         }
         std::io::stdout().flush().ok();
         tokio::select! {

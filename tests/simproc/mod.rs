@@ -14,6 +14,8 @@ pub fn bin() -> &'static str {
 /// A `moralsweep sim` process, killed when dropped.
 pub struct SimProc {
     child: Child,
+    /// Kept open so that the simulator can go on writing to its stdout.
+    _stdout: BufReader<std::process::ChildStdout>,
     /// `http://127.0.0.1:PORT`
     pub url: String,
 }
@@ -35,9 +37,8 @@ impl SimProc {
         }
         let mut child = cmd.spawn().expect("start moralsweep sim");
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        stdout.read_line(&mut line).unwrap();
         let Some(url) = line.trim().strip_prefix("moralsweep sim listening on ") else {
             let mut err = String::new();
             child.stderr.take().unwrap().read_to_string(&mut err).ok();
@@ -46,6 +47,7 @@ impl SimProc {
         SimProc {
             url: url.to_string(),
             child,
+            _stdout: stdout,
         }
     }
 
@@ -109,7 +111,9 @@ pub fn request(
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).unwrap();
     let text = String::from_utf8_lossy(&raw).to_string();
-    let (head, rest) = text.split_once("\r\n\r\n").expect("an HTTP answer");
+    let Some((head, rest)) = text.split_once("\r\n\r\n") else {
+        panic!("{method} {path}: not an HTTP answer: {text:?}");
+    };
     let mut lines = head.lines();
     let status: u16 = lines
         .next()
