@@ -368,6 +368,7 @@ impl Engine {
 
     /// Adds a sweep. Submitting the same sweep again is a no-op (`Ok(false)`);
     /// a different sweep under a known name is refused.
+    #[tracing::instrument(name = "sweep", skip_all, fields(sweep = %spec.name, models = spec.models.len()))]
     pub async fn submit(
         &self,
         spec: SweepSpec,
@@ -784,6 +785,7 @@ impl Engine {
     /// Writes the files of every complete unit of `sweep` that has none
     /// yet, the metrics when a model is complete, and the comparison tables
     /// when the sweep is.
+    #[tracing::instrument(name = "finish", skip_all, fields(sweep = %sweep))]
     pub async fn finish(&self, sweep: &str) -> anyhow::Result<()> {
         let (to_write, record) = {
             let st = self.lock();
