@@ -484,6 +484,237 @@ async fn delete_sweep_removes_units_results_and_leases(s: Arc<dyn Store>) {
     );
 }
 
+/// A plain in-memory model of the store contract, to compare both stores
+/// against on random operation sequences.
+#[derive(Default)]
+struct Model {
+    cursor: std::collections::HashMap<UnitKey, u32>,
+    retry: std::collections::HashMap<UnitKey, BTreeSet<u32>>,
+    results: std::collections::BTreeMap<(UnitKey, u32), Vec<u8>>,
+    leases: std::collections::BTreeMap<String, Lease>,
+}
+
+impl Model {
+    fn grant(&mut self, u: &UnitKey, total: u32, max: u32, id: &str, deadline: u64) -> Vec<u32> {
+        let mut got = Vec::new();
+        if max == 0 {
+            return got;
+        }
+        let retry = self.retry.entry(u.clone()).or_default();
+        while got.len() < max as usize {
+            let Some(slot) = retry.pop_first() else { break };
+            if slot < total && !self.results.contains_key(&(u.clone(), slot)) {
+                got.push(slot);
+            }
+        }
+        let cursor = self.cursor.entry(u.clone()).or_default();
+        while got.len() < max as usize && *cursor < total {
+            if !self.results.contains_key(&(u.clone(), *cursor)) {
+                got.push(*cursor);
+            }
+            *cursor += 1;
+        }
+        if !got.is_empty() {
+            self.leases.insert(
+                id.to_string(),
+                Lease {
+                    id: id.to_string(),
+                    unit: u.clone(),
+                    worker: "w".into(),
+                    slots: got.clone(),
+                    deadline_ms: deadline,
+                },
+            );
+        }
+        got
+    }
+
+    fn record(&mut self, u: &UnitKey, lease: Option<&str>, batch: &[(u32, Vec<u8>)]) -> Vec<bool> {
+        let mut out = Vec::new();
+        for (slot, v) in batch {
+            let key = (u.clone(), *slot);
+            let new = !self.results.contains_key(&key);
+            if new {
+                self.results.insert(key, v.clone());
+            }
+            out.push(new);
+        }
+        if let Some(id) = lease {
+            if let Some(l) = self.leases.get_mut(id).filter(|l| &l.unit == u) {
+                l.slots.retain(|s| !batch.iter().any(|(b, _)| b == s));
+                if l.slots.is_empty() {
+                    self.leases.remove(id);
+                }
+            }
+        }
+        out
+    }
+
+    fn release(&mut self, id: &str) -> Option<(Lease, u32)> {
+        let l = self.leases.remove(id)?;
+        let mut n = 0;
+        for &s in &l.slots {
+            if !self.results.contains_key(&(l.unit.clone(), s)) {
+                self.retry.entry(l.unit.clone()).or_default().insert(s);
+                n += 1;
+            }
+        }
+        Some((l, n))
+    }
+
+    fn done(&self, u: &UnitKey) -> u64 {
+        self.results.keys().filter(|(k, _)| k == u).count() as u64
+    }
+}
+
+/// A small deterministic generator (no dependency needed).
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+async fn random_operations_match_the_model(s: Arc<dyn Store>) {
+    let units = [unit("a", "m1"), unit("a", "m2"), unit("b", "m1")];
+    let totals = [40u32, 25, 60];
+    let mut m = Model::default();
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut ids: Vec<String> = Vec::new();
+    let mut now = 1_000u64;
+    // How often each interesting case happened (the test checks it did).
+    let (mut granted, mut fresh_records, mut dups, mut requeued, mut reclaimed) = (0, 0, 0, 0, 0);
+    for step in 0..400 {
+        now += rng.below(50);
+        match rng.below(10) {
+            0..=3 => {
+                let k = rng.below(3) as usize;
+                let max = rng.below(9) as u32;
+                let id = format!("l{step}");
+                let deadline = now + rng.below(400);
+                let want = m.grant(&units[k], totals[k], max, &id, deadline);
+                let got = s
+                    .grant(&units[k], totals[k], max, &id, "w", deadline)
+                    .await
+                    .unwrap();
+                assert_eq!(got, want, "step {step}: grant");
+                granted += got.len();
+                if !got.is_empty() {
+                    ids.push(id);
+                }
+            }
+            4..=6 => {
+                // Report some slots: of a live lease, of a gone one, or none.
+                let k = rng.below(3) as usize;
+                let lease = if ids.is_empty() || rng.below(4) == 0 {
+                    None
+                } else {
+                    Some(ids[rng.below(ids.len() as u64) as usize].clone())
+                };
+                let mut batch = Vec::new();
+                if let Some(l) = lease.as_ref().and_then(|id| m.leases.get(id)) {
+                    if l.unit == units[k] {
+                        for &slot in &l.slots {
+                            if rng.below(3) != 0 {
+                                batch.push(rec(slot, &format!("s{step}")));
+                            }
+                        }
+                    }
+                }
+                for _ in 0..rng.below(3) {
+                    batch.push(rec(rng.below(totals[k] as u64) as u32, &format!("x{step}")));
+                }
+                let want = m.record(&units[k], lease.as_deref(), &batch);
+                let got = s.record(&units[k], lease.as_deref(), &batch).await.unwrap();
+                assert_eq!(got, want, "step {step}: record");
+                fresh_records += got.iter().filter(|&&b| b).count();
+                dups += got.iter().filter(|&&b| !b).count();
+            }
+            7 => {
+                if let Some(id) = ids
+                    .get(rng.below(ids.len().max(1) as u64) as usize)
+                    .cloned()
+                {
+                    let want = m.release(&id).map_or(0, |(_, n)| n);
+                    requeued += want;
+                    assert_eq!(s.release(&id).await.unwrap(), want, "step {step}: release");
+                }
+            }
+            8 => {
+                if let Some(id) = ids
+                    .get(rng.below(ids.len().max(1) as u64) as usize)
+                    .cloned()
+                {
+                    let deadline = now + rng.below(400);
+                    let want = match m.leases.get_mut(&id) {
+                        Some(l) => {
+                            l.deadline_ms = deadline;
+                            true
+                        }
+                        None => false,
+                    };
+                    assert_eq!(
+                        s.extend(&id, deadline).await.unwrap(),
+                        want,
+                        "step {step}: extend"
+                    );
+                }
+            }
+            _ => {
+                let expired: Vec<String> = m
+                    .leases
+                    .values()
+                    .filter(|l| l.deadline_ms < now)
+                    .map(|l| l.id.clone())
+                    .collect();
+                let want: Vec<Lease> = expired
+                    .iter()
+                    .filter_map(|id| m.release(id))
+                    .map(|(l, _)| l)
+                    .collect();
+                let got = sorted_leases(s.reclaim_expired(now).await.unwrap());
+                assert_eq!(got, sorted_leases(want), "step {step}: reclaim_expired");
+                reclaimed += got.len();
+            }
+        }
+        if step % 50 == 49 {
+            let want: Vec<Lease> = m.leases.values().cloned().collect();
+            assert_eq!(
+                sorted_leases(s.leases().await.unwrap()),
+                sorted_leases(want),
+                "step {step}: leases"
+            );
+            for u in &units {
+                assert_eq!(
+                    s.done_count(u).await.unwrap(),
+                    m.done(u),
+                    "step {step}: done"
+                );
+            }
+        }
+    }
+    assert!(
+        granted > 100 && fresh_records > 50 && dups > 10 && requeued > 5 && reclaimed > 5,
+        "too few interesting cases: granted {granted}, recorded {fresh_records}, \
+         duplicates {dups}, requeued {requeued}, reclaimed {reclaimed}"
+    );
+    for u in &units {
+        let want: Vec<(u32, Vec<u8>)> = m
+            .results
+            .iter()
+            .filter(|((k, _), _)| k == u)
+            .map(|((_, slot), v)| (*slot, v.clone()))
+            .collect();
+        assert_eq!(all_results(&*s, u).await, want);
+    }
+}
+
 // ----------------------------------------------------------------------
 // Instantiation per store
 // ----------------------------------------------------------------------
@@ -537,6 +768,7 @@ suite!(embedded_store, embedded();
     scan_results_order_and_paging,
     concurrent_grants_never_share_a_slot,
     delete_sweep_removes_units_results_and_leases,
+    random_operations_match_the_model,
 );
 
 suite!(redis_store, redis();
@@ -547,6 +779,7 @@ suite!(redis_store, redis();
     scan_results_order_and_paging,
     concurrent_grants_never_share_a_slot,
     delete_sweep_removes_units_results_and_leases,
+    random_operations_match_the_model,
 );
 
 // ----------------------------------------------------------------------
