@@ -60,7 +60,9 @@ fn coordinator_throughput_and_memory() {
     let dir = tempfile::tempdir().unwrap();
     let personas = 1000usize;
     let models = ["bench-a", "bench-b"];
-    let reps = (target / (models.len() as u64 * personas as u64 * 30)).max(1) as u32;
+    let reps = target
+        .div_ceil(models.len() as u64 * personas as u64 * 30)
+        .max(1) as u32;
     write_personas(dir.path(), personas);
     let mut spec = spec_text("bench", &models, personas, reps, "");
     spec = spec.replace("modes = [\"persona\", \"self\"]", "modes = [\"persona\"]");

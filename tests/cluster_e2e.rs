@@ -296,6 +296,17 @@ fn cluster_sweep_survives_worker_coordinator_and_redis_crashes() {
     std::thread::sleep(Duration::from_millis(500));
     coord.spawn();
     wait_for(total / 2);
+    // A worker told to stop (SIGTERM) mid-sweep hands back what it holds and exits 0.
+    let mut leaving = workers.0.remove(0);
+    let t0 = Instant::now();
+    unsafe_sigterm(leaving.id());
+    let st = leaving.wait().unwrap();
+    assert!(st.success(), "worker exit after SIGTERM: {st:?}");
+    assert!(
+        t0.elapsed() < Duration::from_secs(15),
+        "SIGTERM took {:?}",
+        t0.elapsed()
+    );
     // Redis dies and comes back from its append-only file.
     redis.restart();
     let st = wait_done(
