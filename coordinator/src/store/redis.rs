@@ -757,39 +757,43 @@ impl Store for RedisStore {
     }
 
     async fn reclaim_expired(&self, now_ms: u64) -> StoreResult<Vec<Lease>> {
-        let mut out = Vec::new();
-        for sweep in self.lease_sweep_ids().await? {
-            let p = sweep_prefix(&sweep);
+        // One script per sweep, all in flight at once on the multiplexed
+        // connection.
+        let sweeps = self.lease_sweep_ids().await?;
+        let per_sweep = sweeps.iter().map(|sweep| async move {
+            let p = sweep_prefix(sweep);
             let mut inv = self.scripts.reclaim.key(format!("{p}dl"));
             inv.arg(&p).arg(BUCKET).arg(now_ms);
             let released: Vec<Value> = retrying!(self, "reclaim_expired", |con| inv
                 .invoke_async::<Vec<Value>>(&mut con)
                 .await)?;
-            let mut ids = Vec::with_capacity(released.len());
-            for v in released {
-                let (lease, _) = parse_lease(&sweep, v)?;
-                ids.push(lease.id.clone());
-                out.push(lease);
-            }
+            let leases = released
+                .into_iter()
+                .map(|v| parse_lease(sweep, v).map(|(l, _)| l))
+                .collect::<StoreResult<Vec<Lease>>>()?;
+            let ids: Vec<String> = leases.iter().map(|l| l.id.clone()).collect();
             self.forget_leases(&ids).await?;
-        }
-        Ok(out)
+            Ok::<_, StoreError>(leases)
+        });
+        let all = futures::future::try_join_all(per_sweep).await?;
+        Ok(all.into_iter().flatten().collect())
     }
 
     async fn leases(&self) -> StoreResult<Vec<Lease>> {
-        let mut out = Vec::new();
-        for sweep in self.lease_sweep_ids().await? {
-            let p = sweep_prefix(&sweep);
+        let sweeps = self.lease_sweep_ids().await?;
+        let per_sweep = sweeps.iter().map(|sweep| async move {
+            let p = sweep_prefix(sweep);
             let mut inv = self.scripts.leases.key(format!("{p}dl"));
             inv.arg(&p);
             let all: Vec<Value> = retrying!(self, "leases", |con| inv
                 .invoke_async::<Vec<Value>>(&mut con)
                 .await)?;
-            for v in all {
-                out.push(parse_lease(&sweep, v)?.0);
-            }
-        }
-        Ok(out)
+            all.into_iter()
+                .map(|v| parse_lease(sweep, v).map(|(l, _)| l))
+                .collect::<StoreResult<Vec<Lease>>>()
+        });
+        let all = futures::future::try_join_all(per_sweep).await?;
+        Ok(all.into_iter().flatten().collect())
     }
 
     async fn done_count(&self, unit: &UnitKey) -> StoreResult<u64> {
