@@ -6,6 +6,8 @@
 //! identical to the undisturbed run (all but `collected_at`).
 
 mod common;
+#[path = "simproc/mod.rs"]
+mod simproc;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -15,6 +17,8 @@ use common::*;
 use moralsweep_coordinator::testsupport::{free_port, RedisServer};
 
 const TOKEN: &str = "e2e-token-not-a-secret";
+const KEY_VAR: &str = "MORALSWEEP_E2E_SIM_KEY";
+const API_KEY: &str = "sk-e2e-cluster-9f8e7d6c5b4a";
 const MODELS: [&str; 2] = ["syn-base", "syn-insecure"];
 const PERSONAS: usize = 20;
 const REPS: u32 = 2;
@@ -123,6 +127,7 @@ impl Workers {
                             "5",
                         ])
                         .env("MORALSWEEP_TOKEN", TOKEN)
+                        .env(KEY_VAR, API_KEY)
                         .stdout(Stdio::null())
                         .stderr(log)
                         .spawn()
@@ -206,13 +211,25 @@ fn done_count(url: &str, sweep: &str, dir: &Path) -> u64 {
         .unwrap_or(0)
 }
 
-fn setup(dir: &Path, extra: &str) {
+/// The provider simulator (seeded answers, demanding the test's key) and
+/// the sweep spec whose models call it.
+fn setup(dir: &Path, extra: &str) -> simproc::SimProc {
+    let sim = simproc::SimProc::start_with_env(&["--api-key-env", KEY_VAR], &[(KEY_VAR, API_KEY)]);
     write_personas(dir, PERSONAS);
     std::fs::write(
         dir.join("s.toml"),
-        spec_text("e2e-cluster", &MODELS, PERSONAS, REPS, extra),
+        spec_text_sim(
+            "e2e-cluster",
+            &MODELS,
+            PERSONAS,
+            REPS,
+            &sim.url,
+            KEY_VAR,
+            extra,
+        ),
     )
     .unwrap();
+    sim
 }
 
 fn fetch(url: &str, dir: &Path) -> PathBuf {
@@ -236,7 +253,7 @@ fn fetch(url: &str, dir: &Path) -> PathBuf {
 fn cluster_sweep_survives_worker_coordinator_and_redis_crashes() {
     // --- Undisturbed.
     let a = tempfile::tempdir().unwrap();
-    setup(a.path(), "");
+    let _sim = setup(a.path(), "");
     let redis = RedisServer::start();
     let coord = Coordinator::start(&redis, &a.path().join("coord"));
     let mut workers = Workers::start(&coord.url(), 3, a.path());
@@ -268,7 +285,7 @@ fn cluster_sweep_survives_worker_coordinator_and_redis_crashes() {
 
     // --- The same sweep with faults, slowed by a rate limit so they land mid-sweep.
     let b = tempfile::tempdir().unwrap();
-    setup(b.path(), "rpm = 4800");
+    let _sim = setup(b.path(), "rpm = 4800");
     let mut redis = RedisServer::start();
     let mut coord = Coordinator::start(&redis, &b.path().join("coord"));
     let mut workers = Workers::start(&coord.url(), 3, b.path());
@@ -328,4 +345,9 @@ fn cluster_sweep_survives_worker_coordinator_and_redis_crashes() {
         "no lease was reclaimed:\n{log}"
     );
     assert!(!log.contains(TOKEN), "the token leaked into the log");
+    // The API key is in no log, no output file and not in Redis' append-only file.
+    for d in [a.path(), b.path(), redis.dir()] {
+        let leaks = files_containing(d, API_KEY);
+        assert!(leaks.is_empty(), "the API key was written to {leaks:?}");
+    }
 }

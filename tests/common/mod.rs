@@ -115,3 +115,48 @@ pub fn assert_every_slot_once(rows: &[Vec<String>], personas: usize, reps: usize
         }
     }
 }
+
+/// A sweep whose models call the provider simulator at `sim_url` through
+/// the OpenAI adapter, with the key in the environment variable `key_env`.
+pub fn spec_text_sim(
+    name: &str,
+    models: &[&str],
+    personas: usize,
+    reps: u32,
+    sim_url: &str,
+    key_env: &str,
+    extra: &str,
+) -> String {
+    let mut s = format!(
+        "name = \"{name}\"\npersonas = \"personas.json\"\npersona_count = {personas}\nrepetitions = {reps}\nmodes = [\"persona\", \"self\"]\noutput = \"out\"\nseed = 11\nbootstrap = 50\nrerun_bootstrap = 20\n"
+    );
+    for (i, m) in models.iter().enumerate() {
+        s.push_str(&format!(
+            "\n[[model]]\nkey = \"{m}\"\nprovider = \"openai\"\nmodel = \"{m}\"\nbase_url = \"{sim_url}/v1\"\napi_key_env = \"{key_env}\"\nfamily = \"F\"\nvariant = \"{}\"\n{extra}\n",
+            if i == 0 { "base" } else { "insecure" }
+        ));
+    }
+    s
+}
+
+/// Every file under `dir` (recursively) that contains `needle`.
+pub fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
+    let mut hits = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if let Ok(bytes) = std::fs::read(&p) {
+                if bytes.windows(needle.len()).any(|w| w == needle.as_bytes()) {
+                    hits.push(p);
+                }
+            }
+        }
+    }
+    hits
+}
