@@ -241,7 +241,7 @@ fn write_spec(dir: &Path, name: &str, sim: &str, models: &[&str], rpm: u32) {
     );
     for (i, m) in models.iter().enumerate() {
         s.push_str(&format!(
-            "\n[[model]]\nkey = \"{m}\"\nprovider = \"openai\"\nmodel = \"{m}\"\nbase_url = \"http://{sim}/v1\"\napi_key_env = \"{KEY_VAR}\"\nrate_group = \"group-{m}\"\nrpm = {rpm}\nfamily = \"F\"\nvariant = \"{}\"\n",
+            "\n[[model]]\nkey = \"{m}\"\nprovider = \"openai\"\nmodel = \"{m}\"\nbase_url = \"http://{sim}/v1\"\napi_key_env = \"{KEY_VAR}\"\nrate_group = \"group-{m}\"\nrpm = {rpm}\ninput_price_per_mtok = 2.5\noutput_price_per_mtok = 10.0\nfamily = \"F\"\nvariant = \"{}\"\n",
             if i == 0 { "base" } else { "insecure" }
         ));
     }
@@ -353,6 +353,21 @@ fn a_cluster_sweep_exports_its_spans_and_metrics_without_secrets() {
     let r = cli(d, &["submit", "s.toml", "--coordinator", &coord.url()]);
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     let total = (models.len() * slots_per_model()) as f64;
+    // A watcher that is not on a terminal: plain progress lines until done.
+    let watcher = Command::new(bin())
+        .args([
+            "status",
+            "obs-e2e",
+            "--watch",
+            "--coordinator",
+            &coord.url(),
+        ])
+        .current_dir(d)
+        .env("MORALSWEEP_TOKEN", TOKEN)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
 
     // During: under way, with the totals known and the workers counted.
     let t0 = Instant::now();
@@ -398,6 +413,20 @@ fn a_cluster_sweep_exports_its_spans_and_metrics_without_secrets() {
 
     let st = wait_done(d, &coord.url(), "obs-e2e");
     assert_eq!(st["done"].as_f64(), Some(total));
+    let watched = watcher.wait_with_output().unwrap();
+    let lines = String::from_utf8_lossy(&watched.stdout).into_owned();
+    assert!(
+        watched.status.success(),
+        "{lines}{}",
+        String::from_utf8_lossy(&watched.stderr)
+    );
+    assert!(
+        lines
+            .lines()
+            .any(|l| l.starts_with("obs-e2e done: ")
+                && l.contains(&format!("{total}/{total} slots"))),
+        "the watcher's last lines: {lines}"
+    );
 
     // After: the coordinator's counters agree with the files, row for row.
     let files = fetch(d, &coord.url(), "obs-e2e");
@@ -456,11 +485,20 @@ fn a_cluster_sweep_exports_its_spans_and_metrics_without_secrets() {
                 &[("rate_group", &group)]
             )
         );
+        let input = wsum(
+            "moralsweep_tokens_total",
+            &[("model", m), ("direction", "input")],
+        );
+        let output = wsum(
+            "moralsweep_tokens_total",
+            &[("model", m), ("direction", "output")],
+        );
+        assert!(input > 0.0);
+        let cost = wsum("moralsweep_cost_usd_total", &[("model", m)]);
+        let want = input * 2.5 / 1e6 + output * 10.0 / 1e6;
         assert!(
-            wsum(
-                "moralsweep_tokens_total",
-                &[("model", m), ("direction", "input")]
-            ) > 0.0
+            (cost - want).abs() < 1e-9 * want.max(1.0),
+            "{m}: cost {cost} vs {want}"
         );
         assert!(
             wsum(

@@ -429,8 +429,11 @@ pub fn status(a: StatusArgs) -> anyhow::Result<()> {
             .map_err(|e| rpc_error("watching progress failed", e))?
             .into_inner();
         let multi = indicatif::MultiProgress::new();
+        // Bars on a terminal; plain lines (every few seconds) otherwise.
+        let plain = !std::io::stderr().is_terminal();
+        let mut last_line: Option<std::time::Instant> = None;
         let style = indicatif::ProgressStyle::with_template(
-            "{prefix:<36} [{bar:40}] {pos}/{len} {percent:>3}% {msg}",
+            "{prefix:<36} [{bar:40}] {pos}/{len} {percent:>3}% {per_sec:>10} eta {eta} {msg}",
         )
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
         .progress_chars("=> ");
@@ -441,13 +444,29 @@ pub fn status(a: StatusArgs) -> anyhow::Result<()> {
             .await
             .map_err(|e| rpc_error("watching progress failed", e))?
         {
-            for s in ev.sweeps.into_iter().map(convert::progress_from_pb) {
+            let sweeps: Vec<SweepProgress> = ev
+                .sweeps
+                .into_iter()
+                .map(convert::progress_from_pb)
+                .collect();
+            if plain {
+                let finished = sweeps.iter().all(|s| s.finished());
+                if finished || last_line.is_none_or(|t| t.elapsed() >= Duration::from_secs(5)) {
+                    print_status(&sweeps);
+                    last_line = Some(std::time::Instant::now());
+                }
+                continue;
+            }
+            for s in sweeps {
                 for u in &s.units {
                     let key = format!("{}/{}/{}", s.sweep, u.model, u.mode.name());
                     let bar = bars.entry(key.clone()).or_insert_with(|| {
                         let b = multi.add(indicatif::ProgressBar::new(u.total));
                         b.set_style(style.clone());
                         b.set_prefix(key);
+                        // Rate and ETA from what is answered while watching.
+                        b.set_position(u.done);
+                        b.reset_eta();
                         b
                     });
                     bar.set_position(u.done);

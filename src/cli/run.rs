@@ -270,7 +270,7 @@ impl Progress {
         if !quiet && std::io::stderr().is_terminal() {
             let multi = indicatif::MultiProgress::new();
             let style = indicatif::ProgressStyle::with_template(
-                "{prefix:<28} [{bar:40}] {pos}/{len} {percent:>3}% eta {eta} {msg}",
+                "{prefix:<28} [{bar:40}] {pos}/{len} {percent:>3}% {per_sec:>10} eta {eta} {msg}",
             )
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
             .progress_chars("=> ");
@@ -280,6 +280,8 @@ impl Progress {
                 bar.set_style(style.clone());
                 bar.set_prefix(model.clone());
                 bar.set_position(done);
+                // Rate and ETA from the slots answered in this run only.
+                bar.reset_eta();
                 v.push((model, bar));
             }
             bars = Some((multi, v));

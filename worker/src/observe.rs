@@ -48,7 +48,14 @@ impl Provider for Traced<'_> {
             &self.model.provider,
             self.model.rate_group(),
         );
-        self.inner.complete(req).instrument(span).await
+        let result = self.inner.complete(req).instrument(span).await;
+        if let Ok(c) = &result {
+            let prices = crate::cost::Prices::of(self.model);
+            if let Some(usd) = prices.cost(c.usage.input_tokens, c.usage.output_tokens) {
+                moralsweep_telemetry::metrics::global().cost(&self.model.key, usd);
+            }
+        }
+        result
     }
 }
 
