@@ -180,3 +180,44 @@ fn bad_specs_get_clear_errors() {
     let out = run(&["run", "nope.toml"], d.path());
     assert!(String::from_utf8_lossy(&out.stderr).contains("nope.toml"));
 }
+
+#[path = "simproc/mod.rs"]
+mod simproc;
+
+#[test]
+fn a_model_with_a_bad_key_stops_with_a_clear_message_and_the_rest_goes_on() {
+    const KEY_VAR: &str = "MORALSWEEP_E2E_RUN_KEY";
+    const BAD_VAR: &str = "MORALSWEEP_E2E_RUN_BAD_KEY";
+    const KEY: &str = "sk-run-good-123456";
+    let sim = simproc::SimProc::start_with_env(&["--api-key-env", KEY_VAR], &[(KEY_VAR, KEY)]);
+    let d = tempfile::tempdir().unwrap();
+    write_personas(d.path(), 3);
+    let mut text = spec_text_sim("fatal", &["good"], 3, 2, &sim.url, KEY_VAR, "");
+    text.push_str(&format!(
+        "\n[[model]]\nkey = \"bad\"\nprovider = \"openai\"\nmodel = \"bad\"\nbase_url = \"{}/v1\"\napi_key_env = \"{BAD_VAR}\"\n",
+        sim.url
+    ));
+    std::fs::write(d.path().join("s.toml"), text).unwrap();
+    let out = Command::new(bin())
+        .args(["run", "s.toml", "--workers", "2"])
+        .current_dir(d.path())
+        .env(KEY_VAR, KEY)
+        .env(BAD_VAR, "sk-wrong-key-000")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("model bad stopped") && stderr.contains("401"),
+        "no clear message for the bad model: {stderr}"
+    );
+    assert!(d.path().join("out/data/good_temp01.csv").exists());
+    assert!(!d.path().join("out/data/bad_temp01.csv").exists());
+    let good = data_without_time(&d.path().join("out"));
+    assert_every_slot_once(&good["good_temp01.csv"], 3, 2);
+    for k in [KEY, "sk-wrong-key-000"] {
+        let leaks = files_containing(d.path(), k);
+        assert!(leaks.is_empty(), "an API key was written to {leaks:?}");
+        assert!(!stderr.contains(k), "an API key was logged");
+    }
+}

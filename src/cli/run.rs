@@ -175,6 +175,8 @@ async fn run_sweep(args: RunArgs, sweep: Sweep) -> anyhow::Result<()> {
             "interrupted: {} of {} slots recorded; run the same command again to resume",
             p.done, p.total
         );
+        // exit() skips the telemetry guard: send the finished spans first.
+        moralsweep_telemetry::flush();
         std::process::exit(130);
     }
     for m in &final_state.messages {
