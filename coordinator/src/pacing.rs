@@ -4,11 +4,12 @@
 //! send: one per slot with each lease grant, more for retries.
 //!
 //! Each group holds two `governor` GCRA limiters, one counting requests and
-//! one counting tokens. Their bursts are kept small (half a per cent of a
-//! minute's quota), because a GCRA limiter lets through at most
-//! `burst + rate * T` cells in any window of length `T`: with a small burst no
-//! 60-second window can exceed the provider's per-minute limit by more than
-//! that half per cent, while the steady rate is the full limit.
+//! one counting tokens. A GCRA limiter lets through at most `burst + rate * T`
+//! cells in any window of length `T`, so the limiters run at 99% of the
+//! limit ([`HEADROOM`]) with a burst of half a per cent of a minute's quota:
+//! no 60-second window can then exceed 99.5% of the provider's per-minute
+//! limit, which leaves room for the jitter between a permit's grant and its
+//! request's arrival, while the steady rate stays at 99% of the limit.
 //!
 //! Tokens are paced with an estimate made before the call; once the provider
 //! reports the real usage, [`RateGroups::record_usage`] corrects the account:
@@ -18,8 +19,9 @@
 //!
 //! A 429 from the provider ([`RateGroups::throttled`]) pauses the whole group
 //! for the `Retry-After` the provider sent (one second if it sent none), then
-//! lets it recover gradually: the group restarts at half its rate and climbs
-//! back to the full limit over [`RECOVERY`]. 429s arriving while the group is
+//! lets it recover gradually: the group restarts at [`RECOVERY_START`] of its
+//! rate and climbs back to the full limit over [`RECOVERY`]; another 429
+//! during the climb cuts the rate again by the same factor. 429s arriving while the group is
 //! already paused (the other requests that were in flight) do not cut the
 //! rate again.
 
@@ -43,10 +45,13 @@ pub struct Limits {
 
 /// How long a throttled group takes to climb from its reduced rate back to
 /// the full limit once its pause is over.
-pub const RECOVERY: Duration = Duration::from_secs(30);
+pub const RECOVERY: Duration = Duration::from_secs(20);
 
 /// The rate (as a fraction of the limit) a group restarts at after a 429.
-const RECOVERY_START: f64 = 0.5;
+pub const RECOVERY_START: f64 = 0.8;
+
+/// The fraction of a limit the limiters pace at (see the module docs).
+pub const HEADROOM: f64 = 0.99;
 
 /// The recovery limiter is rebuilt each time the allowed fraction has grown
 /// by this much (a rebuilt limiter starts with a fresh, small burst).
@@ -70,7 +75,7 @@ fn burst_of(per_minute: u64) -> u32 {
 /// A limiter letting `per_minute * fraction` cells a minute through, with
 /// bursts of `burst` cells.
 fn limiter<C: Clock + Clone>(per_minute: u64, fraction: f64, burst: u32, clock: &C) -> Limiter<C> {
-    let rate = (per_minute as f64 * fraction).max(1e-3);
+    let rate = (per_minute as f64 * fraction * HEADROOM).max(1e-3);
     let period = Duration::from_secs_f64(60.0 / rate).max(Duration::from_nanos(1));
     let quota = Quota::with_period(period)
         .expect("a period of at least one nanosecond")
@@ -532,7 +537,8 @@ mod tests {
         );
         let per_second = drive(&rg, &clock, "g", 180, Duration::from_millis(7), 64, 200);
         let worst = max_window(&per_second, 60);
-        assert!(worst as f64 <= 30_000.0 * 1.01, "a minute saw {worst}");
+        // Never over the limit in any minute, with room for send jitter.
+        assert!(worst <= 29_900, "a minute saw {worst}");
         let total: u64 = per_second.iter().sum();
         assert!(
             total as f64 >= 30_000.0 * 3.0 * 0.99,
@@ -556,7 +562,7 @@ mod tests {
         assert_eq!(rg.take("g", 5, 10), 0);
         let wait = rg.next_ready("g");
         assert!(
-            wait > Duration::from_millis(900) && wait <= Duration::from_secs(1),
+            wait > Duration::from_millis(900) && wait <= Duration::from_millis(1020),
             "{wait:?}"
         );
         clock.advance(wait);
@@ -628,10 +634,10 @@ mod tests {
         assert!(wait > Duration::from_millis(2900), "{wait:?}");
         let per_second = drive(&rg, &clock, "g", 40, Duration::from_millis(5), 10, 1);
         assert!(per_second[..2].iter().all(|&n| n == 0), "{per_second:?}");
-        // Right after the pause: about half the rate (100/s -> 50/s).
-        assert!((40..=65).contains(&per_second[4]), "{per_second:?}");
+        // Right after the pause: a reduced rate (99/s -> about 80/s).
+        assert!((70..=90).contains(&per_second[4]), "{per_second:?}");
         // Later: back at the full rate.
-        assert!((95..=105).contains(&per_second[38]), "{per_second:?}");
+        assert!((95..=101).contains(&per_second[38]), "{per_second:?}");
         assert_eq!(rg.status("g").unwrap().rate_fraction, 1.0);
         assert!(per_second[10] < per_second[25], "{per_second:?}");
     }

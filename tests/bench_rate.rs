@@ -1,0 +1,228 @@
+//! Benchmark (ignored by default; run it in release):
+//!
+//! ```text
+//! cargo test --release --test bench_rate -- --ignored --nocapture
+//! ```
+//!
+//! One rate group at 30,000 requests per minute, served by 8 worker
+//! processes through one coordinator (Redis without persistence), against
+//! `moralsweep sim` enforcing the same 30,000 rpm and counting every request
+//! it receives per second. Prints the achieved rate over the steady part (the
+//! goal: at least 95% of the limit), the largest number of requests the
+//! simulator saw in any 60-second window (the goal: at most 1% over the
+//! limit), the 429s it answered, and the CPU time the workers spent per
+//! 1,000 requests.
+//!
+//! Knobs: MORALSWEEP_BENCH_RPM (default 30000), MORALSWEEP_BENCH_PERSONAS
+//! (default 300: 90,000 slots, three minutes at 30,000 rpm),
+//! MORALSWEEP_BENCH_WORKERS (default 8).
+
+mod simproc;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use moralsweep_coordinator::testsupport::{free_port, Persistence, RedisServer};
+use simproc::{bin, SimProc};
+
+const TOKEN: &str = "bench-rate-token";
+const KEY: &str = "bench-rate";
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn knob(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// CPU seconds (user + system) a process has used so far.
+fn cpu_secs(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return 0.0;
+    };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // Fields 14 and 15 of stat(5); `rest` starts at field 3.
+    let ticks: f64 = f[11].parse::<f64>().unwrap_or(0.0) + f[12].parse::<f64>().unwrap_or(0.0);
+    ticks / 100.0
+}
+
+#[test]
+#[ignore = "benchmark: cargo test --release --test bench_rate -- --ignored --nocapture"]
+fn one_rate_group_at_the_limit() {
+    let rpm = knob("MORALSWEEP_BENCH_RPM", 30_000);
+    let personas = knob("MORALSWEEP_BENCH_PERSONAS", 300) as usize;
+    let n_workers = knob("MORALSWEEP_BENCH_WORKERS", 8) as usize;
+    let total = personas as u64 * 30 * 10;
+    let dir = tempfile::tempdir().unwrap();
+    let texts: Vec<String> = (0..personas)
+        .map(|i| format!("bench persona number {i}, who answers questionnaires for a living"))
+        .collect();
+    std::fs::write(
+        dir.path().join("personas.json"),
+        serde_json::to_string(&texts).unwrap(),
+    )
+    .unwrap();
+
+    let sim = SimProc::start(&["--rpm", &rpm.to_string(), "--seed", "1"]);
+    let spec = format!(
+        r#"name = "bench-rate"
+personas = "personas.json"
+repetitions = 10
+temperature = 0.1
+modes = ["persona"]
+output = "out"
+
+[[model]]
+key = "{KEY}"
+provider = "sim"
+model = "{KEY}"
+base_url = "{}/v1"
+rate_group = "account"
+rpm = {rpm}
+timeout_secs = 10
+"#,
+        sim.url
+    );
+    std::fs::write(dir.path().join("s.toml"), spec).unwrap();
+
+    let redis = RedisServer::start_with(Persistence::None);
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let coord = Proc(
+        Command::new(bin())
+            .args([
+                "coordinator",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--redis",
+                &redis.url(),
+                "--data-dir",
+                dir.path().join("data").to_str().unwrap(),
+                "--no-metrics",
+            ])
+            .env("MORALSWEEP_TOKEN", TOKEN)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    );
+    let t0 = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(t0.elapsed() < Duration::from_secs(30));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = Command::new(bin())
+        .args(["submit", "s.toml", "--coordinator", &url])
+        .current_dir(dir.path())
+        .env("MORALSWEEP_TOKEN", TOKEN)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let workers: Vec<Proc> = (0..n_workers)
+        .map(|i| {
+            Proc(
+                Command::new(bin())
+                    .args([
+                        "worker",
+                        "--coordinator",
+                        &url,
+                        "--name",
+                        &format!("rate{i}"),
+                        "--concurrency",
+                        "64",
+                    ])
+                    .env("MORALSWEEP_TOKEN", TOKEN)
+                    .env("RUST_LOG", "warn")
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::inherit())
+                    .spawn()
+                    .unwrap(),
+            )
+        })
+        .collect();
+    let cpu0: f64 = workers.iter().map(|w| cpu_secs(w.0.id())).sum();
+    let coord_cpu0 = cpu_secs(coord.0.id());
+
+    // Until the simulator has answered every slot.
+    let start = Instant::now();
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+        let stats = sim.stats();
+        let rated = stats["keys"][KEY]["rated"].as_u64().unwrap_or(0);
+        if rated >= total {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(3600),
+            "the benchmark did not finish"
+        );
+    }
+    let elapsed = start.elapsed();
+    let worker_cpu: f64 = workers.iter().map(|w| cpu_secs(w.0.id())).sum::<f64>() - cpu0;
+    let coord_cpu = cpu_secs(coord.0.id()) - coord_cpu0;
+    let stats = sim.stats();
+    let k = &stats["keys"][KEY];
+    let per_second: Vec<u64> = k["per_second"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    let admitted: Vec<u64> = k["admitted_per_second"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    let first = per_second.iter().position(|&n| n > 0).unwrap_or(0);
+    let last = per_second.iter().rposition(|&n| n > 0).unwrap_or(0);
+    // The steady part: past the first 10 s and before the last 5 s.
+    let steady =
+        &admitted[(first + 10).min(last)..last.saturating_sub(5).max(first + 10).min(last)];
+    let steady_rpm = steady.iter().sum::<u64>() as f64 / steady.len().max(1) as f64 * 60.0;
+    let requests = k["requests"].as_u64().unwrap();
+    let max_60 = k["max_60s"].as_u64().unwrap();
+    let max_1 = k["max_1s"].as_u64().unwrap();
+
+    println!("\n=== moralsweep rate-limit benchmark ===");
+    println!(
+        "one rate group at {rpm} rpm; {n_workers} worker processes (concurrency 64 each), one coordinator, moralsweep sim enforcing {rpm} rpm"
+    );
+    println!(
+        "{total} slots answered in {:.1} s; the simulator received {requests} requests ({} refused with 429)",
+        elapsed.as_secs_f64(),
+        k["rate_limited"]
+    );
+    println!(
+        "steady part ({} s): {steady_rpm:.0} requests/min admitted = {:.1}% of the limit",
+        steady.len(),
+        100.0 * steady_rpm / rpm as f64
+    );
+    println!(
+        "largest 60-second window the simulator saw: {max_60} requests = {:+.2}% vs the limit; largest second: {max_1} (limit/60 = {})",
+        100.0 * (max_60 as f64 - rpm as f64) / rpm as f64,
+        rpm / 60
+    );
+    println!(
+        "worker CPU: {worker_cpu:.2} s for {requests} requests = {:.3} CPU-s per 1,000 requests (coordinator: {:.3} CPU-s per 1,000)",
+        worker_cpu / (requests as f64 / 1000.0),
+        coord_cpu / (requests as f64 / 1000.0)
+    );
+}
