@@ -707,3 +707,43 @@ fn sigterm_drains_a_loaded_worker_and_a_restarted_coordinator_resumes() {
     }
     coord.proc.terminate(Duration::from_secs(30));
 }
+
+#[test]
+fn a_one_process_run_exports_its_spans_as_moralsweep_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let rx = rt.block_on(OtlpReceiver::start()).unwrap();
+    let (_sim, sim_addr) = start_sim(d, 0);
+    write_spec(d, "run-e2e", &sim_addr, &["sim-run"], 60_000);
+    let out = Command::new(bin())
+        .args(["run", "s.toml", "--workers", "2", "--quiet"])
+        .current_dir(d)
+        .env(KEY_VAR, API_KEY)
+        .env("MORALSWEEP_TOKEN", TOKEN)
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", rx.endpoint("http/protobuf"))
+        .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+        .env("MORALSWEEP_LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let spans = rx.spans();
+    assert!(spans.iter().all(|s| s.service_name == "moralsweep-run"));
+    let names: std::collections::BTreeSet<&str> = spans.iter().map(|s| s.name.as_str()).collect();
+    for want in ["sweep", "lease", "model", "provider_call"] {
+        assert!(names.contains(want), "no {want} span in {names:?}");
+    }
+    let call = spans.iter().find(|s| s.name == "provider_call").unwrap();
+    assert_eq!(call.attributes["model.key"], "sim-run");
+    assert_eq!(call.attributes["http.status"], "200");
+    for secret in [API_KEY, TOKEN] {
+        assert!(!rx.raw_contains(secret), "{secret} was exported");
+        assert!(
+            !stderr.contains(secret) && !stdout.contains(secret),
+            "{secret} was logged"
+        );
+    }
+}
