@@ -188,24 +188,39 @@ pub(crate) fn commit_file(file: std::fs::File, tmp: &Path, path: &Path) -> Resul
 /// blanks allowed; an integral float such as `4.0`, as pandas writes
 /// integer columns holding gaps, is accepted).
 pub(crate) fn parse_int(field: &[u8]) -> Option<i64> {
-    let s = std::str::from_utf8(field).ok()?.trim();
-    if s.is_empty() {
-        return None;
+    let mut f = field;
+    while let [first, rest @ ..] = f {
+        if first.is_ascii_whitespace() {
+            f = rest;
+        } else {
+            break;
+        }
     }
-    let (neg, digits) = match s.strip_prefix('-') {
-        Some(d) => (true, d),
-        None => (false, s.strip_prefix('+').unwrap_or(s)),
+    while let [rest @ .., last] = f {
+        if last.is_ascii_whitespace() {
+            f = rest;
+        } else {
+            break;
+        }
+    }
+    let (neg, digits) = match f {
+        [b'-', rest @ ..] => (true, rest),
+        [b'+', rest @ ..] => (false, rest),
+        _ => (false, f),
     };
-    let int_part = match digits.split_once('.') {
-        Some((i, frac)) if !i.is_empty() && frac.bytes().all(|b| b == b'0') => i,
+    let int_part = match digits.iter().position(|&b| b == b'.') {
+        Some(dot) if dot > 0 && digits[dot + 1..].iter().all(|&b| b == b'0') => &digits[..dot],
         Some(_) => return None,
         None => digits,
     };
-    if int_part.is_empty() || int_part.len() > 15 || !int_part.bytes().all(|b| b.is_ascii_digit()) {
+    if int_part.is_empty() || int_part.len() > 15 {
         return None;
     }
     let mut v: i64 = 0;
-    for b in int_part.bytes() {
+    for &b in int_part {
+        if !b.is_ascii_digit() {
+            return None;
+        }
         v = v * 10 + (b - b'0') as i64;
     }
     Some(if neg { -v } else { v })

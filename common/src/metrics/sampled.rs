@@ -408,11 +408,13 @@ fn resample_direct(vals: &[u8], rng: &mut FastRng) -> (f64, f64) {
 /// The exact distribution of a cell's resampled (mean, sd): a resample of
 /// k ratings with replacement is multinomial over the cell's distinct
 /// values, so every composition of k over them is enumerated once with its
-/// probability, and a draw costs one uniform number and a search instead of
-/// k index draws. Used when the compositions are few.
+/// probability, and a draw costs one random number and an alias-table
+/// lookup (Walker/Vose; probabilities kept to 2^-32) instead of k index
+/// draws. Used when the compositions are few.
 struct OutcomeTable {
-    /// Cumulative probabilities, outcomes sorted by decreasing probability.
-    cdf: Vec<f64>,
+    /// Per slot: keep the slot when the low 32 random bits are below this.
+    threshold: Vec<u64>,
+    alias: Vec<u32>,
     moments: Vec<(f64, f64)>,
 }
 
@@ -469,35 +471,53 @@ impl OutcomeTable {
             }
             entries.push((lp.exp(), moments(k as u64, s, ss)));
         });
-        entries.sort_by(|a, b| b.0.total_cmp(&a.0));
-        let mut total = 0.0;
-        let cdf = entries
-            .iter()
-            .map(|e| {
-                total += e.0;
-                total
-            })
-            .collect();
+        let n = entries.len();
+        let total: f64 = entries.iter().map(|e| e.0).sum();
+        let mut scaled: Vec<f64> = entries.iter().map(|e| e.0 / total * n as f64).collect();
+        let mut alias: Vec<u32> = (0..n as u32).collect();
+        let mut threshold = vec![1u64 << 32; n];
+        let (mut small, mut large): (Vec<usize>, Vec<usize>) =
+            (0..n).partition(|&i| scaled[i] < 1.0);
+        while let (Some(&s), Some(&l)) = (small.last(), large.last()) {
+            small.pop();
+            threshold[s] = (scaled[s] * 4_294_967_296.0).round() as u64;
+            alias[s] = l as u32;
+            scaled[l] -= 1.0 - scaled[s];
+            if scaled[l] < 1.0 {
+                large.pop();
+                small.push(l);
+            }
+        }
+        // Whatever is left is 1 up to rounding: always kept.
         Some(OutcomeTable {
-            cdf,
+            threshold,
+            alias,
             moments: entries.into_iter().map(|e| e.1).collect(),
         })
     }
 
     #[inline(always)]
     fn sample(&self, rng: &mut FastRng) -> (f64, f64) {
-        let u = (rng.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64);
-        let i = if self.cdf.len() <= 32 {
-            self.cdf
-                .iter()
-                .position(|&c| u < c)
-                .unwrap_or(self.cdf.len() - 1)
+        let x = rng.next_u64();
+        let i = (((x >> 32) * self.moments.len() as u64) >> 32) as usize;
+        if (x & 0xffff_ffff) < self.threshold[i] {
+            self.moments[i]
         } else {
-            self.cdf
-                .partition_point(|&c| c <= u)
-                .min(self.cdf.len() - 1)
-        };
-        self.moments[i]
+            self.moments[self.alias[i] as usize]
+        }
+    }
+
+    /// The probability each outcome is drawn with (for tests).
+    #[cfg(test)]
+    fn probabilities(&self) -> Vec<f64> {
+        let n = self.moments.len();
+        let mut p = vec![0.0; n];
+        for i in 0..n {
+            let keep = self.threshold[i] as f64 / 4_294_967_296.0;
+            p[i] += keep / n as f64;
+            p[self.alias[i] as usize] += (1.0 - keep) / n as f64;
+        }
+        p
     }
 }
 
@@ -533,23 +553,27 @@ mod tests {
     #[test]
     fn outcome_table_is_the_exact_resampling_distribution() {
         let t = OutcomeTable::new(&[0, 5], 100).unwrap();
-        let mut got: Vec<((f64, f64), f64)> = Vec::new();
-        let mut prev = 0.0;
-        for (c, m) in t.cdf.iter().zip(&t.moments) {
-            got.push((*m, c - prev));
-            prev = *c;
-        }
+        let mut got: Vec<((f64, f64), f64)> =
+            t.moments.iter().copied().zip(t.probabilities()).collect();
         got.sort_by(|a, b| a.0 .0.total_cmp(&b.0 .0));
         let sd = (12.5f64).sqrt();
         assert_eq!(got[0].0, (0.0, 0.0));
         assert_eq!(got[1].0, (2.5, sd));
         assert_eq!(got[2].0, (5.0, 0.0));
-        assert!((got[0].1 - 0.25).abs() < 1e-15 && (got[1].1 - 0.5).abs() < 1e-15);
+        assert!((got[0].1 - 0.25).abs() < 1e-9 && (got[1].1 - 0.5).abs() < 1e-9);
+        // Binomial(10, 0.3) over the count of 4s among [1,1,1,1,1,1,1,4,4,4].
+        let t = OutcomeTable::new(&[1, 1, 1, 1, 1, 1, 1, 4, 4, 4], 100).unwrap();
+        for (m, p) in t.moments.iter().zip(t.probabilities()) {
+            let x = ((m.0 * 10.0 - 10.0) / 3.0).round() as i32;
+            let choose = (0..x).fold(1.0, |c, i| c * (10 - i) as f64 / (i + 1) as f64);
+            let want = choose * 0.3f64.powi(x) * 0.7f64.powi(10 - x);
+            assert!((p - want).abs() < 1e-9, "x={x}: {p} vs {want}");
+        }
         // 10 ratings over 4 values: 286 compositions; over 6 values: too many.
         assert_eq!(
             OutcomeTable::new(&[0, 1, 2, 3, 0, 1, 2, 3, 0, 1], 800)
                 .unwrap()
-                .cdf
+                .moments
                 .len(),
             286
         );
