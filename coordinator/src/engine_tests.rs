@@ -326,3 +326,63 @@ async fn rate_limits_pace_grants() {
     // 60 rpm: a burst of at most about one second's worth.
     assert!(granted <= 2, "granted {granted}");
 }
+
+#[tokio::test]
+async fn many_sweeps_with_dozens_of_models_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(MemStore::default());
+    let e = engine(store, dir.path(), Duration::from_secs(30));
+    e.start();
+    let models: Vec<String> = (0..24).map(|i| format!("model-{i:02}")).collect();
+    let refs: Vec<&str> = models.iter().map(String::as_str).collect();
+    for name in ["sa", "sb", "sc"] {
+        let mut s = spec(name, &refs);
+        s.repetitions = 1;
+        s.modes = vec![Mode::SelfMode];
+        e.submit(s, personas(), dir.path().join(name))
+            .await
+            .unwrap();
+    }
+    // Lease calls go round robin over the units: 24 calls of 10 slots reach
+    // 24 different units before any unit is visited twice.
+    let mut n = 0;
+    let mut units = Vec::new();
+    for _ in 0..24 {
+        for g in e.lease("w", 10).await.unwrap().grants {
+            units.push(g.unit.clone());
+            let reports = g
+                .slots
+                .iter()
+                .map(|&s| SlotReport {
+                    lease_id: Some(g.lease_id.clone()),
+                    unit: g.unit.clone(),
+                    slot: s,
+                    outcome: sample(s),
+                })
+                .collect();
+            n += e
+                .report(reports, std::slice::from_ref(&g.lease_id))
+                .await
+                .unwrap()
+                .recorded;
+        }
+    }
+    let mut distinct = units.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(
+        distinct.len(),
+        units.len(),
+        "a unit was visited twice: {units:?}"
+    );
+    n += drain(&e).await;
+    assert_eq!(n, 3 * 24 * 30);
+    for name in ["sa", "sb", "sc"] {
+        wait_done(&e, name).await;
+        assert!(dir
+            .path()
+            .join(name)
+            .join("data/model-23_temp01_self.csv")
+            .exists());
+    }
+}
