@@ -508,6 +508,7 @@ impl RedisStore {
         let n = OP_SEQ.fetch_add(1, Ordering::Relaxed);
         format!("{}-{n:x}", self.nonce)
     }
+
     /// [`Store::grant`] as operation `op`: a second call with the same
     /// `op` (within [`OP_TTL_SECS`]) returns the first call's outcome.
     #[allow(clippy::too_many_arguments)]
