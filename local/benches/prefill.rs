@@ -21,6 +21,17 @@ fn prompt(persona: &str, item: usize) -> String {
     )
 }
 
+/// CPU seconds this process has used (user + system, all threads), from
+/// /proc/self/stat: with other work on the machine, prompt tokens per CPU
+/// second times the core count estimates the unloaded rate.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let Some(path) = std::env::var_os("MORALSWEEP_MODEL_PATH").map(PathBuf::from) else {
         eprintln!("prefill bench: MORALSWEEP_MODEL_PATH is not set (run scripts/fetch-model); nothing measured");
@@ -56,6 +67,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Cold prefill of whole prompts (no reuse: a fresh persona each time).
     let mut toks = 0usize;
+    let cpu = cpu_seconds();
     let t = Instant::now();
     for i in 0..4 {
         let p = prompt(
@@ -67,7 +79,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         engine.distribution(&ids)?;
     }
     let s = t.elapsed().as_secs_f64();
-    println!("cold prefill incl. output head: {toks} tokens in {s:.2}s = {:.0} prompt tokens/s, {:.2} prompts/s", toks as f64 / s, 4.0 / s);
+    let c = cpu_seconds() - cpu;
+    println!(
+        "cold prefill incl. output head: {toks} tokens in {s:.2}s = {:.0} prompt tokens/s, {:.2} prompts/s; {c:.2} CPU-s = {:.0} tokens per CPU-s",
+        toks as f64 / s,
+        4.0 / s,
+        toks as f64 / c
+    );
 
     // Output head alone.
     let ids = engine.prompt_tokens("Hello");
@@ -86,19 +104,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The sweep pattern: one persona, 30 items.
     let persona = "A retired schoolteacher who volunteers at the local food bank and sings in a church choir.";
     let (asked0, computed0) = engine.token_counts();
+    let cpu = cpu_seconds();
     let t = Instant::now();
     for item in 0..30 {
         let ids = engine.prompt_tokens(&prompt(persona, item));
         engine.distribution(&ids)?;
     }
     let s = t.elapsed().as_secs_f64();
+    let c = cpu_seconds() - cpu;
     let (asked, computed) = engine.token_counts();
     let (asked, computed) = (asked - asked0, computed - computed0);
     println!(
-        "persona x 30 items: {s:.2}s = {:.2} prompts/s, {:.0} prompt tokens/s ({asked} prompt tokens, {computed} computed after prefix reuse, {:.0} computed tokens/s)",
+        "persona x 30 items: {s:.2}s = {:.2} prompts/s, {:.0} prompt tokens/s ({asked} prompt tokens, {computed} computed after prefix reuse, {:.0} computed tokens/s); {c:.2} CPU-s = {:.2} prompts per CPU-s",
         30.0 / s,
         asked as f64 / s,
-        computed as f64 / s
+        computed as f64 / s,
+        30.0 / c
     );
 
     // Decoding one token at a time.

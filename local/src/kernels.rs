@@ -249,6 +249,98 @@ unsafe fn dot_q8_avx2(q: &[i8], scales: &[f32], x: &[f32]) -> f32 {
     lanes.iter().sum()
 }
 
+/// Single to half precision, rounding to nearest even.
+pub fn f32_to_f16(x: f32) -> u16 {
+    let b = x.to_bits();
+    let sign = ((b >> 16) & 0x8000) as u16;
+    let exp = ((b >> 23) & 0xff) as i32;
+    let man = b & 0x7f_ffff;
+    if exp == 0xff {
+        return sign | 0x7c00 | if man != 0 { 0x200 } else { 0 };
+    }
+    let e = exp - 127 + 15;
+    if e >= 0x1f {
+        return sign | 0x7c00;
+    }
+    let round = |v: u32, rem: u32, halfway: u32| {
+        if rem > halfway || (rem == halfway && v & 1 == 1) {
+            v + 1
+        } else {
+            v
+        }
+    };
+    if e <= 0 {
+        if e < -10 {
+            return sign;
+        }
+        let m = man | 0x80_0000;
+        let shift = (14 - e) as u32;
+        return sign | round(m >> shift, m & ((1 << shift) - 1), 1 << (shift - 1)) as u16;
+    }
+    sign | round(((e as u32) << 10) | (man >> 13), man & 0x1fff, 0x1000) as u16
+}
+
+/// `out[r] = mat[r] . x` for a row-major matrix of half-precision values.
+pub fn gemv_rows_f16(mat: &[u16], x: &[f32], out: &mut [f32]) {
+    let cols = x.len();
+    assert_eq!(mat.len(), cols * out.len());
+    let nt = threads().min(out.len().div_ceil(64)).max(1);
+    let per = out.len().div_ceil(nt);
+    std::thread::scope(|s| {
+        for (ci, chunk) in out.chunks_mut(per).enumerate() {
+            let rows = &mat[ci * per * cols..(ci * per + chunk.len()) * cols];
+            s.spawn(move || {
+                for (o, row) in chunk.iter_mut().zip(rows.chunks_exact(cols)) {
+                    *o = dot_f16(row, x);
+                }
+            });
+        }
+    });
+}
+
+fn dot_f16(a: &[u16], x: &[f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma")
+            && std::arch::is_x86_feature_detected!("f16c")
+        {
+            // SAFETY: the CPU supports the features the function is compiled for.
+            return unsafe { dot_f16_avx2(a, x) };
+        }
+    }
+    a.iter()
+        .zip(x)
+        .map(|(&h, &v)| crate::quant::f16_to_f32(h) * v)
+        .sum()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_f16_avx2(a: &[u16], x: &[f32]) -> f32 {
+    use std::arch::x86_64::*;
+    let n = a.len().min(x.len());
+    let (pa, px) = (a.as_ptr(), x.as_ptr());
+    let mut acc = [_mm256_setzero_ps(); 4];
+    let mut i = 0;
+    while i + 32 <= n {
+        for (j, s) in acc.iter_mut().enumerate() {
+            let h = _mm_loadu_si128(pa.add(i + 8 * j) as *const __m128i);
+            *s = _mm256_fmadd_ps(_mm256_cvtph_ps(h), _mm256_loadu_ps(px.add(i + 8 * j)), *s);
+        }
+        i += 32;
+    }
+    let s = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+    let mut lanes = [0f32; 8];
+    _mm256_storeu_ps(lanes.as_mut_ptr(), s);
+    let mut total: f32 = lanes.iter().sum();
+    while i < n {
+        total += crate::quant::f16_to_f32(a[i]) * x[i];
+        i += 1;
+    }
+    total
+}
+
 /// Dot product, with an AVX2/FMA path where the CPU has it.
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     #[cfg(target_arch = "x86_64")]
@@ -313,6 +405,32 @@ unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn half_precision_round_trip() {
+        for v in [
+            0.0f32,
+            1.0,
+            -2.5,
+            65504.0,
+            1e-5,
+            2.718_28,
+            -0.000_061_035_156,
+        ] {
+            let back = crate::quant::f16_to_f32(f32_to_f16(v));
+            assert!((back - v).abs() <= v.abs() * 1e-3 + 1e-7, "{v} -> {back}");
+        }
+        assert_eq!(f32_to_f16(1.0), 0x3c00);
+        assert_eq!(f32_to_f16(1e9), 0x7c00);
+        let m: Vec<u16> = (0..70).map(|i| f32_to_f16(i as f32 * 0.25)).collect();
+        let x: Vec<f32> = (0..35).map(|i| 1.0 - i as f32 * 0.1).collect();
+        let mut out = vec![0f32; 2];
+        gemv_rows_f16(&m, &x, &mut out);
+        for (r, o) in out.iter().enumerate() {
+            let want: f32 = (0..35).map(|j| (r * 35 + j) as f32 * 0.25 * x[j]).sum();
+            assert!((o - want).abs() < 1e-3, "{o} vs {want}");
+        }
+    }
 
     #[test]
     fn gemm_matches_naive() {
