@@ -303,12 +303,20 @@ pub struct SubmitArgs {
     pub spec: PathBuf,
     #[command(flatten)]
     pub client: ClientArgs,
+    /// Print the requests, tokens, cost and time at the configured limits,
+    /// and submit nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 pub fn submit(a: SubmitArgs) -> anyhow::Result<()> {
     init_logs("warn");
     // Validate locally first (keys are checked by the workers, which hold them).
     let sweep = Sweep::load(&a.spec, KeyCheck::Skip)?;
+    if a.dry_run {
+        println!("{}", moralsweep_worker::cost::dry_run(&sweep));
+        return Ok(());
+    }
     let text = std::fs::read_to_string(&a.spec)
         .with_context(|| format!("reading {}", a.spec.display()))?;
     let opts = a.client.options()?;

@@ -38,6 +38,10 @@ pub struct RunArgs {
     /// No progress bars or progress lines.
     #[arg(long)]
     pub quiet: bool,
+    /// Print the requests, tokens, cost and time at the configured limits,
+    /// and send nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
@@ -48,6 +52,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .try_init();
+    if args.dry_run {
+        // Nothing is sent, so no key is needed.
+        let sweep = Sweep::load(&args.spec, KeyCheck::Skip)?;
+        println!("{}", moralsweep_worker::cost::dry_run(&sweep));
+        return Ok(());
+    }
     let sweep = Sweep::load(&args.spec, KeyCheck::Check)?;
     if args.workers == 0 {
         anyhow::bail!("--workers is 0; give at least 1");
