@@ -408,15 +408,7 @@ mod tests {
 
     #[test]
     fn half_precision_round_trip() {
-        for v in [
-            0.0f32,
-            1.0,
-            -2.5,
-            65504.0,
-            1e-5,
-            2.5e-3,
-            -0.000_061_035_156,
-        ] {
+        for v in [0.0f32, 1.0, -2.5, 65504.0, 1e-5, 2.5e-3, -0.000_061_035_156] {
             let back = crate::quant::f16_to_f32(f32_to_f16(v));
             assert!((back - v).abs() <= v.abs() * 1e-3 + 1e-7, "{v} -> {back}");
         }
@@ -462,7 +454,7 @@ mod tests {
         for r in 0..rows {
             for blk in 0..2 {
                 bytes.extend(0x3c00u16.to_le_bytes());
-                bytes.extend((0..32).map(|i| ((i * (r + 1) + blk) % 11) as i8 as u8 - 5));
+                bytes.extend((0..32).map(|i| (((i * (r + 1) + blk) % 11) as i8 - 5) as u8));
             }
         }
         let q = Q8Matrix::from_q8_0(&bytes, rows, 64);
