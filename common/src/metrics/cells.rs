@@ -21,11 +21,14 @@ pub struct CellTable {
 }
 
 impl CellTable {
-    /// Groups `(persona, item 1-30, rating -1..=5)` rows into cells.
+    /// Groups `(persona, item 1-30, rating -1..=5)` rows into cells. The
+    /// readers guarantee those ranges; rows outside them are ignored here
+    /// (an item id outside 1-30, a rating outside -1..=5 counts as no rating).
     pub fn from_rows<I>(rows: I) -> CellTable
     where
         I: Iterator<Item = (u32, u8, i8)> + Clone,
     {
+        let rows = rows.filter(|r| (1..=ITEM_COUNT as u8).contains(&r.1));
         let mut personas: Vec<u32> = rows.clone().map(|r| r.0).collect();
         personas.sort_unstable();
         personas.dedup();
@@ -38,7 +41,7 @@ impl CellTable {
             let c = dense.get(p) * ITEM_COUNT + (q as usize - 1);
             present[c] = true;
             items_present[q as usize - 1] = true;
-            if r >= 0 {
+            if (0..=5).contains(&r) {
                 counts[c + 1] += 1;
             }
         }
@@ -49,7 +52,7 @@ impl CellTable {
         let mut fill: Vec<u32> = offsets[..cells].to_vec();
         let mut ratings = vec![0u8; offsets[cells] as usize];
         for (p, q, r) in rows {
-            if r >= 0 {
+            if (0..=5).contains(&r) {
                 let c = dense.get(p) * ITEM_COUNT + (q as usize - 1);
                 ratings[fill[c] as usize] = r as u8;
                 fill[c] += 1;

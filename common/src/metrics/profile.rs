@@ -24,7 +24,7 @@ pub struct FoundationProfile {
 pub fn self_profile(rows: &[RatingRow]) -> Vec<FoundationProfile> {
     let mut per_item: Vec<Vec<u8>> = vec![Vec::new(); ITEM_COUNT];
     for r in rows {
-        if r.rating >= 0 {
+        if (0..=5).contains(&r.rating) && (1..=ITEM_COUNT as u8).contains(&r.item) {
             per_item[r.item as usize - 1].push(r.rating as u8);
         }
     }
