@@ -281,6 +281,12 @@ fn sample_mode_lands_s_within_three_standard_errors() {
     let want = published(&reference, KEY);
     let got = metrics(&rows, 2);
     let (s, se) = (want["susceptibility"], want["susceptibility_uncertainty"]);
+    eprintln!(
+        "sample mode: S {:.4} (published {s:.4} +- {se:.4}), R {:.3} (published {:.3})",
+        got.s,
+        got.r(),
+        want["robustness"]
+    );
     assert!(
         (got.s - s).abs() <= 3.0 * se,
         "S {} is more than 3 se ({se}) from the published {s}",
