@@ -100,7 +100,9 @@ async fn run_sweep(args: RunArgs, sweep: Sweep) -> anyhow::Result<()> {
             ..EngineConfig::default()
         },
     );
-    let resumed = engine.resume().await?;
+    // Only this spec's sweep runs here: `submit` creates it, or loads it from
+    // the store when an earlier run started it (other sweeps in the same
+    // state file stay untouched).
     let name = sweep.spec.name.clone();
     let created = match engine
         .submit(sweep.spec.clone(), sweep.personas.clone(), sweep.output.clone())
@@ -116,7 +118,7 @@ async fn run_sweep(args: RunArgs, sweep: Sweep) -> anyhow::Result<()> {
         Err(e) => return Err(e.into()),
     };
     let before = engine.snapshot_one(&name)?;
-    if !created && resumed > 0 {
+    if !created {
         eprintln!(
             "resuming sweep {name}: {} of {} slots already recorded",
             before.done, before.total
