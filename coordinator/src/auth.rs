@@ -130,7 +130,10 @@ mod tests {
             tonic::Code::Unauthenticated
         );
         let mut with = |t: &str| {
-            let r = Bearer::new(Some(t)).unwrap().call(Request::new(())).unwrap();
+            let r = Bearer::new(Some(t))
+                .unwrap()
+                .call(Request::new(()))
+                .unwrap();
             auth.call(r)
         };
         assert!(with("s3cret").is_ok());
