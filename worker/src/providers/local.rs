@@ -26,7 +26,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use moralsweep_common::extract::first_standalone_rating;
@@ -42,16 +42,25 @@ pub struct Local {
     path: PathBuf,
     is_default: bool,
     opts: EngineOptions,
-    engine: tokio::sync::OnceCell<Arc<Engine>>,
+    /// Shared by every `Local` of the process naming the same file and
+    /// template, so that the weights are loaded (and cached prefixes kept)
+    /// once however many workers and models use them.
+    engine: Arc<tokio::sync::OnceCell<Arc<Engine>>>,
 }
 
 type EngineKey = (PathBuf, bool);
+type EngineCell = Arc<tokio::sync::OnceCell<Arc<Engine>>>;
 
-/// Engines loaded in this process, shared between models naming the same file.
-fn loaded() -> &'static Mutex<HashMap<EngineKey, Weak<Engine>>> {
-    static L: std::sync::OnceLock<Mutex<HashMap<EngineKey, Weak<Engine>>>> =
+/// The engine cell of a file and template in this process.
+fn engine_cell(key: EngineKey) -> EngineCell {
+    static L: std::sync::OnceLock<Mutex<HashMap<EngineKey, EngineCell>>> =
         std::sync::OnceLock::new();
     L.get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(key)
+        .or_default()
+        .clone()
 }
 
 fn extra_usize(spec: &ModelSpec, key: &str, default: usize) -> Result<usize, ProviderError> {
@@ -87,7 +96,10 @@ impl Local {
             distributions: extra_usize(spec, "distributions", defaults.distributions)?,
         };
         let path = weights::resolve(&spec.model);
-        let is_default = path == weights::default_path();
+        // The published hash is checked for the default file only (a file
+        // named by MORALSWEEP_MODEL_PATH or a path may be any GGUF model).
+        let is_default = path == weights::default_path()
+            && path.file_name().is_some_and(|n| n == weights::DEFAULT_FILE);
         if !path.is_file() {
             return Err(ProviderError::Fatal(if is_default {
                 format!(
@@ -104,22 +116,19 @@ impl Local {
                 )
             }));
         }
+        let (path_key, opts_raw) = (path.clone(), opts.template == Template::Raw);
         Ok(Local {
             key: spec.key.clone(),
             path,
             is_default,
             opts,
-            engine: tokio::sync::OnceCell::new(),
+            engine: engine_cell((path_key, opts_raw)),
         })
     }
 
     async fn engine(&self) -> Result<Arc<Engine>, ProviderError> {
         self.engine
             .get_or_try_init(|| async {
-                let key = (self.path.clone(), self.opts.template == Template::Raw);
-                if let Some(e) = loaded().lock().unwrap_or_else(|e| e.into_inner()).get(&key).and_then(Weak::upgrade) {
-                    return Ok(e);
-                }
                 let (path, opts, is_default, model) = (self.path.clone(), self.opts.clone(), self.is_default, self.key.clone());
                 let engine = tokio::task::spawn_blocking(move || {
                     if is_default {
@@ -134,10 +143,6 @@ impl Local {
                 .map_err(|e| ProviderError::Fatal(format!("loading the local model failed: {e}")))?
                 .map_err(|e| ProviderError::Fatal(format!("model {:?}: {e}", self.key)))?;
                 let engine = Arc::new(engine);
-                loaded()
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(key, Arc::downgrade(&engine));
                 Ok(engine)
             })
             .await
@@ -184,7 +189,7 @@ fn answer(
         v
     });
     let (text, output_tokens) = if req.max_tokens <= 1 {
-        let t = engine.next_token(&req.prompt, req.temperature, seed)?;
+        let t = engine.sample_next(&dist, req.temperature, seed);
         (t.text, 1)
     } else {
         let g = engine.generate_from(
