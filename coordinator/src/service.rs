@@ -84,13 +84,22 @@ impl Sweeps for Service {
         &self,
         _req: Request<pb::ListSweepsRequest>,
     ) -> Result<Response<pb::ListSweepsReply>, Status> {
-        Ok(Response::new(pb::ListSweepsReply {
-            sweeps: self
-                .engine
-                .snapshot()
+        let mut sweeps = self.engine.snapshot();
+        let leases = self
+            .engine
+            .store()
+            .leases()
+            .await
+            .map_err(|e| status(e.into()))?;
+        for p in &mut sweeps {
+            p.leased = leases
                 .iter()
-                .map(convert::progress_to_pb)
-                .collect(),
+                .filter(|l| l.unit.sweep == p.sweep)
+                .map(|l| l.slots.len() as u64)
+                .sum();
+        }
+        Ok(Response::new(pb::ListSweepsReply {
+            sweeps: sweeps.iter().map(convert::progress_to_pb).collect(),
         }))
     }
 
