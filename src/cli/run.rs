@@ -234,6 +234,11 @@ fn print_summary(p: &SweepProgress) {
         }
         _ => println!("(no persona metrics: the sweep has no complete persona-mode model)"),
     }
+    // Requests, tokens and cost of the calls this process made.
+    let usage = moralsweep_worker::cost::global().snapshot();
+    if usage.values().any(|u| u.requests > 0) {
+        print!("{}", moralsweep_worker::cost::usage_table(&usage));
+    }
 }
 
 /// model, S, se(S), R, se(R) of a metrics file, values rounded for display.

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use moralsweep_common::prompt::{persona_prompt, self_prompt};
 use moralsweep_common::{Mode, ModelSpec, Sweep, ITEMS};
@@ -115,6 +115,36 @@ impl Accounting {
         let m = self.models.lock().unwrap_or_else(|e| e.into_inner());
         m.iter().map(|(k, (_, u))| (k.clone(), u.clone())).collect()
     }
+}
+
+static GLOBAL: OnceLock<Arc<Accounting>> = OnceLock::new();
+
+/// The accounting of this process: [`crate::providers::build`] registers each
+/// model's prices there and [`crate::paced::Paced`] records every answered
+/// call there unless given another one.
+pub fn global() -> &'static Arc<Accounting> {
+    GLOBAL.get_or_init(|| Arc::new(Accounting::new()))
+}
+
+/// A table of usage per model, for the end of a run.
+pub fn usage_table(usage: &BTreeMap<String, ModelUsage>) -> String {
+    let mut s = format!(
+        "{:<28} {:>10} {:>6} {:>8} {:>14} {:>10} {:>10}\n",
+        "model", "requests", "429s", "retried", "input tokens", "output", "cost"
+    );
+    for (k, u) in usage {
+        s.push_str(&format!(
+            "{:<28} {:>10} {:>6} {:>8} {:>14} {:>10} {:>10}\n",
+            k,
+            u.requests,
+            u.rate_limited,
+            u.retried_errors,
+            u.input_tokens,
+            u.output_tokens,
+            fmt_cost(u.cost_usd)
+        ));
+    }
+    s
 }
 
 /// The dry-run figures of one model.
@@ -406,5 +436,7 @@ tpm = 10000
         assert_eq!(s["m"].requests, 1);
         assert_eq!(s["m"].rate_limited, 1);
         assert!((s["m"].cost_usd.unwrap() - 3.0).abs() < 1e-12);
+        let t = usage_table(&s);
+        assert!(t.contains("$3.00") && t.contains("1000000"), "{t}");
     }
 }

@@ -176,7 +176,7 @@ impl Paced {
             model_key: model_key.into(),
             policy: RetryPolicy::default(),
             breaker: Breaker::default(),
-            accounting: None,
+            accounting: Some(crate::cost::global().clone()),
         }
     }
 
@@ -185,7 +185,7 @@ impl Paced {
         self
     }
 
-    /// Records usage and cost in `accounting`.
+    /// Records usage and cost in `accounting` (default: [`crate::cost::global`]).
     pub fn with_accounting(mut self, accounting: Arc<Accounting>) -> Paced {
         self.accounting = Some(accounting);
         self

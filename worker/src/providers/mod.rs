@@ -76,6 +76,7 @@ pub trait Provider: Send + Sync {
 
 /// Builds the provider a model spec names.
 pub fn build(model: &ModelSpec) -> Result<Box<dyn Provider>, ProviderError> {
+    crate::cost::global().register(model);
     match model.provider.as_str() {
         "synthetic" => Ok(Box::new(synthetic::Synthetic::new(model))),
         "local" => Ok(Box::new(local::Local::new(model)?)),
