@@ -221,3 +221,45 @@ fn a_model_with_a_bad_key_stops_with_a_clear_message_and_the_rest_goes_on() {
         assert!(!stderr.contains(k), "an API key was logged");
     }
 }
+
+#[test]
+fn ctrl_c_stops_cleanly_and_a_rerun_finishes() {
+    let d = tempfile::tempdir().unwrap();
+    write_personas(d.path(), 5);
+    std::fs::write(
+        d.path().join("s.toml"),
+        spec_text("ctrlc", &["m"], 5, 2, "rpm = 1200"),
+    )
+    .unwrap();
+    let child = Command::new(bin())
+        .args(["run", "s.toml", "--workers", "2", "--quiet"])
+        .current_dir(d.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    let _ = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(
+        stderr.contains("interrupted") && stderr.contains("run the same command again"),
+        "{stderr}"
+    );
+    std::fs::write(
+        d.path().join("s.toml"),
+        spec_text("ctrlc", &["m"], 5, 2, ""),
+    )
+    .unwrap();
+    let out = run(&["run", "s.toml"], d.path());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let files = data_without_time(&d.path().join("out"));
+    assert_every_slot_once(&files["m_temp01.csv"], 5, 2);
+}

@@ -152,6 +152,16 @@ async fn run_sweep(args: RunArgs, sweep: Sweep) -> anyhow::Result<()> {
         )));
     }
 
+    // Listens for Ctrl-C and SIGTERM for the whole run (a listener that
+    // exists only inside the loop's select could miss a signal).
+    let (int_tx, mut int_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate() => {}
+        }
+        let _ = int_tx.send(true);
+    });
     let mut view = Progress::new(&before, args.quiet);
     let mut changes = engine.subscribe();
     let mut interrupted = false;
@@ -162,11 +172,11 @@ async fn run_sweep(args: RunArgs, sweep: Sweep) -> anyhow::Result<()> {
             break p;
         }
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => { interrupted = true; }
-            _ = terminate() => { interrupted = true; }
+            _ = int_rx.changed() => {}
             _ = changes.changed() => {}
             _ = tokio::time::sleep(Duration::from_millis(500)) => {}
         }
+        interrupted = *int_rx.borrow();
         if interrupted {
             break p;
         }
