@@ -118,10 +118,6 @@ pub async fn rate_logprob(
             });
         }
     }
-    let raw: Vec<serde_json::Value> = top
-        .iter()
-        .map(|t| serde_json::json!({"token": t.token, "logprob": t.logprob}))
-        .collect();
     let (first_token, first_token_logprob) = top
         .first()
         .map(|t| (t.token.clone(), t.logprob))
@@ -130,10 +126,63 @@ pub async fn rate_logprob(
         first_token,
         first_token_logprob,
         digit_logprobs,
-        raw_top_logprobs_json: serde_json::Value::Array(raw).to_string(),
+        raw_top_logprobs_json: python_json_top(&top),
         top_logprobs_requested: top_logprobs,
         collected_at: now_timestamp(),
     })
+}
+
+/// The returned top tokens as the papers' pipeline wrote them: Python's
+/// `json.dumps` of a list of `{"token": ..., "logprob": ...}` (", " and ": "
+/// separators, non-ASCII escaped as `\uXXXX`, floats in `repr` form).
+fn python_json_top(top: &[crate::providers::TokenLogprob]) -> String {
+    let mut out = String::from("[");
+    for (i, t) in top.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        out.push_str("{\"token\": ");
+        push_python_json_str(&mut out, &t.token);
+        out.push_str(", \"logprob\": ");
+        out.push_str(&python_json_float(t.logprob));
+        out.push('}');
+    }
+    out.push(']');
+    out
+}
+
+fn python_json_float(x: f64) -> String {
+    if x.is_nan() {
+        "NaN".into()
+    } else if x.is_infinite() {
+        if x > 0.0 { "Infinity" } else { "-Infinity" }.into()
+    } else {
+        moralsweep_common::formats::fmt_float(x)
+    }
+}
+
+fn push_python_json_str(out: &mut String, s: &str) {
+    use std::fmt::Write;
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            c if (c as u32) < 0x20 || (c as u32) > 0x7e => {
+                let mut buf = [0u16; 2];
+                for unit in c.encode_utf16(&mut buf) {
+                    let _ = write!(out, "\\u{:04x}", unit);
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
 }
 
 fn log_add(a: f64, b: f64) -> f64 {
@@ -206,6 +255,29 @@ mod tests {
         assert_eq!(seen.len(), 11);
         assert_eq!(seen[10].max_tokens, 64);
         assert!(seen[..10].iter().all(|r| r.max_tokens == 1));
+    }
+
+    #[test]
+    fn top_logprobs_json_is_pythons_json_dumps() {
+        use crate::providers::TokenLogprob;
+        let top = vec![
+            TokenLogprob {
+                token: "2".into(),
+                logprob: -0.7680049632216166,
+            },
+            TokenLogprob {
+                token: "As".into(),
+                logprob: -6.0,
+            },
+            TokenLogprob {
+                token: "é\"\n".into(),
+                logprob: -1e-05,
+            },
+        ];
+        assert_eq!(
+            python_json_top(&top),
+            r#"[{"token": "2", "logprob": -0.7680049632216166}, {"token": "As", "logprob": -6.0}, {"token": "\u00e9\"\n", "logprob": -1e-05}]"#
+        );
     }
 
     #[tokio::test]
