@@ -170,6 +170,11 @@ pub struct Engine {
     digit_tokens: [Vec<u32>; 6],
     stop_tokens: Vec<u32>,
     state: Mutex<State>,
+    /// Held while a generation step is computed, so that concurrent
+    /// generations on the same path (a slot's repetitions, in flight
+    /// together) wait for the first and then find its distribution cached
+    /// instead of computing it again side by side.
+    step: Mutex<()>,
 }
 
 impl Engine {
@@ -218,6 +223,7 @@ impl Engine {
                 prompt_tokens: 0,
                 computed_tokens: 0,
             }),
+            step: Mutex::new(()),
         }
     }
 
@@ -403,22 +409,28 @@ impl Engine {
             } else if let Some(d) = self.cached_distribution(&seq) {
                 d
             } else {
-                let c = match cache.as_mut() {
-                    Some(c) => c,
+                let _step = self.step.lock().unwrap_or_else(|e| e.into_inner());
+                match self.cached_distribution(&seq) {
+                    Some(d) => d,
                     None => {
-                        let st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-                        cache.insert(self.best_prefix(&st, &seq))
+                        let c = match cache.as_mut() {
+                            Some(c) => c,
+                            None => {
+                                let st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+                                cache.insert(self.best_prefix(&st, &seq))
+                            }
+                        };
+                        let hidden = self.model.forward(&seq[c.len()..], c)?;
+                        let d = Arc::new(Distribution::new(self.model.logits(&hidden)));
+                        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+                        push_lru(
+                            &mut st.dists,
+                            (seq.clone(), d.clone()),
+                            self.opts.distributions,
+                        );
+                        d
                     }
-                };
-                let hidden = self.model.forward(&seq[c.len()..], c)?;
-                let d = Arc::new(Distribution::new(self.model.logits(&hidden)));
-                let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-                push_lru(
-                    &mut st.dists,
-                    (seq.clone(), d.clone()),
-                    self.opts.distributions,
-                );
-                d
+                }
             };
             let id = d.sample(temperature, &mut rng);
             if self.stop_tokens.contains(&id) {
