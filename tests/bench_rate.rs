@@ -16,6 +16,15 @@
 //! Knobs: MORALSWEEP_BENCH_RPM (default 30000), MORALSWEEP_BENCH_PERSONAS
 //! (default 300: 90,000 slots, three minutes at 30,000 rpm),
 //! MORALSWEEP_BENCH_WORKERS (default 8).
+//!
+//! Measured on the 2-core development machine (release build, 2026-11-27):
+//! 90,000 slots in 181.8 s; 90,000 requests, no 429; 29,700 requests a
+//! minute over the 166-second steady part (99.0% of the limit: the pacing
+//! keeps 1% headroom); largest 60-second window seen by the simulator 29,829
+//! (0.57% under the limit); worker CPU 0.35 CPU-seconds per 1,000 requests
+//! (all 8 workers together; the coordinator 0.14). Before the headroom, the
+//! limiters ran at 100% with a 0.5% burst: two windows touched the limit,
+//! the simulator answered two 429s, and the recoveries cost the run 7.6%.
 
 mod simproc;
 
