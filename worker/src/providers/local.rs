@@ -1,6 +1,7 @@
 //! `local`: a GGUF language model computed in-process on the CPU
 //! (`moralsweep-local`), with no network and no key. `model = "default"`
-//! runs Gemma 3 270M (fetched by `scripts/fetch-model`); any other value is a
+//! runs Gemma 3 270M (fetched by `scripts/fetch-model`, which the provider
+//! runs itself on first use when the weights are missing); any other value is a
 //! path to a GGUF file of a supported architecture.
 //!
 //! - One-token requests sample the first token at the request's temperature
@@ -100,21 +101,16 @@ impl Local {
         // named by MORALSWEEP_MODEL_PATH or a path may be any GGUF model).
         let is_default = path == weights::default_path()
             && path.file_name().is_some_and(|n| n == weights::DEFAULT_FILE);
-        if !path.is_file() {
-            return Err(ProviderError::Fatal(if is_default {
-                format!(
-                    "model {:?}: the default local model is not at {}: {}",
-                    spec.key,
-                    path.display(),
-                    weights::HOW_TO_GET
-                )
-            } else {
-                format!(
-                    "model {:?}: no GGUF file at {} (the local provider's `model` is a GGUF path or \"default\")",
-                    spec.key,
-                    path.display()
-                )
-            }));
+        // Missing default weights are fetched on first use (scripts/fetch-model).
+        let fetchable =
+            path == weights::default_path() && std::env::var_os("MORALSWEEP_MODEL_PATH").is_none();
+        if !path.is_file() && !fetchable {
+            return Err(ProviderError::Fatal(format!(
+                "model {:?}: no GGUF file at {} (the local provider's `model` is a GGUF path or \"default\"; {})",
+                spec.key,
+                path.display(),
+                weights::HOW_TO_GET
+            )));
         }
         let (path_key, opts_raw) = (path.clone(), opts.template == Template::Raw);
         Ok(Local {
@@ -131,6 +127,7 @@ impl Local {
             .get_or_try_init(|| async {
                 let (path, opts, is_default, model) = (self.path.clone(), self.opts.clone(), self.is_default, self.key.clone());
                 let engine = tokio::task::spawn_blocking(move || {
+                    let path = if path.is_file() { path } else { weights::fetch_default()? };
                     if is_default {
                         weights::verify_default(&path)?;
                     }
