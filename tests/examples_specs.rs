@@ -19,13 +19,19 @@ fn example_specs_validate() {
         let text = std::fs::read_to_string(&path).unwrap();
         // The simulator example reads the papers' personas beside the repository.
         if text.contains("shared/reference") && !dir.join("../../shared/reference").is_dir() {
-            eprintln!("SKIPPED {}: ../shared/reference is not beside the repository", path.display());
+            eprintln!(
+                "SKIPPED {}: ../shared/reference is not beside the repository",
+                path.display()
+            );
             continue;
         }
         Sweep::load(&path, KeyCheck::Skip).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         seen += 1;
     }
-    assert!(seen >= 5, "expected the quickstart and one spec per real provider, found {seen}");
+    assert!(
+        seen >= 5,
+        "expected the quickstart and one spec per real provider, found {seen}"
+    );
 }
 
 #[test]
@@ -33,7 +39,10 @@ fn quickstart_is_offline_with_twenty_personas_and_three_modes() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart.toml");
     let s = Sweep::load(&path, KeyCheck::Check).unwrap();
     assert_eq!(s.personas.len(), 20);
-    assert_eq!(s.spec.modes, vec![Mode::Persona, Mode::SelfMode, Mode::Logprob]);
+    assert_eq!(
+        s.spec.modes,
+        vec![Mode::Persona, Mode::SelfMode, Mode::Logprob]
+    );
     assert_eq!(s.spec.models.len(), 1);
     assert_eq!(s.spec.models[0].provider, "local");
 }

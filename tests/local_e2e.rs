@@ -50,7 +50,11 @@ model = {model:?}
     );
     std::fs::write(dir.path().join("s.toml"), spec).unwrap();
     let out = run(&["run", "s.toml", "--workers", "1", "--quiet"], dir.path());
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // Every (persona, item) has a row whose digit probabilities sum to <= 1.
     let file = dir.path().join("out/data/gemma-local_logprobs.csv");
@@ -73,7 +77,10 @@ model = {model:?}
             .filter(|v| v.is_finite())
             .map(f64::exp)
             .sum();
-        assert!(total > 0.0 && total <= 1.0 + 1e-9, "digit probabilities sum to {total} in {r:?}");
+        assert!(
+            total > 0.0 && total <= 1.0 + 1e-9,
+            "digit probabilities sum to {total} in {r:?}"
+        );
         rows += 1;
     }
     assert_eq!(rows, 2 * 30);
@@ -96,7 +103,11 @@ model = {model:?}
         ],
         dir.path(),
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let mut compared = 0;
     for entry in std::fs::read_dir(dir.path().join("again")).unwrap() {
         let p = entry.unwrap().path();
