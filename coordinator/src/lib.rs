@@ -11,8 +11,8 @@ pub mod pacing;
 pub mod service;
 pub mod store;
 pub mod sweep;
-pub mod tls;
 pub mod testsupport;
+pub mod tls;
 
 #[cfg(test)]
 mod engine_tests;

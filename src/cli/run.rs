@@ -228,21 +228,30 @@ fn print_summary(p: &SweepProgress) {
         p.sweep, p.state, p.done, p.total
     );
     println!("files: {}", p.output.join("data").display());
-    let metrics = p.output.join("metrics").join("persona_moral_metrics.csv");
-    match read_table(&metrics) {
-        Some(rows) if !rows.is_empty() => {
+    let metrics = p.output.join("metrics");
+    let print_rows = |rows: Vec<[String; 5]>, label: &str| {
+        println!(
+            "{:<32} {:>8} {:>8} {:>8} {:>8}",
+            label, "S", "se(S)", "R", "se(R)"
+        );
+        for r in rows {
             println!(
                 "{:<32} {:>8} {:>8} {:>8} {:>8}",
-                "model", "S", "se(S)", "R", "se(R)"
+                r[0], r[1], r[2], r[3], r[4]
             );
-            for r in rows {
-                println!(
-                    "{:<32} {:>8} {:>8} {:>8} {:>8}",
-                    r[0], r[1], r[2], r[3], r[4]
-                );
-            }
         }
-        _ => println!("(no persona metrics: the sweep has no complete persona-mode model)"),
+    };
+    match read_table(&metrics.join("persona_moral_metrics.csv"), false) {
+        Some(rows) if !rows.is_empty() => print_rows(rows, "model"),
+        _ => {
+            println!("(no persona metrics: the sweep has no persona-mode model with valid ratings)")
+        }
+    }
+    // Logprob mode: S(T) and R(T) at the reported temperatures.
+    if let Some(rows) = read_table(&metrics.join("temperature_curve_metrics.csv"), true) {
+        if !rows.is_empty() {
+            print_rows(rows, "logprob model @ T");
+        }
     }
     // Requests, tokens and cost of the calls this process made.
     let usage = moralsweep_worker::cost::global().snapshot();
@@ -252,10 +261,16 @@ fn print_summary(p: &SweepProgress) {
 }
 
 /// model, S, se(S), R, se(R) of a metrics file, values rounded for display.
-fn read_table(path: &std::path::Path) -> Option<Vec<[String; 5]>> {
+/// With `with_temperature`, the model column also names the row's temperature.
+fn read_table(path: &std::path::Path, with_temperature: bool) -> Option<Vec<[String; 5]>> {
     let mut r = csv::Reader::from_path(path).ok()?;
     let headers = r.headers().ok()?.clone();
     let col = |name: &str| headers.iter().position(|h| h == name);
+    let t = if with_temperature {
+        col("temperature")
+    } else {
+        None
+    };
     let (m, s, ss, rr, rs) = (
         col("model")?,
         col("susceptibility")?,
@@ -271,8 +286,12 @@ fn read_table(path: &std::path::Path) -> Option<Vec<[String; 5]>> {
     let mut out = Vec::new();
     for rec in r.records() {
         let rec = rec.ok()?;
+        let label = match t.and_then(|t| rec.get(t)) {
+            Some(t) => format!("{} @ {t}", rec.get(m)?),
+            None => rec.get(m)?.to_string(),
+        };
         out.push([
-            rec.get(m)?.to_string(),
+            label,
             fmt(rec.get(s)?),
             fmt(rec.get(ss)?),
             fmt(rec.get(rr)?),
