@@ -2,13 +2,12 @@
 //! logprobs.
 
 use std::fs::File;
-use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 
 use crate::instrument::{ITEMS, ITEM_COUNT};
 use crate::slot::{LogprobRecord, SlotCoord};
 
-use super::{commit_file, fmt_float, parse_int, temp_path, FormatError};
+use super::{fmt_float, parse_int, AtomicCsv, FormatError};
 
 /// Columns of a logprob file, in the papers' order. Only `persona_id`,
 /// `question_id`, the six `digit_<d>_logprob` and `raw_top_logprobs_json`
@@ -233,36 +232,18 @@ pub struct LogprobMeta {
 /// Writes a logprob file atomically (temporary file, then rename on
 /// [`LogprobWriter::finish`]).
 pub struct LogprobWriter {
-    path: PathBuf,
-    tmp: PathBuf,
     meta: LogprobMeta,
     temperature: String,
-    writer: Option<csv::Writer<BufWriter<File>>>,
+    file: AtomicCsv,
 }
 
 impl LogprobWriter {
     pub fn create(path: &Path, meta: LogprobMeta) -> Result<LogprobWriter, FormatError> {
-        let tmp = temp_path(path);
-        let file = File::create(&tmp).map_err(|e| FormatError::io(&tmp, e))?;
-        let mut writer = csv::WriterBuilder::new()
-            .terminator(csv::Terminator::Any(b'\n'))
-            .from_writer(BufWriter::with_capacity(1 << 16, file));
-        let mut w = LogprobWriter {
-            path: path.to_path_buf(),
-            tmp,
+        Ok(LogprobWriter {
             temperature: fmt_float(meta.temperature),
             meta,
-            writer: None,
-        };
-        writer
-            .write_record(LOGPROB_COLUMNS)
-            .map_err(|e| w.write_error(e))?;
-        w.writer = Some(writer);
-        Ok(w)
-    }
-
-    fn write_error(&self, e: csv::Error) -> FormatError {
-        FormatError::io(&self.tmp, std::io::Error::other(e.to_string()))
+            file: AtomicCsv::create(path, &LOGPROB_COLUMNS)?,
+        })
     }
 
     /// Appends the row of one (persona, item) slot.
@@ -270,7 +251,7 @@ impl LogprobWriter {
         let item = ITEMS
             .get((coord.item as usize).wrapping_sub(1))
             .ok_or_else(|| FormatError::Invalid {
-                path: self.path.clone(),
+                path: self.file.path().to_path_buf(),
                 message: format!("item {} is not an MFQ-30 item id 1-30", coord.item),
             })?;
         let persona = coord.persona.map(|p| p.to_string()).unwrap_or_default();
@@ -307,33 +288,12 @@ impl LogprobWriter {
             rec.raw_top_logprobs_json.clone(),
             rec.collected_at.clone(),
         ];
-        let res = self
-            .writer
-            .as_mut()
-            .expect("writer present until finish")
-            .write_record(&fields);
-        res.map_err(|e| self.write_error(e))
+        self.file.write(&fields)
     }
 
     /// Flushes, syncs and renames the file into place.
-    pub fn finish(mut self) -> Result<PathBuf, FormatError> {
-        let writer = self.writer.take().expect("writer present until finish");
-        let buf = writer
-            .into_inner()
-            .map_err(|e| FormatError::io(&self.tmp, e.into_error()))?;
-        let file = buf
-            .into_inner()
-            .map_err(|e| FormatError::io(&self.tmp, e.into_error()))?;
-        commit_file(file, &self.tmp, &self.path)?;
-        Ok(self.path.clone())
-    }
-}
-
-impl Drop for LogprobWriter {
-    fn drop(&mut self) {
-        if self.writer.is_some() {
-            let _ = std::fs::remove_file(&self.tmp);
-        }
+    pub fn finish(self) -> Result<PathBuf, FormatError> {
+        self.file.finish()
     }
 }
 

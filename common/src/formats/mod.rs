@@ -184,6 +184,80 @@ pub(crate) fn commit_file(file: std::fs::File, tmp: &Path, path: &Path) -> Resul
     std::fs::rename(tmp, path).map_err(|e| FormatError::io(path, e))
 }
 
+/// A CSV file written under a temporary name and renamed into place by
+/// [`AtomicCsv::finish`], so no reader ever sees half a file; dropped
+/// unfinished, the temporary file is removed. Shared by the rating-file
+/// writers.
+pub(crate) struct AtomicCsv {
+    path: PathBuf,
+    tmp: PathBuf,
+    /// `None` only after `finish` took it (then `Drop` leaves the file alone).
+    writer: Option<csv::Writer<std::io::BufWriter<std::fs::File>>>,
+}
+
+impl AtomicCsv {
+    /// Creates the temporary file and writes the header row.
+    pub(crate) fn create(path: &Path, header: &[&str]) -> Result<AtomicCsv, FormatError> {
+        let tmp = temp_path(path);
+        let file = std::fs::File::create(&tmp).map_err(|e| FormatError::io(&tmp, e))?;
+        let writer = csv::WriterBuilder::new()
+            .terminator(csv::Terminator::Any(b'\n'))
+            .from_writer(std::io::BufWriter::with_capacity(1 << 16, file));
+        let mut out = AtomicCsv {
+            path: path.to_path_buf(),
+            tmp,
+            writer: Some(writer),
+        };
+        out.write(header)?;
+        Ok(out)
+    }
+
+    /// The final path of the file.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends one row.
+    pub(crate) fn write<I, T>(&mut self, record: I) -> Result<(), FormatError>
+    where
+        I: IntoIterator<Item = T>,
+        T: AsRef<[u8]>,
+    {
+        let io_error =
+            |tmp: &Path, e: csv::Error| FormatError::io(tmp, std::io::Error::other(e.to_string()));
+        match self.writer.as_mut() {
+            Some(w) => w.write_record(record).map_err(|e| io_error(&self.tmp, e)),
+            None => Err(FormatError::io(
+                &self.tmp,
+                std::io::Error::other("the file was already finished"),
+            )),
+        }
+    }
+
+    /// Flushes, syncs and renames the file into place.
+    pub(crate) fn finish(mut self) -> Result<PathBuf, FormatError> {
+        let Some(writer) = self.writer.take() else {
+            return Ok(self.path.clone());
+        };
+        let buf = writer
+            .into_inner()
+            .map_err(|e| FormatError::io(&self.tmp, e.into_error()))?;
+        let file = buf
+            .into_inner()
+            .map_err(|e| FormatError::io(&self.tmp, e.into_error()))?;
+        commit_file(file, &self.tmp, &self.path)?;
+        Ok(self.path.clone())
+    }
+}
+
+impl Drop for AtomicCsv {
+    fn drop(&mut self) {
+        if self.writer.is_some() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
 /// Parses a non-negative decimal integer from raw CSV bytes (surrounding
 /// blanks allowed; an integral float such as `4.0`, as pandas writes
 /// integer columns holding gaps, is accepted).

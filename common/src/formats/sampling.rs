@@ -1,14 +1,13 @@
 //! Sampling and self files: one row per recorded slot.
 
 use std::fs::File;
-use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 
 use crate::instrument::ITEM_COUNT;
 use crate::slot::{SampleRecord, SlotCoord};
 use crate::spec::Mode;
 
-use super::{commit_file, parse_int, temp_path, FormatError};
+use super::{parse_int, AtomicCsv, FormatError};
 
 /// Columns of a sampling file, in the papers' order.
 pub const SAMPLING_COLUMNS: [&str; 7] = [
@@ -296,10 +295,8 @@ pub fn read_sampling_records(
 /// beside `path`, which [`SamplingWriter::finish`] renames into place. A
 /// writer dropped without `finish` removes its temporary file.
 pub struct SamplingWriter {
-    path: PathBuf,
-    tmp: PathBuf,
     self_mode: bool,
-    writer: Option<csv::Writer<BufWriter<File>>>,
+    file: AtomicCsv,
 }
 
 impl SamplingWriter {
@@ -315,29 +312,15 @@ impl SamplingWriter {
                 })
             }
         };
-        let tmp = temp_path(path);
-        let file = File::create(&tmp).map_err(|e| FormatError::io(&tmp, e))?;
-        let mut writer = csv::WriterBuilder::new()
-            .terminator(csv::Terminator::Any(b'\n'))
-            .from_writer(BufWriter::with_capacity(1 << 16, file));
         let header: &[&str] = if self_mode {
             &SELF_COLUMNS
         } else {
             &SAMPLING_COLUMNS
         };
-        let mut w = SamplingWriter {
-            path: path.to_path_buf(),
-            tmp,
+        Ok(SamplingWriter {
             self_mode,
-            writer: None,
-        };
-        writer.write_record(header).map_err(|e| w.write_error(e))?;
-        w.writer = Some(writer);
-        Ok(w)
-    }
-
-    fn write_error(&self, e: csv::Error) -> FormatError {
-        FormatError::io(&self.tmp, std::io::Error::other(e.to_string()))
+            file: AtomicCsv::create(path, header)?,
+        })
     }
 
     /// Appends one slot's row.
@@ -347,7 +330,7 @@ impl SamplingWriter {
             (false, Some(p)) => Some(p),
             (false, None) => {
                 return Err(FormatError::Invalid {
-                    path: self.path.clone(),
+                    path: self.file.path().to_path_buf(),
                     message: format!(
                     "slot (item {}, run {}) has no persona, but this is a persona sampling file",
                     coord.item, coord.run
@@ -359,53 +342,33 @@ impl SamplingWriter {
         let r = coord.run.to_string();
         let rating = rec.rating.to_string();
         let failures = rec.failures.to_string();
-        let res = {
-            let w = self.writer.as_mut().expect("writer present until finish");
-            match persona {
-                Some(p) => {
-                    let p = p.to_string();
-                    w.write_record([
-                        p.as_str(),
-                        &q,
-                        &r,
-                        &rating,
-                        &failures,
-                        &rec.response,
-                        &rec.collected_at,
-                    ])
-                }
-                None => w.write_record([
-                    q.as_str(),
+        match persona {
+            Some(p) => {
+                let p = p.to_string();
+                self.file.write([
+                    p.as_str(),
+                    &q,
                     &r,
                     &rating,
                     &failures,
                     &rec.response,
                     &rec.collected_at,
-                ]),
+                ])
             }
-        };
-        res.map_err(|e| self.write_error(e))
+            None => self.file.write([
+                q.as_str(),
+                &r,
+                &rating,
+                &failures,
+                &rec.response,
+                &rec.collected_at,
+            ]),
+        }
     }
 
     /// Flushes, syncs and renames the file into place.
-    pub fn finish(mut self) -> Result<PathBuf, FormatError> {
-        let writer = self.writer.take().expect("writer present until finish");
-        let buf = writer
-            .into_inner()
-            .map_err(|e| FormatError::io(&self.tmp, e.into_error()))?;
-        let file = buf
-            .into_inner()
-            .map_err(|e| FormatError::io(&self.tmp, e.into_error()))?;
-        commit_file(file, &self.tmp, &self.path)?;
-        Ok(self.path.clone())
-    }
-}
-
-impl Drop for SamplingWriter {
-    fn drop(&mut self) {
-        if self.writer.is_some() {
-            let _ = std::fs::remove_file(&self.tmp);
-        }
+    pub fn finish(self) -> Result<PathBuf, FormatError> {
+        self.file.finish()
     }
 }
 
