@@ -206,7 +206,11 @@ fn a_model_with_a_bad_key_stops_with_a_clear_message_and_the_rest_goes_on() {
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("models stopped before finishing: bad"),
+        "no summary of the stopped model: {stderr}"
+    );
     assert!(
         stderr.contains("model bad stopped") && stderr.contains("401"),
         "no clear message for the bad model: {stderr}"
@@ -220,6 +224,47 @@ fn a_model_with_a_bad_key_stops_with_a_clear_message_and_the_rest_goes_on() {
         assert!(leaks.is_empty(), "an API key was written to {leaks:?}");
         assert!(!stderr.contains(k), "an API key was logged");
     }
+}
+
+#[test]
+fn a_sweep_whose_every_model_stops_ends_with_an_error() {
+    // It used to wait forever, retrying to write metrics from a data
+    // directory no unit had created.
+    const KEY_VAR: &str = "MORALSWEEP_E2E_LONE_KEY";
+    let sim = simproc::SimProc::start_with_env(
+        &["--api-key-env", KEY_VAR],
+        &[(KEY_VAR, "sk-lone-right-1234")],
+    );
+    let d = tempfile::tempdir().unwrap();
+    write_personas(d.path(), 2);
+    let text = spec_text_sim("lone", &["solo"], 2, 1, &sim.url, KEY_VAR, "");
+    std::fs::write(d.path().join("s.toml"), text).unwrap();
+    let mut child = Command::new(bin())
+        .args(["run", "s.toml", "--quiet"])
+        .current_dir(d.path())
+        .env(KEY_VAR, "sk-lone-wrong-0000")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!("the run did not end within 60 s after its only model stopped");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("models stopped before finishing: solo") && stderr.contains("401"),
+        "{stderr}"
+    );
 }
 
 #[test]

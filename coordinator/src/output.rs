@@ -141,12 +141,28 @@ pub async fn write_metrics(record: &SweepRecord) -> anyhow::Result<()> {
     let metrics = metrics_dir(&record.output);
     let name = record.name().to_string();
     tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-        let report = analyze_dir(&data, &opts).with_context(|| {
-            format!(
-                "computing the metrics of sweep {name:?} from {}",
-                data.display()
-            )
-        })?;
+        // A sweep whose every model stopped before a unit was complete has
+        // no rating file (nor data directory): no metrics, and nothing to
+        // retry.
+        let report = match analyze_dir(&data, &opts) {
+            Err(moralsweep_common::analyze::AnalyzeError::NoFiles { .. }) => {
+                tracing::warn!(sweep = %name, "no rating file in {}: no metrics", data.display());
+                return Ok(());
+            }
+            Err(moralsweep_common::analyze::AnalyzeError::Io {
+                ref path,
+                ref source,
+            }) if path == &data && source.kind() == std::io::ErrorKind::NotFound => {
+                tracing::warn!(sweep = %name, "no rating file in {}: no metrics", data.display());
+                return Ok(());
+            }
+            r => r.with_context(|| {
+                format!(
+                    "computing the metrics of sweep {name:?} from {}",
+                    data.display()
+                )
+            })?,
+        };
         for w in &report.warnings {
             tracing::warn!(sweep = %name, "{w}");
         }
