@@ -1,8 +1,12 @@
-//! `moralsweep run` with the in-process local model (Gemma 3 270M) in logprob
-//! mode: the sweep completes, every row's digit probabilities sum to at most
-//! 1, and the metrics the run wrote equal those `moralsweep analyze` computes
-//! from the logprob file it wrote. Needs the default weights
-//! (MORALSWEEP_MODEL_PATH, set by scripts/test after scripts/fetch-model).
+//! `moralsweep run` with the in-process local model (Gemma 3 270M).
+//! In logprob mode the sweep completes, every row's digit probabilities sum
+//! to at most 1, and the metrics the run wrote equal those `moralsweep
+//! analyze` computes from the logprob file it wrote. In persona and self
+//! modes the base model, framed as a completion (what `template = "auto"`
+//! picks for a file without a chat template), gives valid ratings for nearly
+//! every slot, and the run prints the S and R table. Needs the default
+//! weights (MORALSWEEP_MODEL_PATH, set by scripts/test after
+//! scripts/fetch-model).
 
 mod common;
 
@@ -122,4 +126,80 @@ model = {model:?}
         compared += 1;
     }
     assert!(compared > 0);
+}
+
+#[test]
+fn persona_and_self_sweeps_with_the_local_model_give_ratings_and_metrics() {
+    let Some(model) = model_path() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("personas.json"),
+        r#"["A lighthouse keeper who has lived alone for thirty years.", "A union organiser at a car factory."]"#,
+    )
+    .unwrap();
+    let spec = format!(
+        r#"name = "local-persona"
+personas = "personas.json"
+modes = ["persona", "self"]
+repetitions = 3
+temperature = 0.1
+output = "out"
+bootstrap = 50
+rerun_bootstrap = 20
+seed = 3
+
+[[model]]
+key = "gemma-local"
+provider = "local"
+model = {model:?}
+fallback_max_tokens = 8
+"#
+    );
+    std::fs::write(dir.path().join("s.toml"), spec).unwrap();
+    let out = run(&["run", "s.toml", "--workers", "2", "--quiet"], dir.path());
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stderr}");
+
+    let ratings = |name: &str| -> Vec<i64> {
+        let mut rd = csv::Reader::from_path(dir.path().join("out/data").join(name)).unwrap();
+        let col = rd
+            .headers()
+            .unwrap()
+            .iter()
+            .position(|h| h == "rating")
+            .unwrap();
+        rd.records()
+            .map(|r| r.unwrap()[col].parse().unwrap())
+            .collect()
+    };
+    for (file, rows) in [
+        ("gemma-local_temp01.csv", 2 * 30 * 3),
+        ("gemma-local_temp01_self.csv", 30 * 3),
+    ] {
+        let r = ratings(file);
+        assert_eq!(r.len(), rows, "{file}");
+        assert!(r.iter().all(|v| (-1..=5).contains(v)), "{file}: {r:?}");
+        let valid = r.iter().filter(|&&v| v >= 0).count();
+        assert!(
+            valid * 10 >= rows * 8,
+            "{file}: only {valid} of {rows} slots have a rating"
+        );
+        // The answers are not all one digit: the model is computed, not
+        // stubbed (at 0.1 the cells differ from item to item).
+        let distinct: std::collections::BTreeSet<_> = r.iter().filter(|&&v| v >= 0).collect();
+        assert!(distinct.len() >= 2, "{file}: {distinct:?}");
+    }
+    let metrics =
+        std::fs::read_to_string(dir.path().join("out/metrics/persona_moral_metrics.csv")).unwrap();
+    assert!(
+        metrics.lines().any(|l| l.starts_with("gemma-local,")),
+        "{metrics}"
+    );
+    assert!(
+        stdout.lines().any(|l| l.starts_with("gemma-local ")),
+        "the run printed no S/R row: {stdout}"
+    );
 }

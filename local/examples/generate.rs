@@ -1,6 +1,6 @@
 //! Prints the most likely next tokens and a greedy continuation of a prompt:
 //!
-//!     cargo run --release -p moralsweep-local --example generate -- MODEL.gguf "The capital of France is" [raw|chat]
+//!     cargo run --release -p moralsweep-local --example generate -- MODEL.gguf "The capital of France is" [raw|chat|completion]
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -12,13 +12,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let path = PathBuf::from(
         args.next()
-            .ok_or("usage: generate MODEL.gguf PROMPT [raw|chat]")?,
+            .ok_or("usage: generate MODEL.gguf PROMPT [raw|chat|completion]")?,
     );
     let prompt = args
         .next()
         .unwrap_or_else(|| "The capital of France is".into());
     let template = match args.next().as_deref() {
         Some("chat") => Template::GemmaChat,
+        Some("completion") => Template::Completion {
+            cue: Template::DEFAULT_CUE.to_string(),
+        },
         _ => Template::Raw,
     };
     let t0 = Instant::now();

@@ -11,7 +11,7 @@
 //! kept as well, so the up-to-ten one-token attempts of a slot (and its other
 //! repetitions) cost one forward pass.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -24,30 +24,66 @@ use crate::tokenizer::Tokenizer;
 use crate::LocalError;
 
 /// How prompts are framed for the model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Template {
     /// The prompt text as it is, after BOS.
     Raw,
-    /// Gemma's chat turns: `<start_of_turn>user\n{prompt}<end_of_turn>\n<start_of_turn>model\n`.
+    /// Gemma's chat turns: `<start_of_turn>user\n{prompt}<end_of_turn>\n<start_of_turn>model\n`,
+    /// for instruction-tuned models.
     GemmaChat,
+    /// For a base (pretrained) model, which continues text rather than
+    /// answering turns: the prompt followed by a cue that starts the answer,
+    /// as a document would (`{prompt}{cue}`, after BOS).
+    Completion { cue: String },
+}
+
+impl Template {
+    /// The cue of [`Template::Completion`] when none is given: the rating
+    /// protocol asks for a rating first, and a base model continues this line
+    /// with a digit about two times in three (Gemma 3 270M; after the chat
+    /// turns it echoes the prompt instead and almost never starts with one).
+    pub const DEFAULT_CUE: &'static str = "\n\nRating: ";
+
+    /// The framing a model file implies: chat turns when the file carries a
+    /// chat template (`tokenizer.chat_template`, which instruction-tuned
+    /// models ship), else a completion with the default cue.
+    pub fn for_model(has_chat_template: bool) -> Template {
+        if has_chat_template {
+            Template::GemmaChat
+        } else {
+            Template::Completion {
+                cue: Self::DEFAULT_CUE.to_string(),
+            }
+        }
+    }
 }
 
 /// Tuning of an [`Engine`].
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
-    /// Prompt KV caches kept for prefix reuse.
+    /// Prompt KV caches kept for prefix reuse, at most.
     pub prefix_caches: usize,
+    /// Bytes those caches may hold together (the least recently used go
+    /// first). A fallback generation continues its prompt's cache, so the
+    /// caches should outlive the requests in flight: about 7 MB per
+    /// 200-token prompt of Gemma 3 270M, 64 prompts in 512 MiB.
+    pub cache_bytes: usize,
     /// Next-token distributions kept (1 MB each for a 262k vocabulary):
     /// the prompts in flight and the steps of their fallback generations.
     pub distributions: usize,
+    /// Prompts whose [`Summary`] is kept (a few kilobytes each): enough for
+    /// every prompt of a 100-persona sweep.
+    pub summaries: usize,
     pub template: Template,
 }
 
 impl Default for EngineOptions {
     fn default() -> Self {
         EngineOptions {
-            prefix_caches: 8,
+            prefix_caches: 64,
+            cache_bytes: 512 << 20,
             distributions: 128,
+            summaries: 8192,
             template: Template::GemmaChat,
         }
     }
@@ -90,65 +126,202 @@ impl Distribution {
         self.logits[id as usize] as f64 - self.log_z
     }
 
-    /// The `k` most likely tokens, most likely first.
+    /// The `k` most likely tokens, most likely first (the lowest id first
+    /// among ties).
     pub fn top(&self, k: usize) -> Vec<(u32, f64)> {
         let mut idx: Vec<u32> = (0..self.logits.len() as u32).collect();
         let k = k.min(idx.len());
         if k == 0 {
             return vec![];
         }
-        idx.select_nth_unstable_by(k - 1, |&a, &b| {
-            self.logits[b as usize].total_cmp(&self.logits[a as usize])
-        });
+        let order = |a: &u32, b: &u32| {
+            self.logits[*b as usize]
+                .total_cmp(&self.logits[*a as usize])
+                .then(a.cmp(b))
+        };
+        idx.select_nth_unstable_by(k - 1, order);
         idx.truncate(k);
-        idx.sort_by(|&a, &b| {
-            self.logits[b as usize]
-                .total_cmp(&self.logits[a as usize])
-                .then(a.cmp(&b))
-        });
+        idx.sort_by(order);
         idx.into_iter().map(|i| (i, self.logprob(i))).collect()
     }
 
     /// Draws a token at `temperature` (<= 0: the most likely token).
     pub fn sample(&self, temperature: f64, rng: &mut impl Rng) -> u32 {
-        let argmax = || {
-            self.logits
-                .iter()
-                .enumerate()
-                .max_by(|a, b| a.1.total_cmp(b.1).then(b.0.cmp(&a.0)))
-                .map_or(0, |(i, _)| i as u32)
-        };
-        if temperature <= 0.0 || !temperature.is_finite() {
-            return argmax();
-        }
-        // Tokens more than 40 nats (at this temperature) below the most
-        // likely one carry a total weight below 262144 * e^-40 = 1e-12 of
-        // it; they are skipped, which saves an exp per vocabulary entry.
         let m = self
             .logits
             .iter()
             .copied()
-            .fold(f32::NEG_INFINITY, f32::max) as f64;
-        let floor = (m - 40.0 * temperature) as f32;
-        let weight = |l: f32| ((l as f64 - m) / temperature).exp();
-        let total: f64 = self
+            .fold(f32::NEG_INFINITY, f32::max);
+        sample_entries(
+            || self.logits.iter().enumerate().map(|(i, &l)| (i as u32, l)),
+            m,
+            temperature,
+            rng,
+        )
+    }
+}
+
+/// Draws a token from `(id, logit)` entries given in ascending id order, with
+/// `m` their largest logit, at `temperature` (<= 0: the most likely token,
+/// the lowest id among ties). Tokens more than 40 nats (at this temperature)
+/// below the most likely one carry a total weight below 262144 * e^-40 =
+/// 1e-12 of it; they are skipped, which saves an exp per vocabulary entry and
+/// lets a [`Summary`] holding every token above that line draw exactly the
+/// token the whole distribution would.
+fn sample_entries<I: Iterator<Item = (u32, f32)>>(
+    entries: impl Fn() -> I,
+    m: f32,
+    temperature: f64,
+    rng: &mut impl Rng,
+) -> u32 {
+    let argmax = || {
+        let mut best: Option<(u32, f32)> = None;
+        for (i, l) in entries() {
+            if best.is_none_or(|(_, b)| l > b) {
+                best = Some((i, l));
+            }
+        }
+        best.map_or(0, |(i, _)| i)
+    };
+    if temperature <= 0.0 || !temperature.is_finite() {
+        return argmax();
+    }
+    let m = m as f64;
+    let floor = sample_floor(m, temperature);
+    let weight = |l: f32| ((l as f64 - m) / temperature).exp();
+    let total: f64 = entries()
+        .filter(|&(_, l)| l >= floor)
+        .map(|(_, l)| weight(l))
+        .sum();
+    let mut u = rng.random::<f64>() * total;
+    for (i, l) in entries() {
+        if l < floor {
+            continue;
+        }
+        let wi = weight(l);
+        if u < wi {
+            return i;
+        }
+        u -= wi;
+    }
+    argmax()
+}
+
+/// The lowest logit [`sample_entries`] considers at `temperature`.
+fn sample_floor(max: f64, temperature: f64) -> f32 {
+    (max - 40.0 * temperature) as f32
+}
+
+/// What is kept of a next-token distribution once the whole of it is let go:
+/// every token whose logit is within [`Summary::SPAN`] nats of the largest
+/// (at least the [`Summary::MIN_TOKENS`] most likely, at most about
+/// [`Summary::MAX_TOKENS`]), the normaliser, and the exact log-probability
+/// of each digit. A few kilobytes instead of a megabyte, so the engine keeps
+/// one for every prompt of a sweep: a logprob request for a prompt already
+/// sampled in persona mode (or the other way round), or a prompt whose full
+/// distribution was evicted, costs no forward pass. Sampling from it is exact
+/// (the same token for the same seed) at temperatures up to `SPAN / 40`
+/// (0.3), and its top tokens are the distribution's.
+pub struct Summary {
+    max: f32,
+    log_z: f64,
+    /// Every token with a logit at or above this is held.
+    floor: f32,
+    /// Ascending ids and their logits.
+    ids: Vec<u32>,
+    logits: Vec<f32>,
+    /// log p of each digit 0-5, all tokenisations summed.
+    pub digits: [f64; 6],
+}
+
+impl Summary {
+    pub const SPAN: f32 = 12.0;
+    pub const MIN_TOKENS: usize = 64;
+    pub const MAX_TOKENS: usize = 4096;
+
+    fn of(d: &Distribution, digits: [f64; 6]) -> Summary {
+        let max = d.logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let mut floor = max - Self::SPAN;
+        let above = d.logits.iter().filter(|&&l| l >= floor).count();
+        let nth_largest = |n: usize| {
+            let mut v = d.logits.clone();
+            let n = n.min(v.len()) - 1;
+            *v.select_nth_unstable_by(n, |a, b| b.total_cmp(a)).1
+        };
+        if above < Self::MIN_TOKENS {
+            floor = nth_largest(Self::MIN_TOKENS);
+        } else if above > Self::MAX_TOKENS {
+            floor = nth_largest(Self::MAX_TOKENS);
+        }
+        let (ids, logits) = d
             .logits
             .iter()
-            .filter(|&&l| l >= floor)
-            .map(|&l| weight(l))
-            .sum();
-        let mut u = rng.random::<f64>() * total;
-        for (i, &l) in self.logits.iter().enumerate() {
-            if l < floor {
-                continue;
-            }
-            let wi = weight(l);
-            if u < wi {
-                return i as u32;
-            }
-            u -= wi;
+            .enumerate()
+            .filter(|&(_, &l)| l >= floor)
+            .map(|(i, &l)| (i as u32, l))
+            .unzip();
+        Summary {
+            max,
+            log_z: d.log_z,
+            floor,
+            ids,
+            logits,
+            digits,
         }
-        argmax()
+    }
+
+    /// Whether [`Summary::sample`] at `temperature` draws what the whole
+    /// distribution would.
+    pub fn covers(&self, temperature: f64) -> bool {
+        temperature <= 0.0
+            || !temperature.is_finite()
+            || sample_floor(self.max as f64, temperature) >= self.floor
+    }
+
+    /// Draws a token at `temperature` (only where [`Summary::covers`] it).
+    pub fn sample(&self, temperature: f64, rng: &mut impl Rng) -> u32 {
+        sample_entries(
+            || self.ids.iter().copied().zip(self.logits.iter().copied()),
+            self.max,
+            temperature,
+            rng,
+        )
+    }
+
+    /// log p(token), for a token it holds.
+    pub fn logprob(&self, id: u32) -> Option<f64> {
+        let i = self.ids.binary_search(&id).ok()?;
+        Some(self.logits[i] as f64 - self.log_z)
+    }
+
+    /// The `k` most likely tokens, most likely first (the lowest id first
+    /// among ties), as [`Distribution::top`] gives them; `None` when it holds
+    /// fewer than `k` tokens.
+    pub fn top(&self, k: usize) -> Option<Vec<(u32, f64)>> {
+        if k > self.ids.len() {
+            return None;
+        }
+        let mut idx: Vec<usize> = (0..self.ids.len()).collect();
+        idx.sort_by(|&a, &b| {
+            self.logits[b]
+                .total_cmp(&self.logits[a])
+                .then(self.ids[a].cmp(&self.ids[b]))
+        });
+        Some(
+            idx.into_iter()
+                .take(k)
+                .map(|i| (self.ids[i], self.logits[i] as f64 - self.log_z))
+                .collect(),
+        )
+    }
+
+    /// Tokens held.
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
     }
 }
 
@@ -156,6 +329,10 @@ struct State {
     /// Most recently used last.
     caches: VecDeque<KvCache>,
     dists: VecDeque<(Vec<u32>, Arc<Distribution>)>,
+    /// The summary of every distribution computed, by prompt, with the
+    /// use counter of its last use (the least recently used goes first).
+    summaries: HashMap<Vec<u32>, (Arc<Summary>, u64)>,
+    uses: u64,
     prompt_tokens: u64,
     computed_tokens: u64,
 }
@@ -166,6 +343,8 @@ pub struct Engine {
     pub model: Model,
     pub tokenizer: Tokenizer,
     opts: EngineOptions,
+    /// Whether the file carries a chat template (`tokenizer.chat_template`).
+    pub has_chat_template: bool,
     /// Per digit 0-5: every token whose text trims to that digit.
     digit_tokens: [Vec<u32>; 6],
     stop_tokens: Vec<u32>,
@@ -193,7 +372,9 @@ impl Engine {
                 ),
             });
         }
-        Ok(Self::new(model, tokenizer, opts))
+        let mut e = Self::new(model, tokenizer, opts);
+        e.has_chat_template = f.metadata.contains_key("tokenizer.chat_template");
+        Ok(e)
     }
 
     pub fn new(model: Model, tokenizer: Tokenizer, opts: EngineOptions) -> Engine {
@@ -215,11 +396,14 @@ impl Engine {
             model,
             tokenizer,
             opts,
+            has_chat_template: false,
             digit_tokens,
             stop_tokens,
             state: Mutex::new(State {
                 caches: VecDeque::new(),
                 dists: VecDeque::new(),
+                summaries: HashMap::new(),
+                uses: 0,
                 prompt_tokens: 0,
                 computed_tokens: 0,
             }),
@@ -232,11 +416,18 @@ impl Engine {
         &self.digit_tokens[d]
     }
 
-    /// The token sequence of a prompt: BOS, the prompt framed by the template.
+    /// The token sequence of a prompt: BOS, the prompt framed by the engine's
+    /// template.
     pub fn prompt_tokens(&self, prompt: &str) -> Vec<u32> {
+        self.frame(prompt, &self.opts.template)
+    }
+
+    /// The token sequence of a prompt framed by `template`.
+    pub fn frame(&self, prompt: &str, template: &Template) -> Vec<u32> {
         let t = &self.tokenizer;
-        match self.opts.template {
+        match template {
             Template::Raw => t.encode(prompt, true),
+            Template::Completion { cue } => t.encode(&format!("{prompt}{cue}"), true),
             Template::GemmaChat => {
                 let (Some(start), Some(end)) =
                     (t.token_id("<start_of_turn>"), t.token_id("<end_of_turn>"))
@@ -283,13 +474,118 @@ impl Engine {
         }
         let (cache, hidden) = self.run_prefix(&mut st, tokens)?;
         let d = Arc::new(Distribution::new(self.model.logits(&hidden)));
+        self.keep_cache(&mut st, cache);
+        self.remember(&mut st, tokens, &d);
+        Ok(d)
+    }
+
+    /// Keeps a prompt's KV cache for prefix reuse, within the count and byte
+    /// limits (the least recently used go first).
+    fn keep_cache(&self, st: &mut State, cache: KvCache) {
         push_lru(&mut st.caches, cache, self.opts.prefix_caches);
+        let mut held: usize = st.caches.iter().map(KvCache::bytes).sum();
+        while held > self.opts.cache_bytes && st.caches.len() > 1 {
+            held -= st.caches.pop_front().map_or(0, |c| c.bytes());
+        }
+    }
+
+    /// The keys and values of every position of `tokens`: a copy of a kept
+    /// cache, or computed from the best kept prefix and then kept, so that
+    /// the generations continuing one prompt (a cell's repetitions whose
+    /// one-token attempts all failed) compute it once between them.
+    fn prompt_cache(&self, tokens: &[u32]) -> Result<KvCache, LocalError> {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = st.caches.iter().find(|c| c.tokens == tokens) {
+            return Ok(c.clone());
+        }
+        let (cache, _) = self.run_prefix(&mut st, tokens)?;
+        self.keep_cache(&mut st, cache.clone());
+        Ok(cache)
+    }
+
+    /// Keeps a computed distribution (and its summary) for `tokens`.
+    fn remember(&self, st: &mut State, tokens: &[u32], d: &Arc<Distribution>) {
         push_lru(
             &mut st.dists,
             (tokens.to_vec(), d.clone()),
             self.opts.distributions,
         );
-        Ok(d)
+        if self.opts.summaries == 0 || st.summaries.contains_key(tokens) {
+            return;
+        }
+        if st.summaries.len() >= self.opts.summaries {
+            // Evict the least recently used eighth at once, so that a full
+            // map costs one scan per many insertions.
+            let mut stamps: Vec<u64> = st.summaries.values().map(|v| v.1).collect();
+            let cut = (stamps.len() / 8).max(1);
+            let line = *stamps.select_nth_unstable(cut - 1).1;
+            st.summaries.retain(|_, v| v.1 > line);
+        }
+        st.uses += 1;
+        let summary = Arc::new(Summary::of(d, self.digit_logprobs(d)));
+        let stamp = st.uses;
+        st.summaries.insert(tokens.to_vec(), (summary, stamp));
+    }
+
+    /// The summary of the distribution after `tokens`, if one is kept.
+    fn cached_summary(&self, tokens: &[u32]) -> Option<Arc<Summary>> {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.uses += 1;
+        let stamp = st.uses;
+        let e = st.summaries.get_mut(tokens)?;
+        e.1 = stamp;
+        Some(e.0.clone())
+    }
+
+    /// The summary of the distribution after `tokens`: kept from an earlier
+    /// request for the same prompt, else computed.
+    pub fn summary(&self, tokens: &[u32]) -> Result<Arc<Summary>, LocalError> {
+        if let Some(s) = self.cached_summary(tokens) {
+            let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            st.prompt_tokens += tokens.len() as u64;
+            return Ok(s);
+        }
+        let d = self.distribution(tokens)?;
+        Ok(match self.cached_summary(tokens) {
+            Some(s) => s,
+            // Summaries are switched off: summarise this one for the caller.
+            None => Arc::new(Summary::of(&d, self.digit_logprobs(&d))),
+        })
+    }
+
+    /// The next token after `tokens` at `temperature`, drawn with `rng`: from
+    /// the prompt's kept summary where that is exact, else from the whole
+    /// distribution.
+    fn sample_after(
+        &self,
+        tokens: &[u32],
+        temperature: f64,
+        rng: &mut ChaCha8Rng,
+    ) -> Result<NextToken, LocalError> {
+        let s = self.summary(tokens)?;
+        let (id, logprob) = if s.covers(temperature) {
+            let id = s.sample(temperature, rng);
+            (id, s.logprob(id).unwrap_or(f64::NEG_INFINITY))
+        } else {
+            let d = self.distribution(tokens)?;
+            let id = d.sample(temperature, rng);
+            (id, d.logprob(id))
+        };
+        Ok(NextToken {
+            id,
+            text: self.tokenizer.token_text(id),
+            logprob,
+        })
+    }
+
+    /// One next token after the prompt `tokens` at `temperature`, seeded.
+    pub fn sample_tokens(
+        &self,
+        tokens: &[u32],
+        temperature: f64,
+        seed: u64,
+    ) -> Result<NextToken, LocalError> {
+        self.sample_after(tokens, temperature, &mut ChaCha8Rng::seed_from_u64(seed))
     }
 
     /// Computes `tokens` starting from the cached prefix that shares most of
@@ -337,17 +633,6 @@ impl Engine {
         out
     }
 
-    /// Draws the next token from a distribution at `temperature`, seeded.
-    pub fn sample_next(&self, d: &Distribution, temperature: f64, seed: u64) -> NextToken {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let id = d.sample(temperature, &mut rng);
-        NextToken {
-            id,
-            text: self.tokenizer.token_text(id),
-            logprob: d.logprob(id),
-        }
-    }
-
     /// One next token of `prompt` at `temperature`, seeded.
     pub fn next_token(
         &self,
@@ -355,15 +640,7 @@ impl Engine {
         temperature: f64,
         seed: u64,
     ) -> Result<NextToken, LocalError> {
-        let tokens = self.prompt_tokens(prompt);
-        let d = self.distribution(&tokens)?;
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let id = d.sample(temperature, &mut rng);
-        Ok(NextToken {
-            id,
-            text: self.tokenizer.token_text(id),
-            logprob: d.logprob(id),
-        })
+        self.sample_tokens(&self.prompt_tokens(prompt), temperature, seed)
     }
 
     /// Generates up to `max_tokens` tokens after `prompt` (stopping at the end
@@ -404,35 +681,13 @@ impl Engine {
         let mut seq = tokens.to_vec();
         let mut cache: Option<KvCache> = None;
         loop {
-            let d = if seq.len() == tokens.len() {
-                self.distribution(&seq)?
-            } else if let Some(d) = self.cached_distribution(&seq) {
-                d
-            } else {
-                let _step = self.step.lock().unwrap_or_else(|e| e.into_inner());
-                match self.cached_distribution(&seq) {
-                    Some(d) => d,
-                    None => {
-                        let c = match cache.as_mut() {
-                            Some(c) => c,
-                            None => {
-                                let st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-                                cache.insert(self.best_prefix(&st, &seq))
-                            }
-                        };
-                        let hidden = self.model.forward(&seq[c.len()..], c)?;
-                        let d = Arc::new(Distribution::new(self.model.logits(&hidden)));
-                        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-                        push_lru(
-                            &mut st.dists,
-                            (seq.clone(), d.clone()),
-                            self.opts.distributions,
-                        );
-                        d
-                    }
-                }
+            // A kept summary serves the step where it is exact.
+            let id = match self.cached_summary(&seq).filter(|s| s.covers(temperature)) {
+                Some(s) => s.sample(temperature, &mut rng),
+                None => self
+                    .step_distribution(&seq, tokens.len(), &mut cache)?
+                    .sample(temperature, &mut rng),
             };
-            let id = d.sample(temperature, &mut rng);
             if self.stop_tokens.contains(&id) {
                 break;
             }
@@ -444,6 +699,37 @@ impl Engine {
             }
         }
         Ok(out)
+    }
+
+    /// The distribution after `seq`, a generation's prompt (its first
+    /// `prompt_len` tokens) and what it generated so far: cached, or computed
+    /// from the generation's own KV cache (which starts from the best cached
+    /// prefix and then follows the generation).
+    fn step_distribution(
+        &self,
+        seq: &[u32],
+        prompt_len: usize,
+        cache: &mut Option<KvCache>,
+    ) -> Result<Arc<Distribution>, LocalError> {
+        if seq.len() == prompt_len {
+            return self.distribution(seq);
+        }
+        if let Some(d) = self.cached_distribution(seq) {
+            return Ok(d);
+        }
+        let _step = self.step.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(d) = self.cached_distribution(seq) {
+            return Ok(d);
+        }
+        let c = match cache.as_mut() {
+            Some(c) => c,
+            None => cache.insert(self.prompt_cache(&seq[..prompt_len])?),
+        };
+        let hidden = self.model.forward(&seq[c.len()..], c)?;
+        let d = Arc::new(Distribution::new(self.model.logits(&hidden)));
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        self.remember(&mut st, seq, &d);
+        Ok(d)
     }
 
     /// A cached distribution, marked as recently used.
@@ -500,5 +786,75 @@ mod tests {
         assert!((0..n).all(|s| draw(1.0, s) != 3));
         let total: f64 = (0..4).map(|i| d.logprob(i).exp()).sum();
         assert!((total - 1.0).abs() < 1e-12);
+    }
+
+    /// A vocabulary-sized distribution with a few likely tokens, ties, and a
+    /// long tail, from a seed.
+    fn synthetic(seed: u64, vocab: usize) -> Distribution {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut logits: Vec<f32> = (0..vocab)
+            .map(|_| rng.random::<f32>() * 10.0 - 20.0)
+            .collect();
+        for k in 0..8 {
+            let i = rng.random_range(0..vocab);
+            logits[i] = 5.0 - k as f32 * 0.7;
+        }
+        // Two tokens tied at the top, and a tie straddling the summary's edge.
+        logits[vocab / 2] = 5.0;
+        logits[vocab / 3] = 5.0;
+        Distribution::new(logits)
+    }
+
+    #[test]
+    fn a_summary_draws_and_ranks_exactly_as_the_whole_distribution() {
+        for seed in 0..4 {
+            let d = synthetic(seed, 50_000);
+            let s = Summary::of(&d, [0.0; 6]);
+            assert!(s.len() >= Summary::MIN_TOKENS && s.len() < 50_000);
+            for t in [0.0, 0.05, 0.1, 0.2, 0.3] {
+                assert!(s.covers(t), "covers {t}");
+                for draw in 0..300u64 {
+                    let mut a = ChaCha8Rng::seed_from_u64(draw);
+                    let mut b = ChaCha8Rng::seed_from_u64(draw);
+                    assert_eq!(
+                        s.sample(t, &mut a),
+                        d.sample(t, &mut b),
+                        "T {t}, draw {draw}"
+                    );
+                }
+            }
+            assert!(!s.covers(1.0), "T = 1 reaches below the kept tokens");
+            for k in [1, 5, 20, 40, s.len()] {
+                assert_eq!(s.top(k).unwrap(), d.top(k), "top {k}");
+            }
+            assert!(s.top(s.len() + 1).is_none());
+            for (id, lp) in d.top(30) {
+                assert_eq!(s.logprob(id), Some(lp));
+            }
+        }
+    }
+
+    #[test]
+    fn a_summary_keeps_at_least_the_minimum_and_at_most_about_the_maximum() {
+        // One dominant token: the 12-nat span holds one token, so the
+        // summary keeps the 64 most likely.
+        let mut logits = vec![-30.0f32; 10_000];
+        logits[17] = 10.0;
+        for (i, l) in logits.iter_mut().enumerate().skip(100).take(200) {
+            *l = -20.0 + i as f32 * 0.001;
+        }
+        let d = Distribution::new(logits);
+        let s = Summary::of(&d, [0.0; 6]);
+        assert_eq!(s.len(), Summary::MIN_TOKENS);
+        assert_eq!(s.top(1).unwrap()[0].0, 17);
+        // A flat distribution: capped near the maximum.
+        let d = Distribution::new((0..20_000).map(|i| (i % 997) as f32 * 1e-3).collect());
+        let s = Summary::of(&d, [0.0; 6]);
+        assert!(
+            s.len() >= Summary::MAX_TOKENS && s.len() < Summary::MAX_TOKENS + 100,
+            "{}",
+            s.len()
+        );
+        assert!(s.covers(0.0));
     }
 }

@@ -21,9 +21,21 @@
 //! model and worker of the process; its computation runs on the blocking
 //! thread pool, one request at a time (each uses all cores).
 //!
-//! Options in the model's `extra` table: `template` = `"chat"` (default:
-//! Gemma's user/model turns around the prompt) or `"raw"` (the prompt text
-//! alone), `prefix_caches` and `distributions` (cache sizes).
+//! Options in the model's `extra` table:
+//! - `template`: how the prompt is framed. `"auto"` (default) picks `"chat"`
+//!   when the GGUF file carries a chat template (instruction-tuned models do)
+//!   and `"completion"` otherwise. `"chat"`: Gemma's user/model turns around
+//!   the prompt. `"completion"`: the prompt followed by `answer_cue` (default
+//!   `"\n\nRating: "`), for a base model, which continues documents rather
+//!   than answering turns: after chat turns Gemma 3 270M (a base model) echoes
+//!   the prompt and almost never starts with a digit; after the cue about two
+//!   thirds of its first-token probability is on the digits 0-5. `"raw"`: the
+//!   prompt text alone.
+//! - `answer_cue`: the cue of the completion framing.
+//! - `prefix_caches` and `cache_mib` (KV caches of recent prompts, by count
+//!   and by memory), `distributions` (whole next-token distributions of
+//!   recent prompts) and `summaries` (the few-kilobyte summaries kept of
+//!   every prompt's distribution, which serve repeated prompts exactly).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -43,16 +55,20 @@ pub struct Local {
     path: PathBuf,
     is_default: bool,
     opts: EngineOptions,
-    /// Shared by every `Local` of the process naming the same file and
-    /// template, so that the weights are loaded (and cached prefixes kept)
+    /// The framing of prompts; `None`: chosen from the file once loaded
+    /// (chat turns if it carries a chat template, else a completion cue).
+    template: Option<Template>,
+    /// `extra.answer_cue`, for the completion framing `auto` may choose.
+    cue: Option<String>,
+    /// Shared by every `Local` of the process naming the same file, so that the weights are loaded (and cached prefixes kept)
     /// once however many workers and models use them.
     engine: Arc<tokio::sync::OnceCell<Arc<Engine>>>,
 }
 
-type EngineKey = (PathBuf, bool);
+type EngineKey = PathBuf;
 type EngineCell = Arc<tokio::sync::OnceCell<Arc<Engine>>>;
 
-/// The engine cell of a file and template in this process.
+/// The engine cell of a file in this process.
 fn engine_cell(key: EngineKey) -> EngineCell {
     static L: std::sync::OnceLock<Mutex<HashMap<EngineKey, EngineCell>>> =
         std::sync::OnceLock::new();
@@ -80,21 +96,43 @@ impl Local {
     /// Checks the spec and that the weights are there; loading waits for the
     /// first request.
     pub fn new(spec: &ModelSpec) -> Result<Local, ProviderError> {
+        let cue = match spec.extra.get("answer_cue") {
+            None => None,
+            Some(v) => Some(v.as_str().map(str::to_string).ok_or_else(|| {
+                ProviderError::Fatal(format!(
+                    "model {:?}: extra.answer_cue should be a string (the text after the prompt that starts a base model's answer), found {v}",
+                    spec.key
+                ))
+            })?),
+        };
         let template = match spec.extra.get("template").map(|v| v.as_str()) {
-            None | Some(Some("chat")) => Template::GemmaChat,
-            Some(Some("raw")) => Template::Raw,
+            None | Some(Some("auto")) => None,
+            Some(Some("chat")) => Some(Template::GemmaChat),
+            Some(Some("raw")) => Some(Template::Raw),
+            Some(Some("completion")) => Some(Template::Completion {
+                cue: cue.clone().unwrap_or_else(|| Template::DEFAULT_CUE.to_string()),
+            }),
             Some(other) => {
                 return Err(ProviderError::Fatal(format!(
-                    "model {:?}: extra.template should be \"chat\" or \"raw\", found {other:?}",
+                    "model {:?}: extra.template should be \"auto\", \"chat\", \"completion\" or \"raw\", found {other:?}",
                     spec.key
                 )))
             }
         };
+        if cue.is_some() && !matches!(template, None | Some(Template::Completion { .. })) {
+            return Err(ProviderError::Fatal(format!(
+                "model {:?}: extra.answer_cue applies to template \"completion\" (or \"auto\" on a base model), not {:?}",
+                spec.key,
+                spec.extra.get("template")
+            )));
+        }
         let defaults = EngineOptions::default();
         let opts = EngineOptions {
-            template,
+            template: Template::Raw,
             prefix_caches: extra_usize(spec, "prefix_caches", defaults.prefix_caches)?,
+            cache_bytes: extra_usize(spec, "cache_mib", defaults.cache_bytes >> 20)? << 20,
             distributions: extra_usize(spec, "distributions", defaults.distributions)?,
+            summaries: extra_usize(spec, "summaries", defaults.summaries)?,
         };
         let path = weights::resolve(&spec.model);
         // The published hash is checked for the default file only (a file
@@ -112,13 +150,15 @@ impl Local {
                 weights::HOW_TO_GET
             )));
         }
-        let (path_key, opts_raw) = (path.clone(), opts.template == Template::Raw);
+        let path_key = path.clone();
         Ok(Local {
             key: spec.key.clone(),
             path,
             is_default,
             opts,
-            engine: engine_cell((path_key, opts_raw)),
+            template,
+            cue,
+            engine: engine_cell(path_key),
         })
     }
 
@@ -155,38 +195,50 @@ fn rating_settled(text: &str) -> bool {
 
 fn answer(
     engine: &Engine,
+    template: &Template,
     req: &CompletionRequest,
 ) -> Result<Completion, moralsweep_local::LocalError> {
-    let tokens = engine.prompt_tokens(&req.prompt);
+    let tokens = engine.frame(&req.prompt, template);
     let seed = req.seed.unwrap_or_else(rand::random);
-    let dist = engine.distribution(&tokens)?;
-    let top_logprobs = req.top_logprobs.map(|k| {
-        let digits = engine.digit_logprobs(&dist);
-        let mut v: Vec<TokenLogprob> = digits
-            .iter()
-            .enumerate()
-            .filter(|(_, lp)| lp.is_finite())
-            .map(|(d, &lp)| TokenLogprob {
-                token: d.to_string(),
-                logprob: lp,
-            })
-            .collect();
-        let is_digit = |id: u32| (0..6).any(|d| engine.digit_tokens(d).contains(&id));
-        v.extend(
-            dist.top(k as usize + 6)
-                .into_iter()
-                .filter(|&(id, _)| !is_digit(id))
-                .take(k as usize)
-                .map(|(id, lp)| TokenLogprob {
-                    token: engine.tokenizer.token_text(id),
+    // The prompt's summary (kept across requests: a persona prompt's
+    // attempts, repetitions and logprob request share one forward pass).
+    let summary = engine.summary(&tokens)?;
+    let top_logprobs = match req.top_logprobs {
+        None => None,
+        Some(k) => {
+            let mut v: Vec<TokenLogprob> = summary
+                .digits
+                .iter()
+                .enumerate()
+                .filter(|(_, lp)| lp.is_finite())
+                .map(|(d, &lp)| TokenLogprob {
+                    token: d.to_string(),
                     logprob: lp,
-                }),
-        );
-        v.sort_by(|a, b| b.logprob.total_cmp(&a.logprob));
-        v
-    });
+                })
+                .collect();
+            let digit_ids: Vec<u32> = (0..6)
+                .flat_map(|d| engine.digit_tokens(d).iter().copied())
+                .collect();
+            let want = k as usize + digit_ids.len();
+            let top = match summary.top(want) {
+                Some(t) => t,
+                None => engine.distribution(&tokens)?.top(want),
+            };
+            v.extend(
+                top.into_iter()
+                    .filter(|(id, _)| !digit_ids.contains(id))
+                    .take(k as usize)
+                    .map(|(id, lp)| TokenLogprob {
+                        token: engine.tokenizer.token_text(id),
+                        logprob: lp,
+                    }),
+            );
+            v.sort_by(|a, b| b.logprob.total_cmp(&a.logprob));
+            Some(v)
+        }
+    };
     let (text, output_tokens) = if req.max_tokens <= 1 {
-        let t = engine.sample_next(&dist, req.temperature, seed);
+        let t = engine.sample_tokens(&tokens, req.temperature, seed)?;
         (t.text, 1)
     } else {
         let g = engine.generate_from(
@@ -213,9 +265,19 @@ fn answer(
 impl Provider for Local {
     async fn complete(&self, req: &CompletionRequest) -> Result<Completion, ProviderError> {
         let engine = self.engine().await?;
+        let template = match &self.template {
+            Some(t) => t.clone(),
+            None if engine.has_chat_template => Template::GemmaChat,
+            None => Template::Completion {
+                cue: self
+                    .cue
+                    .clone()
+                    .unwrap_or_else(|| Template::DEFAULT_CUE.to_string()),
+            },
+        };
         let req = req.clone();
         let key = self.key.clone();
-        tokio::task::spawn_blocking(move || answer(&engine, &req))
+        tokio::task::spawn_blocking(move || answer(&engine, &template, &req))
             .await
             .map_err(|e| {
                 ProviderError::Fatal(format!("model {key:?}: the local model failed: {e}"))
@@ -227,6 +289,50 @@ impl Provider for Local {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn spec(extra: serde_json::Value) -> ModelSpec {
+        serde_json::from_value(serde_json::json!({
+            "key": "tiny", "provider": "local",
+            "model": "/nonexistent/model.gguf", "extra": extra,
+        }))
+        .unwrap()
+    }
+
+    fn refusal(extra: serde_json::Value) -> String {
+        match Local::new(&spec(extra)) {
+            Err(ProviderError::Fatal(m)) => m,
+            Err(e) => panic!("not a fatal refusal: {e:?}"),
+            Ok(_) => panic!("accepted"),
+        }
+    }
+
+    #[test]
+    fn framing_options_are_checked_and_named() {
+        let m = refusal(serde_json::json!({"template": "chatty"}));
+        assert!(
+            m.contains("extra.template") && m.contains("\"completion\""),
+            "{m}"
+        );
+        let m = refusal(serde_json::json!({"template": "chat", "answer_cue": "A:"}));
+        assert!(
+            m.contains("extra.answer_cue") && m.contains("completion"),
+            "{m}"
+        );
+        let m = refusal(serde_json::json!({"answer_cue": 5}));
+        assert!(m.contains("extra.answer_cue should be a string"), "{m}");
+        let m = refusal(serde_json::json!({"cache_mib": "lots"}));
+        assert!(m.contains("extra.cache_mib"), "{m}");
+        // Valid framings get as far as the missing file, which is named.
+        for extra in [
+            serde_json::json!({}),
+            serde_json::json!({"template": "auto", "answer_cue": "\nAnswer: "}),
+            serde_json::json!({"template": "completion"}),
+            serde_json::json!({"template": "raw"}),
+        ] {
+            let m = refusal(extra);
+            assert!(m.contains("/nonexistent/model.gguf"), "{m}");
+        }
+    }
 
     #[test]
     fn settled_ratings() {
