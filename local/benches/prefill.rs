@@ -69,6 +69,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "sgemm {m}x{k}x{n}: {:.1} GFLOP/s",
         10.0 * 2.0 * (m * k * n) as f64 / s / 1e9
     );
+    // The same product with the weights packed once (what the model uses).
+    let packed = moralsweep_local::kernels::Packed::from_rows(&b, n, k);
+    for (m, label) in [(128usize, "128"), (96, "96 (a persona item's suffix)")] {
+        let t = Instant::now();
+        for _ in 0..10 {
+            moralsweep_local::kernels::gemm_packed(m, &a, &packed, &mut c);
+        }
+        let s = t.elapsed().as_secs_f64();
+        println!(
+            "packed gemm {label}x{k}x{n}: {:.1} GFLOP/s",
+            10.0 * 2.0 * (m * k * n) as f64 / s / 1e9
+        );
+    }
     let t = Instant::now();
     let engine = Engine::load(&path, EngineOptions::default())?;
     println!("load: {:.2?}", t.elapsed());

@@ -18,14 +18,16 @@
 //! far too slow. The model is small (about 100M parameters outside the
 //! embedding), so the weights are dequantised once at load and a prompt is
 //! processed as one batch of positions: every projection becomes a
-//! matrix-matrix product that a packed, vectorised SGEMM (`matrixmultiply`,
-//! AVX-512/AVX2 picked at run time, split over the cores by output columns)
-//! runs near the cores' peak. Layer weights are kept in `f32` (transposed, for
-//! the products) and in half precision (for decoding one position at a time,
-//! where only memory bandwidth counts); the 262k x 640 embedding, which the
-//! output head reads whole for every distribution, stays in the file's Q8_0
-//! blocks with a hand-vectorised dot product. The logits agree with llama.cpp
-//! run on an f32 copy of the same weights to about 0.006 nats
+//! matrix-matrix product. Layer weights are packed once, at load, into
+//! panels of 32 output columns (`kernels::Packed`), which an AVX-512
+//! micro-kernel of 12 x 32 accumulators streams with no per-call packing
+//! (`kernels::gemm_packed`, split over the cores by panels; AVX2 and
+//! portable variants where AVX-512 is missing); they are also kept in half
+//! precision for decoding one position at a time, where only memory
+//! bandwidth counts. The 262k x 640 embedding, which the output head reads
+//! whole for every distribution, stays in the file's Q8_0 blocks with a
+//! hand-vectorised dot product. The logits agree with llama.cpp run on an
+//! f32 copy of the same weights to about 0.006 nats
 //! (`tests/llamacpp_fixtures.rs`), and more exactly than a quantised-activation
 //! path does. Speed: `benches/prefill.rs`.
 

@@ -126,15 +126,16 @@ impl Config {
     }
 }
 
-/// A dense weight matrix, row-major `[out][in]`, with its transpose for the
-/// matrix products (packing a row-major `[in][out]` operand reads memory in
-/// order, which matters: packing took a fifth of the prefill time before).
+/// A dense weight matrix `[out][in]`, kept in the two forms its products
+/// need.
 pub struct Mat {
     pub rows: usize,
     pub cols: usize,
+    /// Row-major `[out][in]` while loading; emptied once packed.
     pub data: Vec<f32>,
-    /// `[in][out]`; empty where only matrix-vector products are needed.
-    pub transposed: Vec<f32>,
+    /// Packed into panels of output columns for the prefill's matrix
+    /// products ([`crate::kernels::gemm_packed`]), once, at load.
+    pub packed: Option<crate::kernels::Packed>,
     /// `[out][in]` in half precision, for decoding one position at a time:
     /// that step only streams the weights once, so half the bytes is about
     /// half the time (the prefill keeps f32).
@@ -142,20 +143,10 @@ pub struct Mat {
 }
 
 impl Mat {
-    fn with_transpose(mut self) -> Mat {
-        let (r, c) = (self.rows, self.cols);
-        let mut t = vec![0f32; r * c];
-        const B: usize = 32;
-        for i0 in (0..r).step_by(B) {
-            for j0 in (0..c).step_by(B) {
-                for i in i0..(i0 + B).min(r) {
-                    for j in j0..(j0 + B).min(c) {
-                        t[j * r + i] = self.data[i * c + j];
-                    }
-                }
-            }
-        }
-        self.transposed = t;
+    fn prepared(mut self) -> Mat {
+        self.packed = Some(crate::kernels::Packed::from_rows(
+            &self.data, self.rows, self.cols,
+        ));
         self.half = self
             .data
             .iter()
@@ -282,7 +273,7 @@ fn load_mat(f: &GgufFile, names: &[&str], cols: usize, rows: &[usize]) -> Result
         rows: rows.iter().sum(),
         cols,
         data,
-        transposed: vec![],
+        packed: None,
         half: vec![],
     })
 }
@@ -309,15 +300,14 @@ impl Model {
                     e,
                     &[qd, kvd, kvd],
                 )?
-                .with_transpose(),
+                .prepared(),
                 q_norm: load_tensor(f, &n("attn_q_norm"), &[hd])?,
                 k_norm: load_tensor(f, &n("attn_k_norm"), &[hd])?,
-                wo: load_mat(f, &[&n("attn_output")], qd, &[e])?.with_transpose(),
+                wo: load_mat(f, &[&n("attn_output")], qd, &[e])?.prepared(),
                 post_attn_norm: load_tensor(f, &n("post_attention_norm"), &[e])?,
                 ffn_norm: load_tensor(f, &n("ffn_norm"), &[e])?,
-                w_gate_up: load_mat(f, &[&n("ffn_gate"), &n("ffn_up")], e, &[ff, ff])?
-                    .with_transpose(),
-                w_down: load_mat(f, &[&n("ffn_down")], ff, &[e])?.with_transpose(),
+                w_gate_up: load_mat(f, &[&n("ffn_gate"), &n("ffn_up")], e, &[ff, ff])?.prepared(),
+                w_down: load_mat(f, &[&n("ffn_down")], ff, &[e])?.prepared(),
                 post_ffw_norm: load_tensor(f, &n("post_ffw_norm"), &[e])?,
             });
         }
@@ -560,17 +550,8 @@ fn matmul_wt(x: &[f32], w: &Mat, out: &mut [f32], t: usize) {
         }
         return;
     }
-    crate::kernels::sgemm(
-        t,
-        w.cols,
-        w.rows,
-        x,
-        (w.cols as isize, 1),
-        &w.transposed,
-        (w.rows as isize, 1),
-        &mut out[..t * w.rows],
-        (w.rows as isize, 1),
-    );
+    let packed = w.packed.as_ref().expect("layer weights are packed at load");
+    crate::kernels::gemm_packed(t, &x[..t * w.cols], packed, &mut out[..t * w.rows]);
 }
 
 /// Causal grouped-query attention of `t` new positions after `past` cached
