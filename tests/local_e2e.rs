@@ -27,15 +27,21 @@ fn model_path() -> Option<PathBuf> {
     }
 }
 
-#[test]
-fn logprob_sweep_with_the_local_model_matches_analyze() {
-    let Some(model) = model_path() else { return };
+/// A temporary directory holding a `personas.json` of two personas.
+fn two_personas() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("personas.json"),
         r#"["A lighthouse keeper who has lived alone for thirty years.", "A union organiser at a car factory."]"#,
     )
     .unwrap();
+    dir
+}
+
+#[test]
+fn logprob_sweep_with_the_local_model_matches_analyze() {
+    let Some(model) = model_path() else { return };
+    let dir = two_personas();
     let spec = format!(
         r#"name = "local-e2e"
 personas = "personas.json"
@@ -131,12 +137,7 @@ model = {model:?}
 #[test]
 fn persona_and_self_sweeps_with_the_local_model_give_ratings_and_metrics() {
     let Some(model) = model_path() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("personas.json"),
-        r#"["A lighthouse keeper who has lived alone for thirty years.", "A union organiser at a car factory."]"#,
-    )
-    .unwrap();
+    let dir = two_personas();
     let spec = format!(
         r#"name = "local-persona"
 personas = "personas.json"

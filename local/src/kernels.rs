@@ -231,31 +231,15 @@ unsafe fn kernel_body<const FMA: bool>(
     cols: usize,
 ) {
     let mut acc = [[0f32; NR]; MR_AVX512];
-    if rows == MR {
-        let ar: [&[f32]; MR] = std::array::from_fn(|r| &a[r * k..r * k + k]);
-        for (p, bv) in bp.chunks_exact(NR).enumerate().take(k) {
-            for r in 0..MR {
-                let av = *ar[r].get_unchecked(p);
-                for l in 0..NR {
-                    acc[r][l] = if FMA {
-                        av.mul_add(bv[l], acc[r][l])
-                    } else {
-                        acc[r][l] + av * bv[l]
-                    };
-                }
-            }
-        }
-    } else {
-        for (p, bv) in bp.chunks_exact(NR).enumerate().take(k) {
-            for (r, accr) in acc.iter_mut().enumerate().take(rows) {
-                let av = a[r * k + p];
-                for l in 0..NR {
-                    accr[l] = if FMA {
-                        av.mul_add(bv[l], accr[l])
-                    } else {
-                        accr[l] + av * bv[l]
-                    };
-                }
+    for (p, bv) in bp.chunks_exact(NR).enumerate().take(k) {
+        for (r, accr) in acc.iter_mut().enumerate().take(rows) {
+            let av = a[r * k + p];
+            for l in 0..NR {
+                accr[l] = if FMA {
+                    av.mul_add(bv[l], accr[l])
+                } else {
+                    accr[l] + av * bv[l]
+                };
             }
         }
     }
@@ -309,31 +293,31 @@ unsafe fn kernel_avx512(
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn kernel_avx2(
-    rows: usize,
-    a: &[f32],
-    k: usize,
-    bp: &[f32],
-    c: *mut f32,
-    ldc: usize,
-    cols: usize,
-) {
-    kernel_body::<true>(rows, a, k, bp, c, ldc, cols)
+/// The portable kernel body compiled for an instruction set.
+macro_rules! portable_kernel {
+    ($(#[$attr:meta])* $name:ident, $fma:literal) => {
+        $(#[$attr])*
+        unsafe fn $name(
+            rows: usize,
+            a: &[f32],
+            k: usize,
+            bp: &[f32],
+            c: *mut f32,
+            ldc: usize,
+            cols: usize,
+        ) {
+            kernel_body::<$fma>(rows, a, k, bp, c, ldc, cols)
+        }
+    };
 }
 
-unsafe fn kernel_plain(
-    rows: usize,
-    a: &[f32],
-    k: usize,
-    bp: &[f32],
-    c: *mut f32,
-    ldc: usize,
-    cols: usize,
-) {
-    kernel_body::<false>(rows, a, k, bp, c, ldc, cols)
-}
+portable_kernel!(
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    kernel_avx2,
+    true
+);
+portable_kernel!(kernel_plain, false);
 
 #[derive(Clone, Copy)]
 struct SendPtr(*mut f32);

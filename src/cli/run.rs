@@ -259,11 +259,16 @@ fn print_summary(p: &SweepProgress) {
             );
         }
     };
+    let has_persona_mode = p
+        .units
+        .iter()
+        .any(|u| u.mode == moralsweep_common::Mode::Persona);
     match read_table(&metrics.join("persona_moral_metrics.csv"), false) {
         Some(rows) if !rows.is_empty() => print_rows(rows, "model"),
-        _ => {
-            println!("(no persona metrics: the sweep has no persona-mode model with valid ratings)")
-        }
+        _ if has_persona_mode => println!(
+            "(no persona metrics: no persona-mode model has a persona with a valid rating for every item)"
+        ),
+        _ => {}
     }
     // Logprob mode: S(T) and R(T) at the reported temperatures.
     if let Some(rows) = read_table(&metrics.join("temperature_curve_metrics.csv"), true) {
