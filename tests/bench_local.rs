@@ -14,9 +14,10 @@
 //!
 //! Measured on the 2-core development machine (release build, quiet machine,
 //! 2026-11-27): the 100 x 30 logprob sweep of the reference personas in
-//! 350.8 s wall-clock (572.7 CPU-s), 8.55 prompts/s, 448,650 prompt tokens
-//! asked = 1,279 prompt tokens/s (about 150 per prompt, the persona prefix
-//! computed once per persona and reused for its 30 items).
+//! 267.1 s wall-clock (421.6 CPU-s), 11.2 prompts/s, 448,650 prompt tokens
+//! asked = 1,680 prompt tokens/s (about 150 per prompt, the persona prefix
+//! computed once per persona and reused for its 30 items). With the general
+//! SGEMM instead of the packed kernel: 350.8 s.
 //!
 //! Knobs: MORALSWEEP_BENCH_PERSONAS (default 100), MORALSWEEP_BENCH_MODES
 //! (default "logprob"; e.g. "persona,self,logprob"), MORALSWEEP_BENCH_REPS
