@@ -15,7 +15,7 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -24,15 +24,6 @@ use moralsweep_proto::v1 as pb;
 use moralsweep_worker::client::{sweeps_client, ConnectOptions};
 
 const TOKEN: &str = "bench-token";
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn proc_status_kb(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -72,33 +63,15 @@ fn coordinator_throughput_and_memory() {
     let redis = RedisServer::start_with(Persistence::AofEverySec);
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}");
-    let coord = Proc(
-        Command::new(bin())
-            .args([
-                "coordinator",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--redis",
-                &redis.url(),
-                "--data-dir",
-                dir.path().join("data").to_str().unwrap(),
-                "--no-metrics",
-                "--max-lease-slots",
-                "2048",
-            ])
-            .env("MORALSWEEP_TOKEN", TOKEN)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap(),
+    let coord = spawn_coordinator(
+        port,
+        &redis.url(),
+        &dir.path().join("data"),
+        TOKEN,
+        &["--no-metrics", "--max-lease-slots", "2048"],
+        dir.path(),
     );
     let pid = coord.0.id();
-    let t0 = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(t0.elapsed() < Duration::from_secs(30));
-        std::thread::sleep(Duration::from_millis(50));
-    }
     let rss_idle = proc_status_kb(pid, "VmRSS:");
     let out = Command::new(bin())
         .args(["submit", "s.toml", "--coordinator", &url])

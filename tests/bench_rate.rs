@@ -26,25 +26,18 @@
 //! limiters ran at 100% with a 0.5% burst: two windows touched the limit,
 //! the simulator answered two 429s, and the recoveries cost the run 7.6%.
 
+mod common;
 mod simproc;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{spawn_coordinator, Proc};
 use moralsweep_coordinator::testsupport::{free_port, Persistence, RedisServer};
 use simproc::{bin, SimProc};
 
 const TOKEN: &str = "bench-rate-token";
 const KEY: &str = "bench-rate";
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn knob(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -109,30 +102,14 @@ timeout_secs = 10
     let redis = RedisServer::start_with(Persistence::None);
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}");
-    let coord = Proc(
-        Command::new(bin())
-            .args([
-                "coordinator",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--redis",
-                &redis.url(),
-                "--data-dir",
-                dir.path().join("data").to_str().unwrap(),
-                "--no-metrics",
-            ])
-            .env("MORALSWEEP_TOKEN", TOKEN)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap(),
+    let coord = spawn_coordinator(
+        port,
+        &redis.url(),
+        &dir.path().join("data"),
+        TOKEN,
+        &["--no-metrics"],
+        dir.path(),
     );
-    let t0 = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(t0.elapsed() < Duration::from_secs(30));
-        std::thread::sleep(Duration::from_millis(50));
-    }
     let out = Command::new(bin())
         .args(["submit", "s.toml", "--coordinator", &url])
         .current_dir(dir.path())

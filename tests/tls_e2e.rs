@@ -5,22 +5,13 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
 use moralsweep_coordinator::testsupport::{free_port, RedisServer};
 
 const TOKEN: &str = "tls-test-token";
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn openssl(dir: &Path, args: &[&str]) {
     let out = Command::new("openssl")
@@ -120,36 +111,14 @@ fn sweep_over_tls_and_plaintext_refused() {
 
     let redis = RedisServer::start();
     let port = free_port();
-    let _coord = Proc(
-        Command::new(bin())
-            .args([
-                "coordinator",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--redis",
-                &redis.url(),
-                "--data-dir",
-                d.join("data").to_str().unwrap(),
-                "--tls-cert",
-                "server.pem",
-                "--tls-key",
-                "server.key",
-            ])
-            .current_dir(d)
-            .env("MORALSWEEP_TOKEN", TOKEN)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+    let _coord = spawn_coordinator(
+        port,
+        &redis.url(),
+        &d.join("data"),
+        TOKEN,
+        &["--tls-cert", "server.pem", "--tls-key", "server.key"],
+        d,
     );
-    let t0 = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(30),
-            "coordinator did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
     let url = format!("https://localhost:{port}");
     let cli = |args: &[&str]| {
         Command::new(bin())

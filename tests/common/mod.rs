@@ -160,3 +160,64 @@ pub fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
     }
     hits
 }
+
+/// A child process, killed and reaped when dropped.
+pub struct Proc(pub std::process::Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits (at most 30 s) until something accepts connections on
+/// 127.0.0.1:`port`.
+pub fn wait_for_port(port: u16) {
+    let t0 = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(30),
+            "nothing listens on port {port} after 30 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// `moralsweep coordinator` listening on 127.0.0.1:`port` over the Redis at
+/// `redis_url`, its files in `data_dir`, `token` in its environment and
+/// `extra` arguments after those, started in `cwd`; returned once it
+/// accepts connections.
+pub fn spawn_coordinator(
+    port: u16,
+    redis_url: &str,
+    data_dir: &Path,
+    token: &str,
+    extra: &[&str],
+    cwd: &Path,
+) -> Proc {
+    let listen = format!("127.0.0.1:{port}");
+    let mut args = vec![
+        "coordinator",
+        "--listen",
+        &listen,
+        "--redis",
+        redis_url,
+        "--data-dir",
+        data_dir.to_str().expect("a UTF-8 path"),
+    ];
+    args.extend_from_slice(extra);
+    let proc = Proc(
+        Command::new(bin())
+            .args(&args)
+            .current_dir(cwd)
+            .env("MORALSWEEP_TOKEN", token)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("the moralsweep binary starts"),
+    );
+    wait_for_port(port);
+    proc
+}
