@@ -348,14 +348,26 @@ fn threads() -> usize {
 pub fn gemv_rows(mat: &[f32], x: &[f32], out: &mut [f32]) {
     let cols = x.len();
     assert_eq!(mat.len(), cols * out.len());
-    let nt = threads().min(out.len().div_ceil(4096)).max(1);
-    let per = out.len().div_ceil(nt);
+    par_rows(out, 4096, |r| dot(&mat[r * cols..(r + 1) * cols], x));
+}
+
+/// `out[r] = f(r)` for every row, split over the threads in blocks of at
+/// least `min_rows` rows.
+fn par_rows(out: &mut [f32], min_rows: usize, f: impl Fn(usize) -> f32 + Sync) {
+    let nt = threads().min(out.len().div_ceil(min_rows.max(1))).max(1);
+    let per = out.len().div_ceil(nt).max(1);
+    if nt == 1 {
+        for (r, o) in out.iter_mut().enumerate() {
+            *o = f(r);
+        }
+        return;
+    }
+    let f = &f;
     std::thread::scope(|s| {
         for (ci, chunk) in out.chunks_mut(per).enumerate() {
-            let rows = &mat[ci * per * cols..(ci * per + chunk.len()) * cols];
             s.spawn(move || {
-                for (o, row) in chunk.iter_mut().zip(rows.chunks_exact(cols)) {
-                    *o = dot(row, x);
+                for (i, o) in chunk.iter_mut().enumerate() {
+                    *o = f(ci * per + i);
                 }
             });
         }
@@ -407,22 +419,12 @@ impl Q8Matrix {
     pub fn gemv(&self, x: &[f32], out: &mut [f32]) {
         let cols = self.cols;
         assert!(x.len() == cols && out.len() == self.rows && cols.is_multiple_of(32));
-        let nt = threads().min(out.len().div_ceil(4096)).max(1);
-        let per = out.len().div_ceil(nt);
-        std::thread::scope(|s| {
-            for (ci, chunk) in out.chunks_mut(per).enumerate() {
-                let r0 = ci * per;
-                s.spawn(move || {
-                    for (i, o) in chunk.iter_mut().enumerate() {
-                        let r = r0 + i;
-                        *o = dot_q8(
-                            &self.qs[r * cols..(r + 1) * cols],
-                            &self.scales[r * cols / 32..(r + 1) * cols / 32],
-                            x,
-                        );
-                    }
-                });
-            }
+        par_rows(out, 4096, |r| {
+            dot_q8(
+                &self.qs[r * cols..(r + 1) * cols],
+                &self.scales[r * cols / 32..(r + 1) * cols / 32],
+                x,
+            )
         });
     }
 }
@@ -505,18 +507,7 @@ pub fn f32_to_f16(x: f32) -> u16 {
 pub fn gemv_rows_f16(mat: &[u16], x: &[f32], out: &mut [f32]) {
     let cols = x.len();
     assert_eq!(mat.len(), cols * out.len());
-    let nt = threads().min(out.len().div_ceil(64)).max(1);
-    let per = out.len().div_ceil(nt);
-    std::thread::scope(|s| {
-        for (ci, chunk) in out.chunks_mut(per).enumerate() {
-            let rows = &mat[ci * per * cols..(ci * per + chunk.len()) * cols];
-            s.spawn(move || {
-                for (o, row) in chunk.iter_mut().zip(rows.chunks_exact(cols)) {
-                    *o = dot_f16(row, x);
-                }
-            });
-        }
-    });
+    par_rows(out, 64, |r| dot_f16(&mat[r * cols..(r + 1) * cols], x));
 }
 
 fn dot_f16(a: &[u16], x: &[f32]) -> f32 {
