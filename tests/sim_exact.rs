@@ -359,3 +359,18 @@ fn non_digit_answers_take_ten_attempts_then_the_longer_answer() {
         "{got:?}"
     );
 }
+
+#[test]
+fn the_simulator_stops_on_sigterm() {
+    // What a container runtime sends on stop; it used to be ignored.
+    let mut sim = SimProc::start(&[]);
+    let status = Command::new("kill")
+        .args(["-TERM", &sim.pid().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    let exit = sim
+        .wait_exit(std::time::Duration::from_secs(10))
+        .expect("the simulator exits within 10 s of SIGTERM");
+    assert!(exit.success(), "{exit:?}");
+}

@@ -145,9 +145,11 @@ pub fn sim(args: SimArgs) -> anyhow::Result<()> {
             );
         }
         std::io::stdout().flush().ok();
+        // Ctrl-C or SIGTERM (a container runtime's stop) ends it at once:
+        // it holds nothing that needs flushing.
         tokio::select! {
             r = running.task => r.context("the simulator task failed")?,
-            _ = tokio::signal::ctrl_c() => {}
+            _ = super::cluster::shutdown_signal() => {}
         }
         Ok(())
     })

@@ -51,6 +51,23 @@ impl SimProc {
         }
     }
 
+    /// The simulator's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits up to `limit` for the simulator to exit; its status if it did.
+    pub fn wait_exit(&mut self, limit: std::time::Duration) -> Option<std::process::ExitStatus> {
+        let t0 = std::time::Instant::now();
+        while t0.elapsed() < limit {
+            if let Some(s) = self.child.try_wait().expect("try_wait") {
+                return Some(s);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        None
+    }
+
     pub fn addr(&self) -> &str {
         self.url.trim_start_matches("http://")
     }
