@@ -15,7 +15,7 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -87,27 +87,18 @@ fn coordinator_throughput_and_memory() {
     let start = Instant::now();
     let _workers: Vec<Proc> = (0..n_workers)
         .map(|i| {
-            Proc(
-                Command::new(bin())
-                    .args([
-                        "worker",
-                        "--coordinator",
-                        &url,
-                        "--name",
-                        &format!("bench{i}"),
-                        "--concurrency",
-                        "512",
-                        "--lease-batch",
-                        "2048",
-                        "--report-batch",
-                        "2048",
-                    ])
-                    .env("MORALSWEEP_TOKEN", TOKEN)
-                    .env("RUST_LOG", "warn")
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::inherit())
-                    .spawn()
-                    .unwrap(),
+            spawn_worker(
+                &url,
+                &format!("bench{i}"),
+                TOKEN,
+                &[
+                    "--concurrency",
+                    "512",
+                    "--lease-batch",
+                    "2048",
+                    "--report-batch",
+                    "2048",
+                ],
             )
         })
         .collect();

@@ -29,10 +29,10 @@
 mod common;
 mod simproc;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{spawn_coordinator, Proc};
+use common::{spawn_coordinator, spawn_worker, Proc};
 use moralsweep_coordinator::testsupport::{free_port, Persistence, RedisServer};
 use simproc::{bin, SimProc};
 
@@ -122,26 +122,7 @@ timeout_secs = 10
         String::from_utf8_lossy(&out.stderr)
     );
     let workers: Vec<Proc> = (0..n_workers)
-        .map(|i| {
-            Proc(
-                Command::new(bin())
-                    .args([
-                        "worker",
-                        "--coordinator",
-                        &url,
-                        "--name",
-                        &format!("rate{i}"),
-                        "--concurrency",
-                        "64",
-                    ])
-                    .env("MORALSWEEP_TOKEN", TOKEN)
-                    .env("RUST_LOG", "warn")
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::inherit())
-                    .spawn()
-                    .unwrap(),
-            )
-        })
+        .map(|i| spawn_worker(&url, &format!("rate{i}"), TOKEN, &["--concurrency", "64"]))
         .collect();
     let cpu0: f64 = workers.iter().map(|w| cpu_secs(w.0.id())).sum();
     let coord_cpu0 = cpu_secs(coord.0.id());

@@ -221,3 +221,20 @@ pub fn spawn_coordinator(
     wait_for_port(port);
     proc
 }
+
+/// `moralsweep worker --coordinator url --name name` with `extra`
+/// arguments, `token` in its environment.
+pub fn spawn_worker(url: &str, name: &str, token: &str, extra: &[&str]) -> Proc {
+    let mut args = vec!["worker", "--coordinator", url, "--name", name];
+    args.extend_from_slice(extra);
+    Proc(
+        Command::new(bin())
+            .args(&args)
+            .env("MORALSWEEP_TOKEN", token)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("the moralsweep binary starts"),
+    )
+}
