@@ -15,7 +15,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -73,17 +72,7 @@ fn coordinator_throughput_and_memory() {
     );
     let pid = coord.0.id();
     let rss_idle = proc_status_kb(pid, "VmRSS:");
-    let out = Command::new(bin())
-        .args(["submit", "s.toml", "--coordinator", &url])
-        .current_dir(dir.path())
-        .env("MORALSWEEP_TOKEN", TOKEN)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    submit(dir.path(), &url, TOKEN);
     let start = Instant::now();
     let _workers: Vec<Proc> = (0..n_workers)
         .map(|i| {

@@ -35,15 +35,6 @@ fn knob(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_string())
 }
 
-/// CPU seconds (user + system) a process has used so far.
-fn cpu_secs(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let (_, rest) = stat.rsplit_once(')')?;
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // Fields 14 and 15 of stat(5); `rest` starts at field 3.
-    Some((f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?) / 100.0)
-}
-
 #[test]
 #[ignore = "benchmark: MORALSWEEP_MODEL_PATH=$(scripts/fetch-model) cargo test --release --test bench_local -- --ignored --nocapture"]
 fn a_local_sweep_end_to_end() {

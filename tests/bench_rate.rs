@@ -29,12 +29,11 @@
 mod common;
 mod simproc;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{spawn_coordinator, spawn_worker, Proc};
+use common::{cpu_secs, spawn_coordinator, spawn_worker, submit, Proc};
 use moralsweep_coordinator::testsupport::{free_port, Persistence, RedisServer};
-use simproc::{bin, SimProc};
+use simproc::SimProc;
 
 const TOKEN: &str = "bench-rate-token";
 const KEY: &str = "bench-rate";
@@ -44,20 +43,6 @@ fn knob(name: &str, default: u64) -> u64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-/// CPU seconds (user + system) a process has used so far.
-fn cpu_secs(pid: u32) -> f64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return 0.0;
-    };
-    let Some((_, rest)) = stat.rsplit_once(')') else {
-        return 0.0;
-    };
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // Fields 14 and 15 of stat(5); `rest` starts at field 3.
-    let ticks: f64 = f[11].parse::<f64>().unwrap_or(0.0) + f[12].parse::<f64>().unwrap_or(0.0);
-    ticks / 100.0
 }
 
 #[test]
@@ -110,22 +95,15 @@ timeout_secs = 10
         &["--no-metrics"],
         dir.path(),
     );
-    let out = Command::new(bin())
-        .args(["submit", "s.toml", "--coordinator", &url])
-        .current_dir(dir.path())
-        .env("MORALSWEEP_TOKEN", TOKEN)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    submit(dir.path(), &url, TOKEN);
     let workers: Vec<Proc> = (0..n_workers)
         .map(|i| spawn_worker(&url, &format!("rate{i}"), TOKEN, &["--concurrency", "64"]))
         .collect();
-    let cpu0: f64 = workers.iter().map(|w| cpu_secs(w.0.id())).sum();
-    let coord_cpu0 = cpu_secs(coord.0.id());
+    let cpu0: f64 = workers
+        .iter()
+        .map(|w| cpu_secs(w.0.id()).unwrap_or(0.0))
+        .sum();
+    let coord_cpu0 = cpu_secs(coord.0.id()).unwrap_or(0.0);
 
     // Until the simulator has answered every slot.
     let start = Instant::now();
@@ -142,8 +120,12 @@ timeout_secs = 10
         );
     }
     let elapsed = start.elapsed();
-    let worker_cpu: f64 = workers.iter().map(|w| cpu_secs(w.0.id())).sum::<f64>() - cpu0;
-    let coord_cpu = cpu_secs(coord.0.id()) - coord_cpu0;
+    let worker_cpu: f64 = workers
+        .iter()
+        .map(|w| cpu_secs(w.0.id()).unwrap_or(0.0))
+        .sum::<f64>()
+        - cpu0;
+    let coord_cpu = cpu_secs(coord.0.id()).unwrap_or(0.0) - coord_cpu0;
     let stats = sim.stats();
     let k = &stats["keys"][KEY];
     let per_second: Vec<u64> = k["per_second"]

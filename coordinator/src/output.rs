@@ -144,25 +144,25 @@ pub async fn write_metrics(record: &SweepRecord) -> anyhow::Result<()> {
         // A sweep whose every model stopped before a unit was complete has
         // no rating file (nor data directory): no metrics, and nothing to
         // retry.
-        let report = match analyze_dir(&data, &opts) {
-            Err(moralsweep_common::analyze::AnalyzeError::NoFiles { .. }) => {
-                tracing::warn!(sweep = %name, "no rating file in {}: no metrics", data.display());
-                return Ok(());
+        use moralsweep_common::analyze::AnalyzeError;
+        let result = analyze_dir(&data, &opts);
+        let no_files = match &result {
+            Err(AnalyzeError::NoFiles { .. }) => true,
+            Err(AnalyzeError::Io { path, source }) => {
+                path == &data && source.kind() == std::io::ErrorKind::NotFound
             }
-            Err(moralsweep_common::analyze::AnalyzeError::Io {
-                ref path,
-                ref source,
-            }) if path == &data && source.kind() == std::io::ErrorKind::NotFound => {
-                tracing::warn!(sweep = %name, "no rating file in {}: no metrics", data.display());
-                return Ok(());
-            }
-            r => r.with_context(|| {
-                format!(
-                    "computing the metrics of sweep {name:?} from {}",
-                    data.display()
-                )
-            })?,
+            _ => false,
         };
+        if no_files {
+            tracing::warn!(sweep = %name, "no rating file in {}: no metrics", data.display());
+            return Ok(());
+        }
+        let report = result.with_context(|| {
+            format!(
+                "computing the metrics of sweep {name:?} from {}",
+                data.display()
+            )
+        })?;
         for w in &report.warnings {
             tracing::warn!(sweep = %name, "{w}");
         }

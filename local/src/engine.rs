@@ -454,6 +454,16 @@ impl Engine {
 
     /// The next-token distribution after `tokens`.
     pub fn distribution(&self, tokens: &[u32]) -> Result<Arc<Distribution>, LocalError> {
+        self.distribution_counted(tokens, true)
+    }
+
+    /// [`Engine::distribution`]; `count`: add the prompt to the tokens asked
+    /// for (not when the same request already counted it).
+    fn distribution_counted(
+        &self,
+        tokens: &[u32],
+        count: bool,
+    ) -> Result<Arc<Distribution>, LocalError> {
         if tokens.is_empty() {
             return Err(LocalError::Input("empty prompt".into()));
         }
@@ -465,11 +475,10 @@ impl Engine {
             )));
         }
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        st.prompt_tokens += tokens.len() as u64;
-        if let Some(pos) = st.dists.iter().position(|(k, _)| k == tokens) {
-            let e = st.dists.remove(pos).expect("position is in range");
-            let d = e.1.clone();
-            st.dists.push_back(e);
+        if count {
+            st.prompt_tokens += tokens.len() as u64;
+        }
+        if let Some(d) = st.kept_distribution(tokens) {
             return Ok(d);
         }
         let (cache, hidden) = self.run_prefix(&mut st, tokens)?;
@@ -529,46 +538,48 @@ impl Engine {
 
     /// The summary of the distribution after `tokens`, if one is kept.
     fn cached_summary(&self, tokens: &[u32]) -> Option<Arc<Summary>> {
-        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        st.uses += 1;
-        let stamp = st.uses;
-        let e = st.summaries.get_mut(tokens)?;
-        e.1 = stamp;
-        Some(e.0.clone())
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .kept_summary(tokens)
     }
 
     /// The summary of the distribution after `tokens`: kept from an earlier
     /// request for the same prompt, else computed.
     pub fn summary(&self, tokens: &[u32]) -> Result<Arc<Summary>, LocalError> {
-        if let Some(s) = self.cached_summary(tokens) {
+        {
             let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-            st.prompt_tokens += tokens.len() as u64;
-            return Ok(s);
+            if let Some(s) = st.kept_summary(tokens) {
+                st.prompt_tokens += tokens.len() as u64;
+                return Ok(s);
+            }
         }
         let d = self.distribution(tokens)?;
         Ok(match self.cached_summary(tokens) {
             Some(s) => s,
-            // Summaries are switched off: summarise this one for the caller.
+            // Not kept (summaries switched off, or the distribution came
+            // from its own cache after the summary was evicted).
             None => Arc::new(Summary::of(&d, self.digit_logprobs(&d))),
         })
     }
 
-    /// The next token after `tokens` at `temperature`, drawn with `rng`: from
-    /// the prompt's kept summary where that is exact, else from the whole
-    /// distribution.
-    fn sample_after(
+    /// The next token after the prompt `tokens` at `temperature`, seeded,
+    /// given the prompt's `summary`: drawn from it where that is exact, else
+    /// from the whole distribution.
+    pub fn draw(
         &self,
         tokens: &[u32],
+        summary: &Summary,
         temperature: f64,
-        rng: &mut ChaCha8Rng,
+        seed: u64,
     ) -> Result<NextToken, LocalError> {
-        let s = self.summary(tokens)?;
-        let (id, logprob) = if s.covers(temperature) {
-            let id = s.sample(temperature, rng);
-            (id, s.logprob(id).unwrap_or(f64::NEG_INFINITY))
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let (id, logprob) = if summary.covers(temperature) {
+            let id = summary.sample(temperature, &mut rng);
+            (id, summary.logprob(id).unwrap_or(f64::NEG_INFINITY))
         } else {
-            let d = self.distribution(tokens)?;
-            let id = d.sample(temperature, rng);
+            let d = self.distribution_counted(tokens, false)?;
+            let id = d.sample(temperature, &mut rng);
             (id, d.logprob(id))
         };
         Ok(NextToken {
@@ -585,7 +596,8 @@ impl Engine {
         temperature: f64,
         seed: u64,
     ) -> Result<NextToken, LocalError> {
-        self.sample_after(tokens, temperature, &mut ChaCha8Rng::seed_from_u64(seed))
+        let summary = self.summary(tokens)?;
+        self.draw(tokens, &summary, temperature, seed)
     }
 
     /// Computes `tokens` starting from the cached prefix that shares most of
@@ -734,12 +746,30 @@ impl Engine {
 
     /// A cached distribution, marked as recently used.
     fn cached_distribution(&self, tokens: &[u32]) -> Option<Arc<Distribution>> {
-        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let pos = st.dists.iter().position(|(k, _)| k == tokens)?;
-        let e = st.dists.remove(pos).expect("position is in range");
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .kept_distribution(tokens)
+    }
+}
+
+impl State {
+    /// The kept distribution after `tokens`, marked as recently used.
+    fn kept_distribution(&mut self, tokens: &[u32]) -> Option<Arc<Distribution>> {
+        let pos = self.dists.iter().position(|(k, _)| k == tokens)?;
+        let e = self.dists.remove(pos).expect("position is in range");
         let d = e.1.clone();
-        st.dists.push_back(e);
+        self.dists.push_back(e);
         Some(d)
+    }
+
+    /// The kept summary after `tokens`, marked as recently used.
+    fn kept_summary(&mut self, tokens: &[u32]) -> Option<Arc<Summary>> {
+        self.uses += 1;
+        let stamp = self.uses;
+        let e = self.summaries.get_mut(tokens)?;
+        e.1 = stamp;
+        Some(e.0.clone())
     }
 }
 

@@ -126,16 +126,14 @@ impl Config {
     }
 }
 
-/// A dense weight matrix `[out][in]`, kept in the two forms its products
+/// A layer's weight matrix `[out][in]`, kept in the two forms its products
 /// need.
 pub struct Mat {
     pub rows: usize,
     pub cols: usize,
-    /// Row-major `[out][in]` while loading; emptied once packed.
-    pub data: Vec<f32>,
     /// Packed into panels of output columns for the prefill's matrix
     /// products ([`crate::kernels::gemm_packed`]), once, at load.
-    pub packed: Option<crate::kernels::Packed>,
+    pub packed: crate::kernels::Packed,
     /// `[out][in]` in half precision, for decoding one position at a time:
     /// that step only streams the weights once, so half the bytes is about
     /// half the time (the prefill keeps f32).
@@ -143,17 +141,17 @@ pub struct Mat {
 }
 
 impl Mat {
-    fn prepared(mut self) -> Mat {
-        self.packed = Some(crate::kernels::Packed::from_rows(
-            &self.data, self.rows, self.cols,
-        ));
-        self.half = self
-            .data
-            .iter()
-            .map(|&v| crate::kernels::f32_to_f16(v))
-            .collect();
-        self.data = vec![];
-        self
+    /// From row-major `[rows][cols]` values.
+    fn new(data: &[f32], rows: usize, cols: usize) -> Mat {
+        Mat {
+            rows,
+            cols,
+            packed: crate::kernels::Packed::from_rows(data, rows, cols),
+            half: data
+                .iter()
+                .map(|&v| crate::kernels::f32_to_f16(v))
+                .collect(),
+        }
     }
 }
 
@@ -184,7 +182,8 @@ pub struct Model {
 /// The embedding matrix: kept as Q8_0 when the file stores it so (the output
 /// head reads all of it for every distribution), else in f32.
 enum Embedding {
-    F32(Mat),
+    /// Row-major `[vocab][n_embd]`.
+    F32(Vec<f32>),
     Q8(crate::kernels::Q8Matrix),
 }
 
@@ -264,18 +263,28 @@ fn load_tensor(f: &GgufFile, name: &str, dims: &[usize]) -> Result<Vec<f32>, Loc
     load_vec(f, t)
 }
 
-fn load_mat(f: &GgufFile, names: &[&str], cols: usize, rows: &[usize]) -> Result<Mat, LocalError> {
+/// Tensors of `cols` inputs stacked by rows (`rows[i]` outputs each), as one
+/// row-major `[sum rows][cols]` array.
+fn load_rows(
+    f: &GgufFile,
+    names: &[&str],
+    cols: usize,
+    rows: &[usize],
+) -> Result<Vec<f32>, LocalError> {
     let mut data = Vec::with_capacity(cols * rows.iter().sum::<usize>());
     for (n, &r) in names.iter().zip(rows) {
         data.extend(load_tensor(f, n, &[cols, r])?);
     }
-    Ok(Mat {
-        rows: rows.iter().sum(),
+    Ok(data)
+}
+
+/// [`load_rows`] as a layer [`Mat`].
+fn load_mat(f: &GgufFile, names: &[&str], cols: usize, rows: &[usize]) -> Result<Mat, LocalError> {
+    Ok(Mat::new(
+        &load_rows(f, names, cols, rows)?,
+        rows.iter().sum(),
         cols,
-        data,
-        packed: None,
-        half: vec![],
-    })
+    ))
 }
 
 impl Model {
@@ -299,15 +308,14 @@ impl Model {
                     &[&n("attn_q"), &n("attn_k"), &n("attn_v")],
                     e,
                     &[qd, kvd, kvd],
-                )?
-                .prepared(),
+                )?,
                 q_norm: load_tensor(f, &n("attn_q_norm"), &[hd])?,
                 k_norm: load_tensor(f, &n("attn_k_norm"), &[hd])?,
-                wo: load_mat(f, &[&n("attn_output")], qd, &[e])?.prepared(),
+                wo: load_mat(f, &[&n("attn_output")], qd, &[e])?,
                 post_attn_norm: load_tensor(f, &n("post_attention_norm"), &[e])?,
                 ffn_norm: load_tensor(f, &n("ffn_norm"), &[e])?,
-                w_gate_up: load_mat(f, &[&n("ffn_gate"), &n("ffn_up")], e, &[ff, ff])?.prepared(),
-                w_down: load_mat(f, &[&n("ffn_down")], ff, &[e])?.prepared(),
+                w_gate_up: load_mat(f, &[&n("ffn_gate"), &n("ffn_up")], e, &[ff, ff])?,
+                w_down: load_mat(f, &[&n("ffn_down")], ff, &[e])?,
                 post_ffw_norm: load_tensor(f, &n("post_ffw_norm"), &[e])?,
             });
         }
@@ -320,7 +328,7 @@ impl Model {
                     e,
                 ))
             } else {
-                Embedding::F32(load_mat(f, &["token_embd.weight"], e, &[cfg.vocab])?)
+                Embedding::F32(load_rows(f, &["token_embd.weight"], e, &[cfg.vocab])?)
             };
         if f.tensors.contains_key("output.weight") {
             return Err(LocalError::Unsupported(format!(
@@ -379,9 +387,7 @@ impl Model {
         for (i, &id) in tokens.iter().enumerate() {
             let xr = &mut x[i * e..(i + 1) * e];
             match &self.embed {
-                Embedding::F32(m) => {
-                    xr.copy_from_slice(&m.data[id as usize * e..(id as usize + 1) * e])
-                }
+                Embedding::F32(m) => xr.copy_from_slice(&m[id as usize * e..(id as usize + 1) * e]),
                 Embedding::Q8(m) => m.row(id as usize, xr),
             }
             for o in xr.iter_mut() {
@@ -469,7 +475,7 @@ impl Model {
     pub fn logits(&self, hidden: &[f32]) -> Vec<f32> {
         let mut out = vec![0f32; self.cfg.vocab];
         match &self.embed {
-            Embedding::F32(m) => crate::kernels::gemv_rows(&m.data, hidden, &mut out),
+            Embedding::F32(m) => crate::kernels::gemv_rows(m, hidden, &mut out),
             Embedding::Q8(m) => m.gemv(hidden, &mut out),
         }
         out
@@ -550,8 +556,7 @@ fn matmul_wt(x: &[f32], w: &Mat, out: &mut [f32], t: usize) {
         }
         return;
     }
-    let packed = w.packed.as_ref().expect("layer weights are packed at load");
-    crate::kernels::gemm_packed(t, &x[..t * w.cols], packed, &mut out[..t * w.rows]);
+    crate::kernels::gemm_packed(t, &x[..t * w.cols], &w.packed, &mut out[..t * w.rows]);
 }
 
 /// Causal grouped-query attention of `t` new positions after `past` cached

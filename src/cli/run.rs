@@ -207,13 +207,14 @@ async fn run_sweep(args: RunArgs, sweep: Sweep) -> anyhow::Result<()> {
     print_summary(&final_state);
     // A model that stopped (a refused key, a bad option) leaves the sweep
     // incomplete: say so in the exit status, after the others' results.
-    let mut failed: Vec<&str> = final_state
+    let failed: Vec<&str> = final_state
         .units
         .iter()
         .filter(|u| u.state == "failed")
         .map(|u| u.model.as_str())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
         .collect();
-    failed.dedup();
     if !failed.is_empty() {
         eprintln!(
             "error: {} of the sweep's models stopped before finishing: {}; the others' files are complete; fix the cause above and run again",

@@ -38,11 +38,17 @@ pub fn write_personas(dir: &Path, n: usize) -> PathBuf {
     path
 }
 
+/// The top of the test sweeps' specs: persona and self modes, small
+/// bootstraps, a fixed seed, output in `out`.
+fn spec_header(name: &str, personas: usize, reps: u32) -> String {
+    format!(
+        "name = \"{name}\"\npersonas = \"personas.json\"\npersona_count = {personas}\nrepetitions = {reps}\nmodes = [\"persona\", \"self\"]\noutput = \"out\"\nseed = 11\nbootstrap = 50\nrerun_bootstrap = 20\n"
+    )
+}
+
 /// A sweep of synthetic models; `extra` is appended to every model table.
 pub fn spec_text(name: &str, models: &[&str], personas: usize, reps: u32, extra: &str) -> String {
-    let mut s = format!(
-        "name = \"{name}\"\npersonas = \"personas.json\"\npersona_count = {personas}\nrepetitions = {reps}\nmodes = [\"persona\", \"self\"]\noutput = \"out\"\nseed = 11\nbootstrap = 50\nrerun_bootstrap = 20\n"
-    );
+    let mut s = spec_header(name, personas, reps);
     for (i, m) in models.iter().enumerate() {
         s.push_str(&format!(
             "\n[[model]]\nkey = \"{m}\"\nprovider = \"synthetic\"\nmodel = \"{m}-weights\"\nfamily = \"F\"\nvariant = \"{}\"\n{extra}\n",
@@ -127,9 +133,7 @@ pub fn spec_text_sim(
     key_env: &str,
     extra: &str,
 ) -> String {
-    let mut s = format!(
-        "name = \"{name}\"\npersonas = \"personas.json\"\npersona_count = {personas}\nrepetitions = {reps}\nmodes = [\"persona\", \"self\"]\noutput = \"out\"\nseed = 11\nbootstrap = 50\nrerun_bootstrap = 20\n"
-    );
+    let mut s = spec_header(name, personas, reps);
     for (i, m) in models.iter().enumerate() {
         s.push_str(&format!(
             "\n[[model]]\nkey = \"{m}\"\nprovider = \"openai\"\nmodel = \"{m}\"\nbase_url = \"{sim_url}/v1\"\napi_key_env = \"{key_env}\"\nfamily = \"F\"\nvariant = \"{}\"\n{extra}\n",
@@ -237,4 +241,30 @@ pub fn spawn_worker(url: &str, name: &str, token: &str, extra: &[&str]) -> Proc 
             .spawn()
             .expect("the moralsweep binary starts"),
     )
+}
+
+/// `moralsweep submit s.toml` (from `dir`) to the coordinator at `url`;
+/// panics with its error output if the submission fails.
+pub fn submit(dir: &Path, url: &str, token: &str) {
+    let out = Command::new(bin())
+        .args(["submit", "s.toml", "--coordinator", url])
+        .current_dir(dir)
+        .env("MORALSWEEP_TOKEN", token)
+        .output()
+        .expect("the moralsweep binary runs");
+    assert!(
+        out.status.success(),
+        "submit failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// CPU seconds (user + system) a process has used so far, from
+/// /proc/PID/stat; `None` once it is gone.
+pub fn cpu_secs(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // Fields 14 and 15 of stat(5); `rest` starts at field 3.
+    Some((f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?) / 100.0)
 }

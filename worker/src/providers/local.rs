@@ -238,7 +238,7 @@ fn answer(
         }
     };
     let (text, output_tokens) = if req.max_tokens <= 1 {
-        let t = engine.sample_tokens(&tokens, req.temperature, seed)?;
+        let t = engine.draw(&tokens, &summary, req.temperature, seed)?;
         (t.text, 1)
     } else {
         let g = engine.generate_from(
