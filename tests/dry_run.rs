@@ -37,6 +37,7 @@ output_price_per_mtok = 10.0
 key = "claude"
 provider = "anthropic"
 model = "claude-sonnet-4-5"
+temperature = "provider-default"
 rpm = 50
 "#,
     )

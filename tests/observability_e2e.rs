@@ -509,6 +509,11 @@ fn a_cluster_sweep_exports_its_spans_and_metrics_without_secrets() {
     }
     assert!(w_during <= wsum("moralsweep_provider_requests_total", &[]));
 
+    // What the simulator received: a traceparent on every request.
+    let (code, body) = obs::http_get(&sim_addr, "/_sim/stats").unwrap();
+    assert_eq!(code, 200, "{body}");
+    let sim_stats: serde_json::Value = serde_json::from_str(&body).unwrap();
+
     // Stop everything (SIGTERM: the exporters flush on the way out).
     for (p, _) in &mut workers {
         p.terminate(Duration::from_secs(30));
@@ -577,6 +582,62 @@ fn a_cluster_sweep_exports_its_spans_and_metrics_without_secrets() {
             .expect("the model span's parent is a lease span");
         assert!(lease.attributes["worker"].starts_with('w'));
         assert!(lease.attributes["lease.slots"].parse::<u64>().unwrap() > 0);
+    }
+
+    // One trace per lease: the coordinator's lease span is the parent of the
+    // worker's lease span (over gRPC metadata), whose model span holds the
+    // provider calls, whose traceparent header reached the simulator; the
+    // coordinator's report span is a child of the worker's model span.
+    let coord_leases = of("moralsweep-coordinator", "lease");
+    assert!(!coord_leases.is_empty(), "no coordinator lease span");
+    for wl in &leases {
+        let cl = coord_leases
+            .iter()
+            .find(|s| s.span_id == wl.parent_span_id)
+            .unwrap_or_else(|| panic!("worker lease span without its coordinator parent: {wl:?}"));
+        assert_eq!(wl.trace_id, cl.trace_id);
+        assert_eq!(cl.attributes["worker"], wl.attributes["worker"]);
+        assert_eq!(cl.attributes["sweep"], "obs-e2e");
+    }
+    for c in &calls {
+        let parent = model_spans
+            .iter()
+            .find(|s| s.span_id == c.parent_span_id)
+            .expect("provider_call's parent is a model span");
+        assert_eq!(c.trace_id, parent.trace_id, "one trace per lease");
+    }
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    for m in models {
+        let k = &sim_stats["keys"][m];
+        assert_eq!(k["traced"], k["requests"], "{m}: untraced requests: {k}");
+        let tps = k["traceparents"].as_array().unwrap();
+        assert!(!tps.is_empty(), "{m}: no traceparent reached the simulator");
+        for tp in tps {
+            let parts: Vec<&str> = tp.as_str().unwrap().split('-').collect();
+            assert_eq!(parts.len(), 4, "{tp}");
+            let call = calls
+                .iter()
+                .find(|c| hex(&c.span_id) == parts[2])
+                .unwrap_or_else(|| panic!("{m}: traceparent {tp} names no provider_call span"));
+            assert_eq!(hex(&call.trace_id), parts[1], "{tp}");
+            assert_eq!(call.attributes["model.key"], m);
+        }
+    }
+    let reports = of("moralsweep-coordinator", "report");
+    let traced_reports: Vec<_> = reports
+        .iter()
+        .filter(|r| r.parent_span_id.iter().any(|b| *b != 0))
+        .collect();
+    assert!(
+        !traced_reports.is_empty(),
+        "no report joined a lease's trace"
+    );
+    for r in traced_reports {
+        let model = model_spans
+            .iter()
+            .find(|s| s.span_id == r.parent_span_id)
+            .expect("a report's parent is a worker's model span");
+        assert_eq!(r.trace_id, model.trace_id);
     }
 
     // No secret anywhere: exported bytes, span attributes, log lines.

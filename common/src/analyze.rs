@@ -49,8 +49,8 @@ use std::sync::Mutex;
 use serde::Deserialize;
 
 use crate::formats::{
-    commit_file, fmt_float, parse_file_name, read_logprobs, read_sampling, temp_path, FileKind,
-    FormatError,
+    commit_file, fmt_float, fmt_temperature, is_provider_default, parse_file_name, read_logprobs,
+    read_sampling, temp_path, FileKind, FormatError,
 };
 use crate::instrument::Foundation;
 use crate::metrics::{
@@ -411,11 +411,14 @@ pub fn analyze_files(files: &[FoundFile], opts: &AnalyzeOptions) -> Result<Repor
     for f in files {
         let what = match &f.kind {
             FileKind::Sampling { temperature } => {
-                format!("the ratings at temperature {}", fmt_float(*temperature))
+                format!(
+                    "the ratings at temperature {}",
+                    fmt_temperature(*temperature)
+                )
             }
             FileKind::SelfRatings {
                 temperature: Some(t),
-            } => format!("the self ratings at temperature {}", fmt_float(*t)),
+            } => format!("the self ratings at temperature {}", fmt_temperature(*t)),
             FileKind::SelfRatings { temperature: None } => "the self ratings".to_string(),
             FileKind::Logprobs => "the logprobs".to_string(),
         };
@@ -639,64 +642,75 @@ fn run_task(task: &Task, opts: &AnalyzeOptions, part: &mut Partial) -> Result<()
                 runs.push((*f, temperature, table, RunSets { items, kept }));
             }
             runs.sort_by(|a, b| a.1.total_cmp(&b.1));
-            let sets: Vec<RunSets> = runs.iter().map(|r| r.3.clone()).collect();
-            let (items, personas) = align_runs(&sets, ALIGNMENT_MIN_PERSONAS);
-            if items.is_empty() || personas.is_empty() {
-                warn(
-                    part,
-                    format!("model {key}: no persona is kept in all its files; no metrics"),
-                );
-                return Ok(());
-            }
+            // Files sampled at the provider's default temperature are kept
+            // apart: aligned on their own persona set, never with the
+            // temperature-controlled files of the same key.
+            let (default_runs, runs): (Vec<_>, Vec<_>) =
+                runs.into_iter().partition(|r| is_provider_default(r.1));
             let family = opts.models.family(key);
             let variant = opts.models.variant(key);
-            for (f, temperature, table, sets) in &runs {
-                if sets.kept.is_empty() {
+            for runs in [default_runs, runs] {
+                if runs.is_empty() {
                     continue;
                 }
-                let label = format!("{key}|{}", fmt_float(*temperature));
-                let result = match sampled_metrics(table, &personas, &items, &boot, &label) {
-                    Ok(r) => r,
-                    Err(e) => {
-                        warn(
+                let sets: Vec<RunSets> = runs.iter().map(|r| r.3.clone()).collect();
+                let (items, personas) = align_runs(&sets, ALIGNMENT_MIN_PERSONAS);
+                if items.is_empty() || personas.is_empty() {
+                    warn(
+                        part,
+                        format!("model {key}: no persona is kept in all its files; no metrics"),
+                    );
+                    continue;
+                }
+                for (f, temperature, table, sets) in &runs {
+                    if sets.kept.is_empty() {
+                        continue;
+                    }
+                    let label = format!("{key}|{}", fmt_float(*temperature));
+                    let result = match sampled_metrics(table, &personas, &items, &boot, &label) {
+                        Ok(r) => r,
+                        Err(e) => {
+                            warn(
                             part,
                             format!(
                                 "{}: left out: {e} (the persona set shared with the model's other temperatures is not complete in this file)",
                                 f.path.display()
                             ),
                         );
-                        continue;
-                    }
-                };
-                if result.overall.sigma_bar == 0.0 {
-                    warn(
+                            continue;
+                        }
+                    };
+                    if result.overall.sigma_bar == 0.0 {
+                        warn(
                         part,
                         format!(
                             "{key} at T={}: sigma_bar is 0 (every cell is constant), so R is infinite",
-                            fmt_float(*temperature)
+                            fmt_temperature(*temperature)
                         ),
                     );
-                }
-                let row =
-                    |foundation: Option<Foundation>, m: ScopeMetrics, items: Vec<u8>| MetricRow {
-                        model: key.to_string(),
-                        temperature: *temperature,
-                        foundation,
-                        metrics: m,
-                        family: family.clone(),
-                        variant: variant.clone(),
-                        retained_personas: personas.clone(),
-                        retained_items: items,
-                        source_file: f.relative.clone(),
+                    }
+                    let row = |foundation: Option<Foundation>, m: ScopeMetrics, items: Vec<u8>| {
+                        MetricRow {
+                            model: key.to_string(),
+                            temperature: *temperature,
+                            foundation,
+                            metrics: m,
+                            family: family.clone(),
+                            variant: variant.clone(),
+                            retained_personas: personas.clone(),
+                            retained_items: items,
+                            source_file: f.relative.clone(),
+                        }
                     };
-                part.overall.push(row(None, result.overall, items.clone()));
-                for (fd, m) in result.per_foundation {
-                    let fitems: Vec<u8> = items
-                        .iter()
-                        .copied()
-                        .filter(|q| crate::ITEMS[*q as usize - 1].foundation == fd)
-                        .collect();
-                    part.per_foundation.push(row(Some(fd), m, fitems));
+                    part.overall.push(row(None, result.overall, items.clone()));
+                    for (fd, m) in result.per_foundation {
+                        let fitems: Vec<u8> = items
+                            .iter()
+                            .copied()
+                            .filter(|q| crate::ITEMS[*q as usize - 1].foundation == fd)
+                            .collect();
+                        part.per_foundation.push(row(Some(fd), m, fitems));
+                    }
                 }
             }
         }
@@ -923,7 +937,7 @@ fn ids_json<T: std::fmt::Display>(ids: &[T]) -> String {
 
 fn metric_fields(row: &MetricRow) -> Vec<String> {
     let m = &row.metrics;
-    let mut v = vec![row.model.clone(), fmt_float(row.temperature)];
+    let mut v = vec![row.model.clone(), fmt_temperature(row.temperature)];
     if let Some(f) = row.foundation {
         v.push(f.name().to_string());
     }
@@ -1017,7 +1031,7 @@ impl Report {
                         fmt_float(r.profile.mean),
                         fmt_float(r.profile.within_question_sd),
                         r.profile.questions.to_string(),
-                        r.temperature.map(fmt_float).unwrap_or_default(),
+                        r.temperature.map(fmt_temperature).unwrap_or_default(),
                     ]
                 })
                 .collect(),
@@ -1041,7 +1055,7 @@ impl Report {
                         fmt_float(d.dsigma_pct.0),
                         d.model.clone(),
                         d.base_model.clone(),
-                        fmt_float(d.temperature),
+                        fmt_temperature(d.temperature),
                         fmt_float(d.sigma_bar_se),
                         fmt_float(d.ds_pct.1),
                         fmt_float(d.dr_pct.1),
@@ -1060,7 +1074,7 @@ impl Report {
                     .map(|e| {
                         vec![
                             e.family.clone(),
-                            fmt_float(e.temperature),
+                            fmt_temperature(e.temperature),
                             e.insecure_model.clone(),
                             e.secure_model.clone(),
                             fmt_float(e.ds_pp.0),
@@ -1129,7 +1143,7 @@ impl Report {
                     out,
                     "{:<width$}  {:>5}  {:>17}  {:>17}  {:>8}  {}",
                     r.model,
-                    fmt_float(r.temperature),
+                    fmt_temperature(r.temperature),
                     format!("{:.3} ± {:.3}", m.s, m.s_se()),
                     format!("{:.2} ± {:.2}", m.r(), m.r_se()),
                     m.personas,

@@ -13,6 +13,7 @@ pub mod prompt;
 pub mod reference;
 pub mod slot;
 pub mod spec;
+pub mod tokens;
 
 pub use instrument::{Foundation, Item, ItemKind, ITEMS};
 pub use spec::{Mode, ModelSpec, Sweep, SweepSpec};

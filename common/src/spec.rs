@@ -192,12 +192,111 @@ pub struct ModelSpec {
     /// Extra HTTP headers sent with every request (never secrets: use api_key_env).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, String>,
+    /// `"provider-default"`: send no temperature and let the provider sample
+    /// at its own default (required of models that take no temperature:
+    /// Anthropic's current API, OpenAI's reasoning models). The files then
+    /// say `tempdefault` instead of the sweep's temperature.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<TemperatureSetting>,
+    /// Let the dry run ask the provider's token-counting endpoint
+    /// (Anthropic `count_tokens`, Gemini `countTokens`) instead of estimating.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count_tokens: Option<bool>,
+}
+
+/// A model's own temperature setting (the model entry's `temperature`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum TemperatureSetting {
+    /// No temperature is sent; the provider samples at its default.
+    #[serde(rename = "provider-default")]
+    ProviderDefault,
+}
+
+impl<'de> Deserialize<'de> for TemperatureSetting {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        const EXPECTED: &str = "\"provider-default\" (a model entry's `temperature` only says that the model samples at its provider's default; the sweep's `temperature` applies to every other model)";
+        impl serde::de::Visitor<'_> for V {
+            type Value = TemperatureSetting;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(EXPECTED)
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                match v {
+                    "provider-default" => Ok(TemperatureSetting::ProviderDefault),
+                    other => Err(E::custom(format!(
+                        "temperature = {other:?}; expected {EXPECTED}"
+                    ))),
+                }
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Self::Value, E> {
+                Err(E::custom(format!("temperature = {v}; expected {EXPECTED}")))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                self.visit_f64(v as f64)
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                self.visit_f64(v as f64)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Whether a model id names one of OpenAI's reasoning models (o1, o3, o4,
+/// gpt-5 families, fine-tuned ones included), which take no temperature.
+pub fn is_openai_reasoning_model(model: &str) -> bool {
+    // Fine-tuned ids: ft:<base>:<org>:<suffix>:<id>.
+    let base = model.strip_prefix("ft:").unwrap_or(model);
+    let base = base.split(':').next().unwrap_or(base);
+    let base = base.rsplit('/').next().unwrap_or(base);
+    ["o1", "o3", "o4", "gpt-5"]
+        .iter()
+        .any(|p| base == *p || base.starts_with(&format!("{p}-")))
 }
 
 impl ModelSpec {
     /// The rate group this model's requests count against.
     pub fn rate_group(&self) -> &str {
         self.rate_group.as_deref().unwrap_or(&self.key)
+    }
+
+    /// Whether the model's entry says `temperature = "provider-default"`.
+    pub fn provider_default_temperature(&self) -> bool {
+        self.temperature == Some(TemperatureSetting::ProviderDefault)
+    }
+
+    /// The temperature this model's persona and self requests are sent with:
+    /// the sweep's, or `None` (nothing sent) for a provider-default model.
+    pub fn sampling_temperature(&self, sweep_temperature: f64) -> Option<f64> {
+        (!self.provider_default_temperature()).then_some(sweep_temperature)
+    }
+
+    /// The temperature this model's rating files are named and analysed
+    /// with: the sweep's, or [`crate::formats::PROVIDER_DEFAULT`]
+    /// (`<key>_tempdefault.csv`).
+    pub fn file_temperature(&self, sweep_temperature: f64) -> f64 {
+        self.sampling_temperature(sweep_temperature)
+            .unwrap_or(crate::formats::PROVIDER_DEFAULT)
+    }
+
+    /// Why this model cannot take a sampling temperature, if it cannot:
+    /// Anthropic's current Messages API has no `temperature` (the official
+    /// SDK no longer offers it), and OpenAI's reasoning models accept only
+    /// their default.
+    pub fn temperature_unsupported(&self) -> Option<&'static str> {
+        match self.provider.as_str() {
+            "anthropic" => Some("Anthropic's current Messages API takes no temperature"),
+            "openai" | "openai-compatible" | "sim" => {
+                let reasoning = self.reasoning.unwrap_or_else(|| {
+                    (self.provider == "openai" && is_openai_reasoning_model(&self.model))
+                        || self.reasoning_effort.is_some()
+                });
+                reasoning
+                    .then_some("OpenAI's reasoning models accept only their default temperature")
+            }
+            _ => None,
+        }
     }
 }
 
@@ -426,6 +525,23 @@ impl SweepSpec {
                     ));
                 }
             }
+            let samples = self.modes.iter().any(|m| *m != Mode::Logprob);
+            if let (Some(why), false, true) = (
+                m.temperature_unsupported(),
+                m.provider_default_temperature(),
+                samples,
+            ) {
+                return Err(bad(
+                    &at("temperature"),
+                    format!(
+                        "is not set, but model {:?} ({} {:?}) cannot sample at the sweep's temperature {}: {why}. \
+                         Add temperature = \"provider-default\" to this [[model]] entry to sample at the provider's default \
+                         (its files are then named {}_tempdefault.csv and its metrics say provider-default), \
+                         or choose a model that takes a temperature",
+                        m.key, m.provider, m.model, self.temperature, m.key
+                    ),
+                ));
+            }
             if let Some(group) = m.rate_group.as_deref() {
                 if let Some((rpm, tpm, first)) = groups.get(group) {
                     let conflicting = (m.rpm.is_some() && rpm.is_some() && m.rpm != *rpm)
@@ -568,6 +684,64 @@ model = "x"
         );
         let e = err(&MINIMAL.replace("name = \"t\"", "name = \"a b\""));
         assert!(e.contains("`name`"), "{e}");
+    }
+
+    #[test]
+    fn models_without_a_temperature_need_provider_default() {
+        let anthropic = MINIMAL
+            .replace("synthetic", "anthropic")
+            .replace("model = \"x\"", "model = \"claude-sonnet-4-5\"");
+        let e = err(&anthropic);
+        assert!(
+            e.contains("model[0].temperature")
+                && e.contains("\"m\"")
+                && e.contains("0.1")
+                && e.contains("provider-default")
+                && e.contains("m_tempdefault.csv"),
+            "{e}"
+        );
+        let ok = format!("{anthropic}temperature = \"provider-default\"\n");
+        let s = SweepSpec::parse(&ok, Path::new("s.toml")).unwrap();
+        s.validate(Path::new("s.toml"), KeyCheck::Skip).unwrap();
+        assert_eq!(s.models[0].sampling_temperature(0.1), None);
+        // OpenAI reasoning models, by id, by flag, through presets.
+        for (provider, model, extra) in [
+            ("openai", "o3-mini", ""),
+            ("openai", "gpt-5-mini", ""),
+            ("openai", "ft:o4-mini-2025-04-16:org::x", ""),
+            ("openai", "my-model", "reasoning = true\n"),
+            (
+                "openai-compatible",
+                "openai/o3",
+                "reasoning_effort = \"low\"\n",
+            ),
+        ] {
+            let text = MINIMAL
+                .replace("synthetic", provider)
+                .replace("model = \"x\"", &format!("model = \"{model}\""));
+            let e = err(&format!("{text}{extra}"));
+            assert!(
+                e.contains("model[0].temperature") && e.contains("reasoning"),
+                "{model}: {e}"
+            );
+        }
+        // Models that take a temperature keep it; logprob-only sweeps sample nothing.
+        let gpt = MINIMAL
+            .replace("synthetic", "openai")
+            .replace("model = \"x\"", "model = \"gpt-4o\"");
+        let s = SweepSpec::parse(&gpt, Path::new("s.toml")).unwrap();
+        s.validate(Path::new("s.toml"), KeyCheck::Skip).unwrap();
+        assert_eq!(s.models[0].sampling_temperature(0.1), Some(0.1));
+        let lp = anthropic.replace("name = \"t\"", "name = \"t\"\nmodes = [\"logprob\"]");
+        SweepSpec::parse(&lp, Path::new("s.toml"))
+            .unwrap()
+            .validate(Path::new("s.toml"), KeyCheck::Skip)
+            .unwrap();
+        let e = err(&format!("{gpt}temperature = 0.5\n"));
+        assert!(
+            e.contains("temperature") && e.contains("provider-default"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -85,6 +85,10 @@ pub struct LeaseOutcome {
     pub grants: Vec<Grant>,
     /// When nothing was granted: how long to wait before asking again.
     pub retry_after: Duration,
+    /// The W3C trace context of the coordinator's span that granted the
+    /// slots (the Lease reply's `traceparent` metadata): the worker's spans
+    /// of the lease continue its trace. `None` in process or without export.
+    pub traceparent: Option<String>,
 }
 
 /// What a worker found for one slot.
@@ -193,6 +197,9 @@ pub struct Engine {
     changes: watch::Sender<u64>,
     lease_seq: AtomicU64,
     boot: u64,
+    /// The trace context of each sweep's submission span (this process's
+    /// submissions only), so the leases of a sweep link to it.
+    sweep_traces: Mutex<HashMap<String, String>>,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -211,7 +218,7 @@ fn build_units(record: &SweepRecord) -> Vec<UnitRt> {
             let model = record.model(&key.model).expect("unit of a known model");
             UnitRt {
                 group: model.rate_group().to_string(),
-                tokens_each: tokens_estimate(record, key.mode),
+                tokens_each: tokens_estimate(record, model, key.mode),
                 total: shape.len() as u32,
                 done: 0,
                 key,
@@ -236,6 +243,7 @@ impl Engine {
             finish_tx,
             finish_rx: Mutex::new(Some(finish_rx)),
             changes,
+            sweep_traces: Mutex::new(HashMap::new()),
             lease_seq: AtomicU64::new(0),
             boot,
         })
@@ -376,6 +384,12 @@ impl Engine {
         output: PathBuf,
     ) -> EngineResult<bool> {
         let name = spec.name.clone();
+        if let Some(tp) = moralsweep_telemetry::propagation::current_traceparent() {
+            self.sweep_traces
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(name.clone(), tp);
+        }
         let record = SweepRecord::new(spec, personas, output);
         let _w = self.record_writes.lock().await;
         if self.store.create_sweep(&name, &record.to_bytes()).await? {
@@ -448,6 +462,16 @@ impl Engine {
     fn next_lease_id(&self) -> String {
         let n = self.lease_seq.fetch_add(1, Ordering::Relaxed);
         format!("{:x}-{:x}", self.boot, n)
+    }
+
+    /// The trace context of a sweep's submission span, when this process
+    /// took the submission and spans are exported.
+    pub fn sweep_trace(&self, sweep: &str) -> Option<String> {
+        self.sweep_traces
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(sweep)
+            .cloned()
     }
 
     /// Grants up to `max` slots (of one or more units) to `worker`, each

@@ -36,9 +36,14 @@ pub fn metrics_dir(output: &Path) -> PathBuf {
 
 /// The rating file of a unit.
 pub fn unit_file(record: &SweepRecord, model: &str, mode: Mode) -> PathBuf {
+    // A provider-default model's files say so: <key>_tempdefault.csv.
+    let temperature = record
+        .model(model)
+        .map(|m| m.file_temperature(record.spec.temperature))
+        .unwrap_or(record.spec.temperature);
     let name = match mode {
-        Mode::Persona => sampling_file_name(model, record.spec.temperature, false),
-        Mode::SelfMode => sampling_file_name(model, record.spec.temperature, true),
+        Mode::Persona => sampling_file_name(model, temperature, false),
+        Mode::SelfMode => sampling_file_name(model, temperature, true),
         Mode::Logprob => logprob_file_name(model),
     };
     data_dir(&record.output).join(name)

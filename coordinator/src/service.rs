@@ -294,24 +294,49 @@ impl Workers for Service {
             .lease(worker, r.max_slots)
             .await
             .map_err(status)?;
-        Ok(Response::new(pb::LeaseReply {
+        let mut reply = Response::new(pb::LeaseReply {
             leases: out.grants.iter().map(convert::grant_to_pb).collect(),
             retry_after_ms: out.retry_after.as_millis() as u32,
-        }))
+        });
+        // A lease is one trace: its root span goes back with the reply
+        // (`traceparent` metadata) and the worker's spans continue it.
+        // Empty answers to idle polls make no trace.
+        if let Some(first) = out.grants.first() {
+            let span = moralsweep_telemetry::spans::lease_span(worker);
+            if let Some(submitted) = self.engine.sweep_trace(&first.unit.sweep) {
+                moralsweep_telemetry::propagation::add_link(&span, &submitted);
+            }
+            span.record("sweep", first.unit.sweep.as_str());
+            moralsweep_telemetry::spans::record_lease(
+                &span,
+                out.grants.iter().map(|g| g.slots.len() as u64).sum(),
+            );
+            moralsweep_telemetry::propagation::inject_metadata(&span, reply.metadata_mut());
+        }
+        Ok(reply)
     }
 
     async fn report(
         &self,
         req: Request<pb::ReportRequest>,
     ) -> Result<Response<pb::ReportReply>, Status> {
+        // The worker's span of the reported slots is the parent.
+        let parent = moralsweep_telemetry::propagation::from_metadata(req.metadata());
         let r = req.into_inner();
+        let span = tracing::info_span!(
+            "report",
+            worker = %r.worker,
+            results = r.results.len() as u64,
+            released = r.release.len() as u64,
+        );
+        if let Some(tp) = &parent {
+            moralsweep_telemetry::propagation::set_parent(&span, tp);
+        }
         let mut reports = Vec::with_capacity(r.results.len());
         for res in r.results {
             reports.push(convert::report_from_pb(res).map_err(Status::invalid_argument)?);
         }
-        let out = self
-            .engine
-            .report(reports, &r.release)
+        let out = tracing::Instrument::instrument(self.engine.report(reports, &r.release), span)
             .await
             .map_err(status)?;
         Ok(Response::new(pb::ReportReply {

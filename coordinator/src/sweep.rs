@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use moralsweep_common::slot::UnitShape;
+use moralsweep_common::tokens::Tokenizer;
 use moralsweep_common::{Mode, ModelSpec, SweepSpec, ITEMS};
 use serde::{Deserialize, Serialize};
 
@@ -123,10 +124,10 @@ pub fn unit_label(model: &str, mode: Mode) -> String {
     format!("{model}/{mode}")
 }
 
-/// A rough token count of one request of a unit (prompt of about four
-/// characters a token plus one output token), used to pace tokens per minute
-/// before the real usage is known.
-pub fn tokens_estimate(record: &SweepRecord, mode: Mode) -> u64 {
+/// The token count of one request of a unit (its prompt counted with the
+/// model's tokenizer, `moralsweep_common::tokens`, plus one output token),
+/// used to pace tokens per minute before the real usage is known.
+pub fn tokens_estimate(record: &SweepRecord, model: &ModelSpec, mode: Mode) -> u64 {
     let item = &ITEMS[0];
     let prompt = match mode {
         Mode::SelfMode => moralsweep_common::prompt::self_prompt(item),
@@ -135,7 +136,7 @@ pub fn tokens_estimate(record: &SweepRecord, mode: Mode) -> u64 {
             moralsweep_common::prompt::persona_prompt(p, item)
         }
     };
-    (prompt.len() as u64).div_ceil(4) + 1
+    Tokenizer::for_model(&model.provider, &model.model).request_tokens(&prompt, 1)
 }
 
 /// The seed of a slot: a pure function of the sweep's seed, the model key, the

@@ -1,6 +1,10 @@
 //! Anthropic's wire format: `POST /v1/messages` with `x-api-key` and
-//! `anthropic-version` headers, a required `max_tokens`, `temperature` in
-//! [0, 1] and optional extended `thinking`.
+//! `anthropic-version` headers, a required `max_tokens` and optional
+//! extended `thinking`; and `POST /v1/messages/count_tokens`, which counts a
+//! request's input tokens. Like the real API, a field the current API does
+//! not define (its official SDK's `MessageCreateParams`: no `temperature`,
+//! `top_p` or `top_k` any more) is refused with Anthropic's 400
+//! (`invalid_request_error`, "<field>: Extra inputs are not permitted").
 
 use std::sync::Arc;
 
@@ -10,50 +14,73 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use serde_json::{json, Map, Value};
 
-use crate::engine::{Answer, Query, Sim};
-use crate::wire::{error, parse_body, respond, Api, ErrKind};
+use moralsweep_common::tokens::Tokenizer;
 
-fn query(m: &Map<String, Value>) -> Result<Query, String> {
+use crate::engine::{Answer, Query, Sim};
+use crate::wire::{error, json_response, parse_body, respond, Api, ErrKind};
+
+/// The fields of `MessageCreateParams` (anthropic 2.14), `stream` included.
+const MESSAGE_FIELDS: &[&str] = &[
+    "cache_control",
+    "container",
+    "diagnostics",
+    "inference_geo",
+    "max_tokens",
+    "messages",
+    "metadata",
+    "model",
+    "output_config",
+    "service_tier",
+    "speed",
+    "stop_sequences",
+    "stream",
+    "system",
+    "thinking",
+    "tool_choice",
+    "tools",
+    "user_profile_id",
+    "workspace_id",
+];
+
+/// The fields of `MessageCountTokensParams` (anthropic 2.14).
+const COUNT_FIELDS: &[&str] = &[
+    "cache_control",
+    "messages",
+    "model",
+    "output_config",
+    "speed",
+    "system",
+    "thinking",
+    "tool_choice",
+    "tools",
+    "user_profile_id",
+    "workspace_id",
+];
+
+/// The fields of a message (`MessageParam`).
+const MESSAGE_PARAM_FIELDS: &[&str] = &["content", "role"];
+
+fn check_fields(m: &Map<String, Value>, known: &[&str], at: &str) -> Result<(), String> {
+    match m.keys().find(|k| !known.contains(&k.as_str())) {
+        Some(k) => Err(format!("{at}{k}: Extra inputs are not permitted")),
+        None => Ok(()),
+    }
+}
+
+/// The model and the prompt (the user messages' text) of a request.
+fn model_and_prompt(m: &Map<String, Value>) -> Result<(String, String), String> {
     let key = match m.get("model") {
         Some(Value::String(s)) if !s.is_empty() => s.clone(),
         _ => return Err("model: Field required".into()),
     };
-    let max_tokens = match m.get("max_tokens") {
-        Some(v) => match v.as_u64() {
-            Some(n) if n >= 1 => n,
-            _ => {
-                return Err(format!(
-                    "max_tokens: Input should be a valid positive integer, got {v}"
-                ))
-            }
-        },
-        None => return Err("max_tokens: Field required".into()),
-    };
-    let temperature = match m.get("temperature") {
-        None | Some(Value::Null) => 1.0,
-        Some(v) => match v.as_f64() {
-            Some(t) if (0.0..=1.0).contains(&t) => t,
-            _ => return Err(format!("temperature: range: 0..1, got {v}")),
-        },
-    };
-    if let Some(t) = m.get("thinking") {
-        if t.get("type").and_then(Value::as_str) == Some("enabled") {
-            let budget = t.get("budget_tokens").and_then(Value::as_u64).unwrap_or(0);
-            if budget < 1024 {
-                return Err(
-                    "thinking.budget_tokens: Input should be greater than or equal to 1024".into(),
-                );
-            }
-            if budget >= max_tokens {
-                return Err("`max_tokens` must be greater than `thinking.budget_tokens`".into());
-            }
-        }
-    }
     let Some(Value::Array(messages)) = m.get("messages") else {
         return Err("messages: Field required".into());
     };
     let mut prompt = Vec::new();
-    for msg in messages {
+    for (i, msg) in messages.iter().enumerate() {
+        if let Some(obj) = msg.as_object() {
+            check_fields(obj, MESSAGE_PARAM_FIELDS, &format!("messages.{i}."))?;
+        }
         match msg.get("role").and_then(Value::as_str) {
             Some("user") => {}
             Some("assistant") => continue,
@@ -77,15 +104,42 @@ fn query(m: &Map<String, Value>) -> Result<Query, String> {
             }
         }
     }
-    Ok(Query {
+    Ok((key, prompt.join("\n")))
+}
+
+fn query(m: &Map<String, Value>) -> Result<Query, String> {
+    check_fields(m, MESSAGE_FIELDS, "")?;
+    let (key, prompt) = model_and_prompt(m)?;
+    let max_tokens = match m.get("max_tokens") {
+        Some(v) => match v.as_u64() {
+            Some(n) if n >= 1 => n,
+            _ => {
+                return Err(format!(
+                    "max_tokens: Input should be a valid positive integer, got {v}"
+                ))
+            }
+        },
+        None => return Err("max_tokens: Field required".into()),
+    };
+    if let Some(t) = m.get("thinking") {
+        if t.get("type").and_then(Value::as_str) == Some("enabled") {
+            let budget = t.get("budget_tokens").and_then(Value::as_u64).unwrap_or(0);
+            if budget < 1024 {
+                return Err(
+                    "thinking.budget_tokens: Input should be greater than or equal to 1024".into(),
+                );
+            }
+            if budget >= max_tokens {
+                return Err("`max_tokens` must be greater than `thinking.budget_tokens`".into());
+            }
+        }
+    }
+    Ok(Query::new(
         key,
-        prompt: prompt.join("\n"),
-        max_tokens: max_tokens.min(u32::MAX as u64) as u32,
-        temperature,
-        seed: None,
-        top_logprobs: None,
-        forced_fault: None,
-    })
+        prompt,
+        max_tokens.min(u32::MAX as u64) as u32,
+        Tokenizer::Estimate,
+    ))
 }
 
 fn body(sim: &Sim, key: &str, a: &Answer) -> Value {
@@ -111,8 +165,8 @@ fn body(sim: &Sim, key: &str, a: &Answer) -> Value {
     })
 }
 
-/// `POST /v1/messages`.
-pub async fn messages(State(sim): State<Arc<Sim>>, headers: HeaderMap, raw: Bytes) -> Response {
+/// Refuses a request without the right key or `anthropic-version`.
+fn check_headers(sim: &Sim, headers: &HeaderMap) -> Result<(), Response> {
     // `x-api-key`, or a bearer token as recent SDKs send it.
     let key = headers
         .get("x-api-key")
@@ -124,22 +178,54 @@ pub async fn messages(State(sim): State<Arc<Sim>>, headers: HeaderMap, raw: Byte
                 .and_then(|v| v.strip_prefix("Bearer "))
         });
     if !sim.key_ok(key) {
-        return error(
-            &sim,
+        return Err(error(
+            sim,
             Api::Anthropic,
             ErrKind::Auth,
             "invalid x-api-key",
             None,
-        );
+        ));
     }
     if headers.get("anthropic-version").is_none() {
-        return error(
-            &sim,
+        return Err(error(
+            sim,
             Api::Anthropic,
             ErrKind::BadRequest,
             "anthropic-version: header is required",
             None,
-        );
+        ));
+    }
+    Ok(())
+}
+
+/// `POST /v1/messages/count_tokens`: `{"input_tokens": n}`, counted as the
+/// Messages route counts them (not rate limited, no answer drawn).
+pub async fn count_tokens(State(sim): State<Arc<Sim>>, headers: HeaderMap, raw: Bytes) -> Response {
+    if let Err(r) = check_headers(&sim, &headers) {
+        return r;
+    }
+    let counted = parse_body(&raw).and_then(|m| {
+        check_fields(&m, COUNT_FIELDS, "")?;
+        model_and_prompt(&m)
+    });
+    match counted {
+        Ok((key, prompt)) => {
+            let q = Query::new(key, prompt, 0, Tokenizer::Estimate);
+            sim.counted(&q.key);
+            json_response(
+                axum::http::StatusCode::OK,
+                HeaderMap::new(),
+                &json!({"input_tokens": q.input_tokens()}),
+            )
+        }
+        Err(msg) => error(&sim, Api::Anthropic, ErrKind::BadRequest, &msg, None),
+    }
+}
+
+/// `POST /v1/messages`.
+pub async fn messages(State(sim): State<Arc<Sim>>, headers: HeaderMap, raw: Bytes) -> Response {
+    if let Err(r) = check_headers(&sim, &headers) {
+        return r;
     }
     let m = match parse_body(&raw) {
         Ok(m) => m,
@@ -151,6 +237,7 @@ pub async fn messages(State(sim): State<Arc<Sim>>, headers: HeaderMap, raw: Byte
     };
     let mut q = q;
     q.forced_fault = crate::wire::forced_fault(&headers);
+    q.traceparent = crate::wire::traceparent(&headers);
     let outcome = sim.decide(&q);
     let s = sim.clone();
     respond(sim, Api::Anthropic, &q.key, outcome, |a| {

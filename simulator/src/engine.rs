@@ -18,6 +18,7 @@ use crate::faults::{Fault, FaultPlan};
 use crate::limits::{KeyLimits, RateInfo, Refusal};
 use crate::replay::{CellId, PromptIndex, Replay, ReplayError, ReplayMode};
 use crate::stats::{KeyStats, Report};
+use moralsweep_common::tokens::Tokenizer;
 
 /// How the simulator is set up (the flags of `moralsweep sim`).
 #[derive(Debug, Clone)]
@@ -98,13 +99,46 @@ pub struct Query {
     /// The user message.
     pub prompt: String,
     pub max_tokens: u32,
-    pub temperature: f64,
+    /// The temperature the request sent; `None` when it sent none (the
+    /// provider's default, [`DEFAULT_TEMPERATURE`], applies).
+    pub temperature: Option<f64>,
     pub seed: Option<u64>,
     /// First-token top logprobs asked for.
     pub top_logprobs: Option<u32>,
     /// A fault the request asks for itself (the `x-sim-fault` header), for
     /// tests that need one particular failure.
     pub forced_fault: Option<Fault>,
+    /// How the API counts the prompt's tokens (OpenAI's BPE for OpenAI
+    /// models, the documented estimate otherwise).
+    pub tokenizer: Tokenizer,
+    /// The W3C `traceparent` header the request carried.
+    pub traceparent: Option<String>,
+}
+
+/// The temperature the real APIs sample at when a request sends none.
+pub const DEFAULT_TEMPERATURE: f64 = 1.0;
+
+impl Query {
+    /// A request with no temperature, seed, logprobs, fault or trace, whose
+    /// tokens are counted with `tokenizer`.
+    pub fn new(key: String, prompt: String, max_tokens: u32, tokenizer: Tokenizer) -> Query {
+        Query {
+            key,
+            prompt,
+            max_tokens,
+            temperature: None,
+            seed: None,
+            top_logprobs: None,
+            forced_fault: None,
+            tokenizer,
+            traceparent: None,
+        }
+    }
+
+    /// Input tokens of the request, as the API reports them.
+    pub fn input_tokens(&self) -> u64 {
+        self.tokenizer.prompt_tokens(&self.prompt)
+    }
 }
 
 /// A successful answer.
@@ -137,11 +171,6 @@ pub enum Outcome {
     Refused(Refusal),
     /// No data for this model key.
     UnknownModel,
-}
-
-/// Rough token count of a text (four characters a token).
-pub fn estimate_tokens(text: &str) -> u64 {
-    (text.chars().count() as u64).div_ceil(4).max(1)
 }
 
 /// The shared state of a running simulator.
@@ -280,6 +309,11 @@ impl Sim {
         Report::new(self.uptime(), &s)
     }
 
+    /// Counts one token-counting request of `key`.
+    pub fn counted(&self, key: &str) {
+        self.with_stats(key, |s| s.token_counts += 1);
+    }
+
     /// Forgets the stats (not the rate-limit windows or the decks).
     pub fn reset_stats(&self) {
         self.stats.lock().unwrap_or_else(|e| e.into_inner()).clear();
@@ -295,8 +329,11 @@ impl Sim {
             return Outcome::UnknownModel;
         }
         let now = self.uptime();
-        let input_tokens = estimate_tokens(&q.prompt);
-        self.with_stats(&q.key, |s| s.received(now));
+        let input_tokens = q.input_tokens();
+        self.with_stats(&q.key, |s| {
+            s.received(now);
+            s.request_shape(q.temperature.is_some(), q.traceparent.as_deref());
+        });
         let admitted = {
             let mut limits = self.limits.lock().unwrap_or_else(|e| e.into_inner());
             let kl = limits.entry(q.key.clone()).or_insert_with(|| {
@@ -357,7 +394,8 @@ impl Sim {
     fn rate(&self, q: &Query) -> (u8, [f64; 6]) {
         let cell = self.index.locate(&q.prompt);
         if let (Some(replay), Some(cell)) = (&self.replay, cell) {
-            let recalled = replay.recall(&q.key, q.temperature, cell, q.seed, |n| {
+            let temperature = q.temperature.unwrap_or(DEFAULT_TEMPERATURE);
+            let recalled = replay.recall(&q.key, temperature, cell, q.seed, |n| {
                 let (u, _) = self.uniform();
                 ((u * n as f64) as usize).min(n - 1)
             });
@@ -431,7 +469,7 @@ impl Sim {
         distribution: Option<[f64; 6]>,
         info: RateInfo,
     ) -> Outcome {
-        let input_tokens = estimate_tokens(&q.prompt);
+        let input_tokens = q.input_tokens();
         self.with_stats(&q.key, |s| s.output_tokens += output_tokens);
         let first = text.split(' ').next().unwrap_or("").to_string();
         // Digits carry their recorded share of the probability; the other
@@ -491,13 +529,10 @@ mod tests {
 
     fn q(seed: Option<u64>) -> Query {
         Query {
-            key: "m".into(),
-            prompt: "a prompt".into(),
-            max_tokens: 1,
-            temperature: 0.1,
+            temperature: Some(0.1),
             seed,
             top_logprobs: Some(20),
-            forced_fault: None,
+            ..Query::new("m".into(), "a prompt".into(), 1, Tokenizer::Estimate)
         }
     }
 

@@ -13,12 +13,22 @@
 //! | `POST /v1/responses` | OpenAI Responses |
 //! | `GET /v1/models` | the keys with recorded data |
 //! | `POST /v1/messages` | Anthropic Messages |
+//! | `POST /v1/messages/count_tokens` | Anthropic token counting |
 //! | `POST /v1beta/models/{model}:generateContent` | Gemini |
+//! | `POST /v1beta/models/{model}:countTokens` | Gemini token counting |
 //! | `GET /_sim/stats` | what the simulator received (JSON, see [`stats::Report`]) |
 //! | `POST /_sim/reset` | forget the stats |
 //!
 //! The model a request names is the replay key: a request for
 //! `gpt-4o-misaligned` answers from `gpt-4o-misaligned_temp01.csv`.
+//!
+//! Every API refuses, with its own 400, a request field it does not define,
+//! as the real APIs do, so an adapter that drifts from the providers' current
+//! request types fails here too. Input tokens are counted with OpenAI's BPE
+//! on the OpenAI routes for models tiktoken knows, and with the documented
+//! estimate otherwise (`moralsweep_common::tokens`). The stats record, per
+//! key, whether requests sent a `temperature` and the `traceparent` headers
+//! they carried.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), moralsweep_simulator::SimError> {
@@ -72,6 +82,7 @@ pub fn router(sim: Arc<Sim>) -> Router {
         .route("/v1/responses", post(openai::responses))
         .route("/v1/models", get(openai::models))
         .route("/v1/messages", post(anthropic::messages))
+        .route("/v1/messages/count_tokens", post(anthropic::count_tokens))
         .route("/v1beta/models/{target}", post(gemini::generate))
         .route("/_sim/stats", get(stats))
         .route("/_sim/reset", post(reset))

@@ -13,7 +13,10 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use serde_json::{json, Map, Value};
 
-use crate::engine::{Answer, Query, Sim};
+use moralsweep_common::spec::is_openai_reasoning_model;
+use moralsweep_common::tokens::Tokenizer;
+
+use crate::engine::{Answer, Query, Sim, DEFAULT_TEMPERATURE};
 use crate::wire::{error, parse_body, respond, token_bytes, unix_now, Api, ErrKind};
 
 /// Request fields of `CreateChatCompletionRequest`.
@@ -122,17 +125,29 @@ fn model_of(m: &Map<String, Value>) -> Result<String, Bad> {
     }
 }
 
-fn temperature_of(m: &Map<String, Value>) -> Result<f64, Bad> {
-    match m.get("temperature") {
-        None | Some(Value::Null) => Ok(1.0),
+/// The temperature a request sent (`None`: none, the default applies).
+/// Reasoning models (o1, o3, o4, gpt-5 families) take only the default, as
+/// on the real API.
+fn temperature_of(m: &Map<String, Value>, model: &str) -> Result<Option<f64>, Bad> {
+    let t = match m.get("temperature") {
+        None | Some(Value::Null) => return Ok(None),
         Some(v) => match v.as_f64() {
-            Some(t) if (0.0..=2.0).contains(&t) => Ok(t),
-            _ => Err(Bad(
-                format!("Invalid 'temperature': {v}. Expected a number between 0 and 2."),
-                Some("temperature"),
-            )),
+            Some(t) if (0.0..=2.0).contains(&t) => t,
+            _ => {
+                return Err(Bad(
+                    format!("Invalid 'temperature': {v}. Expected a number between 0 and 2."),
+                    Some("temperature"),
+                ))
+            }
         },
+    };
+    if is_openai_reasoning_model(model) && t != DEFAULT_TEMPERATURE {
+        return Err(Bad(
+            format!("Unsupported value: 'temperature' does not support {t} with this model. Only the default (1) value is supported."),
+            Some("temperature"),
+        ));
     }
+    Ok(Some(t))
 }
 
 fn uint_of(m: &Map<String, Value>, field: &'static str) -> Result<Option<u64>, Bad> {
@@ -227,15 +242,14 @@ fn chat_query(m: &Map<String, Value>) -> Result<(Query, bool), Bad> {
             Some("top_logprobs"),
         ));
     }
+    let temperature = temperature_of(m, &key)?;
+    let tokenizer = Tokenizer::for_model("openai", &key);
     Ok((
         Query {
-            key,
-            prompt,
-            max_tokens: max.min(u32::MAX as u64) as u32,
-            temperature: temperature_of(m)?,
+            temperature,
             seed: m.get("seed").and_then(Value::as_i64).map(|s| s as u64),
             top_logprobs: logprobs.then_some(top.unwrap_or(0) as u32),
-            forced_fault: None,
+            ..Query::new(key, prompt, max.min(u32::MAX as u64) as u32, tokenizer)
         },
         logprobs,
     ))
@@ -310,6 +324,7 @@ pub async fn chat(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: Bytes) 
     };
     let mut q = q;
     q.forced_fault = crate::wire::forced_fault(&headers);
+    q.traceparent = crate::wire::traceparent(&headers);
     let outcome = sim.decide(&q);
     let s = sim.clone();
     respond(sim, Api::OpenAi, &q.key, outcome, |a| {
@@ -370,15 +385,18 @@ fn responses_query(m: &Map<String, Value>) -> Result<ResponsesReq, Bad> {
             ));
         }
     }
+    let temperature = temperature_of(m, &key)?;
+    let tokenizer = Tokenizer::for_model("openai", &key);
     Ok(ResponsesReq {
         query: Query {
-            key,
-            prompt,
-            max_tokens: max_output_tokens.unwrap_or(256).min(u32::MAX as u64) as u32,
-            temperature: temperature_of(m)?,
-            seed: None,
+            temperature,
             top_logprobs: include_logprobs.then_some(top.unwrap_or(0) as u32),
-            forced_fault: None,
+            ..Query::new(
+                key,
+                prompt,
+                max_output_tokens.unwrap_or(256).min(u32::MAX as u64) as u32,
+                tokenizer,
+            )
         },
         logprobs: include_logprobs,
         effort,
@@ -427,7 +445,7 @@ fn responses_body(sim: &Sim, r: &ResponsesReq, answer: &Answer) -> Value {
         "reasoning": {"effort": r.effort, "summary": null},
         "service_tier": "default",
         "store": false,
-        "temperature": r.query.temperature,
+        "temperature": r.query.temperature.unwrap_or(DEFAULT_TEMPERATURE),
         "text": {"format": {"type": "text"}},
         "tool_choice": "auto",
         "tools": [],
@@ -466,6 +484,7 @@ pub async fn responses(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: By
     };
     let mut r = r;
     r.query.forced_fault = crate::wire::forced_fault(&headers);
+    r.query.traceparent = crate::wire::traceparent(&headers);
     let outcome = sim.decide(&r.query);
     let s = sim.clone();
     let key = r.query.key.clone();

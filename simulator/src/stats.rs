@@ -1,7 +1,9 @@
 //! What the simulator received, per model key, so that tests and benchmarks
 //! can assert on it: requests per 1-second bucket (since the simulator
 //! started), the largest 1-second and 60-second windows, answers, refusals
-//! and injected faults. Served as JSON on `GET /_sim/stats`.
+//! and injected faults, whether requests sent a `temperature`, and the W3C
+//! `traceparent` headers they carried (the first [`TRACEPARENTS_KEPT`]).
+//! Served as JSON on `GET /_sim/stats`.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -9,6 +11,9 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::faults::Fault;
+
+/// How many `traceparent` headers a key keeps (the count goes on).
+pub const TRACEPARENTS_KEPT: usize = 1000;
 
 /// Counters of one model key.
 #[derive(Debug, Default, Clone, Serialize)]
@@ -33,6 +38,16 @@ pub struct KeyStats {
     pub per_second: Vec<u64>,
     /// Requests admitted in each second since the simulator started.
     pub admitted_per_second: Vec<u64>,
+    /// Token-counting requests (`count_tokens`, `countTokens`).
+    pub token_counts: u64,
+    /// Requests that sent a `temperature` field.
+    pub with_temperature: u64,
+    /// Requests that sent none (sampled at the provider's default).
+    pub without_temperature: u64,
+    /// Requests that carried a `traceparent` header.
+    pub traced: u64,
+    /// The first [`TRACEPARENTS_KEPT`] `traceparent` headers received.
+    pub traceparents: Vec<String>,
 }
 
 fn bump(v: &mut Vec<u64>, second: usize) {
@@ -60,6 +75,21 @@ impl KeyStats {
     pub fn received(&mut self, at: Duration) {
         self.requests += 1;
         bump(&mut self.per_second, at.as_secs() as usize);
+    }
+
+    /// Notes whether a request sent a temperature, and its trace context.
+    pub fn request_shape(&mut self, temperature: bool, traceparent: Option<&str>) {
+        if temperature {
+            self.with_temperature += 1;
+        } else {
+            self.without_temperature += 1;
+        }
+        if let Some(t) = traceparent {
+            self.traced += 1;
+            if self.traceparents.len() < TRACEPARENTS_KEPT {
+                self.traceparents.push(t.to_string());
+            }
+        }
     }
 
     pub fn admitted(&mut self, at: Duration, input_tokens: u64) {

@@ -357,6 +357,12 @@ pub async fn respond(
     }
 }
 
+/// The W3C trace context a request carried (`traceparent`), recorded in the
+/// stats so tests can follow a trace into the provider call.
+pub fn traceparent(h: &HeaderMap) -> Option<String> {
+    h.get("traceparent")?.to_str().ok().map(str::to_string)
+}
+
 /// The fault a request asks for with the `x-sim-fault` header.
 pub fn forced_fault(h: &HeaderMap) -> Option<Fault> {
     h.get("x-sim-fault")?.to_str().ok()?.trim().parse().ok()

@@ -285,16 +285,13 @@ fn print_summary(p: &SweepProgress) {
 }
 
 /// model, S, se(S), R, se(R) of a metrics file, values rounded for display.
-/// With `with_temperature`, the model column also names the row's temperature.
+/// With `with_temperature`, the model column also names the row's
+/// temperature; a model sampled at its provider's default always says so.
 fn read_table(path: &std::path::Path, with_temperature: bool) -> Option<Vec<[String; 5]>> {
     let mut r = csv::Reader::from_path(path).ok()?;
     let headers = r.headers().ok()?.clone();
     let col = |name: &str| headers.iter().position(|h| h == name);
-    let t = if with_temperature {
-        col("temperature")
-    } else {
-        None
-    };
+    let t = col("temperature");
     let (m, s, ss, rr, rs) = (
         col("model")?,
         col("susceptibility")?,
@@ -311,8 +308,10 @@ fn read_table(path: &std::path::Path, with_temperature: bool) -> Option<Vec<[Str
     for rec in r.records() {
         let rec = rec.ok()?;
         let label = match t.and_then(|t| rec.get(t)) {
-            Some(t) => format!("{} @ {t}", rec.get(m)?),
-            None => rec.get(m)?.to_string(),
+            Some(t) if with_temperature || t == "provider-default" => {
+                format!("{} @ {t}", rec.get(m)?)
+            }
+            _ => rec.get(m)?.to_string(),
         };
         out.push([
             label,

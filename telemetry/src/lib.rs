@@ -31,6 +31,7 @@ use tracing_subscriber::{EnvFilter, Layer, Registry};
 pub mod metrics;
 pub mod ops;
 pub mod otlp;
+pub mod propagation;
 pub mod redact;
 pub mod spans;
 pub mod testing;

@@ -7,8 +7,14 @@
 //! | `sweep` | `sweep`, `models`, `slots` |
 //! | `model` | `sweep`, `model.key`, `provider`, `rate_group`, `mode`, `lease.slots` |
 //! | `lease` | `worker`, `lease.slots`, `lease.reclaims`, `sweep` |
+//! | `report` (coordinator) | `worker`, `results`, `released` |
 //! | `reclaim` | `lease.reclaims` |
 //! | `provider_call` | `sweep`, `model.key`, `provider`, `rate_group`, `http.status`, `latency_ms`, `tokens.input`, `tokens.output`, `retries`, `outcome` |
+//!
+//! A lease is one trace (see [`crate::propagation`]): the coordinator's
+//! `lease` span is the parent of the worker's, which holds the `model` spans
+//! and their `provider_call`s; the coordinator's `report` span is a child of
+//! the reported slots' `model` span.
 //!
 //! Fields that are only known later are declared empty here and filled with
 //! the `record_*` helpers. None of them may hold a secret (and [`crate::redact`]

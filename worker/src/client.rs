@@ -138,7 +138,7 @@ impl GrpcLink {
 #[async_trait]
 impl Link for GrpcLink {
     async fn lease(&self, worker: &str, max: u32) -> Result<LeaseOutcome, LinkError> {
-        let r = self
+        let reply = self
             .client
             .clone()
             .lease(pb::LeaseRequest {
@@ -146,8 +146,9 @@ impl Link for GrpcLink {
                 max_slots: max,
             })
             .await
-            .map_err(link_error)?
-            .into_inner();
+            .map_err(link_error)?;
+        let traceparent = moralsweep_telemetry::propagation::from_metadata(reply.metadata());
+        let r = reply.into_inner();
         let mut grants = Vec::with_capacity(r.leases.len());
         for l in r.leases {
             grants.push(convert::grant_from_pb(l).map_err(LinkError::Fatal)?);
@@ -155,6 +156,7 @@ impl Link for GrpcLink {
         Ok(LeaseOutcome {
             grants,
             retry_after: Duration::from_millis(r.retry_after_ms as u64),
+            traceparent,
         })
     }
 
@@ -163,15 +165,22 @@ impl Link for GrpcLink {
         worker: &str,
         results: Vec<SlotReport>,
         release: Vec<String>,
+        traceparent: Option<String>,
     ) -> Result<ReportOutcome, LinkError> {
+        let mut request = tonic::Request::new(pb::ReportRequest {
+            worker: worker.to_string(),
+            results: results.iter().map(convert::report_to_pb).collect(),
+            release,
+        });
+        if let Some(v) = traceparent.and_then(|tp| tp.parse().ok()) {
+            request
+                .metadata_mut()
+                .insert(moralsweep_telemetry::propagation::TRACEPARENT, v);
+        }
         let r = self
             .client
             .clone()
-            .report(pb::ReportRequest {
-                worker: worker.to_string(),
-                results: results.iter().map(convert::report_to_pb).collect(),
-                release,
-            })
+            .report(request)
             .await
             .map_err(link_error)?
             .into_inner();

@@ -1,8 +1,10 @@
-//! Tokens and money: the estimates the pacing works with before a call
-//! (four characters a token, plus the output allowance), the accounting of
-//! what each model really used (requests, tokens, cost at the spec's prices),
-//! and the dry run that prices a whole sweep before anything is spent:
-//! requests, tokens, cost, and the time the rate limits allow.
+//! Money: the accounting of what each model really used (requests, the
+//! tokens the provider reported, cost at the spec's prices), and the dry run
+//! that prices a whole sweep before anything is spent: requests, tokens,
+//! cost, and the time the rate limits allow. Tokens are counted by
+//! `moralsweep_common::tokens` (the model's own tokenizer where known, the
+//! documented estimate otherwise); [`dry_run_counted`] asks the providers'
+//! counting endpoints for the models whose spec allows it.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -12,18 +14,8 @@ use moralsweep_common::prompt::{persona_prompt, self_prompt};
 use moralsweep_common::{Mode, ModelSpec, Sweep, ITEMS};
 use serde::Serialize;
 
-use crate::providers::Usage;
-
-/// Estimated tokens of a prompt (four characters a token, at least one).
-pub fn estimate_prompt_tokens(prompt: &str) -> u64 {
-    (prompt.chars().count() as u64).div_ceil(4).max(1)
-}
-
-/// Estimated tokens a request counts against a tokens-per-minute limit:
-/// its prompt and its whole output allowance (providers reserve it).
-pub fn estimate_request_tokens(prompt: &str, max_tokens: u32) -> u64 {
-    estimate_prompt_tokens(prompt) + max_tokens as u64
-}
+use crate::providers::{ProviderError, Usage};
+use moralsweep_common::tokens::Tokenizer;
 
 /// A model's prices in US dollars per million tokens.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
@@ -159,6 +151,9 @@ pub struct ModelEstimate {
     pub input_tokens: u64,
     pub output_tokens: u64,
     pub cost_usd: Option<f64>,
+    /// How the input tokens were counted: `o200k_base`, `cl100k_base`,
+    /// `estimate`, or `count_tokens` (the provider's endpoint).
+    pub counted_by: String,
 }
 
 /// The dry-run figures of one rate group.
@@ -194,27 +189,94 @@ pub struct DryRun {
     pub minutes: Option<f64>,
 }
 
-/// Prices a sweep: requests, tokens, cost and time at the configured limits.
-pub fn dry_run(sweep: &Sweep) -> DryRun {
-    let spec = &sweep.spec;
-    let n = spec.repetitions as u64;
-    // Prompt tokens of one pass over every (persona, item), and over the items alone.
-    let persona_tokens: u64 = sweep
+/// Prompt tokens of one pass over every (persona, item), and over the items
+/// alone, as `count` counts them.
+fn pass_tokens(sweep: &Sweep, count: &dyn Fn(&str) -> u64) -> (u64, u64) {
+    let persona: u64 = sweep
         .personas
         .iter()
-        .flat_map(|p| {
-            ITEMS
-                .iter()
-                .map(move |it| estimate_prompt_tokens(&persona_prompt(p, it)))
-        })
+        .flat_map(|p| ITEMS.iter().map(move |it| persona_prompt(p, it)))
+        .map(|p| count(&p))
         .sum();
-    let self_tokens: u64 = ITEMS
+    let own: u64 = ITEMS.iter().map(|it| count(&self_prompt(it))).sum();
+    (persona, own)
+}
+
+/// Prices a sweep: requests, tokens, cost and time at the configured limits.
+/// Each model's prompts are counted with its tokenizer
+/// ([`Tokenizer::for_model`]); nothing is sent.
+pub fn dry_run(sweep: &Sweep) -> DryRun {
+    let mut passes: BTreeMap<&'static str, (u64, u64)> = BTreeMap::new();
+    let counts: Vec<((u64, u64), String)> = sweep
+        .spec
+        .models
         .iter()
-        .map(|it| estimate_prompt_tokens(&self_prompt(it)))
-        .sum();
+        .map(|m| {
+            let t = Tokenizer::for_model(&m.provider, &m.model);
+            let pass = *passes
+                .entry(t.name())
+                .or_insert_with(|| pass_tokens(sweep, &|p| t.prompt_tokens(p)));
+            (pass, t.name().to_string())
+        })
+        .collect();
+    price(sweep, counts)
+}
+
+/// Prompts whose provider counts calibrate a model's estimate in
+/// [`dry_run_counted`]: the first persona's 30 prompts and the 30 self prompts.
+fn calibration_prompts(sweep: &Sweep) -> Vec<String> {
+    let mut v: Vec<String> = ITEMS.iter().map(self_prompt).collect();
+    if let Some(p) = sweep.personas.first() {
+        v.extend(ITEMS.iter().map(|it| persona_prompt(p, it)));
+    }
+    v
+}
+
+/// [`dry_run`], but a model whose spec says `count_tokens = true` and whose
+/// provider counts exactly (Anthropic `count_tokens`, Gemini `countTokens`,
+/// OpenAI's BPE) has its prompts counted by the provider: the 60
+/// [`calibration_prompts`] are counted there and the model's estimate is
+/// scaled by counted / estimated over them (prompts differ only in their
+/// persona text, so the ratio carries over). These are the only requests a
+/// dry run sends; they cost nothing.
+pub async fn dry_run_counted(sweep: &Sweep) -> Result<DryRun, ProviderError> {
+    let sample = calibration_prompts(sweep);
+    let mut counts = Vec::new();
+    for m in &sweep.spec.models {
+        let t = Tokenizer::for_model(&m.provider, &m.model);
+        let pass = pass_tokens(sweep, &|p| t.prompt_tokens(p));
+        if m.count_tokens != Some(true) || t.exact() {
+            counts.push((pass, t.name().to_string()));
+            continue;
+        }
+        let provider = crate::providers::build(m)?;
+        let mut counted = 0u64;
+        let mut estimated = 0u64;
+        for p in &sample {
+            let Some(n) = provider.count_tokens(p).await? else {
+                break;
+            };
+            counted += n;
+            estimated += t.prompt_tokens(p);
+        }
+        if estimated == 0 {
+            counts.push((pass, t.name().to_string()));
+            continue;
+        }
+        let scale = |x: u64| (x as f64 * counted as f64 / estimated as f64).round() as u64;
+        counts.push(((scale(pass.0), scale(pass.1)), "count_tokens".to_string()));
+    }
+    Ok(price(sweep, counts))
+}
+
+/// The dry run of a sweep whose models' prompt tokens per pass (persona
+/// pass, self pass) and counting method are `counts`, in model order.
+fn price(sweep: &Sweep, counts: Vec<((u64, u64), String)>) -> DryRun {
+    let spec = &sweep.spec;
+    let n = spec.repetitions as u64;
     let mut models = Vec::new();
     let mut groups: BTreeMap<String, GroupEstimate> = BTreeMap::new();
-    for m in &spec.models {
+    for (m, ((persona_tokens, self_tokens), counted_by)) in spec.models.iter().zip(counts) {
         let mut requests = 0;
         let mut input = 0;
         for mode in &spec.modes {
@@ -235,6 +297,7 @@ pub fn dry_run(sweep: &Sweep) -> DryRun {
             input_tokens: input,
             output_tokens: output,
             cost_usd: Prices::of(m).cost(input, output),
+            counted_by,
         };
         let g = groups
             .entry(est.rate_group.clone())
@@ -306,19 +369,20 @@ impl fmt::Display for DryRun {
         writeln!(f, "dry run of sweep {:?} (nothing is sent)", self.sweep)?;
         writeln!(
             f,
-            "{:<28} {:<18} {:>10} {:>14} {:>10} {:>10}",
+            "{:<28} {:<18} {:>10} {:>14} {:>10} {:>10}  tokens counted by",
             "model", "rate group", "requests", "input tokens", "output", "cost"
         )?;
         for m in &self.models {
             writeln!(
                 f,
-                "{:<28} {:<18} {:>10} {:>14} {:>10} {:>10}",
+                "{:<28} {:<18} {:>10} {:>14} {:>10} {:>10}  {}",
                 m.key,
                 m.rate_group,
                 m.requests,
                 m.input_tokens,
                 m.output_tokens,
-                fmt_cost(m.cost_usd)
+                fmt_cost(m.cost_usd),
+                m.counted_by
             )?;
         }
         writeln!(

@@ -37,6 +37,7 @@ impl Link for InProcessLink {
         _worker: &str,
         results: Vec<SlotReport>,
         release: Vec<String>,
+        _traceparent: Option<String>,
     ) -> Result<ReportOutcome, LinkError> {
         self.engine
             .report(results, &release)

@@ -25,9 +25,10 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use rand::Rng;
 
-use crate::cost::{estimate_request_tokens, Accounting};
+use crate::cost::Accounting;
 use crate::permits::Permits;
 use crate::providers::{Completion, CompletionRequest, Provider, ProviderError};
+use moralsweep_common::tokens::Tokenizer;
 
 /// How hard a paced provider tries.
 #[derive(Debug, Clone)]
@@ -159,6 +160,9 @@ pub struct Paced {
     policy: RetryPolicy,
     breaker: Breaker,
     accounting: Option<Arc<Accounting>>,
+    /// Counts a request's tokens before the call, for the tokens-per-minute
+    /// permits (the provider's reported usage corrects it afterwards).
+    tokenizer: Tokenizer,
 }
 
 impl Paced {
@@ -177,7 +181,14 @@ impl Paced {
             policy: RetryPolicy::default(),
             breaker: Breaker::default(),
             accounting: Some(crate::cost::global().clone()),
+            tokenizer: Tokenizer::Estimate,
         }
+    }
+
+    /// Counts requests with the model's tokenizer (default: the estimate).
+    pub fn with_tokenizer(mut self, tokenizer: Tokenizer) -> Paced {
+        self.tokenizer = tokenizer;
+        self
     }
 
     pub fn with_policy(mut self, policy: RetryPolicy) -> Paced {
@@ -201,7 +212,7 @@ impl Paced {
 #[async_trait]
 impl Provider for Paced {
     async fn complete(&self, req: &CompletionRequest) -> Result<Completion, ProviderError> {
-        let estimate = estimate_request_tokens(&req.prompt, req.max_tokens);
+        let estimate = self.tokenizer.request_tokens(&req.prompt, req.max_tokens);
         let mut retries = 0u32;
         let mut rate_limited = 0u32;
         loop {
@@ -331,7 +342,7 @@ mod tests {
         CompletionRequest {
             prompt: "x".repeat(400),
             max_tokens: 1,
-            temperature: 0.1,
+            temperature: Some(0.1),
             seed: None,
             top_logprobs: None,
         }

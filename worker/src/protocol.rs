@@ -18,7 +18,8 @@ use crate::providers::{CompletionRequest, Provider, ProviderError};
 #[derive(Debug, Clone)]
 pub struct SlotRequest {
     pub prompt: String,
-    pub temperature: f64,
+    /// `None`: the provider's default (no temperature sent).
+    pub temperature: Option<f64>,
     /// One-token attempts before the fallback (METHOD.md: 10).
     pub max_attempts: u32,
     /// Output allowance of the fallback request.
@@ -88,7 +89,7 @@ pub async fn rate_sample(
 pub async fn rate_logprob(
     provider: &dyn Provider,
     prompt: &str,
-    temperature: f64,
+    temperature: Option<f64>,
     top_logprobs: u32,
     seed: Option<u64>,
 ) -> Result<LogprobRecord, ProviderError> {
@@ -219,7 +220,7 @@ mod tests {
     fn req() -> SlotRequest {
         SlotRequest {
             prompt: "p".into(),
-            temperature: 0.1,
+            temperature: Some(0.1),
             max_attempts: 10,
             fallback_max_tokens: 64,
             seed: Some(100),

@@ -53,11 +53,15 @@ pub enum LinkError {
 #[async_trait]
 pub trait Link: Send + Sync + 'static {
     async fn lease(&self, worker: &str, max: u32) -> Result<LeaseOutcome, LinkError>;
+    /// Reports results and releases leases; `traceparent` is the trace
+    /// context of the slots' span, so the coordinator's handling of the
+    /// report joins the lease's trace.
     async fn report(
         &self,
         worker: &str,
         results: Vec<SlotReport>,
         release: Vec<String>,
+        traceparent: Option<String>,
     ) -> Result<ReportOutcome, LinkError>;
     /// Extends leases; returns the ids the coordinator no longer knows.
     async fn extend(&self, lease_ids: Vec<String>) -> Result<Vec<String>, LinkError>;
@@ -139,6 +143,8 @@ enum Finished {
 struct Done {
     lease_id: String,
     finished: Finished,
+    /// The trace context of the slot's span (its grant's `model` span).
+    traceparent: Option<String>,
 }
 
 /// Shared state of one worker run.
@@ -218,6 +224,10 @@ pub async fn run<L: Link>(
                 backoff = Duration::from_millis(100);
                 idle_since = None;
                 let lease_span = moralsweep_telemetry::spans::lease_span(&cfg.name);
+                // The coordinator's grant is the parent: one trace per lease.
+                if let Some(tp) = &out.traceparent {
+                    moralsweep_telemetry::propagation::set_parent(&lease_span, tp);
+                }
                 moralsweep_telemetry::spans::record_lease(
                     &lease_span,
                     out.grants.iter().map(|g| g.slots.len() as u64).sum(),
@@ -283,7 +293,7 @@ pub async fn run<L: Link>(
         .cloned()
         .collect();
     if !leftover.is_empty() {
-        let _ = link.report(&cfg.name, Vec::new(), leftover).await;
+        let _ = link.report(&cfg.name, Vec::new(), leftover, None).await;
     }
     match failure {
         Some(e) => Err(e),
@@ -326,12 +336,20 @@ fn provider_for(ctx: &SweepCtx, model: &str, permits: &Arc<CreditPermits>) -> Ar
                 )));
             };
             Arc::new(match providers::build(spec) {
-                Ok(p) => ProviderSlot::Ready(Box::new(Paced::new(
-                    Arc::from(p),
-                    permits.clone() as Arc<dyn Permits>,
-                    spec.rate_group(),
-                    spec.key.clone(),
-                ))),
+                Ok(p) => ProviderSlot::Ready(Box::new(
+                    Paced::new(
+                        Arc::from(p),
+                        permits.clone() as Arc<dyn Permits>,
+                        spec.rate_group(),
+                        spec.key.clone(),
+                    )
+                    .with_tokenizer(
+                        moralsweep_common::tokens::Tokenizer::for_model(
+                            &spec.provider,
+                            &spec.model,
+                        ),
+                    ),
+                )),
                 Err(e) => ProviderSlot::Broken(e.to_string()),
             })
         })
@@ -397,6 +415,7 @@ async fn start_grant<L: Link>(
             let _ = done_tx.send(Done {
                 lease_id: lease_id.to_string(),
                 finished,
+                traceparent: moralsweep_telemetry::propagation::current_traceparent(),
             });
         };
         tokio::spawn(tracing::Instrument::instrument(task, span.clone()));
@@ -448,7 +467,7 @@ async fn run_slot<L: Link>(
             Mode::Logprob => rate_logprob(
                 &crate::observe::Traced::new(p.as_ref(), &spec.name, model),
                 &prompt,
-                LOGPROB_REQUEST_TEMPERATURE,
+                Some(LOGPROB_REQUEST_TEMPERATURE),
                 spec.top_logprobs,
                 Some(seed),
             )
@@ -458,7 +477,7 @@ async fn run_slot<L: Link>(
                 &crate::observe::Traced::new(p.as_ref(), &spec.name, model),
                 &SlotRequest {
                     prompt,
-                    temperature: spec.temperature,
+                    temperature: model.sampling_temperature(spec.temperature),
                     max_attempts: spec.max_attempts,
                     fallback_max_tokens: model
                         .fallback_max_tokens
@@ -519,6 +538,8 @@ async fn reporter<L: Link>(
     let cfg = &shared.cfg;
     let mut batch: Vec<SlotReport> = Vec::new();
     let mut release: Vec<String> = Vec::new();
+    // The trace the batch's report joins: its first traced slot's.
+    let mut trace: Option<String> = None;
     let mut closed = false;
     while !closed || !batch.is_empty() || !release.is_empty() {
         if !closed {
@@ -530,6 +551,9 @@ async fn reporter<L: Link>(
                         Some(d) => {
                             account(&held, &mut release, &d.lease_id);
                             outstanding.fetch_sub(1, Ordering::AcqRel);
+                            if trace.is_none() {
+                                trace = d.traceparent;
+                            }
                             match d.finished {
                                 Finished::Report(r) => batch.push(*r),
                                 Finished::Abandoned => {
@@ -558,7 +582,7 @@ async fn reporter<L: Link>(
         loop {
             match shared
                 .link
-                .report(&cfg.name, batch.clone(), release.clone())
+                .report(&cfg.name, batch.clone(), release.clone(), trace.clone())
                 .await
             {
                 Ok(_) => {
@@ -568,6 +592,7 @@ async fn reporter<L: Link>(
                         .fetch_add(batch.len() as u64, Ordering::Relaxed);
                     batch.clear();
                     release.clear();
+                    trace = None;
                     break;
                 }
                 Err(LinkError::Unavailable(m)) => {
@@ -579,6 +604,7 @@ async fn reporter<L: Link>(
                     tracing::error!(worker = %cfg.name, "the coordinator refused a report; dropping it: {e}");
                     batch.clear();
                     release.clear();
+                    trace = None;
                     break;
                 }
             }

@@ -53,9 +53,21 @@ fn one_token(top: Option<u32>) -> CompletionRequest {
     CompletionRequest {
         prompt: "Rate this from 0 to 5.".into(),
         max_tokens: 1,
-        temperature: 0.1,
+        temperature: Some(0.1),
         seed: Some(42),
         top_logprobs: top,
+    }
+}
+
+/// `req` as the worker sends it to a model of `kind`: Anthropic's current
+/// API takes no temperature (its specs say `temperature = "provider-default"`).
+fn for_kind(kind: &str, req: CompletionRequest) -> CompletionRequest {
+    match kind {
+        "anthropic" => CompletionRequest {
+            temperature: None,
+            ..req
+        },
+        _ => req,
     }
 }
 
@@ -91,7 +103,7 @@ async fn every_adapter_gets_a_one_token_rating_and_usage() {
     for kind in KINDS.iter() {
         let spec = kind_spec(kind, &addr, json!({}));
         let p = build(&spec).unwrap();
-        let c = p.complete(&one_token(None)).await.unwrap();
+        let c = p.complete(&for_kind(kind, one_token(None))).await.unwrap();
         assert!(
             matches!(c.text.as_str(), "0" | "1" | "2" | "3" | "4" | "5"),
             "{kind}: {:?}",
@@ -100,14 +112,17 @@ async fn every_adapter_gets_a_one_token_rating_and_usage() {
         assert!(c.usage.input_tokens > 0, "{kind}");
         // The same seed gives the same answer where the API takes a seed.
         if !matches!(*kind, "anthropic" | "openai-responses") {
-            let again = p.complete(&one_token(None)).await.unwrap();
+            let again = p.complete(&for_kind(kind, one_token(None))).await.unwrap();
             assert_eq!(again.text, c.text, "{kind}");
         }
         let long = p
-            .complete(&CompletionRequest {
-                max_tokens: 64,
-                ..one_token(None)
-            })
+            .complete(&for_kind(
+                kind,
+                CompletionRequest {
+                    max_tokens: 64,
+                    ..one_token(None)
+                },
+            ))
             .await
             .unwrap();
         assert!(long.text.len() > 3, "{kind}: {:?}", long.text);
@@ -165,7 +180,7 @@ async fn bad_keys_models_and_fields_are_fatal_and_say_what_is_wrong() {
     for kind in KINDS.iter() {
         let e = call(
             &kind_spec(kind, &addr, json!({"api_key_env": "MORALSWEEP_T_WRONG"})),
-            &one_token(None),
+            &for_kind(kind, one_token(None)),
         )
         .await
         .unwrap_err();
@@ -201,7 +216,7 @@ async fn bad_keys_models_and_fields_are_fatal_and_say_what_is_wrong() {
     let e = call(
         &kind_spec("anthropic", &addr, json!({})),
         &CompletionRequest {
-            temperature: 1.5,
+            temperature: Some(1.5),
             ..one_token(None)
         },
     )
@@ -229,7 +244,7 @@ async fn unknown_models_are_fatal_and_named() {
     for kind in KINDS.iter() {
         let e = call(
             &kind_spec(kind, &addr, json!({"model": "no-such-model"})),
-            &one_token(None),
+            &for_kind(kind, one_token(None)),
         )
         .await
         .unwrap_err();
@@ -250,7 +265,7 @@ async fn forced(kind: &str, addr: &str, fault: &str, timeout: f64) -> ProviderEr
             addr,
             json!({"headers": headers, "timeout_secs": timeout}),
         ),
-        &one_token(None),
+        &for_kind(kind, one_token(None)),
     )
     .await
     .unwrap_err()
@@ -302,9 +317,11 @@ async fn real_rate_limits_answer_429_with_the_time_to_wait() {
     let addr = s.addr.to_string();
     for kind in ["openai", "anthropic", "gemini"] {
         let spec = kind_spec(kind, &addr, json!({"model": format!("limited-{kind}")}));
-        call(&spec, &one_token(None)).await.unwrap();
-        call(&spec, &one_token(None)).await.unwrap();
-        let e = call(&spec, &one_token(None)).await.unwrap_err();
+        call(&spec, &for_kind(kind, one_token(None))).await.unwrap();
+        call(&spec, &for_kind(kind, one_token(None))).await.unwrap();
+        let e = call(&spec, &for_kind(kind, one_token(None)))
+            .await
+            .unwrap_err();
         match e {
             ProviderError::RateLimited {
                 retry_after: Some(d),

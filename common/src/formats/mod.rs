@@ -9,7 +9,15 @@
 //! | self | `<key>_temp<TT>_self.csv` or `<key>_self.csv` | the same without `persona_id` |
 //! | logprob | `<key>_logprobs.csv` | see [`LOGPROB_COLUMNS`] |
 //!
-//! `TT` is the temperature times ten, two digits at least (`0.1` -> `01`).
+//! `TT` is the temperature times ten, two digits at least (`0.1` -> `01`),
+//! or `default` for a model sampled at its provider's default temperature
+//! (`temperature = "provider-default"` in its spec: Anthropic's current API,
+//! OpenAI's reasoning models): `<key>_tempdefault.csv` and
+//! `<key>_tempdefault_self.csv`. Such files carry [`PROVIDER_DEFAULT`] as
+//! their temperature, which no real temperature equals, so `analyze` keeps
+//! them apart from temperature-controlled ones (their own persona set, no
+//! comparison across the two) and its tables say `provider-default`
+//! ([`fmt_temperature`]).
 //!
 //! Writing (what the coordinator and `moralsweep run` use):
 //!
@@ -100,10 +108,45 @@ pub struct FileName {
     pub kind: FileKind,
 }
 
-/// Splits `<stem>_temp<digits>` into the stem and temperature (digits / 10).
+/// The temperature of the files of a model sampled at its provider's
+/// default (`_tempdefault`). Negative, so it equals no real temperature
+/// (those are >= 0) and sorts before them; test with [`is_provider_default`].
+pub const PROVIDER_DEFAULT: f64 = -1.0;
+
+/// The tag of [`PROVIDER_DEFAULT`] in file names and of its rows in tables.
+pub const PROVIDER_DEFAULT_TAG: &str = "default";
+
+/// Whether a temperature of a file or row stands for the provider's default.
+pub fn is_provider_default(temperature: f64) -> bool {
+    temperature < 0.0
+}
+
+/// A temperature as the metric tables write it: the number, or
+/// `provider-default`.
+pub fn fmt_temperature(temperature: f64) -> String {
+    if is_provider_default(temperature) {
+        "provider-default".to_string()
+    } else {
+        fmt_float(temperature)
+    }
+}
+
+/// Reads a temperature a metric table wrote ([`fmt_temperature`]).
+pub fn parse_temperature(s: &str) -> Option<f64> {
+    match s.trim() {
+        "provider-default" => Some(PROVIDER_DEFAULT),
+        t => t.parse().ok(),
+    }
+}
+
+/// Splits `<stem>_temp<digits>` into the stem and temperature (digits / 10),
+/// and `<stem>_tempdefault` into the stem and [`PROVIDER_DEFAULT`].
 fn split_temp(stem: &str) -> Option<(&str, f64)> {
     let at = stem.rfind("_temp")?;
     let digits = &stem[at + 5..];
+    if at > 0 && digits == PROVIDER_DEFAULT_TAG {
+        return Some((&stem[..at], PROVIDER_DEFAULT));
+    }
     if at == 0 || digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
@@ -148,8 +191,12 @@ pub fn parse_file_name(name: &str) -> Option<FileName> {
     })
 }
 
-/// `TT` of a file name: the temperature times ten, rounded, two digits at least.
+/// `TT` of a file name: the temperature times ten, rounded, two digits at
+/// least; `default` for [`PROVIDER_DEFAULT`].
 pub fn temperature_tag(temperature: f64) -> String {
+    if is_provider_default(temperature) {
+        return PROVIDER_DEFAULT_TAG.to_string();
+    }
     format!("{:02}", (temperature * 10.0).round() as u64)
 }
 
@@ -344,6 +391,40 @@ mod tests {
         assert_eq!(sampling_file_name("m", 0.1, false), "m_temp01.csv");
         assert_eq!(sampling_file_name("m", 1.0, true), "m_temp10_self.csv");
         assert_eq!(sampling_file_name("m", 0.7, false), "m_temp07.csv");
+        assert_eq!(
+            sampling_file_name("m", PROVIDER_DEFAULT, false),
+            "m_tempdefault.csv"
+        );
+        assert_eq!(
+            sampling_file_name("m", PROVIDER_DEFAULT, true),
+            "m_tempdefault_self.csv"
+        );
+        assert_eq!(
+            f("claude_tempdefault.csv"),
+            Some(FileName {
+                key: "claude".into(),
+                kind: FileKind::Sampling {
+                    temperature: PROVIDER_DEFAULT
+                }
+            })
+        );
+        assert_eq!(
+            f("claude_tempdefault_self.csv"),
+            Some(FileName {
+                key: "claude".into(),
+                kind: FileKind::SelfRatings {
+                    temperature: Some(PROVIDER_DEFAULT)
+                }
+            })
+        );
+        assert_eq!(f("_tempdefault.csv"), None);
+        assert_eq!(fmt_temperature(PROVIDER_DEFAULT), "provider-default");
+        assert_eq!(fmt_temperature(0.1), "0.1");
+        assert_eq!(
+            parse_temperature("provider-default"),
+            Some(PROVIDER_DEFAULT)
+        );
+        assert_eq!(parse_temperature("0.1"), Some(0.1));
         assert_eq!(logprob_file_name("m"), "m_logprobs.csv");
     }
 

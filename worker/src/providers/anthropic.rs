@@ -1,10 +1,18 @@
 //! `anthropic`: the Messages API (`POST /v1/messages`) with `x-api-key`,
-//! `anthropic-version`, `max_tokens` and `temperature`. A `thinking_budget`
-//! turns on extended thinking (`thinking.budget_tokens`, added to the output
-//! allowance; Anthropic then accepts only the default temperature, so none is
-//! sent, and only the first token of the answer is kept for one-token
+//! `anthropic-version`, `model`, `max_tokens` and the one user message.
+//! The current API (and its official SDK's `MessageCreateParams`) takes no
+//! `temperature`, `top_p` or `top_k`: the model samples at its default, so
+//! the spec must say `temperature = "provider-default"` for it (checked at
+//! validation), and a request that asks for a temperature anyway is refused
+//! here (fatal, naming the setting) rather than sampled silently at the
+//! default. A `thinking_budget` turns on
+//! extended thinking (`thinking.budget_tokens`, added to the output
+//! allowance; only the first token of the answer is kept for one-token
 //! requests). Anthropic offers no logprobs: logprob mode stops the model
 //! with a message saying so.
+//!
+//! Token counts: `POST /v1/messages/count_tokens` (see
+//! [`Anthropic::count_tokens`]) where the spec allows the call.
 
 use async_trait::async_trait;
 use moralsweep_common::ModelSpec;
@@ -56,19 +64,55 @@ impl Anthropic {
             "max_tokens": req.max_tokens.saturating_add(self.thinking.unwrap_or(0)),
             "messages": [{"role": "user", "content": req.prompt}],
         });
-        match self.thinking {
-            Some(budget) => {
-                b["thinking"] = json!({"type": "enabled", "budget_tokens": budget});
-            }
-            None => b["temperature"] = json!(req.temperature),
+        if let Some(budget) = self.thinking {
+            b["thinking"] = json!({"type": "enabled", "budget_tokens": budget});
         }
         merge_extra(&mut b, &self.core.extra);
         b
     }
 }
 
+impl Anthropic {
+    /// The `count_tokens` body of a prompt (`MessageCountTokensParams`).
+    pub fn count_body(&self, prompt: &str) -> Value {
+        let mut b = json!({
+            "model": self.core.model,
+            "messages": [{"role": "user", "content": prompt}],
+        });
+        if let Some(budget) = self.thinking {
+            b["thinking"] = json!({"type": "enabled", "budget_tokens": budget});
+        }
+        b
+    }
+
+    fn auth(&self) -> reqwest::header::HeaderMap {
+        match &self.core.key {
+            Some(k) => auth_header("x-api-key", k.secret.expose()),
+            None => Default::default(),
+        }
+    }
+}
+
 #[async_trait]
 impl Provider for Anthropic {
+    /// `POST /v1/messages/count_tokens`.
+    async fn count_tokens(&self, prompt: &str) -> Result<Option<u64>, ProviderError> {
+        let url = format!("{}/v1/messages/count_tokens", self.core.base_url);
+        let v = self
+            .core
+            .post(&url, self.auth(), &self.count_body(prompt))
+            .await?;
+        v.get("input_tokens")
+            .and_then(Value::as_u64)
+            .map(Some)
+            .ok_or_else(|| {
+                ProviderError::Retryable(format!(
+                    "model {:?}: the count_tokens answer lacks input_tokens",
+                    self.core.model_key
+                ))
+            })
+    }
+
     async fn complete(&self, req: &CompletionRequest) -> Result<Completion, ProviderError> {
         if req.top_logprobs.is_some() {
             return Err(ProviderError::Fatal(format!(
@@ -76,12 +120,15 @@ impl Provider for Anthropic {
                 self.core.model_key
             )));
         }
-        let auth = match &self.core.key {
-            Some(k) => auth_header("x-api-key", k.secret.expose()),
-            None => Default::default(),
-        };
+        if let Some(t) = req.temperature {
+            return Err(ProviderError::Fatal(format!(
+                "model {:?}: the request asks for temperature {t}, but Anthropic's current Messages API takes no temperature; \
+                 add temperature = \"provider-default\" to the model's entry to sample at Anthropic's default",
+                self.core.model_key
+            )));
+        }
         let url = format!("{}/v1/messages", self.core.base_url);
-        let v = self.core.post(&url, auth, &self.body(req)).await?;
+        let v = self.core.post(&url, self.auth(), &self.body(req)).await?;
         let blocks = v.get("content").and_then(Value::as_array).ok_or_else(|| {
             ProviderError::Retryable(format!(
                 "model {:?}: the answer lacks content",
@@ -102,7 +149,7 @@ impl Provider for Anthropic {
             top_logprobs: None,
             usage: Usage {
                 input_tokens: get("input_tokens")
-                    .unwrap_or_else(|| crate::cost::estimate_prompt_tokens(&req.prompt)),
+                    .unwrap_or_else(|| self.core.tokenizer.prompt_tokens(&req.prompt)),
                 output_tokens: get("output_tokens").unwrap_or(req.max_tokens as u64),
             },
         })

@@ -50,9 +50,11 @@ impl Gemini {
     pub fn body(&self, req: &CompletionRequest) -> Value {
         let extra_allowance = self.thinking_budget.unwrap_or(0).max(0) as u32;
         let mut config = json!({
-            "temperature": req.temperature,
             "maxOutputTokens": req.max_tokens.saturating_add(extra_allowance),
         });
+        if let Some(t) = req.temperature {
+            config["temperature"] = json!(t);
+        }
         if let Some(seed) = req.seed {
             // An int32 on Google's side.
             config["seed"] = json!((seed & 0x7fff_ffff) as i64);
@@ -73,19 +75,53 @@ impl Gemini {
     }
 }
 
-#[async_trait]
-impl Provider for Gemini {
-    async fn complete(&self, req: &CompletionRequest) -> Result<Completion, ProviderError> {
-        let auth = match &self.core.key {
+impl Gemini {
+    /// The `countTokens` body of a prompt.
+    pub fn count_body(&self, prompt: &str) -> Value {
+        json!({"contents": [{"role": "user", "parts": [{"text": prompt}]}]})
+    }
+
+    fn auth(&self) -> reqwest::header::HeaderMap {
+        match &self.core.key {
             Some(k) => auth_header("x-goog-api-key", k.secret.expose()),
             None => Default::default(),
-        };
+        }
+    }
+
+    fn url(&self, method: &str) -> String {
         let model = self.core.model.trim_start_matches("models/");
-        let url = format!(
-            "{}/v1beta/models/{model}:generateContent",
-            self.core.base_url
-        );
-        let v = self.core.post(&url, auth, &self.body(req)).await?;
+        format!("{}/v1beta/models/{model}:{method}", self.core.base_url)
+    }
+}
+
+#[async_trait]
+impl Provider for Gemini {
+    /// `POST /v1beta/models/{model}:countTokens`.
+    async fn count_tokens(&self, prompt: &str) -> Result<Option<u64>, ProviderError> {
+        let v = self
+            .core
+            .post(
+                &self.url("countTokens"),
+                self.auth(),
+                &self.count_body(prompt),
+            )
+            .await?;
+        v.get("totalTokens")
+            .and_then(Value::as_u64)
+            .map(Some)
+            .ok_or_else(|| {
+                ProviderError::Retryable(format!(
+                    "model {:?}: the countTokens answer lacks totalTokens",
+                    self.core.model_key
+                ))
+            })
+    }
+
+    async fn complete(&self, req: &CompletionRequest) -> Result<Completion, ProviderError> {
+        let v = self
+            .core
+            .post(&self.url("generateContent"), self.auth(), &self.body(req))
+            .await?;
         // A blocked prompt comes back without candidates: no text, a failed attempt.
         let candidate = v
             .get("candidates")
@@ -129,7 +165,7 @@ impl Provider for Gemini {
             top_logprobs,
             usage: Usage {
                 input_tokens: get("promptTokenCount")
-                    .unwrap_or_else(|| crate::cost::estimate_prompt_tokens(&req.prompt)),
+                    .unwrap_or_else(|| self.core.tokenizer.prompt_tokens(&req.prompt)),
                 output_tokens: get("candidatesTokenCount").unwrap_or(0)
                     + get("thoughtsTokenCount").unwrap_or(0),
             },

@@ -11,11 +11,16 @@
 //! - 400/401/403/404 and other 4xx -> [`ProviderError::Fatal`] with a message
 //!   naming the model key, the key's source (the variable or file, not the
 //!   value), the model id or the field that is wrong.
+//!
+//! Every request carries the W3C `traceparent` of the span it is made in
+//! (the `provider_call` span) when spans are exported, so a collector shows
+//! the provider call inside the lease's trace.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
+use moralsweep_common::tokens::Tokenizer;
 use moralsweep_common::ModelSpec;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::{Map, Value};
@@ -132,6 +137,9 @@ pub struct HttpCore {
     /// Extra request fields from the spec, merged into every body.
     pub extra: Map<String, Value>,
     pub timeout: Duration,
+    /// How the model's prompts are counted when the provider reports no
+    /// usage (`moralsweep_common::tokens`).
+    pub tokenizer: Tokenizer,
 }
 
 fn header_map(
@@ -212,6 +220,7 @@ impl HttpCore {
             headers: header_map(spec, &all)?,
             extra: spec.extra.clone().into_iter().collect(),
             timeout,
+            tokenizer: Tokenizer::for_model(&spec.provider, &spec.model),
         })
     }
 
@@ -242,12 +251,17 @@ impl HttpCore {
     ) -> Result<Value, ProviderError> {
         let payload = serde_json::to_vec(body)
             .map_err(|e| ProviderError::Fatal(format!("cannot encode the request: {e}")))?;
-        let resp = self
+        let mut request = self
             .client
             .post(url)
             .headers(self.headers.clone())
             .headers(auth)
-            .header("content-type", "application/json")
+            .header("content-type", "application/json");
+        // The trace of the call (its `provider_call` span) goes out with it.
+        if let Some(tp) = moralsweep_telemetry::propagation::current_traceparent() {
+            request = request.header("traceparent", tp);
+        }
+        let resp = request
             .body(payload)
             .send()
             .await

@@ -6,7 +6,9 @@
 //!
 //! - One-token requests sample the first token at the request's temperature
 //!   with the request's seed (a pure function of prompt, temperature and
-//!   seed).
+//!   seed). A request without a temperature (`temperature =
+//!   "provider-default"`) samples the model's own distribution
+//!   ([`DEFAULT_TEMPERATURE`]).
 //! - Longer requests (the protocol's fallback) generate up to `max_tokens`
 //!   tokens, stopping at the end of the model's turn, or as soon as the text
 //!   holds a standalone rating that no further token can change (the rating
@@ -193,6 +195,10 @@ fn rating_settled(text: &str) -> bool {
     r.is_some() && r == first_standalone_rating(&format!("{text}x"))
 }
 
+/// The temperature of requests that send none: the model's own next-token
+/// distribution, unscaled.
+pub const DEFAULT_TEMPERATURE: f64 = 1.0;
+
 fn answer(
     engine: &Engine,
     template: &Template,
@@ -200,6 +206,7 @@ fn answer(
 ) -> Result<Completion, moralsweep_local::LocalError> {
     let tokens = engine.frame(&req.prompt, template);
     let seed = req.seed.unwrap_or_else(rand::random);
+    let temperature = req.temperature.unwrap_or(DEFAULT_TEMPERATURE);
     // The prompt's summary (kept across requests: a persona prompt's
     // attempts, repetitions and logprob request share one forward pass).
     let summary = engine.summary(&tokens)?;
@@ -238,13 +245,13 @@ fn answer(
         }
     };
     let (text, output_tokens) = if req.max_tokens <= 1 {
-        let t = engine.draw(&tokens, &summary, req.temperature, seed)?;
+        let t = engine.draw(&tokens, &summary, temperature, seed)?;
         (t.text, 1)
     } else {
         let g = engine.generate_from(
             &tokens,
             req.max_tokens as usize,
-            req.temperature,
+            temperature,
             seed,
             rating_settled,
         )?;

@@ -22,7 +22,9 @@ pub struct CompletionRequest {
     pub prompt: String,
     /// Output allowance: 1 for the one-token protocol, more for the fallback.
     pub max_tokens: u32,
-    pub temperature: f64,
+    /// The sampling temperature; `None` sends none (the provider's default,
+    /// for models whose spec says `temperature = "provider-default"`).
+    pub temperature: Option<f64>,
     /// Sent where the provider supports it, so a request can be repeatable.
     pub seed: Option<u64>,
     /// Ask for the first token's top logprobs (logprob mode).
@@ -72,6 +74,13 @@ pub enum ProviderError {
 pub trait Provider: Send + Sync {
     /// Sends one request and returns the answer.
     async fn complete(&self, req: &CompletionRequest) -> Result<Completion, ProviderError>;
+
+    /// The input tokens of a one-message request as the provider counts
+    /// them: its token-counting endpoint (Anthropic, Gemini) or its known
+    /// tokenizer (OpenAI). `None` where there is no exact count.
+    async fn count_tokens(&self, _prompt: &str) -> Result<Option<u64>, ProviderError> {
+        Ok(None)
+    }
 }
 
 /// Builds the provider a model spec names.

@@ -24,6 +24,7 @@
 //! (see `compat.rs`) through [`Flavor`].
 
 use async_trait::async_trait;
+use moralsweep_common::tokens::Tokenizer;
 use moralsweep_common::ModelSpec;
 use serde_json::{json, Map, Value};
 
@@ -92,15 +93,11 @@ pub struct OpenAi {
     flavor: Flavor,
 }
 
-/// Whether a model id names one of OpenAI's reasoning models.
+/// Whether a model id names one of OpenAI's reasoning models (see
+/// [`moralsweep_common::spec::is_openai_reasoning_model`], which spec
+/// validation uses too).
 pub fn is_reasoning_model(model: &str) -> bool {
-    // Fine-tuned ids: ft:<base>:<org>:<suffix>:<id>.
-    let base = model.strip_prefix("ft:").unwrap_or(model);
-    let base = base.split(':').next().unwrap_or(base);
-    let base = base.rsplit('/').next().unwrap_or(base);
-    ["o1", "o3", "o4", "gpt-5"]
-        .iter()
-        .any(|p| base == *p || base.starts_with(&format!("{p}-")))
+    moralsweep_common::spec::is_openai_reasoning_model(model)
 }
 
 impl OpenAi {
@@ -167,7 +164,9 @@ impl OpenAi {
             }
         } else {
             b.insert("max_tokens".into(), json!(req.max_tokens));
-            b.insert("temperature".into(), json!(req.temperature));
+            if let Some(t) = req.temperature {
+                b.insert("temperature".into(), json!(t));
+            }
         }
         if let (Some(seed), true) = (req.seed, self.flavor.seed) {
             // The API takes a signed 64-bit seed.
@@ -197,8 +196,8 @@ impl OpenAi {
                 .max(RESPONSES_MIN_OUTPUT)
                 .saturating_add(self.allowance)),
         );
-        if !self.reasoning {
-            b.insert("temperature".into(), json!(req.temperature));
+        if let (false, Some(t)) = (self.reasoning, req.temperature) {
+            b.insert("temperature".into(), json!(t));
         }
         if let Some(e) = &self.effort {
             b.insert("reasoning".into(), json!({"effort": e}));
@@ -263,15 +262,20 @@ fn logprob_list(entry: &Value) -> Option<Vec<TokenLogprob>> {
     }
 }
 
-fn usage_of(v: &Value, input: &str, output: &str, req: &CompletionRequest) -> Usage {
+fn usage_of(
+    v: &Value,
+    input: &str,
+    output: &str,
+    req: &CompletionRequest,
+    tokenizer: Tokenizer,
+) -> Usage {
     let get = |k: &str| {
         v.get("usage")
             .and_then(|u| u.get(k))
             .and_then(Value::as_u64)
     };
     Usage {
-        input_tokens: get(input)
-            .unwrap_or_else(|| crate::cost::estimate_prompt_tokens(&req.prompt)),
+        input_tokens: get(input).unwrap_or_else(|| tokenizer.prompt_tokens(&req.prompt)),
         output_tokens: get(output).unwrap_or(req.max_tokens as u64),
     }
 }
@@ -300,7 +304,13 @@ impl OpenAi {
         Ok(Completion {
             text,
             top_logprobs,
-            usage: usage_of(v, "prompt_tokens", "completion_tokens", req),
+            usage: usage_of(
+                v,
+                "prompt_tokens",
+                "completion_tokens",
+                req,
+                self.core.tokenizer,
+            ),
         })
     }
 
@@ -341,13 +351,23 @@ impl OpenAi {
         Ok(Completion {
             text,
             top_logprobs,
-            usage: usage_of(v, "input_tokens", "output_tokens", req),
+            usage: usage_of(v, "input_tokens", "output_tokens", req, self.core.tokenizer),
         })
     }
 }
 
 #[async_trait]
 impl Provider for OpenAi {
+    /// OpenAI has no counting endpoint for chat; its BPE counts exactly
+    /// where tiktoken knows the model.
+    async fn count_tokens(&self, prompt: &str) -> Result<Option<u64>, ProviderError> {
+        Ok(self
+            .core
+            .tokenizer
+            .exact()
+            .then(|| self.core.tokenizer.prompt_tokens(prompt)))
+    }
+
     async fn complete(&self, req: &CompletionRequest) -> Result<Completion, ProviderError> {
         let (path, body) = match self.api {
             Api::Chat => ("chat/completions", self.chat_body(req)),
@@ -383,7 +403,7 @@ mod tests {
         CompletionRequest {
             prompt: "p".into(),
             max_tokens: 1,
-            temperature: 0.1,
+            temperature: Some(0.1),
             seed: Some(7),
             top_logprobs: top,
         }

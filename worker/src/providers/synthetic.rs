@@ -68,7 +68,7 @@ impl Provider for Synthetic {
             text,
             top_logprobs,
             usage: Usage {
-                input_tokens: (req.prompt.len() / 4) as u64,
+                input_tokens: moralsweep_common::tokens::estimate_tokens(&req.prompt),
                 output_tokens: 1,
             },
         })

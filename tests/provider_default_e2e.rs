@@ -1,0 +1,167 @@
+//! Honest sampling settings, end to end with the real binary and the
+//! simulator: a spec asking temperature 0.1 of an Anthropic model is refused
+//! (at validation and in the dry run) with a message naming the model and
+//! the setting; with `temperature = "provider-default"` the model's requests
+//! carry no temperature (the simulator saw none), its files are
+//! `<key>_tempdefault*.csv`, its metrics say `provider-default`, and
+//! `analyze` reads them back, apart from a temperature-controlled model of
+//! the same sweep.
+
+mod common;
+mod simproc;
+
+use std::path::Path;
+
+use common::{run, write_personas};
+use simproc::SimProc;
+
+const KEY_VAR: &str = "MS_PD_E2E_KEY";
+const PERSONAS: usize = 3;
+
+fn spec(sim: &str, claude_extra: &str) -> String {
+    format!(
+        r#"name = "pd-e2e"
+personas = "personas.json"
+persona_count = {PERSONAS}
+repetitions = 2
+temperature = 0.1
+modes = ["persona", "self"]
+output = "out"
+seed = 5
+bootstrap = 20
+rerun_bootstrap = 10
+
+[[model]]
+key = "claude-pd"
+provider = "anthropic"
+model = "claude-pd"
+base_url = "{sim}"
+api_key_env = "{KEY_VAR}"
+{claude_extra}
+
+[[model]]
+key = "gpt-ctl"
+provider = "sim"
+model = "gpt-ctl"
+base_url = "{sim}/v1"
+"#
+    )
+}
+
+fn metric_rows(path: &Path) -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(path).unwrap();
+    text.lines()
+        .skip(1)
+        .map(|l| {
+            let mut f = l.split(',');
+            (f.next().unwrap().to_string(), f.next().unwrap().to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn a_model_without_a_temperature_is_refused_or_sampled_at_the_provider_default() {
+    let sim = SimProc::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_personas(d, PERSONAS);
+
+    // Refused without provider-default: validation and the dry run.
+    std::fs::write(d.join("s.toml"), spec(&sim.url, "")).unwrap();
+    for args in [&["run", "s.toml"][..], &["run", "s.toml", "--dry-run"][..]] {
+        let out = std::process::Command::new(common::bin())
+            .args(args)
+            .current_dir(d)
+            .env(KEY_VAR, "sk-pd")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} was accepted");
+        for want in [
+            "model[0].temperature",
+            "claude-pd",
+            "0.1",
+            "takes no temperature",
+            "temperature = \"provider-default\"",
+        ] {
+            assert!(err.contains(want), "{args:?}: {want} missing in {err}");
+        }
+    }
+    assert!(!d.join("out").exists());
+
+    // Accepted with it: no temperature sent, the files and metrics say so.
+    std::fs::write(
+        d.join("s.toml"),
+        spec(&sim.url, "temperature = \"provider-default\""),
+    )
+    .unwrap();
+    std::env::set_var(KEY_VAR, "sk-pd");
+    let out = run(&["run", "s.toml", "--workers", "2"], d);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let data = d.join("out/data");
+    for f in [
+        "claude-pd_tempdefault.csv",
+        "claude-pd_tempdefault_self.csv",
+        "gpt-ctl_temp01.csv",
+        "gpt-ctl_temp01_self.csv",
+    ] {
+        assert!(data.join(f).is_file(), "{f} missing");
+    }
+    assert!(!data.join("claude-pd_temp01.csv").exists());
+    let stats = sim.stats();
+    let claude = &stats["keys"]["claude-pd"];
+    let slots = (PERSONAS * 30 + 30) * 2;
+    assert_eq!(claude["with_temperature"], 0, "{claude}");
+    assert!(
+        claude["without_temperature"].as_u64().unwrap() >= slots as u64,
+        "{claude}"
+    );
+    let ctl = &stats["keys"]["gpt-ctl"];
+    assert!(ctl["with_temperature"].as_u64().unwrap() >= slots as u64);
+    assert_eq!(ctl["without_temperature"], 0, "{ctl}");
+
+    let rows = metric_rows(&d.join("out/metrics/persona_moral_metrics.csv"));
+    assert!(
+        rows.contains(&("claude-pd".into(), "provider-default".into())),
+        "{rows:?}"
+    );
+    assert!(rows.contains(&("gpt-ctl".into(), "0.1".into())), "{rows:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("provider-default"), "{stdout}");
+
+    // `analyze` reads them back, kept apart.
+    let out = run(
+        &[
+            "analyze",
+            "out/data",
+            "--out",
+            "again",
+            "--bootstrap",
+            "20",
+            "--rerun-bootstrap",
+            "10",
+        ],
+        d,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let again = metric_rows(&d.join("again/persona_moral_metrics.csv"));
+    assert!(
+        again.contains(&("claude-pd".into(), "provider-default".into())),
+        "{again:?}"
+    );
+    let profiles = std::fs::read_to_string(d.join("again/self_profiles.csv")).unwrap();
+    assert!(
+        profiles
+            .lines()
+            .any(|l| l.starts_with("claude-pd,") && l.ends_with(",provider-default")),
+        "{profiles}"
+    );
+}
