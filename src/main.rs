@@ -29,8 +29,12 @@ enum Command {
     Submit(cli::cluster::SubmitArgs),
     /// Show the progress of sweeps.
     Status(cli::cluster::StatusArgs),
-    /// Fetch a finished sweep's data and metrics.
+    /// Fetch a finished (or cancelled) sweep's data and metrics.
     Results(cli::cluster::ResultsArgs),
+    /// Stop a sweep, keeping what it recorded (`results` fetches it).
+    Cancel(cli::cluster::CancelArgs),
+    /// Remove a done or cancelled sweep from the coordinator.
+    Delete(cli::cluster::DeleteArgs),
     /// Compute the metrics from existing rating files (the papers' formats).
     Analyze(cli::analyze::AnalyzeArgs),
     /// The provider simulator: speaks the providers' HTTP APIs for tests and rehearsals.
@@ -46,7 +50,11 @@ fn main() -> std::process::ExitCode {
         Command::Coordinator(_) => ("coordinator", "info"),
         Command::Worker(_) => ("worker", "info"),
         Command::Sim(_) => ("sim", "warn"),
-        Command::Submit(_) | Command::Status(_) | Command::Results(_) => ("client", "warn"),
+        Command::Submit(_)
+        | Command::Status(_)
+        | Command::Results(_)
+        | Command::Cancel(_)
+        | Command::Delete(_) => ("client", "warn"),
         Command::Analyze(_) => ("analyze", "warn"),
     };
     let telemetry = match cli.telemetry.options().and_then(|mut o| {
@@ -66,6 +74,8 @@ fn main() -> std::process::ExitCode {
         Command::Submit(a) => cli::cluster::submit(a),
         Command::Status(a) => cli::cluster::status(a),
         Command::Results(a) => cli::cluster::results(a),
+        Command::Cancel(a) => cli::cluster::cancel(a),
+        Command::Delete(a) => cli::cluster::delete(a),
         Command::Analyze(a) => cli::analyze::analyze(a),
         Command::Sim(a) => cli::sim::sim(a),
     };

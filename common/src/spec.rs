@@ -165,6 +165,12 @@ pub struct ModelSpec {
     /// Per-request timeout in seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_secs: Option<f64>,
+    /// Seconds a provider that has never answered (connection refused, DNS
+    /// failure, connect timeout) is retried before the model stops with an
+    /// error naming its base_url (default 120). A provider that answered
+    /// once and then goes away is retried patiently instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unreachable_timeout_secs: Option<f64>,
     /// Output allowance of the longer fallback request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fallback_max_tokens: Option<u32>,
@@ -488,12 +494,17 @@ impl SweepSpec {
                     "is 0; it must be at least 1".into(),
                 ));
             }
-            if let Some(t) = m.timeout_secs {
-                if !(t > 0.0 && t.is_finite()) {
-                    return Err(bad(
-                        &at("timeout_secs"),
-                        format!("is {t}; it must be a positive number of seconds"),
-                    ));
+            for (k, t) in [
+                ("timeout_secs", m.timeout_secs),
+                ("unreachable_timeout_secs", m.unreachable_timeout_secs),
+            ] {
+                if let Some(t) = t {
+                    if !(t > 0.0 && t.is_finite()) {
+                        return Err(bad(
+                            &at(k),
+                            format!("is {t}; it must be a positive number of seconds"),
+                        ));
+                    }
                 }
             }
             for (k, p) in [

@@ -43,6 +43,21 @@ pub fn load_token(file: Option<&Path>) -> Result<String, TokenError> {
     }
 }
 
+/// Tokens shorter than this are accepted with a warning: a shared secret of a
+/// few characters can be guessed by anyone who reaches the port.
+pub const MIN_TOKEN_LEN: usize = 16;
+
+/// The warning a short token deserves (never showing the token), if any.
+pub fn short_token_warning(token: &str) -> Option<String> {
+    let n = token.chars().count();
+    (n < MIN_TOKEN_LEN).then(|| {
+        format!(
+            "the shared token is only {n} characters long; anyone who can reach the coordinator could guess it. \
+             Use at least {MIN_TOKEN_LEN} random characters (e.g. `openssl rand -hex 32`)"
+        )
+    })
+}
+
 /// Equality that takes the same time wherever the inputs differ.
 fn same(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
@@ -121,6 +136,14 @@ impl tonic::service::Interceptor for Bearer {
 mod tests {
     use super::*;
     use tonic::service::Interceptor;
+
+    #[test]
+    fn short_tokens_are_flagged_without_being_shown() {
+        let w = short_token_warning("x").unwrap();
+        assert!(w.contains("1 characters") && w.contains("16"), "{w}");
+        assert!(short_token_warning("abcdefghijklmnop").is_none());
+        assert!(short_token_warning("abcdefghijklmno").is_some());
+    }
 
     #[test]
     fn only_the_right_token_passes() {

@@ -164,6 +164,11 @@ struct UnitRt {
 struct SweepRt {
     record: SweepRecord,
     units: Vec<UnitRt>,
+    /// Why the last attempt to write the sweep's files failed (a full or
+    /// read-only disk, a file where a folder should be); shown by `status`
+    /// as a failed sweep until a retry of the finisher succeeds. Memory
+    /// only: a restarted coordinator simply tries again.
+    write_error: Option<String>,
 }
 
 impl SweepRt {
@@ -190,6 +195,9 @@ pub struct Engine {
     /// Serialises sweep record writes so that a later state never loses to an
     /// earlier one.
     record_writes: tokio::sync::Mutex<()>,
+    /// Serialises the writing of a cancelled sweep's partial files (two
+    /// fetches at once) with each other and with deletion.
+    partial_writes: tokio::sync::Mutex<()>,
     /// Sweeps with a unit to finalise; drained by the finisher task.
     finish_tx: mpsc::UnboundedSender<String>,
     finish_rx: Mutex<Option<mpsc::UnboundedReceiver<String>>>,
@@ -240,6 +248,7 @@ impl Engine {
             cfg,
             state: Mutex::new(State::default()),
             record_writes: tokio::sync::Mutex::new(()),
+            partial_writes: tokio::sync::Mutex::new(()),
             finish_tx,
             finish_rx: Mutex::new(Some(finish_rx)),
             changes,
@@ -315,9 +324,14 @@ impl Engine {
         if running {
             tracing::info!(sweep = %name, "sweep loaded");
         }
-        self.lock()
-            .sweeps
-            .insert(name.clone(), SweepRt { record, units });
+        self.lock().sweeps.insert(
+            name.clone(),
+            SweepRt {
+                record,
+                units,
+                write_error: None,
+            },
+        );
         if running {
             let _ = self.finish_tx.send(name);
         }
@@ -438,7 +452,9 @@ impl Engine {
             Ok(false)
         } else {
             Err(EngineError::AlreadyExists(format!(
-                "a different sweep named {name:?} exists; give the new sweep another `name` (or cancel and delete the old one)"
+                "a different sweep named {name:?} exists; give the new sweep another `name`, or remove the old one: \
+                 `moralsweep results {name} --coordinator URL --out DIR` keeps its ratings, then \
+                 `moralsweep cancel {name} --coordinator URL` and `moralsweep delete {name} --coordinator URL`"
             )))
         }
     }
@@ -661,7 +677,15 @@ impl Engine {
         let changed = {
             let mut st = self.lock();
             match st.sweeps.get_mut(sweep) {
-                Some(s) if !s.record.failed_models.contains_key(model) => {
+                // A fatal report for a finished model or a stopped sweep
+                // changes nothing (it may be late, repeated or garbage).
+                Some(s)
+                    if s.record.state == SweepState::Running
+                        && !s.record.failed_models.contains_key(model)
+                        && s.units
+                            .iter()
+                            .any(|u| u.key.model == model && u.done < u.total as u64) =>
+                {
                     s.record
                         .failed_models
                         .insert(model.to_string(), message.to_string());
@@ -729,6 +753,93 @@ impl Engine {
         self.progress(sweep).await
     }
 
+    /// Removes a stopped (done or cancelled) sweep: its record, units,
+    /// results and leases leave the store, and the files the coordinator
+    /// wrote for it (`<output>/data`, `<output>/metrics`) are removed, so a
+    /// new sweep of the same name starts clean. A running sweep must be
+    /// cancelled first. Returns the number of files removed.
+    pub async fn delete(&self, sweep: &str) -> EngineResult<usize> {
+        let output = {
+            let st = self.lock();
+            let s = st.sweeps.get(sweep).ok_or_else(|| not_found(sweep))?;
+            if s.record.state == SweepState::Running {
+                return Err(EngineError::FailedPrecondition(format!(
+                    "sweep {sweep:?} is running; stop it first with `moralsweep cancel {sweep} --coordinator URL` \
+                     (and fetch what it recorded with `moralsweep results`), then delete it"
+                )));
+            }
+            s.record.output.clone()
+        };
+        let _w = self.record_writes.lock().await;
+        let _p = self.partial_writes.lock().await;
+        self.store.delete_sweep(sweep).await?;
+        self.lock().sweeps.remove(sweep);
+        drop(_w);
+        let removed = crate::output::remove_files(&output).map_err(|e| {
+            EngineError::FailedPrecondition(format!(
+                "sweep {sweep:?} was removed from the store, but its files in {} could not all be removed: {e}",
+                output.display()
+            ))
+        })?;
+        tracing::info!(sweep, files = removed, "sweep deleted");
+        self.bump();
+        Ok(removed)
+    }
+
+    /// For a cancelled sweep: writes the rating file of every unit that has
+    /// recorded results but no complete file (rows of the recorded slots
+    /// only, in slot order) and recomputes the metrics where the files
+    /// allow. Returns notes for the user (what is partial, why metrics are
+    /// missing). Called before the files of a cancelled sweep are sent, so
+    /// they hold everything recorded so far, late reports included.
+    pub async fn write_partial(&self, sweep: &str) -> EngineResult<Vec<String>> {
+        let _p = self.partial_writes.lock().await;
+        let (record, units) = {
+            let st = self.lock();
+            let s = st.sweeps.get(sweep).ok_or_else(|| not_found(sweep))?;
+            if s.record.state != SweepState::Cancelled {
+                return Ok(Vec::new());
+            }
+            let units: Vec<(UnitKey, UnitShape)> = s
+                .units
+                .iter()
+                .filter(|u| {
+                    !s.record
+                        .written
+                        .contains(&unit_label(&u.key.model, u.key.mode))
+                })
+                .map(|u| (u.key.clone(), u.shape))
+                .collect();
+            (s.record.clone(), units)
+        };
+        let mut notes = Vec::new();
+        let mut any = false;
+        for (key, shape) in &units {
+            let label = unit_label(&key.model, key.mode);
+            match crate::output::write_unit_partial(self.store.as_ref(), &record, key, *shape).await
+            {
+                Ok(0) => notes.push(format!("{label}: nothing was recorded; no file")),
+                Ok(n) => {
+                    any = true;
+                    notes.push(format!("{label}: {n} of {} slots recorded", shape.len()));
+                }
+                Err(e) => {
+                    return Err(EngineError::FailedPrecondition(format!(
+                        "writing the recorded ratings of {label} of the cancelled sweep {sweep:?} failed: {e:#}"
+                    )))
+                }
+            }
+        }
+        if any && self.cfg.write_metrics {
+            if let Err(e) = crate::output::write_metrics(&record).await {
+                notes.push(format!(
+                    "metrics not computed from the partial files: {e:#}"
+                ));
+            }
+        }
+        Ok(notes)
+    }
+
     /// Progress of one sweep (with the number of slots currently leased).
     pub async fn progress(&self, sweep: &str) -> EngineResult<SweepProgress> {
         let mut p = self.snapshot_one(sweep)?;
@@ -779,6 +890,11 @@ impl Engine {
         if let Some(mut rx) = rx {
             let me = self.clone();
             handles.push(tokio::spawn(async move {
+                // Per sweep: the wait before its next retry after a failure
+                // (a sweep whose files cannot be written is retried later,
+                // never holding up the others), and whether one is queued.
+                let mut delays: HashMap<String, Duration> = HashMap::new();
+                let queued: Arc<Mutex<std::collections::HashSet<String>>> = Arc::default();
                 while let Some(sweep) = rx.recv().await {
                     // Coalesce bursts of the same sweep.
                     let mut batch = vec![sweep];
@@ -788,14 +904,30 @@ impl Engine {
                         }
                     }
                     for s in batch {
-                        let mut delay = Duration::from_millis(200);
-                        loop {
-                            match me.finish(&s).await {
-                                Ok(()) => break,
-                                Err(e) => {
-                                    tracing::warn!(sweep = %s, "writing the sweep's files failed (will retry): {e:#}");
-                                    tokio::time::sleep(delay).await;
-                                    delay = (delay * 2).min(Duration::from_secs(10));
+                        match me.finish(&s).await {
+                            Ok(()) => {
+                                delays.remove(&s);
+                                me.set_write_error(&s, None);
+                            }
+                            Err(e) => {
+                                tracing::warn!(sweep = %s, "writing the sweep's files failed (will retry): {e:#}");
+                                me.set_write_error(&s, Some(format!("{e:#}")));
+                                let d = delays
+                                    .entry(s.clone())
+                                    .or_insert(Duration::from_millis(100));
+                                *d = (*d * 2).min(WRITE_RETRY_CAP);
+                                let fresh = queued
+                                    .lock()
+                                    .unwrap_or_else(|e| e.into_inner())
+                                    .insert(s.clone());
+                                if fresh {
+                                    let (tx, wait, queued) =
+                                        (me.finish_tx.clone(), *d, queued.clone());
+                                    tokio::spawn(async move {
+                                        tokio::time::sleep(wait).await;
+                                        queued.lock().unwrap_or_else(|e| e.into_inner()).remove(&s);
+                                        let _ = tx.send(s);
+                                    });
                                 }
                             }
                         }
@@ -804,6 +936,29 @@ impl Engine {
             }));
         }
         handles
+    }
+
+    /// Records (or clears) why writing a sweep's files failed, for `status`.
+    fn set_write_error(&self, sweep: &str, error: Option<String>) {
+        let changed = {
+            let mut st = self.lock();
+            match st.sweeps.get_mut(sweep) {
+                Some(s) if s.write_error != error => {
+                    if error.is_none() {
+                        tracing::info!(
+                            sweep,
+                            "the sweep's files were written after earlier failures"
+                        );
+                    }
+                    s.write_error = error;
+                    true
+                }
+                _ => false,
+            }
+        };
+        if changed {
+            self.bump();
+        }
     }
 
     /// Writes the files of every complete unit of `sweep` that has none
@@ -894,6 +1049,10 @@ impl Engine {
     }
 }
 
+/// The longest wait between two attempts to write a sweep's files after a
+/// failure (the first retry comes after 200 ms, then doubling).
+pub const WRITE_RETRY_CAP: Duration = Duration::from_secs(10);
+
 /// Whether two specs differ at most in how requests are sent (limits,
 /// endpoints, key locations, timeouts), not in what is asked or recorded.
 pub fn operational_only(a: &SweepSpec, b: &SweepSpec) -> bool {
@@ -905,6 +1064,7 @@ pub fn operational_only(a: &SweepSpec, b: &SweepSpec) -> bool {
             m.rate_group = None;
             m.concurrency = None;
             m.timeout_secs = None;
+            m.unreachable_timeout_secs = None;
             m.base_url = None;
             m.api_key_env = None;
             m.api_key_file = None;
@@ -915,6 +1075,13 @@ pub fn operational_only(a: &SweepSpec, b: &SweepSpec) -> bool {
         s
     }
     strip(a) == strip(b)
+}
+
+fn write_failed_message(e: &str) -> String {
+    format!(
+        "writing the files failed: {e}; fix the cause (the coordinator retries at least every {} s) or restart the coordinator",
+        WRITE_RETRY_CAP.as_secs()
+    )
 }
 
 fn not_found(sweep: &str) -> EngineError {
@@ -937,7 +1104,17 @@ fn progress_of(s: &SweepRt) -> SweepProgress {
         .iter()
         .map(|u| {
             let failed = s.record.failed_models.get(&u.key.model);
-            let state = if u.done >= u.total as u64 {
+            let unwritten = !s
+                .record
+                .written
+                .contains(&unit_label(&u.key.model, u.key.mode));
+            let write_failed = s
+                .write_error
+                .as_ref()
+                .filter(|_| u.done >= u.total as u64 && unwritten && failed.is_none());
+            let state = if write_failed.is_some() {
+                "failed"
+            } else if u.done >= u.total as u64 {
                 "done"
             } else if failed.is_some() {
                 "failed"
@@ -952,19 +1129,37 @@ fn progress_of(s: &SweepRt) -> SweepProgress {
                 total: u.total as u64,
                 done: u.done.min(u.total as u64),
                 state,
-                message: failed.cloned().unwrap_or_default(),
+                message: match write_failed {
+                    Some(e) => write_failed_message(e),
+                    None => failed.cloned().unwrap_or_default(),
+                },
             }
         })
         .collect();
-    let messages = s
+    let mut messages: Vec<String> = s
         .record
         .failed_models
         .iter()
         .map(|(m, msg)| format!("model {m} stopped: {msg}"))
         .collect();
+    // A sweep whose files cannot be written is not running any more in any
+    // sense a user can wait for: say so (the finisher keeps retrying, and the
+    // state returns to running or done once a write succeeds).
+    let write_failed = s.write_error.is_some() && s.record.state == SweepState::Running;
+    if let Some(e) = s.write_error.as_ref().filter(|_| write_failed) {
+        messages.push(format!(
+            "sweep {}: {}",
+            s.record.spec.name,
+            write_failed_message(e)
+        ));
+    }
     SweepProgress {
         sweep: s.record.spec.name.clone(),
-        state: s.record.state.name(),
+        state: if write_failed {
+            "failed"
+        } else {
+            s.record.state.name()
+        },
         total: units.iter().map(|u| u.total).sum(),
         done: units.iter().map(|u| u.done).sum(),
         units,

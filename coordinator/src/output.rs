@@ -61,6 +61,64 @@ pub async fn write_unit(
     unit: &UnitKey,
     shape: UnitShape,
 ) -> anyhow::Result<PathBuf> {
+    write_rows(store, record, unit, shape, false)
+        .await
+        .map(|(path, _)| path)
+}
+
+/// Writes the rating file of an incomplete unit (a cancelled sweep): the
+/// rows of the slots recorded so far, in slot order. Returns the number of
+/// rows; with none, no file is written (and an older one is removed).
+pub async fn write_unit_partial(
+    store: &dyn Store,
+    record: &SweepRecord,
+    unit: &UnitKey,
+    shape: UnitShape,
+) -> anyhow::Result<u64> {
+    if store.scan_results(unit, 0, 1).await?.is_empty() {
+        let path = unit_file(record, &unit.model, unit.mode);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("removing {}", path.display())),
+        }
+        return Ok(0);
+    }
+    write_rows(store, record, unit, shape, true)
+        .await
+        .map(|(_, n)| n)
+}
+
+/// Removes the data and metric files of a sweep's output folder (and the
+/// folders if that leaves them empty); returns the number of files removed.
+pub fn remove_files(output: &Path) -> std::io::Result<usize> {
+    let mut n = 0;
+    for dir in [data_dir(output), metrics_dir(output)] {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        for e in entries {
+            let e = e?;
+            if e.file_type()?.is_file() {
+                std::fs::remove_file(e.path())?;
+                n += 1;
+            }
+        }
+        let _ = std::fs::remove_dir(&dir);
+    }
+    let _ = std::fs::remove_dir(output);
+    Ok(n)
+}
+
+async fn write_rows(
+    store: &dyn Store,
+    record: &SweepRecord,
+    unit: &UnitKey,
+    shape: UnitShape,
+    partial: bool,
+) -> anyhow::Result<(PathBuf, u64)> {
     let path = unit_file(record, &unit.model, unit.mode);
     let dir = data_dir(&record.output);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -77,12 +135,24 @@ pub async fn write_unit(
     };
     let total = shape.len() as u32;
     let mut next = 0u32;
+    let mut rows = 0u64;
     while next < total {
         let chunk = store.scan_results(unit, next, SCAN_CHUNK).await?;
         if chunk.is_empty() {
             break;
         }
         for (index, bytes) in &chunk {
+            if *index >= total {
+                anyhow::bail!(
+                    "the store holds a result for slot {index} of {}/{} in sweep {:?}, which has {total} slots",
+                    unit.model,
+                    unit.mode,
+                    unit.sweep
+                );
+            }
+            if partial {
+                next = *index;
+            }
             if *index != next {
                 anyhow::bail!(
                     "slot {next} of {}/{} in sweep {:?} has no recorded result; the unit is not complete",
@@ -108,9 +178,10 @@ pub async fn write_unit(
                 ),
             }
             next += 1;
+            rows += 1;
         }
     }
-    if next != total {
+    if !partial && next != total {
         anyhow::bail!(
             "{}/{} of sweep {:?} has {next} of {total} results; the unit is not complete",
             unit.model,
@@ -122,7 +193,7 @@ pub async fn write_unit(
         Writer::Sampling(w) => w.finish()?,
         Writer::Logprob(w) => w.finish()?,
     };
-    Ok(path)
+    Ok((path, rows))
 }
 
 /// Computes the metric tables (`<output>/metrics/*.csv`) of every rating

@@ -311,8 +311,11 @@ impl<C: Clock + Clone> RateGroups<C> {
                 }
             }
         }
-        b.granted_requests += granted as u64;
-        b.granted_tokens += granted as u64 * tokens_each;
+        // Saturating: a worker's numbers are not trusted to be sane.
+        b.granted_requests = b.granted_requests.saturating_add(granted as u64);
+        b.granted_tokens = b
+            .granted_tokens
+            .saturating_add((granted as u64).saturating_mul(tokens_each));
         b.ready_at = if granted < wanted { now + wait } else { now };
         granted
     }
@@ -320,7 +323,7 @@ impl<C: Clock + Clone> RateGroups<C> {
     /// Asks every limiter of the group for `n` requests of `tokens_each`
     /// tokens: all of them or none.
     fn try_chunk(&self, b: &mut Group<C>, n: u32, tokens_each: u64) -> Result<(), Duration> {
-        let tokens = (n as u64 * tokens_each).min(u32::MAX as u64) as u32;
+        let tokens = (n as u64).saturating_mul(tokens_each).min(u32::MAX as u64) as u32;
         // The recovery caps first: failing them consumes nothing else.
         if let Some(r) = &b.recovery {
             if let Some(l) = &r.requests {
@@ -448,19 +451,25 @@ impl<C: Clock + Clone> RateGroups<C> {
         if b.tokens.is_none() {
             return;
         }
-        b.granted_tokens = (b.granted_tokens + actual_tokens).saturating_sub(estimated_tokens);
+        b.granted_tokens = b
+            .granted_tokens
+            .saturating_add(actual_tokens)
+            .saturating_sub(estimated_tokens);
         if actual_tokens > estimated_tokens {
             let mut extra = actual_tokens - estimated_tokens;
             let from_credit = extra.min(b.token_credit);
             b.token_credit -= from_credit;
             extra -= from_credit;
-            b.token_debt += extra;
+            b.token_debt = b.token_debt.saturating_add(extra);
         } else {
             let mut spare = estimated_tokens - actual_tokens;
             let paid = spare.min(b.token_debt);
             b.token_debt -= paid;
             spare -= paid;
-            b.token_credit = (b.token_credit + spare).min(b.token_burst as u64);
+            b.token_credit = b
+                .token_credit
+                .saturating_add(spare)
+                .min(b.token_burst as u64);
         }
     }
 

@@ -20,6 +20,9 @@ use crate::auth::Auth;
 use crate::convert;
 use crate::engine::{Engine, EngineError, SweepProgress};
 
+/// The longest pause one `Throttled` call may impose on a rate group.
+pub const MAX_THROTTLE_PAUSE: Duration = Duration::from_secs(600);
+
 /// Largest message accepted (a submission carries its personas).
 pub const MAX_MESSAGE: usize = 64 << 20;
 
@@ -186,6 +189,20 @@ impl Sweeps for Service {
         }))
     }
 
+    async fn delete_sweep(
+        &self,
+        req: Request<pb::DeleteSweepRequest>,
+    ) -> Result<Response<pb::DeleteSweepReply>, Status> {
+        let n = self
+            .engine
+            .delete(&req.into_inner().sweep)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::DeleteSweepReply {
+            files_removed: n as u64,
+        }))
+    }
+
     type FetchResultsStream = Stream<pb::FileChunk>;
 
     async fn fetch_results(
@@ -194,11 +211,27 @@ impl Sweeps for Service {
     ) -> Result<Response<Self::FetchResultsStream>, Status> {
         let sweep = req.into_inner().sweep;
         let p = self.engine.snapshot_one(&sweep).map_err(status)?;
-        if p.state == "running" {
-            return Err(Status::failed_precondition(format!(
-                "sweep {sweep:?} is still running ({} of {} slots); fetch its results when `moralsweep status` says done",
-                p.done, p.total
-            )));
+        match p.state {
+            "running" => {
+                return Err(Status::failed_precondition(format!(
+                    "sweep {sweep:?} is still running ({} of {} slots); fetch its results when `moralsweep status` says done \
+                     (or stop it with `moralsweep cancel {sweep}` and fetch what it recorded)",
+                    p.done, p.total
+                )))
+            }
+            "failed" => {
+                return Err(Status::failed_precondition(format!(
+                    "the files of sweep {sweep:?} could not be written: {}",
+                    p.messages.join("; ")
+                )))
+            }
+            "cancelled" => {
+                let notes = self.engine.write_partial(&sweep).await.map_err(status)?;
+                for n in notes {
+                    tracing::info!(sweep = %sweep, "cancelled sweep: {n}");
+                }
+            }
+            _ => {}
         }
         let files = result_files(&p.output).map_err(|e| {
             Status::internal(format!(
@@ -393,7 +426,9 @@ impl Workers for Service {
         req: Request<pb::ThrottledRequest>,
     ) -> Result<Response<pb::Empty>, Status> {
         let r = req.into_inner();
-        let after = (r.retry_after_ms > 0).then(|| Duration::from_millis(r.retry_after_ms as u64));
+        // A Retry-After longer than this is a garbled report, not a plan.
+        let after = (r.retry_after_ms > 0)
+            .then(|| Duration::from_millis(r.retry_after_ms as u64).min(MAX_THROTTLE_PAUSE));
         self.engine.rates().throttled(&r.rate_group, after);
         Ok(Response::new(pb::Empty {}))
     }

@@ -1,7 +1,9 @@
-//! The cluster subcommands: `coordinator`, `worker`, `submit`, `status` and
-//! `results`. All of them authenticate with the shared token
-//! (`MORALSWEEP_TOKEN` or `--token-file`) and speak TLS when given
-//! certificates.
+//! The cluster subcommands: `coordinator`, `worker`, `submit`, `status`,
+//! `results`, `cancel` and `delete`. All of them authenticate with the
+//! shared token (`MORALSWEEP_TOKEN` or `--token-file`) and speak TLS when
+//! given certificates. The commands a person types (`submit` ... `delete`)
+//! wait at most `--timeout` seconds for the coordinator to answer, saying
+//! so after a couple of seconds.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -76,9 +78,55 @@ pub struct ClientArgs {
     pub tls_cert: Option<PathBuf>,
     #[arg(long, requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Seconds to wait for the coordinator to connect and answer a call
+    /// (a transfer of result files in progress is not cut).
+    #[arg(long, default_value_t = 10.0)]
+    pub timeout: f64,
 }
 
+/// After this long without an answer, a client command says it is waiting.
+const WAIT_FEEDBACK: Duration = Duration::from_secs(2);
+
 impl ClientArgs {
+    fn timeout(&self) -> anyhow::Result<Duration> {
+        positive_secs("--timeout", self.timeout)
+    }
+
+    /// Runs one call to the coordinator: says on stderr that it is waiting
+    /// after [`WAIT_FEEDBACK`], and gives up after `--timeout` with an error
+    /// naming the coordinator's URL.
+    async fn call<T>(
+        &self,
+        what: &str,
+        fut: impl std::future::Future<Output = Result<T, tonic::Status>>,
+    ) -> anyhow::Result<T> {
+        let limit = self.timeout()?;
+        let url = &self.coordinator;
+        tokio::pin!(fut);
+        let feedback = tokio::time::sleep(WAIT_FEEDBACK.min(limit / 2));
+        tokio::pin!(feedback);
+        let deadline = tokio::time::sleep(limit);
+        tokio::pin!(deadline);
+        let mut said = false;
+        loop {
+            tokio::select! {
+                r = &mut fut => return r.map_err(|s| rpc_error(what, url, s)),
+                _ = &mut feedback, if !said => {
+                    said = true;
+                    eprintln!(
+                        "waiting for the coordinator at {url} (giving up after {} s; --timeout)...",
+                        limit.as_secs_f64()
+                    );
+                }
+                _ = &mut deadline => anyhow::bail!(
+                    "{what}: no answer from the coordinator at {url} within {} s (--timeout); \
+                     check that it runs and that this is its gRPC address",
+                    limit.as_secs_f64()
+                ),
+            }
+        }
+    }
+
     fn options(&self) -> anyhow::Result<ConnectOptions> {
         let token = load_token(self.token_file.as_deref())?;
         let wants_tls = self.tls_ca.is_some()
@@ -163,6 +211,41 @@ fn positive_secs(name: &str, v: f64) -> anyhow::Result<Duration> {
     }
 }
 
+/// Checks at start that `--data-dir` is a writable directory (creating it
+/// if missing), so that a finished sweep's files can be written.
+fn check_data_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    let shown = dir.display();
+    match std::fs::metadata(dir) {
+        Ok(m) if !m.is_dir() => anyhow::bail!(
+            "--data-dir {shown} is a file, not a directory; give a directory where the sweeps' files can be written (it is created if missing)"
+        ),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(dir).with_context(|| {
+                format!("--data-dir {shown} does not exist and cannot be created")
+            })?;
+        }
+        Err(e) => {
+            return Err(e).with_context(|| format!("--data-dir {shown} cannot be examined"))
+        }
+    }
+    let probe = dir.join(format!(".moralsweep-write-check-{}", std::process::id()));
+    std::fs::write(&probe, b"moralsweep checks that it can write here\n")
+        .and_then(|()| std::fs::remove_file(&probe))
+        .with_context(|| {
+            format!(
+                "--data-dir {shown} is not writable; give a directory this process may write to"
+            )
+        })?;
+    Ok(())
+}
+
+fn warn_short_token(token: &str) {
+    if let Some(w) = moralsweep_coordinator::auth::short_token_warning(token) {
+        tracing::warn!("{w}");
+    }
+}
+
 pub fn coordinator(a: CoordinatorArgs) -> anyhow::Result<()> {
     init_logs("info");
     let token =
@@ -174,6 +257,10 @@ pub fn coordinator(a: CoordinatorArgs) -> anyhow::Result<()> {
                 "the coordinator needs the shared token that workers and clients present",
             )?)
         };
+    if let Some(t) = &token {
+        warn_short_token(t);
+    }
+    check_data_dir(&a.data_dir)?;
     let addr: std::net::SocketAddr = a.listen.parse().with_context(|| {
         format!(
             "--listen {:?} is not an address like 0.0.0.0:7070",
@@ -254,6 +341,9 @@ pub struct WorkerArgs {
 pub fn worker(a: WorkerArgs) -> anyhow::Result<()> {
     init_logs("info");
     let opts = a.client.options()?;
+    if let Some(t) = &opts.token {
+        warn_short_token(t);
+    }
     let cfg = WorkerConfig {
         name: a.name.clone().unwrap_or_else(runtime::default_worker_name),
         concurrency: a.concurrency.max(1),
@@ -290,10 +380,12 @@ pub fn worker(a: WorkerArgs) -> anyhow::Result<()> {
     })
 }
 
-fn rpc_error(what: &str, s: tonic::Status) -> anyhow::Error {
+fn rpc_error(what: &str, url: &str, s: tonic::Status) -> anyhow::Error {
     let hint = match s.code() {
-        tonic::Code::Unavailable => " (is the coordinator running and reachable?)",
-        _ => "",
+        tonic::Code::Unavailable => {
+            format!(" (is the coordinator at {url} running and reachable?)")
+        }
+        _ => String::new(),
     };
     anyhow::anyhow!("{what}: {}{hint}", s.message())
 }
@@ -322,14 +414,17 @@ pub fn submit(a: SubmitArgs) -> anyhow::Result<()> {
     let opts = a.client.options()?;
     runtime()?.block_on(async move {
         let mut c = client::sweeps_client(&opts)?;
-        let r = c
-            .submit_sweep(pb::SubmitSweepRequest {
-                spec_toml: text,
-                spec_name: a.spec.display().to_string(),
-                personas: sweep.personas,
-            })
-            .await
-            .map_err(|s| rpc_error("submitting the sweep failed", s))?
+        let r = a
+            .client
+            .call(
+                "submitting the sweep failed",
+                c.submit_sweep(pb::SubmitSweepRequest {
+                    spec_toml: text,
+                    spec_name: a.spec.display().to_string(),
+                    personas: sweep.personas,
+                }),
+            )
+            .await?
             .into_inner();
         if r.created {
             println!("submitted sweep {} ({} slots)", r.sweep, r.total_slots);
@@ -391,6 +486,11 @@ fn print_status(sweeps: &[SweepProgress]) {
                 }
             );
         }
+        if p.state == "failed" {
+            for m in &p.messages {
+                println!("  ! {m}");
+            }
+        }
     }
 }
 
@@ -401,15 +501,18 @@ pub fn status(a: StatusArgs) -> anyhow::Result<()> {
         let mut c = client::sweeps_client(&opts)?;
         let sweeps: Vec<SweepProgress> = match &a.sweep {
             Some(s) => vec![convert::progress_from_pb(
-                c.get_sweep(pb::GetSweepRequest { sweep: s.clone() })
-                    .await
-                    .map_err(|e| rpc_error("status failed", e))?
+                a.client
+                    .call(
+                        "status failed",
+                        c.get_sweep(pb::GetSweepRequest { sweep: s.clone() }),
+                    )
+                    .await?
                     .into_inner(),
             )],
-            None => c
-                .list_sweeps(pb::ListSweepsRequest {})
-                .await
-                .map_err(|e| rpc_error("status failed", e))?
+            None => a
+                .client
+                .call("status failed", c.list_sweeps(pb::ListSweepsRequest {}))
+                .await?
                 .into_inner()
                 .sweeps
                 .into_iter()
@@ -429,12 +532,15 @@ pub fn status(a: StatusArgs) -> anyhow::Result<()> {
             print_status(&sweeps);
             return Ok(());
         }
-        let mut stream = c
-            .watch_progress(pb::WatchProgressRequest {
-                sweep: a.sweep.clone().unwrap_or_default(),
-            })
-            .await
-            .map_err(|e| rpc_error("watching progress failed", e))?
+        let mut stream = a
+            .client
+            .call(
+                "watching progress failed",
+                c.watch_progress(pb::WatchProgressRequest {
+                    sweep: a.sweep.clone().unwrap_or_default(),
+                }),
+            )
+            .await?
             .into_inner();
         let multi = indicatif::MultiProgress::new();
         // Bars on a terminal; plain lines (every few seconds) otherwise.
@@ -447,10 +553,11 @@ pub fn status(a: StatusArgs) -> anyhow::Result<()> {
         .progress_chars("=> ");
         let mut bars: std::collections::HashMap<String, indicatif::ProgressBar> =
             std::collections::HashMap::new();
+        let url = a.client.coordinator.clone();
         while let Some(ev) = stream
             .message()
             .await
-            .map_err(|e| rpc_error("watching progress failed", e))?
+            .map_err(|e| rpc_error("watching progress failed", &url, e))?
         {
             let sweeps: Vec<SweepProgress> = ev
                 .sweeps
@@ -478,7 +585,16 @@ pub fn status(a: StatusArgs) -> anyhow::Result<()> {
                         b
                     });
                     bar.set_position(u.done);
-                    bar.set_message(u.state.to_string());
+                    if u.message.is_empty() {
+                        bar.set_message(u.state.to_string());
+                    } else {
+                        bar.set_message(format!("{}: {}", u.state, u.message));
+                    }
+                }
+                if s.state == "failed" {
+                    for m in &s.messages {
+                        let _ = multi.println(format!("{}: {m}", s.sweep));
+                    }
                 }
             }
         }
@@ -491,9 +607,15 @@ pub struct ResultsArgs {
     pub sweep: String,
     #[command(flatten)]
     pub client: ClientArgs,
-    /// Where the sweep's `data/` and `metrics/` are written.
+    /// Where the sweep's `data/` and `metrics/` are written: a new or empty
+    /// folder, or one that holds an earlier fetch of the same sweep.
     #[arg(long)]
     pub out: PathBuf,
+    /// Write into a folder that holds other files (files of the same name
+    /// are replaced, each named on stderr first) or another sweep's results
+    /// (which are removed first, after saying so).
+    #[arg(long)]
+    pub force: bool,
 }
 
 pub fn results(a: ResultsArgs) -> anyhow::Result<()> {
@@ -501,19 +623,141 @@ pub fn results(a: ResultsArgs) -> anyhow::Result<()> {
     let opts = a.client.options()?;
     runtime()?.block_on(async move {
         let mut c = client::sweeps_client(&opts)?;
-        let stream = c
-            .fetch_results(pb::FetchResultsRequest {
-                sweep: a.sweep.clone(),
-            })
-            .await
-            .map_err(|e| rpc_error("fetching results failed", e))?
+        let st = a
+            .client
+            .call(
+                "fetching results failed",
+                c.get_sweep(pb::GetSweepRequest {
+                    sweep: a.sweep.clone(),
+                }),
+            )
+            .await?
             .into_inner();
-        let files = client::save_files(stream, &a.out).await?;
+        let partial = st.state == "cancelled" && st.done < st.total;
+        // Checked before anything is fetched: nothing in the folder is
+        // touched when it is refused.
+        let mut folder = super::results_dir::ResultsDir::open(&a.out, &a.sweep, a.force)?;
+        let stream = a
+            .client
+            .call(
+                "fetching results failed",
+                c.fetch_results(pb::FetchResultsRequest {
+                    sweep: a.sweep.clone(),
+                }),
+            )
+            .await?
+            .into_inner();
+        let partial_note = partial.then(|| partial_text(&st));
+        let files = folder.save(stream, partial_note.as_deref()).await?;
         println!(
             "{} files of sweep {} written to {}",
-            files.len(),
+            files,
             a.sweep,
             a.out.display()
+        );
+        if partial {
+            eprintln!(
+                "note: sweep {} was cancelled: these are the ratings recorded before it stopped ({} of {} slots), \
+                 and the metrics where they could be computed; {} says which files are partial",
+                a.sweep,
+                st.done,
+                st.total,
+                a.out.join(super::results_dir::PARTIAL_MARKER).display()
+            );
+        }
+        Ok(())
+    })
+}
+
+/// The text of the marker a partial fetch leaves in the folder.
+fn partial_text(st: &pb::SweepStatus) -> String {
+    let mut t = format!(
+        "Sweep {} was cancelled before it finished: {} of {} slots were recorded.\n\
+         The rating files hold the rows recorded before it stopped; a unit below that is not\n\
+         complete has a partial file (or none when nothing was recorded). Metrics computed\n\
+         from partial files keep only the personas with a rating for every item.\n\n",
+        st.sweep, st.done, st.total
+    );
+    for u in &st.units {
+        t.push_str(&format!(
+            "{} {}: {} of {} slots{}\n",
+            u.model,
+            u.mode,
+            u.done,
+            u.total,
+            if u.done >= u.total { "" } else { " (partial)" }
+        ));
+    }
+    t
+}
+
+#[derive(clap::Args)]
+pub struct CancelArgs {
+    pub sweep: String,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// `moralsweep cancel SWEEP`: stops handing out the sweep's slots; what it
+/// recorded stays, and `results` fetches it.
+pub fn cancel(a: CancelArgs) -> anyhow::Result<()> {
+    init_logs("warn");
+    let opts = a.client.options()?;
+    runtime()?.block_on(async move {
+        let mut c = client::sweeps_client(&opts)?;
+        let r = a
+            .client
+            .call(
+                "cancelling the sweep failed",
+                c.cancel_sweep(pb::CancelSweepRequest {
+                    sweep: a.sweep.clone(),
+                }),
+            )
+            .await?
+            .into_inner();
+        let st = r.status.unwrap_or_default();
+        match st.state.as_str() {
+            "cancelled" => println!(
+                "sweep {} cancelled with {} of {} slots recorded; `moralsweep results {} --out DIR` fetches them, \
+                 `moralsweep delete {}` removes the sweep",
+                a.sweep, st.done, st.total, a.sweep, a.sweep
+            ),
+            other => println!(
+                "sweep {} is already {other} ({} of {} slots); nothing changed",
+                a.sweep, st.done, st.total
+            ),
+        }
+        Ok(())
+    })
+}
+
+#[derive(clap::Args)]
+pub struct DeleteArgs {
+    pub sweep: String,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// `moralsweep delete SWEEP`: removes a done or cancelled sweep from the
+/// coordinator (its store entries and the files it wrote).
+pub fn delete(a: DeleteArgs) -> anyhow::Result<()> {
+    init_logs("warn");
+    let opts = a.client.options()?;
+    runtime()?.block_on(async move {
+        let mut c = client::sweeps_client(&opts)?;
+        let r = a
+            .client
+            .call(
+                "deleting the sweep failed",
+                c.delete_sweep(pb::DeleteSweepRequest {
+                    sweep: a.sweep.clone(),
+                }),
+            )
+            .await?
+            .into_inner();
+        println!(
+            "sweep {} deleted ({} files removed from the coordinator's data directory)",
+            a.sweep, r.files_removed
         );
         Ok(())
     })

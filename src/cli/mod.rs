@@ -2,5 +2,6 @@
 
 pub mod analyze;
 pub mod cluster;
+pub mod results_dir;
 pub mod run;
 pub mod sim;

@@ -141,6 +141,9 @@ async fn run_sweep(args: RunArgs, sweep: Sweep) -> anyhow::Result<()> {
             concurrency: args.concurrency.max(1),
             lease_batch: (args.concurrency as u32 * 2).clamp(8, 256),
             extend_every: Duration::from_secs_f64((args.lease_ttl / 3.0).max(0.05)),
+            // Ctrl-C should stop within seconds: requests still running after
+            // this are dropped (their slots are asked again on the next run).
+            drain_timeout: RUN_DRAIN_TIMEOUT,
             ..WorkerConfig::default()
         };
         workers.push(tokio::spawn(runtime::run(
@@ -226,6 +229,9 @@ async fn run_sweep(args: RunArgs, sweep: Sweep) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// How long requests running at Ctrl-C / SIGTERM may take to finish.
+const RUN_DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Resolves on SIGTERM (never elsewhere).
 async fn terminate() {

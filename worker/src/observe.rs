@@ -69,7 +69,9 @@ pub fn attempt(timer: CallTimer, result: &Result<Completion, ProviderError>, ret
             Some((c.usage.input_tokens, c.usage.output_tokens)),
         ),
         Err(ProviderError::RateLimited { .. }) => (CallOutcome::RateLimited, None),
-        Err(ProviderError::Retryable(_)) => (CallOutcome::Retryable, None),
+        Err(ProviderError::Retryable(_) | ProviderError::Unreachable(_)) => {
+            (CallOutcome::Retryable, None)
+        }
         Err(ProviderError::Fatal(_)) => (CallOutcome::Fatal, None),
     };
     if retries > 0 {

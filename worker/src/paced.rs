@@ -10,6 +10,16 @@
 //!   exponential backoff with jitter, up to [`RetryPolicy::max_retries`].
 //! - [`ProviderError::Fatal`] passes straight through, so that the
 //!   coordinator stops the model with the provider's message.
+//! - [`ProviderError::Unreachable`] (no connection at all) from a provider
+//!   that has never answered since this worker started is retried only for
+//!   [`RetryPolicy::unreachable_timeout`] (the spec's
+//!   `unreachable_timeout_secs`, default 2 minutes), then becomes fatal: a
+//!   wrong base_url or a server that is not running stops the model with an
+//!   error naming it, as a bad key does. A provider that answered once and
+//!   then goes away is retried like any transient failure.
+//! - Every wait (backoff, Retry-After, an open breaker, permits) ends at once
+//!   when the worker stops ([`Paced::with_stop`]): the request gives up
+//!   with a retryable error and its slot goes back to the queue.
 //! - After [`RetryPolicy::breaker_threshold`] failures in a row the model's
 //!   breaker opens: its calls wait out a cool-down (doubling on each trip),
 //!   then probe again; a success closes it. After
@@ -50,7 +60,14 @@ pub struct RetryPolicy {
     pub breaker_max_cooldown: Duration,
     /// Trips without a success in between before the model is stopped.
     pub breaker_max_trips: u32,
+    /// How long a provider that has never answered may stay unreachable
+    /// before the model is stopped.
+    pub unreachable_timeout: Duration,
 }
+
+/// The default of [`RetryPolicy::unreachable_timeout`] (a spec's model may
+/// set `unreachable_timeout_secs`).
+pub const DEFAULT_UNREACHABLE_TIMEOUT: Duration = Duration::from_secs(120);
 
 impl Default for RetryPolicy {
     fn default() -> Self {
@@ -64,6 +81,7 @@ impl Default for RetryPolicy {
             breaker_cooldown: Duration::from_secs(5),
             breaker_max_cooldown: Duration::from_secs(120),
             breaker_max_trips: 8,
+            unreachable_timeout: DEFAULT_UNREACHABLE_TIMEOUT,
         }
     }
 }
@@ -97,12 +115,16 @@ struct Breaker {
 }
 
 impl Breaker {
-    /// Waits while the breaker is open.
-    async fn wait_closed(&self) {
+    /// Waits while the breaker is open, but not past `limit`.
+    async fn wait_closed(&self, limit: Option<Instant>) {
         loop {
             let until = {
                 let s = self.state.lock().unwrap_or_else(|e| e.into_inner());
                 s.open_until
+            };
+            let until = match (until, limit) {
+                (Some(t), Some(l)) => Some(t.min(l)),
+                (t, _) => t,
             };
             match until {
                 Some(t) if t > Instant::now() => tokio::time::sleep_until(t.into()).await,
@@ -151,6 +173,17 @@ impl Breaker {
     }
 }
 
+/// Whether the provider has ever answered, and since when it has not.
+#[derive(Debug, Default)]
+struct Reach {
+    /// Any answer at all (even an error status) since this worker started.
+    answered: bool,
+    /// When the first connection failure happened (while never answered).
+    first_failure: Option<Instant>,
+    /// Connection attempts that failed (while never answered).
+    failures: u64,
+}
+
 /// A provider behind permits, retries and a breaker.
 pub struct Paced {
     inner: Arc<dyn Provider>,
@@ -163,6 +196,14 @@ pub struct Paced {
     /// Counts a request's tokens before the call, for the tokens-per-minute
     /// permits (the provider's reported usage corrects it afterwards).
     tokenizer: Tokenizer,
+    reach: Mutex<Reach>,
+    /// Turns true when the worker stops: every wait ends at once.
+    stop: Option<tokio::sync::watch::Receiver<bool>>,
+}
+
+/// Why a request stopped waiting: the worker is shutting down.
+fn stopping() -> ProviderError {
+    ProviderError::Retryable("the worker is stopping; the slot goes back to the queue".into())
 }
 
 impl Paced {
@@ -182,6 +223,8 @@ impl Paced {
             breaker: Breaker::default(),
             accounting: Some(crate::cost::global().clone()),
             tokenizer: Tokenizer::Estimate,
+            reach: Mutex::new(Reach::default()),
+            stop: None,
         }
     }
 
@@ -189,6 +232,83 @@ impl Paced {
     pub fn with_tokenizer(mut self, tokenizer: Tokenizer) -> Paced {
         self.tokenizer = tokenizer;
         self
+    }
+
+    /// Ends every wait (and the request) as soon as `stop` turns true.
+    pub fn with_stop(mut self, stop: tokio::sync::watch::Receiver<bool>) -> Paced {
+        self.stop = Some(stop);
+        self
+    }
+
+    fn stopped(&self) -> bool {
+        self.stop.as_ref().is_some_and(|s| *s.borrow())
+    }
+
+    /// Runs `f` unless the worker stops first.
+    async fn unless_stopped<T>(
+        &self,
+        f: impl std::future::Future<Output = T>,
+    ) -> Result<T, ProviderError> {
+        let Some(stop) = &self.stop else {
+            return Ok(f.await);
+        };
+        let mut stop = stop.clone();
+        if *stop.borrow_and_update() {
+            return Err(stopping());
+        }
+        let stopped = async move {
+            // A dropped sender is no stop signal: wait for ever then.
+            if stop.wait_for(|s| *s).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            v = f => Ok(v),
+            _ = stopped => Err(stopping()),
+        }
+    }
+
+    fn sleep(
+        &self,
+        d: Duration,
+    ) -> impl std::future::Future<Output = Result<(), ProviderError>> + '_ {
+        self.unless_stopped(tokio::time::sleep(d))
+    }
+
+    /// The instant a never-answering provider is given up, once it failed.
+    fn unreachable_deadline(&self) -> Option<Instant> {
+        let r = self.reach.lock().unwrap_or_else(|e| e.into_inner());
+        match (r.answered, r.first_failure) {
+            (false, Some(t)) => Some(t + self.policy.unreachable_timeout),
+            _ => None,
+        }
+    }
+
+    fn answered(&self) {
+        let mut r = self.reach.lock().unwrap_or_else(|e| e.into_inner());
+        r.answered = true;
+    }
+
+    /// Counts a connection failure; `Some(message)` when the provider has
+    /// never answered and the time allowed for reaching it is over.
+    fn unreachable(&self, msg: &str) -> Option<String> {
+        let mut r = self.reach.lock().unwrap_or_else(|e| e.into_inner());
+        if r.answered {
+            return None;
+        }
+        let first = *r.first_failure.get_or_insert_with(Instant::now);
+        r.failures += 1;
+        let waited = first.elapsed();
+        (waited >= self.policy.unreachable_timeout).then(|| {
+            format!(
+                "model {:?}: the provider was never reachable: {} connection attempts over {:.0} s failed \
+                 (unreachable_timeout_secs = {}); last error: {msg}; check the model's base_url and that the server is running",
+                self.model_key,
+                r.failures,
+                waited.as_secs_f64(),
+                self.policy.unreachable_timeout.as_secs_f64()
+            )
+        })
     }
 
     pub fn with_policy(mut self, policy: RetryPolicy) -> Paced {
@@ -216,11 +336,19 @@ impl Provider for Paced {
         let mut retries = 0u32;
         let mut rate_limited = 0u32;
         loop {
-            self.breaker.wait_closed().await;
-            self.permits.acquire(&self.group, 1, estimate).await;
+            if self.stopped() {
+                return Err(stopping());
+            }
+            self.unless_stopped(self.breaker.wait_closed(self.unreachable_deadline()))
+                .await?;
+            self.unless_stopped(self.permits.acquire(&self.group, 1, estimate))
+                .await?;
             let timer = moralsweep_telemetry::spans::CallTimer::start(&self.model_key, &self.group);
             let result = self.inner.complete(req).await;
             crate::observe::attempt(timer, &result, retries + rate_limited);
+            if !matches!(result, Err(ProviderError::Unreachable(_))) {
+                self.answered();
+            }
             match result {
                 Ok(c) => {
                     self.breaker.success();
@@ -244,7 +372,38 @@ impl Provider for Paced {
                         wait_ms = (wait + jitter).as_millis() as u64,
                         "rate limited by the provider"
                     );
-                    tokio::time::sleep(wait + jitter).await;
+                    self.sleep(wait + jitter).await?;
+                }
+                Err(ProviderError::Unreachable(msg)) => {
+                    self.account(|a| a.retried(&self.model_key));
+                    if let Some(stop) = self.unreachable(&msg) {
+                        return Err(ProviderError::Fatal(stop));
+                    }
+                    // Never answered: no breaker (the deadline bounds it), and
+                    // no wait beyond the deadline.
+                    if let Some(deadline) = self.unreachable_deadline() {
+                        let wait = self
+                            .policy
+                            .backoff(retries)
+                            .min(deadline.saturating_duration_since(Instant::now()))
+                            .max(Duration::from_millis(1));
+                        retries = retries.saturating_add(1);
+                        self.sleep(wait).await?;
+                        continue;
+                    }
+                    // It answered before: patient, like any transient failure.
+                    if let Err(stop) = self.breaker.failure(&self.model_key, &msg, &self.policy) {
+                        return Err(ProviderError::Fatal(stop));
+                    }
+                    if retries >= self.policy.max_retries {
+                        return Err(ProviderError::Unreachable(format!(
+                            "{msg} (gave up after {} attempts)",
+                            retries + 1
+                        )));
+                    }
+                    let wait = self.policy.backoff(retries);
+                    retries += 1;
+                    self.sleep(wait).await?;
                 }
                 Err(ProviderError::Retryable(msg)) => {
                     self.account(|a| a.retried(&self.model_key));
@@ -266,7 +425,7 @@ impl Provider for Paced {
                         error = %msg,
                         "retrying after a transient error"
                     );
-                    tokio::time::sleep(wait).await;
+                    self.sleep(wait).await?;
                 }
                 Err(fatal @ ProviderError::Fatal(_)) => return Err(fatal),
             }
@@ -443,6 +602,79 @@ mod tests {
         // Two cool-downs (5 ms, 10 ms) were waited out before the third trip stopped it.
         assert!(started.elapsed() >= Duration::from_millis(15));
         assert_eq!(flaky.calls.load(Ordering::SeqCst), 9);
+    }
+
+    fn unreachable(i: usize) -> ProviderError {
+        ProviderError::Unreachable(format!(
+            "model \"m\": cannot connect to http://127.0.0.1:9/v1: refused {i}"
+        ))
+    }
+
+    #[tokio::test]
+    async fn a_provider_never_reached_stops_after_the_unreachable_timeout() {
+        let policy = RetryPolicy {
+            max_retries: 2,
+            unreachable_timeout: Duration::from_millis(60),
+            ..fast()
+        };
+        let (p, flaky, _, _) = setup((0..100_000).map(unreachable).collect(), policy);
+        let e = tokio::time::timeout(Duration::from_secs(20), p.complete(&req()))
+            .await
+            .expect("bounded")
+            .unwrap_err();
+        assert!(
+            matches!(&e, ProviderError::Fatal(m)
+                if m.contains("never reachable") && m.contains("\"m\"") && m.contains("http://127.0.0.1:9/v1")),
+            "{e}"
+        );
+        // More attempts than max_retries: the deadline, not the retry count, decides.
+        assert!(flaky.calls.load(Ordering::SeqCst) > 3);
+    }
+
+    #[tokio::test]
+    async fn a_provider_that_answered_once_is_retried_patiently_when_it_goes_away() {
+        let policy = RetryPolicy {
+            max_retries: 3,
+            unreachable_timeout: Duration::from_millis(1),
+            ..fast()
+        };
+        let (p, flaky, _, _) = setup(Vec::new(), policy);
+        p.complete(&req()).await.unwrap();
+        *flaky.errors.lock().unwrap() = (0..10).map(unreachable).collect();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let e = p.complete(&req()).await.unwrap_err();
+        assert!(
+            matches!(&e, ProviderError::Unreachable(m) if m.contains("gave up after 4")),
+            "{e}"
+        );
+    }
+
+    #[tokio::test]
+    async fn stopping_ends_a_backoff_at_once() {
+        let policy = RetryPolicy {
+            base: Duration::from_secs(60),
+            cap: Duration::from_secs(60),
+            ..RetryPolicy::default()
+        };
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let (p, flaky, _, _) = setup(vec![ProviderError::Retryable("503".into())], policy);
+        let p = p.with_stop(rx);
+        let call = tokio::spawn(async move { p.complete(&req()).await });
+        while flaky.calls.load(Ordering::SeqCst) == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tx.send(true).unwrap();
+        // Bounded only against a hang; the backoff alone would be 30-60 s.
+        let e = tokio::time::timeout(Duration::from_secs(10), call)
+            .await
+            .expect("the backoff ended when the worker stopped")
+            .unwrap()
+            .unwrap_err();
+        assert!(
+            matches!(&e, ProviderError::Retryable(m) if m.contains("stopping")),
+            "{e}"
+        );
+        assert_eq!(flaky.calls.load(Ordering::SeqCst), 1);
     }
 
     #[test]

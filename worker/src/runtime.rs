@@ -23,7 +23,7 @@ use moralsweep_coordinator::sweep::slot_seed;
 use tokio::sync::{mpsc, watch, Semaphore};
 
 use crate::credit::CreditPermits;
-use crate::paced::Paced;
+use crate::paced::{Paced, RetryPolicy, DEFAULT_UNREACHABLE_TIMEOUT};
 use crate::permits::Permits;
 use crate::protocol::{rate_logprob, rate_sample, SlotRequest, DEFAULT_FALLBACK_MAX_TOKENS};
 use crate::providers::{self, ProviderError};
@@ -157,6 +157,13 @@ struct Shared<L: Link> {
     /// Models that answered with a fatal error: their remaining slots are not asked.
     dead_models: Mutex<HashMap<(String, String), ()>>,
     stopping: AtomicBool,
+    /// Turns true with `stopping`: ends the providers' waits (backoff,
+    /// Retry-After, an open breaker) at once, so a stop is never held up by
+    /// a provider that keeps failing.
+    halt: watch::Sender<bool>,
+    /// Turns true when the drain timeout is over: requests still running are
+    /// dropped (their slots go back with the lease), so a stop is bounded.
+    abort: watch::Sender<bool>,
     stats: Arc<WorkerStats>,
 }
 
@@ -176,6 +183,8 @@ pub async fn run<L: Link>(
         sweeps: tokio::sync::Mutex::new(HashMap::new()),
         dead_models: Mutex::new(HashMap::new()),
         stopping: AtomicBool::new(false),
+        halt: watch::channel(false).0,
+        abort: watch::channel(false).0,
         stats,
     });
     let sem = Arc::new(Semaphore::new(cfg.concurrency.max(1)));
@@ -262,6 +271,7 @@ pub async fn run<L: Link>(
     // Stop taking work; slots not started yet are abandoned by their tasks,
     // running ones may finish within the drain timeout.
     shared.stopping.store(true, Ordering::Release);
+    shared.halt.send_replace(true);
     tracing::info!(worker = %cfg.name, "stopping: finishing running requests, handing back the rest");
     let drained = tokio::time::timeout(cfg.drain_timeout, async {
         while outstanding.load(Ordering::Acquire) > 0 {
@@ -273,7 +283,17 @@ pub async fn run<L: Link>(
     })
     .await;
     if drained.is_err() {
-        tracing::warn!(worker = %cfg.name, "requests still running after the drain timeout; their leases are handed back");
+        tracing::warn!(worker = %cfg.name, "requests still running after the drain timeout; dropping them, their leases are handed back");
+        shared.abort.send_replace(true);
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            while outstanding.load(Ordering::Acquire) > 0 {
+                tokio::select! {
+                    _ = progress.notified() => {}
+                    _ = tokio::time::sleep(Duration::from_millis(10)) => {}
+                }
+            }
+        })
+        .await;
     }
     drop(done_tx);
     extender.abort();
@@ -326,7 +346,12 @@ async fn sweep_ctx<L: Link>(shared: &Shared<L>, sweep: &str) -> Result<Arc<Sweep
     Ok(ctx)
 }
 
-fn provider_for(ctx: &SweepCtx, model: &str, permits: &Arc<CreditPermits>) -> Arc<ProviderSlot> {
+fn provider_for(
+    ctx: &SweepCtx,
+    model: &str,
+    permits: &Arc<CreditPermits>,
+    halt: &watch::Sender<bool>,
+) -> Arc<ProviderSlot> {
     let mut map = ctx.providers.lock().unwrap_or_else(|e| e.into_inner());
     map.entry(model.to_string())
         .or_insert_with(|| {
@@ -334,6 +359,13 @@ fn provider_for(ctx: &SweepCtx, model: &str, permits: &Arc<CreditPermits>) -> Ar
                 return Arc::new(ProviderSlot::Broken(format!(
                     "the sweep has no model {model:?}"
                 )));
+            };
+            let policy = RetryPolicy {
+                unreachable_timeout: spec
+                    .unreachable_timeout_secs
+                    .map(Duration::from_secs_f64)
+                    .unwrap_or(DEFAULT_UNREACHABLE_TIMEOUT),
+                ..RetryPolicy::default()
             };
             Arc::new(match providers::build(spec) {
                 Ok(p) => ProviderSlot::Ready(Box::new(
@@ -343,12 +375,12 @@ fn provider_for(ctx: &SweepCtx, model: &str, permits: &Arc<CreditPermits>) -> Ar
                         spec.rate_group(),
                         spec.key.clone(),
                     )
-                    .with_tokenizer(
-                        moralsweep_common::tokens::Tokenizer::for_model(
-                            &spec.provider,
-                            &spec.model,
-                        ),
-                    ),
+                    .with_tokenizer(moralsweep_common::tokens::Tokenizer::for_model(
+                        &spec.provider,
+                        &spec.model,
+                    ))
+                    .with_policy(policy)
+                    .with_stop(halt.subscribe()),
                 )),
                 Err(e) => ProviderSlot::Broken(e.to_string()),
             })
@@ -400,8 +432,19 @@ async fn start_grant<L: Link>(
             let finished = match ctx {
                 None => Finished::Abandoned,
                 Some(ctx) => {
-                    let _permit = sem.acquire().await.ok();
-                    run_slot(&shared, &ctx, &lease_id, unit, slot).await
+                    let mut abort = shared.abort.subscribe();
+                    let aborted = async move {
+                        if abort.wait_for(|a| *a).await.is_err() {
+                            std::future::pending::<()>().await;
+                        }
+                    };
+                    tokio::select! {
+                        f = async {
+                            let _permit = sem.acquire().await.ok();
+                            run_slot(&shared, &ctx, &lease_id, unit, slot).await
+                        } => f,
+                        _ = aborted => Finished::Abandoned,
+                    }
                 }
             };
             crate::observe::slot_finished(
@@ -460,7 +503,7 @@ async fn run_slot<L: Link>(
         None => moralsweep_common::prompt::self_prompt(item),
     };
     let seed = slot_seed(spec.seed.unwrap_or(0), &unit.model, unit.mode, slot);
-    let provider = provider_for(ctx, &unit.model, &shared.permits);
+    let provider = provider_for(ctx, &unit.model, &shared.permits, &shared.halt);
     let result = match provider.as_ref() {
         ProviderSlot::Broken(msg) => Err(ProviderError::Fatal(msg.clone())),
         ProviderSlot::Ready(p) => match unit.mode {
@@ -513,8 +556,10 @@ async fn run_slot<L: Link>(
                 .await;
             return Finished::Abandoned;
         }
-        Err(ProviderError::Retryable(msg)) => {
-            tracing::warn!(model = %unit.model, slot, "request failed; the slot goes back to the queue: {msg}");
+        Err(ProviderError::Retryable(msg) | ProviderError::Unreachable(msg)) => {
+            if !shared.stopping.load(Ordering::Acquire) {
+                tracing::warn!(model = %unit.model, slot, "request failed; the slot goes back to the queue: {msg}");
+            }
             return Finished::Abandoned;
         }
     };

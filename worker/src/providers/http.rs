@@ -6,8 +6,10 @@
 //! - 429 -> [`ProviderError::RateLimited`], with the wait the provider asked
 //!   for (`retry-after-ms`, `Retry-After`, OpenAI's `x-ratelimit-reset-*`,
 //!   Anthropic's `anthropic-ratelimit-*-reset`, Gemini's `RetryInfo`);
-//! - 5xx, 408, 529, timeouts, refused or dropped connections, bodies that are
-//!   not JSON -> [`ProviderError::Retryable`];
+//! - 5xx, 408, 529, timeouts, dropped connections, bodies that are not JSON
+//!   -> [`ProviderError::Retryable`];
+//! - no connection at all (refused, DNS failure, connect timeout) ->
+//!   [`ProviderError::Unreachable`], naming the base_url;
 //! - 400/401/403/404 and other 4xx -> [`ProviderError::Fatal`] with a message
 //!   naming the model key, the key's source (the variable or file, not the
 //!   value), the model id or the field that is wrong.
@@ -289,13 +291,19 @@ impl HttpCore {
     }
 
     fn transport_error(&self, e: &reqwest::Error) -> ProviderError {
+        if e.is_connect() {
+            return ProviderError::Unreachable(format!(
+                "model {:?}: cannot connect to {}: {}",
+                self.model_key,
+                self.base_url,
+                self.redact(&error_chain(e))
+            ));
+        }
         let what = if e.is_timeout() {
             format!(
                 "no answer within {:.1}s (timeout_secs)",
                 self.timeout.as_secs_f64()
             )
-        } else if e.is_connect() {
-            format!("cannot connect to {}", self.base_url)
         } else {
             "the request failed".to_string()
         };

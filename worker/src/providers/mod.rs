@@ -64,6 +64,12 @@ pub enum ProviderError {
     /// 5xx, timeouts, dropped connections, unparsable bodies: retry with backoff.
     #[error("transient provider error: {0}")]
     Retryable(String),
+    /// No connection could be made (refused, DNS failure, connect timeout):
+    /// retried like [`ProviderError::Retryable`] by a provider that answered
+    /// before, but a provider never reached gives up after its
+    /// `unreachable_timeout_secs` (see [`crate::paced`]).
+    #[error("provider unreachable: {0}")]
+    Unreachable(String),
     /// 400/401/403/404 and other errors a retry cannot fix: stop this model.
     #[error("{0}")]
     Fatal(String),
