@@ -33,6 +33,8 @@ enum Command {
     Results(cli::cluster::ResultsArgs),
     /// Compute the metrics from existing rating files (the papers' formats).
     Analyze(cli::analyze::AnalyzeArgs),
+    /// The papers' figures and tables as one offline HTML file (plus SVG/PNG figures).
+    Report(cli::report::ReportArgs),
     /// The provider simulator: speaks the providers' HTTP APIs for tests and rehearsals.
     Sim(cli::sim::SimArgs),
 }
@@ -48,6 +50,7 @@ fn main() -> std::process::ExitCode {
         Command::Sim(_) => ("sim", "warn"),
         Command::Submit(_) | Command::Status(_) | Command::Results(_) => ("client", "warn"),
         Command::Analyze(_) => ("analyze", "warn"),
+        Command::Report(_) => ("report", "warn"),
     };
     let telemetry = match cli.telemetry.options().and_then(|mut o| {
         o.default_log_filter = default_filter.to_string();
@@ -67,6 +70,7 @@ fn main() -> std::process::ExitCode {
         Command::Status(a) => cli::cluster::status(a),
         Command::Results(a) => cli::cluster::results(a),
         Command::Analyze(a) => cli::analyze::analyze(a),
+        Command::Report(a) => cli::report::report(a),
         Command::Sim(a) => cli::sim::sim(a),
     };
     drop(telemetry);

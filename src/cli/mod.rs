@@ -2,5 +2,7 @@
 
 pub mod analyze;
 pub mod cluster;
+pub mod live;
+pub mod report;
 pub mod run;
 pub mod sim;
