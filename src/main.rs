@@ -37,6 +37,8 @@ enum Command {
     Delete(cli::cluster::DeleteArgs),
     /// Compute the metrics from existing rating files (the papers' formats).
     Analyze(cli::analyze::AnalyzeArgs),
+    /// The papers' figures and tables as one offline HTML file (plus SVG/PNG figures).
+    Report(cli::report::ReportArgs),
     /// The provider simulator: speaks the providers' HTTP APIs for tests and rehearsals.
     Sim(cli::sim::SimArgs),
 }
@@ -56,6 +58,7 @@ fn main() -> std::process::ExitCode {
         | Command::Cancel(_)
         | Command::Delete(_) => ("client", "warn"),
         Command::Analyze(_) => ("analyze", "warn"),
+        Command::Report(_) => ("report", "warn"),
     };
     let telemetry = match cli.telemetry.options().and_then(|mut o| {
         o.default_log_filter = default_filter.to_string();
@@ -77,6 +80,7 @@ fn main() -> std::process::ExitCode {
         Command::Cancel(a) => cli::cluster::cancel(a),
         Command::Delete(a) => cli::cluster::delete(a),
         Command::Analyze(a) => cli::analyze::analyze(a),
+        Command::Report(a) => cli::report::report(a),
         Command::Sim(a) => cli::sim::sim(a),
     };
     drop(telemetry);

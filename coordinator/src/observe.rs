@@ -47,13 +47,28 @@ pub fn workers_active(window: Duration) -> usize {
 pub async fn refresh(engine: &Engine) {
     let m = moralsweep_telemetry::metrics::global();
     let mut totals: BTreeMap<(String, String), u64> = BTreeMap::new();
+    let mut remaining: BTreeMap<(String, String), u64> = BTreeMap::new();
     for p in engine.snapshot() {
         for u in &p.units {
             *totals
                 .entry((p.sweep.clone(), u.model.clone()))
                 .or_default() += u.total;
+            // A stopped (failed or cancelled) unit waits for nothing.
+            let left = if u.state == "running" {
+                u.total.saturating_sub(u.done)
+            } else {
+                0
+            };
+            *remaining
+                .entry((p.sweep.clone(), u.model.clone()))
+                .or_default() += left;
         }
     }
+    m.set_store_ready(
+        tokio::time::timeout(Duration::from_secs(3), engine.store().ping())
+            .await
+            .is_ok_and(|r| r.is_ok()),
+    );
     let mut leased: BTreeMap<(String, String), u64> = BTreeMap::new();
     if let Ok(leases) = engine.store().leases().await {
         for l in leases {
@@ -64,6 +79,14 @@ pub async fn refresh(engine: &Engine) {
     }
     for ((sweep, model), total) in &totals {
         m.set_slots_total(sweep, model, *total);
+        m.set_slots_remaining(
+            sweep,
+            model,
+            remaining
+                .get(&(sweep.clone(), model.clone()))
+                .copied()
+                .unwrap_or(0),
+        );
         let n = leased
             .get(&(sweep.clone(), model.clone()))
             .copied()
@@ -80,6 +103,16 @@ pub async fn start(
     engine: Arc<Engine>,
     ops_listen: Option<&str>,
 ) -> Result<Option<OpsServer>, TelemetryError> {
+    start_with_live(engine, ops_listen, None).await
+}
+
+/// [`start`], with the live view of the sweeps served beside the ops
+/// endpoints when `live` is given.
+pub async fn start_with_live(
+    engine: Arc<Engine>,
+    ops_listen: Option<&str>,
+    live: Option<moralsweep_telemetry::live::LiveView>,
+) -> Result<Option<OpsServer>, TelemetryError> {
     let Some(addr) = ops_listen else {
         return Ok(None);
     };
@@ -91,13 +124,14 @@ pub async fn start(
         }
     });
     let store = engine.store().clone();
-    let server = moralsweep_telemetry::spawn_ops(
+    let server = moralsweep_telemetry::spawn_ops_with(
         addr,
         moralsweep_telemetry::metrics::global().clone(),
         move || {
             let store = store.clone();
             async move { store.ping().await.is_ok() }
         },
+        live.map(|l| l.router()).unwrap_or_default(),
         std::future::pending::<()>(),
     )
     .await?;

@@ -197,8 +197,9 @@ pub struct CoordinatorArgs {
     /// Do not compute metric files (benchmarks).
     #[arg(long, hide = true)]
     pub no_metrics: bool,
-    /// Serve /metrics, /healthz and /readyz (ready when Redis answers) here,
-    /// e.g. 0.0.0.0:9464.
+    /// Serve /metrics, /healthz and /readyz (ready when Redis answers) and
+    /// the live view of the sweeps (/live, behind the token) here, e.g.
+    /// 0.0.0.0:9464.
     #[arg(long, env = "MORALSWEEP_OPS_LISTEN")]
     pub ops_listen: Option<String>,
 }
@@ -294,8 +295,15 @@ pub fn coordinator(a: CoordinatorArgs) -> anyhow::Result<()> {
             .context("loading sweeps from the store")?;
         tracing::info!(sweeps = n, "sweeps loaded from the store");
         let _tasks = engine.start();
-        let _ops =
-            moralsweep_coordinator::observe::start(engine.clone(), a.ops_listen.as_deref()).await?;
+        // The ops port also serves the live view of the sweeps, behind the
+        // same token as the gRPC API.
+        let live = crate::cli::live::EngineLive::view(engine.clone(), false, token.clone());
+        let _ops = moralsweep_coordinator::observe::start_with_live(
+            engine.clone(),
+            a.ops_listen.as_deref(),
+            Some(live),
+        )
+        .await?;
         tracing::info!(%addr, tls = tls.is_some(), "coordinator listening");
         moralsweep_coordinator::service::serve(
             engine,
@@ -616,6 +624,9 @@ pub struct ResultsArgs {
     /// (which are removed first, after saying so).
     #[arg(long)]
     pub force: bool,
+    /// Write no report.html (and figures/) beside the metrics.
+    #[arg(long)]
+    pub no_report: bool,
 }
 
 pub fn results(a: ResultsArgs) -> anyhow::Result<()> {
@@ -655,6 +666,17 @@ pub fn results(a: ResultsArgs) -> anyhow::Result<()> {
             a.sweep,
             a.out.display()
         );
+        if !a.no_report {
+            crate::cli::report::write_provenance(
+                &a.out,
+                &a.sweep,
+                None,
+                &[("fetched_at", crate::cli::report::now_rfc3339())],
+                None,
+            );
+            crate::cli::report::write_default(&a.out);
+            folder.adopt(crate::cli::report::generated_files(&a.out))?;
+        }
         if partial {
             eprintln!(
                 "note: sweep {} was cancelled: these are the ratings recorded before it stopped ({} of {} slots), \

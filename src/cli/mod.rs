@@ -2,6 +2,8 @@
 
 pub mod analyze;
 pub mod cluster;
+pub mod live;
+pub mod report;
 pub mod results_dir;
 pub mod run;
 pub mod sim;

@@ -78,6 +78,9 @@ pub struct ResultsDir {
     ours: BTreeSet<String>,
     /// Another sweep's results to remove first (`--force` only).
     other: Option<(String, BTreeSet<String>)>,
+    /// Whether the last fetch was of a cancelled (incomplete) sweep, kept
+    /// for the manifest that [`ResultsDir::adopt`] rewrites.
+    partial: bool,
     /// Files from no fetch at all (`--force` only).
     foreign: BTreeSet<String>,
 }
@@ -159,6 +162,7 @@ impl ResultsDir {
             ours: BTreeSet::new(),
             other: None,
             foreign: BTreeSet::new(),
+            partial: false,
         };
         match std::fs::symlink_metadata(root) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(dir),
@@ -354,7 +358,27 @@ impl ResultsDir {
             remove_if_there(&root.join(stale))?;
         }
         self.write_manifest(&keep, partial.is_some())?;
+        self.partial = partial.is_some();
+        self.ours = keep;
         Ok(received.len())
+    }
+
+    /// Lists files written here beside the fetched ones (the report, its
+    /// figures, the provenance) in the manifest, so that the next fetch of
+    /// the same sweep takes them for its own instead of refusing the folder.
+    /// Names of files that do not exist are ignored.
+    pub fn adopt(&mut self, rels: impl IntoIterator<Item = String>) -> anyhow::Result<()> {
+        let mut files = self.ours.clone();
+        for rel in rels {
+            if self.root.join(&rel).is_file() {
+                files.insert(rel);
+            }
+        }
+        if files != self.ours {
+            self.write_manifest(&files, self.partial)?;
+            self.ours = files;
+        }
+        Ok(())
     }
 }
 

@@ -42,6 +42,17 @@ pub struct RunArgs {
     /// and send nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Serve the live view of the sweep (http://ADDR/live) and /metrics
+    /// here while it runs, e.g. 127.0.0.1:9464.
+    #[arg(long, value_name = "ADDR")]
+    pub ui: Option<String>,
+    /// A file holding a token the live view then requires (default: none,
+    /// so bind --ui to a loopback address).
+    #[arg(long, requires = "ui")]
+    pub ui_token_file: Option<PathBuf>,
+    /// Write no report.html (and figures/) next to the metrics.
+    #[arg(long)]
+    pub no_report: bool,
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
@@ -125,6 +136,27 @@ async fn run_sweep(args: RunArgs, sweep: Sweep) -> anyhow::Result<()> {
         );
     }
     let _tasks = engine.start();
+    let _ui = match &args.ui {
+        Some(addr) => {
+            let token = match &args.ui_token_file {
+                Some(f) => Some(moralsweep_coordinator::auth::load_token(Some(f))?),
+                None => None,
+            };
+            let live = crate::cli::live::EngineLive::view(engine.clone(), true, token);
+            let server = moralsweep_telemetry::spawn_ops_with(
+                addr,
+                moralsweep_telemetry::metrics::global().clone(),
+                || async { true },
+                live.router(),
+                std::future::pending::<()>(),
+            )
+            .await
+            .with_context(|| format!("--ui {addr}"))?;
+            eprintln!("live view: http://{}/live", server.local_addr);
+            Some(server)
+        }
+        None => None,
+    };
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stats = Arc::new(WorkerStats::default());
@@ -208,6 +240,40 @@ async fn run_sweep(args: RunArgs, sweep: Sweep) -> anyhow::Result<()> {
         eprintln!("warning: {m}");
     }
     print_summary(&final_state);
+    if !args.no_report {
+        let record = engine.record(&name).ok();
+        let usage = moralsweep_worker::cost::global().snapshot();
+        let cost: Vec<serde_json::Value> = usage
+            .iter()
+            .filter(|(_, u)| u.requests > 0)
+            .map(|(model, u)| {
+                serde_json::json!({
+                    "model": model,
+                    "requests": u.requests,
+                    "input_tokens": u.input_tokens,
+                    "output_tokens": u.output_tokens,
+                    "rate_limited": u.rate_limited,
+                    "retries": u.retried_errors,
+                    "usd": u.cost_usd,
+                })
+            })
+            .collect();
+        let mut fields = vec![("report_of_run_at", crate::cli::report::now_rfc3339())];
+        if let Some(r) = &record {
+            fields.push(("created_at", r.created_at.clone()));
+            if let Some(f) = &r.finished_at {
+                fields.push(("finished_at", f.clone()));
+            }
+        }
+        crate::cli::report::write_provenance(
+            &final_state.output,
+            &name,
+            Some(&args.spec),
+            &fields,
+            Some(serde_json::Value::Array(cost)),
+        );
+        crate::cli::report::write_default(&final_state.output);
+    }
     // A model that stopped (a refused key, a bad option) leaves the sweep
     // incomplete: say so in the exit status, after the others' results.
     let failed: Vec<&str> = final_state

@@ -28,6 +28,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer, Registry};
 
+pub mod live;
 pub mod metrics;
 pub mod ops;
 pub mod otlp;
@@ -37,7 +38,7 @@ pub mod spans;
 pub mod testing;
 
 pub use metrics::Metrics;
-pub use ops::{serve_ops, spawn_ops, OpsServer};
+pub use ops::{serve_ops, spawn_ops, spawn_ops_with, OpsServer};
 
 /// Errors of the telemetry setup; each names what to change.
 #[derive(Debug, thiserror::Error)]

@@ -14,6 +14,7 @@
 //! | `slots_failed_total` | counter | sweep, model |
 //! | `slots_in_flight` | gauge | sweep, model |
 //! | `slots` | gauge (slots of the model in all) | sweep, model |
+//! | `slots_remaining` | gauge (slots not yet recorded) | sweep, model |
 //! | `provider_requests_total` | counter | rate_group, status |
 //! | `provider_throttled_total` | counter (429 answers) | rate_group |
 //! | `provider_retries_total` | counter | rate_group |
@@ -23,6 +24,7 @@
 //! | `leases_granted_total` | counter | |
 //! | `lease_reclaims_total` | counter (leases that expired and went back) | |
 //! | `workers` | gauge (workers known to the coordinator) | |
+//! | `store_ready` | gauge, 1 while the coordinator's store answers | |
 //! | `build_info` | gauge, always 1 | version, role |
 
 use std::sync::atomic::AtomicU64;
@@ -87,6 +89,7 @@ struct Inner {
     slots_failed: Family<SweepModel, Counter>,
     slots_in_flight: Family<SweepModel, Gauge>,
     slots: Family<SweepModel, Gauge>,
+    slots_remaining: Family<SweepModel, Gauge>,
     requests: Family<RequestLabels, Counter>,
     throttled: Family<RateGroup, Counter>,
     retries: Family<RateGroup, Counter>,
@@ -96,6 +99,7 @@ struct Inner {
     leases_granted: Counter,
     lease_reclaims: Counter,
     workers: Gauge,
+    store_ready: Gauge,
 }
 
 /// The process's metrics. Cheap to clone (one shared registry).
@@ -138,6 +142,12 @@ impl Metrics {
             "slots",
             "Slots of the model in all (done when slots_done reaches it)",
             slots.clone(),
+        );
+        let slots_remaining = Family::<SweepModel, Gauge>::default();
+        registry.register(
+            "slots_remaining",
+            "Slots of the model not yet recorded (0 when its files are complete)",
+            slots_remaining.clone(),
         );
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register(
@@ -195,6 +205,12 @@ impl Metrics {
             "Workers currently known to the coordinator",
             workers.clone(),
         );
+        let store_ready = Gauge::default();
+        registry.register(
+            "store_ready",
+            "1 while the coordinator's store (Redis) answers, 0 when it does not",
+            store_ready.clone(),
+        );
         let build_info = Family::<BuildInfo, Gauge>::default();
         registry.register(
             "build_info",
@@ -215,6 +231,7 @@ impl Metrics {
                 slots_failed,
                 slots_in_flight,
                 slots,
+                slots_remaining,
                 requests,
                 throttled,
                 retries,
@@ -224,6 +241,7 @@ impl Metrics {
                 leases_granted,
                 lease_reclaims,
                 workers,
+                store_ready,
             }),
         }
     }
@@ -262,6 +280,15 @@ impl Metrics {
             .inc();
     }
 
+    /// Slot attempts of `model` in `sweep` that ended in an error so far
+    /// (read by the live view).
+    pub fn slots_failed_count(&self, sweep: &str, model: &str) -> u64 {
+        self.inner
+            .slots_failed
+            .get_or_create(&Self::sm(sweep, model))
+            .get()
+    }
+
     /// Slots of the model currently leased and not answered.
     pub fn set_in_flight(&self, sweep: &str, model: &str, n: i64) {
         self.inner
@@ -284,6 +311,19 @@ impl Metrics {
             .slots
             .get_or_create(&Self::sm(sweep, model))
             .set(n as i64);
+    }
+
+    /// How many slots of the model are not yet recorded.
+    pub fn set_slots_remaining(&self, sweep: &str, model: &str, n: u64) {
+        self.inner
+            .slots_remaining
+            .get_or_create(&Self::sm(sweep, model))
+            .set(n as i64);
+    }
+
+    /// Whether the coordinator's store answered its last check.
+    pub fn set_store_ready(&self, ready: bool) {
+        self.inner.store_ready.set(ready as i64);
     }
 
     /// One provider request finished: `status` is the HTTP status (`"200"`,

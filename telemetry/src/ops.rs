@@ -9,7 +9,9 @@
 //!   not ready.
 //!
 //! The Kubernetes manifests under `deploy/` point their probes and scrape
-//! annotations at these paths; a test checks they agree.
+//! annotations at these paths; a test checks they agree. A process may add
+//! routes of its own beside them ([`spawn_ops_with`]): the coordinator adds
+//! the live view of its sweeps ([`crate::live`]).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -92,7 +94,14 @@ where
     Fut: Future<Output = bool> + Send + 'static,
     S: Future<Output = ()> + Send + 'static,
 {
-    axum::serve(listener, router(metrics, ready))
+    serve_router(listener, router(metrics, ready), shutdown).await
+}
+
+async fn serve_router<S>(listener: TcpListener, app: Router, shutdown: S) -> std::io::Result<()>
+where
+    S: Future<Output = ()> + Send + 'static,
+{
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
 }
@@ -120,6 +129,23 @@ where
     Fut: Future<Output = bool> + Send + 'static,
     S: Future<Output = ()> + Send + 'static,
 {
+    spawn_ops_with(addr, metrics, ready, Router::new(), shutdown).await
+}
+
+/// [`spawn_ops`] with `extra` routes served beside the ops endpoints (e.g.
+/// [`crate::live::LiveView::router`]).
+pub async fn spawn_ops_with<R, Fut, S>(
+    addr: &str,
+    metrics: Metrics,
+    ready: R,
+    extra: Router,
+    shutdown: S,
+) -> Result<OpsServer, crate::TelemetryError>
+where
+    R: Fn() -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = bool> + Send + 'static,
+    S: Future<Output = ()> + Send + 'static,
+{
     let listener =
         TcpListener::bind(addr)
             .await
@@ -134,6 +160,7 @@ where
             source,
         })?;
     tracing::info!(%local_addr, "ops endpoints: {METRICS_PATH} {HEALTHZ_PATH} {READYZ_PATH}");
-    let task = tokio::spawn(serve_ops(listener, metrics, ready, shutdown));
+    let app = router(metrics, ready).merge(extra);
+    let task = tokio::spawn(serve_router(listener, app, shutdown));
     Ok(OpsServer { local_addr, task })
 }

@@ -1,0 +1,481 @@
+//! The report page: one HTML document with the figures inlined as SVG, the
+//! tables of every number, and the sweep's spec, cost and provenance. Its
+//! Content-Security-Policy allows no fetch of any kind (inline style and
+//! script only), so the page opens offline and cannot phone home.
+
+use std::fmt::Write;
+
+use crate::data::{display_order, ReportData};
+use crate::figures::{esc, num, Figure};
+
+const STYLE: &str = include_str!("report.css");
+const SCRIPT: &str = include_str!("report.js");
+
+/// A table cell holding a number: shown rounded, exact in `data-v`.
+fn td(v: f64, digits: usize) -> String {
+    format!("<td class=\"n\" data-v=\"{}\">{v:.digits$}</td>", num(v))
+}
+
+fn td_opt(v: Option<f64>, digits: usize) -> String {
+    match v {
+        Some(v) => td(v, digits),
+        None => "<td class=\"n na\">–</td>".into(),
+    }
+}
+
+fn td_text(s: &str) -> String {
+    format!("<td>{}</td>", esc(s))
+}
+
+fn band(s: f64) -> (&'static str, &'static str) {
+    match moralsweep_common::metrics::Band::of(s) {
+        moralsweep_common::metrics::Band::Inside => ("inside", "band-in"),
+        moralsweep_common::metrics::Band::Above => ("above", "band-out"),
+        moralsweep_common::metrics::Band::Below => ("below", "band-out"),
+    }
+}
+
+fn table_head(id: &str, cols: &[&str]) -> String {
+    let mut s = format!("<table class=\"sortable\" id=\"{id}\"><thead><tr>");
+    for c in cols {
+        let _ = write!(s, "<th>{c}</th>");
+    }
+    s.push_str("</tr></thead><tbody>\n");
+    s
+}
+
+fn overall_table(d: &ReportData) -> String {
+    let mut s = table_head(
+        "table-overall",
+        &[
+            "model",
+            "family",
+            "variant",
+            "T",
+            "S",
+            "se(S)",
+            "R",
+            "se(R)",
+            "σ̄",
+            "se(σ̄)",
+            "personas kept",
+            "items kept",
+            "runs/cell min · median · max",
+            "failed attempts",
+            "unrated slots",
+            "S band 0.66–0.83",
+        ],
+    );
+    let order = display_order(&d.overall, |r| (&r.family, &r.variant, &r.model));
+    for i in order {
+        let r = &d.overall[i];
+        let f = d.failures.get(&r.model);
+        let (band_name, band_class) = band(r.s);
+        let runs = match (r.min_runs, r.median_runs, r.max_runs) {
+            (Some(a), Some(b), Some(c)) => format!("{a} · {b} · {c}"),
+            _ => "–".into(),
+        };
+        let _ = writeln!(
+            s,
+            "<tr data-model=\"{}\">{}{}{}{}{}{}{}{}{}{}{}{}<td>{}</td>{}{}<td class=\"{band_class}\">{band_name}</td></tr>",
+            esc(&r.model),
+            td_text(&r.model),
+            td_text(&r.family),
+            td_text(&r.variant),
+            td_opt(r.temperature, 2),
+            td(r.s, 4),
+            td(r.s_se, 4),
+            td(r.r, 3),
+            td(r.r_se, 3),
+            td(r.sigma_bar, 4),
+            td(r.sigma_bar_se, 4),
+            td_opt(r.personas.map(|v| v as f64), 0),
+            td_opt(r.questions.map(|v| v as f64), 0),
+            runs,
+            td_opt(f.map(|f| f.failed_attempts as f64), 0),
+            td_opt(f.map(|f| f.unrated as f64), 0),
+        );
+    }
+    s.push_str("</tbody></table>\n");
+    s
+}
+
+fn foundation_table(d: &ReportData) -> String {
+    let mut s = table_head(
+        "table-per-foundation",
+        &[
+            "model",
+            "foundation",
+            "S",
+            "se(S)",
+            "R",
+            "se(R)",
+            "σ̄",
+            "se(σ̄)",
+            "items",
+        ],
+    );
+    let order = display_order(&d.per_foundation, |r| (&r.family, &r.variant, &r.model));
+    for i in order {
+        let r = &d.per_foundation[i];
+        let _ = writeln!(
+            s,
+            "<tr>{}{}{}{}{}{}{}{}{}</tr>",
+            td_text(&r.model),
+            td_text(r.foundation.as_deref().unwrap_or("")),
+            td(r.s, 4),
+            td(r.s_se, 4),
+            td(r.r, 3),
+            td(r.r_se, 3),
+            td(r.sigma_bar, 4),
+            td(r.sigma_bar_se, 4),
+            td_opt(r.questions.map(|v| v as f64), 0),
+        );
+    }
+    s.push_str("</tbody></table>\n");
+    s
+}
+
+fn delta_table(d: &ReportData) -> String {
+    let mut s = table_head(
+        "table-deltas",
+        &[
+            "family", "variant", "model", "S", "se(S)", "R", "se(R)", "σ̄", "dS %", "se", "dR %",
+            "se", "dσ̄ %", "se", "S band",
+        ],
+    );
+    let order = display_order(&d.deltas, |r| (&r.family, &r.variant, &r.family));
+    for i in order {
+        let r = &d.deltas[i];
+        let (band_name, band_class) = band(r.s);
+        let _ = writeln!(
+            s,
+            "<tr>{}{}{}{}{}{}{}{}{}{}{}{}{}{}<td class=\"{band_class}\">{band_name}</td></tr>",
+            td_text(&r.family),
+            td_text(&r.variant),
+            td_text(r.model.as_deref().unwrap_or("")),
+            td(r.s, 4),
+            td(r.s_se, 4),
+            td(r.r, 3),
+            td(r.r_se, 3),
+            td(r.sigma_bar, 4),
+            td(r.ds, 1),
+            td_opt(r.ds_se, 1),
+            td(r.dr, 1),
+            td_opt(r.dr_se, 1),
+            td(r.dsigma, 1),
+            td_opt(r.dsigma_se, 1),
+        );
+    }
+    s.push_str("</tbody></table>\n");
+    s
+}
+
+fn excess_table(d: &ReportData) -> String {
+    let mut s = table_head(
+        "table-excess",
+        &[
+            "family",
+            "insecure",
+            "secure",
+            "excess dS (pp)",
+            "se",
+            "excess dR (pp)",
+            "se",
+            "excess dσ̄ (pp)",
+            "se",
+        ],
+    );
+    for r in &d.excess {
+        let _ = writeln!(
+            s,
+            "<tr>{}{}{}{}{}{}{}{}{}</tr>",
+            td_text(&r.family),
+            td_text(&r.insecure_model),
+            td_text(&r.secure_model),
+            td(r.ds, 1),
+            td(r.ds_se, 1),
+            td(r.dr, 1),
+            td(r.dr_se, 1),
+            td(r.dsigma, 1),
+            td(r.dsigma_se, 1),
+        );
+    }
+    s.push_str("</tbody></table>\n");
+    s
+}
+
+fn self_table(d: &ReportData) -> String {
+    let mut s = table_head(
+        "table-self",
+        &[
+            "model",
+            "family",
+            "variant",
+            "foundation",
+            "mean",
+            "within-item sd",
+            "items",
+        ],
+    );
+    let order = display_order(&d.self_profiles, |r| (&r.family, &r.variant, &r.model));
+    for i in order {
+        let r = &d.self_profiles[i];
+        let _ = writeln!(
+            s,
+            "<tr>{}{}{}{}{}{}{}</tr>",
+            td_text(&r.model),
+            td_text(&r.family),
+            td_text(&r.variant),
+            td_text(&r.foundation),
+            td(r.mean, 3),
+            td(r.sd, 3),
+            td_opt(r.questions.map(|v| v as f64), 0),
+        );
+    }
+    s.push_str("</tbody></table>\n");
+    s
+}
+
+fn curve_table(d: &ReportData) -> String {
+    let mut s = table_head(
+        "table-curves",
+        &[
+            "model", "T", "S", "se(S)", "R", "se(R)", "σ̄", "se(σ̄)", "personas", "items",
+        ],
+    );
+    for r in &d.curves {
+        let _ = writeln!(
+            s,
+            "<tr>{}{}{}{}{}{}{}{}{}{}</tr>",
+            td_text(&r.model),
+            td(r.temperature, 2),
+            td(r.s, 4),
+            td(r.s_se, 4),
+            td(r.r, 3),
+            td(r.r_se, 3),
+            td(r.sigma_bar, 4),
+            td(r.sigma_bar_se, 4),
+            td_opt(r.personas.map(|v| v as f64), 0),
+            td_opt(r.questions.map(|v| v as f64), 0),
+        );
+    }
+    s.push_str("</tbody></table>\n");
+    s
+}
+
+/// The emergent-misalignment headline: mean deltas of the insecure variants.
+fn headline(d: &ReportData) -> Option<String> {
+    let ins: Vec<_> = d
+        .deltas
+        .iter()
+        .filter(|r| r.variant == "insecure")
+        .collect();
+    if ins.is_empty() {
+        return None;
+    }
+    let n = ins.len() as f64;
+    let mean = |f: fn(&crate::data::DeltaRow) -> f64| ins.iter().map(|r| f(r)).sum::<f64>() / n;
+    Some(format!(
+        "Averaged over the {} insecure fine-tune{}: S {:+.0}%, R {:+.0}%, σ̄ = 1/R {:+.0}%.",
+        ins.len(),
+        if ins.len() == 1 { "" } else { "s" },
+        mean(|r| r.ds),
+        mean(|r| r.dr),
+        mean(|r| r.dsigma)
+    ))
+}
+
+fn json_text(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+fn provenance(d: &ReportData) -> String {
+    let mut s = String::from("<dl class=\"prov\">\n");
+    let mut item = |k: &str, v: &str| {
+        let _ = writeln!(s, "<dt>{}</dt><dd>{}</dd>", esc(k), esc(v));
+    };
+    item(
+        "report made by",
+        &format!("moralsweep {}", env!("CARGO_PKG_VERSION")),
+    );
+    item(
+        "report made at",
+        &chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    );
+    item("metric files", &d.metrics_dir.display().to_string());
+    item(
+        "rating files",
+        &d.data_dir
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "not found beside the metrics (failure counts not shown)".into()),
+    );
+    let mut spec = None;
+    let mut cost = None;
+    if let Some(serde_json::Value::Object(p)) = &d.provenance {
+        for (k, v) in p {
+            match k.as_str() {
+                "spec_toml" => spec = Some(json_text(v)),
+                "cost" => cost = Some(v.clone()),
+                _ => item(&k.replace('_', " "), &json_text(v)),
+            }
+        }
+    }
+    s.push_str("</dl>\n");
+    if let Some(serde_json::Value::Array(rows)) = cost {
+        s.push_str("<h3>Cost</h3>\n");
+        s.push_str(&table_head(
+            "table-cost",
+            &[
+                "model",
+                "requests",
+                "input tokens",
+                "output tokens",
+                "429s",
+                "retries",
+                "cost (USD)",
+            ],
+        ));
+        let mut total = 0.0;
+        for r in &rows {
+            let g = |k: &str| r.get(k).and_then(|v| v.as_f64());
+            if let Some(c) = g("usd") {
+                total += c;
+            }
+            let _ = writeln!(
+                s,
+                "<tr>{}{}{}{}{}{}{}</tr>",
+                td_text(&r.get("model").map(json_text).unwrap_or_default()),
+                td_opt(g("requests"), 0),
+                td_opt(g("input_tokens"), 0),
+                td_opt(g("output_tokens"), 0),
+                td_opt(g("rate_limited"), 0),
+                td_opt(g("retries"), 0),
+                td_opt(g("usd"), 4),
+            );
+        }
+        let _ = writeln!(
+            s,
+            "<tr class=\"total\"><td>total</td><td></td><td></td><td></td><td></td><td></td>{}</tr>",
+            td(total, 4)
+        );
+        s.push_str("</tbody></table>\n");
+    }
+    if let Some(spec) = spec {
+        let _ = write!(
+            s,
+            "<h3>Spec</h3>\n<pre class=\"spec\">{}</pre>\n",
+            esc(&spec)
+        );
+    }
+    s.push_str("<h3>Files read</h3>\n");
+    s.push_str(&table_head("table-sources", &["file", "rows", "sha256"]));
+    for f in &d.sources {
+        let _ = writeln!(
+            s,
+            "<tr>{}{}<td class=\"hash\">{}</td></tr>",
+            td_text(&f.path.display().to_string()),
+            td(f.rows as f64, 0),
+            esc(&f.sha256)
+        );
+    }
+    s.push_str("</tbody></table>\n");
+    s
+}
+
+/// The whole page.
+pub fn page(d: &ReportData, figs: &[Figure]) -> String {
+    let title = d
+        .provenance
+        .as_ref()
+        .and_then(|p| p.get("sweep"))
+        .map(json_text)
+        .map(|n| format!("moralsweep report: {n}"))
+        .unwrap_or_else(|| "moralsweep report".into());
+    let mut s = String::with_capacity(256 * 1024);
+    let _ = write!(
+        s,
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:\">\n\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+         <title>{}</title>\n<style>\n{STYLE}</style>\n</head>\n<body>\n<header><h1>{}</h1>\n",
+        esc(&title),
+        esc(&title)
+    );
+    let models = d.overall.len();
+    let _ = writeln!(
+        s,
+        "<p class=\"lead\">Moral susceptibility S (how far answers move between personas) and robustness R \
+         (how steady they stay for one persona) of {models} model{} under MFQ-30 persona role-play.</p>",
+        if models == 1 { "" } else { "s" }
+    );
+    if let Some(h) = headline(d) {
+        let _ = writeln!(s, "<p class=\"headline\" id=\"headline\">{}</p>", esc(&h));
+    }
+    s.push_str("<nav><ul>\n");
+    for f in figs {
+        let _ = writeln!(
+            s,
+            "<li><a href=\"#fig-{}\">{}</a></li>",
+            f.id,
+            esc(&f.title)
+        );
+    }
+    s.push_str("<li><a href=\"#numbers\">Every number</a></li>\n<li><a href=\"#provenance\">Spec, cost and provenance</a></li>\n</ul></nav>\n</header>\n<main>\n");
+    for f in figs {
+        let _ = write!(
+            s,
+            "<section id=\"fig-{id}\">\n<h2>{title}</h2>\n<figure class=\"plot\" data-figure=\"{id}\" data-markers=\"{n}\">\n{svg}\n<figcaption>{cap} \
+             <span class=\"files\">Files: figures/{id}.svg, figures/{id}.png</span></figcaption>\n</figure>\n</section>\n",
+            id = f.id,
+            title = esc(&f.title),
+            n = f.markers,
+            svg = strip_xml_decl(&f.svg),
+            cap = esc(&f.caption),
+        );
+    }
+    s.push_str("<section id=\"numbers\">\n<h2>Every number</h2>\n");
+    if !d.overall.is_empty() {
+        s.push_str("<h3>Per model</h3>\n");
+        s.push_str(&overall_table(d));
+    }
+    if !d.deltas.is_empty() {
+        s.push_str("<h3>Variants against their base</h3>\n");
+        s.push_str(&delta_table(d));
+    }
+    if !d.excess.is_empty() {
+        s.push_str("<h3>Misalignment-specific excess (insecure minus secure)</h3>\n");
+        s.push_str(&excess_table(d));
+    }
+    if !d.per_foundation.is_empty() {
+        s.push_str("<h3>Per foundation</h3>\n");
+        s.push_str(&foundation_table(d));
+    }
+    if !d.self_profiles.is_empty() {
+        s.push_str("<h3>Self profiles</h3>\n");
+        s.push_str(&self_table(d));
+    }
+    if !d.curves.is_empty() {
+        s.push_str("<h3>Logprob curves</h3>\n");
+        s.push_str(&curve_table(d));
+    }
+    s.push_str("</section>\n<section id=\"provenance\">\n<h2>Spec, cost and provenance</h2>\n");
+    s.push_str(&provenance(d));
+    let _ = write!(
+        s,
+        "</section>\n</main>\n<script>\n{SCRIPT}</script>\n</body>\n</html>\n"
+    );
+    s
+}
+
+fn strip_xml_decl(svg: &str) -> &str {
+    match svg.find("<svg") {
+        Some(i) => &svg[i..],
+        None => svg,
+    }
+}
