@@ -330,7 +330,11 @@ impl Sim {
             match f {
                 Fault::NonDigit => {
                     let (text, n, truncated) = truncate(REFUSAL_WORDS, q.max_tokens);
-                    return self.answer_text(q, text, n, truncated, None, info);
+                    // The sampled token is not a digit, but the top logprobs
+                    // still show the model's distribution over the answers,
+                    // as a real API's do.
+                    let distribution = q.top_logprobs.is_some().then(|| self.rate(q).1);
+                    return self.answer_text(q, text, n, truncated, distribution, info);
                 }
                 Fault::Empty => {
                     return self.answer_text(q, String::new(), 0, false, None, info);
@@ -365,6 +369,9 @@ impl Sim {
                 self.with_stats(&q.key, |s| {
                     s.rated += 1;
                     s.replayed += 1;
+                    if r.repeated {
+                        s.repeated += 1;
+                    }
                 });
                 return (r.rating, r.distribution);
             }
@@ -522,6 +529,38 @@ mod tests {
         let total: f64 = top.iter().map(|(_, l)| l.exp()).sum();
         assert!(total <= 1.0 + 1e-9, "{total}");
         assert!(answer.first_token.1 > -20.0);
+    }
+
+    #[test]
+    fn a_non_digit_answer_still_shows_the_digit_distribution_in_its_logprobs() {
+        let plain = Sim::new(SimConfig::default()).unwrap();
+        let faulty = Sim::new(SimConfig {
+            faults: FaultPlan {
+                rate: 1.0,
+                kinds: vec![Fault::NonDigit],
+            },
+            ..SimConfig::default()
+        })
+        .unwrap();
+        let digits = |o: Outcome| -> (String, Vec<(String, f64)>) {
+            let Outcome::Answer { answer, .. } = o else {
+                panic!("{o:?}")
+            };
+            let top = answer.top.unwrap();
+            (
+                answer.text,
+                top.into_iter()
+                    .filter(|(t, _)| t.len() == 1 && t.as_bytes()[0].is_ascii_digit())
+                    .collect(),
+            )
+        };
+        let (text, want) = digits(plain.decide(&q(Some(4))));
+        let (fault_text, got) = digits(faulty.decide(&q(Some(4))));
+        assert!(text.starts_with(|c: char| c.is_ascii_digit()));
+        assert_eq!(fault_text, "As");
+        assert_eq!(got, want);
+        let mass: f64 = got.iter().map(|(_, l)| l.exp()).sum();
+        assert!(mass > 0.99, "{mass}");
     }
 
     #[test]
