@@ -34,6 +34,8 @@ mod simproc;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{bin, data_without_time};
@@ -575,11 +577,77 @@ fn submit(url: &str, dir: &Path, spec: &str) {
     }
 }
 
+/// What the progress monitor saw.
+struct Seen {
+    /// The latest status of every sweep, taken by the main loop.
+    latest: Option<BTreeMap<String, (String, u64, u64, String)>>,
+    /// Slots recorded over all sweeps at the last look.
+    last_done: u64,
+    /// When that count last grew (or the cluster was last idle).
+    last_increase: Instant,
+    /// Whether a sweep was running at the last look.
+    running: bool,
+    /// The longest time without a recorded slot while a sweep ran.
+    largest_pause: f64,
+    /// Times the recorded count went down (recorded data lost).
+    regressions: Vec<String>,
+}
+
+impl Seen {
+    fn new() -> Seen {
+        Seen {
+            latest: None,
+            last_done: 0,
+            last_increase: Instant::now(),
+            running: false,
+            largest_pause: 0.0,
+            regressions: Vec::new(),
+        }
+    }
+}
+
+/// Polls every sweep's status twice a second, apart from the kills, and
+/// keeps the largest pause in progress: the longest time without a newly
+/// recorded slot while a sweep was running (status calls that fail while
+/// the coordinator or Redis is down count as no progress).
+fn watch(url: &str, dir: &Path, seen: &Mutex<Seen>, stop: &AtomicBool) {
+    while !stop.load(Ordering::Relaxed) {
+        let st = statuses(url, dir);
+        let now = Instant::now();
+        {
+            let mut s = seen.lock().unwrap();
+            if let Some(st) = &st {
+                let done: u64 = st.values().map(|v| v.1).sum();
+                if done < s.last_done {
+                    let msg = format!("recorded slots went from {} back to {done}", s.last_done);
+                    s.regressions.push(msg);
+                }
+                let running = st.values().any(|v| v.0 == "running");
+                if done > s.last_done || !running {
+                    if s.running {
+                        s.largest_pause = s
+                            .largest_pause
+                            .max(now.duration_since(s.last_increase).as_secs_f64());
+                    }
+                    s.last_done = s.last_done.max(done);
+                    s.last_increase = now;
+                }
+                s.running = running;
+                s.latest = Some(st.clone());
+            }
+            if s.running {
+                s.largest_pause = s
+                    .largest_pause
+                    .max(now.duration_since(s.last_increase).as_secs_f64());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
 #[derive(Default)]
 struct Figures {
     kills: BTreeMap<String, u32>,
-    largest_pause: f64,
-    regressions: Vec<String>,
     problems: Vec<String>,
 }
 
@@ -682,9 +750,17 @@ fn soak(plan: Plan) {
     let mut next_kill = Duration::from_secs_f64(rng.range(plan.gap.0, plan.gap.1));
     let mut figures = Figures::default();
     let mut rounds: Vec<Vec<String>> = Vec::new();
-    let mut last_done = 0u64;
-    let mut last_progress = Instant::now();
-    let mut last_poll = Instant::now() - Duration::from_secs(10);
+    let monitor = Arc::new(Mutex::new(Seen::new()));
+    let stop_monitor = Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let (url, dir, seen, stop) = (
+            url.clone(),
+            dir.clone(),
+            monitor.clone(),
+            stop_monitor.clone(),
+        );
+        std::thread::spawn(move || watch(&url, &dir, &seen, &stop))
+    };
     let mut current_finished = true;
     let mut schedule: Vec<u32> = Vec::new();
     loop {
@@ -709,7 +785,7 @@ fn soak(plan: Plan) {
             }
             rounds.push(names);
             current_finished = false;
-            last_progress = Instant::now();
+            monitor.lock().unwrap().latest = None;
         }
         // A kill, and the restart after a short downtime.
         if chaos_on && now >= next_kill {
@@ -723,7 +799,11 @@ fn soak(plan: Plan) {
                 }
             }
             let kind = schedule.pop().unwrap();
-            let signal = if kind % 2 == 0 { "KILL" } else { "TERM" };
+            let signal = if kind.is_multiple_of(2) {
+                "KILL"
+            } else {
+                "TERM"
+            };
             let down = Duration::from_secs_f64(rng.range(0.0, 1.5));
             let what = if kind / 2 == 0 {
                 let i = (rng.next_u64() % 3) as usize;
@@ -770,37 +850,19 @@ fn soak(plan: Plan) {
                 .or_default() += 1;
             next_kill = t0.elapsed() + Duration::from_secs_f64(rng.range(plan.gap.0, plan.gap.1));
         }
-        // Progress, once a second.
-        if last_poll.elapsed() >= Duration::from_secs(1) {
-            last_poll = Instant::now();
-            if let Some(st) = statuses(&url, &dir) {
-                for (name, (state, _, _, messages)) in &st {
-                    assert!(
-                        state == "running" || state == "done",
-                        "sweep {name} ended {state}: {messages}\ncoordinator log:\n{}",
-                        tail(&coord.log)
-                    );
-                }
-                let done: u64 = st.values().map(|s| s.1).sum();
-                if done < last_done {
-                    figures
-                        .regressions
-                        .push(format!("done went from {last_done} back to {done}"));
-                }
-                if done > last_done {
-                    last_done = done;
-                    last_progress = Instant::now();
-                }
-                let current = rounds.last().unwrap();
-                current_finished = current
-                    .iter()
-                    .all(|n| st.get(n).is_some_and(|s| s.0 == "done"));
+        // The monitor's view of the sweeps.
+        if let Some(st) = monitor.lock().unwrap().latest.take() {
+            for (name, (state, _, _, messages)) in &st {
+                assert!(
+                    state == "running" || state == "done",
+                    "sweep {name} ended {state}: {messages}\ncoordinator log:\n{}",
+                    tail(&coord.log)
+                );
             }
-            if !current_finished {
-                figures.largest_pause = figures
-                    .largest_pause
-                    .max(last_progress.elapsed().as_secs_f64());
-            }
+            let current = rounds.last().unwrap();
+            current_finished = current
+                .iter()
+                .all(|n| st.get(n).is_some_and(|s| s.0 == "done"));
         }
         if !chaos_on && current_finished {
             break;
@@ -809,12 +871,20 @@ fn soak(plan: Plan) {
             now < chaos + settle_limit,
             "the sweeps did not finish within {settle_limit:?} after the kills stopped; \
              last progress {:.0} s ago\ncoordinator log:\n{}",
-            last_progress.elapsed().as_secs_f64(),
+            monitor
+                .lock()
+                .unwrap()
+                .last_increase
+                .elapsed()
+                .as_secs_f64(),
             tail(&coord.log)
         );
         std::thread::sleep(Duration::from_millis(100));
     }
     let soak_secs = t0.elapsed().as_secs_f64();
+    stop_monitor.store(true, Ordering::Relaxed);
+    watcher.join().expect("the progress monitor");
+    let seen = std::mem::replace(&mut *monitor.lock().unwrap(), Seen::new());
 
     // --- Every sweep of every round equals its undisturbed run.
     let st = statuses(&url, &dir).expect("status after the soak");
@@ -916,16 +986,16 @@ fn soak(plan: Plan) {
     );
     println!(
         "soak: largest pause in progress {:.1} s",
-        figures.largest_pause
+        seen.largest_pause
     );
     println!(
         "soak: wall time {:.1} s (cluster {soak_secs:.1} s)",
         started.elapsed().as_secs_f64()
     );
     assert!(
-        figures.regressions.is_empty(),
+        seen.regressions.is_empty(),
         "recorded progress went backwards: {:?}",
-        figures.regressions
+        seen.regressions
     );
     assert!(
         figures.problems.is_empty(),

@@ -404,12 +404,13 @@ fn run_target<S: Strategy>(
 ) {
     let mut runner = runner();
     let cases = runner.config().cases;
-    let shared = std::cell::RefCell::new(&mut *sim);
-    let result = runner.run(&strategy, |v| {
-        let mut sim = shared.borrow_mut();
-        case(&mut sim, v)
-    });
-    drop(shared);
+    let result = {
+        let shared = std::cell::RefCell::new(&mut *sim);
+        runner.run(&strategy, |v| {
+            let mut sim = shared.borrow_mut();
+            case(&mut sim, v)
+        })
+    };
     eprintln!("fuzz target {name}: {cases} cases");
     if let Err(e) = result {
         panic!("fuzz target {name}: {e}");
