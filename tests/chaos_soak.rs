@@ -982,7 +982,7 @@ fn soak(plan: Plan) {
     }
     println!("soak: slots recorded {recorded} (every slot once), duplicates 0, lost 0");
     println!(
-        "soak: simulator: {requests} requests in all, {faults} injected faults; {answers} answers from the recorded data for the cluster's {recorded} slots (the rest re-asked after a kill or a client timeout, or non-digit logprob answers), no new card dealt"
+        "soak: simulator: {requests} requests in all, {faults} injected faults; {answers} answers from the recorded data for the cluster's {recorded} slots (the rest re-asked after a kill or a client timeout), no new card dealt"
     );
     println!(
         "soak: largest pause in progress {:.1} s",

@@ -333,7 +333,7 @@ impl Sim {
                     // The sampled token is not a digit, but the top logprobs
                     // still show the model's distribution over the answers,
                     // as a real API's do.
-                    let distribution = q.top_logprobs.is_some().then(|| self.rate(q).1);
+                    let distribution = q.top_logprobs.is_some().then(|| self.distribution_of(q));
                     return self.answer_text(q, text, n, truncated, distribution, info);
                 }
                 Fault::Empty => {
@@ -385,10 +385,22 @@ impl Sim {
         self.generate(q, cell)
     }
 
-    /// The seeded generator: each (key, cell) prefers one rating; a request
-    /// with a seed gets an answer that is a pure function of its key,
-    /// prompt and seed.
-    fn generate(&self, q: &Query, cell: Option<CellId>) -> (u8, [f64; 6]) {
+    /// The distribution a request's answer is drawn from (the cell's
+    /// recorded ratings, or the generator's), without drawing: no rating is
+    /// consumed and nothing is counted.
+    fn distribution_of(&self, q: &Query) -> [f64; 6] {
+        let cell = self.index.locate(&q.prompt);
+        if let (Some(replay), Some(cell)) = (&self.replay, cell) {
+            if let Some(d) = replay.distribution(&q.key, q.temperature, cell) {
+                return d;
+            }
+        }
+        self.generator_distribution(q, cell).1
+    }
+
+    /// The generator's anchor of a request's cell and the distribution it
+    /// prefers.
+    fn generator_distribution(&self, q: &Query, cell: Option<CellId>) -> (u64, [f64; 6]) {
         let anchor = match cell {
             Some(c) => fnv(&[
                 q.key.as_bytes(),
@@ -406,6 +418,14 @@ impl Sim {
         for (i, w) in weights.iter().enumerate() {
             dist[i] = w / total;
         }
+        (anchor, dist)
+    }
+
+    /// The seeded generator: each (key, cell) prefers one rating; a request
+    /// with a seed gets an answer that is a pure function of its key,
+    /// prompt and seed.
+    fn generate(&self, q: &Query, cell: Option<CellId>) -> (u8, [f64; 6]) {
+        let (anchor, dist) = self.generator_distribution(q, cell);
         let u = match q.seed {
             Some(s) => {
                 let h = fnv(&[

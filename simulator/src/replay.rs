@@ -378,6 +378,13 @@ impl Replay {
         (!found.1.is_empty()).then_some(found)
     }
 
+    /// The recorded rating distribution of a cell, or `None` when the
+    /// model has no recorded valid rating for it.
+    pub fn distribution(&self, key: &str, temperature: f64, cell: CellId) -> Option<[f64; 6]> {
+        self.cell(key, temperature, cell)
+            .map(|(_, ratings)| distribution(ratings))
+    }
+
     /// A rating for one request to a cell, or `None` when the model has no
     /// recorded valid rating for it. In sample mode `seed` makes the draw a
     /// pure function of the request (`draw` supplies randomness otherwise);
