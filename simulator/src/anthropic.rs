@@ -227,7 +227,7 @@ pub async fn messages(State(sim): State<Arc<Sim>>, headers: HeaderMap, raw: Byte
     if let Err(r) = check_headers(&sim, &headers) {
         return r;
     }
-    let m = match parse_body(&raw) {
+    let m = match parse_body(&headers, &raw) {
         Ok(m) => m,
         Err(msg) => return error(&sim, Api::Anthropic, ErrKind::BadRequest, &msg, None),
     };

@@ -367,7 +367,11 @@ impl Sim {
             match f {
                 Fault::NonDigit => {
                     let (text, n, truncated) = truncate(REFUSAL_WORDS, q.max_tokens);
-                    return self.answer_text(q, text, n, truncated, None, info);
+                    // The sampled token is not a digit, but the top logprobs
+                    // still show the model's distribution over the answers,
+                    // as a real API's do.
+                    let distribution = q.top_logprobs.is_some().then(|| self.distribution_of(q));
+                    return self.answer_text(q, text, n, truncated, distribution, info);
                 }
                 Fault::Empty => {
                     return self.answer_text(q, String::new(), 0, false, None, info);
@@ -403,6 +407,9 @@ impl Sim {
                 self.with_stats(&q.key, |s| {
                     s.rated += 1;
                     s.replayed += 1;
+                    if r.repeated {
+                        s.repeated += 1;
+                    }
                 });
                 return (r.rating, r.distribution);
             }
@@ -416,10 +423,22 @@ impl Sim {
         self.generate(q, cell)
     }
 
-    /// The seeded generator: each (key, cell) prefers one rating; a request
-    /// with a seed gets an answer that is a pure function of its key,
-    /// prompt and seed.
-    fn generate(&self, q: &Query, cell: Option<CellId>) -> (u8, [f64; 6]) {
+    /// The distribution a request's answer is drawn from (the cell's
+    /// recorded ratings, or the generator's), without drawing: no rating is
+    /// consumed and nothing is counted.
+    fn distribution_of(&self, q: &Query) -> [f64; 6] {
+        let cell = self.index.locate(&q.prompt);
+        if let (Some(replay), Some(cell)) = (&self.replay, cell) {
+            if let Some(d) = replay.distribution(&q.key, q.temperature, cell) {
+                return d;
+            }
+        }
+        self.generator_distribution(q, cell).1
+    }
+
+    /// The generator's anchor of a request's cell and the distribution it
+    /// prefers.
+    fn generator_distribution(&self, q: &Query, cell: Option<CellId>) -> (u64, [f64; 6]) {
         let anchor = match cell {
             Some(c) => fnv(&[
                 q.key.as_bytes(),
@@ -437,6 +456,14 @@ impl Sim {
         for (i, w) in weights.iter().enumerate() {
             dist[i] = w / total;
         }
+        (anchor, dist)
+    }
+
+    /// The seeded generator: each (key, cell) prefers one rating; a request
+    /// with a seed gets an answer that is a pure function of its key,
+    /// prompt and seed.
+    fn generate(&self, q: &Query, cell: Option<CellId>) -> (u8, [f64; 6]) {
+        let (anchor, dist) = self.generator_distribution(q, cell);
         let u = match q.seed {
             Some(s) => {
                 let h = fnv(&[
@@ -557,6 +584,38 @@ mod tests {
         let total: f64 = top.iter().map(|(_, l)| l.exp()).sum();
         assert!(total <= 1.0 + 1e-9, "{total}");
         assert!(answer.first_token.1 > -20.0);
+    }
+
+    #[test]
+    fn a_non_digit_answer_still_shows_the_digit_distribution_in_its_logprobs() {
+        let plain = Sim::new(SimConfig::default()).unwrap();
+        let faulty = Sim::new(SimConfig {
+            faults: FaultPlan {
+                rate: 1.0,
+                kinds: vec![Fault::NonDigit],
+            },
+            ..SimConfig::default()
+        })
+        .unwrap();
+        let digits = |o: Outcome| -> (String, Vec<(String, f64)>) {
+            let Outcome::Answer { answer, .. } = o else {
+                panic!("{o:?}")
+            };
+            let top = answer.top.unwrap();
+            (
+                answer.text,
+                top.into_iter()
+                    .filter(|(t, _)| t.len() == 1 && t.as_bytes()[0].is_ascii_digit())
+                    .collect(),
+            )
+        };
+        let (text, want) = digits(plain.decide(&q(Some(4))));
+        let (fault_text, got) = digits(faulty.decide(&q(Some(4))));
+        assert!(text.starts_with(|c: char| c.is_ascii_digit()));
+        assert_eq!(fault_text, "As");
+        assert_eq!(got, want);
+        let mass: f64 = got.iter().map(|(_, l)| l.exp()).sum();
+        assert!(mass > 0.99, "{mass}");
     }
 
     #[test]

@@ -345,7 +345,7 @@ pub async fn generate(
             None,
         );
     }
-    let m = match parse_body(&raw) {
+    let m = match parse_body(&headers, &raw) {
         Ok(m) => m,
         Err(msg) => return error(&sim, Api::Gemini, ErrKind::BadRequest, &msg, None),
     };

@@ -75,6 +75,83 @@ async fn reset(State(sim): State<Arc<Sim>>) -> Response {
     )
 }
 
+/// The API whose error shape a path gets.
+fn api_of_path(path: &str) -> wire::Api {
+    if path.starts_with("/v1beta") {
+        wire::Api::Gemini
+    } else if path.starts_with("/v1/messages") {
+        wire::Api::Anthropic
+    } else {
+        wire::Api::OpenAi
+    }
+}
+
+/// Errors the HTTP layer answers by itself (unknown route, wrong method,
+/// body over the size limit, undecodable path or query) come out as plain
+/// text; a client of the API expects the provider's own JSON error, so they
+/// are rewritten into it with the same status.
+async fn provider_errors(
+    State(sim): State<Arc<Sim>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let path = req.uri().path().to_string();
+    let api = api_of_path(&path);
+    let response = next.run(req).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let kind = match status {
+        StatusCode::UNAUTHORIZED => wire::ErrKind::Auth,
+        StatusCode::NOT_FOUND => wire::ErrKind::NotFound,
+        StatusCode::TOO_MANY_REQUESTS => wire::ErrKind::RateLimited,
+        s if s.is_server_error() => wire::ErrKind::Internal,
+        _ => wire::ErrKind::BadRequest,
+    };
+    let message = match (status, text.is_empty()) {
+        (StatusCode::NOT_FOUND, _) => format!("Unknown request URL: {path}."),
+        (StatusCode::METHOD_NOT_ALLOWED, _) => {
+            "Method not allowed on this URL; the API's endpoints take POST (GET for the model list and the stats).".to_string()
+        }
+        (_, true) => status
+            .canonical_reason()
+            .unwrap_or("Invalid request")
+            .to_string(),
+        (_, false) => text,
+    };
+    let mut headers = parts.headers;
+    headers.remove("content-length");
+    headers.remove("content-type");
+    let mut body = api.error_body(kind, &message, None, &sim);
+    if api == wire::Api::Gemini {
+        body["error"]["code"] = serde_json::json!(status.as_u16());
+    }
+    wire::json_response(status, headers, &body)
+}
+
+/// Any other URL: the provider's own "not found" error.
+async fn unknown_route(State(sim): State<Arc<Sim>>, uri: axum::http::Uri) -> Response {
+    let api = api_of_path(uri.path());
+    wire::error(
+        &sim,
+        api,
+        wire::ErrKind::NotFound,
+        &format!("Unknown request URL: {}.", uri.path()),
+        None,
+    )
+}
+
 /// The simulator's routes over a shared state.
 pub fn router(sim: Arc<Sim>) -> Router {
     Router::new()
@@ -86,6 +163,11 @@ pub fn router(sim: Arc<Sim>) -> Router {
         .route("/v1beta/models/{target}", post(gemini::generate))
         .route("/_sim/stats", get(stats))
         .route("/_sim/reset", post(reset))
+        .fallback(unknown_route)
+        .layer(axum::middleware::from_fn_with_state(
+            sim.clone(),
+            provider_errors,
+        ))
         .with_state(sim)
 }
 

@@ -314,7 +314,7 @@ pub async fn chat(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: Bytes) 
             None,
         );
     }
-    let m = match parse_body(&body) {
+    let m = match parse_body(&headers, &body) {
         Ok(m) => m,
         Err(msg) => return error(&sim, Api::OpenAi, ErrKind::BadRequest, &msg, None),
     };
@@ -474,7 +474,7 @@ pub async fn responses(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: By
             None,
         );
     }
-    let m = match parse_body(&body) {
+    let m = match parse_body(&headers, &body) {
         Ok(m) => m,
         Err(msg) => return error(&sim, Api::OpenAi, ErrKind::BadRequest, &msg, None),
     };

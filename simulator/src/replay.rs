@@ -9,6 +9,14 @@
 //! are dealt without replacement like a deck of cards that is reshuffled once
 //! it is empty, so that n requests to a cell of n recorded ratings return
 //! exactly those ratings.
+//!
+//! A seeded request in deal mode is one slot asking: a provider answers the
+//! same seeded request the same way, so a slot that asks again (its worker
+//! died after the answer, or its client gave up on a late answer) gets the
+//! card it was dealt instead of a new one. Workers send the slot's seed plus
+//! the attempt number, so seeds within [`SLOT_SEED_SPAN`] of a dealt seed in
+//! the same cell count as the same slot. This keeps a deal exact however
+//! often a system redoes its work.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -143,6 +151,11 @@ struct Recorded {
     selfs: HashMap<u8, Vec<u8>>,
 }
 
+/// Seeds of one cell closer than this (wrapping) belong to the same slot:
+/// a worker sends the slot's seed plus the attempt number (at most ten
+/// one-token attempts and one longer one).
+pub const SLOT_SEED_SPAN: u64 = 16;
+
 /// A cell's deck in deal mode.
 #[derive(Debug)]
 struct Deck {
@@ -150,6 +163,19 @@ struct Deck {
     /// Cards dealt from the current shuffle.
     next: usize,
     shuffles: u64,
+    /// The seed of each seeded request that was dealt a card, with the
+    /// card: a slot asking again gets the same one.
+    seeded: Vec<(u64, u8)>,
+}
+
+impl Deck {
+    /// The card already dealt to the slot of `seed`, if any.
+    fn dealt_to(&self, seed: u64) -> Option<u8> {
+        self.seeded
+            .iter()
+            .find(|(s, _)| s.wrapping_sub(seed).min(seed.wrapping_sub(*s)) < SLOT_SEED_SPAN)
+            .map(|(_, c)| *c)
+    }
 }
 
 /// All recorded data of a replay directory.
@@ -170,6 +196,9 @@ pub struct Recalled {
     pub rating: u8,
     /// The cell's recorded rating distribution (probability of each digit).
     pub distribution: [f64; 6],
+    /// Deal mode: the card had been dealt before to the same slot (same
+    /// seed), so no new card left the deck.
+    pub repeated: bool,
 }
 
 fn visit(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), ReplayError> {
@@ -349,10 +378,17 @@ impl Replay {
         (!found.1.is_empty()).then_some(found)
     }
 
+    /// The recorded rating distribution of a cell, or `None` when the
+    /// model has no recorded valid rating for it.
+    pub fn distribution(&self, key: &str, temperature: f64, cell: CellId) -> Option<[f64; 6]> {
+        self.cell(key, temperature, cell)
+            .map(|(_, ratings)| distribution(ratings))
+    }
+
     /// A rating for one request to a cell, or `None` when the model has no
-    /// recorded valid rating for it. `seed` (sample mode only) makes the
-    /// draw a pure function of the request; `draw` supplies randomness
-    /// otherwise.
+    /// recorded valid rating for it. In sample mode `seed` makes the draw a
+    /// pure function of the request (`draw` supplies randomness otherwise);
+    /// in deal mode it names the slot, which keeps its card.
     pub fn recall(
         &self,
         key: &str,
@@ -389,7 +425,15 @@ impl Replay {
                         cards: ratings.to_vec(),
                         next: ratings.len(),
                         shuffles: 0,
+                        seeded: Vec::new(),
                     });
+                if let Some(card) = seed.and_then(|s| deck.dealt_to(s)) {
+                    return Some(Recalled {
+                        rating: card,
+                        distribution,
+                        repeated: true,
+                    });
+                }
                 if deck.next >= deck.cards.len() {
                     let mut rng = ChaCha8Rng::seed_from_u64(fnv(&[
                         key.as_bytes(),
@@ -405,12 +449,16 @@ impl Replay {
                 }
                 let r = deck.cards[deck.next];
                 deck.next += 1;
+                if let Some(s) = seed {
+                    deck.seeded.push((s, r));
+                }
                 r
             }
         };
         Some(Recalled {
             rating,
             distribution,
+            repeated: false,
         })
     }
 }
@@ -504,6 +552,42 @@ mod tests {
                 |_| 0
             )
             .is_none());
+    }
+
+    #[test]
+    fn a_slot_asking_again_keeps_its_card() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut csv = String::from(
+            "persona_id,question_id,run_index,rating,failures,response,collected_at\n",
+        );
+        for (i, r) in [0, 1, 2, 3, 4, 5].iter().enumerate() {
+            csv.push_str(&format!("0,1,{},{r},0,{r},t\n", i + 1));
+        }
+        write(dir.path(), "m_temp01.csv", &csv);
+        let replay = Replay::load(dir.path(), 1, ReplayMode::Deal, 3).unwrap();
+        let cell = CellId {
+            persona: Some(0),
+            item: 1,
+        };
+        let ask = |seed: u64| replay.recall("m", 0.1, cell, Some(seed), |_| 0).unwrap();
+        // Six slots, far-apart seeds; each asks twice, once on a later attempt.
+        let seeds: Vec<u64> = (0..6u64)
+            .map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+            .collect();
+        let first: Vec<Recalled> = seeds.iter().map(|s| ask(*s)).collect();
+        assert!(first.iter().all(|r| !r.repeated));
+        let mut got: Vec<u8> = first.iter().map(|r| r.rating).collect();
+        got.sort();
+        assert_eq!(got, vec![0, 1, 2, 3, 4, 5], "one full deck, no card twice");
+        for (s, r) in seeds.iter().zip(&first) {
+            let again = ask(s.wrapping_add(3));
+            assert!(again.repeated);
+            assert_eq!(again.rating, r.rating);
+            assert_eq!(ask(*s).rating, r.rating);
+        }
+        // A new slot starts the next shuffle; an unseeded request is dealt too.
+        assert!(!ask(1 << 40).repeated);
+        assert!(!replay.recall("m", 0.1, cell, None, |_| 0).unwrap().repeated);
     }
 
     #[test]

@@ -28,6 +28,9 @@ pub struct KeyStats {
     pub rated: u64,
     /// Recorded ratings handed out (deal or sample).
     pub replayed: u64,
+    /// Of those, deal-mode answers to a slot that had been dealt its card
+    /// before (the same seed asking again): no new card left the deck.
+    pub repeated: u64,
     /// Prompts whose cell had no recorded rating (answered by the generator).
     pub unmatched: u64,
     /// Injected faults by kind.
@@ -119,6 +122,7 @@ pub struct Totals {
     pub rate_limited: u64,
     pub rated: u64,
     pub replayed: u64,
+    pub repeated: u64,
     pub faults: u64,
 }
 
@@ -145,6 +149,7 @@ impl Report {
             totals.rate_limited += s.rate_limited;
             totals.rated += s.rated;
             totals.replayed += s.replayed;
+            totals.repeated += s.repeated;
             totals.faults += s.faults.values().sum::<u64>();
             out.insert(
                 k.clone(),

@@ -381,8 +381,26 @@ pub fn token_bytes(t: &str) -> Vec<u8> {
     t.as_bytes().to_vec()
 }
 
-/// Reads a JSON object body, or says why it is not one.
-pub fn parse_body(body: &Bytes) -> Result<serde_json::Map<String, Value>, String> {
+/// Reads a JSON object body sent as `application/json`, or says why it is
+/// not one.
+pub fn parse_body(
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<serde_json::Map<String, Value>, String> {
+    let content_type = headers
+        .get("content-type")
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).to_string());
+    let is_json = content_type.as_deref().is_some_and(|t| {
+        t.split(';')
+            .next()
+            .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+    });
+    if !is_json {
+        return Err(format!(
+            "Invalid Content-Type header ({}); the request body must be JSON sent with Content-Type: application/json.",
+            content_type.as_deref().unwrap_or("none given")
+        ));
+    }
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(m)) => Ok(m),
         Ok(_) => Err("The request body must be a JSON object.".into()),

@@ -102,6 +102,13 @@ pub async fn rate_logprob(
             top_logprobs: Some(top_logprobs),
         })
         .await?;
+    if c.top_logprobs.is_none() && c.text.trim().is_empty() {
+        // An empty answer carries no first token, so no logprobs: a failed
+        // attempt of this slot, not a model without logprobs.
+        return Err(ProviderError::Retryable(
+            "the answer was empty, so it carried no logprobs".into(),
+        ));
+    }
     let top = c.top_logprobs.ok_or_else(|| {
         ProviderError::Fatal(
             "the provider returned no logprobs; logprob mode needs a model that offers top logprobs"
@@ -279,6 +286,25 @@ mod tests {
             python_json_top(&top),
             r#"[{"token": "2", "logprob": -0.7680049632216166}, {"token": "As", "logprob": -6.0}, {"token": "\u00e9\"\n", "logprob": -1e-05}]"#
         );
+    }
+
+    #[tokio::test]
+    async fn an_empty_logprob_answer_is_retried_not_fatal() {
+        // An empty answer has no first token and so no logprobs: the slot
+        // is asked again, the model is not declared logprob-less.
+        let p = Scripted {
+            answers: Mutex::new(vec![""]),
+            seen: Mutex::new(vec![]),
+        };
+        let e = rate_logprob(&p, "p", 1.0, 20, Some(1)).await.unwrap_err();
+        assert!(matches!(e, ProviderError::Retryable(_)), "{e:?}");
+        // Text without logprobs still means a model that offers none.
+        let p = Scripted {
+            answers: Mutex::new(vec!["3"]),
+            seen: Mutex::new(vec![]),
+        };
+        let e = rate_logprob(&p, "p", 1.0, 20, Some(1)).await.unwrap_err();
+        assert!(matches!(e, ProviderError::Fatal(_)), "{e:?}");
     }
 
     #[tokio::test]
