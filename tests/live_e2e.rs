@@ -117,7 +117,25 @@ fn live_page_follows_a_cluster_sweep_and_requires_the_token() {
         "the page does not ask for the token"
     );
 
-    let _worker = spawn_worker(&url, "live-w1", TOKEN, &["--concurrency", "8"]);
+    // The worker holds the simulator's key (spawn_worker sets only the token).
+    let _worker = Proc(
+        std::process::Command::new(bin())
+            .args([
+                "worker",
+                "--coordinator",
+                &url,
+                "--name",
+                "live-w1",
+                "--concurrency",
+                "8",
+            ])
+            .env("MORALSWEEP_TOKEN", TOKEN)
+            .env(KEY_VAR, API_KEY)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("the moralsweep binary starts"),
+    );
     let page = format!("http://{ops}/live?token={TOKEN}");
     let t0 = Instant::now();
     let mut seen: Vec<u64> = Vec::new();
@@ -128,6 +146,10 @@ fn live_page_follows_a_cluster_sweep_and_requires_the_token() {
         );
         let load = browser::load(&chromium, &page, 1500);
         assert!(load.console.is_empty(), "console: {:?}", load.console);
+        assert!(
+            !load.dom.contains("data-state=\"failed\""),
+            "the sweep failed"
+        );
         if let Some((done, total, models)) = shown(&load.dom) {
             assert_eq!(
                 models.iter().map(|m| m.1).sum::<u64>(),
