@@ -45,8 +45,15 @@ fn get(addr: &str, path: &str, token: Option<&str>) -> (u16, String) {
     (status, body.to_string())
 }
 
-/// (done, total) of the sweep as the page shows it, if it shows it.
-fn shown(dom: &str) -> Option<(u64, u64, Vec<(String, u64)>)> {
+/// What the page shows of the sweep: done, total, and done per row.
+struct Shown {
+    done: u64,
+    total: u64,
+    rows: Vec<(String, u64)>,
+}
+
+/// The sweep as the page shows it, if it shows it.
+fn shown(dom: &str) -> Option<Shown> {
     let sweep = browser::elements(dom, "section", "class=\"sweep\"")
         .into_iter()
         .find(|a| a.get("data-sweep").map(String::as_str) == Some(SWEEP))?;
@@ -54,11 +61,11 @@ fn shown(dom: &str) -> Option<(u64, u64, Vec<(String, u64)>)> {
         .into_iter()
         .map(|a| (a["data-model"].clone(), a["data-done"].parse().unwrap()))
         .collect();
-    Some((
-        sweep["data-done"].parse().unwrap(),
-        sweep["data-total"].parse().unwrap(),
-        models,
-    ))
+    Some(Shown {
+        done: sweep["data-done"].parse().unwrap(),
+        total: sweep["data-total"].parse().unwrap(),
+        rows: models,
+    })
 }
 
 #[test]
@@ -150,7 +157,12 @@ fn live_page_follows_a_cluster_sweep_and_requires_the_token() {
             !load.dom.contains("data-state=\"failed\""),
             "the sweep failed"
         );
-        if let Some((done, total, models)) = shown(&load.dom) {
+        if let Some(Shown {
+            done,
+            total,
+            rows: models,
+        }) = shown(&load.dom)
+        {
             assert_eq!(
                 models.iter().map(|m| m.1).sum::<u64>(),
                 done,
