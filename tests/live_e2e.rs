@@ -45,8 +45,15 @@ fn get(addr: &str, path: &str, token: Option<&str>) -> (u16, String) {
     (status, body.to_string())
 }
 
-/// (done, total) of the sweep as the page shows it, if it shows it.
-fn shown(dom: &str) -> Option<(u64, u64, Vec<(String, u64)>)> {
+/// What the page shows of the sweep: done, total, and done per row.
+struct Shown {
+    done: u64,
+    total: u64,
+    rows: Vec<(String, u64)>,
+}
+
+/// The sweep as the page shows it, if it shows it.
+fn shown(dom: &str) -> Option<Shown> {
     let sweep = browser::elements(dom, "section", "class=\"sweep\"")
         .into_iter()
         .find(|a| a.get("data-sweep").map(String::as_str) == Some(SWEEP))?;
@@ -54,11 +61,11 @@ fn shown(dom: &str) -> Option<(u64, u64, Vec<(String, u64)>)> {
         .into_iter()
         .map(|a| (a["data-model"].clone(), a["data-done"].parse().unwrap()))
         .collect();
-    Some((
-        sweep["data-done"].parse().unwrap(),
-        sweep["data-total"].parse().unwrap(),
-        models,
-    ))
+    Some(Shown {
+        done: sweep["data-done"].parse().unwrap(),
+        total: sweep["data-total"].parse().unwrap(),
+        rows: models,
+    })
 }
 
 #[test]
@@ -117,7 +124,25 @@ fn live_page_follows_a_cluster_sweep_and_requires_the_token() {
         "the page does not ask for the token"
     );
 
-    let _worker = spawn_worker(&url, "live-w1", TOKEN, &["--concurrency", "8"]);
+    // The worker holds the simulator's key (spawn_worker sets only the token).
+    let _worker = Proc(
+        std::process::Command::new(bin())
+            .args([
+                "worker",
+                "--coordinator",
+                &url,
+                "--name",
+                "live-w1",
+                "--concurrency",
+                "8",
+            ])
+            .env("MORALSWEEP_TOKEN", TOKEN)
+            .env(KEY_VAR, API_KEY)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("the moralsweep binary starts"),
+    );
     let page = format!("http://{ops}/live?token={TOKEN}");
     let t0 = Instant::now();
     let mut seen: Vec<u64> = Vec::new();
@@ -128,7 +153,16 @@ fn live_page_follows_a_cluster_sweep_and_requires_the_token() {
         );
         let load = browser::load(&chromium, &page, 1500);
         assert!(load.console.is_empty(), "console: {:?}", load.console);
-        if let Some((done, total, models)) = shown(&load.dom) {
+        assert!(
+            !load.dom.contains("data-state=\"failed\""),
+            "the sweep failed"
+        );
+        if let Some(Shown {
+            done,
+            total,
+            rows: models,
+        }) = shown(&load.dom)
+        {
             assert_eq!(
                 models.iter().map(|m| m.1).sum::<u64>(),
                 done,

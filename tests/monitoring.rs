@@ -11,8 +11,6 @@
 //! promtool and the Python tools are installed by ./scripts/test; without
 //! them the tests skip with a message, except under CI=true, where they fail.
 
-mod obs;
-
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::Command;
@@ -260,38 +258,23 @@ fn dashboard_and_rules_name_only_metrics_the_binary_exports() {
     let named = metric_names(&exprs);
     assert!(named.len() >= 10, "{named:?}");
 
-    // A real process's /metrics: a worker with its ops port and no
-    // coordinator (the endpoints answer regardless).
-    let ops = format!(
-        "127.0.0.1:{}",
-        moralsweep_coordinator::testsupport::free_port()
-    );
-    let dead = format!(
-        "http://127.0.0.1:{}",
-        moralsweep_coordinator::testsupport::free_port()
-    );
-    let mut child = Command::new(env!("CARGO_BIN_EXE_moralsweep"))
-        .args([
-            "worker",
-            "--coordinator",
-            &dead,
-            "--ops-listen",
-            &ops,
-            "--drain-timeout",
-            "1",
-        ])
-        .env("MORALSWEEP_TOKEN", "monitoring-test-token-0123456789")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let up = obs::wait_port(&ops, std::time::Duration::from_secs(30));
-    let scraped = obs::http_get(&ops, "/metrics");
-    let _ = child.kill();
-    let _ = child.wait();
-    assert!(up, "the worker's ops port did not open");
-    let (code, text) = scraped.unwrap();
-    assert_eq!(code, 200);
+    // The registry every role exports on /metrics, with one series in each
+    // family (a family without a series shows no TYPE line).
+    let m = moralsweep_telemetry::Metrics::new("coordinator");
+    m.slot_done("s", "m");
+    m.slot_failed("s", "m");
+    m.set_in_flight("s", "m", 1);
+    m.set_slots_total("s", "m", 10);
+    m.set_slots_remaining("s", "m", 9);
+    m.request("g", "429", std::time::Duration::from_millis(20));
+    m.retry("g");
+    m.tokens("m", 100, 1);
+    m.cost("m", 0.01);
+    m.lease_granted(1);
+    m.lease_reclaimed(1);
+    m.set_workers(2);
+    m.set_store_ready(true);
+    let text = m.encode();
     let families: BTreeSet<String> = text
         .lines()
         .filter_map(|l| l.strip_prefix("# TYPE "))

@@ -20,6 +20,9 @@ use serde_json::{json, Value};
 /// How far back the rate looks.
 const RATE_WINDOW: Duration = Duration::from_secs(60);
 
+/// A unit of a sweep: (sweep, model, mode).
+type UnitId = (String, String, String);
+
 /// The live view's source for an engine.
 pub struct EngineLive {
     engine: Arc<Engine>,
@@ -27,7 +30,7 @@ pub struct EngineLive {
     /// usage and cost (`run`); otherwise cost is estimated from the spec.
     in_process: bool,
     /// (sweep, model, mode) -> recent (time, done), for rates and ETAs.
-    history: Mutex<HashMap<(String, String, String), VecDeque<(Instant, u64)>>>,
+    history: Mutex<HashMap<UnitId, VecDeque<(Instant, u64)>>>,
 }
 
 impl EngineLive {
@@ -43,7 +46,7 @@ impl EngineLive {
     }
 
     /// Slots per minute over the window, `None` until two polls apart.
-    fn rate(&self, key: (String, String, String), done: u64, now: Instant) -> Option<f64> {
+    fn rate(&self, key: UnitId, done: u64, now: Instant) -> Option<f64> {
         let mut h = self.history.lock().unwrap_or_else(|e| e.into_inner());
         let q = h.entry(key).or_default();
         q.push_back((now, done));

@@ -85,8 +85,8 @@ impl LiveView {
 /// how much of a guessed token was right.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     let mut diff = (a.len() != b.len()) as u8;
-    for i in 0..b.len() {
-        diff |= a.get(i).copied().unwrap_or(0) ^ b[i];
+    for (i, x) in b.iter().enumerate() {
+        diff |= a.get(i).copied().unwrap_or(0) ^ x;
     }
     diff == 0
 }

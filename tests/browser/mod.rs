@@ -52,6 +52,9 @@ fn base_args(profile: &Path) -> Vec<String> {
         "--disable-extensions",
         "--metrics-recording-only",
         "--hide-scrollbars",
+        // Nothing leaves the machine: Chromium's own background requests
+        // (updates, sign-in) resolve nowhere; pages reach loopback only.
+        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -82,7 +85,7 @@ pub fn load(browser: &Path, url: &str, budget_ms: u32) -> Load {
     assert!(out.status.success(), "chromium failed on {url}:\n{stderr}");
     let console = stderr
         .lines()
-        .filter(|l| l.contains(":CONSOLE(") || l.contains("Content Security Policy"))
+        .filter(|l| l.contains(":CONSOLE") || l.contains("Content Security Policy"))
         .map(str::to_string)
         .collect();
     Load {
@@ -92,20 +95,26 @@ pub fn load(browser: &Path, url: &str, budget_ms: u32) -> Load {
     }
 }
 
-/// The URLs of the requests in a Chromium net log.
+/// The URLs of the requests a page made (not Chromium's own background
+/// requests, whose initiator is "not an origin"), from a Chromium net log.
 fn netlog_urls(path: &Path) -> Vec<String> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     // The log is closed properly on a clean exit; tolerate a missing tail.
     let v: serde_json::Value = serde_json::from_str(&text)
         .or_else(|_| serde_json::from_str(&format!("{}]}}", text.trim_end().trim_end_matches(','))))
         .unwrap_or_else(|e| panic!("the net log {} is not JSON: {e}", path.display()));
+    let start = v["constants"]["logEventTypes"]["URL_REQUEST_START_JOB"]
+        .as_u64()
+        .expect("the net log names its event types");
     let mut urls = Vec::new();
-    if let Some(events) = v["events"].as_array() {
-        for e in events {
-            if let Some(u) = e["params"]["url"].as_str() {
-                if !urls.iter().any(|x| x == u) {
-                    urls.push(u.to_string());
-                }
+    for e in v["events"].as_array().into_iter().flatten() {
+        if e["type"].as_u64() != Some(start) {
+            continue;
+        }
+        let by_page = e["params"]["initiator"].as_str() != Some("not an origin");
+        if let (true, Some(u)) = (by_page, e["params"]["url"].as_str()) {
+            if !urls.iter().any(|x| x == u) {
+                urls.push(u.to_string());
             }
         }
     }
