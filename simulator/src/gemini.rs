@@ -210,10 +210,12 @@ fn query(key: String, m: &Map<String, Value>) -> Result<(Query, u64), Refusal> {
         None => None,
         Some(v) => match v.as_u64() {
             Some(k) if k <= 20 => Some(k as u32),
-            _ => return Err(format!(
+            _ => {
+                return Err(format!(
                 "* GenerateContentRequest.generation_config.logprobs: must be in [0, 20], got {v}"
             )
-            .into()),
+                .into())
+            }
         },
     };
     if top.is_some() && !logprobs {
