@@ -5,7 +5,9 @@
 //! carry no temperature (the simulator saw none), its files are
 //! `<key>_tempdefault*.csv`, its metrics say `provider-default`, and
 //! `analyze` reads them back, apart from a temperature-controlled model of
-//! the same sweep.
+//! the same sweep. The dry run's input tokens agree with the tokens the
+//! simulator counted (the same tokenizer: o200k_base for `gpt-4o-*`, the
+//! documented estimate for the Anthropic model).
 
 mod common;
 mod simproc;
@@ -40,9 +42,9 @@ api_key_env = "{KEY_VAR}"
 {claude_extra}
 
 [[model]]
-key = "gpt-ctl"
+key = "gpt-4o-ctl"
 provider = "sim"
-model = "gpt-ctl"
+model = "gpt-4o-ctl"
 base_url = "{sim}/v1"
 "#
     )
@@ -106,8 +108,8 @@ fn a_model_without_a_temperature_is_refused_or_sampled_at_the_provider_default()
     for f in [
         "claude-pd_tempdefault.csv",
         "claude-pd_tempdefault_self.csv",
-        "gpt-ctl_temp01.csv",
-        "gpt-ctl_temp01_self.csv",
+        "gpt-4o-ctl_temp01.csv",
+        "gpt-4o-ctl_temp01_self.csv",
     ] {
         assert!(data.join(f).is_file(), "{f} missing");
     }
@@ -120,16 +122,37 @@ fn a_model_without_a_temperature_is_refused_or_sampled_at_the_provider_default()
         claude["without_temperature"].as_u64().unwrap() >= slots as u64,
         "{claude}"
     );
-    let ctl = &stats["keys"]["gpt-ctl"];
+    let ctl = &stats["keys"]["gpt-4o-ctl"];
     assert!(ctl["with_temperature"].as_u64().unwrap() >= slots as u64);
     assert_eq!(ctl["without_temperature"], 0, "{ctl}");
+
+    // The dry run's token counts against the simulator's.
+    let sweep =
+        moralsweep_common::Sweep::load(&d.join("s.toml"), moralsweep_common::spec::KeyCheck::Skip)
+            .unwrap();
+    let dry = moralsweep_worker::cost::dry_run(&sweep);
+    for (key, counted_by) in [("gpt-4o-ctl", "o200k_base"), ("claude-pd", "estimate")] {
+        let est = dry.models.iter().find(|m| m.key == key).unwrap();
+        assert_eq!(est.counted_by, counted_by);
+        let seen = stats["keys"][key]["input_tokens"].as_u64().unwrap();
+        let rel = (est.input_tokens as f64 - seen as f64).abs() / seen as f64;
+        eprintln!(
+            "{key}: dry run {} input tokens ({counted_by}), simulator counted {seen}: {:.3}% apart",
+            est.input_tokens,
+            rel * 100.0
+        );
+        assert!(rel <= 0.02, "{key}: {} vs {seen}", est.input_tokens);
+    }
 
     let rows = metric_rows(&d.join("out/metrics/persona_moral_metrics.csv"));
     assert!(
         rows.contains(&("claude-pd".into(), "provider-default".into())),
         "{rows:?}"
     );
-    assert!(rows.contains(&("gpt-ctl".into(), "0.1".into())), "{rows:?}");
+    assert!(
+        rows.contains(&("gpt-4o-ctl".into(), "0.1".into())),
+        "{rows:?}"
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("provider-default"), "{stdout}");
 

@@ -165,8 +165,8 @@ fn body(sim: &Sim, key: &str, a: &Answer) -> Value {
     })
 }
 
-/// Refuses a request without the right key or `anthropic-version`.
-fn check_headers(sim: &Sim, headers: &HeaderMap) -> Result<(), Response> {
+/// The refusal of a request without the right key or `anthropic-version`.
+fn header_refusal(sim: &Sim, headers: &HeaderMap) -> Option<Response> {
     // `x-api-key`, or a bearer token as recent SDKs send it.
     let key = headers
         .get("x-api-key")
@@ -178,7 +178,7 @@ fn check_headers(sim: &Sim, headers: &HeaderMap) -> Result<(), Response> {
                 .and_then(|v| v.strip_prefix("Bearer "))
         });
     if !sim.key_ok(key) {
-        return Err(error(
+        return Some(error(
             sim,
             Api::Anthropic,
             ErrKind::Auth,
@@ -187,7 +187,7 @@ fn check_headers(sim: &Sim, headers: &HeaderMap) -> Result<(), Response> {
         ));
     }
     if headers.get("anthropic-version").is_none() {
-        return Err(error(
+        return Some(error(
             sim,
             Api::Anthropic,
             ErrKind::BadRequest,
@@ -195,13 +195,13 @@ fn check_headers(sim: &Sim, headers: &HeaderMap) -> Result<(), Response> {
             None,
         ));
     }
-    Ok(())
+    None
 }
 
 /// `POST /v1/messages/count_tokens`: `{"input_tokens": n}`, counted as the
 /// Messages route counts them (not rate limited, no answer drawn).
 pub async fn count_tokens(State(sim): State<Arc<Sim>>, headers: HeaderMap, raw: Bytes) -> Response {
-    if let Err(r) = check_headers(&sim, &headers) {
+    if let Some(r) = header_refusal(&sim, &headers) {
         return r;
     }
     let counted = parse_body(&raw).and_then(|m| {
@@ -224,7 +224,7 @@ pub async fn count_tokens(State(sim): State<Arc<Sim>>, headers: HeaderMap, raw: 
 
 /// `POST /v1/messages`.
 pub async fn messages(State(sim): State<Arc<Sim>>, headers: HeaderMap, raw: Bytes) -> Response {
-    if let Err(r) = check_headers(&sim, &headers) {
+    if let Some(r) = header_refusal(&sim, &headers) {
         return r;
     }
     let m = match parse_body(&headers, &raw) {

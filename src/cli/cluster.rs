@@ -414,7 +414,7 @@ pub fn submit(a: SubmitArgs) -> anyhow::Result<()> {
     // Validate locally first (keys are checked by the workers, which hold them).
     let sweep = Sweep::load(&a.spec, KeyCheck::Skip)?;
     if a.dry_run {
-        println!("{}", moralsweep_worker::cost::dry_run(&sweep));
+        println!("{}", moralsweep_worker::cost::dry_run_for(&sweep)?);
         return Ok(());
     }
     let text = std::fs::read_to_string(&a.spec)

@@ -66,7 +66,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     if args.dry_run {
         // Nothing is sent, so no key is needed.
         let sweep = Sweep::load(&args.spec, KeyCheck::Skip)?;
-        println!("{}", moralsweep_worker::cost::dry_run(&sweep));
+        println!("{}", moralsweep_worker::cost::dry_run_for(&sweep)?);
         return Ok(());
     }
     let sweep = Sweep::load(&args.spec, KeyCheck::Check)?;

@@ -187,6 +187,9 @@ pub struct DryRun {
     pub unpriced: Vec<String>,
     /// Rate groups run in parallel: the slowest group's minutes.
     pub minutes: Option<f64>,
+    /// Token-counting requests the dry run sent (models with
+    /// `count_tokens = true`); nothing else is ever sent.
+    pub counting_requests: u64,
 }
 
 /// Prompt tokens of one pass over every (persona, item), and over the items
@@ -242,6 +245,7 @@ fn calibration_prompts(sweep: &Sweep) -> Vec<String> {
 pub async fn dry_run_counted(sweep: &Sweep) -> Result<DryRun, ProviderError> {
     let sample = calibration_prompts(sweep);
     let mut counts = Vec::new();
+    let mut sent = 0u64;
     for m in &sweep.spec.models {
         let t = Tokenizer::for_model(&m.provider, &m.model);
         let pass = pass_tokens(sweep, &|p| t.prompt_tokens(p));
@@ -253,6 +257,7 @@ pub async fn dry_run_counted(sweep: &Sweep) -> Result<DryRun, ProviderError> {
         let mut counted = 0u64;
         let mut estimated = 0u64;
         for p in &sample {
+            sent += 1;
             let Some(n) = provider.count_tokens(p).await? else {
                 break;
             };
@@ -266,7 +271,29 @@ pub async fn dry_run_counted(sweep: &Sweep) -> Result<DryRun, ProviderError> {
         let scale = |x: u64| (x as f64 * counted as f64 / estimated as f64).round() as u64;
         counts.push(((scale(pass.0), scale(pass.1)), "count_tokens".to_string()));
     }
-    Ok(price(sweep, counts))
+    let mut d = price(sweep, counts);
+    d.counting_requests = sent;
+    Ok(d)
+}
+
+/// The dry run the CLI prints: [`dry_run`], or [`dry_run_counted`] (on a
+/// runtime of its own) when a model's spec says `count_tokens = true`.
+pub fn dry_run_for(sweep: &Sweep) -> Result<DryRun, ProviderError> {
+    if !sweep
+        .spec
+        .models
+        .iter()
+        .any(|m| m.count_tokens == Some(true))
+    {
+        return Ok(dry_run(sweep));
+    }
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            ProviderError::Fatal(format!("cannot start a runtime for the token counts: {e}"))
+        })?
+        .block_on(dry_run_counted(sweep))
 }
 
 /// The dry run of a sweep whose models' prompt tokens per pass (persona
@@ -347,6 +374,7 @@ fn price(sweep: &Sweep, counts: Vec<((u64, u64), String)>) -> DryRun {
         minutes,
         models,
         groups: groups.into_values().collect(),
+        counting_requests: 0,
     }
 }
 
@@ -366,7 +394,15 @@ fn fmt_cost(c: Option<f64>) -> String {
 
 impl fmt::Display for DryRun {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "dry run of sweep {:?} (nothing is sent)", self.sweep)?;
+        if self.counting_requests == 0 {
+            writeln!(f, "dry run of sweep {:?} (nothing is sent)", self.sweep)?;
+        } else {
+            writeln!(
+                f,
+                "dry run of sweep {:?} (only {} token-counting requests were sent)",
+                self.sweep, self.counting_requests
+            )?;
+        }
         writeln!(
             f,
             "{:<28} {:<18} {:>10} {:>14} {:>10} {:>10}  tokens counted by",

@@ -333,3 +333,60 @@ async fn real_rate_limits_answer_429_with_the_time_to_wait() {
         }
     }
 }
+
+#[tokio::test]
+async fn token_counts_from_the_counting_endpoints_and_the_dry_run() {
+    let s = sim(SimConfig::default()).await;
+    let addr = s.addr.to_string();
+    let prompt = "Rate this from 0 to 5.";
+    for kind in ["anthropic", "gemini"] {
+        let p = build(&kind_spec(kind, &addr, json!({}))).unwrap();
+        let n = p.count_tokens(prompt).await.unwrap();
+        assert_eq!(
+            n,
+            Some(moralsweep_common::tokens::estimate_tokens(prompt)),
+            "{kind}"
+        );
+    }
+    // OpenAI: its BPE, counted here without a request.
+    let p = build(&kind_spec("openai", &addr, json!({"model": "gpt-4o"}))).unwrap();
+    assert_eq!(
+        p.count_tokens("Hello world").await.unwrap(),
+        Some(2 + moralsweep_common::tokens::CHAT_OVERHEAD)
+    );
+    let counted = |s: &Running| -> u64 {
+        s.sim
+            .report()
+            .keys
+            .values()
+            .map(|k| k.stats.token_counts)
+            .sum()
+    };
+    assert_eq!(counted(&s), 2);
+
+    // The dry run asks the endpoint of a model whose spec allows it.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("p.json"), r#"["a nurse", "a pilot"]"#).unwrap();
+    let text = format!(
+        "name = \"count\"\npersonas = \"p.json\"\noutput = \"out\"\n\n[[model]]\nkey = \"c\"\nprovider = \"anthropic\"\nmodel = \"claude-count\"\nbase_url = \"http://{addr}\"\napi_key_env = \"MORALSWEEP_T_RIGHT\"\ntemperature = \"provider-default\"\ncount_tokens = true\n\n[[model]]\nkey = \"g\"\nprovider = \"gemini\"\nmodel = \"gemini-2.5-flash\"\nbase_url = \"http://{addr}\"\napi_key_env = \"MORALSWEEP_T_RIGHT\"\n"
+    );
+    let sweep = moralsweep_common::Sweep::from_text(
+        &text,
+        &dir.path().join("s.toml"),
+        moralsweep_common::spec::KeyCheck::Skip,
+    )
+    .unwrap();
+    let d = moralsweep_worker::cost::dry_run_counted(&sweep)
+        .await
+        .unwrap();
+    assert_eq!(d.counting_requests, 60);
+    assert_eq!(counted(&s), 2 + 60);
+    assert_eq!(d.models[0].counted_by, "count_tokens");
+    assert_eq!(d.models[1].counted_by, "estimate");
+    // The simulator counts with the estimate, so the calibrated figure is it.
+    assert_eq!(
+        d.models[0].input_tokens,
+        moralsweep_worker::cost::dry_run(&sweep).models[0].input_tokens
+    );
+    assert!(d.to_string().contains("only 60 token-counting requests"));
+}
