@@ -116,7 +116,29 @@ fn outcome() -> impl Strategy<Value = Option<pb::slot_result::Outcome>> {
     ]
 }
 
+/// A result for any unit, or one aimed at a recorded slot of the finished
+/// sweep (every outcome there, a fatal one included, must change nothing).
 fn slot_result() -> impl Strategy<Value = pb::SlotResult> {
+    prop_oneof![any_slot_result(), aimed_slot_result()]
+}
+
+fn aimed_slot_result() -> impl Strategy<Value = pb::SlotResult> {
+    (
+        prop_oneof![Just("persona"), Just("self"), Just("logprob")],
+        0u32..60,
+        outcome(),
+    )
+        .prop_map(|(mode, slot, outcome)| pb::SlotResult {
+            lease_id: String::new(),
+            sweep: "fz".into(),
+            model: "m".into(),
+            mode: mode.into(),
+            slot,
+            outcome,
+        })
+}
+
+fn any_slot_result() -> impl Strategy<Value = pb::SlotResult> {
     (name(), name(), name(), name(), number(), outcome()).prop_map(
         |(lease_id, sweep, model, mode, slot, outcome)| pb::SlotResult {
             lease_id,

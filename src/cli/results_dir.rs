@@ -347,12 +347,9 @@ impl ResultsDir {
         // Files of the earlier fetch that this one does not have (a partial
         // file of a unit with no rows now, the marker of a partial fetch).
         let mut keep = received.clone();
-        match partial {
-            Some(text) => {
-                write_atomic(&root.join(PARTIAL_MARKER), text.as_bytes())?;
-                keep.insert(PARTIAL_MARKER.to_string());
-            }
-            None => {}
+        if let Some(text) = partial {
+            write_atomic(&root.join(PARTIAL_MARKER), text.as_bytes())?;
+            keep.insert(PARTIAL_MARKER.to_string());
         }
         for stale in listed.difference(&keep) {
             remove_if_there(&root.join(stale))?;
