@@ -17,7 +17,9 @@
 //! [`ModelsMap::from_specs`]`(&sweep.spec.models)` instead of a TOML file.
 //!
 //! [`analyze_dir`] scans the directory recursively (hidden entries are
-//! skipped) and groups the rating files by model key (see
+//! skipped; links to directories are never followed; a dangling link or a
+//! file that is not a rating file is skipped with a note in
+//! [`Report::notes`]) and groups the rating files by model key (see
 //! [`crate::formats::parse_file_name`]): a key's sampling files at several
 //! temperatures are aligned on one persona set; each self file gives a self
 //! profile under its own key; each logprob file gives R(T) and S(T) at
@@ -36,9 +38,14 @@
 //! | `variant_deltas.csv` | one per model with a family and a variant, against its family's base |
 //! | `variant_excess.csv` | per family: insecure-minus-secure excess (when both exist) |
 //! | `temperature_curve_metrics.csv` | one per logprob file and temperature (when any) |
+//! | `dropped.csv` | one per file, item or persona left out of a file's metrics, and why |
 //!
 //! The first columns of each are the papers' columns in the papers' order;
 //! columns after them are additions.
+//!
+//! Bad data is an error naming the file and the line: a malformed row, a
+//! file with a header and no rows, a (persona, question, run_index) slot on
+//! two rows (unless [`AnalyzeOptions::repeated_slots`] counts repeats).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -49,8 +56,8 @@ use std::sync::Mutex;
 use serde::Deserialize;
 
 use crate::formats::{
-    commit_file, fmt_float, fmt_temperature, is_provider_default, parse_file_name, read_logprobs,
-    read_sampling, temp_path, FileKind, FormatError,
+    commit_file, first_repeated_slot, fmt_float, fmt_temperature, is_provider_default,
+    parse_file_name, read_logprobs, read_sampling, temp_path, FileKind, FormatError, RatingRow,
 };
 use crate::instrument::Foundation;
 use crate::metrics::{
@@ -86,9 +93,9 @@ impl ModelsMap {
     /// Reads a `--models` TOML file: `[models."<key>"]` tables with
     /// `family` and `variant`.
     pub fn load(path: &Path) -> Result<ModelsMap, AnalyzeError> {
-        let text = std::fs::read_to_string(path).map_err(|source| AnalyzeError::Io {
+        let text = std::fs::read_to_string(path).map_err(|error| AnalyzeError::Io {
             path: path.to_path_buf(),
-            source,
+            error,
         })?;
         ModelsMap::parse(&text, path)
     }
@@ -162,6 +169,23 @@ pub struct AnalyzeOptions {
     pub models: ModelsMap,
     /// Worker threads; 0 means one per available core.
     pub threads: usize,
+    /// What a slot recorded on more than one row means (default: an error).
+    pub repeated_slots: RepeatedSlots,
+}
+
+/// What `analyze` does with a (persona, question, run_index) slot that
+/// appears on several rows of a sampling or self file, or a
+/// (persona, question) pair on several rows of a logprob file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RepeatedSlots {
+    /// An error naming the file and both lines: a slot is recorded once, so
+    /// a repeat means a merged, concatenated or corrupted file.
+    #[default]
+    Reject,
+    /// Every row counts as one rating of its cell, as the papers' pipeline
+    /// treats retried slots (in a logprob file the last row of a pair
+    /// counts); each such file gets a warning.
+    Count,
 }
 
 /// The logprob temperatures used when none are given.
@@ -180,6 +204,7 @@ impl Default for AnalyzeOptions {
             temperatures: DEFAULT_LOGPROB_TEMPERATURES.to_vec(),
             models: ModelsMap::default(),
             threads: 0,
+            repeated_slots: RepeatedSlots::Reject,
         }
     }
 }
@@ -187,17 +212,34 @@ impl Default for AnalyzeOptions {
 /// Why `analyze` failed.
 #[derive(Debug, thiserror::Error)]
 pub enum AnalyzeError {
-    #[error("{path}: {source}")]
+    /// The io error's text is in the message (not a `source()`), so a
+    /// printed chain shows it once.
+    #[error("{path}: {error}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error(transparent)]
     Format(#[from] FormatError),
     #[error("models file {path}: {message}")]
     Models { path: PathBuf, message: String },
-    #[error("{dir}: no rating files found (expected <key>_temp<TT>.csv, <key>_self.csv, <key>_temp<TT>_self.csv or <key>_logprobs.csv)")]
-    NoFiles { dir: PathBuf },
+    #[error("{dir}: no rating files found (expected <key>_temp<TT>.csv, <key>_self.csv, <key>_temp<TT>_self.csv or <key>_logprobs.csv){skipped}")]
+    NoFiles {
+        dir: PathBuf,
+        /// The scan's notes on what it skipped, as a sentence ("" when none).
+        skipped: String,
+    },
+    #[error("{path}: the file holds a header but no rating rows; a rating file needs at least one row (was it cut short? collect it again or remove it)")]
+    NoRows { path: PathBuf },
+    #[error("{path}, line {line}: {slot} repeats the slot of line {first_line} ({repeats} row(s) of the file repeat an earlier one); each slot is recorded once, so a repeat means a merged or corrupted file: remove the repeats, or count every row as the papers' pipeline does with `analyze --allow-repeated-slots`")]
+    RepeatedSlot {
+        path: PathBuf,
+        /// The slot, e.g. "persona 3, question 5, run_index 2".
+        slot: String,
+        first_line: u64,
+        line: u64,
+        repeats: usize,
+    },
     #[error("{first} and {second} both hold {what} of model `{key}`; keep one of them (or give them different keys)")]
     Duplicate {
         key: String,
@@ -220,55 +262,141 @@ pub struct FoundFile {
     pub size: u64,
 }
 
-/// Lists the rating files under `dir`, recursively, sorted by path.
+/// What a scan of a directory found: the rating files, and a note for each
+/// entry it skipped.
+#[derive(Debug, Clone, Default)]
+pub struct Scan {
+    /// The rating files, sorted by path.
+    pub files: Vec<FoundFile>,
+    /// One line per skipped entry, sorted: a link to a directory (never
+    /// followed, so `up -> ..` cannot loop), a link whose target is gone, a
+    /// file that is not a rating file, an unreadable subdirectory. Hidden
+    /// entries (`.name`) are skipped without a note.
+    pub notes: Vec<String>,
+}
+
+/// Directories nested deeper than this are not scanned (with a note).
+pub const MAX_SCAN_DEPTH: usize = 32;
+
+/// Lists the rating files under `dir`, recursively, sorted by path (the
+/// notes of [`scan`] go to the log).
 pub fn scan_dir(dir: &Path) -> Result<Vec<FoundFile>, AnalyzeError> {
-    let mut out = Vec::new();
+    let found = scan(dir)?;
+    for n in &found.notes {
+        tracing::info!("{n}");
+    }
+    Ok(found.files)
+}
+
+/// Scans `dir` recursively for rating files. Links to files are read; links
+/// to directories are not followed; what is skipped gets a note. Only an
+/// unreadable `dir` itself is an error.
+pub fn scan(dir: &Path) -> Result<Scan, AnalyzeError> {
+    let mut out = Scan::default();
     scan_into(dir, dir, 0, &mut out)?;
-    out.sort_by(|a, b| a.relative.cmp(&b.relative));
+    out.files.sort_by(|a, b| a.relative.cmp(&b.relative));
+    out.notes.sort();
     Ok(out)
 }
 
-fn scan_into(
-    root: &Path,
-    dir: &Path,
-    depth: usize,
-    out: &mut Vec<FoundFile>,
-) -> Result<(), AnalyzeError> {
-    let io = |source| AnalyzeError::Io {
-        path: dir.to_path_buf(),
-        source,
+/// `path` relative to `root`, with `/` separators.
+fn relative_name(root: &Path, path: &Path) -> String {
+    path.strip_prefix(root)
+        .unwrap_or(path)
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+fn scan_into(root: &Path, dir: &Path, depth: usize, out: &mut Scan) -> Result<(), AnalyzeError> {
+    let rel_dir = relative_name(root, dir);
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(error) if depth == 0 => {
+            return Err(AnalyzeError::Io {
+                path: dir.to_path_buf(),
+                error,
+            })
+        }
+        Err(e) => {
+            out.notes.push(format!(
+                "{rel_dir}/: skipped: the directory cannot be read ({e})"
+            ));
+            return Ok(());
+        }
     };
-    if depth > 32 {
-        return Ok(());
-    }
-    for entry in std::fs::read_dir(dir).map_err(io)? {
-        let entry = entry.map_err(io)?;
+    for entry in entries {
+        let entry = match entry {
+            Ok(e) => e,
+            Err(e) => {
+                out.notes.push(format!(
+                    "{}: skipped: an entry cannot be read ({e})",
+                    if rel_dir.is_empty() { "." } else { &rel_dir }
+                ));
+                continue;
+            }
+        };
         let name = entry.file_name().to_string_lossy().into_owned();
         if name.starts_with('.') {
             continue;
         }
         let path = entry.path();
-        let meta = std::fs::metadata(&path).map_err(|source| AnalyzeError::Io {
-            path: path.clone(),
-            source,
-        })?;
+        let rel = relative_name(root, &path);
+        let is_link = entry.file_type().map(|t| t.is_symlink()).unwrap_or(false);
+        let meta = if is_link {
+            match std::fs::metadata(&path) {
+                Ok(m) if m.is_dir() => {
+                    out.notes.push(format!(
+                        "{rel}: skipped: a link to a directory (links to directories are not followed)"
+                    ));
+                    continue;
+                }
+                Ok(m) => m,
+                Err(e) => {
+                    out.notes.push(format!(
+                        "{rel}: skipped: a link whose target cannot be read ({e})"
+                    ));
+                    continue;
+                }
+            }
+        } else {
+            match entry.metadata() {
+                Ok(m) => m,
+                Err(e) => {
+                    out.notes
+                        .push(format!("{rel}: skipped: it cannot be read ({e})"));
+                    continue;
+                }
+            }
+        };
         if meta.is_dir() {
-            scan_into(root, &path, depth + 1, out)?;
-        } else if let Some(parsed) = parse_file_name(&name) {
-            let relative = path
-                .strip_prefix(root)
-                .unwrap_or(&path)
-                .components()
-                .map(|c| c.as_os_str().to_string_lossy().into_owned())
-                .collect::<Vec<_>>()
-                .join("/");
-            out.push(FoundFile {
+            if depth + 1 > MAX_SCAN_DEPTH {
+                out.notes.push(format!(
+                    "{rel}/: skipped: nested deeper than {MAX_SCAN_DEPTH} directories"
+                ));
+            } else {
+                scan_into(root, &path, depth + 1, out)?;
+            }
+            continue;
+        }
+        if !meta.is_file() {
+            out.notes.push(format!(
+                "{rel}: skipped: not a regular file (a pipe, socket or device)"
+            ));
+            continue;
+        }
+        match parse_file_name(&name) {
+            Some(parsed) => out.files.push(FoundFile {
                 path,
-                relative,
+                relative: rel,
                 key: parsed.key,
                 kind: parsed.kind,
                 size: meta.len(),
-            });
+            }),
+            None => out.notes.push(format!(
+                "{rel}: skipped: not a rating file (rating files are named <key>_temp<TT>.csv, <key>_self.csv, <key>_temp<TT>_self.csv or <key>_logprobs.csv)"
+            )),
         }
     }
     Ok(())
@@ -343,6 +471,41 @@ pub struct CurveRow {
     pub source_file: String,
 }
 
+/// What a [`DroppedRow`] left out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Dropped {
+    /// A whole rating file gave no metrics.
+    File,
+    /// An MFQ-30 item (by id) is not in the metrics of a file.
+    Item,
+    /// A persona (by id) is not in the metrics of a file.
+    Persona,
+}
+
+impl Dropped {
+    pub fn name(self) -> &'static str {
+        match self {
+            Dropped::File => "file",
+            Dropped::Item => "item",
+            Dropped::Persona => "persona",
+        }
+    }
+}
+
+/// One row of `dropped.csv`: a file, item or persona a file's metrics leave
+/// out, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DroppedRow {
+    pub model: String,
+    /// The file's temperature, when its name gives one.
+    pub temperature: Option<f64>,
+    pub source_file: String,
+    pub what: Dropped,
+    /// The persona or item id (`None` for a file).
+    pub id: Option<u32>,
+    pub reason: String,
+}
+
 /// Everything `analyze` computed.
 #[derive(Debug, Clone, Default)]
 pub struct Report {
@@ -354,6 +517,12 @@ pub struct Report {
     pub curves: Vec<CurveRow>,
     /// Problems that did not stop the analysis (also logged).
     pub warnings: Vec<String>,
+    /// The files, items and personas left out of the metrics, and why
+    /// (`dropped.csv`).
+    pub dropped: Vec<DroppedRow>,
+    /// What the directory scan skipped (links to directories, dangling
+    /// links, files that are not rating files).
+    pub notes: Vec<String>,
 }
 
 enum Task<'a> {
@@ -382,6 +551,7 @@ struct Partial {
     self_profiles: Vec<SelfProfileRow>,
     curves: Vec<CurveRow>,
     warnings: Vec<String>,
+    dropped: Vec<DroppedRow>,
 }
 
 /// Analyses every rating file under `dir`.
@@ -393,13 +563,27 @@ pub fn analyze_dir(dir: &Path, opts: &AnalyzeOptions) -> Result<Report, AnalyzeE
     {
         return Err(AnalyzeError::BadTemperature(t));
     }
-    let files = scan_dir(dir)?;
-    if files.is_empty() {
+    let found = scan(dir)?;
+    for n in &found.notes {
+        tracing::info!("{n}");
+    }
+    if found.files.is_empty() {
+        let skipped = match found.notes.len() {
+            0 => String::new(),
+            n => format!(
+                "; skipped {n} entr{}: {}",
+                if n == 1 { "y" } else { "ies" },
+                found.notes.join("; ")
+            ),
+        };
         return Err(AnalyzeError::NoFiles {
             dir: dir.to_path_buf(),
+            skipped,
         });
     }
-    analyze_files(&files, opts)
+    let mut report = analyze_files(&found.files, opts)?;
+    report.notes = found.notes;
+    Ok(report)
 }
 
 /// Analyses a list of rating files (as [`scan_dir`] returns them).
@@ -488,7 +672,14 @@ pub fn analyze_files(files: &[FoundFile], opts: &AnalyzeOptions) -> Result<Repor
         report.self_profiles.extend(p.self_profiles);
         report.curves.extend(p.curves);
         report.warnings.extend(p.warnings);
+        report.dropped.extend(p.dropped);
     }
+    report.dropped.sort_by(|a, b| {
+        a.source_file
+            .cmp(&b.source_file)
+            .then(a.what.cmp(&b.what))
+            .then(a.id.cmp(&b.id))
+    });
     report.overall.sort_by(|a, b| {
         a.model
             .cmp(&b.model)
@@ -525,16 +716,155 @@ fn warn(part: &mut Partial, message: String) {
     part.warnings.push(message);
 }
 
+/// Ids as short ranges: `[1, 2, 3, 7]` -> "1-3, 7".
+fn id_ranges<T: Copy + Into<u64>>(ids: &[T]) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < ids.len() {
+        let start: u64 = ids[i].into();
+        let mut end = start;
+        while i + 1 < ids.len() && ids[i + 1].into() == end + 1 {
+            end += 1;
+            i += 1;
+        }
+        parts.push(if end == start {
+            start.to_string()
+        } else if end == start + 1 {
+            format!("{start}, {end}")
+        } else {
+            format!("{start}-{end}")
+        });
+        i += 1;
+    }
+    parts.join(", ")
+}
+
+/// "item 5" or "items 5, 9-12".
+fn items_phrase(items: &[u8]) -> String {
+    if items.len() == 1 {
+        format!("item {}", items[0])
+    } else {
+        format!("items {}", id_ranges(items))
+    }
+}
+
+/// Why persona index `pi` of `table` fails the persona filter over `items`.
+fn persona_gap(table: &CellTable, pi: usize, items: &[u8]) -> String {
+    let (mut no_row, mut only_invalid) = (Vec::new(), Vec::new());
+    for &q in items {
+        if table.ratings(pi, q).is_empty() {
+            if table.is_present(pi, q) {
+                only_invalid.push(q);
+            } else {
+                no_row.push(q);
+            }
+        }
+    }
+    let mut why = Vec::new();
+    if !no_row.is_empty() {
+        why.push(format!("no row for {}", items_phrase(&no_row)));
+    }
+    if !only_invalid.is_empty() {
+        why.push(format!(
+            "only -1 ratings (no valid answer) for {}",
+            items_phrase(&only_invalid)
+        ));
+    }
+    why.join("; ")
+}
+
+/// A file's sort key of a rating row's slot.
+fn slot_key(r: &RatingRow) -> u128 {
+    ((r.persona.unwrap_or(0) as u128) << 64) | ((r.item as u128) << 32) | r.run as u128
+}
+
+/// How many rows repeat an earlier row's slot.
+fn repeated_rows(rows: &[RatingRow]) -> usize {
+    // Files come in slot order (ours and the papers'): one pass suffices.
+    if rows.windows(2).all(|w| slot_key(&w[0]) < slot_key(&w[1])) {
+        return 0;
+    }
+    let mut keys: Vec<u128> = rows.iter().map(slot_key).collect();
+    keys.sort_unstable();
+    keys.windows(2).filter(|w| w[0] == w[1]).count()
+}
+
+fn slot_name(c: &crate::slot::SlotCoord) -> String {
+    match c.persona {
+        Some(p) => format!("persona {p}, question {}, run_index {}", c.item, c.run),
+        None => format!("question {}, run_index {}", c.item, c.run),
+    }
+}
+
+/// Refuses a file without rows, and one that records a slot twice unless
+/// `opts` counts repeats (then it warns).
+fn check_rating_rows(
+    f: &FoundFile,
+    rows: &[RatingRow],
+    self_mode: bool,
+    opts: &AnalyzeOptions,
+    part: &mut Partial,
+) -> Result<(), AnalyzeError> {
+    if rows.is_empty() {
+        return Err(AnalyzeError::NoRows {
+            path: f.path.clone(),
+        });
+    }
+    let repeats = repeated_rows(rows);
+    if repeats == 0 {
+        return Ok(());
+    }
+    match opts.repeated_slots {
+        RepeatedSlots::Count => {
+            warn(
+                part,
+                format!(
+                    "{}: {repeats} row(s) repeat an earlier row's (persona, question, run_index) slot; every row counts as a rating of its cell",
+                    f.path.display()
+                ),
+            );
+            Ok(())
+        }
+        RepeatedSlots::Reject => match first_repeated_slot(&f.path, self_mode)? {
+            Some((coord, first_line, line)) => Err(AnalyzeError::RepeatedSlot {
+                path: f.path.clone(),
+                slot: slot_name(&coord),
+                first_line,
+                line,
+                repeats,
+            }),
+            // The file changed between the two reads.
+            None => Err(AnalyzeError::Format(FormatError::Invalid {
+                path: f.path.clone(),
+                message: "the file changed while it was analysed; run again".into(),
+            })),
+        },
+    }
+}
+
 fn run_task(task: &Task, opts: &AnalyzeOptions, part: &mut Partial) -> Result<(), AnalyzeError> {
     let boot = BootstrapOptions {
         persona_draws: opts.bootstrap,
         rerun_draws: opts.rerun_bootstrap,
         seed: opts.seed,
     };
+    let dropped = |f: &FoundFile, temperature: Option<f64>, what, id, reason: String| DroppedRow {
+        model: f.key.clone(),
+        temperature,
+        source_file: f.relative.clone(),
+        what,
+        id,
+        reason,
+    };
     match task {
         Task::SelfFile(f) => {
             let file = read_sampling(&f.path, true)?;
+            check_rating_rows(f, &file.rows, true, opts, part)?;
             let profile = self_profile(&file.rows);
+            let temperature = match f.kind {
+                FileKind::SelfRatings { temperature } => temperature,
+                _ => None,
+            };
             if profile.is_empty() {
                 warn(
                     part,
@@ -543,11 +873,37 @@ fn run_task(task: &Task, opts: &AnalyzeOptions, part: &mut Partial) -> Result<()
                         f.path.display()
                     ),
                 );
+                part.dropped.push(dropped(
+                    f,
+                    temperature,
+                    Dropped::File,
+                    None,
+                    "no valid self rating (every row is -1)".into(),
+                ));
+            } else {
+                let mut present = [false; crate::instrument::ITEM_COUNT];
+                let mut valid = [false; crate::instrument::ITEM_COUNT];
+                for r in &file.rows {
+                    present[r.item as usize - 1] = true;
+                    valid[r.item as usize - 1] |= (0..=5).contains(&r.rating);
+                }
+                for q in 0..crate::instrument::ITEM_COUNT {
+                    if !valid[q] {
+                        let reason = if present[q] {
+                            "only -1 ratings (no valid answer)"
+                        } else {
+                            "no row in the file"
+                        };
+                        part.dropped.push(dropped(
+                            f,
+                            temperature,
+                            Dropped::Item,
+                            Some(q as u32 + 1),
+                            reason.into(),
+                        ));
+                    }
+                }
             }
-            let temperature = match f.kind {
-                FileKind::SelfRatings { temperature } => temperature,
-                _ => None,
-            };
             for p in profile {
                 part.self_profiles.push(SelfProfileRow {
                     model: f.key.clone(),
@@ -561,6 +917,41 @@ fn run_task(task: &Task, opts: &AnalyzeOptions, part: &mut Partial) -> Result<()
         }
         Task::Logprob(f) => {
             let file = read_logprobs(&f.path)?;
+            if file.rows.is_empty() {
+                return Err(AnalyzeError::NoRows {
+                    path: f.path.clone(),
+                });
+            }
+            let mut first_line: BTreeMap<(u32, u8), u64> = BTreeMap::new();
+            let mut repeat: Option<(u32, u8, u64, u64)> = None;
+            let mut repeats = 0;
+            for r in &file.rows {
+                if let Some(&first) = first_line.get(&(r.persona, r.item)) {
+                    repeats += 1;
+                    repeat.get_or_insert((r.persona, r.item, first, r.line));
+                } else {
+                    first_line.insert((r.persona, r.item), r.line);
+                }
+            }
+            if let Some((p, q, first, line)) = repeat {
+                if opts.repeated_slots == RepeatedSlots::Reject {
+                    return Err(AnalyzeError::RepeatedSlot {
+                        path: f.path.clone(),
+                        slot: format!("persona {p}, question {q}"),
+                        first_line: first,
+                        line,
+                        repeats,
+                    });
+                }
+            }
+            let mut items_of: BTreeMap<u32, Vec<u8>> = BTreeMap::new();
+            for &(p, q) in first_line.keys() {
+                items_of.entry(p).or_default().push(q);
+            }
+            drop(first_line);
+            let mut items: Vec<u8> = items_of.values().flatten().copied().collect();
+            items.sort_unstable();
+            items.dedup();
             let result = match logprob_metrics(&file, &opts.temperatures, &boot, &f.key) {
                 Ok(r) => r,
                 Err(MetricsError::BadTemperature(t)) => {
@@ -571,9 +962,38 @@ fn run_task(task: &Task, opts: &AnalyzeOptions, part: &mut Partial) -> Result<()
                         part,
                         format!("{}: no logprob metrics: {e}", f.path.display()),
                     );
+                    part.dropped
+                        .push(dropped(f, None, Dropped::File, None, e.to_string()));
                     return Ok(());
                 }
             };
+            drop(file);
+            for q in 1..=crate::instrument::ITEM_COUNT as u8 {
+                if items.binary_search(&q).is_err() {
+                    part.dropped.push(dropped(
+                        f,
+                        None,
+                        Dropped::Item,
+                        Some(q as u32),
+                        "no row in the file".into(),
+                    ));
+                }
+            }
+            for &p in &result.dropped_personas {
+                let have = items_of.get(&p).map(Vec::as_slice).unwrap_or(&[]);
+                let missing: Vec<u8> = items
+                    .iter()
+                    .copied()
+                    .filter(|q| have.binary_search(q).is_err())
+                    .collect();
+                part.dropped.push(dropped(
+                    f,
+                    None,
+                    Dropped::Persona,
+                    Some(p),
+                    format!("no row for {}", items_phrase(&missing)),
+                ));
+            }
             if !result.dropped_personas.is_empty() {
                 warn(
                     part,
@@ -621,7 +1041,9 @@ fn run_task(task: &Task, opts: &AnalyzeOptions, part: &mut Partial) -> Result<()
                     FileKind::Sampling { temperature } => temperature,
                     _ => continue,
                 };
+                let t = Some(temperature);
                 let data = read_sampling(&f.path, false)?;
+                check_rating_rows(f, &data.rows, false, opts, part)?;
                 let table = CellTable::from_rows(
                     data.rows
                         .iter()
@@ -629,7 +1051,29 @@ fn run_task(task: &Task, opts: &AnalyzeOptions, part: &mut Partial) -> Result<()
                 );
                 drop(data);
                 let items = table.items();
+                for q in 1..=crate::instrument::ITEM_COUNT as u8 {
+                    if items.binary_search(&q).is_err() {
+                        part.dropped.push(dropped(
+                            f,
+                            t,
+                            Dropped::Item,
+                            Some(q as u32),
+                            "no row in the file".into(),
+                        ));
+                    }
+                }
                 let kept = table.kept_personas(&items);
+                for (pi, &p) in table.personas.iter().enumerate() {
+                    if kept.binary_search(&p).is_err() {
+                        part.dropped.push(dropped(
+                            f,
+                            t,
+                            Dropped::Persona,
+                            Some(p),
+                            persona_gap(&table, pi, &items),
+                        ));
+                    }
+                }
                 if kept.is_empty() {
                     warn(
                         part,
@@ -638,6 +1082,13 @@ fn run_task(task: &Task, opts: &AnalyzeOptions, part: &mut Partial) -> Result<()
                             f.path.display()
                         ),
                     );
+                    part.dropped.push(dropped(
+                        f,
+                        t,
+                        Dropped::File,
+                        None,
+                        "no persona has a valid rating for every item".into(),
+                    ));
                 }
                 runs.push((*f, temperature, table, RunSets { items, kept }));
             }
@@ -660,34 +1111,90 @@ fn run_task(task: &Task, opts: &AnalyzeOptions, part: &mut Partial) -> Result<()
                         part,
                         format!("model {key}: no persona is kept in all its files; no metrics"),
                     );
+                    for (f, temperature, _, sets) in &runs {
+                        if !sets.kept.is_empty() {
+                            part.dropped.push(dropped(
+                                f,
+                                Some(*temperature),
+                                Dropped::File,
+                                None,
+                                format!("no persona is kept in all the files of model {key}"),
+                            ));
+                        }
+                    }
                     continue;
                 }
-                for (f, temperature, table, sets) in &runs {
+                for (i, (f, temperature, table, sets)) in runs.iter().enumerate() {
                     if sets.kept.is_empty() {
                         continue;
                     }
+                    let t = Some(*temperature);
                     let label = format!("{key}|{}", fmt_float(*temperature));
                     let result = match sampled_metrics(table, &personas, &items, &boot, &label) {
                         Ok(r) => r,
                         Err(e) => {
                             warn(
-                            part,
-                            format!(
-                                "{}: left out: {e} (the persona set shared with the model's other temperatures is not complete in this file)",
-                                f.path.display()
-                            ),
-                        );
+                                part,
+                                format!(
+                                    "{}: left out: {e} (the persona set shared with the model's other temperatures is not complete in this file)",
+                                    f.path.display()
+                                ),
+                            );
+                            part.dropped.push(dropped(
+                                f,
+                                t,
+                                Dropped::File,
+                                None,
+                                format!("{e}: the persona set shared with the model's other temperatures is not complete in this file"),
+                            ));
                             continue;
                         }
                     };
+                    // What the alignment with the model's other files left out.
+                    let others = |has: &dyn Fn(&RunSets) -> bool| -> String {
+                        runs.iter()
+                            .enumerate()
+                            .filter(|(j, r)| *j != i && !r.3.kept.is_empty() && !has(&r.3))
+                            .map(|(_, r)| r.0.relative.clone())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    };
+                    for &q in &sets.items {
+                        if items.binary_search(&q).is_err() {
+                            part.dropped.push(dropped(
+                                f,
+                                t,
+                                Dropped::Item,
+                                Some(q as u32),
+                                format!(
+                                    "not in {} (the model's files at several temperatures share one item set)",
+                                    others(&|r: &RunSets| r.items.contains(&q))
+                                ),
+                            ));
+                        }
+                    }
+                    for &p in &sets.kept {
+                        if personas.binary_search(&p).is_err() {
+                            part.dropped.push(dropped(
+                                f,
+                                t,
+                                Dropped::Persona,
+                                Some(p),
+                                format!(
+                                    "kept here but not in {} (the model's files at several temperatures share one persona set)",
+                                    others(&|r: &RunSets| r.kept.binary_search(&p).is_ok())
+                                ),
+                            ));
+                        }
+                    }
                     if result.overall.sigma_bar == 0.0 {
                         warn(
-                        part,
-                        format!(
-                            "{key} at T={}: sigma_bar is 0 (every cell is constant), so R is infinite",
-                            fmt_temperature(*temperature)
-                        ),
-                    );
+                            part,
+                            format!(
+                                "{key} at T={}: sigma_bar is 0 (every cell is constant), so R is infinite",
+                                fmt_temperature(*temperature)
+                            ),
+                        );
                     }
                     let row = |foundation: Option<Foundation>, m: ScopeMetrics, items: Vec<u8>| {
                         MetricRow {
@@ -857,6 +1364,17 @@ pub const OVERALL_COLUMNS: [&str; 23] = [
     "source_file",
 ];
 
+/// Column names of `dropped.csv`: one row per file, item or persona left
+/// out of a file's metrics.
+pub const DROPPED_COLUMNS: [&str; 6] = [
+    "model",
+    "temperature",
+    "source_file",
+    "dropped",
+    "id",
+    "reason",
+];
+
 /// Column names of `self_profiles.csv`.
 pub const SELF_PROFILE_COLUMNS: [&str; 9] = [
     "model",
@@ -969,9 +1487,9 @@ fn metric_fields(row: &MetricRow) -> Vec<String> {
 
 fn write_csv(path: &Path, header: &[&str], rows: &[Vec<String>]) -> Result<(), AnalyzeError> {
     let tmp = temp_path(path);
-    let io = |p: &Path, source: std::io::Error| AnalyzeError::Io {
+    let io = |p: &Path, error: std::io::Error| AnalyzeError::Io {
         path: p.to_path_buf(),
-        source,
+        error,
     };
     let file = std::fs::File::create(&tmp).map_err(|e| io(&tmp, e))?;
     let mut w = csv::WriterBuilder::new()
@@ -993,9 +1511,9 @@ fn write_csv(path: &Path, header: &[&str], rows: &[Vec<String>]) -> Result<(), A
 impl Report {
     /// Writes the metric files into `out` (created if needed); returns their paths.
     pub fn write(&self, out: &Path) -> Result<Vec<PathBuf>, AnalyzeError> {
-        std::fs::create_dir_all(out).map_err(|source| AnalyzeError::Io {
+        std::fs::create_dir_all(out).map_err(|error| AnalyzeError::Io {
             path: out.to_path_buf(),
-            source,
+            error,
         })?;
         let mut written = Vec::new();
         let mut put = |name: &str, header: &[&str], rows: Vec<Vec<String>>| {
@@ -1065,6 +1583,23 @@ impl Report {
                 })
                 .collect(),
         )?;
+        put(
+            "dropped.csv",
+            &DROPPED_COLUMNS,
+            self.dropped
+                .iter()
+                .map(|d| {
+                    vec![
+                        d.model.clone(),
+                        d.temperature.map(fmt_float).unwrap_or_default(),
+                        d.source_file.clone(),
+                        d.what.name().to_string(),
+                        d.id.map(|i| i.to_string()).unwrap_or_default(),
+                        d.reason.clone(),
+                    ]
+                })
+                .collect(),
+        )?;
         if !self.excess.is_empty() {
             put(
                 "variant_excess.csv",
@@ -1116,6 +1651,60 @@ impl Report {
             )?;
         }
         Ok(written)
+    }
+
+    /// Whether any metric was computed (persona metrics, a temperature
+    /// curve or a self profile).
+    pub fn has_metrics(&self) -> bool {
+        !(self.overall.is_empty() && self.curves.is_empty() && self.self_profiles.is_empty())
+    }
+
+    /// What the metrics left out, one line per file: the whole file, or its
+    /// items and personas with the reason of the first few (all of them are
+    /// in `dropped.csv`). Empty when nothing was left out.
+    pub fn dropped_summary(&self) -> String {
+        let mut out = String::new();
+        if self.dropped.is_empty() {
+            return out;
+        }
+        let _ = writeln!(out);
+        let _ = writeln!(out, "left out of the metrics (every one in dropped.csv):");
+        let mut by_file: BTreeMap<&str, Vec<&DroppedRow>> = BTreeMap::new();
+        for d in &self.dropped {
+            by_file.entry(d.source_file.as_str()).or_default().push(d);
+        }
+        const SHOWN: usize = 5;
+        for (file, rows) in by_file {
+            if let Some(d) = rows.iter().find(|d| d.what == Dropped::File) {
+                let _ = writeln!(out, "  {file}: the whole file: {}", d.reason);
+                continue;
+            }
+            for what in [Dropped::Item, Dropped::Persona] {
+                let of: Vec<&&DroppedRow> = rows.iter().filter(|d| d.what == what).collect();
+                if of.is_empty() {
+                    continue;
+                }
+                let shown: Vec<String> = of
+                    .iter()
+                    .take(SHOWN)
+                    .map(|d| format!("{} ({})", d.id.unwrap_or(0), d.reason))
+                    .collect();
+                let more = if of.len() > SHOWN {
+                    format!("; and {} more", of.len() - SHOWN)
+                } else {
+                    String::new()
+                };
+                let _ = writeln!(
+                    out,
+                    "  {file}: {} {}{}: {}{more}",
+                    of.len(),
+                    what.name(),
+                    if of.len() == 1 { "" } else { "s" },
+                    shown.join("; ")
+                );
+            }
+        }
+        out
     }
 
     /// A readable table of the headline numbers: model, temperature,
@@ -1195,6 +1784,7 @@ impl Report {
                 );
             }
         }
+        out.push_str(&self.dropped_summary());
         if !self.excess.is_empty() {
             let _ = writeln!(out);
             let _ = writeln!(

@@ -3,13 +3,16 @@
 
 use std::path::{Path, PathBuf};
 
-/// Why a persona file could not be used.
+/// Why a persona file could not be used. Each message holds its whole cause
+/// (no `source()`), so a printed chain shows it once.
 #[derive(Debug, thiserror::Error)]
 pub enum PersonaError {
-    #[error("cannot read persona file {path}: {source} (give a path to a JSON array of persona strings)")]
+    #[error(
+        "cannot read persona file {path}: {error} (give a path to a JSON array of persona strings)"
+    )]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("persona file {path} is not valid JSON at line {line}, column {column}: {message} (expected a JSON array of strings)")]
     Json {
@@ -84,9 +87,9 @@ pub fn parse_personas(text: &str, path: &Path) -> Result<Vec<String>, PersonaErr
 
 /// Reads a persona file.
 pub fn load_personas(path: &Path) -> Result<Vec<String>, PersonaError> {
-    let text = std::fs::read_to_string(path).map_err(|source| PersonaError::Read {
+    let text = std::fs::read_to_string(path).map_err(|error| PersonaError::Read {
         path: path.to_path_buf(),
-        source,
+        error,
     })?;
     parse_personas(&text, path)
 }

@@ -307,12 +307,16 @@ impl ModelSpec {
 }
 
 /// A spec problem: which file, which key, what is wrong and what would be right.
+///
+/// Each message holds its whole cause (an io error's text, a persona file's
+/// problem) and no variant reports a `source()`, so a printed chain
+/// (`{e:#}`) shows every cause once.
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
-    #[error("cannot read sweep spec {path}: {source}")]
+    #[error("cannot read sweep spec {path}: {error}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("sweep spec {path} is not valid: {message}")]
     Parse { path: PathBuf, message: String },
@@ -322,8 +326,8 @@ pub enum SpecError {
         key: String,
         problem: String,
     },
-    #[error("sweep spec {path}: `personas`: {source}")]
-    Personas { path: PathBuf, source: PersonaError },
+    #[error("sweep spec {path}: `personas`: {error}")]
+    Personas { path: PathBuf, error: PersonaError },
 }
 
 /// Whether validation checks that each `api_key_env` is set in this process's
@@ -346,13 +350,57 @@ pub struct Sweep {
     pub output: PathBuf,
 }
 
+/// A sweep id or model key: it names folders and files, so it starts with a
+/// letter or digit (no `.hidden`, `.`, `..` or `...`) and holds only letters,
+/// digits, '-', '_' and '.'.
 fn valid_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 128
+    s.len() <= 128
+        && s.starts_with(|c: char| c.is_ascii_alphanumeric())
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        && s != "."
-        && s != ".."
+}
+
+/// The most slots one sweep may have, over all its models and modes: a
+/// hundred times the largest real sweeps (dozens of models at 30,300 slots
+/// each, about a million). Every slot count is 64-bit; this limit also keeps
+/// each (model, mode) unit far inside the stores' 32-bit slot indices.
+pub const MAX_SWEEP_SLOTS: u64 = 100_000_000;
+
+/// `n` with thousands separators: 100000000 -> "100,000,000".
+fn grouped(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Checks that a `base_url` is an http(s) URL with a host and no credentials.
+fn check_base_url(url: &str) -> Result<(), String> {
+    let parsed = url::Url::parse(url.trim()).map_err(|e| {
+        format!("is {url:?}, which is not a URL ({e}); give the provider's http(s) address, e.g. \"https://api.example.com/v1\"")
+    })?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(format!(
+            "is {url:?}, a {}: URL; give the provider's http(s) address, e.g. \"https://api.example.com/v1\"",
+            parsed.scheme()
+        ));
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err(format!(
+            "is {url:?}, which names no host; give the provider's http(s) address, e.g. \"http://127.0.0.1:8000/v1\""
+        ));
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(format!(
+            "holds a user name or password; credentials never go in a spec (use `api_key_env` or `api_key_file`)"
+        ));
+    }
+    Ok(())
 }
 
 impl SweepSpec {
@@ -383,7 +431,7 @@ impl SweepSpec {
             return Err(bad(
                 "name",
                 format!(
-                    "is {:?}; a sweep id uses only letters, digits, '-', '_' and '.' (1-128 characters)",
+                    "is {:?}; a sweep id starts with a letter or digit and uses only letters, digits, '-', '_' and '.' (1-128 characters)",
                     self.name
                 ),
             ));
@@ -446,7 +494,7 @@ impl SweepSpec {
                 return Err(bad(
                     &at("key"),
                     format!(
-                        "is {:?}; a model key uses only letters, digits, '-', '_' and '.'",
+                        "is {:?}; a model key starts with a letter or digit and uses only letters, digits, '-', '_' and '.' (1-128 characters)",
                         m.key
                     ),
                 ));
@@ -475,6 +523,9 @@ impl SweepSpec {
                     &at("model"),
                     "is empty; name the provider's model id".into(),
                 ));
+            }
+            if let Some(url) = &m.base_url {
+                check_base_url(url).map_err(|problem| bad(&at("base_url"), problem))?;
             }
             if m.rpm == Some(0) {
                 return Err(bad(
@@ -573,12 +624,87 @@ impl SweepSpec {
     }
 }
 
+impl SweepSpec {
+    /// Slots of one model in `mode` when the sweep has `personas` personas
+    /// (64-bit; saturates instead of wrapping).
+    pub fn unit_slots(&self, mode: Mode, personas: u64) -> u64 {
+        let q = crate::instrument::ITEM_COUNT as u64;
+        let n = self.repetitions as u64;
+        match mode {
+            Mode::Persona => personas.saturating_mul(q).saturating_mul(n),
+            Mode::SelfMode => q.saturating_mul(n),
+            Mode::Logprob => personas.saturating_mul(q),
+        }
+    }
+
+    /// Slots of the whole sweep (every model in every mode) when it has
+    /// `personas` personas (64-bit; saturates instead of wrapping).
+    pub fn total_slots(&self, personas: u64) -> u64 {
+        let per_model = self.modes.iter().fold(0u64, |acc, &m| {
+            acc.saturating_add(self.unit_slots(m, personas))
+        });
+        per_model.saturating_mul(self.models.len() as u64)
+    }
+
+    /// Refuses a sweep of more than [`MAX_SWEEP_SLOTS`] slots. The error names
+    /// the key furthest above the papers' scale (10 repetitions, 100
+    /// personas, a few dozen models). `run`, `run --dry-run`, `submit` and the
+    /// coordinator all check this, with the same message.
+    pub fn check_size(&self, path: &Path, personas: usize) -> Result<(), SpecError> {
+        let p = personas as u64;
+        let total = self.total_slots(p);
+        if total <= MAX_SWEEP_SLOTS {
+            return Ok(());
+        }
+        let persona_key = if self.persona_count.is_some() {
+            "persona_count"
+        } else {
+            "personas"
+        };
+        let candidates = [
+            ("repetitions", self.repetitions as f64 / 10.0),
+            (persona_key, p as f64 / 100.0),
+            ("model", self.models.len() as f64 / 50.0),
+        ];
+        let key = candidates
+            .iter()
+            .fold(candidates[0], |a, b| if b.1 > a.1 { *b } else { a })
+            .0;
+        let what = match key {
+            "repetitions" => format!("is {}", grouped(self.repetitions as u64)),
+            "model" => format!("lists {} models", self.models.len()),
+            "persona_count" => format!("is {}", grouped(p)),
+            _ => format!("selects {} personas", grouped(p)),
+        };
+        let parts: Vec<String> = self
+            .modes
+            .iter()
+            .map(|&m| format!("{} in {m} mode", grouped(self.unit_slots(m, p))))
+            .collect();
+        let total_text = if total == u64::MAX {
+            "more than 18 quintillion".to_string()
+        } else {
+            grouped(total)
+        };
+        Err(SpecError::Invalid {
+            path: path.to_path_buf(),
+            key: key.to_string(),
+            problem: format!(
+                "{what}: the sweep would have {total_text} slots ({} model(s) x ({})), but a sweep may have at most {} slots (a hundred times the largest real sweeps, which have about a million); lower `repetitions` or `persona_count`, drop modes or models, or split it into several sweeps",
+                self.models.len(),
+                parts.join(" + "),
+                grouped(MAX_SWEEP_SLOTS)
+            ),
+        })
+    }
+}
+
 impl Sweep {
     /// Reads, parses and validates a spec file and loads its personas.
     pub fn load(path: &Path, keys: KeyCheck) -> Result<Sweep, SpecError> {
-        let text = std::fs::read_to_string(path).map_err(|source| SpecError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| SpecError::Read {
             path: path.to_path_buf(),
-            source,
+            error,
         })?;
         Sweep::from_text(&text, path, keys)
     }
@@ -590,9 +716,9 @@ impl Sweep {
         spec.validate(path, keys)?;
         let dir = path.parent().unwrap_or(Path::new("."));
         let personas_path = dir.join(&spec.personas);
-        let mut personas = load_personas(&personas_path).map_err(|source| SpecError::Personas {
+        let mut personas = load_personas(&personas_path).map_err(|error| SpecError::Personas {
             path: path.to_path_buf(),
-            source,
+            error,
         })?;
         if let Some(n) = spec.persona_count {
             if n > personas.len() {
@@ -609,6 +735,7 @@ impl Sweep {
             }
             personas.truncate(n);
         }
+        spec.check_size(path, personas.len())?;
         let output = dir.join(&spec.output);
         Ok(Sweep {
             spec,
@@ -620,14 +747,12 @@ impl Sweep {
 
     /// Slots of one model in one mode.
     pub fn slots_per_model(&self, mode: Mode) -> u64 {
-        let p = self.personas.len() as u64;
-        let n = self.spec.repetitions as u64;
-        let q = crate::instrument::ITEM_COUNT as u64;
-        match mode {
-            Mode::Persona => p * q * n,
-            Mode::SelfMode => q * n,
-            Mode::Logprob => p * q,
-        }
+        self.spec.unit_slots(mode, self.personas.len() as u64)
+    }
+
+    /// Slots of the whole sweep.
+    pub fn total_slots(&self) -> u64 {
+        self.spec.total_slots(self.personas.len() as u64)
     }
 }
 

@@ -13,11 +13,8 @@ pub const TOKEN_ENV: &str = "MORALSWEEP_TOKEN";
 /// Why no token could be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
-    #[error("cannot read the token file {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error("cannot read the token file {path}: {error}")]
+    Read { path: String, error: std::io::Error },
     #[error("the token file {0} is empty; put the shared token in it")]
     EmptyFile(String),
     #[error("no token: set {TOKEN_ENV} or pass --token-file (workers and clients must present the coordinator's token)")]
@@ -27,9 +24,9 @@ pub enum TokenError {
 /// Loads the token from `file` if given, else from `MORALSWEEP_TOKEN`.
 pub fn load_token(file: Option<&Path>) -> Result<String, TokenError> {
     if let Some(path) = file {
-        let text = std::fs::read_to_string(path).map_err(|source| TokenError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| TokenError::Read {
             path: path.display().to_string(),
-            source,
+            error,
         })?;
         let t = text.trim().to_string();
         if t.is_empty() {

@@ -227,7 +227,7 @@ fn build_units(record: &SweepRecord) -> Vec<UnitRt> {
             UnitRt {
                 group: model.rate_group().to_string(),
                 tokens_each: tokens_estimate(record, model, key.mode),
-                total: shape.len() as u32,
+                total: u32::try_from(shape.len()).unwrap_or(u32::MAX),
                 done: 0,
                 key,
                 shape,
@@ -370,21 +370,9 @@ impl Engine {
                 "sweep spec {spec_name}: persona {i} is empty; every persona needs a description"
             )));
         }
-        let shapes = spec.modes.iter().map(|&mode| UnitShape {
-            mode,
-            personas: personas.len() as u32,
-            repetitions: spec.repetitions,
-        });
-        for s in shapes {
-            if s.len() > u32::MAX as u64 {
-                return Err(EngineError::InvalidArgument(format!(
-                    "sweep spec {spec_name}: {} slots per model in {} mode is too many (at most {}); lower `repetitions` or `persona_count`",
-                    s.len(),
-                    s.mode,
-                    u32::MAX
-                )));
-            }
-        }
+        // One limit on a sweep's size, the same as `run` and `submit` check.
+        spec.check_size(std::path::Path::new(spec_name), personas.len())
+            .map_err(|e| EngineError::InvalidArgument(e.to_string()))?;
         Ok(())
     }
 

@@ -212,6 +212,7 @@ pub async fn write_metrics(record: &SweepRecord) -> anyhow::Result<()> {
             .unwrap_or(defaults.temperatures),
         models: ModelsMap::from_specs(&spec.models),
         threads: 0,
+        ..defaults
     };
     let data = data_dir(&record.output);
     let metrics = metrics_dir(&record.output);
@@ -224,9 +225,10 @@ pub async fn write_metrics(record: &SweepRecord) -> anyhow::Result<()> {
         let result = analyze_dir(&data, &opts);
         let no_files = match &result {
             Err(AnalyzeError::NoFiles { .. }) => true,
-            Err(AnalyzeError::Io { path, source }) => {
-                path == &data && source.kind() == std::io::ErrorKind::NotFound
-            }
+            Err(AnalyzeError::Io {
+                path,
+                error: source,
+            }) => path == &data && source.kind() == std::io::ErrorKind::NotFound,
             _ => false,
         };
         if no_files {

@@ -8,18 +8,18 @@ use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
 
 /// Why a TLS file could not be used.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot read {what} {path}: {source}")]
+#[error("cannot read {what} {path}: {error}")]
 pub struct TlsError {
     what: &'static str,
     path: PathBuf,
-    source: std::io::Error,
+    error: std::io::Error,
 }
 
 fn read(what: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|source| TlsError {
+    std::fs::read(path).map_err(|error| TlsError {
         what,
         path: path.to_path_buf(),
-        source,
+        error,
     })
 }
 

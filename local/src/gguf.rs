@@ -256,7 +256,7 @@ impl GgufFile {
     pub fn open(path: &Path) -> Result<GgufFile, LocalError> {
         let data = std::fs::read(path).map_err(|e| LocalError::Io {
             path: path.to_path_buf(),
-            source: e,
+            error: e,
         })?;
         Self::parse(path, data)
     }

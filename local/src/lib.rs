@@ -48,11 +48,12 @@ pub use tokenizer::Tokenizer;
 /// What can go wrong loading or running a local model.
 #[derive(Debug, thiserror::Error)]
 pub enum LocalError {
-    #[error("cannot read {path}: {source}")]
+    /// The io error's text is in the message (not a `source()`), so a
+    /// printed chain shows it once.
+    #[error("cannot read {path}: {error}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{path}: {message}")]
     Format { path: PathBuf, message: String },

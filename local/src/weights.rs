@@ -77,7 +77,7 @@ pub fn fetch_default() -> Result<PathBuf, LocalError> {
         .output()
         .map_err(|e| LocalError::Io {
             path: script.clone(),
-            source: e,
+            error: e,
         })?;
     let path = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
     if !out.status.success() || !path.is_file() {
@@ -94,7 +94,7 @@ pub fn fetch_default() -> Result<PathBuf, LocalError> {
 pub fn sha256_file(path: &Path) -> Result<String, LocalError> {
     let io = |e| LocalError::Io {
         path: path.to_path_buf(),
-        source: e,
+        error: e,
     };
     let mut f = std::fs::File::open(path).map_err(io)?;
     let mut h = Sha256::new();

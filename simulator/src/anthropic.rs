@@ -204,7 +204,7 @@ pub async fn count_tokens(State(sim): State<Arc<Sim>>, headers: HeaderMap, raw: 
     if let Some(r) = header_refusal(&sim, &headers) {
         return r;
     }
-    let counted = parse_body(&raw).and_then(|m| {
+    let counted = parse_body(&headers, &raw).and_then(|m| {
         check_fields(&m, COUNT_FIELDS, "")?;
         model_and_prompt(&m)
     });

@@ -82,11 +82,8 @@ pub enum SimError {
     Replay(#[from] ReplayError),
     #[error("--replay needs --personas: the persona file the ratings were collected with (cells are found by the persona text in each prompt)")]
     PersonasNeeded,
-    #[error("cannot listen on {addr}: {source}")]
-    Listen {
-        addr: String,
-        source: std::io::Error,
-    },
+    #[error("cannot listen on {addr}: {error}")]
+    Listen { addr: String, error: std::io::Error },
     #[error("server error: {0}")]
     Serve(std::io::Error),
 }

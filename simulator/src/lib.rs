@@ -187,13 +187,13 @@ pub async fn spawn(config: SimConfig, addr: &str) -> Result<Running, SimError> {
     let sim = Arc::new(Sim::new(config)?);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
-        .map_err(|source| SimError::Listen {
+        .map_err(|error| SimError::Listen {
             addr: addr.to_string(),
-            source,
+            error,
         })?;
-    let local = listener.local_addr().map_err(|source| SimError::Listen {
+    let local = listener.local_addr().map_err(|error| SimError::Listen {
         addr: addr.to_string(),
-        source,
+        error,
     })?;
     let app = router(sim.clone());
     let task = tokio::spawn(async move {

@@ -55,23 +55,31 @@ impl std::str::FromStr for ReplayMode {
 /// Why recorded data could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
-    #[error("cannot read replay directory {path}: {source}")]
+    #[error("cannot read replay directory {path}: {error}")]
     Dir {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("replay directory {0} holds no rating files (expected <key>_temp<TT>.csv or <key>_self.csv files)")]
     Empty(PathBuf),
     #[error(transparent)]
     Format(#[from] FormatError),
+    /// The persona file's problem is in the message (not a `source()`), so a
+    /// printed chain shows it once.
     #[error("--personas: {0}")]
-    Personas(#[from] moralsweep_common::personas::PersonaError),
+    Personas(moralsweep_common::personas::PersonaError),
     #[error("{path}: persona id {persona} is beyond the persona file ({count} personas); give the persona file the ratings were collected with")]
     PersonaRange {
         path: PathBuf,
         persona: u32,
         count: usize,
     },
+}
+
+impl From<moralsweep_common::personas::PersonaError> for ReplayError {
+    fn from(e: moralsweep_common::personas::PersonaError) -> Self {
+        ReplayError::Personas(e)
+    }
 }
 
 /// Which cell of a model a prompt asks about.
@@ -202,17 +210,21 @@ pub struct Recalled {
 }
 
 fn visit(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), ReplayError> {
-    let entries = std::fs::read_dir(dir).map_err(|source| ReplayError::Dir {
+    let entries = std::fs::read_dir(dir).map_err(|error| ReplayError::Dir {
         path: dir.to_path_buf(),
-        source,
+        error,
     })?;
     for e in entries {
-        let e = e.map_err(|source| ReplayError::Dir {
+        let e = e.map_err(|error| ReplayError::Dir {
             path: dir.to_path_buf(),
-            source,
+            error,
         })?;
         let path = e.path();
-        if path.is_dir() {
+        // Links to directories are never followed (`up -> ..` would loop).
+        let is_link = e.file_type().map(|t| t.is_symlink()).unwrap_or(false);
+        if is_link && path.is_dir() {
+            tracing::info!("{}: a link to a directory, not followed", path.display());
+        } else if path.is_dir() {
             visit(&path, out)?;
         } else {
             out.push(path);

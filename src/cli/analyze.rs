@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use moralsweep_common::analyze::{analyze_dir, AnalyzeOptions, ModelsMap};
+use moralsweep_common::analyze::{analyze_dir, AnalyzeOptions, ModelsMap, RepeatedSlots};
 
 #[derive(clap::Args)]
 pub struct AnalyzeArgs {
@@ -33,6 +33,11 @@ pub struct AnalyzeArgs {
     /// Worker threads (default: one per core).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
+    /// Count every row of a (persona, question, run_index) slot recorded
+    /// more than once, as the papers' pipeline does with retried slots
+    /// (default: such a file is an error naming both lines).
+    #[arg(long)]
+    pub allow_repeated_slots: bool,
 }
 
 pub fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
@@ -54,11 +59,36 @@ pub fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
         temperatures: args.temperatures,
         models,
         threads: args.threads,
+        repeated_slots: if args.allow_repeated_slots {
+            RepeatedSlots::Count
+        } else {
+            RepeatedSlots::Reject
+        },
     };
     let report = analyze_dir(&args.dir, &opts)
         .with_context(|| format!("analysing {}", args.dir.display()))?;
+    for n in &report.notes {
+        eprintln!("note: {n}");
+    }
     for w in &report.warnings {
         eprintln!("warning: {w}");
+    }
+    if !report.has_metrics() {
+        let why: Vec<String> = report
+            .dropped
+            .iter()
+            .filter(|d| d.what == moralsweep_common::analyze::Dropped::File)
+            .map(|d| format!("{}: {}", d.source_file, d.reason))
+            .collect();
+        anyhow::bail!(
+            "analysing {}: no metric could be computed, so nothing was written ({}); every file needs at least two personas with a valid rating for every item",
+            args.dir.display(),
+            if why.is_empty() {
+                report.warnings.join("; ")
+            } else {
+                why.join("; ")
+            }
+        );
     }
     let written = report
         .write(&args.out)

@@ -59,11 +59,8 @@ pub enum TelemetryError {
     Runtime(std::io::Error),
     #[error("a global tracing subscriber is already installed")]
     AlreadyInitialized,
-    #[error("cannot listen for the ops endpoints on {addr}: {source}")]
-    OpsBind {
-        addr: String,
-        source: std::io::Error,
-    },
+    #[error("cannot listen for the ops endpoints on {addr}: {error}")]
+    OpsBind { addr: String, error: std::io::Error },
 }
 
 /// How log lines look.

@@ -149,15 +149,15 @@ where
     let listener =
         TcpListener::bind(addr)
             .await
-            .map_err(|source| crate::TelemetryError::OpsBind {
+            .map_err(|error| crate::TelemetryError::OpsBind {
                 addr: addr.to_string(),
-                source,
+                error,
             })?;
     let local_addr = listener
         .local_addr()
-        .map_err(|source| crate::TelemetryError::OpsBind {
+        .map_err(|error| crate::TelemetryError::OpsBind {
             addr: addr.to_string(),
-            source,
+            error,
         })?;
     tracing::info!(%local_addr, "ops endpoints: {METRICS_PATH} {HEALTHZ_PATH} {READYZ_PATH}");
     let app = router(metrics, ready).merge(extra);

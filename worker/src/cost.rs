@@ -306,13 +306,18 @@ fn price(sweep: &Sweep, counts: Vec<((u64, u64), String)>) -> DryRun {
     for (m, ((persona_tokens, self_tokens), counted_by)) in spec.models.iter().zip(counts) {
         let mut requests = 0;
         let mut input = 0;
+        // 64-bit and saturating: a total never wraps (the spec's slot limit
+        // keeps real figures far below u64::MAX).
         for mode in &spec.modes {
-            requests += sweep.slots_per_model(*mode);
-            input += match mode {
-                Mode::Persona => persona_tokens * n,
-                Mode::SelfMode => self_tokens * n,
-                Mode::Logprob => persona_tokens,
-            };
+            requests = u64::saturating_add(requests, sweep.slots_per_model(*mode));
+            input = u64::saturating_add(
+                input,
+                match mode {
+                    Mode::Persona => persona_tokens.saturating_mul(n),
+                    Mode::SelfMode => self_tokens.saturating_mul(n),
+                    Mode::Logprob => persona_tokens,
+                },
+            );
         }
         let output = requests;
         let est = ModelEstimate {
@@ -339,8 +344,8 @@ fn price(sweep: &Sweep, counts: Vec<((u64, u64), String)>) -> DryRun {
             });
         g.rpm = g.rpm.or(m.rpm);
         g.tpm = g.tpm.or(m.tpm);
-        g.requests += requests;
-        g.paced_tokens += input + output;
+        g.requests = g.requests.saturating_add(requests);
+        g.paced_tokens = g.paced_tokens.saturating_add(input.saturating_add(output));
         models.push(est);
     }
     for g in groups.values_mut() {
@@ -362,9 +367,13 @@ fn price(sweep: &Sweep, counts: Vec<((u64, u64), String)>) -> DryRun {
         });
     DryRun {
         sweep: spec.name.clone(),
-        requests: models.iter().map(|m| m.requests).sum(),
-        input_tokens: models.iter().map(|m| m.input_tokens).sum(),
-        output_tokens: models.iter().map(|m| m.output_tokens).sum(),
+        requests: models.iter().fold(0, |a, m| a.saturating_add(m.requests)),
+        input_tokens: models
+            .iter()
+            .fold(0, |a, m| a.saturating_add(m.input_tokens)),
+        output_tokens: models
+            .iter()
+            .fold(0, |a, m| a.saturating_add(m.output_tokens)),
         cost_usd: (!priced.is_empty()).then(|| priced.iter().sum()),
         unpriced: models
             .iter()

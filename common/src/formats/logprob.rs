@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use crate::instrument::{ITEMS, ITEM_COUNT};
 use crate::slot::{LogprobRecord, SlotCoord};
 
-use super::{fmt_float, parse_int, AtomicCsv, FormatError};
+use super::{csv_error, fmt_float, parse_int, AtomicCsv, FormatError};
 
 /// Columns of a logprob file, in the papers' order. Only `persona_id`,
 /// `question_id`, the six `digit_<d>_logprob` and `raw_top_logprobs_json`
@@ -102,16 +102,7 @@ pub fn read_logprobs(path: &Path) -> Result<LogprobFile, FormatError> {
         line,
         message,
     };
-    let csv_err = |e: csv::Error| {
-        let line = e.position().map(|p| p.line()).unwrap_or(0);
-        let message = match e.kind() {
-            csv::ErrorKind::UnequalLengths {
-                expected_len, len, ..
-            } => format!("the row has {len} fields but the header has {expected_len}"),
-            _ => e.to_string(),
-        };
-        row_err(line, message)
-    };
+    let csv_err = |e: csv::Error| csv_error(path, e);
     let headers = reader.headers().map_err(csv_err)?.clone();
     if headers.is_empty() || (headers.len() == 1 && headers[0].is_empty()) {
         return Err(FormatError::Invalid {

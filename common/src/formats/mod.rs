@@ -52,17 +52,19 @@ pub use logprob::{
     read_logprobs, LogprobFile, LogprobMeta, LogprobRow, LogprobWriter, LOGPROB_COLUMNS,
 };
 pub use sampling::{
-    read_sampling, read_sampling_records, RatingRow, SamplingFile, SamplingRecordRow,
-    SamplingWriter, SAMPLING_COLUMNS, SELF_COLUMNS,
+    first_repeated_slot, read_sampling, read_sampling_records, RatingRow, SamplingFile,
+    SamplingRecordRow, SamplingWriter, SAMPLING_COLUMNS, SELF_COLUMNS,
 };
 
 /// A problem with a rating file: which file, which line, what is wrong.
+/// Each message holds its whole cause (no `source()`), so a printed chain
+/// (`{e:#}`) shows an io error's text once.
 #[derive(Debug, thiserror::Error)]
 pub enum FormatError {
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{path}, line {line}: {message}")]
     Row {
@@ -82,11 +84,42 @@ pub enum FormatError {
 }
 
 impl FormatError {
-    pub(crate) fn io(path: &Path, source: std::io::Error) -> FormatError {
+    pub(crate) fn io(path: &Path, error: std::io::Error) -> FormatError {
         FormatError::Io {
             path: path.to_path_buf(),
-            source,
+            error,
         }
+    }
+}
+
+/// A CSV reader's error as a [`FormatError`] naming the file and the line
+/// the record starts on (the header is line 1), never the csv crate's
+/// record count.
+pub(crate) fn csv_error(path: &Path, e: csv::Error) -> FormatError {
+    let line = e.position().map(|p| p.line());
+    let message = match e.kind() {
+        csv::ErrorKind::UnequalLengths {
+            expected_len, len, ..
+        } => format!("the row has {len} fields but the header has {expected_len}"),
+        csv::ErrorKind::Utf8 { err, .. } => format!(
+            "field {} is not valid UTF-8 text (save the file as UTF-8)",
+            err.field() + 1
+        ),
+        csv::ErrorKind::Io(io) => {
+            return FormatError::io(path, std::io::Error::new(io.kind(), io.to_string()))
+        }
+        _ => e.to_string(),
+    };
+    match line {
+        Some(line) if line > 0 => FormatError::Row {
+            path: path.to_path_buf(),
+            line,
+            message,
+        },
+        _ => FormatError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        },
     }
 }
 

@@ -7,7 +7,7 @@ use crate::instrument::ITEM_COUNT;
 use crate::slot::{SampleRecord, SlotCoord};
 use crate::spec::Mode;
 
-use super::{parse_int, AtomicCsv, FormatError};
+use super::{csv_error, parse_int, AtomicCsv, FormatError};
 
 /// Columns of a sampling file, in the papers' order.
 pub const SAMPLING_COLUMNS: [&str; 7] = [
@@ -77,24 +77,6 @@ fn open_reader(path: &Path) -> Result<csv::Reader<File>, FormatError> {
         .flexible(false)
         .buffer_capacity(1 << 16)
         .from_reader(file))
-}
-
-fn csv_error(path: &Path, e: csv::Error) -> FormatError {
-    let line = e.position().map(|p| p.line()).unwrap_or(0);
-    let message = match e.kind() {
-        csv::ErrorKind::UnequalLengths {
-            expected_len, len, ..
-        } => format!("the row has {len} fields but the header has {expected_len}"),
-        csv::ErrorKind::Io(io) => {
-            return FormatError::io(path, std::io::Error::new(io.kind(), io.to_string()))
-        }
-        _ => e.to_string(),
-    };
-    FormatError::Row {
-        path: path.to_path_buf(),
-        line,
-        message,
-    }
 }
 
 fn find_columns(
@@ -237,6 +219,32 @@ fn for_each_row(
         each(line, &rec, &cols, row)?;
     }
     Ok(())
+}
+
+/// The first slot of a sampling or self file that appears on two rows:
+/// `(slot, first line, repeating line)`, or `None` when every
+/// (persona, question, run_index) slot appears once. Line numbers are the
+/// file's (the header is line 1).
+pub fn first_repeated_slot(
+    path: &Path,
+    self_mode: bool,
+) -> Result<Option<(SlotCoord, u64, u64)>, FormatError> {
+    let mut seen = std::collections::HashMap::new();
+    let mut found = None;
+    for_each_row(path, self_mode, |line, _, _, row| {
+        let coord = SlotCoord {
+            persona: row.persona,
+            item: row.item,
+            run: row.run,
+        };
+        if found.is_none() {
+            if let Some(first) = seen.insert(coord, line) {
+                found = Some((coord, first, line));
+            }
+        }
+        Ok(())
+    })?;
+    Ok(found)
 }
 
 /// Reads the ratings of a sampling file (`self_mode = false`) or a self file.
