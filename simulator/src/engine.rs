@@ -426,7 +426,9 @@ impl Sim {
     fn distribution_of(&self, q: &Query) -> [f64; 6] {
         let cell = self.index.locate(&q.prompt);
         if let (Some(replay), Some(cell)) = (&self.replay, cell) {
-            if let Some(d) = replay.distribution(&q.key, q.temperature, cell) {
+            if let Some(d) =
+                replay.distribution(&q.key, q.temperature.unwrap_or(DEFAULT_TEMPERATURE), cell)
+            {
                 return d;
             }
         }

@@ -296,14 +296,18 @@ mod tests {
             answers: Mutex::new(vec![""]),
             seen: Mutex::new(vec![]),
         };
-        let e = rate_logprob(&p, "p", 1.0, 20, Some(1)).await.unwrap_err();
+        let e = rate_logprob(&p, "p", Some(1.0), 20, Some(1))
+            .await
+            .unwrap_err();
         assert!(matches!(e, ProviderError::Retryable(_)), "{e:?}");
         // Text without logprobs still means a model that offers none.
         let p = Scripted {
             answers: Mutex::new(vec!["3"]),
             seen: Mutex::new(vec![]),
         };
-        let e = rate_logprob(&p, "p", 1.0, 20, Some(1)).await.unwrap_err();
+        let e = rate_logprob(&p, "p", Some(1.0), 20, Some(1))
+            .await
+            .unwrap_err();
         assert!(matches!(e, ProviderError::Fatal(_)), "{e:?}");
     }
 
