@@ -64,8 +64,9 @@ fn one_size_limit_for_run_dry_run_and_submit() {
     let grouped = {
         let digits = want_total.to_string();
         let mut s = String::new();
+        let lead = digits.len() % 3;
         for (i, c) in digits.chars().enumerate() {
-            if i > 0 && (digits.len() - i) % 3 == 0 {
+            if i > 0 && i % 3 == lead {
                 s.push(',');
             }
             s.push(c);

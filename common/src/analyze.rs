@@ -371,7 +371,7 @@ fn scan_into(root: &Path, dir: &Path, depth: usize, out: &mut Scan) -> Result<()
             }
         };
         if meta.is_dir() {
-            if depth + 1 > MAX_SCAN_DEPTH {
+            if depth >= MAX_SCAN_DEPTH {
                 out.notes.push(format!(
                     "{rel}/: skipped: nested deeper than {MAX_SCAN_DEPTH} directories"
                 ));
@@ -887,9 +887,9 @@ fn run_task(task: &Task, opts: &AnalyzeOptions, part: &mut Partial) -> Result<()
                     present[r.item as usize - 1] = true;
                     valid[r.item as usize - 1] |= (0..=5).contains(&r.rating);
                 }
-                for q in 0..crate::instrument::ITEM_COUNT {
-                    if !valid[q] {
-                        let reason = if present[q] {
+                for (q, (&present, &valid)) in present.iter().zip(&valid).enumerate() {
+                    if !valid {
+                        let reason = if present {
                             "only -1 ratings (no valid answer)"
                         } else {
                             "no row in the file"

@@ -370,8 +370,11 @@ pub const MAX_SWEEP_SLOTS: u64 = 100_000_000;
 fn grouped(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    // A separator goes before every digit whose distance from the end is a
+    // multiple of three.
+    let lead = digits.len() % 3;
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && i % 3 == lead {
             out.push(',');
         }
         out.push(c);
@@ -396,9 +399,7 @@ fn check_base_url(url: &str) -> Result<(), String> {
         ));
     }
     if !parsed.username().is_empty() || parsed.password().is_some() {
-        return Err(format!(
-            "holds a user name or password; credentials never go in a spec (use `api_key_env` or `api_key_file`)"
-        ));
+        return Err("holds a user name or password; credentials never go in a spec: give the http(s) address alone, and the key through `api_key_env` or `api_key_file`".to_string());
     }
     Ok(())
 }
