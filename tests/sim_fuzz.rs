@@ -68,7 +68,7 @@ impl Api {
                 "top_logprobs": 5, "input": prompt
             }),
             Api::Messages => json!({
-                "model": "m", "max_tokens": 1, "temperature": 0.1,
+                "model": "m", "max_tokens": 1,
                 "messages": [{"role": "user", "content": prompt}]
             }),
             Api::Gemini => json!({
