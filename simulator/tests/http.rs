@@ -65,7 +65,7 @@ async fn deal_mode_returns_the_recorded_ratings_through_every_api() {
         let (st, h, v) = post(
             &format!("{base}/v1/messages"),
             &[("anthropic-version", "2023-06-01"), ("x-api-key", "k")],
-            json!({"model": "m", "max_tokens": 1, "temperature": 0.1,
+            json!({"model": "m", "max_tokens": 1,
                    "messages": [{"role": "user", "content": prompt}]}),
         )
         .await;
