@@ -212,3 +212,99 @@ fn live_page_follows_a_cluster_sweep_and_requires_the_token() {
     let (code, _) = get(&ops, "/live/report/no-such-sweep", Some(TOKEN));
     assert_eq!(code, 404);
 }
+
+/// `run --ui`: the one-process run serves the same live page while it works.
+/// Headless Chromium loads it again and again: with the token the sweep is
+/// shown and its progress only rises; without the token the data is refused.
+/// When the run ends its folder holds the report the page linked.
+#[test]
+fn run_ui_shows_the_in_process_sweep_while_it_runs() {
+    let Some(chromium) = browser::chromium() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let sim = simproc::SimProc::start_with_env(&["--api-key-env", KEY_VAR], &[(KEY_VAR, API_KEY)]);
+    write_personas(dir.path(), 5);
+    // 5 personas x 30 items x 2 repetitions x 2 models, paced at 1200 rpm per
+    // model: about 15 s.
+    std::fs::write(
+        dir.path().join("s.toml"),
+        spec_text_sim(
+            SWEEP,
+            &["ui-base", "ui-insecure"],
+            5,
+            2,
+            &sim.url,
+            KEY_VAR,
+            "rpm = 1200",
+        ),
+    )
+    .unwrap();
+    let token_file = dir.path().join("ui-token");
+    std::fs::write(&token_file, TOKEN).unwrap();
+    let ui = format!("127.0.0.1:{}", free_port());
+    let mut child = Proc(
+        std::process::Command::new(bin())
+            .args(["run", "s.toml", "--quiet", "--ui", &ui, "--ui-token-file"])
+            .arg(&token_file)
+            .current_dir(dir.path())
+            .env(KEY_VAR, API_KEY)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("the moralsweep binary starts"),
+    );
+    let port: u16 = ui.rsplit(':').next().unwrap().parse().unwrap();
+    wait_for_port(port);
+
+    let (code, body) = get(&ui, "/live/status.json", None);
+    assert_eq!(code, 401, "{body}");
+    assert!(!body.contains(SWEEP));
+
+    let page = format!("http://{ui}/live?token={TOKEN}");
+    let t0 = Instant::now();
+    let mut seen: Vec<u64> = Vec::new();
+    let mut total = 0;
+    while child.0.try_wait().unwrap().is_none() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(180),
+            "the run did not finish in 180 s; the page showed {seen:?}"
+        );
+        let load = browser::load(&chromium, &page, 1500);
+        if child.0.try_wait().unwrap().is_some() {
+            break; // the page may have been cut off by the run's exit
+        }
+        assert!(load.console.is_empty(), "console: {:?}", load.console);
+        if let Some(s) = shown(&load.dom) {
+            assert_eq!(
+                s.rows.iter().map(|m| m.1).sum::<u64>(),
+                s.done,
+                "the model rows do not add up to the sweep: {:?}",
+                s.rows
+            );
+            total = s.total;
+            if seen.last() != Some(&s.done) {
+                seen.push(s.done);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let status = child.0.wait().unwrap();
+    assert!(status.success(), "run exited with {status}");
+    assert_eq!(
+        total,
+        2 * (5 * 30 + 30) * 2,
+        "the page showed another total"
+    );
+    assert!(
+        seen.windows(2).all(|w| w[0] < w[1]),
+        "progress went backwards: {seen:?}"
+    );
+    assert!(
+        seen.len() >= 3 && seen[0] < total,
+        "the page never showed the run in progress: {seen:?}"
+    );
+    let report = dir.path().join("out").join("report.html");
+    assert!(report.is_file(), "no report at {}", report.display());
+}
