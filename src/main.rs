@@ -5,6 +5,7 @@
 use clap::{Parser, Subcommand};
 
 mod cli;
+mod inprocess;
 
 /// Measure moral susceptibility (S) and robustness (R) of language models
 /// under persona role-play, from one laptop to a Kubernetes cluster.

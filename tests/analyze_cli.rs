@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use moralsweep_common::reference::reference_dir;
+use moralsweep_testsupport::reference::reference_dir;
 
 fn analyze(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_moralsweep"))

@@ -18,8 +18,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use moralsweep_coordinator::testsupport::{free_port, Persistence, RedisServer};
 use moralsweep_proto::v1 as pb;
+use moralsweep_testsupport::{free_port, Persistence, RedisServer};
 use moralsweep_worker::client::{sweeps_client, ConnectOptions};
 
 const TOKEN: &str = "bench-token";

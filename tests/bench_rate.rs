@@ -32,7 +32,7 @@ mod simproc;
 use std::time::{Duration, Instant};
 
 use common::{cpu_secs, spawn_coordinator, spawn_worker, submit, Proc};
-use moralsweep_coordinator::testsupport::{free_port, Persistence, RedisServer};
+use moralsweep_testsupport::{free_port, Persistence, RedisServer};
 use simproc::SimProc;
 
 const TOKEN: &str = "bench-rate-token";

@@ -41,8 +41,8 @@ use std::time::{Duration, Instant};
 use common::{bin, data_without_time};
 use moralsweep_common::formats::read_sampling;
 use moralsweep_common::metrics::{sampled_metrics, BootstrapOptions, CellTable};
-use moralsweep_common::reference::reference_dir;
-use moralsweep_coordinator::testsupport::{free_port, RedisServer};
+use moralsweep_testsupport::reference::reference_dir;
+use moralsweep_testsupport::{free_port, RedisServer};
 
 const TOKEN: &str = "soak-token-not-a-secret";
 const KEY_VAR: &str = "MORALSWEEP_SOAK_SIM_KEY";

@@ -14,7 +14,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-use moralsweep_coordinator::testsupport::{free_port, RedisServer};
+use moralsweep_testsupport::{free_port, RedisServer};
 
 const TOKEN: &str = "cluster-cli-test-token-0123456789";
 

@@ -530,14 +530,8 @@ fn manifest_flags_exist_and_probes_answer_on_the_real_binary() {
 
     // A worker with the manifest's ops port moved to a free loopback port
     // (its coordinator is absent: the ops endpoints answer regardless).
-    let ops = format!(
-        "127.0.0.1:{}",
-        moralsweep_coordinator::testsupport::free_port()
-    );
-    let dead = format!(
-        "http://127.0.0.1:{}",
-        moralsweep_coordinator::testsupport::free_port()
-    );
+    let ops = format!("127.0.0.1:{}", moralsweep_testsupport::free_port());
+    let dead = format!("http://127.0.0.1:{}", moralsweep_testsupport::free_port());
     let mut child = Command::new(bin)
         .args([
             "worker",

@@ -10,8 +10,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-use moralsweep_coordinator::testsupport::{free_port, RedisServer};
 use moralsweep_proto::v1 as pb;
+use moralsweep_testsupport::{free_port, RedisServer};
 use moralsweep_worker::client::{sweeps_client, workers_client, ConnectOptions};
 use tonic::Code;
 

@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes};
 use common::*;
-use moralsweep_coordinator::testsupport::{free_port, RedisServer};
 use moralsweep_proto::v1 as pb;
+use moralsweep_testsupport::{free_port, RedisServer};
 use moralsweep_worker::client::{channel, sweeps_client, workers_client, Authed, ConnectOptions};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};

@@ -14,7 +14,7 @@ use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 use common::*;
-use moralsweep_coordinator::testsupport::{free_port, RedisServer};
+use moralsweep_testsupport::{free_port, RedisServer};
 
 const TOKEN: &str = "live-e2e-token-not-a-secret";
 const KEY_VAR: &str = "MORALSWEEP_LIVE_SIM_KEY";

@@ -24,8 +24,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-use moralsweep_coordinator::testsupport::{free_port, RedisServer};
-use moralsweep_telemetry::testing::OtlpReceiver;
+use moralsweep_testsupport::otlp::OtlpReceiver;
+use moralsweep_testsupport::{free_port, RedisServer};
 
 const API_KEY: &str = "sk-e2e-observability-5f4e3d2c1b0a9988";
 const TOKEN: &str = "tok-e2e-observability-77aa66bb55cc";
@@ -523,7 +523,7 @@ fn a_cluster_sweep_exports_its_spans_and_metrics_without_secrets() {
 
     // The spans arrived, with their attributes.
     let spans = rx.spans();
-    let of = |service: &str, name: &str| -> Vec<&moralsweep_telemetry::testing::ReceivedSpan> {
+    let of = |service: &str, name: &str| -> Vec<&moralsweep_testsupport::otlp::ReceivedSpan> {
         spans
             .iter()
             .filter(|s| s.service_name == service && s.name == name)

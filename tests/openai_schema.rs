@@ -11,8 +11,8 @@ mod simproc;
 use std::path::Path;
 use std::process::Command;
 
-use moralsweep_common::reference::reference_dir;
 use moralsweep_common::ModelSpec;
+use moralsweep_testsupport::reference::reference_dir;
 use moralsweep_worker::providers::compat;
 use moralsweep_worker::providers::openai::{Flavor, OpenAi};
 use moralsweep_worker::providers::CompletionRequest;

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
-use moralsweep_common::reference::reference_dir;
+use moralsweep_testsupport::reference::reference_dir;
 
 type Attrs = BTreeMap<String, String>;
 

@@ -18,7 +18,7 @@ use std::process::{Command, Output};
 
 use moralsweep_common::formats::{read_sampling, RatingRow};
 use moralsweep_common::metrics::{sampled_metrics, BootstrapOptions, CellTable, ScopeMetrics};
-use moralsweep_common::reference::reference_dir;
+use moralsweep_testsupport::reference::reference_dir;
 use simproc::{bin, SimProc};
 
 const KEY: &str = "gpt-4o-misaligned";

@@ -8,7 +8,7 @@ mod simproc;
 
 use std::process::Command;
 
-use moralsweep_common::reference::reference_dir;
+use moralsweep_testsupport::reference::reference_dir;
 use simproc::{python_script, python_with, SimProc};
 
 #[test]

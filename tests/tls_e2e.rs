@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-use moralsweep_coordinator::testsupport::{free_port, RedisServer};
+use moralsweep_testsupport::{free_port, RedisServer};
 
 const TOKEN: &str = "tls-test-token";
 

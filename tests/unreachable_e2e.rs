@@ -11,7 +11,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-use moralsweep_coordinator::testsupport::{free_port, RedisServer};
+use moralsweep_testsupport::{free_port, RedisServer};
 
 const KEY_VAR: &str = "MORALSWEEP_UNREACHABLE_TEST_KEY";
 const TOKEN: &str = "unreachable-test-token-0123456789";

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use moralsweep_common::analyze::{analyze_dir, scan_dir, AnalyzeOptions, ModelsMap};
 use moralsweep_common::formats::{read_sampling, FileKind};
 use moralsweep_common::metrics::{sampled_metrics, BootstrapOptions, CellTable};
-use moralsweep_common::reference::reference_dir;
+use moralsweep_testsupport::reference::reference_dir;
 
 fn median(mut xs: Vec<Duration>) -> Duration {
     xs.sort();

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use moralsweep_common::analyze::{analyze_dir, AnalyzeOptions, ModelsMap, Report};
-use moralsweep_common::reference::reference_dir;
+use moralsweep_testsupport::reference::reference_dir;
 
 type Row = HashMap<String, String>;
 

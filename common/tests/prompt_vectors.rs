@@ -5,7 +5,7 @@
 use moralsweep_common::instrument::{item_by_id, ITEMS};
 use moralsweep_common::personas::load_personas;
 use moralsweep_common::prompt::{persona_prompt, self_prompt};
-use moralsweep_common::reference::reference_dir;
+use moralsweep_testsupport::reference::reference_dir;
 
 #[test]
 fn prompts_match_reference_byte_for_byte() {

@@ -16,8 +16,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use moralsweep_common::Mode;
-use moralsweep_coordinator::store::{EmbeddedStore, RedisStore, Store, UnitKey};
-use moralsweep_coordinator::testsupport::{Persistence, RedisServer};
+use moralsweep_coordinator::store::{EmbeddedStore, RedisStore, Store};
+use moralsweep_protocol::UnitKey;
+use moralsweep_testsupport::{Persistence, RedisServer};
 
 struct Opts {
     slots: u32,

@@ -1,9 +1,14 @@
 //! The moralsweep coordinator: expands sweeps into slots, grants leases to
 //! workers, paces each rate group, records every result exactly once in the
 //! store and computes the metrics of each finished model.
+//!
+//! It owns the engine (submit, lease, report, finish, progress), the rate
+//! groups that pace every worker, the stores (Redis for the cluster, an
+//! embedded file for one process), the gRPC services and the sweep's files.
+//! Layer: above `moralsweep-common`, `moralsweep-proto`,
+//! `moralsweep-protocol` and `moralsweep-telemetry`; it never depends on the
+//! worker, and nothing but the binary depends on it.
 
-pub mod auth;
-pub mod convert;
 pub mod engine;
 pub mod observe;
 pub mod output;
@@ -11,10 +16,4 @@ pub mod pacing;
 pub mod service;
 pub mod store;
 pub mod sweep;
-pub mod testsupport;
 pub mod tls;
-
-#[cfg(test)]
-mod engine_tests;
-#[cfg(test)]
-mod memstore;

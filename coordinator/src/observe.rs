@@ -15,6 +15,7 @@ use moralsweep_telemetry::ops::OpsServer;
 use moralsweep_telemetry::TelemetryError;
 
 use crate::engine::Engine;
+use moralsweep_protocol::ProgressState;
 
 /// How often the gauges are recomputed.
 pub const REFRESH_EVERY: Duration = Duration::from_secs(2);
@@ -54,7 +55,7 @@ pub async fn refresh(engine: &Engine) {
                 .entry((p.sweep.clone(), u.model.clone()))
                 .or_default() += u.total;
             // A stopped (failed or cancelled) unit waits for nothing.
-            let left = if u.state == "running" {
+            let left = if u.state == ProgressState::Running {
                 u.total.saturating_sub(u.done)
             } else {
                 0

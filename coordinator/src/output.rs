@@ -16,12 +16,9 @@ use moralsweep_common::formats::{
 use moralsweep_common::slot::{SlotRecord, UnitShape};
 use moralsweep_common::Mode;
 
-use crate::store::{Store, UnitKey};
+use crate::store::Store;
 use crate::sweep::SweepRecord;
-
-/// The temperature logprob requests are sent with (the papers' files say 1.0;
-/// the temperature is applied afterwards, when the metrics are computed).
-pub const LOGPROB_REQUEST_TEMPERATURE: f64 = 1.0;
+use moralsweep_protocol::{UnitKey, LOGPROB_REQUEST_TEMPERATURE};
 
 /// Slots read from the store per round trip while writing a file.
 const SCAN_CHUNK: u32 = 4096;

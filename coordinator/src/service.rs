@@ -1,6 +1,6 @@
 //! The gRPC face of the engine: the `Sweeps` service for people and scripts
 //! and the `Workers` service for the pool (`moralsweep.v1`), behind the
-//! token check of [`crate::auth`] and optional TLS.
+//! token check of [`moralsweep_protocol::auth`] and optional TLS.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -16,15 +16,12 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use crate::auth::Auth;
-use crate::convert;
-use crate::engine::{Engine, EngineError, SweepProgress};
+use crate::engine::{Engine, EngineError};
+use moralsweep_protocol::auth::Auth;
+use moralsweep_protocol::{convert, ProgressState, SweepProgress, MAX_MESSAGE};
 
 /// The longest pause one `Throttled` call may impose on a rate group.
 pub const MAX_THROTTLE_PAUSE: Duration = Duration::from_secs(600);
-
-/// Largest message accepted (a submission carries its personas).
-pub const MAX_MESSAGE: usize = 64 << 20;
 
 /// Maps engine errors to gRPC status codes with their readable message.
 pub fn status(e: EngineError) -> Status {
@@ -212,26 +209,26 @@ impl Sweeps for Service {
         let sweep = req.into_inner().sweep;
         let p = self.engine.snapshot_one(&sweep).map_err(status)?;
         match p.state {
-            "running" => {
+            ProgressState::Running => {
                 return Err(Status::failed_precondition(format!(
                     "sweep {sweep:?} is still running ({} of {} slots); fetch its results when `moralsweep status` says done \
                      (or stop it with `moralsweep cancel {sweep}` and fetch what it recorded)",
                     p.done, p.total
                 )))
             }
-            "failed" => {
+            ProgressState::Failed => {
                 return Err(Status::failed_precondition(format!(
                     "the files of sweep {sweep:?} could not be written: {}",
                     p.messages.join("; ")
                 )))
             }
-            "cancelled" => {
+            ProgressState::Cancelled => {
                 let notes = self.engine.write_partial(&sweep).await.map_err(status)?;
                 for n in notes {
                     tracing::info!(sweep = %sweep, "cancelled sweep: {n}");
                 }
             }
-            _ => {}
+            ProgressState::Done => {}
         }
         let files = result_files(&p.output).map_err(|e| {
             Status::internal(format!(

@@ -11,7 +11,7 @@ use moralsweep_common::tokens::Tokenizer;
 use moralsweep_common::{Mode, ModelSpec, SweepSpec, ITEMS};
 use serde::{Deserialize, Serialize};
 
-use crate::store::UnitKey;
+use moralsweep_protocol::{ProgressState, UnitKey};
 
 /// Where a sweep stands as a whole.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,11 +26,13 @@ pub enum SweepState {
 }
 
 impl SweepState {
-    pub fn name(self) -> &'static str {
+    /// The progress state of a sweep in this state (a sweep is shown as
+    /// failed only for reasons the record does not hold).
+    pub fn progress(self) -> ProgressState {
         match self {
-            SweepState::Running => "running",
-            SweepState::Done => "done",
-            SweepState::Cancelled => "cancelled",
+            SweepState::Running => ProgressState::Running,
+            SweepState::Done => ProgressState::Done,
+            SweepState::Cancelled => ProgressState::Cancelled,
         }
     }
 }
@@ -137,41 +139,4 @@ pub fn tokens_estimate(record: &SweepRecord, model: &ModelSpec, mode: Mode) -> u
         }
     };
     Tokenizer::for_model(&model.provider, &model.model).request_tokens(&prompt, 1)
-}
-
-/// The seed of a slot: a pure function of the sweep's seed, the model key, the
-/// mode and the slot index, so that a repeated run asks every slot with the
-/// same seeds (attempt `a` uses `seed + a`).
-pub fn slot_seed(sweep_seed: u64, model: &str, mode: Mode, index: u32) -> u64 {
-    let mut h: u64 = 0xcbf29ce484222325 ^ sweep_seed.rotate_left(17);
-    for b in model
-        .as_bytes()
-        .iter()
-        .chain([0xffu8].iter())
-        .chain(mode.name().as_bytes())
-        .chain(index.to_le_bytes().iter())
-    {
-        h ^= *b as u64;
-        h = h.wrapping_mul(0x100000001b3);
-    }
-    // A final mix so that neighbouring slots do not get neighbouring seeds.
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xff51afd7ed558ccd);
-    h ^= h >> 33;
-    h
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn seeds_differ_per_slot_and_are_stable() {
-        let a = slot_seed(1, "m", Mode::Persona, 0);
-        assert_eq!(a, slot_seed(1, "m", Mode::Persona, 0));
-        assert_ne!(a, slot_seed(1, "m", Mode::Persona, 1));
-        assert_ne!(a, slot_seed(1, "m", Mode::SelfMode, 0));
-        assert_ne!(a, slot_seed(2, "m", Mode::Persona, 0));
-        assert_ne!(a, slot_seed(1, "n", Mode::Persona, 0));
-    }
 }

@@ -3,7 +3,7 @@
 //! Every generic test takes an `Arc<dyn Store>`; the `suite!` macro at the
 //! bottom instantiates each of them once per store (module `embedded` and
 //! module `redis`). The Redis tests each start their own `redis-server`
-//! (see `moralsweep_coordinator::testsupport`) because `reclaim_expired`
+//! (see `moralsweep_testsupport`) because `reclaim_expired`
 //! and `leases` see the whole store. Durability tests for each store follow
 //! the generic ones.
 
@@ -11,8 +11,9 @@ use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 
 use moralsweep_common::Mode;
-use moralsweep_coordinator::store::{open_store, EmbeddedStore, Lease, RedisStore, Store, UnitKey};
-use moralsweep_coordinator::testsupport::{Persistence, RedisServer};
+use moralsweep_coordinator::store::{open_store, EmbeddedStore, Lease, RedisStore, Store};
+use moralsweep_protocol::UnitKey;
+use moralsweep_testsupport::{Persistence, RedisServer};
 
 const FAR: u64 = u64::MAX / 4;
 

@@ -11,6 +11,7 @@
 //! kept as well, so the up-to-ten one-token attempts of a slot (and its other
 //! repetitions) cost one forward pass.
 
+use moralsweep_common::logspace::log_add;
 use std::collections::{HashMap, VecDeque};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -785,18 +786,6 @@ fn push_lru<T>(q: &mut VecDeque<T>, v: T, cap: usize) {
 
 fn common_prefix(a: &[u32], b: &[u32]) -> usize {
     a.iter().zip(b).take_while(|(x, y)| x == y).count()
-}
-
-/// log(exp(a) + exp(b)).
-pub fn log_add(a: f64, b: f64) -> f64 {
-    if a == f64::NEG_INFINITY {
-        return b;
-    }
-    if b == f64::NEG_INFINITY {
-        return a;
-    }
-    let m = a.max(b);
-    m + ((a - m).exp() + (b - m).exp()).ln()
 }
 
 #[cfg(test)]

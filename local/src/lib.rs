@@ -30,6 +30,9 @@
 //! f32 copy of the same weights to about 0.006 nats
 //! (`tests/llamacpp_fixtures.rs`), and more exactly than a quantised-activation
 //! path does. Speed: `benches/prefill.rs`.
+//!
+//! Layer: above `moralsweep-common` (its only workspace dependency); the
+//! worker uses it behind its default feature `local`.
 
 pub mod engine;
 pub mod gguf;

@@ -7,6 +7,9 @@
 //! coordinator write (or the published reference files with the papers'
 //! column names): [`data`] loads them, [`figures`] draws them with plotters,
 //! [`html`] assembles the page. It depends on `common` only.
+//!
+//! Layer: above `moralsweep-common` (its only workspace dependency); only the
+//! binary uses it.
 
 use std::path::{Path, PathBuf};
 

@@ -18,6 +18,7 @@ use crate::faults::{Fault, FaultPlan};
 use crate::limits::{KeyLimits, RateInfo, Refusal};
 use crate::replay::{CellId, PromptIndex, Replay, ReplayError, ReplayMode};
 use crate::stats::{KeyStats, Report};
+use moralsweep_common::hash::fnv1a_parts;
 use moralsweep_common::tokens::Tokenizer;
 
 /// How the simulator is set up (the flags of `moralsweep sim`).
@@ -180,19 +181,6 @@ pub struct Sim {
     limits: Mutex<HashMap<String, KeyLimits>>,
     stats: Mutex<BTreeMap<String, KeyStats>>,
     ids: AtomicU64,
-}
-
-fn fnv(parts: &[&[u8]]) -> u64 {
-    let mut h: u64 = 0xcbf29ce484222325;
-    for p in parts {
-        for b in *p {
-            h ^= *b as u64;
-            h = h.wrapping_mul(0x100000001b3);
-        }
-        h ^= 0xff;
-        h = h.wrapping_mul(0x100000001b3);
-    }
-    h
 }
 
 const RATING_WORDS: &[&str] = &[
@@ -439,12 +427,12 @@ impl Sim {
     /// prefers.
     fn generator_distribution(&self, q: &Query, cell: Option<CellId>) -> (u64, [f64; 6]) {
         let anchor = match cell {
-            Some(c) => fnv(&[
+            Some(c) => fnv1a_parts(&[
                 q.key.as_bytes(),
                 &c.persona.map(|p| p as i64).unwrap_or(-1).to_le_bytes(),
                 &[c.item],
             ]),
-            None => fnv(&[q.key.as_bytes(), q.prompt.as_bytes()]),
+            None => fnv1a_parts(&[q.key.as_bytes(), q.prompt.as_bytes()]),
         };
         let centre = (anchor % 6) as f64;
         let weights: Vec<f64> = (0..6)
@@ -465,7 +453,7 @@ impl Sim {
         let (anchor, dist) = self.generator_distribution(q, cell);
         let u = match q.seed {
             Some(s) => {
-                let h = fnv(&[
+                let h = fnv1a_parts(&[
                     &anchor.to_le_bytes(),
                     &s.to_le_bytes(),
                     &self.config.seed.to_le_bytes(),

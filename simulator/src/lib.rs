@@ -37,6 +37,9 @@
 //! println!("OpenAI base URL: http://{}/v1", running.addr);
 //! # Ok(()) }
 //! ```
+//!
+//! Layer: above `moralsweep-common` (its only workspace dependency); the
+//! binary serves it and tests use it, no library depends on it.
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use moralsweep_common::formats::{parse_file_name, read_sampling, FileKind, FormatError};
+use moralsweep_common::hash::fnv1a_parts;
 use moralsweep_common::prompt::{item_prompt, persona_prefix};
 use moralsweep_common::ITEMS;
 use rand::seq::SliceRandom;
@@ -233,19 +234,6 @@ fn visit(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), ReplayError> {
     Ok(())
 }
 
-fn fnv(parts: &[&[u8]]) -> u64 {
-    let mut h: u64 = 0xcbf29ce484222325;
-    for p in parts {
-        for b in *p {
-            h ^= *b as u64;
-            h = h.wrapping_mul(0x100000001b3);
-        }
-        h ^= 0xff;
-        h = h.wrapping_mul(0x100000001b3);
-    }
-    h
-}
-
 fn distribution(ratings: &[u8]) -> [f64; 6] {
     let mut d = [0.0; 6];
     for r in ratings {
@@ -415,7 +403,7 @@ impl Replay {
             ReplayMode::Sample => {
                 let i = match seed {
                     Some(s) => {
-                        let h = fnv(&[
+                        let h = fnv1a_parts(&[
                             key.as_bytes(),
                             &tag.to_le_bytes(),
                             &cell.persona.map(|p| p as i64).unwrap_or(-1).to_le_bytes(),
@@ -447,7 +435,7 @@ impl Replay {
                     });
                 }
                 if deck.next >= deck.cards.len() {
-                    let mut rng = ChaCha8Rng::seed_from_u64(fnv(&[
+                    let mut rng = ChaCha8Rng::seed_from_u64(fnv1a_parts(&[
                         key.as_bytes(),
                         &tag.to_le_bytes(),
                         &cell.persona.map(|p| p as i64).unwrap_or(-1).to_le_bytes(),

@@ -5,6 +5,7 @@
 //! wait at most `--timeout` seconds for the coordinator to answer, saying
 //! so after a couple of seconds.
 
+use super::shutdown_signal;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -13,48 +14,21 @@ use std::time::Duration;
 use anyhow::Context;
 use moralsweep_common::spec::KeyCheck;
 use moralsweep_common::Sweep;
-use moralsweep_coordinator::auth::{load_token, Auth};
-use moralsweep_coordinator::convert;
-use moralsweep_coordinator::engine::{Engine, EngineConfig, SweepProgress};
+use moralsweep_coordinator::engine::{Engine, EngineConfig};
 use moralsweep_coordinator::pacing::RateGroups;
 use moralsweep_coordinator::store::redis::RedisStore;
 use moralsweep_coordinator::store::Store;
 use moralsweep_proto::v1 as pb;
+use moralsweep_protocol::auth::{load_token, Auth};
+use moralsweep_protocol::{convert, ProgressState, SweepProgress};
 use moralsweep_worker::client::{self, ConnectOptions, GrpcLink, GrpcPermits};
 use moralsweep_worker::runtime::{self, WorkerConfig, WorkerStats};
-
-fn init_logs(default: &str) {
-    let _ = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default)),
-        )
-        .try_init();
-}
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")
-}
-
-/// Resolves on Ctrl-C or SIGTERM.
-pub(crate) async fn shutdown_signal() {
-    let term = async {
-        #[cfg(unix)]
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        {
-            s.recv().await;
-            return;
-        }
-        std::future::pending::<()>().await
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term => {}
-    }
 }
 
 /// How a client reaches the coordinator.
@@ -242,13 +216,12 @@ fn check_data_dir(dir: &std::path::Path) -> anyhow::Result<()> {
 }
 
 fn warn_short_token(token: &str) {
-    if let Some(w) = moralsweep_coordinator::auth::short_token_warning(token) {
+    if let Some(w) = moralsweep_protocol::auth::short_token_warning(token) {
         tracing::warn!("{w}");
     }
 }
 
 pub fn coordinator(a: CoordinatorArgs) -> anyhow::Result<()> {
-    init_logs("info");
     let token =
         if a.no_auth {
             tracing::warn!("--no-auth: every call is accepted without a token");
@@ -347,7 +320,6 @@ pub struct WorkerArgs {
 }
 
 pub fn worker(a: WorkerArgs) -> anyhow::Result<()> {
-    init_logs("info");
     let opts = a.client.options()?;
     if let Some(t) = &opts.token {
         warn_short_token(t);
@@ -410,7 +382,6 @@ pub struct SubmitArgs {
 }
 
 pub fn submit(a: SubmitArgs) -> anyhow::Result<()> {
-    init_logs("warn");
     // Validate locally first (keys are checked by the workers, which hold them).
     let sweep = Sweep::load(&a.spec, KeyCheck::Skip)?;
     if a.dry_run {
@@ -494,7 +465,7 @@ fn print_status(sweeps: &[SweepProgress]) {
                 }
             );
         }
-        if p.state == "failed" {
+        if p.state == ProgressState::Failed {
             for m in &p.messages {
                 println!("  ! {m}");
             }
@@ -503,7 +474,6 @@ fn print_status(sweeps: &[SweepProgress]) {
 }
 
 pub fn status(a: StatusArgs) -> anyhow::Result<()> {
-    init_logs("warn");
     let opts = a.client.options()?;
     runtime()?.block_on(async move {
         let mut c = client::sweeps_client(&opts)?;
@@ -599,7 +569,7 @@ pub fn status(a: StatusArgs) -> anyhow::Result<()> {
                         bar.set_message(format!("{}: {}", u.state, u.message));
                     }
                 }
-                if s.state == "failed" {
+                if s.state == ProgressState::Failed {
                     for m in &s.messages {
                         let _ = multi.println(format!("{}: {m}", s.sweep));
                     }
@@ -630,7 +600,6 @@ pub struct ResultsArgs {
 }
 
 pub fn results(a: ResultsArgs) -> anyhow::Result<()> {
-    init_logs("warn");
     let opts = a.client.options()?;
     runtime()?.block_on(async move {
         let mut c = client::sweeps_client(&opts)?;
@@ -723,7 +692,6 @@ pub struct CancelArgs {
 /// `moralsweep cancel SWEEP`: stops handing out the sweep's slots; what it
 /// recorded stays, and `results` fetches it.
 pub fn cancel(a: CancelArgs) -> anyhow::Result<()> {
-    init_logs("warn");
     let opts = a.client.options()?;
     runtime()?.block_on(async move {
         let mut c = client::sweeps_client(&opts)?;
@@ -763,7 +731,6 @@ pub struct DeleteArgs {
 /// `moralsweep delete SWEEP`: removes a done or cancelled sweep from the
 /// coordinator (its store entries and the files it wrote).
 pub fn delete(a: DeleteArgs) -> anyhow::Result<()> {
-    init_logs("warn");
     let opts = a.client.options()?;
     runtime()?.block_on(async move {
         let mut c = client::sweeps_client(&opts)?;

@@ -9,14 +9,15 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::inprocess::{InProcessLink, InProcessPermits};
 use anyhow::Context;
 use moralsweep_common::spec::KeyCheck;
 use moralsweep_common::Sweep;
-use moralsweep_coordinator::engine::{Engine, EngineConfig, EngineError, SweepProgress};
+use moralsweep_coordinator::engine::{Engine, EngineConfig, EngineError};
 use moralsweep_coordinator::pacing::RateGroups;
 use moralsweep_coordinator::store::embedded::EmbeddedStore;
 use moralsweep_coordinator::store::Store;
-use moralsweep_worker::inprocess::{InProcessLink, InProcessPermits};
+use moralsweep_protocol::{ProgressState, SweepProgress};
 use moralsweep_worker::runtime::{self, WorkerConfig, WorkerStats};
 
 #[derive(clap::Args)]
@@ -56,13 +57,6 @@ pub struct RunArgs {
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
-    let _ = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .try_init();
     if args.dry_run {
         // Nothing is sent, so no key is needed.
         let sweep = Sweep::load(&args.spec, KeyCheck::Skip)?;
@@ -139,7 +133,7 @@ async fn run_sweep(args: RunArgs, sweep: Sweep) -> anyhow::Result<()> {
     let _ui = match &args.ui {
         Some(addr) => {
             let token = match &args.ui_token_file {
-                Some(f) => Some(moralsweep_coordinator::auth::load_token(Some(f))?),
+                Some(f) => Some(moralsweep_protocol::auth::load_token(Some(f))?),
                 None => None,
             };
             let live = crate::cli::live::EngineLive::view(engine.clone(), true, token);
@@ -191,10 +185,7 @@ async fn run_sweep(args: RunArgs, sweep: Sweep) -> anyhow::Result<()> {
     // exists only inside the loop's select could miss a signal).
     let (int_tx, mut int_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = terminate() => {}
-        }
+        super::shutdown_signal().await;
         let _ = int_tx.send(true);
     });
     let mut view = Progress::new(&before, args.quiet);
@@ -279,7 +270,7 @@ async fn run_sweep(args: RunArgs, sweep: Sweep) -> anyhow::Result<()> {
     let failed: Vec<&str> = final_state
         .units
         .iter()
-        .filter(|u| u.state == "failed")
+        .filter(|u| u.state == ProgressState::Failed)
         .map(|u| u.model.as_str())
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
@@ -298,19 +289,6 @@ async fn run_sweep(args: RunArgs, sweep: Sweep) -> anyhow::Result<()> {
 
 /// How long requests running at Ctrl-C / SIGTERM may take to finish.
 const RUN_DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// Resolves on SIGTERM (never elsewhere).
-async fn terminate() {
-    #[cfg(unix)]
-    {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        {
-            s.recv().await;
-            return;
-        }
-    }
-    std::future::pending::<()>().await
-}
 
 /// Prints where the files are and the S/R table of the finished models.
 fn print_summary(p: &SweepProgress) {
@@ -448,7 +426,7 @@ impl Progress {
                     if let Some(u) = p
                         .units
                         .iter()
-                        .find(|u| &u.model == model && u.state == "failed")
+                        .find(|u| &u.model == model && u.state == ProgressState::Failed)
                     {
                         bar.abandon_with_message(format!("stopped: {}", u.message));
                     } else if done >= total {

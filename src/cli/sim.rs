@@ -149,7 +149,7 @@ pub fn sim(args: SimArgs) -> anyhow::Result<()> {
         // it holds nothing that needs flushing.
         tokio::select! {
             r = running.task => r.context("the simulator task failed")?,
-            _ = super::cluster::shutdown_signal() => {}
+            _ = super::shutdown_signal() => {}
         }
         Ok(())
     })

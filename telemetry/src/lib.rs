@@ -16,6 +16,9 @@
 //!   liveness and readiness endpoints.
 //! - [`redact`] makes sure no registered secret (API keys, the worker token)
 //!   appears in a log line or an exported span.
+//!
+//! Layer: the bottom. It depends on no workspace crate, so the coordinator,
+//! the workers and the binary can all use it.
 
 use std::io::IsTerminal;
 use std::str::FromStr;
@@ -35,7 +38,6 @@ pub mod otlp;
 pub mod propagation;
 pub mod redact;
 pub mod spans;
-pub mod testing;
 
 pub use metrics::Metrics;
 pub use ops::{serve_ops, spawn_ops, spawn_ops_with, OpsServer};

@@ -132,6 +132,26 @@ pub fn redact(text: &str) -> Cow<'_, str> {
     out
 }
 
+/// Like [`redact`], and `extra` replaced too even when it is too short to
+/// have been registered (a provider's own key in its error messages).
+pub fn redact_with<'a>(text: &'a str, extra: &str) -> Cow<'a, str> {
+    let out = redact(text);
+    if extra.is_empty() || !out.contains(extra) {
+        return out;
+    }
+    Cow::Owned(out.replace(extra, REDACTED))
+}
+
+/// A URL with the credentials of its authority hidden
+/// (`redis://user:pass@host` becomes `redis://***@host`), for URLs shown in
+/// messages before any secret of theirs is registered.
+pub fn redact_url_credentials(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
+        _ => url.to_string(),
+    }
+}
+
 /// Like [`redact`], for bytes that should be UTF-8 (a formatted log line).
 /// Invalid UTF-8 is scanned lossily so that a secret next to a bad byte is
 /// still caught.
@@ -218,6 +238,21 @@ impl<W: Write> Drop for RedactingWriter<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn url_credentials_are_hidden() {
+        assert_eq!(
+            redact_url_credentials("redis://u:secret@h:6379/0"),
+            "redis://***@h:6379/0"
+        );
+        assert_eq!(redact_url_credentials("redis://h:6379"), "redis://h:6379");
+    }
+
+    #[test]
+    fn a_short_extra_secret_is_replaced_too() {
+        assert_eq!(redact_with("key=abc;", "abc"), "key=[redacted];");
+        assert_eq!(redact_with("nothing", ""), "nothing");
+    }
     use std::sync::{Arc, Mutex};
 
     // The registry is process-global: each test uses its own secret values.

@@ -9,8 +9,8 @@
 use std::process::Command;
 use std::time::Duration;
 
-use moralsweep_telemetry::testing::OtlpReceiver;
 use moralsweep_telemetry::{init, TelemetryOptions};
+use moralsweep_testsupport::otlp::OtlpReceiver;
 
 const CHILD_VAR: &str = "MORALSWEEP_TELEMETRY_TEST_CHILD";
 const API_KEY: &str = "sk-test-otlp-9f8e7d6c5b4a3210";

@@ -9,11 +9,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use moralsweep_coordinator::auth::Bearer;
-use moralsweep_coordinator::convert;
-use moralsweep_coordinator::engine::{LeaseOutcome, ReportOutcome, SlotReport};
-use moralsweep_coordinator::service::MAX_MESSAGE;
 use moralsweep_proto::v1 as pb;
+use moralsweep_protocol::auth::Bearer;
+use moralsweep_protocol::{convert, LeaseOutcome, ReportOutcome, SlotReport, MAX_MESSAGE};
 use pb::sweeps_client::SweepsClient;
 use pb::workers_client::WorkersClient;
 use tonic::service::interceptor::InterceptedService;

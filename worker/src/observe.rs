@@ -14,7 +14,7 @@
 
 use async_trait::async_trait;
 use moralsweep_common::ModelSpec;
-use moralsweep_coordinator::engine::Grant;
+use moralsweep_protocol::Grant;
 use moralsweep_telemetry::ops::OpsServer;
 use moralsweep_telemetry::spans::{self, CallOutcome, CallTimer};
 use moralsweep_telemetry::TelemetryError;

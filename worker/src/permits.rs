@@ -1,6 +1,6 @@
 //! Where a worker gets permission to send a request. The rate limits of a
 //! rate group hold across all workers because the coordinator hands out the
-//! permits (`moralsweep_coordinator::pacing::RateGroups`); a worker asks
+//! permits (the coordinator's `RateGroups`); a worker asks
 //! through this trait, implemented by the gRPC client in the cluster and by a
 //! direct call in the one-process mode.
 

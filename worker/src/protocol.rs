@@ -10,6 +10,7 @@
 //! worker's paced provider); an error that reaches this module stops the slot.
 
 use moralsweep_common::extract::{first_standalone_rating, one_token_rating, response_head};
+use moralsweep_common::logspace::log_add;
 use moralsweep_common::slot::{now_timestamp, LogprobRecord, SampleRecord};
 
 use crate::providers::{CompletionRequest, Provider, ProviderError};
@@ -191,11 +192,6 @@ fn push_python_json_str(out: &mut String, s: &str) {
         }
     }
     out.push('"');
-}
-
-fn log_add(a: f64, b: f64) -> f64 {
-    let m = a.max(b);
-    m + ((a - m).exp() + (b - m).exp()).ln()
 }
 
 #[cfg(test)]

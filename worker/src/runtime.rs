@@ -5,7 +5,7 @@
 //! back the rest and return.
 //!
 //! The coordinator is reached through a [`Link`]: gRPC in the cluster
-//! ([`crate::client`]), a direct call in one process ([`crate::inprocess`]).
+//! ([`crate::client`]), a direct call in one process (`inprocess` in the binary).
 //! Results are never dropped: a report that fails is retried until the
 //! coordinator takes it (recording is idempotent, so a retry is harmless).
 
@@ -17,9 +17,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use moralsweep_common::slot::{SlotRecord, UnitShape};
 use moralsweep_common::{Mode, SweepSpec, ITEMS};
-use moralsweep_coordinator::engine::{Grant, LeaseOutcome, Outcome, ReportOutcome, SlotReport};
-use moralsweep_coordinator::output::LOGPROB_REQUEST_TEMPERATURE;
-use moralsweep_coordinator::sweep::slot_seed;
+use moralsweep_protocol::{
+    slot_seed, Grant, LeaseOutcome, Outcome, ReportOutcome, SlotReport, LOGPROB_REQUEST_TEMPERATURE,
+};
 use tokio::sync::{mpsc, watch, Semaphore};
 
 use crate::credit::CreditPermits;
@@ -469,7 +469,7 @@ async fn run_slot<L: Link>(
     shared: &Shared<L>,
     ctx: &SweepCtx,
     lease_id: &str,
-    unit: moralsweep_coordinator::store::UnitKey,
+    unit: moralsweep_protocol::UnitKey,
     slot: u32,
 ) -> Finished {
     if shared.stopping.load(Ordering::Acquire) {

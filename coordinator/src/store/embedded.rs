@@ -26,7 +26,8 @@ use async_trait::async_trait;
 use moralsweep_common::Mode;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 
-use super::{Lease, Store, StoreError, StoreResult, UnitKey};
+use super::{Lease, Store, StoreError, StoreResult};
+use moralsweep_protocol::UnitKey;
 
 const SWEEPS: TableDefinition<&str, &[u8]> = TableDefinition::new("sweeps");
 const UNITS: TableDefinition<&[u8], (u32, u64)> = TableDefinition::new("units");

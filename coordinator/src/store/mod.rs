@@ -22,7 +22,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use moralsweep_common::Mode;
+use moralsweep_protocol::UnitKey;
 use serde::{Deserialize, Serialize};
 
 pub mod embedded;
@@ -49,14 +49,6 @@ pub async fn open_store(target: &str) -> StoreResult<Arc<dyn Store>> {
             .map_err(|e| StoreError::Backend(format!("opening the embedded store: {e}")))??;
         Ok(Arc::new(store))
     }
-}
-
-/// (sweep, model key, mode): the unit whose slots are numbered densely.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct UnitKey {
-    pub sweep: String,
-    pub model: String,
-    pub mode: Mode,
 }
 
 /// A lease as stored.

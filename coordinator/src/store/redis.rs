@@ -57,7 +57,8 @@ use ::redis::{
 use async_trait::async_trait;
 use moralsweep_common::Mode;
 
-use super::{Lease, Store, StoreError, StoreResult, UnitKey};
+use super::{Lease, Store, StoreError, StoreResult};
+use moralsweep_protocol::UnitKey;
 
 /// Slots per result bucket (one Redis hash each).
 pub const BUCKET: u32 = 256;
@@ -78,231 +79,38 @@ const LEASE_SWEEPS: &str = "ms:lease-sweeps";
 /// Lua: shared helper that releases one lease (requeues its unrecorded
 /// slots, deletes it) and returns `{id, model, mode, worker, deadline,
 /// slots, requeued}` or nil.
-const RELEASE_FN: &str = r#"
-local function release(P, B, id)
-  local lk = P .. 'l:' .. id
-  local sk = P .. 'ls:' .. id
-  local h = redis.call('HGETALL', lk)
-  if #h == 0 then return nil end
-  local f = {}
-  for i = 1, #h, 2 do f[h[i]] = h[i + 1] end
-  local slots = redis.call('SMEMBERS', sk)
-  local rprefix = P .. 'r:' .. f.unit .. ':'
-  local q = P .. 'q:' .. f.unit
-  local hwm = tonumber(redis.call('HGET', P .. 'u:' .. f.unit, 'hwm') or '0')
-  local n = 0
-  for _, s in ipairs(slots) do
-    local slot = tonumber(s)
-    if slot >= hwm or redis.call('HEXISTS', rprefix .. string.format('%d', math.floor(slot / B)), s) == 0 then
-      redis.call('ZADD', q, slot, s)
-      n = n + 1
-    end
-  end
-  redis.call('DEL', lk, sk)
-  redis.call('ZREM', P .. 'dl', id)
-  return {id, f.model, f.mode, f.worker, f.deadline, slots, n}
-end
-"#;
+const RELEASE_FN: &str = include_str!("lua/release_fn.lua");
 
 /// KEYS: meta, retry, keyset, lease hash, lease slots, deadlines, op key.
 /// ARGV: total, max, lease id, worker, deadline, model, mode, unit part,
 /// bucket prefix, B.
-const GRANT: &str = r#"
-local prev = redis.call('GET', KEYS[7])
-if prev then return cjson.decode(prev) end
-local total = tonumber(ARGV[1])
-local max = tonumber(ARGV[2])
-if redis.call('EXISTS', KEYS[4]) == 1 then
-  return redis.error_reply('lease id ' .. ARGV[3] .. ' is already in use; lease ids must be unique')
-end
-local prefix = ARGV[9]
-local B = tonumber(ARGV[10])
-local hwm = tonumber(redis.call('HGET', KEYS[1], 'hwm') or '0')
-local function recorded(slot)
-  if slot >= hwm then return false end
-  return redis.call('HEXISTS', prefix .. string.format('%d', math.floor(slot / B)),
-    string.format('%d', slot)) == 1
-end
-local got = {}
-while #got < max do
-  local popped = redis.call('ZPOPMIN', KEYS[2], max - #got)
-  if #popped == 0 then break end
-  for i = 1, #popped, 2 do
-    local slot = tonumber(popped[i])
-    if slot < total and not recorded(slot) then got[#got + 1] = slot end
-  end
-end
-local cursor = tonumber(redis.call('HGET', KEYS[1], 'cursor') or '0')
-local start = cursor
-while #got < max and cursor < total do
-  if not recorded(cursor) then got[#got + 1] = cursor end
-  cursor = cursor + 1
-end
-if cursor ~= start then redis.call('HSET', KEYS[1], 'cursor', string.format('%d', cursor)) end
-redis.call('SADD', KEYS[3], KEYS[1], KEYS[2])
-if #got > 0 then
-  redis.call('HSET', KEYS[4], 'model', ARGV[6], 'mode', ARGV[7], 'unit', ARGV[8],
-    'worker', ARGV[4], 'deadline', ARGV[5])
-  local members = {}
-  for i, slot in ipairs(got) do members[i] = string.format('%d', slot) end
-  for i = 1, #members, 1000 do
-    redis.call('SADD', KEYS[5], unpack(members, i, math.min(i + 999, #members)))
-  end
-  redis.call('ZADD', KEYS[6], ARGV[5], ARGV[3])
-end
-redis.call('SET', KEYS[7], cjson.encode(got), 'EX', OP_TTL)
-return got
-"#;
+const GRANT: &str = include_str!("lua/grant.lua");
 
 /// KEYS: meta, keyset, lease hash, lease slots, deadlines, bucket index,
 /// op key. ARGV: bucket prefix, B, lease id ('' for none), unit part, then
 /// (slot, record) pairs. Returns `{newly-recorded flags, lease-deleted}`.
-const RECORD: &str = r#"
-local prev = redis.call('GET', KEYS[7])
-if prev then return cjson.decode(prev) end
-local prefix = ARGV[1]
-local B = tonumber(ARGV[2])
-local out = {}
-local added = 0
-local hwm = tonumber(redis.call('HGET', KEYS[1], 'hwm') or '0')
-local newhwm = hwm
-local touched = {}
-for i = 5, #ARGV, 2 do
-  local slot = tonumber(ARGV[i])
-  local bucket = string.format('%d', math.floor(slot / B))
-  local n = redis.call('HSETNX', prefix .. bucket, ARGV[i], ARGV[i + 1])
-  out[#out + 1] = n
-  if n == 1 then
-    added = added + 1
-    if slot + 1 > newhwm then newhwm = slot + 1 end
-    touched[bucket] = true
-  end
-end
-if added > 0 then
-  redis.call('HINCRBY', KEYS[1], 'done', added)
-  if newhwm > hwm then redis.call('HSET', KEYS[1], 'hwm', string.format('%d', newhwm)) end
-  local keys = {KEYS[1], KEYS[6]}
-  for b, _ in pairs(touched) do
-    keys[#keys + 1] = prefix .. b
-    redis.call('ZADD', KEYS[6], b, b)
-  end
-  for i = 1, #keys, 1000 do
-    redis.call('SADD', KEYS[2], unpack(keys, i, math.min(i + 999, #keys)))
-  end
-end
-local gone = 0
-if ARGV[3] ~= '' and redis.call('HGET', KEYS[3], 'unit') == ARGV[4] then
-  local slots = {}
-  for i = 5, #ARGV, 2 do slots[#slots + 1] = ARGV[i] end
-  for i = 1, #slots, 1000 do
-    redis.call('SREM', KEYS[4], unpack(slots, i, math.min(i + 999, #slots)))
-  end
-  if redis.call('SCARD', KEYS[4]) == 0 then
-    redis.call('DEL', KEYS[3], KEYS[4])
-    redis.call('ZREM', KEYS[5], ARGV[3])
-    gone = 1
-  end
-end
-redis.call('SET', KEYS[7], cjson.encode({out, gone}), 'EX', OP_TTL)
-return {out, gone}
-"#;
+const RECORD: &str = include_str!("lua/record.lua");
 
 /// KEYS: lease hash, deadlines. ARGV: lease id, deadline.
-const EXTEND: &str = r#"
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('HSET', KEYS[1], 'deadline', ARGV[2])
-redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
-return 1
-"#;
+const EXTEND: &str = include_str!("lua/extend.lua");
 
 /// KEYS: lease hash, lease slots, deadlines. ARGV: sweep prefix, B, id.
-const RELEASE: &str = r#"
-local r = release(ARGV[1], tonumber(ARGV[2]), ARGV[3])
-if not r then return -1 end
-return r[7]
-"#;
+const RELEASE: &str = include_str!("lua/release.lua");
 
 /// KEYS: deadlines. ARGV: sweep prefix, B, now.
-const RECLAIM: &str = r#"
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[3])
-local out = {}
-for _, id in ipairs(ids) do
-  local r = release(ARGV[1], tonumber(ARGV[2]), id)
-  if r then out[#out + 1] = r else redis.call('ZREM', KEYS[1], id) end
-end
-return out
-"#;
+const RECLAIM: &str = include_str!("lua/reclaim.lua");
 
 /// KEYS: deadlines. ARGV: sweep prefix.
-const LEASES: &str = r#"
-local ids = redis.call('ZRANGE', KEYS[1], 0, -1)
-local out = {}
-for _, id in ipairs(ids) do
-  local h = redis.call('HGETALL', ARGV[1] .. 'l:' .. id)
-  if #h > 0 then
-    local f = {}
-    for i = 1, #h, 2 do f[h[i]] = h[i + 1] end
-    out[#out + 1] = {id, f.model, f.mode, f.worker, f.deadline,
-      redis.call('SMEMBERS', ARGV[1] .. 'ls:' .. id), 0}
-  end
-end
-return out
-"#;
+const LEASES: &str = include_str!("lua/leases.lua");
 
 /// KEYS: bucket index. ARGV: bucket prefix, B, from, limit.
-const SCAN: &str = r#"
-local prefix = ARGV[1]
-local B = tonumber(ARGV[2])
-local from = tonumber(ARGV[3])
-local limit = tonumber(ARGV[4])
-local out = {}
-local n = 0
-local lo = math.floor(from / B)
-while n < limit do
-  local bs = redis.call('ZRANGEBYSCORE', KEYS[1], lo, '+inf', 'LIMIT', 0, 16)
-  if #bs == 0 then break end
-  for _, b in ipairs(bs) do
-    if n >= limit then break end
-    local kv = redis.call('HGETALL', prefix .. b)
-    local items = {}
-    for i = 1, #kv, 2 do
-      local slot = tonumber(kv[i])
-      if slot >= from then items[#items + 1] = {slot, kv[i + 1]} end
-    end
-    table.sort(items, function(x, y) return x[1] < y[1] end)
-    for _, it in ipairs(items) do
-      if n >= limit then break end
-      out[#out + 1] = it[1]
-      out[#out + 1] = it[2]
-      n = n + 1
-    end
-    lo = tonumber(b) + 1
-  end
-end
-return out
-"#;
+const SCAN: &str = include_str!("lua/scan.lua");
 
 /// KEYS: keyset, deadlines. ARGV: sweep prefix. Returns the lease ids.
-const DELETE: &str = r#"
-local ids = redis.call('ZRANGE', KEYS[2], 0, -1)
-for _, id in ipairs(ids) do
-  redis.call('DEL', ARGV[1] .. 'l:' .. id, ARGV[1] .. 'ls:' .. id)
-end
-local keys = redis.call('SMEMBERS', KEYS[1])
-for i = 1, #keys, 1000 do
-  redis.call('DEL', unpack(keys, i, math.min(i + 999, #keys)))
-end
-redis.call('DEL', KEYS[1], KEYS[2])
-return ids
-"#;
+const DELETE: &str = include_str!("lua/delete.lua");
 
 /// KEYS: the sweeps hash. ARGV: sweep id, record.
-const UPDATE_SWEEP: &str = r#"
-if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then
-  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-end
-return 0
-"#;
+const UPDATE_SWEEP: &str = include_str!("lua/update_sweep.lua");
 
 struct Scripts {
     grant: Script,
@@ -408,14 +216,6 @@ fn nonce() -> String {
     format!("{:x}.{:x}", std::process::id(), t)
 }
 
-/// Redacts the password of a `redis://user:pass@host` URL.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
-        _ => url.to_string(),
-    }
-}
-
 /// Runs `$body` (an expression using `$con: &mut ConnectionManager`),
 /// retrying transient failures for up to [`RETRY_FOR`].
 macro_rules! retrying {
@@ -484,7 +284,7 @@ fn parse_lease(sweep: &str, v: Value) -> StoreResult<(Lease, u32)> {
 impl RedisStore {
     /// Connects to the Redis at `url` (`redis://[user:pass@]host:port[/db]`).
     pub async fn connect(url: &str) -> StoreResult<Self> {
-        let target = redact(url);
+        let target = moralsweep_telemetry::redact::redact_url_credentials(url);
         let client = Client::open(url)
             .map_err(|e| StoreError::Backend(format!("redis URL {target}: {e}")))?;
         let config = ConnectionManagerConfig::new()
@@ -847,7 +647,7 @@ impl Store for RedisStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testsupport::{Persistence, RedisServer};
+    use moralsweep_testsupport::{Persistence, RedisServer};
 
     /// A call repeated with the same operation id (what a retry after a
     /// lost reply does) returns the first outcome and changes nothing.
@@ -899,7 +699,5 @@ mod tests {
             mode: Mode::SelfMode,
         };
         assert_eq!(unit_part(&u), "org/m%3A1:self");
-        assert_eq!(redact("redis://u:secret@h:6379/0"), "redis://***@h:6379/0");
-        assert_eq!(redact("redis://h:6379"), "redis://h:6379");
     }
 }

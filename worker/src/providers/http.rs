@@ -49,7 +49,7 @@ impl Secret {
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
+        f.write_str(moralsweep_telemetry::redact::REDACTED)
     }
 }
 
@@ -228,12 +228,8 @@ impl HttpCore {
 
     /// Replaces the key's value wherever it appears in a text.
     pub fn redact(&self, text: &str) -> String {
-        match &self.key {
-            Some(k) if !k.secret.expose().is_empty() => {
-                text.replace(k.secret.expose(), "[redacted]")
-            }
-            _ => text.to_string(),
-        }
+        let key = self.key.as_ref().map(|k| k.secret.expose()).unwrap_or("");
+        moralsweep_telemetry::redact::redact_with(text, key).into_owned()
     }
 
     fn key_source(&self) -> String {

@@ -11,6 +11,7 @@ pub mod anthropic;
 pub mod compat;
 pub mod gemini;
 pub mod http;
+#[cfg(feature = "local")]
 pub mod local;
 pub mod openai;
 pub mod synthetic;
@@ -94,7 +95,14 @@ pub fn build(model: &ModelSpec) -> Result<Box<dyn Provider>, ProviderError> {
     crate::cost::global().register(model);
     match model.provider.as_str() {
         "synthetic" => Ok(Box::new(synthetic::Synthetic::new(model))),
+        #[cfg(feature = "local")]
         "local" => Ok(Box::new(local::Local::new(model)?)),
+        #[cfg(not(feature = "local"))]
+        "local" => Err(ProviderError::Fatal(format!(
+            "model {:?} uses the local model, which this worker was built without \
+             (build it with the default feature `local`)",
+            model.key
+        ))),
         "openai" => Ok(Box::new(openai::OpenAi::new(
             model,
             openai::Flavor::openai(),

@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use moralsweep_common::ModelSpec;
 
 use super::{Completion, CompletionRequest, Provider, ProviderError, TokenLogprob, Usage};
+use moralsweep_common::hash::fnv1a_parts;
 
 /// A deterministic pseudo-model.
 pub struct Synthetic {
@@ -21,27 +22,13 @@ impl Synthetic {
     }
 }
 
-/// FNV-1a, stable across platforms and releases.
-fn fnv1a(parts: &[&[u8]]) -> u64 {
-    let mut h: u64 = 0xcbf29ce484222325;
-    for p in parts {
-        for b in *p {
-            h ^= *b as u64;
-            h = h.wrapping_mul(0x100000001b3);
-        }
-        h ^= 0xff;
-        h = h.wrapping_mul(0x100000001b3);
-    }
-    h
-}
-
 #[async_trait]
 impl Provider for Synthetic {
     async fn complete(&self, req: &CompletionRequest) -> Result<Completion, ProviderError> {
         // The cell (prompt) fixes a preferred rating; the seed moves it by at most one.
-        let cell = fnv1a(&[self.model.as_bytes(), req.prompt.as_bytes()]);
+        let cell = fnv1a_parts(&[self.model.as_bytes(), req.prompt.as_bytes()]);
         let centre = (cell % 6) as i64;
-        let noise = fnv1a(&[&cell.to_le_bytes(), &req.seed.unwrap_or(0).to_le_bytes()]);
+        let noise = fnv1a_parts(&[&cell.to_le_bytes(), &req.seed.unwrap_or(0).to_le_bytes()]);
         let jitter = match noise % 10 {
             0 => -1,
             1 => 1,

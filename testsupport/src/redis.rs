@@ -3,7 +3,7 @@
 //! directory, append-only file on) that can be killed with SIGKILL and
 //! restarted on the same port and directory so it reloads its AOF.
 //!
-//! Public (not `cfg(test)`) so every crate's tests and benches can use it.
+//! A dev-dependency of every crate whose tests or benches need it.
 //! The binary is `redis-server` from `PATH`, or the one named by the
 //! environment variable `MORALSWEEP_REDIS_SERVER`; `scripts/test` installs
 //! it when missing.

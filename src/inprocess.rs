@@ -1,17 +1,18 @@
-//! The one-process mode's link to the coordinator: direct calls into the
-//! engine, and rate-group permits taken straight from its `RateGroups`.
+//! The one-process mode's link between the worker and the coordinator:
+//! direct calls into the engine, and rate-group permits taken straight from
+//! its `RateGroups`. It lives in the binary because it is the one place that
+//! needs both sides (the worker crate never depends on the coordinator).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use moralsweep_coordinator::engine::{
-    Engine, EngineError, LeaseOutcome, ReportOutcome, SlotReport,
-};
+use moralsweep_coordinator::engine::{Engine, EngineError};
 use moralsweep_coordinator::pacing::RateGroups;
 
-use crate::permits::Permits;
-use crate::runtime::{Link, LinkError, SweepDef};
+use moralsweep_protocol::{LeaseOutcome, ReportOutcome, SlotReport};
+use moralsweep_worker::permits::Permits;
+use moralsweep_worker::runtime::{Link, LinkError, SweepDef};
 
 /// Calls the engine of this process.
 pub struct InProcessLink {

@@ -6,10 +6,12 @@ use std::time::Duration;
 use moralsweep_common::slot::{SampleRecord, SlotRecord};
 use moralsweep_common::{Mode, SweepSpec};
 
-use crate::engine::{Engine, EngineConfig, EngineError, Outcome, SlotReport};
-use crate::memstore::MemStore;
+use crate::engine::{Engine, EngineConfig, EngineError};
 use crate::pacing::RateGroups;
-use crate::store::{Store, UnitKey};
+use crate::store::EmbeddedStore;
+use crate::store::Store;
+use moralsweep_protocol::UnitKey;
+use moralsweep_protocol::{Outcome, SlotReport};
 
 fn spec(name: &str, models: &[&str]) -> SweepSpec {
     let mut text = format!(
@@ -91,7 +93,8 @@ async fn wait_done(e: &Engine, sweep: &str) {
 #[tokio::test]
 async fn sweep_runs_to_files_with_every_slot_once() {
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(MemStore::default());
+    let store: Arc<dyn Store> =
+        Arc::new(EmbeddedStore::open(dir.path().join("store.redb")).unwrap());
     let e = engine(store.clone(), dir.path(), Duration::from_secs(30));
     e.start();
     let out = dir.path().join("s1");
@@ -130,7 +133,8 @@ async fn sweep_runs_to_files_with_every_slot_once() {
 #[tokio::test]
 async fn duplicate_and_late_reports_change_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(MemStore::default());
+    let store: Arc<dyn Store> =
+        Arc::new(EmbeddedStore::open(dir.path().join("store.redb")).unwrap());
     let e = engine(store.clone(), dir.path(), Duration::from_millis(1));
     let out = dir.path().join("s2");
     let mut sp = spec("s2", &["m"]);
@@ -187,7 +191,8 @@ async fn duplicate_and_late_reports_change_nothing() {
 #[tokio::test]
 async fn bad_reports_are_refused_with_a_reason() {
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(MemStore::default());
+    let store: Arc<dyn Store> =
+        Arc::new(EmbeddedStore::open(dir.path().join("store.redb")).unwrap());
     let e = engine(store, dir.path(), Duration::from_secs(30));
     e.submit(spec("s3", &["m"]), personas(), dir.path().join("o"))
         .await
@@ -230,7 +235,8 @@ async fn bad_reports_are_refused_with_a_reason() {
 #[tokio::test]
 async fn fatal_error_stops_one_model_only() {
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(MemStore::default());
+    let store: Arc<dyn Store> =
+        Arc::new(EmbeddedStore::open(dir.path().join("store.redb")).unwrap());
     let e = engine(store, dir.path(), Duration::from_secs(30));
     e.start();
     e.submit(
@@ -277,7 +283,8 @@ async fn fatal_error_stops_one_model_only() {
 #[tokio::test]
 async fn a_new_engine_resumes_from_the_store_alone() {
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(MemStore::default());
+    let store: Arc<dyn Store> =
+        Arc::new(EmbeddedStore::open(dir.path().join("store.redb")).unwrap());
     let out = dir.path().join("o");
     {
         let e = engine(store.clone(), dir.path(), Duration::from_millis(1));
@@ -313,7 +320,8 @@ async fn a_new_engine_resumes_from_the_store_alone() {
 #[tokio::test]
 async fn rate_limits_pace_grants() {
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(MemStore::default());
+    let store: Arc<dyn Store> =
+        Arc::new(EmbeddedStore::open(dir.path().join("store.redb")).unwrap());
     let e = engine(store, dir.path(), Duration::from_secs(30));
     let mut s = spec("s6", &["m"]);
     s.models[0].rpm = Some(60);
@@ -330,7 +338,8 @@ async fn rate_limits_pace_grants() {
 #[tokio::test]
 async fn many_sweeps_with_dozens_of_models_at_once() {
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(MemStore::default());
+    let store: Arc<dyn Store> =
+        Arc::new(EmbeddedStore::open(dir.path().join("store.redb")).unwrap());
     let e = engine(store, dir.path(), Duration::from_secs(30));
     e.start();
     let models: Vec<String> = (0..24).map(|i| format!("model-{i:02}")).collect();

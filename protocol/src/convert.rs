@@ -5,8 +5,10 @@ use moralsweep_common::slot::{LogprobRecord, SampleRecord, SlotRecord};
 use moralsweep_common::Mode;
 use moralsweep_proto::v1 as pb;
 
-use crate::engine::{Grant, Outcome, SlotReport, SweepProgress, UnitProgress};
-use crate::store::UnitKey;
+use crate::lease::Grant;
+use crate::progress::{ProgressState, SweepProgress, UnitProgress};
+use crate::report::{Outcome, SlotReport};
+use crate::unit::UnitKey;
 
 /// Parses a mode name sent over the wire.
 pub fn mode(s: &str) -> Result<Mode, String> {
@@ -124,7 +126,7 @@ pub fn report_from_pb(r: pb::SlotResult) -> Result<SlotReport, String> {
 pub fn progress_to_pb(p: &SweepProgress) -> pb::SweepStatus {
     pb::SweepStatus {
         sweep: p.sweep.clone(),
-        state: p.state.to_string(),
+        state: p.state.name().to_string(),
         units: p
             .units
             .iter()
@@ -133,7 +135,7 @@ pub fn progress_to_pb(p: &SweepProgress) -> pb::SweepStatus {
                 mode: u.mode.name().to_string(),
                 total: u.total,
                 done: u.done,
-                state: u.state.to_string(),
+                state: u.state.name().to_string(),
                 message: u.message.clone(),
             })
             .collect(),
@@ -145,19 +147,10 @@ pub fn progress_to_pb(p: &SweepProgress) -> pb::SweepStatus {
     }
 }
 
-fn state_name(s: &str) -> &'static str {
-    match s {
-        "done" => "done",
-        "failed" => "failed",
-        "cancelled" => "cancelled",
-        _ => "running",
-    }
-}
-
 pub fn progress_from_pb(s: pb::SweepStatus) -> SweepProgress {
     SweepProgress {
         sweep: s.sweep,
-        state: state_name(&s.state),
+        state: ProgressState::from_name(&s.state),
         units: s
             .units
             .into_iter()
@@ -166,7 +159,7 @@ pub fn progress_from_pb(s: pb::SweepStatus) -> SweepProgress {
                 mode: u.mode.parse().unwrap_or(Mode::Persona),
                 total: u.total,
                 done: u.done,
-                state: state_name(&u.state),
+                state: ProgressState::from_name(&u.state),
                 message: u.message,
             })
             .collect(),

@@ -1,0 +1,137 @@
+//! Handing out slots: leases paced by the rate groups, their extension and
+//! the reclaiming of expired ones.
+
+use super::*;
+
+impl Engine {
+    pub(super) fn next_lease_id(&self) -> String {
+        let n = self.lease_seq.fetch_add(1, Ordering::Relaxed);
+        format!("{:x}-{:x}", self.boot, n)
+    }
+
+    /// The trace context of a sweep's submission span, when this process
+    /// took the submission and spans are exported.
+    pub fn sweep_trace(&self, sweep: &str) -> Option<String> {
+        self.sweep_traces
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(sweep)
+            .cloned()
+    }
+
+    /// Grants up to `max` slots (of one or more units) to `worker`, each
+    /// with one permit of its rate group.
+    pub async fn lease(&self, worker: &str, max: u32) -> EngineResult<LeaseOutcome> {
+        crate::observe::worker_seen(worker);
+        let mut left = max.min(self.cfg.max_lease_slots);
+        let mut out = LeaseOutcome::default();
+        let mut tried = 0usize;
+        let mut wait: Option<Duration> = None;
+        while left > 0 {
+            // Pick the next runnable unit (round robin) and take its permits.
+            let pick = {
+                let mut st = self.lock();
+                let flat: Vec<(String, usize)> = st
+                    .sweeps
+                    .iter()
+                    .flat_map(|(name, s)| (0..s.units.len()).map(move |i| (name.clone(), i)))
+                    .collect();
+                if flat.is_empty() || tried >= flat.len() {
+                    None
+                } else {
+                    let mut found = None;
+                    let now = Instant::now();
+                    while tried < flat.len() {
+                        let (name, i) = &flat[st.cursor % flat.len()];
+                        st.cursor = st.cursor.wrapping_add(1);
+                        tried += 1;
+                        let s = &st.sweeps[name];
+                        let u = &s.units[*i];
+                        if !s.unit_runnable(u) || u.idle_until.is_some_and(|t| now < t) {
+                            continue;
+                        }
+                        let permits = self.rates.take(&u.group, left, u.tokens_each);
+                        if permits == 0 {
+                            let w = self.rates.next_ready(&u.group);
+                            wait = Some(wait.map_or(w, |x| x.min(w)));
+                            continue;
+                        }
+                        found = Some((u.key.clone(), u.total, permits, u.group.clone()));
+                        break;
+                    }
+                    found
+                }
+            };
+            let Some((key, total, permits, group)) = pick else {
+                break;
+            };
+            let lease_id = self.next_lease_id();
+            let deadline_ms = now_ms() + self.cfg.lease_ttl.as_millis() as u64;
+            let slots = self
+                .store
+                .grant(&key, total, permits, &lease_id, worker, deadline_ms)
+                .await?;
+            if (slots.len() as u32) < permits {
+                // Nothing more to hand out until leases come back.
+                let mut st = self.lock();
+                if let Some(u) = find_unit_mut(&mut st, &key) {
+                    u.idle_until = Some(Instant::now() + Duration::from_millis(500));
+                }
+            }
+            if slots.is_empty() {
+                continue;
+            }
+            left -= slots.len() as u32;
+            moralsweep_telemetry::metrics::global().lease_granted(1);
+            out.grants.push(Grant {
+                lease_id,
+                unit: key,
+                slots,
+                deadline_ms,
+                rate_group: group,
+            });
+        }
+        if out.grants.is_empty() {
+            out.retry_after = wait
+                .unwrap_or(Duration::from_millis(250))
+                .clamp(Duration::from_millis(20), Duration::from_secs(2));
+        }
+        Ok(out)
+    }
+
+    pub(super) fn wake_units(&self) {
+        let mut st = self.lock();
+        for s in st.sweeps.values_mut() {
+            for u in &mut s.units {
+                u.idle_until = None;
+            }
+        }
+    }
+
+    /// Moves the deadlines of the given leases; returns the ids that no
+    /// longer exist and the new deadline.
+    pub async fn extend(&self, lease_ids: &[String]) -> EngineResult<(Vec<String>, u64)> {
+        let deadline = now_ms() + self.cfg.lease_ttl.as_millis() as u64;
+        let mut lost = Vec::new();
+        for id in lease_ids {
+            if !self.store.extend(id, deadline).await? {
+                lost.push(id.clone());
+            }
+        }
+        Ok((lost, deadline))
+    }
+
+    /// Takes back expired leases (their slots go to the retry queue).
+    pub async fn reclaim(&self) -> EngineResult<usize> {
+        let leases = self.store.reclaim_expired(now_ms()).await?;
+        if !leases.is_empty() {
+            let span = moralsweep_telemetry::spans::reclaim_span();
+            let _entered = span.enter();
+            moralsweep_telemetry::spans::record_reclaims(&span, leases.len() as u64);
+            let slots: usize = leases.iter().map(|l| l.slots.len()).sum();
+            tracing::info!(leases = leases.len(), slots, "took back expired leases");
+            self.wake_units();
+        }
+        Ok(leases.len())
+    }
+}

@@ -1,0 +1,249 @@
+//! The coordinator's core, independent of gRPC: it expands sweeps into units
+//! of densely numbered slots, grants leases in batches paced by the rate
+//! groups, records each result exactly once through the store, takes back
+//! expired leases, keeps progress counters and, when a unit is complete,
+//! writes its rating file (and the metrics) through [`crate::output`].
+//!
+//! Memory holds only per-unit counters (never one object per slot): the
+//! store owns which slots are leased, queued or recorded, so a coordinator
+//! restarted from the store alone ([`Engine::resume`]) carries on where the
+//! previous one stopped.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use moralsweep_common::slot::{SlotRecord, UnitShape};
+use moralsweep_common::{Mode, SweepSpec};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::pacing::{Limits, RateGroups};
+use crate::store::{Store, StoreError};
+use crate::sweep::{tokens_estimate, unit_label, SweepRecord, SweepState};
+use moralsweep_protocol::{
+    Grant, LeaseOutcome, Outcome, ReportOutcome, SlotReport, SweepProgress, UnitKey, UnitProgress,
+};
+
+mod finish;
+mod lease;
+mod progress;
+mod report;
+mod submit;
+#[cfg(test)]
+mod tests;
+
+pub use finish::WRITE_RETRY_CAP;
+pub use submit::operational_only;
+
+use finish::write_failed_message;
+
+/// Tunables of the engine (tests make them short).
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// How long a lease lasts unless extended.
+    pub lease_ttl: Duration,
+    /// How often expired leases are taken back.
+    pub reclaim_every: Duration,
+    /// Most slots granted in one lease call.
+    pub max_lease_slots: u32,
+    /// Where the files of sweeps submitted over the network go
+    /// (`<data_root>/<sweep>`).
+    pub data_root: PathBuf,
+    /// Skip writing metric files (benchmarks).
+    pub write_metrics: bool,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            lease_ttl: Duration::from_secs(60),
+            reclaim_every: Duration::from_secs(5),
+            max_lease_slots: 1024,
+            data_root: PathBuf::from("moralsweep-results"),
+            write_metrics: true,
+        }
+    }
+}
+
+/// Why an engine call failed; the gRPC layer maps each kind to a status code.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    AlreadyExists(String),
+    #[error("{0}")]
+    FailedPrecondition(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub type EngineResult<T> = Result<T, EngineError>;
+
+#[derive(Debug)]
+struct UnitRt {
+    key: UnitKey,
+    shape: UnitShape,
+    total: u32,
+    done: u64,
+    group: String,
+    tokens_each: u64,
+    /// The store had nothing to grant recently: skip the unit until then
+    /// (cleared when slots come back).
+    idle_until: Option<Instant>,
+}
+
+#[derive(Debug)]
+struct SweepRt {
+    record: SweepRecord,
+    units: Vec<UnitRt>,
+    /// Why the last attempt to write the sweep's files failed (a full or
+    /// read-only disk, a file where a folder should be); shown by `status`
+    /// as a failed sweep until a retry of the finisher succeeds. Memory
+    /// only: a restarted coordinator simply tries again.
+    write_error: Option<String>,
+}
+
+impl SweepRt {
+    fn unit_runnable(&self, u: &UnitRt) -> bool {
+        self.record.state == SweepState::Running
+            && u.done < u.total as u64
+            && !self.record.failed_models.contains_key(&u.key.model)
+    }
+}
+
+#[derive(Debug, Default)]
+struct State {
+    sweeps: BTreeMap<String, SweepRt>,
+    /// Round-robin position over all units, so that every model gets leases.
+    cursor: usize,
+}
+
+/// The coordinator's core. Cheap to share (`Arc<Engine>`).
+pub struct Engine {
+    store: Arc<dyn Store>,
+    rates: Arc<RateGroups>,
+    cfg: EngineConfig,
+    state: Mutex<State>,
+    /// Serialises sweep record writes so that a later state never loses to an
+    /// earlier one.
+    record_writes: tokio::sync::Mutex<()>,
+    /// Serialises the writing of a cancelled sweep's partial files (two
+    /// fetches at once) with each other and with deletion.
+    partial_writes: tokio::sync::Mutex<()>,
+    /// Sweeps with a unit to finalise; drained by the finisher task.
+    finish_tx: mpsc::UnboundedSender<String>,
+    finish_rx: Mutex<Option<mpsc::UnboundedReceiver<String>>>,
+    /// Bumped on every change of progress (watchers wake on it).
+    changes: watch::Sender<u64>,
+    lease_seq: AtomicU64,
+    boot: u64,
+    /// The trace context of each sweep's submission span (this process's
+    /// submissions only), so the leases of a sweep link to it.
+    sweep_traces: Mutex<HashMap<String, String>>,
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn build_units(record: &SweepRecord) -> Vec<UnitRt> {
+    record
+        .units()
+        .into_iter()
+        .map(|(key, shape)| {
+            let model = record.model(&key.model).expect("unit of a known model");
+            UnitRt {
+                group: model.rate_group().to_string(),
+                tokens_each: tokens_estimate(record, model, key.mode),
+                total: u32::try_from(shape.len()).unwrap_or(u32::MAX),
+                done: 0,
+                key,
+                shape,
+                idle_until: None,
+            }
+        })
+        .collect()
+}
+
+impl Engine {
+    pub fn new(store: Arc<dyn Store>, rates: Arc<RateGroups>, cfg: EngineConfig) -> Arc<Self> {
+        let (finish_tx, finish_rx) = mpsc::unbounded_channel();
+        let (changes, _) = watch::channel(0);
+        let boot = now_ms() ^ ((std::process::id() as u64) << 40);
+        Arc::new(Engine {
+            store,
+            rates,
+            cfg,
+            state: Mutex::new(State::default()),
+            record_writes: tokio::sync::Mutex::new(()),
+            partial_writes: tokio::sync::Mutex::new(()),
+            finish_tx,
+            finish_rx: Mutex::new(Some(finish_rx)),
+            changes,
+            sweep_traces: Mutex::new(HashMap::new()),
+            lease_seq: AtomicU64::new(0),
+            boot,
+        })
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.cfg
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn rates(&self) -> &Arc<RateGroups> {
+        &self.rates
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn bump(&self) {
+        self.changes.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    /// A receiver that changes whenever progress does.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    fn configure_rates(&self, record: &SweepRecord) {
+        for m in &record.spec.models {
+            self.rates.configure(
+                m.rate_group(),
+                Limits {
+                    rpm: m.rpm,
+                    tpm: m.tpm,
+                },
+            );
+        }
+    }
+}
+
+fn not_found(sweep: &str) -> EngineError {
+    EngineError::NotFound(format!(
+        "no sweep named {sweep:?}; `moralsweep status` lists the known sweeps"
+    ))
+}
+
+fn find_unit_mut<'a>(st: &'a mut State, key: &UnitKey) -> Option<&'a mut UnitRt> {
+    st.sweeps
+        .get_mut(&key.sweep)?
+        .units
+        .iter_mut()
+        .find(|u| u.key == *key)
+}

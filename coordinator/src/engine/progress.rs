@@ -1,0 +1,106 @@
+//! Where sweeps stand: progress snapshots for status, watchers and the UI.
+
+use moralsweep_protocol::ProgressState;
+
+use super::*;
+
+impl Engine {
+    /// Progress of one sweep (with the number of slots currently leased).
+    pub async fn progress(&self, sweep: &str) -> EngineResult<SweepProgress> {
+        let mut p = self.snapshot_one(sweep)?;
+        p.leased = self
+            .store
+            .leases()
+            .await?
+            .iter()
+            .filter(|l| l.unit.sweep == sweep)
+            .map(|l| l.slots.len() as u64)
+            .sum();
+        Ok(p)
+    }
+
+    /// Progress of every sweep, from memory only (cheap; `leased` is 0).
+    pub fn snapshot(&self) -> Vec<SweepProgress> {
+        let st = self.lock();
+        st.sweeps.values().map(progress_of).collect()
+    }
+
+    pub fn snapshot_one(&self, sweep: &str) -> EngineResult<SweepProgress> {
+        let st = self.lock();
+        st.sweeps
+            .get(sweep)
+            .map(progress_of)
+            .ok_or_else(|| not_found(sweep))
+    }
+}
+
+pub(super) fn progress_of(s: &SweepRt) -> SweepProgress {
+    let units: Vec<UnitProgress> = s
+        .units
+        .iter()
+        .map(|u| {
+            let failed = s.record.failed_models.get(&u.key.model);
+            let unwritten = !s
+                .record
+                .written
+                .contains(&unit_label(&u.key.model, u.key.mode));
+            let write_failed = s
+                .write_error
+                .as_ref()
+                .filter(|_| u.done >= u.total as u64 && unwritten && failed.is_none());
+            let state = if write_failed.is_some() {
+                ProgressState::Failed
+            } else if u.done >= u.total as u64 {
+                ProgressState::Done
+            } else if failed.is_some() {
+                ProgressState::Failed
+            } else if s.record.state == SweepState::Cancelled {
+                ProgressState::Cancelled
+            } else {
+                ProgressState::Running
+            };
+            UnitProgress {
+                model: u.key.model.clone(),
+                mode: u.key.mode,
+                total: u.total as u64,
+                done: u.done.min(u.total as u64),
+                state,
+                message: match write_failed {
+                    Some(e) => write_failed_message(e),
+                    None => failed.cloned().unwrap_or_default(),
+                },
+            }
+        })
+        .collect();
+    let mut messages: Vec<String> = s
+        .record
+        .failed_models
+        .iter()
+        .map(|(m, msg)| format!("model {m} stopped: {msg}"))
+        .collect();
+    // A sweep whose files cannot be written is not running any more in any
+    // sense a user can wait for: say so (the finisher keeps retrying, and the
+    // state returns to running or done once a write succeeds).
+    let write_failed = s.write_error.is_some() && s.record.state == SweepState::Running;
+    if let Some(e) = s.write_error.as_ref().filter(|_| write_failed) {
+        messages.push(format!(
+            "sweep {}: {}",
+            s.record.spec.name,
+            write_failed_message(e)
+        ));
+    }
+    SweepProgress {
+        sweep: s.record.spec.name.clone(),
+        state: if write_failed {
+            ProgressState::Failed
+        } else {
+            s.record.state.progress()
+        },
+        total: units.iter().map(|u| u.total).sum(),
+        done: units.iter().map(|u| u.done).sum(),
+        units,
+        leased: 0,
+        output: s.record.output.clone(),
+        messages,
+    }
+}

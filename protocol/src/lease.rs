@@ -1,0 +1,27 @@
+//! What a worker is granted: slots of one unit until a deadline.
+
+use std::time::Duration;
+
+use crate::unit::UnitKey;
+
+/// Slots of one unit granted to a worker (the proto `Lease`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Grant {
+    pub lease_id: String,
+    pub unit: UnitKey,
+    pub slots: Vec<u32>,
+    pub deadline_ms: u64,
+    pub rate_group: String,
+}
+
+/// The answer to a lease call.
+#[derive(Debug, Clone, Default)]
+pub struct LeaseOutcome {
+    pub grants: Vec<Grant>,
+    /// When nothing was granted: how long to wait before asking again.
+    pub retry_after: Duration,
+    /// The W3C trace context of the coordinator's span that granted the
+    /// slots (the Lease reply's `traceparent` metadata): the worker's spans
+    /// of the lease continue its trace. `None` in process or without export.
+    pub traceparent: Option<String>,
+}

@@ -1,0 +1,15 @@
+//! Test support for every crate of the workspace, and only for tests and
+//! benchmarks: it is a dev-dependency everywhere and is never published, so
+//! no library ships helpers that exist for its tests.
+//!
+//! It owns [`redis`] (a `redis-server` process of a test's own, killable and
+//! restartable, plus free ports), [`otlp`] (a real OTLP trace receiver) and
+//! [`reference`] (where the papers' reference data is, and the skip-or-fail
+//! rule when it is absent). It depends on no workspace crate, so any crate
+//! may use it in its tests without a cycle.
+
+pub mod otlp;
+pub mod redis;
+pub mod reference;
+
+pub use redis::{free_port, Persistence, RedisServer};
