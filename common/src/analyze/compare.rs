@@ -1,0 +1,118 @@
+//! Variant comparison: deltas against each family's base and the insecure-minus-secure excess.
+
+use super::*;
+use crate::formats::fmt_float;
+use crate::metrics::{excess, pct_change, Band};
+use std::collections::BTreeMap;
+
+/// Deltas against each family's base and the insecure-minus-secure excess.
+pub(super) fn compare_variants(report: &mut Report) {
+    let mut groups: BTreeMap<(String, u64), Vec<&MetricRow>> = BTreeMap::new();
+    for row in &report.overall {
+        if row.family.is_empty() || row.variant.is_empty() {
+            continue;
+        }
+        groups
+            .entry((row.family.clone(), row.temperature.to_bits()))
+            .or_default()
+            .push(row);
+    }
+    let mut deltas = Vec::new();
+    let mut excess_rows = Vec::new();
+    let mut warnings = Vec::new();
+    for ((family, _), rows) in groups {
+        let bases: Vec<&&MetricRow> = rows
+            .iter()
+            .filter(|r| r.variant.eq_ignore_ascii_case("base"))
+            .collect();
+        let Some(base) = bases.first() else {
+            warnings.push(format!(
+                "family {family} at T={}: no model with variant `base`; no deltas",
+                fmt_float(rows[0].temperature)
+            ));
+            continue;
+        };
+        if bases.len() > 1 {
+            warnings.push(format!(
+                "family {family}: several base models ({}); deltas use {}",
+                bases
+                    .iter()
+                    .map(|b| b.model.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                base.model
+            ));
+        }
+        let b = &base.metrics;
+        let mut family_rows = Vec::new();
+        for row in &rows {
+            let m = &row.metrics;
+            let is_base = row.model == base.model;
+            let change = |x: f64, se: f64, bx: f64, bse: f64| {
+                if is_base {
+                    (0.0, 0.0)
+                } else {
+                    pct_change(x, se, bx, bse)
+                }
+            };
+            family_rows.push(DeltaRow {
+                family: family.clone(),
+                variant: row.variant.clone(),
+                model: row.model.clone(),
+                base_model: base.model.clone(),
+                temperature: row.temperature,
+                s: m.s,
+                s_se: m.s_se(),
+                r: m.r(),
+                r_se: m.r_se(),
+                sigma_bar: m.sigma_bar,
+                sigma_bar_se: m.sigma_bar_se(),
+                ds_pct: change(m.s, m.s_se(), b.s, b.s_se()),
+                dr_pct: change(m.r(), m.r_se(), b.r(), b.r_se()),
+                dsigma_pct: change(m.sigma_bar, m.sigma_bar_se(), b.sigma_bar, b.sigma_bar_se()),
+                band: Band::of(m.s),
+            });
+        }
+        let of = |v: &str| -> Vec<&DeltaRow> {
+            family_rows
+                .iter()
+                .filter(|d| d.variant.eq_ignore_ascii_case(v))
+                .collect()
+        };
+        for ins in of("insecure") {
+            for sec in of("secure") {
+                let bm = &base.metrics;
+                excess_rows.push(ExcessRow {
+                    family: family.clone(),
+                    temperature: ins.temperature,
+                    insecure_model: ins.model.clone(),
+                    secure_model: sec.model.clone(),
+                    ds_pp: excess(ins.s, ins.s_se, sec.s, sec.s_se, bm.s, bm.s_se()),
+                    dr_pp: excess(ins.r, ins.r_se, sec.r, sec.r_se, bm.r(), bm.r_se()),
+                    dsigma_pp: excess(
+                        ins.sigma_bar,
+                        ins.sigma_bar_se,
+                        sec.sigma_bar,
+                        sec.sigma_bar_se,
+                        bm.sigma_bar,
+                        bm.sigma_bar_se(),
+                    ),
+                });
+            }
+        }
+        deltas.extend(family_rows);
+    }
+    deltas.sort_by(|a, b| {
+        a.family
+            .cmp(&b.family)
+            .then(a.variant.cmp(&b.variant))
+            .then(a.temperature.total_cmp(&b.temperature))
+            .then(a.model.cmp(&b.model))
+    });
+    for w in &warnings {
+        tracing::warn!("{w}");
+    }
+    report.warnings.extend(warnings);
+    report.deltas = deltas;
+    report.excess = excess_rows;
+}

@@ -1,0 +1,328 @@
+//! The metric CSV files: their columns and atomic writing.
+
+use super::*;
+use crate::formats::{commit_file, fmt_float, fmt_temperature, temp_path};
+use crate::metrics::Band;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+/// Column names of `persona_moral_metrics.csv`: the papers' columns, then ours.
+pub const OVERALL_COLUMNS: [&str; 23] = [
+    "model",
+    "temperature",
+    "uncertainty",
+    "uncertainty_uncertainty",
+    "robustness",
+    "robustness_uncertainty",
+    "susceptibility",
+    "susceptibility_uncertainty",
+    "uncertainty_persona_uncertainty",
+    "uncertainty_response_uncertainty",
+    "susceptibility_persona_uncertainty",
+    "susceptibility_response_uncertainty",
+    "personas",
+    "questions",
+    "min_runs_per_cell",
+    "median_runs_per_cell",
+    "max_runs_per_cell",
+    "family",
+    "variant",
+    "s_band",
+    "retained_persona_ids_json",
+    "retained_question_ids_json",
+    "source_file",
+];
+
+/// Column names of `dropped.csv`: one row per file, item or persona left
+/// out of a file's metrics.
+pub const DROPPED_COLUMNS: [&str; 6] = [
+    "model",
+    "temperature",
+    "source_file",
+    "dropped",
+    "id",
+    "reason",
+];
+
+/// Column names of `self_profiles.csv`.
+pub const SELF_PROFILE_COLUMNS: [&str; 9] = [
+    "model",
+    "family",
+    "variant",
+    "self_file",
+    "foundation",
+    "mean",
+    "within_question_sd",
+    "questions",
+    "temperature",
+];
+
+/// Column names of `variant_deltas.csv`.
+pub const DELTA_COLUMNS: [&str; 18] = [
+    "family",
+    "variant",
+    "S",
+    "S_se",
+    "R",
+    "R_se",
+    "sigma_bar",
+    "dS_pct",
+    "dR_pct",
+    "dsigma_pct",
+    "model",
+    "base_model",
+    "temperature",
+    "sigma_bar_se",
+    "dS_pct_se",
+    "dR_pct_se",
+    "dsigma_pct_se",
+    "S_band",
+];
+
+/// Column names of `variant_excess.csv`.
+pub const EXCESS_COLUMNS: [&str; 10] = [
+    "family",
+    "temperature",
+    "insecure_model",
+    "secure_model",
+    "excess_dS_pp",
+    "excess_dS_pp_se",
+    "excess_dR_pp",
+    "excess_dR_pp_se",
+    "excess_dsigma_pp",
+    "excess_dsigma_pp_se",
+];
+
+/// Column names of `temperature_curve_metrics.csv`.
+pub const CURVE_COLUMNS: [&str; 13] = [
+    "model",
+    "temperature",
+    "uncertainty",
+    "uncertainty_uncertainty",
+    "robustness",
+    "robustness_uncertainty",
+    "susceptibility",
+    "susceptibility_uncertainty",
+    "personas",
+    "questions",
+    "family",
+    "variant",
+    "source_file",
+];
+
+pub(super) fn ids_json<T: std::fmt::Display>(ids: &[T]) -> String {
+    let mut s = String::from("[");
+    for (i, id) in ids.iter().enumerate() {
+        if i > 0 {
+            s.push_str(", ");
+        }
+        let _ = write!(s, "{id}");
+    }
+    s.push(']');
+    s
+}
+
+pub(super) fn metric_fields(row: &MetricRow) -> Vec<String> {
+    let m = &row.metrics;
+    let mut v = vec![row.model.clone(), fmt_temperature(row.temperature)];
+    if let Some(f) = row.foundation {
+        v.push(f.name().to_string());
+    }
+    v.extend([
+        fmt_float(m.sigma_bar),
+        fmt_float(m.sigma_bar_se()),
+        fmt_float(m.r()),
+        fmt_float(m.r_se()),
+        fmt_float(m.s),
+        fmt_float(m.s_se()),
+        fmt_float(m.sigma_bar_se_persona),
+        fmt_float(m.sigma_bar_se_response),
+        fmt_float(m.s_se_persona),
+        fmt_float(m.s_se_response),
+        m.personas.to_string(),
+        m.questions.to_string(),
+        m.min_runs.to_string(),
+        m.median_runs.to_string(),
+        m.max_runs.to_string(),
+        row.family.clone(),
+        row.variant.clone(),
+        Band::of(m.s).name().to_string(),
+        ids_json(&row.retained_personas),
+        ids_json(&row.retained_items),
+        row.source_file.clone(),
+    ]);
+    v
+}
+
+pub(super) fn write_csv(
+    path: &Path,
+    header: &[&str],
+    rows: &[Vec<String>],
+) -> Result<(), AnalyzeError> {
+    let tmp = temp_path(path);
+    let io = |p: &Path, error: std::io::Error| AnalyzeError::Io {
+        path: p.to_path_buf(),
+        error,
+    };
+    let file = std::fs::File::create(&tmp).map_err(|e| io(&tmp, e))?;
+    let mut w = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::Any(b'\n'))
+        .from_writer(std::io::BufWriter::new(file));
+    let csv_err = |e: csv::Error| io(&tmp, std::io::Error::other(e.to_string()));
+    w.write_record(header).map_err(csv_err)?;
+    for r in rows {
+        w.write_record(r).map_err(csv_err)?;
+    }
+    let buf = w
+        .into_inner()
+        .map_err(|e| io(&tmp, std::io::Error::other(e.to_string())))?;
+    let file = buf.into_inner().map_err(|e| io(&tmp, e.into_error()))?;
+    commit_file(file, &tmp, path)?;
+    Ok(())
+}
+
+impl Report {
+    /// Writes the metric files into `out` (created if needed); returns their paths.
+    pub fn write(&self, out: &Path) -> Result<Vec<PathBuf>, AnalyzeError> {
+        std::fs::create_dir_all(out).map_err(|error| AnalyzeError::Io {
+            path: out.to_path_buf(),
+            error,
+        })?;
+        let mut written = Vec::new();
+        let mut put = |name: &str, header: &[&str], rows: Vec<Vec<String>>| {
+            let path = out.join(name);
+            write_csv(&path, header, &rows)?;
+            written.push(path);
+            Ok::<(), AnalyzeError>(())
+        };
+        put(
+            "persona_moral_metrics.csv",
+            &OVERALL_COLUMNS,
+            self.overall.iter().map(metric_fields).collect(),
+        )?;
+        let mut per_foundation_header = OVERALL_COLUMNS.to_vec();
+        per_foundation_header.insert(2, "foundation");
+        put(
+            "persona_moral_metrics_per_foundation.csv",
+            &per_foundation_header,
+            self.per_foundation.iter().map(metric_fields).collect(),
+        )?;
+        put(
+            "self_profiles.csv",
+            &SELF_PROFILE_COLUMNS,
+            self.self_profiles
+                .iter()
+                .map(|r| {
+                    vec![
+                        r.model.clone(),
+                        r.family.clone(),
+                        r.variant.clone(),
+                        r.self_file.clone(),
+                        r.profile.foundation.name().to_string(),
+                        fmt_float(r.profile.mean),
+                        fmt_float(r.profile.within_question_sd),
+                        r.profile.questions.to_string(),
+                        r.temperature.map(fmt_temperature).unwrap_or_default(),
+                    ]
+                })
+                .collect(),
+        )?;
+        put(
+            "variant_deltas.csv",
+            &DELTA_COLUMNS,
+            self.deltas
+                .iter()
+                .map(|d| {
+                    vec![
+                        d.family.clone(),
+                        d.variant.clone(),
+                        fmt_float(d.s),
+                        fmt_float(d.s_se),
+                        fmt_float(d.r),
+                        fmt_float(d.r_se),
+                        fmt_float(d.sigma_bar),
+                        fmt_float(d.ds_pct.0),
+                        fmt_float(d.dr_pct.0),
+                        fmt_float(d.dsigma_pct.0),
+                        d.model.clone(),
+                        d.base_model.clone(),
+                        fmt_temperature(d.temperature),
+                        fmt_float(d.sigma_bar_se),
+                        fmt_float(d.ds_pct.1),
+                        fmt_float(d.dr_pct.1),
+                        fmt_float(d.dsigma_pct.1),
+                        d.band.name().to_string(),
+                    ]
+                })
+                .collect(),
+        )?;
+        put(
+            "dropped.csv",
+            &DROPPED_COLUMNS,
+            self.dropped
+                .iter()
+                .map(|d| {
+                    vec![
+                        d.model.clone(),
+                        d.temperature.map(fmt_float).unwrap_or_default(),
+                        d.source_file.clone(),
+                        d.what.name().to_string(),
+                        d.id.map(|i| i.to_string()).unwrap_or_default(),
+                        d.reason.clone(),
+                    ]
+                })
+                .collect(),
+        )?;
+        if !self.excess.is_empty() {
+            put(
+                "variant_excess.csv",
+                &EXCESS_COLUMNS,
+                self.excess
+                    .iter()
+                    .map(|e| {
+                        vec![
+                            e.family.clone(),
+                            fmt_temperature(e.temperature),
+                            e.insecure_model.clone(),
+                            e.secure_model.clone(),
+                            fmt_float(e.ds_pp.0),
+                            fmt_float(e.ds_pp.1),
+                            fmt_float(e.dr_pp.0),
+                            fmt_float(e.dr_pp.1),
+                            fmt_float(e.dsigma_pp.0),
+                            fmt_float(e.dsigma_pp.1),
+                        ]
+                    })
+                    .collect(),
+            )?;
+        }
+        if !self.curves.is_empty() {
+            put(
+                "temperature_curve_metrics.csv",
+                &CURVE_COLUMNS,
+                self.curves
+                    .iter()
+                    .map(|c| {
+                        let p = &c.point;
+                        vec![
+                            c.model.clone(),
+                            fmt_float(p.temperature),
+                            fmt_float(p.sigma_bar),
+                            fmt_float(p.sigma_bar_se),
+                            fmt_float(p.r()),
+                            fmt_float(p.r_se()),
+                            fmt_float(p.s),
+                            fmt_float(p.s_se),
+                            p.personas.to_string(),
+                            p.questions.to_string(),
+                            c.family.clone(),
+                            c.variant.clone(),
+                            c.source_file.clone(),
+                        ]
+                    })
+                    .collect(),
+            )?;
+        }
+        Ok(written)
+    }
+}
