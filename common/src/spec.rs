@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::instrument::{builtin_names, Instrument, InstrumentError};
 use crate::personas::{load_personas, PersonaError};
+use std::sync::Arc;
 
 /// The providers a model may name in `provider`.
 pub const PROVIDERS: &[&str] = &[
@@ -118,6 +120,10 @@ pub struct SweepSpec {
     /// Seed of the bootstraps and of seeded provider requests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
+    /// The questionnaire: a built-in name (`mfq-30`, `bfi-44`) or the path
+    /// of an instrument file (relative to the spec file). Default MFQ-30.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instrument: Option<String>,
     #[serde(rename = "model", default)]
     pub models: Vec<ModelSpec>,
 }
@@ -437,6 +443,18 @@ impl SweepSpec {
                 ),
             ));
         }
+        if let Err(e) = self.instrument() {
+            return Err(bad(
+                "instrument",
+                match e {
+                    InstrumentError::Unknown(name, why) => format!(
+                        "is {name:?}, which is neither a built-in instrument ({}) nor a readable instrument file ({why}); give a built-in name or the path of an instrument file",
+                        builtin_names().join(", ")
+                    ),
+                    other => other.to_string(),
+                },
+            ));
+        }
         if self.repetitions == 0 {
             return Err(bad(
                 "repetitions",
@@ -626,10 +644,28 @@ impl SweepSpec {
 }
 
 impl SweepSpec {
+    /// The instrument the spec names (MFQ-30 when it names none). A path is
+    /// taken as given; [`Sweep::from_text`] makes it absolute.
+    pub fn instrument(&self) -> Result<Arc<Instrument>, InstrumentError> {
+        match &self.instrument {
+            None => Ok(Instrument::mfq30()),
+            Some(name) => Instrument::resolve(name),
+        }
+    }
+
+    /// Items per persona and repetition: the instrument's item count (the
+    /// MFQ-30's 30 when the instrument cannot be loaded; validation names
+    /// that error).
+    pub fn item_count(&self) -> usize {
+        self.instrument()
+            .map(|i| i.item_count())
+            .unwrap_or(crate::instrument::ITEM_COUNT)
+    }
+
     /// Slots of one model in `mode` when the sweep has `personas` personas
     /// (64-bit; saturates instead of wrapping).
     pub fn unit_slots(&self, mode: Mode, personas: u64) -> u64 {
-        let q = crate::instrument::ITEM_COUNT as u64;
+        let q = self.item_count() as u64;
         let n = self.repetitions as u64;
         match mode {
             Mode::Persona => personas.saturating_mul(q).saturating_mul(n),
@@ -713,9 +749,15 @@ impl Sweep {
     /// Parses and validates spec text whose relative paths are relative to
     /// `path`'s directory.
     pub fn from_text(text: &str, path: &Path, keys: KeyCheck) -> Result<Sweep, SpecError> {
-        let spec = SweepSpec::parse(text, path)?;
-        spec.validate(path, keys)?;
+        let mut spec = SweepSpec::parse(text, path)?;
         let dir = path.parent().unwrap_or(Path::new("."));
+        // An instrument file is relative to the spec file, like `personas`.
+        if let Some(name) = &spec.instrument {
+            if Instrument::builtin(name).is_none() && Path::new(name).is_relative() {
+                spec.instrument = Some(dir.join(name).to_string_lossy().into_owned());
+            }
+        }
+        spec.validate(path, keys)?;
         let personas_path = dir.join(&spec.personas);
         let mut personas = load_personas(&personas_path).map_err(|error| SpecError::Personas {
             path: path.to_path_buf(),
@@ -779,6 +821,45 @@ model = "x"
         spec.validate(Path::new("s.toml"), KeyCheck::Check)
             .unwrap_err()
             .to_string()
+    }
+
+    #[test]
+    fn instrument_key() {
+        let s = SweepSpec::parse(MINIMAL, Path::new("s.toml")).unwrap();
+        assert_eq!(s.instrument().unwrap().name, "mfq-30");
+        assert_eq!(s.unit_slots(Mode::Persona, 100), 30_000);
+        let bfi = MINIMAL.replace(
+            "output = \"out\"",
+            "output = \"out\"\ninstrument = \"bfi-44\"",
+        );
+        let s = SweepSpec::parse(&bfi, Path::new("s.toml")).unwrap();
+        s.validate(Path::new("s.toml"), KeyCheck::Check).unwrap();
+        assert_eq!(s.instrument().unwrap().name, "bfi-44");
+        assert_eq!(s.unit_slots(Mode::Persona, 100), 44_000);
+        assert_eq!(s.unit_slots(Mode::SelfMode, 100), 440);
+        let e = err(&MINIMAL.replace(
+            "output = \"out\"",
+            "output = \"out\"\ninstrument = \"bfi-45\"",
+        ));
+        assert!(
+            e.contains("`instrument`") && e.contains("bfi-45") && e.contains("mfq-30, bfi-44"),
+            "{e}"
+        );
+        // A file relative to the spec's directory.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("p.json"), r#"["a","b"]"#).unwrap();
+        std::fs::write(
+            dir.path().join("mine.json"),
+            include_str!("../instruments/bfi-44.json").replace("\"bfi-44\"", "\"mine\""),
+        )
+        .unwrap();
+        let text = MINIMAL.replace(
+            "output = \"out\"",
+            "output = \"out\"\ninstrument = \"mine.json\"",
+        );
+        let sweep = Sweep::from_text(&text, &dir.path().join("s.toml"), KeyCheck::Check).unwrap();
+        assert_eq!(sweep.spec.instrument().unwrap().name, "mine");
+        assert_eq!(sweep.slots_per_model(Mode::SelfMode), 440);
     }
 
     #[test]

@@ -8,6 +8,12 @@
 //! not asked. Items 1-15 are relevance items, 16-30 agreement items, and the
 //! foundations cycle in the order of [`Foundation::ALL`] within each half.
 
+mod def;
+pub use def::{
+    builtin_names, Instrument, InstrumentError, InstrumentItem, Parser, Prompts, Scale,
+    DEFAULT_INSTRUMENT,
+};
+
 use std::fmt;
 use std::str::FromStr;
 
