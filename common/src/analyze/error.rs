@@ -41,6 +41,20 @@ pub enum AnalyzeError {
         first: PathBuf,
         second: PathBuf,
     },
+    #[error("{first} holds {first_instrument} ratings but {second} holds {second_instrument} ratings; analyze each instrument's files in a directory of their own")]
+    MixedInstruments {
+        first: PathBuf,
+        first_instrument: String,
+        second: PathBuf,
+        second_instrument: String,
+    },
+    #[error("{path}: no built-in instrument holds its rows (item ids up to {max_item}, ratings {ratings}); the built-in instruments are {builtins}; give the instrument with `--instrument NAME|FILE`")]
+    UnknownInstrument {
+        path: PathBuf,
+        max_item: u8,
+        ratings: String,
+        builtins: String,
+    },
     #[error("logprob temperature {0} is not positive; give temperatures > 0")]
     BadTemperature(f64),
 }

@@ -2,6 +2,9 @@
 
 use super::*;
 
+use crate::instrument::Instrument;
+use std::sync::Arc;
+
 /// What `analyze` computes and how.
 #[derive(Debug, Clone)]
 pub struct AnalyzeOptions {
@@ -18,6 +21,10 @@ pub struct AnalyzeOptions {
     pub threads: usize,
     /// What a slot recorded on more than one row means (default: an error).
     pub repeated_slots: RepeatedSlots,
+    /// The instrument of the rating files; `None` recognises it from each
+    /// file (the first built-in instrument whose item ids and scale hold
+    /// every row: MFQ-30, then BFI-44).
+    pub instrument: Option<Arc<Instrument>>,
 }
 
 /// What `analyze` does with a (persona, question, run_index) slot that
@@ -52,6 +59,7 @@ impl Default for AnalyzeOptions {
             models: ModelsMap::default(),
             threads: 0,
             repeated_slots: RepeatedSlots::Reject,
+            instrument: None,
         }
     }
 }

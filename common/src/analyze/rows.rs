@@ -1,7 +1,8 @@
 //! The rows `analyze` computes, one type per output file, and the [`Report`] holding them.
 
-use crate::instrument::Foundation;
+use crate::instrument::{Group, Instrument};
 use crate::metrics::{Band, CurvePoint, FoundationProfile, ScopeMetrics};
+use std::sync::Arc;
 
 /// One row of `persona_moral_metrics.csv` (foundation `None`) or of
 /// `persona_moral_metrics_per_foundation.csv`.
@@ -9,7 +10,8 @@ use crate::metrics::{Band, CurvePoint, FoundationProfile, ScopeMetrics};
 pub struct MetricRow {
     pub model: String,
     pub temperature: f64,
-    pub foundation: Option<Foundation>,
+    /// The group (foundation, domain) of a per-group row.
+    pub foundation: Option<Group>,
     pub metrics: ScopeMetrics,
     pub family: String,
     pub variant: String,
@@ -110,6 +112,9 @@ pub struct DroppedRow {
 /// Everything `analyze` computed.
 #[derive(Debug, Clone, Default)]
 pub struct Report {
+    /// The instrument of the rating files (`None` when no sampling or self
+    /// file was analysed).
+    pub instrument: Option<Arc<Instrument>>,
     pub overall: Vec<MetricRow>,
     pub per_foundation: Vec<MetricRow>,
     pub self_profiles: Vec<SelfProfileRow>,

@@ -2,9 +2,11 @@
 
 use super::*;
 use crate::formats::{fmt_temperature, FileKind};
+use crate::instrument::Instrument;
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::sync::Mutex;
 
 pub(super) enum Task<'a> {
@@ -34,6 +36,8 @@ pub(super) struct Partial {
     pub(super) curves: Vec<CurveRow>,
     pub(super) warnings: Vec<String>,
     pub(super) dropped: Vec<DroppedRow>,
+    /// The instrument each rating file was read as.
+    pub(super) instruments: Vec<(PathBuf, Arc<Instrument>)>,
 }
 
 /// Analyses every rating file under `dir`.
@@ -148,7 +152,24 @@ pub fn analyze_files(files: &[FoundFile], opts: &AnalyzeOptions) -> Result<Repor
         return Err(e);
     }
     let mut report = Report::default();
-    for p in results.into_inner().unwrap_or_else(|p| p.into_inner()) {
+    let partials = results.into_inner().unwrap_or_else(|p| p.into_inner());
+    let mut seen: Option<(&PathBuf, &Arc<Instrument>)> = None;
+    for (path, inst) in partials.iter().flat_map(|p| &p.instruments) {
+        match seen {
+            None => seen = Some((path, inst)),
+            Some((first, i)) if i.name != inst.name => {
+                return Err(AnalyzeError::MixedInstruments {
+                    first: first.clone(),
+                    first_instrument: i.name.clone(),
+                    second: path.clone(),
+                    second_instrument: inst.name.clone(),
+                })
+            }
+            Some(_) => {}
+        }
+    }
+    report.instrument = seen.map(|s| s.1.clone());
+    for p in partials {
         report.overall.extend(p.overall);
         report.per_foundation.extend(p.per_foundation);
         report.self_profiles.extend(p.self_profiles);
@@ -171,11 +192,7 @@ pub fn analyze_files(files: &[FoundFile], opts: &AnalyzeOptions) -> Result<Repor
         a.model
             .cmp(&b.model)
             .then(a.temperature.total_cmp(&b.temperature))
-            .then(
-                a.foundation
-                    .map(|f| f.name())
-                    .cmp(&b.foundation.map(|f| f.name())),
-            )
+            .then(a.foundation.cmp(&b.foundation))
     });
     report.self_profiles.sort_by(|a, b| {
         a.model

@@ -2,15 +2,76 @@
 
 use super::*;
 use crate::formats::{
-    first_repeated_slot, fmt_float, fmt_temperature, is_provider_default, read_logprobs,
-    read_sampling, FileKind, FormatError, RatingRow,
+    first_repeated_slot, fmt_float, fmt_temperature, is_provider_default, read_logprobs, FileKind,
+    FormatError, RatingRow,
 };
-use crate::instrument::Foundation;
+use crate::formats::{read_sampling_in, RowLimits, SamplingFile};
+use crate::instrument::{Group, Instrument};
 use crate::metrics::{
-    align_runs, logprob_metrics, sampled_metrics, self_profile, BootstrapOptions, CellTable,
+    align_runs, logprob_metrics, sampled_metrics_in, self_profile_in, BootstrapOptions, CellTable,
     MetricsError, RunSets, ScopeMetrics,
 };
 use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Reads a sampling or self file as `opts.instrument`, or else as the first
+/// built-in instrument whose item ids and scale hold every row.
+pub(super) fn read_rated(
+    f: &FoundFile,
+    self_mode: bool,
+    opts: &AnalyzeOptions,
+    part: &mut Partial,
+) -> Result<(SamplingFile, Arc<Instrument>), AnalyzeError> {
+    let (file, inst) = match &opts.instrument {
+        Some(i) => (
+            read_sampling_in(&f.path, self_mode, &RowLimits::of(i))?,
+            i.clone(),
+        ),
+        None => {
+            let file = read_sampling_in(&f.path, self_mode, &RowLimits::ANY)?;
+            let max_item = file.rows.iter().map(|r| r.item).max().unwrap_or(1);
+            let fits = |i: &Instrument| {
+                file.rows.iter().all(|r| {
+                    i.has_item(r.item as i64)
+                        && (r.rating == -1 || i.scale.contains(r.rating as i64))
+                })
+            };
+            match Instrument::builtins().into_iter().find(|i| fits(i)) {
+                Some(i) => (file, i),
+                None => {
+                    // The instrument with enough items names the first bad row.
+                    if let Some(i) = Instrument::builtins()
+                        .into_iter()
+                        .find(|i| i.has_item(max_item as i64))
+                    {
+                        read_sampling_in(&f.path, self_mode, &RowLimits::of(&i))?;
+                    }
+                    let lo = file.rows.iter().map(|r| r.rating).filter(|&r| r >= 0).min();
+                    let hi = file.rows.iter().map(|r| r.rating).max();
+                    return Err(AnalyzeError::UnknownInstrument {
+                        path: f.path.clone(),
+                        max_item,
+                        ratings: format!("{}-{}", lo.unwrap_or(-1), hi.unwrap_or(-1)),
+                        builtins: Instrument::builtins()
+                            .iter()
+                            .map(|i| {
+                                format!(
+                                    "{} (items 1-{}, ratings {})",
+                                    i.name,
+                                    i.item_count(),
+                                    i.scale.range()
+                                )
+                            })
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    });
+                }
+            }
+        }
+    };
+    part.instruments.push((f.path.clone(), inst.clone()));
+    Ok((file, inst))
+}
 
 pub(super) fn warn(part: &mut Partial, message: String) {
     tracing::warn!("{message}");
@@ -163,9 +224,9 @@ pub(super) fn run_task(
     };
     match task {
         Task::SelfFile(f) => {
-            let file = read_sampling(&f.path, true)?;
+            let (file, inst) = read_rated(f, true, opts, part)?;
             check_rating_rows(f, &file.rows, true, opts, part)?;
-            let profile = self_profile(&file.rows);
+            let profile = self_profile_in(&inst, &file.rows);
             let temperature = match f.kind {
                 FileKind::SelfRatings { temperature } => temperature,
                 _ => None,
@@ -186,11 +247,11 @@ pub(super) fn run_task(
                     "no valid self rating (every row is -1)".into(),
                 ));
             } else {
-                let mut present = [false; crate::instrument::ITEM_COUNT];
-                let mut valid = [false; crate::instrument::ITEM_COUNT];
+                let mut present = vec![false; inst.item_count()];
+                let mut valid = vec![false; inst.item_count()];
                 for r in &file.rows {
                     present[r.item as usize - 1] = true;
-                    valid[r.item as usize - 1] |= (0..=5).contains(&r.rating);
+                    valid[r.item as usize - 1] |= r.rating >= 0;
                 }
                 for (q, (&present, &valid)) in present.iter().zip(&valid).enumerate() {
                     if !valid {
@@ -273,7 +334,7 @@ pub(super) fn run_task(
                 }
             };
             drop(file);
-            for q in 1..=crate::instrument::ITEM_COUNT as u8 {
+            for q in 1..=Instrument::mfq30().item_count() as u8 {
                 if items.binary_search(&q).is_err() {
                     part.dropped.push(dropped(
                         f,
@@ -341,13 +402,23 @@ pub(super) fn run_task(
         }
         Task::Sampling { key, files } => {
             let mut runs = Vec::new();
+            let mut inst: Option<Arc<Instrument>> = None;
             for f in files {
                 let temperature = match f.kind {
                     FileKind::Sampling { temperature } => temperature,
                     _ => continue,
                 };
                 let t = Some(temperature);
-                let data = read_sampling(&f.path, false)?;
+                let (data, this) = read_rated(f, false, opts, part)?;
+                let first = inst.get_or_insert_with(|| this.clone());
+                if first.name != this.name {
+                    return Err(AnalyzeError::MixedInstruments {
+                        first: files[0].path.clone(),
+                        first_instrument: first.name.clone(),
+                        second: f.path.clone(),
+                        second_instrument: this.name.clone(),
+                    });
+                }
                 check_rating_rows(f, &data.rows, false, opts, part)?;
                 let table = CellTable::from_rows(
                     data.rows
@@ -356,7 +427,7 @@ pub(super) fn run_task(
                 );
                 drop(data);
                 let items = table.items();
-                for q in 1..=crate::instrument::ITEM_COUNT as u8 {
+                for q in 1..=this.item_count() as u8 {
                     if items.binary_search(&q).is_err() {
                         part.dropped.push(dropped(
                             f,
@@ -403,6 +474,7 @@ pub(super) fn run_task(
             // temperature-controlled files of the same key.
             let (default_runs, runs): (Vec<_>, Vec<_>) =
                 runs.into_iter().partition(|r| is_provider_default(r.1));
+            let inst = inst.unwrap_or_else(Instrument::mfq30);
             let family = opts.models.family(key);
             let variant = opts.models.variant(key);
             for runs in [default_runs, runs] {
@@ -435,7 +507,9 @@ pub(super) fn run_task(
                     }
                     let t = Some(*temperature);
                     let label = format!("{key}|{}", fmt_float(*temperature));
-                    let result = match sampled_metrics(table, &personas, &items, &boot, &label) {
+                    let result = match sampled_metrics_in(
+                        &inst, table, &personas, &items, &boot, &label,
+                    ) {
                         Ok(r) => r,
                         Err(e) => {
                             warn(
@@ -501,8 +575,8 @@ pub(super) fn run_task(
                             ),
                         );
                     }
-                    let row = |foundation: Option<Foundation>, m: ScopeMetrics, items: Vec<u8>| {
-                        MetricRow {
+                    let row =
+                        |foundation: Option<Group>, m: ScopeMetrics, items: Vec<u8>| MetricRow {
                             model: key.to_string(),
                             temperature: *temperature,
                             foundation,
@@ -512,16 +586,15 @@ pub(super) fn run_task(
                             retained_personas: personas.clone(),
                             retained_items: items,
                             source_file: f.relative.clone(),
-                        }
-                    };
+                        };
                     part.overall.push(row(None, result.overall, items.clone()));
-                    for (fd, m) in result.per_foundation {
+                    for (g, m) in result.per_group {
                         let fitems: Vec<u8> = items
                             .iter()
                             .copied()
-                            .filter(|q| crate::ITEMS[*q as usize - 1].foundation == fd)
+                            .filter(|&q| inst.item(q).is_some_and(|it| it.group == g))
                             .collect();
-                        part.per_foundation.push(row(Some(fd), m, fitems));
+                        part.per_foundation.push(row(Some(Group(g)), m, fitems));
                     }
                 }
             }

@@ -125,7 +125,7 @@ pub(super) fn ids_json<T: std::fmt::Display>(ids: &[T]) -> String {
 pub(super) fn metric_fields(row: &MetricRow) -> Vec<String> {
     let m = &row.metrics;
     let mut v = vec![row.model.clone(), fmt_temperature(row.temperature)];
-    if let Some(f) = row.foundation {
+    if let Some(f) = &row.foundation {
         v.push(f.name().to_string());
     }
     v.extend([
@@ -182,6 +182,22 @@ pub(super) fn write_csv(
 }
 
 impl Report {
+    /// What the instrument's groups are called (`foundation` when no
+    /// instrument was recognised).
+    pub fn group_label(&self) -> &str {
+        self.instrument
+            .as_ref()
+            .map(|i| i.group_label.as_str())
+            .unwrap_or("foundation")
+    }
+
+    /// The name of the per-group metrics file:
+    /// `persona_moral_metrics_per_foundation.csv` for the MFQ-30,
+    /// `persona_moral_metrics_per_domain.csv` for the BFI-44.
+    pub fn per_group_file(&self) -> String {
+        format!("persona_moral_metrics_per_{}.csv", self.group_label())
+    }
+
     /// Writes the metric files into `out` (created if needed); returns their paths.
     pub fn write(&self, out: &Path) -> Result<Vec<PathBuf>, AnalyzeError> {
         std::fs::create_dir_all(out).map_err(|error| AnalyzeError::Io {
@@ -200,16 +216,21 @@ impl Report {
             &OVERALL_COLUMNS,
             self.overall.iter().map(metric_fields).collect(),
         )?;
-        let mut per_foundation_header = OVERALL_COLUMNS.to_vec();
-        per_foundation_header.insert(2, "foundation");
+        // The per-group file and column follow the instrument: foundations
+        // for the MFQ-30, domains for the BFI-44.
+        let label = self.group_label();
+        let mut per_group_header = OVERALL_COLUMNS.to_vec();
+        per_group_header.insert(2, label);
         put(
-            "persona_moral_metrics_per_foundation.csv",
-            &per_foundation_header,
+            &self.per_group_file(),
+            &per_group_header,
             self.per_foundation.iter().map(metric_fields).collect(),
         )?;
+        let mut self_header = SELF_PROFILE_COLUMNS.to_vec();
+        self_header[4] = label;
         put(
             "self_profiles.csv",
-            &SELF_PROFILE_COLUMNS,
+            &self_header,
             self.self_profiles
                 .iter()
                 .map(|r| {

@@ -75,6 +75,30 @@ impl FromStr for Foundation {
     }
 }
 
+/// A group of an instrument's items by name: a moral foundation, a Big
+/// Five domain.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Group(pub String);
+
+impl Group {
+    /// The name used in the files, e.g. `Harm/Care`, `Openness`.
+    pub fn name(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Group {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<Foundation> for Group {
+    fn from(f: Foundation) -> Group {
+        Group(f.name().to_string())
+    }
+}
+
 /// Whether an item asks for relevance (items 1-15) or agreement (16-30).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ItemKind {
