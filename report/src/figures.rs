@@ -548,6 +548,8 @@ impl Plot for SVersusR<'_> {
 pub struct PerFoundation<'a> {
     pub rows: &'a [MetricRow],
     pub foundations: Vec<String>,
+    /// What a group is called: `foundation` (MFQ-30), `domain` (BFI-44).
+    pub group: String,
 }
 
 impl PerFoundation<'_> {
@@ -568,10 +570,14 @@ impl Plot for PerFoundation<'_> {
         "per-foundation"
     }
     fn title(&self) -> String {
-        "S and R per moral foundation".into()
+        if self.group == "foundation" {
+            "S and R per moral foundation".into()
+        } else {
+            format!("S and R per {}", self.group)
+        }
     }
     fn caption(&self) -> String {
-        "The same metrics restricted to each foundation's six items (the kept personas stay the overall set); bars are one standard error.".into()
+        format!("The same metrics restricted to each {}'s items (the kept personas stay the overall set); bars are one standard error.", self.group)
     }
     fn size(&self) -> (u32, u32) {
         let models = self.models();
@@ -782,6 +788,8 @@ fn short_foundation(f: &str) -> String {
 pub struct SelfProfiles<'a> {
     pub rows: &'a [SelfRow],
     pub foundations: Vec<String>,
+    /// What a group is called: `foundation` (MFQ-30), `domain` (BFI-44).
+    pub group: String,
 }
 
 impl SelfProfiles<'_> {
@@ -814,10 +822,14 @@ impl Plot for SelfProfiles<'_> {
         "self-profiles"
     }
     fn title(&self) -> String {
-        "Moral foundations profile without a persona (self mode)".into()
+        if self.group == "foundation" {
+            "Moral foundations profile without a persona (self mode)".into()
+        } else {
+            format!("Profile per {} without a persona (self mode)", self.group)
+        }
     }
     fn caption(&self) -> String {
-        "Per foundation: the mean over its items of the item's mean rating (0-5); bars are the mean within-item standard deviation.".into()
+        format!("Per {}: the mean over its items of the item's mean rating (reverse-keyed items reversed); bars are the mean within-item standard deviation.", self.group)
     }
     fn size(&self) -> (u32, u32) {
         let g = self.groups().len().max(1) as u32;
@@ -1075,6 +1087,7 @@ pub fn all(d: &ReportData, png_dir: Option<&Path>) -> Result<Vec<Figure>, Report
                     .iter()
                     .filter_map(|r| r.foundation.as_deref()),
             ),
+            group: d.group_label().to_string(),
         };
         figs.push(render(&p, png(p.id()).as_deref())?);
     }
@@ -1086,6 +1099,7 @@ pub fn all(d: &ReportData, png_dir: Option<&Path>) -> Result<Vec<Figure>, Report
         let p = SelfProfiles {
             rows: &d.self_profiles,
             foundations: foundation_order(d.self_profiles.iter().map(|r| r.foundation.as_str())),
+            group: d.group_label().to_string(),
         };
         figs.push(render(&p, png(p.id()).as_deref())?);
     }

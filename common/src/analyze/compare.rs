@@ -2,7 +2,8 @@
 
 use super::*;
 use crate::formats::fmt_float;
-use crate::metrics::{excess, pct_change, Band};
+use crate::instrument::Group;
+use crate::metrics::{excess, pct_change, Band, Histogram};
 use std::collections::BTreeMap;
 
 /// Deltas against each family's base and the insecure-minus-secure excess.
@@ -115,4 +116,42 @@ pub(super) fn compare_variants(report: &mut Report) {
     report.warnings.extend(warnings);
     report.deltas = deltas;
     report.excess = excess_rows;
+}
+
+/// Each variant's divergence from its family's base at the same temperature
+/// and for the same group (the first base model by key when there are
+/// several, as for the deltas).
+pub(super) fn distribution_divergence(report: &mut Report) {
+    let mut bases: BTreeMap<(String, u64, Option<Group>), (String, Histogram)> = BTreeMap::new();
+    for d in &report.distributions {
+        if !d.family.is_empty() && d.variant.eq_ignore_ascii_case("base") {
+            bases
+                .entry((d.family.clone(), d.temperature.to_bits(), d.group.clone()))
+                .or_insert_with(|| (d.model.clone(), d.histogram.clone()));
+        }
+    }
+    for d in &report.distributions {
+        if d.group.is_none() && d.histogram.collapsed() {
+            if let Some((rating, share)) = d.histogram.modal() {
+                report.warnings.push(format!(
+                    "{} at T={}: the ratings collapsed onto {rating} ({:.1}% of {}); S can fall while persona differentiation is lost (rating_distributions.csv)",
+                    d.model,
+                    fmt_float(d.temperature),
+                    100.0 * share,
+                    d.histogram.total()
+                ));
+            }
+        }
+    }
+    for d in &mut report.distributions {
+        if d.family.is_empty() || d.variant.is_empty() {
+            continue;
+        }
+        if let Some((model, h)) =
+            bases.get(&(d.family.clone(), d.temperature.to_bits(), d.group.clone()))
+        {
+            d.base_model = Some(model.clone());
+            d.kl_from_base_bits = d.histogram.kl_bits_from(h);
+        }
+    }
 }

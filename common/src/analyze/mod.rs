@@ -33,11 +33,12 @@
 //! | file | rows |
 //! | --- | --- |
 //! | `persona_moral_metrics.csv` | one per model and temperature |
-//! | `persona_moral_metrics_per_foundation.csv` | one per model, temperature and foundation |
+//! | `persona_moral_metrics_per_foundation.csv` | one per model, temperature and foundation (`_per_domain` for the BFI-44: the file follows the instrument's groups) |
 //! | `self_profiles.csv` | one per self file and foundation |
 //! | `variant_deltas.csv` | one per model with a family and a variant, against its family's base |
 //! | `variant_excess.csv` | per family: insecure-minus-secure excess (when both exist) |
 //! | `temperature_curve_metrics.csv` | one per logprob file and temperature (when any) |
+//! | `rating_distributions.csv` | one per model, temperature and group (`all` overall): histogram, entropy in bits, modal share, collapsed flag, KL divergence in bits from the family's base |
 //! | `dropped.csv` | one per file, item or persona left out of a file's metrics, and why |
 //!
 //! The first columns of each are the papers' columns in the papers' order;
@@ -64,7 +65,8 @@ pub use options::{
     AnalyzeOptions, RepeatedSlots, ALIGNMENT_MIN_PERSONAS, DEFAULT_LOGPROB_TEMPERATURES,
 };
 pub use rows::{
-    CurveRow, DeltaRow, Dropped, DroppedRow, ExcessRow, MetricRow, Report, SelfProfileRow,
+    CurveRow, DeltaRow, DistributionRow, Dropped, DroppedRow, ExcessRow, MetricRow, Report,
+    SelfProfileRow,
 };
 pub use scan::{scan, scan_dir, FoundFile, Scan, MAX_SCAN_DEPTH};
 pub use schedule::{analyze_dir, analyze_files};

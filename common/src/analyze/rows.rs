@@ -1,7 +1,7 @@
 //! The rows `analyze` computes, one type per output file, and the [`Report`] holding them.
 
 use crate::instrument::{Group, Instrument};
-use crate::metrics::{Band, CurvePoint, FoundationProfile, ScopeMetrics};
+use crate::metrics::{Band, CurvePoint, FoundationProfile, Histogram, ScopeMetrics};
 use std::sync::Arc;
 
 /// One row of `persona_moral_metrics.csv` (foundation `None`) or of
@@ -109,6 +109,26 @@ pub struct DroppedRow {
     pub reason: String,
 }
 
+/// One row of `rating_distributions.csv`: the rating histogram of one
+/// sampling file, overall (`group` `None`) or for one group of items, with
+/// its entropy, modal share and divergence from the family's base.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DistributionRow {
+    pub model: String,
+    pub temperature: f64,
+    pub group: Option<Group>,
+    pub family: String,
+    pub variant: String,
+    /// Every valid rating of the file (all its personas), by rating.
+    pub histogram: Histogram,
+    /// The family's base model, for a variant that has one at the same
+    /// temperature.
+    pub base_model: Option<String>,
+    /// `KL(variant || base)` in bits, Laplace-smoothed.
+    pub kl_from_base_bits: Option<f64>,
+    pub source_file: String,
+}
+
 /// Everything `analyze` computed.
 #[derive(Debug, Clone, Default)]
 pub struct Report {
@@ -121,6 +141,8 @@ pub struct Report {
     pub deltas: Vec<DeltaRow>,
     pub excess: Vec<ExcessRow>,
     pub curves: Vec<CurveRow>,
+    /// Rating distributions per model, temperature and group.
+    pub distributions: Vec<DistributionRow>,
     /// Problems that did not stop the analysis (also logged).
     pub warnings: Vec<String>,
     /// The files, items and personas left out of the metrics, and why

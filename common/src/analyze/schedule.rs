@@ -36,6 +36,7 @@ pub(super) struct Partial {
     pub(super) curves: Vec<CurveRow>,
     pub(super) warnings: Vec<String>,
     pub(super) dropped: Vec<DroppedRow>,
+    pub(super) distributions: Vec<DistributionRow>,
     /// The instrument each rating file was read as.
     pub(super) instruments: Vec<(PathBuf, Arc<Instrument>)>,
 }
@@ -174,6 +175,7 @@ pub fn analyze_files(files: &[FoundFile], opts: &AnalyzeOptions) -> Result<Repor
         report.per_foundation.extend(p.per_foundation);
         report.self_profiles.extend(p.self_profiles);
         report.curves.extend(p.curves);
+        report.distributions.extend(p.distributions);
         report.warnings.extend(p.warnings);
         report.dropped.extend(p.dropped);
     }
@@ -205,7 +207,15 @@ pub fn analyze_files(files: &[FoundFile], opts: &AnalyzeOptions) -> Result<Repor
             .cmp(&b.model)
             .then(a.point.temperature.total_cmp(&b.point.temperature))
     });
+    report.distributions.sort_by(|a, b| {
+        a.model
+            .cmp(&b.model)
+            .then(a.temperature.total_cmp(&b.temperature))
+            .then(a.group.is_some().cmp(&b.group.is_some()))
+            .then(a.group.cmp(&b.group))
+    });
     report.warnings.sort();
     compare_variants(&mut report);
+    super::compare::distribution_divergence(&mut report);
     Ok(report)
 }

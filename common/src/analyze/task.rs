@@ -9,7 +9,7 @@ use crate::formats::{read_sampling_in, RowLimits, SamplingFile};
 use crate::instrument::{Group, Instrument};
 use crate::metrics::{
     align_runs, logprob_metrics, sampled_metrics_in, self_profile_in, BootstrapOptions, CellTable,
-    MetricsError, RunSets, ScopeMetrics,
+    Histogram, MetricsError, RunSets, ScopeMetrics,
 };
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -420,6 +420,38 @@ pub(super) fn run_task(
                     });
                 }
                 check_rating_rows(f, &data.rows, false, opts, part)?;
+                // Rating distributions, overall and per group.
+                let mut overall = Histogram::new(this.scale);
+                let mut groups: Vec<Histogram> =
+                    vec![Histogram::new(this.scale); this.groups.len()];
+                let group_of: Vec<usize> = this
+                    .items
+                    .iter()
+                    .map(|it| this.groups.iter().position(|g| *g == it.group).unwrap_or(0))
+                    .collect();
+                for r in &data.rows {
+                    overall.add(r.rating);
+                    if let Some(&g) = group_of.get(r.item as usize - 1) {
+                        groups[g].add(r.rating);
+                    }
+                }
+                let dist = |group: Option<Group>, histogram: Histogram| DistributionRow {
+                    model: key.to_string(),
+                    temperature,
+                    group,
+                    family: opts.models.family(key),
+                    variant: opts.models.variant(key),
+                    histogram,
+                    base_model: None,
+                    kl_from_base_bits: None,
+                    source_file: f.relative.clone(),
+                };
+                part.distributions.push(dist(None, overall));
+                for (g, h) in this.groups.iter().zip(groups) {
+                    if h.total() > 0 {
+                        part.distributions.push(dist(Some(Group(g.clone())), h));
+                    }
+                }
                 let table = CellTable::from_rows(
                     data.rows
                         .iter()

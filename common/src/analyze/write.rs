@@ -226,6 +226,61 @@ impl Report {
             &per_group_header,
             self.per_foundation.iter().map(metric_fields).collect(),
         )?;
+        let scale = self
+            .instrument
+            .as_ref()
+            .map(|i| i.scale)
+            .unwrap_or(crate::instrument::Scale { min: 0, max: 5 });
+        let rating_cols: Vec<String> = (scale.min..=scale.max)
+            .map(|v| format!("rating_{v}"))
+            .collect();
+        let mut dist_header: Vec<&str> = vec!["model", "temperature", label, "ratings"];
+        dist_header.extend(rating_cols.iter().map(String::as_str));
+        dist_header.extend([
+            "entropy_bits",
+            "modal_rating",
+            "modal_share",
+            "collapsed",
+            "family",
+            "variant",
+            "base_model",
+            "kl_from_base_bits",
+            "source_file",
+        ]);
+        put(
+            "rating_distributions.csv",
+            &dist_header,
+            self.distributions
+                .iter()
+                .filter(|d| d.histogram.scale == scale)
+                .map(|d| {
+                    let h = &d.histogram;
+                    let modal = h.modal();
+                    let mut v = vec![
+                        d.model.clone(),
+                        fmt_temperature(d.temperature),
+                        d.group
+                            .as_ref()
+                            .map(|g| g.name().to_string())
+                            .unwrap_or_else(|| "all".into()),
+                        h.total().to_string(),
+                    ];
+                    v.extend(h.counts.iter().map(u64::to_string));
+                    v.extend([
+                        fmt_float(h.entropy_bits()),
+                        modal.map(|m| m.0.to_string()).unwrap_or_default(),
+                        modal.map(|m| fmt_float(m.1)).unwrap_or_default(),
+                        h.collapsed().to_string(),
+                        d.family.clone(),
+                        d.variant.clone(),
+                        d.base_model.clone().unwrap_or_default(),
+                        d.kl_from_base_bits.map(fmt_float).unwrap_or_default(),
+                        d.source_file.clone(),
+                    ]);
+                    v
+                })
+                .collect(),
+        )?;
         let mut self_header = SELF_PROFILE_COLUMNS.to_vec();
         self_header[4] = label;
         put(
