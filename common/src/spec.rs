@@ -156,6 +156,10 @@ pub struct ModelSpec {
     /// "base" is the reference of its family's deltas.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub variant: Option<String>,
+    /// A checkpoint's training step: the family's variants with a step
+    /// form a trajectory of S, R and sigma-bar against step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<u64>,
     /// Models sharing one account's limits (default: the model key).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_group: Option<String>,

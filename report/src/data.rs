@@ -28,6 +28,22 @@ pub const PER_FOUNDATION_FILES: [&str; 4] = [
 const GROUP_COLUMNS: [&str; 2] = ["foundation", "domain"];
 pub const SELF_FILES: [&str; 1] = ["self_profiles.csv"];
 pub const DISTRIBUTION_FILES: [&str; 1] = ["rating_distributions.csv"];
+pub const TRAJECTORY_FILES: [&str; 1] = ["trajectories.csv"];
+
+/// One row of `trajectories.csv`: a checkpoint of a family.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrajectoryRow {
+    pub family: String,
+    pub temperature: Option<f64>,
+    pub step: f64,
+    pub model: String,
+    pub s: f64,
+    pub s_se: f64,
+    pub r: f64,
+    pub r_se: f64,
+    pub sigma_bar: f64,
+    pub sigma_bar_se: f64,
+}
 
 /// One row of `rating_distributions.csv`.
 #[derive(Debug, Clone, PartialEq)]
@@ -168,6 +184,8 @@ pub struct ReportData {
     /// Per group (foundation or domain; see `group_label`).
     pub per_foundation: Vec<MetricRow>,
     pub self_profiles: Vec<SelfRow>,
+    /// Checkpoint trajectories (`trajectories.csv`).
+    pub trajectories: Vec<TrajectoryRow>,
     /// Rating distributions (`rating_distributions.csv`).
     pub distributions: Vec<DistributionRow>,
     /// What the instrument's groups are called in the files (`foundation`,
@@ -376,6 +394,37 @@ fn metric_rows(t: &Table, with_foundation: bool) -> Result<Vec<MetricRow>, Repor
         });
     }
     Ok(out)
+}
+
+fn trajectory_rows(t: &Table) -> Result<Vec<TrajectoryRow>, ReportError> {
+    let c = [
+        t.need("family")?,
+        t.need("step")?,
+        t.need("model")?,
+        t.need("susceptibility")?,
+        t.need("susceptibility_uncertainty")?,
+        t.need("robustness")?,
+        t.need("robustness_uncertainty")?,
+        t.need("uncertainty")?,
+        t.need("uncertainty_uncertainty")?,
+    ];
+    let temperature = t.col("temperature");
+    (0..t.rows.len())
+        .map(|i| {
+            Ok(TrajectoryRow {
+                family: t.text(i, c[0]),
+                temperature: t.opt_num(i, temperature)?,
+                step: t.num(i, c[1])?,
+                model: t.text(i, c[2]),
+                s: t.num(i, c[3])?,
+                s_se: t.num(i, c[4])?,
+                r: t.num(i, c[5])?,
+                r_se: t.num(i, c[6])?,
+                sigma_bar: t.num(i, c[7])?,
+                sigma_bar_se: t.num(i, c[8])?,
+            })
+        })
+        .collect()
 }
 
 fn distribution_rows(t: &Table) -> Result<Vec<DistributionRow>, ReportError> {
@@ -646,6 +695,9 @@ pub fn load(dir: &Path, data: Option<&Path>) -> Result<ReportData, ReportError> 
         if d.group_label.is_empty() {
             d.group_label = t.headers[group_column(&t)?].clone();
         }
+    }
+    if let Some(t) = load_table(&metrics_dir, &TRAJECTORY_FILES, &mut sources)? {
+        d.trajectories = trajectory_rows(&t)?;
     }
     if let Some(t) = load_table(&metrics_dir, &DISTRIBUTION_FILES, &mut sources)? {
         d.distributions = distribution_rows(&t)?;

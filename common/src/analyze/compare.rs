@@ -155,3 +155,41 @@ pub(super) fn distribution_divergence(report: &mut Report) {
         }
     }
 }
+
+/// The checkpoints of each family (models with a `step`), in step order per
+/// family and temperature.
+pub(super) fn trajectories(report: &mut Report, models: &ModelsMap) {
+    let mut rows: Vec<TrajectoryRow> = report
+        .overall
+        .iter()
+        .filter_map(|r| {
+            Some(TrajectoryRow {
+                family: r.family.clone(),
+                temperature: r.temperature,
+                step: models.step(&r.model)?,
+                model: r.model.clone(),
+                variant: r.variant.clone(),
+                metrics: r.metrics,
+            })
+        })
+        .collect();
+    rows.sort_by(|a, b| {
+        a.family
+            .cmp(&b.family)
+            .then(a.temperature.total_cmp(&b.temperature))
+            .then(a.step.cmp(&b.step))
+            .then(a.model.cmp(&b.model))
+    });
+    for w in rows.windows(2) {
+        if w[0].family == w[1].family
+            && w[0].temperature == w[1].temperature
+            && w[0].step == w[1].step
+        {
+            report.warnings.push(format!(
+                "family {:?}: {} and {} both have step {}; the trajectory shows both",
+                w[0].family, w[0].model, w[1].model, w[0].step
+            ));
+        }
+    }
+    report.trajectories = rows;
+}

@@ -39,6 +39,7 @@
 //! | `variant_excess.csv` | per family: insecure-minus-secure excess (when both exist) |
 //! | `temperature_curve_metrics.csv` | one per logprob file and temperature (when any) |
 //! | `rating_distributions.csv` | one per model, temperature and group (`all` overall): histogram, entropy in bits, modal share, collapsed flag, KL divergence in bits from the family's base |
+//! | `trajectories.csv` | one per model with a `step` (a checkpoint), by family, temperature and step: S, R, sigma-bar and their standard errors (when any model has a step) |
 //! | `dropped.csv` | one per file, item or persona left out of a file's metrics, and why |
 //!
 //! The first columns of each are the papers' columns in the papers' order;
@@ -66,13 +67,13 @@ pub use options::{
 };
 pub use rows::{
     CurveRow, DeltaRow, DistributionRow, Dropped, DroppedRow, ExcessRow, MetricRow, Report,
-    SelfProfileRow,
+    SelfProfileRow, TrajectoryRow,
 };
 pub use scan::{scan, scan_dir, FoundFile, Scan, MAX_SCAN_DEPTH};
 pub use schedule::{analyze_dir, analyze_files};
 pub use write::{
     CURVE_COLUMNS, DELTA_COLUMNS, DROPPED_COLUMNS, EXCESS_COLUMNS, OVERALL_COLUMNS,
-    SELF_PROFILE_COLUMNS,
+    SELF_PROFILE_COLUMNS, TRAJECTORY_COLUMNS,
 };
 
 use compare::compare_variants;

@@ -13,6 +13,10 @@ pub struct ModelInfo {
     pub family: Option<String>,
     /// `base` marks the reference of its family's deltas.
     pub variant: Option<String>,
+    /// A checkpoint's training step: the family's models with a step form
+    /// a trajectory (`trajectories.csv`).
+    #[serde(default)]
+    pub step: Option<u64>,
 }
 
 /// Model key -> family and variant, for the deltas.
@@ -50,7 +54,7 @@ impl ModelsMap {
             AnalyzeError::Models {
                 path: path.to_path_buf(),
                 message: format!(
-                    "{message} (expected [models.\"<key>\"] tables with `family` and `variant`)"
+                    "{message} (expected [models.\"<key>\"] tables with `family`, `variant` and optionally `step`, a checkpoint's training step)"
                 ),
             }
         })?;
@@ -70,6 +74,7 @@ impl ModelsMap {
                         ModelInfo {
                             family: m.family.clone(),
                             variant: m.variant.clone(),
+                            step: m.step,
                         },
                     )
                 })
@@ -85,6 +90,10 @@ impl ModelsMap {
         self.get(key)
             .and_then(|m| m.family.clone())
             .unwrap_or_default()
+    }
+
+    pub(super) fn step(&self, key: &str) -> Option<u64> {
+        self.get(key).and_then(|m| m.step)
     }
 
     pub(super) fn variant(&self, key: &str) -> String {

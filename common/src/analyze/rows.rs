@@ -129,6 +129,18 @@ pub struct DistributionRow {
     pub source_file: String,
 }
 
+/// One row of `trajectories.csv`: a checkpoint (a model with a `step`) of
+/// a family, with its S, R and sigma-bar and their standard errors.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrajectoryRow {
+    pub family: String,
+    pub temperature: f64,
+    pub step: u64,
+    pub model: String,
+    pub variant: String,
+    pub metrics: ScopeMetrics,
+}
+
 /// Everything `analyze` computed.
 #[derive(Debug, Clone, Default)]
 pub struct Report {
@@ -141,6 +153,8 @@ pub struct Report {
     pub deltas: Vec<DeltaRow>,
     pub excess: Vec<ExcessRow>,
     pub curves: Vec<CurveRow>,
+    /// Per family and temperature, its checkpoints in step order.
+    pub trajectories: Vec<TrajectoryRow>,
     /// Rating distributions per model, temperature and group.
     pub distributions: Vec<DistributionRow>,
     /// Problems that did not stop the analysis (also logged).

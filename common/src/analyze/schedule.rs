@@ -217,5 +217,6 @@ pub fn analyze_files(files: &[FoundFile], opts: &AnalyzeOptions) -> Result<Repor
     report.warnings.sort();
     compare_variants(&mut report);
     super::compare::distribution_divergence(&mut report);
+    super::compare::trajectories(&mut report, &opts.models);
     Ok(report)
 }

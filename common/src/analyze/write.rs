@@ -33,6 +33,22 @@ pub const OVERALL_COLUMNS: [&str; 23] = [
     "source_file",
 ];
 
+/// Column names of `trajectories.csv`.
+pub const TRAJECTORY_COLUMNS: [&str; 12] = [
+    "family",
+    "temperature",
+    "step",
+    "model",
+    "variant",
+    "susceptibility",
+    "susceptibility_uncertainty",
+    "robustness",
+    "robustness_uncertainty",
+    "uncertainty",
+    "uncertainty_uncertainty",
+    "personas",
+];
+
 /// Column names of `dropped.csv`: one row per file, item or persona left
 /// out of a file's metrics.
 pub const DROPPED_COLUMNS: [&str; 6] = [
@@ -281,6 +297,32 @@ impl Report {
                 })
                 .collect(),
         )?;
+        if !self.trajectories.is_empty() {
+            put(
+                "trajectories.csv",
+                &TRAJECTORY_COLUMNS,
+                self.trajectories
+                    .iter()
+                    .map(|t| {
+                        let m = &t.metrics;
+                        vec![
+                            t.family.clone(),
+                            fmt_temperature(t.temperature),
+                            t.step.to_string(),
+                            t.model.clone(),
+                            t.variant.clone(),
+                            fmt_float(m.s),
+                            fmt_float(m.s_se()),
+                            fmt_float(m.r()),
+                            fmt_float(m.r_se()),
+                            fmt_float(m.sigma_bar),
+                            fmt_float(m.sigma_bar_se()),
+                            m.personas.to_string(),
+                        ]
+                    })
+                    .collect(),
+            )?;
+        }
         let mut self_header = SELF_PROFILE_COLUMNS.to_vec();
         self_header[4] = label;
         put(
