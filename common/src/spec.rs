@@ -447,8 +447,20 @@ impl SweepSpec {
                 ),
             ));
         }
-        if let Err(e) = self.instrument() {
-            return Err(bad(
+        match self.instrument() {
+            Ok(i) if i.name != crate::instrument::DEFAULT_INSTRUMENT
+                && self.modes.contains(&Mode::Logprob) =>
+            {
+                return Err(bad(
+                    "modes",
+                    format!(
+                        "includes \"logprob\", but logprob mode reads the MFQ-30's digits 0-5 and the instrument is {}; drop \"logprob\" or use instrument = \"mfq-30\"",
+                        i.name
+                    ),
+                ));
+            }
+            Ok(_) => {}
+            Err(e) => return Err(bad(
                 "instrument",
                 match e {
                     InstrumentError::Unknown(name, why) => format!(
@@ -457,7 +469,7 @@ impl SweepSpec {
                     ),
                     other => other.to_string(),
                 },
-            ));
+            )),
         }
         if self.repetitions == 0 {
             return Err(bad(
@@ -849,6 +861,12 @@ model = "x"
             e.contains("`instrument`") && e.contains("bfi-45") && e.contains("mfq-30, bfi-44"),
             "{e}"
         );
+        // Logprob mode reads the MFQ-30's digits only.
+        let e = err(&MINIMAL.replace(
+            "output = \"out\"",
+            "output = \"out\"\ninstrument = \"bfi-44\"\nmodes = [\"logprob\"]",
+        ));
+        assert!(e.contains("`modes`") && e.contains("bfi-44"), "{e}");
         // A file relative to the spec's directory.
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("p.json"), r#"["a","b"]"#).unwrap();
