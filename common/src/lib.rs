@@ -19,5 +19,5 @@ pub mod slot;
 pub mod spec;
 pub mod tokens;
 
-pub use instrument::{Foundation, Item, ItemKind, ITEMS};
+pub use instrument::{Foundation, Instrument, Item, ItemKind, ITEMS};
 pub use spec::{Mode, ModelSpec, Sweep, SweepSpec};

@@ -27,12 +27,20 @@ pub struct UnitShape {
     pub mode: Mode,
     pub personas: u32,
     pub repetitions: u32,
+    /// Items of the instrument (30 for the MFQ-30, 44 for the BFI-44); a
+    /// shape recorded before instruments existed is an MFQ-30 shape.
+    #[serde(default = "mfq_items")]
+    pub items: u32,
+}
+
+fn mfq_items() -> u32 {
+    ITEM_COUNT as u32
 }
 
 impl UnitShape {
     /// Number of slots in the unit.
     pub fn len(&self) -> u64 {
-        let q = ITEM_COUNT as u64;
+        let q = self.items as u64;
         match self.mode {
             Mode::Persona => self.personas as u64 * q * self.repetitions as u64,
             Mode::SelfMode => q * self.repetitions as u64,
@@ -46,7 +54,7 @@ impl UnitShape {
 
     /// The coordinates of slot `index` (0-based, `index < len()`).
     pub fn coord(&self, index: u64) -> SlotCoord {
-        let q = ITEM_COUNT as u64;
+        let q = self.items as u64;
         match self.mode {
             Mode::Persona => {
                 let n = self.repetitions as u64;
@@ -74,7 +82,7 @@ impl UnitShape {
 
     /// The index of a slot; inverse of [`UnitShape::coord`].
     pub fn index(&self, c: SlotCoord) -> u64 {
-        let q = ITEM_COUNT as u64;
+        let q = self.items as u64;
         let item = c.item as u64 - 1;
         match self.mode {
             Mode::Persona => {
@@ -135,11 +143,12 @@ mod tests {
 
     #[test]
     fn index_and_coord_are_inverse_and_in_file_order() {
-        for mode in Mode::ALL {
+        for (mode, items) in Mode::ALL.into_iter().flat_map(|m| [(m, 30), (m, 44)]) {
             let shape = UnitShape {
                 mode,
                 personas: 3,
                 repetitions: 4,
+                items,
             };
             let mut prev = None;
             for i in 0..shape.len() {

@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::instrument::{builtin_names, Instrument, InstrumentError};
 use crate::personas::{load_personas, PersonaError};
+use std::sync::Arc;
 
 /// The providers a model may name in `provider`.
 pub const PROVIDERS: &[&str] = &[
@@ -118,6 +120,10 @@ pub struct SweepSpec {
     /// Seed of the bootstraps and of seeded provider requests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
+    /// The questionnaire: a built-in name (`mfq-30`, `bfi-44`) or the path
+    /// of an instrument file (relative to the spec file). Default MFQ-30.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instrument: Option<String>,
     #[serde(rename = "model", default)]
     pub models: Vec<ModelSpec>,
 }
@@ -150,6 +156,10 @@ pub struct ModelSpec {
     /// "base" is the reference of its family's deltas.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub variant: Option<String>,
+    /// A checkpoint's training step: the family's variants with a step
+    /// form a trajectory of S, R and sigma-bar against step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<u64>,
     /// Models sharing one account's limits (default: the model key).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_group: Option<String>,
@@ -437,6 +447,30 @@ impl SweepSpec {
                 ),
             ));
         }
+        match self.instrument() {
+            Ok(i) if i.name != crate::instrument::DEFAULT_INSTRUMENT
+                && self.modes.contains(&Mode::Logprob) =>
+            {
+                return Err(bad(
+                    "modes",
+                    format!(
+                        "includes \"logprob\", but logprob mode reads the MFQ-30's digits 0-5 and the instrument is {}; drop \"logprob\" or use instrument = \"mfq-30\"",
+                        i.name
+                    ),
+                ));
+            }
+            Ok(_) => {}
+            Err(e) => return Err(bad(
+                "instrument",
+                match e {
+                    InstrumentError::Unknown(name, why) => format!(
+                        "is {name:?}, which is neither a built-in instrument ({}) nor a readable instrument file ({why}); give a built-in name or the path of an instrument file",
+                        builtin_names().join(", ")
+                    ),
+                    other => other.to_string(),
+                },
+            )),
+        }
         if self.repetitions == 0 {
             return Err(bad(
                 "repetitions",
@@ -626,10 +660,28 @@ impl SweepSpec {
 }
 
 impl SweepSpec {
+    /// The instrument the spec names (MFQ-30 when it names none). A path is
+    /// taken as given; [`Sweep::from_text`] makes it absolute.
+    pub fn instrument(&self) -> Result<Arc<Instrument>, InstrumentError> {
+        match &self.instrument {
+            None => Ok(Instrument::mfq30()),
+            Some(name) => Instrument::resolve(name),
+        }
+    }
+
+    /// Items per persona and repetition: the instrument's item count (the
+    /// MFQ-30's 30 when the instrument cannot be loaded; validation names
+    /// that error).
+    pub fn item_count(&self) -> usize {
+        self.instrument()
+            .map(|i| i.item_count())
+            .unwrap_or(crate::instrument::ITEM_COUNT)
+    }
+
     /// Slots of one model in `mode` when the sweep has `personas` personas
     /// (64-bit; saturates instead of wrapping).
     pub fn unit_slots(&self, mode: Mode, personas: u64) -> u64 {
-        let q = crate::instrument::ITEM_COUNT as u64;
+        let q = self.item_count() as u64;
         let n = self.repetitions as u64;
         match mode {
             Mode::Persona => personas.saturating_mul(q).saturating_mul(n),
@@ -713,9 +765,15 @@ impl Sweep {
     /// Parses and validates spec text whose relative paths are relative to
     /// `path`'s directory.
     pub fn from_text(text: &str, path: &Path, keys: KeyCheck) -> Result<Sweep, SpecError> {
-        let spec = SweepSpec::parse(text, path)?;
-        spec.validate(path, keys)?;
+        let mut spec = SweepSpec::parse(text, path)?;
         let dir = path.parent().unwrap_or(Path::new("."));
+        // An instrument file is relative to the spec file, like `personas`.
+        if let Some(name) = &spec.instrument {
+            if Instrument::builtin(name).is_none() && Path::new(name).is_relative() {
+                spec.instrument = Some(dir.join(name).to_string_lossy().into_owned());
+            }
+        }
+        spec.validate(path, keys)?;
         let personas_path = dir.join(&spec.personas);
         let mut personas = load_personas(&personas_path).map_err(|error| SpecError::Personas {
             path: path.to_path_buf(),
@@ -779,6 +837,51 @@ model = "x"
         spec.validate(Path::new("s.toml"), KeyCheck::Check)
             .unwrap_err()
             .to_string()
+    }
+
+    #[test]
+    fn instrument_key() {
+        let s = SweepSpec::parse(MINIMAL, Path::new("s.toml")).unwrap();
+        assert_eq!(s.instrument().unwrap().name, "mfq-30");
+        assert_eq!(s.unit_slots(Mode::Persona, 100), 30_000);
+        let bfi = MINIMAL.replace(
+            "output = \"out\"",
+            "output = \"out\"\ninstrument = \"bfi-44\"",
+        );
+        let s = SweepSpec::parse(&bfi, Path::new("s.toml")).unwrap();
+        s.validate(Path::new("s.toml"), KeyCheck::Check).unwrap();
+        assert_eq!(s.instrument().unwrap().name, "bfi-44");
+        assert_eq!(s.unit_slots(Mode::Persona, 100), 44_000);
+        assert_eq!(s.unit_slots(Mode::SelfMode, 100), 440);
+        let e = err(&MINIMAL.replace(
+            "output = \"out\"",
+            "output = \"out\"\ninstrument = \"bfi-45\"",
+        ));
+        assert!(
+            e.contains("`instrument`") && e.contains("bfi-45") && e.contains("mfq-30, bfi-44"),
+            "{e}"
+        );
+        // Logprob mode reads the MFQ-30's digits only.
+        let e = err(&MINIMAL.replace(
+            "output = \"out\"",
+            "output = \"out\"\ninstrument = \"bfi-44\"\nmodes = [\"logprob\"]",
+        ));
+        assert!(e.contains("`modes`") && e.contains("bfi-44"), "{e}");
+        // A file relative to the spec's directory.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("p.json"), r#"["a","b"]"#).unwrap();
+        std::fs::write(
+            dir.path().join("mine.json"),
+            include_str!("../instruments/bfi-44.json").replace("\"bfi-44\"", "\"mine\""),
+        )
+        .unwrap();
+        let text = MINIMAL.replace(
+            "output = \"out\"",
+            "output = \"out\"\ninstrument = \"mine.json\"",
+        );
+        let sweep = Sweep::from_text(&text, &dir.path().join("s.toml"), KeyCheck::Check).unwrap();
+        assert_eq!(sweep.spec.instrument().unwrap().name, "mine");
+        assert_eq!(sweep.slots_per_model(Mode::SelfMode), 440);
     }
 
     #[test]

@@ -209,6 +209,7 @@ pub async fn write_metrics(record: &SweepRecord) -> anyhow::Result<()> {
             .unwrap_or(defaults.temperatures),
         models: ModelsMap::from_specs(&spec.models),
         threads: 0,
+        instrument: spec.instrument().ok(),
         ..defaults
     };
     let data = data_dir(&record.output);

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use moralsweep_common::slot::UnitShape;
 use moralsweep_common::tokens::Tokenizer;
-use moralsweep_common::{Mode, ModelSpec, SweepSpec, ITEMS};
+use moralsweep_common::{Mode, ModelSpec, SweepSpec};
 use serde::{Deserialize, Serialize};
 
 use moralsweep_protocol::{ProgressState, UnitKey};
@@ -90,6 +90,7 @@ impl SweepRecord {
             mode,
             personas: self.personas.len() as u32,
             repetitions: self.spec.repetitions,
+            items: self.spec.item_count() as u32,
         }
     }
 
@@ -130,12 +131,16 @@ pub fn unit_label(model: &str, mode: Mode) -> String {
 /// model's tokenizer, `moralsweep_common::tokens`, plus one output token),
 /// used to pace tokens per minute before the real usage is known.
 pub fn tokens_estimate(record: &SweepRecord, model: &ModelSpec, mode: Mode) -> u64 {
-    let item = &ITEMS[0];
+    let instrument = record
+        .spec
+        .instrument()
+        .unwrap_or_else(|_| moralsweep_common::Instrument::mfq30());
+    let item = &instrument.items[0];
     let prompt = match mode {
-        Mode::SelfMode => moralsweep_common::prompt::self_prompt(item),
+        Mode::SelfMode => instrument.self_prompt(item),
         _ => {
             let p = record.personas.first().map(String::as_str).unwrap_or("");
-            moralsweep_common::prompt::persona_prompt(p, item)
+            instrument.persona_prompt(p, item)
         }
     };
     Tokenizer::for_model(&model.provider, &model.model).request_tokens(&prompt, 1)

@@ -16,11 +16,54 @@ use crate::ReportError;
 /// The metric files a report reads, each under any of its accepted names
 /// (ours first, then the published reference names).
 pub const OVERALL_FILES: [&str; 2] = ["persona_moral_metrics.csv", "metrics_overall.csv"];
-pub const PER_FOUNDATION_FILES: [&str; 2] = [
+/// Per group: foundations (MFQ-30) or domains (BFI-44).
+pub const PER_FOUNDATION_FILES: [&str; 4] = [
     "persona_moral_metrics_per_foundation.csv",
     "metrics_per_foundation.csv",
+    "persona_moral_metrics_per_domain.csv",
+    "metrics_per_domain.csv",
 ];
+
+/// The columns that name an item group, by instrument.
+const GROUP_COLUMNS: [&str; 2] = ["foundation", "domain"];
 pub const SELF_FILES: [&str; 1] = ["self_profiles.csv"];
+pub const DISTRIBUTION_FILES: [&str; 1] = ["rating_distributions.csv"];
+pub const TRAJECTORY_FILES: [&str; 1] = ["trajectories.csv"];
+
+/// One row of `trajectories.csv`: a checkpoint of a family.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrajectoryRow {
+    pub family: String,
+    pub temperature: Option<f64>,
+    pub step: f64,
+    pub model: String,
+    pub s: f64,
+    pub s_se: f64,
+    pub r: f64,
+    pub r_se: f64,
+    pub sigma_bar: f64,
+    pub sigma_bar_se: f64,
+}
+
+/// One row of `rating_distributions.csv`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DistributionRow {
+    pub model: String,
+    pub temperature: Option<f64>,
+    /// A group name, or `all`.
+    pub group: String,
+    pub ratings: Option<u64>,
+    /// `(rating, count)` in scale order.
+    pub histogram: Vec<(String, u64)>,
+    pub entropy_bits: f64,
+    pub modal_rating: String,
+    pub modal_share: Option<f64>,
+    pub collapsed: bool,
+    pub family: String,
+    pub variant: String,
+    pub base_model: String,
+    pub kl_from_base_bits: Option<f64>,
+}
 pub const DELTA_FILES: [&str; 1] = ["variant_deltas.csv"];
 pub const EXCESS_FILES: [&str; 1] = ["variant_excess.csv"];
 pub const CURVE_FILES: [&str; 2] = [
@@ -138,8 +181,16 @@ pub struct ReportData {
     /// The directory the metric files were found in.
     pub metrics_dir: PathBuf,
     pub overall: Vec<MetricRow>,
+    /// Per group (foundation or domain; see `group_label`).
     pub per_foundation: Vec<MetricRow>,
     pub self_profiles: Vec<SelfRow>,
+    /// Checkpoint trajectories (`trajectories.csv`).
+    pub trajectories: Vec<TrajectoryRow>,
+    /// Rating distributions (`rating_distributions.csv`).
+    pub distributions: Vec<DistributionRow>,
+    /// What the instrument's groups are called in the files (`foundation`,
+    /// `domain`); empty when no per-group file was read.
+    pub group_label: String,
     pub deltas: Vec<DeltaRow>,
     pub excess: Vec<ExcessRow>,
     pub curves: Vec<CurveRow>,
@@ -289,10 +340,18 @@ fn load_table(
     Ok(Some(table))
 }
 
+/// The column naming the item group (`foundation` or `domain`).
+fn group_column(t: &Table) -> Result<usize, ReportError> {
+    GROUP_COLUMNS
+        .iter()
+        .find_map(|c| t.col(c))
+        .map_or_else(|| t.need("foundation"), Ok)
+}
+
 fn metric_rows(t: &Table, with_foundation: bool) -> Result<Vec<MetricRow>, ReportError> {
     let model = t.need("model")?;
     let foundation = if with_foundation {
-        Some(t.need("foundation")?)
+        Some(group_column(t)?)
     } else {
         None
     };
@@ -337,10 +396,88 @@ fn metric_rows(t: &Table, with_foundation: bool) -> Result<Vec<MetricRow>, Repor
     Ok(out)
 }
 
+fn trajectory_rows(t: &Table) -> Result<Vec<TrajectoryRow>, ReportError> {
+    let c = [
+        t.need("family")?,
+        t.need("step")?,
+        t.need("model")?,
+        t.need("susceptibility")?,
+        t.need("susceptibility_uncertainty")?,
+        t.need("robustness")?,
+        t.need("robustness_uncertainty")?,
+        t.need("uncertainty")?,
+        t.need("uncertainty_uncertainty")?,
+    ];
+    let temperature = t.col("temperature");
+    (0..t.rows.len())
+        .map(|i| {
+            Ok(TrajectoryRow {
+                family: t.text(i, c[0]),
+                temperature: t.opt_num(i, temperature)?,
+                step: t.num(i, c[1])?,
+                model: t.text(i, c[2]),
+                s: t.num(i, c[3])?,
+                s_se: t.num(i, c[4])?,
+                r: t.num(i, c[5])?,
+                r_se: t.num(i, c[6])?,
+                sigma_bar: t.num(i, c[7])?,
+                sigma_bar_se: t.num(i, c[8])?,
+            })
+        })
+        .collect()
+}
+
+fn distribution_rows(t: &Table) -> Result<Vec<DistributionRow>, ReportError> {
+    let model = t.need("model")?;
+    let group = group_column(t)?;
+    let entropy = t.need("entropy_bits")?;
+    let hist: Vec<(String, usize)> = t
+        .headers
+        .iter()
+        .enumerate()
+        .filter_map(|(i, h)| h.strip_prefix("rating_").map(|v| (v.to_string(), i)))
+        .collect();
+    let (temperature, ratings, modal, share, collapsed) = (
+        t.col("temperature"),
+        t.col("ratings"),
+        t.col("modal_rating"),
+        t.col("modal_share"),
+        t.col("collapsed"),
+    );
+    let (family, variant, base, kl) = (
+        t.col("family"),
+        t.col("variant"),
+        t.col("base_model"),
+        t.col("kl_from_base_bits"),
+    );
+    (0..t.rows.len())
+        .map(|i| {
+            Ok(DistributionRow {
+                model: t.text(i, model),
+                temperature: t.opt_num(i, temperature)?,
+                group: t.text(i, group),
+                ratings: t.opt_count(i, ratings)?,
+                histogram: hist
+                    .iter()
+                    .map(|(v, c)| Ok((v.clone(), t.opt_count(i, Some(*c))?.unwrap_or(0))))
+                    .collect::<Result<_, ReportError>>()?,
+                entropy_bits: t.num(i, entropy)?,
+                modal_rating: t.opt_text(i, modal),
+                modal_share: t.opt_num(i, share)?,
+                collapsed: t.opt_text(i, collapsed) == "true",
+                family: t.opt_text(i, family),
+                variant: t.opt_text(i, variant),
+                base_model: t.opt_text(i, base),
+                kl_from_base_bits: t.opt_num(i, kl)?,
+            })
+        })
+        .collect()
+}
+
 fn self_rows(t: &Table) -> Result<Vec<SelfRow>, ReportError> {
     let (model, foundation, mean, sd) = (
         t.need("model")?,
-        t.need("foundation")?,
+        group_column(t)?,
         t.need("mean")?,
         t.need("within_question_sd")?,
     );
@@ -505,6 +642,35 @@ pub fn count_failures(dir: &Path) -> Result<BTreeMap<String, Failures>, ReportEr
     Ok(out)
 }
 
+impl ReportData {
+    /// What a group of items is called (`foundation` unless the files say
+    /// otherwise).
+    pub fn group_label(&self) -> &str {
+        if self.group_label.is_empty() {
+            "foundation"
+        } else {
+            &self.group_label
+        }
+    }
+
+    /// The instrument the metrics come from, as far as the files tell: the
+    /// built-in instrument with their item count and group label, else a
+    /// description.
+    pub fn instrument_title(&self) -> String {
+        let items = self.overall.iter().filter_map(|r| r.questions).max();
+        let label = self.group_label();
+        let found = moralsweep_common::Instrument::builtins()
+            .into_iter()
+            .find(|i| i.group_label == label && items.is_none_or(|n| n as usize == i.item_count()));
+        match (found, items) {
+            (Some(i), _) if i.name == "bfi-44" => "BFI-44".to_string(),
+            (Some(_), _) => "MFQ-30".to_string(),
+            (None, Some(n)) => format!("{n}-item questionnaire"),
+            (None, None) => "questionnaire".to_string(),
+        }
+    }
+}
+
 /// Reads what a report of `dir` shows. `data` overrides where rating files
 /// are looked for (default: `dir/data` when it exists).
 pub fn load(dir: &Path, data: Option<&Path>) -> Result<ReportData, ReportError> {
@@ -522,9 +688,19 @@ pub fn load(dir: &Path, data: Option<&Path>) -> Result<ReportData, ReportError> 
     }
     if let Some(t) = load_table(&metrics_dir, &PER_FOUNDATION_FILES, &mut sources)? {
         d.per_foundation = metric_rows(&t, true)?;
+        d.group_label = t.headers[group_column(&t)?].clone();
     }
     if let Some(t) = load_table(&metrics_dir, &SELF_FILES, &mut sources)? {
         d.self_profiles = self_rows(&t)?;
+        if d.group_label.is_empty() {
+            d.group_label = t.headers[group_column(&t)?].clone();
+        }
+    }
+    if let Some(t) = load_table(&metrics_dir, &TRAJECTORY_FILES, &mut sources)? {
+        d.trajectories = trajectory_rows(&t)?;
+    }
+    if let Some(t) = load_table(&metrics_dir, &DISTRIBUTION_FILES, &mut sources)? {
+        d.distributions = distribution_rows(&t)?;
     }
     if let Some(t) = load_table(&metrics_dir, &DELTA_FILES, &mut sources)? {
         d.deltas = delta_rows(&t)?;

@@ -15,7 +15,9 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::FontStyle;
 
-use crate::data::{display_order, CurveRow, DeltaRow, MetricRow, ReportData, SelfRow};
+use crate::data::{
+    display_order, CurveRow, DeltaRow, MetricRow, ReportData, SelfRow, TrajectoryRow,
+};
 use crate::ReportError;
 
 type DResult<T> = Result<T, Box<dyn std::error::Error>>;
@@ -548,6 +550,8 @@ impl Plot for SVersusR<'_> {
 pub struct PerFoundation<'a> {
     pub rows: &'a [MetricRow],
     pub foundations: Vec<String>,
+    /// What a group is called: `foundation` (MFQ-30), `domain` (BFI-44).
+    pub group: String,
 }
 
 impl PerFoundation<'_> {
@@ -568,10 +572,14 @@ impl Plot for PerFoundation<'_> {
         "per-foundation"
     }
     fn title(&self) -> String {
-        "S and R per moral foundation".into()
+        if self.group == "foundation" {
+            "S and R per moral foundation".into()
+        } else {
+            format!("S and R per {}", self.group)
+        }
     }
     fn caption(&self) -> String {
-        "The same metrics restricted to each foundation's six items (the kept personas stay the overall set); bars are one standard error.".into()
+        format!("The same metrics restricted to each {}'s items (the kept personas stay the overall set); bars are one standard error.", self.group)
     }
     fn size(&self) -> (u32, u32) {
         let models = self.models();
@@ -782,6 +790,8 @@ fn short_foundation(f: &str) -> String {
 pub struct SelfProfiles<'a> {
     pub rows: &'a [SelfRow],
     pub foundations: Vec<String>,
+    /// What a group is called: `foundation` (MFQ-30), `domain` (BFI-44).
+    pub group: String,
 }
 
 impl SelfProfiles<'_> {
@@ -814,10 +824,14 @@ impl Plot for SelfProfiles<'_> {
         "self-profiles"
     }
     fn title(&self) -> String {
-        "Moral foundations profile without a persona (self mode)".into()
+        if self.group == "foundation" {
+            "Moral foundations profile without a persona (self mode)".into()
+        } else {
+            format!("Profile per {} without a persona (self mode)", self.group)
+        }
     }
     fn caption(&self) -> String {
-        "Per foundation: the mean over its items of the item's mean rating (0-5); bars are the mean within-item standard deviation.".into()
+        format!("Per {}: the mean over its items of the item's mean rating (reverse-keyed items reversed); bars are the mean within-item standard deviation.", self.group)
     }
     fn size(&self) -> (u32, u32) {
         let g = self.groups().len().max(1) as u32;
@@ -1040,6 +1054,119 @@ impl Plot for TemperatureCurves<'_> {
     }
 }
 
+/// S, R and sigma-bar of a family's checkpoints against training step, one
+/// line per family (and temperature), with one-standard-error bars.
+pub struct Trajectories<'a>(pub &'a [TrajectoryRow]);
+
+impl Plot for Trajectories<'_> {
+    fn id(&self) -> &'static str {
+        "trajectories"
+    }
+    fn title(&self) -> String {
+        "S, R and σ̄ across a fine-tune's checkpoints".into()
+    }
+    fn caption(&self) -> String {
+        "Each line is one family's checkpoints (models with a `step`) in step order; bars are one standard error.".into()
+    }
+    fn size(&self) -> (u32, u32) {
+        (1500, 460)
+    }
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DResult<Vec<Marker>>
+    where
+        DB::ErrorType: 'static,
+    {
+        let line_of = |t: &TrajectoryRow| match t.temperature {
+            Some(temp) => format!("{} (T={temp})", t.family),
+            None => t.family.clone(),
+        };
+        let mut lines: Vec<String> = Vec::new();
+        for t in self.0 {
+            let l = line_of(t);
+            if !lines.contains(&l) {
+                lines.push(l);
+            }
+        }
+        let (x0, x1) = self.0.iter().fold((f64::MAX, f64::MIN), |(a, b), t| {
+            (a.min(t.step), b.max(t.step))
+        });
+        let pad = ((x1 - x0) * 0.05).max(0.5);
+        let panels = root.split_evenly((1, 3));
+        let mut out = Vec::new();
+        type Pick = fn(&TrajectoryRow) -> (f64, f64);
+        let metrics: [(&str, Pick); 3] = [
+            ("S", |t| (t.s, t.s_se)),
+            ("R", |t| (t.r, t.r_se)),
+            ("σ̄", |t| (t.sigma_bar, t.sigma_bar_se)),
+        ];
+        for ((desc, pick), panel) in metrics.iter().zip(panels.iter()) {
+            let (y0, y1) = span(self.0.iter().map(pick), &[]);
+            let mut chart = ChartBuilder::on(panel)
+                .caption(format!("{desc} against step"), text(16))
+                .margin(12)
+                .x_label_area_size(40)
+                .y_label_area_size(56)
+                .build_cartesian_2d(x0 - pad..x1 + pad, y0..y1)?;
+            chart
+                .configure_mesh()
+                .x_desc("training step")
+                .y_desc(*desc)
+                .label_style(text(12))
+                .axis_desc_style(text(13))
+                .draw()?;
+            for (li, line) in lines.iter().enumerate() {
+                let color = model_color(li);
+                let pts: Vec<&TrajectoryRow> =
+                    self.0.iter().filter(|t| &line_of(t) == line).collect();
+                chart
+                    .draw_series(LineSeries::new(
+                        pts.iter().map(|t| (t.step, pick(t).0)),
+                        color.stroke_width(2),
+                    ))?
+                    .label(line.clone())
+                    .legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
+                    });
+                for t in &pts {
+                    let (v, se) = pick(t);
+                    chart.draw_series([ErrorBar::new_vertical(
+                        t.step,
+                        v - se,
+                        v,
+                        v + se,
+                        color.stroke_width(1),
+                        6,
+                    )])?;
+                    chart.draw_series([Circle::new((t.step, v), 4, color.filled())])?;
+                    let pos = chart.backend_coord(&(t.step, v));
+                    out.push(Marker {
+                        x: pos.0,
+                        y: pos.1,
+                        attrs: vec![
+                            ("model", t.model.clone()),
+                            ("panel", desc.to_string()),
+                            ("step", num(t.step)),
+                            ("s", num(t.s)),
+                            ("r", num(t.r)),
+                        ],
+                        title: format!(
+                            "{} at step {}: S = {:.4} ± {:.4}, R = {:.3} ± {:.3}, σ̄ = {:.4} ± {:.4}",
+                            t.model, t.step, t.s, t.s_se, t.r, t.r_se, t.sigma_bar, t.sigma_bar_se
+                        ),
+                    });
+                }
+            }
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::UpperRight)
+                .background_style(WHITE.mix(0.85))
+                .border_style(GREY)
+                .label_font(text(12))
+                .draw()?;
+        }
+        Ok(out)
+    }
+}
+
 /// The foundations present in `names`, in questionnaire order first.
 pub fn foundation_order<'a>(names: impl Iterator<Item = &'a str>) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
@@ -1075,6 +1202,7 @@ pub fn all(d: &ReportData, png_dir: Option<&Path>) -> Result<Vec<Figure>, Report
                     .iter()
                     .filter_map(|r| r.foundation.as_deref()),
             ),
+            group: d.group_label().to_string(),
         };
         figs.push(render(&p, png(p.id()).as_deref())?);
     }
@@ -1086,11 +1214,16 @@ pub fn all(d: &ReportData, png_dir: Option<&Path>) -> Result<Vec<Figure>, Report
         let p = SelfProfiles {
             rows: &d.self_profiles,
             foundations: foundation_order(d.self_profiles.iter().map(|r| r.foundation.as_str())),
+            group: d.group_label().to_string(),
         };
         figs.push(render(&p, png(p.id()).as_deref())?);
     }
     if !d.curves.is_empty() {
         let p = TemperatureCurves(&d.curves);
+        figs.push(render(&p, png(p.id()).as_deref())?);
+    }
+    if !d.trajectories.is_empty() {
+        let p = Trajectories(&d.trajectories);
         figs.push(render(&p, png(p.id()).as_deref())?);
     }
     Ok(figs)

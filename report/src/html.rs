@@ -105,7 +105,7 @@ fn foundation_table(d: &ReportData) -> String {
         "table-per-foundation",
         &[
             "model",
-            "foundation",
+            d.group_label(),
             "S",
             "se(S)",
             "R",
@@ -212,7 +212,7 @@ fn self_table(d: &ReportData) -> String {
             "model",
             "family",
             "variant",
-            "foundation",
+            d.group_label(),
             "mean",
             "within-item sd",
             "items",
@@ -231,6 +231,52 @@ fn self_table(d: &ReportData) -> String {
             td(r.mean, 3),
             td(r.sd, 3),
             td_opt(r.questions.map(|v| v as f64), 0),
+        );
+    }
+    s.push_str("</tbody></table>\n");
+    s
+}
+
+/// The rating distributions; a collapsed one (its modal rating holds at
+/// least 95% of the ratings) is flagged.
+fn distribution_table(d: &ReportData) -> String {
+    let mut s = table_head(
+        "table-distributions",
+        &[
+            "model",
+            d.group_label(),
+            "ratings",
+            "histogram",
+            "entropy (bits)",
+            "modal rating",
+            "modal share",
+            "KL from base (bits)",
+            "collapsed",
+        ],
+    );
+    for r in &d.distributions {
+        let hist: Vec<String> = r
+            .histogram
+            .iter()
+            .map(|(v, c)| format!("{v}:{c}"))
+            .collect();
+        let _ = writeln!(
+            s,
+            "<tr{}>{}{}{}{}{}{}{}{}{}</tr>",
+            if r.collapsed {
+                " class=\"collapsed\""
+            } else {
+                ""
+            },
+            td_text(&r.model),
+            td_text(&r.group),
+            td_opt(r.ratings.map(|v| v as f64), 0),
+            td_text(&hist.join(" ")),
+            td(r.entropy_bits, 3),
+            td_text(&r.modal_rating),
+            td_opt(r.modal_share, 3),
+            td_opt(r.kl_from_base_bits, 3),
+            td_text(if r.collapsed { "COLLAPSED" } else { "" }),
         );
     }
     s.push_str("</tbody></table>\n");
@@ -411,8 +457,9 @@ pub fn page(d: &ReportData, figs: &[Figure]) -> String {
     let _ = writeln!(
         s,
         "<p class=\"lead\">Moral susceptibility S (how far answers move between personas) and robustness R \
-         (how steady they stay for one persona) of {models} model{} under MFQ-30 persona role-play.</p>",
-        if models == 1 { "" } else { "s" }
+         (how steady they stay for one persona) of {models} model{} under {} persona role-play.</p>",
+        if models == 1 { "" } else { "s" },
+        esc(&d.instrument_title())
     );
     if let Some(h) = headline(d) {
         let _ = writeln!(s, "<p class=\"headline\" id=\"headline\">{}</p>", esc(&h));
@@ -453,12 +500,29 @@ pub fn page(d: &ReportData, figs: &[Figure]) -> String {
         s.push_str(&excess_table(d));
     }
     if !d.per_foundation.is_empty() {
-        s.push_str("<h3>Per foundation</h3>\n");
+        let _ = writeln!(s, "<h3>Per {}</h3>", esc(d.group_label()));
         s.push_str(&foundation_table(d));
     }
     if !d.self_profiles.is_empty() {
         s.push_str("<h3>Self profiles</h3>\n");
         s.push_str(&self_table(d));
+    }
+    if !d.distributions.is_empty() {
+        s.push_str("<h3>Rating distributions</h3>\n");
+        let collapsed: Vec<&str> = d
+            .distributions
+            .iter()
+            .filter(|r| r.collapsed && r.group == "all")
+            .map(|r| r.model.as_str())
+            .collect();
+        if !collapsed.is_empty() {
+            let _ = writeln!(
+                s,
+                "<p class=\"warning\" id=\"collapsed\">Collapsed onto one rating: {}. S can fall here although persona differentiation is lost.</p>",
+                esc(&collapsed.join(", "))
+            );
+        }
+        s.push_str(&distribution_table(d));
     }
     if !d.curves.is_empty() {
         s.push_str("<h3>Logprob curves</h3>\n");

@@ -22,10 +22,20 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use moralsweep_common::formats::{parse_file_name, read_sampling, FileKind, FormatError};
 use moralsweep_common::hash::fnv1a_parts;
-use moralsweep_common::prompt::{item_prompt, persona_prefix};
-use moralsweep_common::ITEMS;
+use moralsweep_common::formats::{
+    parse_file_name, read_sampling_in, FileKind, FormatError, RowLimits,
+};
+use moralsweep_common::instrument::Scale;
+use moralsweep_common::Instrument;
+
+/// What a replayed file may hold: any built-in instrument's item ids, and
+/// ratings 0-5 (the answers the simulator can give).
+const REPLAY_ROWS: RowLimits<'static> = RowLimits {
+    instrument: None,
+    items: 255,
+    scale: Scale { min: 0, max: 5 },
+};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -88,33 +98,65 @@ impl From<moralsweep_common::personas::PersonaError> for ReplayError {
 pub struct CellId {
     /// `None` for a self (no persona) prompt.
     pub persona: Option<u32>,
-    /// Item id 1-30.
+    /// Item id of the prompt's instrument (1-30 for the MFQ-30, 1-44 for
+    /// the BFI-44).
     pub item: u8,
 }
 
-/// Finds the cell of a prompt by its persona text and item prompt.
+/// The text of a persona prompt around the persona, for one instrument.
+#[derive(Debug, Default)]
+struct Frame {
+    head: String,
+    tail: String,
+}
+
+/// Finds the cell of a prompt by its persona text and item prompt, for the
+/// prompts of every built-in instrument (a model key's replayed files are
+/// of one instrument).
 #[derive(Debug, Default)]
 pub struct PromptIndex {
     personas: HashMap<String, u32>,
     items: HashMap<String, u8>,
-    head: String,
-    tail: String,
+    frames: Vec<Frame>,
+    /// Quoted item texts, for prompts that are not byte-exact.
+    quoted: Vec<(String, u8)>,
 }
 
 impl PromptIndex {
     pub fn new(personas: &[String]) -> Self {
         let marker = "\u{0}";
-        let prefix = persona_prefix(marker);
-        let (head, tail) = prefix.split_once(marker).unwrap_or((&prefix, ""));
+        let mut items = HashMap::new();
+        let mut frames = Vec::new();
+        let mut quoted = Vec::new();
+        for inst in Instrument::builtins() {
+            for it in &inst.items {
+                items.insert(inst.item_prompt(it), it.id);
+                quoted.push((format!("'{}'", it.text), it.id));
+                let mut lc: String = it
+                    .text
+                    .chars()
+                    .take(1)
+                    .flat_map(char::to_lowercase)
+                    .collect();
+                lc.extend(it.text.chars().skip(1));
+                quoted.push((format!(" {lc}'"), it.id));
+            }
+            let (before, _) = inst.persona_frame(marker);
+            let (head, tail) = before.split_once(marker).unwrap_or((&before, ""));
+            frames.push(Frame {
+                head: head.to_string(),
+                tail: tail.to_string(),
+            });
+        }
         PromptIndex {
             personas: personas
                 .iter()
                 .enumerate()
                 .map(|(i, p)| (p.clone(), i as u32))
                 .collect(),
-            items: ITEMS.iter().map(|it| (item_prompt(it), it.id)).collect(),
-            head: head.to_string(),
-            tail: tail.to_string(),
+            items,
+            frames,
+            quoted,
         }
     }
 
@@ -126,14 +168,28 @@ impl PromptIndex {
     /// The cell a prompt asks about; `None` when the item or the persona is
     /// not recognised.
     pub fn locate(&self, prompt: &str) -> Option<CellId> {
-        if let Some(rest) = prompt.strip_prefix(self.head.as_str()) {
-            let at = rest.find(self.tail.as_str())?;
-            let persona = *self.personas.get(&rest[..at])?;
-            let item = self.item_of(&rest[at + self.tail.len()..])?;
+        let mut persona_prompt = false;
+        for f in &self.frames {
+            let Some(rest) = prompt.strip_prefix(f.head.as_str()) else {
+                continue;
+            };
+            persona_prompt = true;
+            let Some(at) = rest.find(f.tail.as_str()) else {
+                continue;
+            };
+            let (Some(&persona), Some(item)) = (
+                self.personas.get(&rest[..at]),
+                self.item_of(&rest[at + f.tail.len()..]),
+            ) else {
+                continue;
+            };
             return Some(CellId {
                 persona: Some(persona),
                 item,
             });
+        }
+        if persona_prompt {
+            return None;
         }
         Some(CellId {
             persona: None,
@@ -146,10 +202,10 @@ impl PromptIndex {
             return Some(*id);
         }
         // Not byte-exact: recognise the quoted item text.
-        ITEMS
+        self.quoted
             .iter()
-            .find(|it| text.contains(&format!("'{}'", it.text)))
-            .map(|it| it.id)
+            .find(|(q, _)| text.contains(q.as_str()))
+            .map(|(_, id)| *id)
     }
 }
 
@@ -268,7 +324,7 @@ impl Replay {
             let tag = |t: f64| (t * 10.0).round() as u64;
             match parsed.kind {
                 FileKind::Sampling { temperature } => {
-                    let file = read_sampling(&path, false)?;
+                    let file = read_sampling_in(&path, false, &REPLAY_ROWS)?;
                     let rec = models
                         .entry(parsed.key)
                         .or_default()
@@ -290,7 +346,7 @@ impl Replay {
                     }
                 }
                 FileKind::SelfRatings { temperature } => {
-                    let file = read_sampling(&path, true)?;
+                    let file = read_sampling_in(&path, true, &REPLAY_ROWS)?;
                     let cells = match temperature {
                         Some(t) => {
                             &mut models
@@ -467,6 +523,7 @@ impl Replay {
 mod tests {
     use super::*;
     use moralsweep_common::prompt::{persona_prompt, self_prompt};
+    use moralsweep_common::ITEMS;
 
     fn personas() -> Vec<String> {
         vec!["a nurse".into(), "a pilot who flies at night".into()]
@@ -492,6 +549,31 @@ mod tests {
         );
         assert_eq!(idx.locate(&persona_prompt("a stranger", &ITEMS[0])), None);
         assert_eq!(idx.locate("hello"), None);
+    }
+
+    #[test]
+    fn bfi_prompts_find_their_cells() {
+        let idx = PromptIndex::new(&personas());
+        let bfi = Instrument::builtin("bfi-44").unwrap();
+        let p = bfi.persona_prompt("a pilot who flies at night", &bfi.items[43]);
+        assert_eq!(
+            idx.locate(&p),
+            Some(CellId {
+                persona: Some(1),
+                item: 44
+            })
+        );
+        assert_eq!(
+            idx.locate(&bfi.self_prompt(&bfi.items[30])),
+            Some(CellId {
+                persona: None,
+                item: 31
+            })
+        );
+        assert_eq!(
+            idx.locate(&bfi.persona_prompt("a stranger", &bfi.items[0])),
+            None
+        );
     }
 
     fn write(dir: &Path, name: &str, text: &str) {

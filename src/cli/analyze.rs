@@ -38,6 +38,11 @@ pub struct AnalyzeArgs {
     /// (default: such a file is an error naming both lines).
     #[arg(long)]
     pub allow_repeated_slots: bool,
+    /// The instrument of the files: a built-in name (mfq-30, bfi-44) or an
+    /// instrument file (default: recognised from each file's item ids and
+    /// ratings).
+    #[arg(long)]
+    pub instrument: Option<String>,
 }
 
 pub fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
@@ -52,7 +57,12 @@ pub fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
         Some(path) => ModelsMap::load(path)?,
         None => ModelsMap::default(),
     };
+    let instrument = match &args.instrument {
+        Some(name) => Some(moralsweep_common::Instrument::resolve(name).context("--instrument")?),
+        None => None,
+    };
     let opts = AnalyzeOptions {
+        instrument,
         bootstrap: args.bootstrap,
         rerun_bootstrap: args.rerun_bootstrap,
         seed: args.seed,

@@ -10,8 +10,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use moralsweep_common::prompt::{persona_prompt, self_prompt};
-use moralsweep_common::{Mode, ModelSpec, Sweep, ITEMS};
+use moralsweep_common::{Instrument, Mode, ModelSpec, Sweep};
 use serde::Serialize;
 
 use crate::providers::{ProviderError, Usage};
@@ -195,13 +194,18 @@ pub struct DryRun {
 /// Prompt tokens of one pass over every (persona, item), and over the items
 /// alone, as `count` counts them.
 fn pass_tokens(sweep: &Sweep, count: &dyn Fn(&str) -> u64) -> (u64, u64) {
+    let inst = instrument_of(sweep);
     let persona: u64 = sweep
         .personas
         .iter()
-        .flat_map(|p| ITEMS.iter().map(move |it| persona_prompt(p, it)))
+        .flat_map(|p| inst.items.iter().map(|it| inst.persona_prompt(p, it)))
         .map(|p| count(&p))
         .sum();
-    let own: u64 = ITEMS.iter().map(|it| count(&self_prompt(it))).sum();
+    let own: u64 = inst
+        .items
+        .iter()
+        .map(|it| count(&inst.self_prompt(it)))
+        .sum();
     (persona, own)
 }
 
@@ -228,11 +232,20 @@ pub fn dry_run(sweep: &Sweep) -> DryRun {
 /// Prompts whose provider counts calibrate a model's estimate in
 /// [`dry_run_counted`]: the first persona's 30 prompts and the 30 self prompts.
 fn calibration_prompts(sweep: &Sweep) -> Vec<String> {
-    let mut v: Vec<String> = ITEMS.iter().map(self_prompt).collect();
+    let inst = instrument_of(sweep);
+    let mut v: Vec<String> = inst.items.iter().map(|it| inst.self_prompt(it)).collect();
     if let Some(p) = sweep.personas.first() {
-        v.extend(ITEMS.iter().map(|it| persona_prompt(p, it)));
+        v.extend(inst.items.iter().map(|it| inst.persona_prompt(p, it)));
     }
     v
+}
+
+/// The sweep's instrument (the spec was validated, so it loads; MFQ-30 otherwise).
+fn instrument_of(sweep: &Sweep) -> std::sync::Arc<Instrument> {
+    sweep
+        .spec
+        .instrument()
+        .unwrap_or_else(|_| Instrument::mfq30())
 }
 
 /// [`dry_run`], but a model whose spec says `count_tokens = true` and whose

@@ -9,9 +9,10 @@
 //! model: the [`Provider`] passed in is expected to retry them (see the
 //! worker's paced provider); an error that reaches this module stops the slot.
 
-use moralsweep_common::extract::{first_standalone_rating, one_token_rating, response_head};
+use moralsweep_common::extract::{one_token_rating, response_head};
 use moralsweep_common::logspace::log_add;
 use moralsweep_common::slot::{now_timestamp, LogprobRecord, SampleRecord};
+use moralsweep_common::Instrument;
 
 use crate::providers::{CompletionRequest, Provider, ProviderError};
 
@@ -37,8 +38,18 @@ fn attempt_seed(seed: Option<u64>, attempt: u32) -> Option<u64> {
     seed.map(|s| s.wrapping_add(attempt as u64))
 }
 
-/// Runs the sampling protocol for one persona or self slot.
+/// Runs the sampling protocol for one persona or self slot of the MFQ-30.
 pub async fn rate_sample(
+    provider: &dyn Provider,
+    req: &SlotRequest,
+) -> Result<SampleRecord, ProviderError> {
+    rate_sample_in(&Instrument::mfq30(), provider, req).await
+}
+
+/// Runs the sampling protocol for one slot of `instrument`: its parser and
+/// scale decide what a rating is (for the BFI-44 a `0` is a failed attempt).
+pub async fn rate_sample_in(
+    instrument: &Instrument,
     provider: &dyn Provider,
     req: &SlotRequest,
 ) -> Result<SampleRecord, ProviderError> {
@@ -54,7 +65,7 @@ pub async fn rate_sample(
                 top_logprobs: None,
             })
             .await?;
-        if let Some(rating) = one_token_rating(&c.text) {
+        if let Some(rating) = instrument.one_token_rating(&c.text) {
             return Ok(SampleRecord {
                 rating,
                 failures,
@@ -74,7 +85,7 @@ pub async fn rate_sample(
             top_logprobs: None,
         })
         .await?;
-    let (rating, text) = match first_standalone_rating(&c.text) {
+    let (rating, text) = match instrument.standalone_rating(&c.text) {
         Some(r) => (r, c.text),
         None => (-1, if c.text.is_empty() { last_text } else { c.text }),
     };

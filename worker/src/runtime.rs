@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use moralsweep_common::slot::{SlotRecord, UnitShape};
-use moralsweep_common::{Mode, SweepSpec, ITEMS};
+use moralsweep_common::{Mode, SweepSpec};
 use moralsweep_protocol::{
     slot_seed, Grant, LeaseOutcome, Outcome, ReportOutcome, SlotReport, LOGPROB_REQUEST_TEMPERATURE,
 };
@@ -25,7 +25,7 @@ use tokio::sync::{mpsc, watch, Semaphore};
 use crate::credit::CreditPermits;
 use crate::paced::{Paced, RetryPolicy, DEFAULT_UNREACHABLE_TIMEOUT};
 use crate::permits::Permits;
-use crate::protocol::{rate_logprob, rate_sample, SlotRequest, DEFAULT_FALLBACK_MAX_TOKENS};
+use crate::protocol::{rate_logprob, rate_sample_in, SlotRequest, DEFAULT_FALLBACK_MAX_TOKENS};
 use crate::providers::{self, ProviderError};
 
 /// What a worker needs to know about a sweep to ask its slots.
@@ -123,6 +123,8 @@ pub struct WorkerStats {
 /// A sweep's definition with the providers built for its models.
 struct SweepCtx {
     def: SweepDef,
+    /// The spec's instrument, loaded once.
+    instrument: Arc<moralsweep_common::Instrument>,
     providers: Mutex<HashMap<String, Arc<ProviderSlot>>>,
 }
 
@@ -338,7 +340,12 @@ async fn sweep_ctx<L: Link>(shared: &Shared<L>, sweep: &str) -> Result<Arc<Sweep
             Err(e) => return Err(e),
         }
     };
+    let instrument = def
+        .spec
+        .instrument()
+        .unwrap_or_else(|_| moralsweep_common::Instrument::mfq30());
     let ctx = Arc::new(SweepCtx {
+        instrument,
         def,
         providers: Mutex::new(HashMap::new()),
     });
@@ -492,15 +499,17 @@ async fn run_slot<L: Link>(
         mode: unit.mode,
         personas: ctx.def.personas.len() as u32,
         repetitions: spec.repetitions,
+        items: ctx.instrument.item_count() as u32,
     };
     if slot as u64 >= shape.len() {
         return Finished::Abandoned;
     }
     let coord = shape.coord(slot as u64);
-    let item = &ITEMS[coord.item as usize - 1];
+    let instrument = &ctx.instrument;
+    let item = &instrument.items[coord.item as usize - 1];
     let prompt = match coord.persona {
-        Some(p) => moralsweep_common::prompt::persona_prompt(&ctx.def.personas[p as usize], item),
-        None => moralsweep_common::prompt::self_prompt(item),
+        Some(p) => instrument.persona_prompt(&ctx.def.personas[p as usize], item),
+        None => instrument.self_prompt(item),
     };
     let seed = slot_seed(spec.seed.unwrap_or(0), &unit.model, unit.mode, slot);
     let provider = provider_for(ctx, &unit.model, &shared.permits, &shared.halt);
@@ -516,7 +525,8 @@ async fn run_slot<L: Link>(
             )
             .await
             .map(SlotRecord::Logprob),
-            Mode::Persona | Mode::SelfMode => rate_sample(
+            Mode::Persona | Mode::SelfMode => rate_sample_in(
+                instrument,
                 &crate::observe::Traced::new(p.as_ref(), &spec.name, model),
                 &SlotRequest {
                     prompt,

@@ -52,8 +52,8 @@ pub use logprob::{
     read_logprobs, LogprobFile, LogprobMeta, LogprobRow, LogprobWriter, LOGPROB_COLUMNS,
 };
 pub use sampling::{
-    first_repeated_slot, read_sampling, read_sampling_records, RatingRow, SamplingFile,
-    SamplingRecordRow, SamplingWriter, SAMPLING_COLUMNS, SELF_COLUMNS,
+    first_repeated_slot, read_sampling, read_sampling_in, read_sampling_records, RatingRow,
+    RowLimits, SamplingFile, SamplingRecordRow, SamplingWriter, SAMPLING_COLUMNS, SELF_COLUMNS,
 };
 
 /// A problem with a rating file: which file, which line, what is wrong.

@@ -3,7 +3,7 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use crate::instrument::ITEM_COUNT;
+use crate::instrument::{Instrument, Scale};
 use crate::slot::{SampleRecord, SlotCoord};
 use crate::spec::Mode;
 
@@ -128,11 +128,41 @@ fn find_columns(
     })
 }
 
+/// What a row's item id and rating may be: those of one instrument, or
+/// (while recognising the instrument) anything an instrument can hold.
+#[derive(Debug, Clone, Copy)]
+pub struct RowLimits<'a> {
+    /// The instrument's name, for messages (`None`: any instrument).
+    pub instrument: Option<&'a str>,
+    pub items: u8,
+    pub scale: Scale,
+}
+
+impl RowLimits<'_> {
+    /// The limits of `instrument`.
+    pub fn of(instrument: &Instrument) -> RowLimits<'_> {
+        RowLimits {
+            instrument: Some(&instrument.name),
+            items: instrument.item_count() as u8,
+            scale: instrument.scale,
+        }
+    }
+
+    /// Any item id 1-255 and any single-digit rating: for reading a file
+    /// before its instrument is known.
+    pub const ANY: RowLimits<'static> = RowLimits {
+        instrument: None,
+        items: 255,
+        scale: Scale { min: 0, max: 9 },
+    };
+}
+
 fn parse_row(
     path: &Path,
     line: u64,
     rec: &csv::ByteRecord,
     cols: &Columns,
+    limits: &RowLimits,
 ) -> Result<RatingRow, FormatError> {
     let bad = |column: &str, expected: &str, value: &[u8]| FormatError::Row {
         path: path.to_path_buf(),
@@ -155,8 +185,15 @@ fn parse_row(
     };
     let v = field(cols.question);
     let item = match parse_int(v) {
-        Some(q) if (1..=ITEM_COUNT as i64).contains(&q) => q as u8,
-        _ => return Err(bad("question_id", "an MFQ-30 item id 1-30", v)),
+        Some(q) if (1..=limits.items as i64).contains(&q) => q as u8,
+        _ => {
+            let expected = match limits.instrument {
+                Some("mfq-30") => "an MFQ-30 item id 1-30".to_string(),
+                Some(name) => format!("an item id 1-{} of instrument {name}", limits.items),
+                None => format!("an item id 1-{}", limits.items),
+            };
+            return Err(bad("question_id", &expected, v));
+        }
     };
     let v = field(cols.run);
     let run = match parse_int(v) {
@@ -165,13 +202,20 @@ fn parse_row(
     };
     let v = field(cols.rating);
     let rating = match parse_int(v) {
-        Some(r) if (-1..=5).contains(&r) => r as i8,
+        Some(r) if r == -1 || limits.scale.contains(r) => r as i8,
         _ => {
+            let of = limits
+                .instrument
+                .map(|n| format!(" (the scale of {n})"))
+                .unwrap_or_default();
             return Err(bad(
                 "rating",
-                "an integer 0-5, or -1 where no rating was extracted",
+                &format!(
+                    "an integer {}{of}, or -1 where no rating was extracted",
+                    limits.scale.range()
+                ),
                 v,
-            ))
+            ));
         }
     };
     let failures = match cols.failures {
@@ -200,6 +244,7 @@ fn parse_row(
 fn for_each_row(
     path: &Path,
     self_mode: bool,
+    limits: &RowLimits,
     mut each: impl FnMut(u64, &csv::ByteRecord, &Columns, RatingRow) -> Result<(), FormatError>,
 ) -> Result<(), FormatError> {
     let mut reader = open_reader(path)?;
@@ -215,7 +260,7 @@ fn for_each_row(
         if rec.len() == 1 && rec[0].is_empty() {
             continue; // a blank line
         }
-        let row = parse_row(path, line, &rec, &cols)?;
+        let row = parse_row(path, line, &rec, &cols, limits)?;
         each(line, &rec, &cols, row)?;
     }
     Ok(())
@@ -231,7 +276,7 @@ pub fn first_repeated_slot(
 ) -> Result<Option<(SlotCoord, u64, u64)>, FormatError> {
     let mut seen = std::collections::HashMap::new();
     let mut found = None;
-    for_each_row(path, self_mode, |line, _, _, row| {
+    for_each_row(path, self_mode, &RowLimits::ANY, |line, _, _, row| {
         let coord = SlotCoord {
             persona: row.persona,
             item: row.item,
@@ -247,11 +292,22 @@ pub fn first_repeated_slot(
     Ok(found)
 }
 
-/// Reads the ratings of a sampling file (`self_mode = false`) or a self file.
+/// Reads the ratings of an MFQ-30 sampling file (`self_mode = false`) or
+/// self file.
 pub fn read_sampling(path: &Path, self_mode: bool) -> Result<SamplingFile, FormatError> {
+    read_sampling_in(path, self_mode, &RowLimits::of(&Instrument::mfq30()))
+}
+
+/// Reads the ratings of a sampling or self file whose item ids and ratings
+/// are within `limits`.
+pub fn read_sampling_in(
+    path: &Path,
+    self_mode: bool,
+    limits: &RowLimits,
+) -> Result<SamplingFile, FormatError> {
     let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     let mut rows = Vec::with_capacity((size / 24).min(1 << 22) as usize);
-    for_each_row(path, self_mode, |_, _, _, row| {
+    for_each_row(path, self_mode, limits, |_, _, _, row| {
         rows.push(row);
         Ok(())
     })?;
@@ -269,7 +325,7 @@ pub fn read_sampling_records(
     self_mode: bool,
 ) -> Result<Vec<SamplingRecordRow>, FormatError> {
     let mut out = Vec::new();
-    for_each_row(path, self_mode, |line, rec, cols, row| {
+    for_each_row(path, self_mode, &RowLimits::ANY, |line, rec, cols, row| {
         let text = |i: Option<usize>| -> Result<String, FormatError> {
             match i.and_then(|i| rec.get(i)) {
                 None => Ok(String::new()),

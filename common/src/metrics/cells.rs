@@ -1,7 +1,5 @@
 //! Cell tables: the valid ratings of every (persona, item) cell of one file.
 
-use crate::instrument::ITEM_COUNT;
-
 /// The ratings of one sampling (or self) file grouped by cell.
 ///
 /// Every row counts as one rating of its cell, repeated slots included (the
@@ -11,9 +9,12 @@ use crate::instrument::ITEM_COUNT;
 pub struct CellTable {
     /// Sorted distinct persona ids of the file (`[0]` for a self file).
     pub personas: Vec<u32>,
-    /// Which item ids (index = id - 1) occur in the file at all.
-    pub items_present: [bool; ITEM_COUNT],
-    /// Per cell (persona index * 30 + item index): any row at all.
+    /// Which item ids (index = id - 1) occur in the file at all; as long as
+    /// the largest item id of the file.
+    pub items_present: Vec<bool>,
+    /// Items per persona row of the cell arrays (the largest item id).
+    width: usize,
+    /// Per cell (persona index * width + item index): any row at all.
     present: Vec<bool>,
     /// Per cell: start of its valid ratings in `ratings`; one extra at the end.
     offsets: Vec<u32>,
@@ -21,27 +22,28 @@ pub struct CellTable {
 }
 
 impl CellTable {
-    /// Groups `(persona, item 1-30, rating -1..=5)` rows into cells. The
-    /// readers guarantee those ranges; rows outside them are ignored here
-    /// (an item id outside 1-30, a rating outside -1..=5 counts as no rating).
+    /// Groups `(persona, item id >= 1, rating)` rows into cells; a rating
+    /// below 0 (-1) counts as no rating. The readers check ids and ratings
+    /// against the instrument; an item id 0 is ignored here.
     pub fn from_rows<I>(rows: I) -> CellTable
     where
         I: Iterator<Item = (u32, u8, i8)> + Clone,
     {
-        let rows = rows.filter(|r| (1..=ITEM_COUNT as u8).contains(&r.1));
+        let rows = rows.filter(|r| r.1 >= 1);
+        let width = rows.clone().map(|r| r.1 as usize).max().unwrap_or(0);
         let mut personas: Vec<u32> = rows.clone().map(|r| r.0).collect();
         personas.sort_unstable();
         personas.dedup();
-        let cells = personas.len() * ITEM_COUNT;
+        let cells = personas.len() * width;
         let dense = DenseIndex::new(&personas);
         let mut counts = vec![0u32; cells + 1];
         let mut present = vec![false; cells];
-        let mut items_present = [false; ITEM_COUNT];
+        let mut items_present = vec![false; width];
         for (p, q, r) in rows.clone() {
-            let c = dense.get(p) * ITEM_COUNT + (q as usize - 1);
+            let c = dense.get(p) * width + (q as usize - 1);
             present[c] = true;
             items_present[q as usize - 1] = true;
-            if (0..=5).contains(&r) {
+            if r >= 0 {
                 counts[c + 1] += 1;
             }
         }
@@ -52,8 +54,8 @@ impl CellTable {
         let mut fill: Vec<u32> = offsets[..cells].to_vec();
         let mut ratings = vec![0u8; offsets[cells] as usize];
         for (p, q, r) in rows {
-            if (0..=5).contains(&r) {
-                let c = dense.get(p) * ITEM_COUNT + (q as usize - 1);
+            if r >= 0 {
+                let c = dense.get(p) * width + (q as usize - 1);
                 ratings[fill[c] as usize] = r as u8;
                 fill[c] += 1;
             }
@@ -61,28 +63,36 @@ impl CellTable {
         CellTable {
             personas,
             items_present,
+            width,
             present,
             offsets,
             ratings,
         }
     }
 
-    /// The valid ratings of persona index `pi` (into `personas`) and item `item` (1-30).
+    /// The valid ratings of persona index `pi` (into `personas`) and item
+    /// `item` (empty for an item id beyond the file's largest).
     #[inline]
     pub fn ratings(&self, pi: usize, item: u8) -> &[u8] {
-        let c = pi * ITEM_COUNT + (item as usize - 1);
+        if item as usize > self.width || item == 0 {
+            return &[];
+        }
+        let c = pi * self.width + (item as usize - 1);
         &self.ratings[self.offsets[c] as usize..self.offsets[c + 1] as usize]
     }
 
     /// Whether the file has any row for the cell.
     pub fn is_present(&self, pi: usize, item: u8) -> bool {
-        self.present[pi * ITEM_COUNT + (item as usize - 1)]
+        item >= 1
+            && item as usize <= self.width
+            && self.present[pi * self.width + (item as usize - 1)]
     }
 
     /// The item ids occurring in the file, ascending.
     pub fn items(&self) -> Vec<u8> {
-        (1..=ITEM_COUNT as u8)
-            .filter(|q| self.items_present[*q as usize - 1])
+        (1..=self.width)
+            .filter(|&q| self.items_present[q - 1])
+            .map(|q| q as u8)
             .collect()
     }
 

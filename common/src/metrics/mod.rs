@@ -20,6 +20,7 @@
 
 mod cells;
 mod compare;
+mod diagnostics;
 mod logprob;
 mod profile;
 mod rng;
@@ -27,10 +28,14 @@ mod sampled;
 
 pub use cells::CellTable;
 pub use compare::{excess, pct_change, Band, BAND_HIGH, BAND_LOW};
+pub use diagnostics::{Histogram, COLLAPSE_MODAL_SHARE};
 pub use logprob::{logprob_metrics, CurvePoint, LogprobResult};
-pub use profile::{self_profile, FoundationProfile};
+pub use profile::{self_profile, self_profile_in, FoundationProfile};
 pub use rng::FastRng;
-pub use sampled::{cell_summary, sampled_metrics, BootstrapOptions, SampledResult, ScopeMetrics};
+pub use sampled::{
+    cell_summary, sampled_metrics, sampled_metrics_in, BootstrapOptions, SampledResult,
+    ScopeMetrics,
+};
 
 /// Why metrics could not be computed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

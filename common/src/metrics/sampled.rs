@@ -8,7 +8,7 @@
 //! ratings (a constant cell, including a single rating, stays fixed, so it
 //! costs nothing).
 
-use crate::instrument::{Foundation, ITEMS};
+use crate::instrument::{Foundation, Instrument};
 
 use super::cells::CellTable;
 use super::rng::FastRng;
@@ -82,18 +82,34 @@ impl ScopeMetrics {
     }
 }
 
-/// Overall metrics and the per-foundation split of one file.
+/// Overall metrics and the per-group split of one file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SampledResult {
     pub overall: ScopeMetrics,
-    /// Foundations with at least one item in Q, in questionnaire order.
+    /// Groups (foundations, domains) with at least one item in Q, in the
+    /// instrument's order.
+    pub per_group: Vec<(String, ScopeMetrics)>,
+    /// The same for an MFQ-30 file, by foundation (empty for another
+    /// instrument).
     pub per_foundation: Vec<(Foundation, ScopeMetrics)>,
 }
 
-/// Computes the metrics of `table` over the personas `personas` (ids) and
-/// the items `items`. Every cell of `personas` x `items` must hold a valid
-/// rating. `label` names the bootstrap streams (e.g. `model|0.1`).
+/// Computes the metrics of an MFQ-30 `table` over the personas `personas`
+/// (ids) and the items `items`. Every cell of `personas` x `items` must hold
+/// a valid rating. `label` names the bootstrap streams (e.g. `model|0.1`).
 pub fn sampled_metrics(
+    table: &CellTable,
+    personas: &[u32],
+    items: &[u8],
+    opts: &BootstrapOptions,
+    label: &str,
+) -> Result<SampledResult, MetricsError> {
+    sampled_metrics_in(&Instrument::mfq30(), table, personas, items, opts, label)
+}
+
+/// [`sampled_metrics`] of a file of `instrument`: per group of its items.
+pub fn sampled_metrics_in(
+    instrument: &Instrument,
     table: &CellTable,
     personas: &[u32],
     items: &[u8],
@@ -110,16 +126,16 @@ pub fn sampled_metrics(
             "{n} persona(s) kept; S needs at least 2"
         )));
     }
-    // Scopes: 0 = all items, 1 + f = foundation f.
+    // Scopes: 0 = all items, then one per group with items in Q.
     let mut scope_items: Vec<Vec<usize>> = vec![(0..nq).collect()];
-    let mut scope_foundation = vec![None];
-    for f in Foundation::ALL {
+    let mut scope_group: Vec<Option<&str>> = vec![None];
+    for g in &instrument.groups {
         let qs: Vec<usize> = (0..nq)
-            .filter(|&qi| ITEMS[items[qi] as usize - 1].foundation == f)
+            .filter(|&qi| instrument.item(items[qi]).is_some_and(|it| &it.group == g))
             .collect();
         if !qs.is_empty() {
             scope_items.push(qs);
-            scope_foundation.push(Some(f));
+            scope_group.push(Some(g));
         }
     }
     let nscopes = scope_items.len();
@@ -250,11 +266,21 @@ pub fn sampled_metrics(
             max_runs: counts[len - 1] as usize,
         }
     };
+    let per_group: Vec<(String, ScopeMetrics)> = (1..nscopes)
+        .map(|s| (scope_group[s].expect("group scope").to_string(), scope(s)))
+        .collect();
+    let per_foundation = if instrument.name == crate::instrument::DEFAULT_INSTRUMENT {
+        per_group
+            .iter()
+            .filter_map(|(g, m)| g.parse::<Foundation>().ok().map(|f| (f, *m)))
+            .collect()
+    } else {
+        Vec::new()
+    };
     Ok(SampledResult {
         overall: scope(0),
-        per_foundation: (1..nscopes)
-            .map(|s| (scope_foundation[s].expect("foundation scope"), scope(s)))
-            .collect(),
+        per_group,
+        per_foundation,
     })
 }
 

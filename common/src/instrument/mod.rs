@@ -8,6 +8,12 @@
 //! not asked. Items 1-15 are relevance items, 16-30 agreement items, and the
 //! foundations cycle in the order of [`Foundation::ALL`] within each half.
 
+mod def;
+pub use def::{
+    builtin_names, Instrument, InstrumentError, InstrumentItem, Parser, Prompts, Scale,
+    DEFAULT_INSTRUMENT,
+};
+
 use std::fmt;
 use std::str::FromStr;
 
@@ -66,6 +72,30 @@ impl FromStr for Foundation {
                     "unknown moral foundation {s:?}; expected one of Harm/Care, Fairness/Reciprocity, In-group/Loyalty, Authority/Respect, Purity/Sanctity"
                 )
             })
+    }
+}
+
+/// A group of an instrument's items by name: a moral foundation, a Big
+/// Five domain.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Group(pub String);
+
+impl Group {
+    /// The name used in the files, e.g. `Harm/Care`, `Openness`.
+    pub fn name(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Group {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<Foundation> for Group {
+    fn from(f: Foundation) -> Group {
+        Group(f.name().to_string())
     }
 }
 

@@ -1,0 +1,81 @@
+//! `moralsweep analyze`: from a directory of rating files to the metric files.
+//!
+//! ```no_run
+//! use moralsweep_common::analyze::{analyze_dir, AnalyzeOptions, ModelsMap};
+//! # fn main() -> Result<(), moralsweep_common::analyze::AnalyzeError> {
+//! let opts = AnalyzeOptions {
+//!     models: ModelsMap::load(std::path::Path::new("models.toml"))?,
+//!     ..AnalyzeOptions::default()
+//! };
+//! let report = analyze_dir(std::path::Path::new("results/sweep/data"), &opts)?;
+//! report.write(std::path::Path::new("results/sweep/metrics"))?;
+//! print!("{}", report.summary_table());
+//! # Ok(()) }
+//! ```
+//!
+//! A sweep supplies its families and variants with
+//! [`ModelsMap::from_specs`]`(&sweep.spec.models)` instead of a TOML file.
+//!
+//! [`analyze_dir`] scans the directory recursively (hidden entries are
+//! skipped; links to directories are never followed; a dangling link or a
+//! file that is not a rating file is skipped with a note in
+//! [`Report::notes`]) and groups the rating files by model key (see
+//! [`crate::formats::parse_file_name`]): a key's sampling files at several
+//! temperatures are aligned on one persona set; each self file gives a self
+//! profile under its own key; each logprob file gives R(T) and S(T) at
+//! [`AnalyzeOptions::temperatures`]. Models are analysed in parallel on
+//! [`AnalyzeOptions::threads`] threads; every bootstrap stream is seeded from
+//! the seed, the model key and the temperature, so the numbers do not depend
+//! on the thread count.
+//!
+//! [`Report::write`] writes, each file atomically:
+//!
+//! | file | rows |
+//! | --- | --- |
+//! | `persona_moral_metrics.csv` | one per model and temperature |
+//! | `persona_moral_metrics_per_foundation.csv` | one per model, temperature and foundation (`_per_domain` for the BFI-44: the file follows the instrument's groups) |
+//! | `self_profiles.csv` | one per self file and foundation |
+//! | `variant_deltas.csv` | one per model with a family and a variant, against its family's base |
+//! | `variant_excess.csv` | per family: insecure-minus-secure excess (when both exist) |
+//! | `temperature_curve_metrics.csv` | one per logprob file and temperature (when any) |
+//! | `rating_distributions.csv` | one per model, temperature and group (`all` overall): histogram, entropy in bits, modal share, collapsed flag, KL divergence in bits from the family's base |
+//! | `trajectories.csv` | one per model with a `step` (a checkpoint), by family, temperature and step: S, R, sigma-bar and their standard errors (when any model has a step) |
+//! | `dropped.csv` | one per file, item or persona left out of a file's metrics, and why |
+//!
+//! The first columns of each are the papers' columns in the papers' order;
+//! columns after them are additions.
+//!
+//! Bad data is an error naming the file and the line: a malformed row, a
+//! file with a header and no rows, a (persona, question, run_index) slot on
+//! two rows (unless [`AnalyzeOptions::repeated_slots`] counts repeats).
+
+mod compare;
+mod error;
+mod models;
+mod options;
+mod rows;
+mod scan;
+mod schedule;
+mod table;
+mod task;
+mod write;
+
+pub use error::AnalyzeError;
+pub use models::{ModelInfo, ModelsMap};
+pub use options::{
+    AnalyzeOptions, RepeatedSlots, ALIGNMENT_MIN_PERSONAS, DEFAULT_LOGPROB_TEMPERATURES,
+};
+pub use rows::{
+    CurveRow, DeltaRow, DistributionRow, Dropped, DroppedRow, ExcessRow, MetricRow, Report,
+    SelfProfileRow, TrajectoryRow,
+};
+pub use scan::{scan, scan_dir, FoundFile, Scan, MAX_SCAN_DEPTH};
+pub use schedule::{analyze_dir, analyze_files};
+pub use write::{
+    CURVE_COLUMNS, DELTA_COLUMNS, DROPPED_COLUMNS, EXCESS_COLUMNS, OVERALL_COLUMNS,
+    SELF_PROFILE_COLUMNS, TRAJECTORY_COLUMNS,
+};
+
+use compare::compare_variants;
+use schedule::{Partial, Task};
+use task::run_task;

@@ -1,0 +1,446 @@
+//! The metric CSV files: their columns and atomic writing.
+
+use super::*;
+use crate::formats::{commit_file, fmt_float, fmt_temperature, temp_path};
+use crate::metrics::Band;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+/// Column names of `persona_moral_metrics.csv`: the papers' columns, then ours.
+pub const OVERALL_COLUMNS: [&str; 23] = [
+    "model",
+    "temperature",
+    "uncertainty",
+    "uncertainty_uncertainty",
+    "robustness",
+    "robustness_uncertainty",
+    "susceptibility",
+    "susceptibility_uncertainty",
+    "uncertainty_persona_uncertainty",
+    "uncertainty_response_uncertainty",
+    "susceptibility_persona_uncertainty",
+    "susceptibility_response_uncertainty",
+    "personas",
+    "questions",
+    "min_runs_per_cell",
+    "median_runs_per_cell",
+    "max_runs_per_cell",
+    "family",
+    "variant",
+    "s_band",
+    "retained_persona_ids_json",
+    "retained_question_ids_json",
+    "source_file",
+];
+
+/// Column names of `trajectories.csv`.
+pub const TRAJECTORY_COLUMNS: [&str; 12] = [
+    "family",
+    "temperature",
+    "step",
+    "model",
+    "variant",
+    "susceptibility",
+    "susceptibility_uncertainty",
+    "robustness",
+    "robustness_uncertainty",
+    "uncertainty",
+    "uncertainty_uncertainty",
+    "personas",
+];
+
+/// Column names of `dropped.csv`: one row per file, item or persona left
+/// out of a file's metrics.
+pub const DROPPED_COLUMNS: [&str; 6] = [
+    "model",
+    "temperature",
+    "source_file",
+    "dropped",
+    "id",
+    "reason",
+];
+
+/// Column names of `self_profiles.csv`.
+pub const SELF_PROFILE_COLUMNS: [&str; 9] = [
+    "model",
+    "family",
+    "variant",
+    "self_file",
+    "foundation",
+    "mean",
+    "within_question_sd",
+    "questions",
+    "temperature",
+];
+
+/// Column names of `variant_deltas.csv`.
+pub const DELTA_COLUMNS: [&str; 18] = [
+    "family",
+    "variant",
+    "S",
+    "S_se",
+    "R",
+    "R_se",
+    "sigma_bar",
+    "dS_pct",
+    "dR_pct",
+    "dsigma_pct",
+    "model",
+    "base_model",
+    "temperature",
+    "sigma_bar_se",
+    "dS_pct_se",
+    "dR_pct_se",
+    "dsigma_pct_se",
+    "S_band",
+];
+
+/// Column names of `variant_excess.csv`.
+pub const EXCESS_COLUMNS: [&str; 10] = [
+    "family",
+    "temperature",
+    "insecure_model",
+    "secure_model",
+    "excess_dS_pp",
+    "excess_dS_pp_se",
+    "excess_dR_pp",
+    "excess_dR_pp_se",
+    "excess_dsigma_pp",
+    "excess_dsigma_pp_se",
+];
+
+/// Column names of `temperature_curve_metrics.csv`.
+pub const CURVE_COLUMNS: [&str; 13] = [
+    "model",
+    "temperature",
+    "uncertainty",
+    "uncertainty_uncertainty",
+    "robustness",
+    "robustness_uncertainty",
+    "susceptibility",
+    "susceptibility_uncertainty",
+    "personas",
+    "questions",
+    "family",
+    "variant",
+    "source_file",
+];
+
+pub(super) fn ids_json<T: std::fmt::Display>(ids: &[T]) -> String {
+    let mut s = String::from("[");
+    for (i, id) in ids.iter().enumerate() {
+        if i > 0 {
+            s.push_str(", ");
+        }
+        let _ = write!(s, "{id}");
+    }
+    s.push(']');
+    s
+}
+
+pub(super) fn metric_fields(row: &MetricRow) -> Vec<String> {
+    let m = &row.metrics;
+    let mut v = vec![row.model.clone(), fmt_temperature(row.temperature)];
+    if let Some(f) = &row.foundation {
+        v.push(f.name().to_string());
+    }
+    v.extend([
+        fmt_float(m.sigma_bar),
+        fmt_float(m.sigma_bar_se()),
+        fmt_float(m.r()),
+        fmt_float(m.r_se()),
+        fmt_float(m.s),
+        fmt_float(m.s_se()),
+        fmt_float(m.sigma_bar_se_persona),
+        fmt_float(m.sigma_bar_se_response),
+        fmt_float(m.s_se_persona),
+        fmt_float(m.s_se_response),
+        m.personas.to_string(),
+        m.questions.to_string(),
+        m.min_runs.to_string(),
+        m.median_runs.to_string(),
+        m.max_runs.to_string(),
+        row.family.clone(),
+        row.variant.clone(),
+        Band::of(m.s).name().to_string(),
+        ids_json(&row.retained_personas),
+        ids_json(&row.retained_items),
+        row.source_file.clone(),
+    ]);
+    v
+}
+
+pub(super) fn write_csv(
+    path: &Path,
+    header: &[&str],
+    rows: &[Vec<String>],
+) -> Result<(), AnalyzeError> {
+    let tmp = temp_path(path);
+    let io = |p: &Path, error: std::io::Error| AnalyzeError::Io {
+        path: p.to_path_buf(),
+        error,
+    };
+    let file = std::fs::File::create(&tmp).map_err(|e| io(&tmp, e))?;
+    let mut w = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::Any(b'\n'))
+        .from_writer(std::io::BufWriter::new(file));
+    let csv_err = |e: csv::Error| io(&tmp, std::io::Error::other(e.to_string()));
+    w.write_record(header).map_err(csv_err)?;
+    for r in rows {
+        w.write_record(r).map_err(csv_err)?;
+    }
+    let buf = w
+        .into_inner()
+        .map_err(|e| io(&tmp, std::io::Error::other(e.to_string())))?;
+    let file = buf.into_inner().map_err(|e| io(&tmp, e.into_error()))?;
+    commit_file(file, &tmp, path)?;
+    Ok(())
+}
+
+impl Report {
+    /// What the instrument's groups are called (`foundation` when no
+    /// instrument was recognised).
+    pub fn group_label(&self) -> &str {
+        self.instrument
+            .as_ref()
+            .map(|i| i.group_label.as_str())
+            .unwrap_or("foundation")
+    }
+
+    /// The name of the per-group metrics file:
+    /// `persona_moral_metrics_per_foundation.csv` for the MFQ-30,
+    /// `persona_moral_metrics_per_domain.csv` for the BFI-44.
+    pub fn per_group_file(&self) -> String {
+        format!("persona_moral_metrics_per_{}.csv", self.group_label())
+    }
+
+    /// Writes the metric files into `out` (created if needed); returns their paths.
+    pub fn write(&self, out: &Path) -> Result<Vec<PathBuf>, AnalyzeError> {
+        std::fs::create_dir_all(out).map_err(|error| AnalyzeError::Io {
+            path: out.to_path_buf(),
+            error,
+        })?;
+        let mut written = Vec::new();
+        let mut put = |name: &str, header: &[&str], rows: Vec<Vec<String>>| {
+            let path = out.join(name);
+            write_csv(&path, header, &rows)?;
+            written.push(path);
+            Ok::<(), AnalyzeError>(())
+        };
+        put(
+            "persona_moral_metrics.csv",
+            &OVERALL_COLUMNS,
+            self.overall.iter().map(metric_fields).collect(),
+        )?;
+        // The per-group file and column follow the instrument: foundations
+        // for the MFQ-30, domains for the BFI-44.
+        let label = self.group_label();
+        let mut per_group_header = OVERALL_COLUMNS.to_vec();
+        per_group_header.insert(2, label);
+        put(
+            &self.per_group_file(),
+            &per_group_header,
+            self.per_foundation.iter().map(metric_fields).collect(),
+        )?;
+        let scale = self
+            .instrument
+            .as_ref()
+            .map(|i| i.scale)
+            .unwrap_or(crate::instrument::Scale { min: 0, max: 5 });
+        let rating_cols: Vec<String> = (scale.min..=scale.max)
+            .map(|v| format!("rating_{v}"))
+            .collect();
+        let mut dist_header: Vec<&str> = vec!["model", "temperature", label, "ratings"];
+        dist_header.extend(rating_cols.iter().map(String::as_str));
+        dist_header.extend([
+            "entropy_bits",
+            "modal_rating",
+            "modal_share",
+            "collapsed",
+            "family",
+            "variant",
+            "base_model",
+            "kl_from_base_bits",
+            "source_file",
+        ]);
+        put(
+            "rating_distributions.csv",
+            &dist_header,
+            self.distributions
+                .iter()
+                .filter(|d| d.histogram.scale == scale)
+                .map(|d| {
+                    let h = &d.histogram;
+                    let modal = h.modal();
+                    let mut v = vec![
+                        d.model.clone(),
+                        fmt_temperature(d.temperature),
+                        d.group
+                            .as_ref()
+                            .map(|g| g.name().to_string())
+                            .unwrap_or_else(|| "all".into()),
+                        h.total().to_string(),
+                    ];
+                    v.extend(h.counts.iter().map(u64::to_string));
+                    v.extend([
+                        fmt_float(h.entropy_bits()),
+                        modal.map(|m| m.0.to_string()).unwrap_or_default(),
+                        modal.map(|m| fmt_float(m.1)).unwrap_or_default(),
+                        h.collapsed().to_string(),
+                        d.family.clone(),
+                        d.variant.clone(),
+                        d.base_model.clone().unwrap_or_default(),
+                        d.kl_from_base_bits.map(fmt_float).unwrap_or_default(),
+                        d.source_file.clone(),
+                    ]);
+                    v
+                })
+                .collect(),
+        )?;
+        if !self.trajectories.is_empty() {
+            put(
+                "trajectories.csv",
+                &TRAJECTORY_COLUMNS,
+                self.trajectories
+                    .iter()
+                    .map(|t| {
+                        let m = &t.metrics;
+                        vec![
+                            t.family.clone(),
+                            fmt_temperature(t.temperature),
+                            t.step.to_string(),
+                            t.model.clone(),
+                            t.variant.clone(),
+                            fmt_float(m.s),
+                            fmt_float(m.s_se()),
+                            fmt_float(m.r()),
+                            fmt_float(m.r_se()),
+                            fmt_float(m.sigma_bar),
+                            fmt_float(m.sigma_bar_se()),
+                            m.personas.to_string(),
+                        ]
+                    })
+                    .collect(),
+            )?;
+        }
+        let mut self_header = SELF_PROFILE_COLUMNS.to_vec();
+        self_header[4] = label;
+        put(
+            "self_profiles.csv",
+            &self_header,
+            self.self_profiles
+                .iter()
+                .map(|r| {
+                    vec![
+                        r.model.clone(),
+                        r.family.clone(),
+                        r.variant.clone(),
+                        r.self_file.clone(),
+                        r.profile.foundation.name().to_string(),
+                        fmt_float(r.profile.mean),
+                        fmt_float(r.profile.within_question_sd),
+                        r.profile.questions.to_string(),
+                        r.temperature.map(fmt_temperature).unwrap_or_default(),
+                    ]
+                })
+                .collect(),
+        )?;
+        put(
+            "variant_deltas.csv",
+            &DELTA_COLUMNS,
+            self.deltas
+                .iter()
+                .map(|d| {
+                    vec![
+                        d.family.clone(),
+                        d.variant.clone(),
+                        fmt_float(d.s),
+                        fmt_float(d.s_se),
+                        fmt_float(d.r),
+                        fmt_float(d.r_se),
+                        fmt_float(d.sigma_bar),
+                        fmt_float(d.ds_pct.0),
+                        fmt_float(d.dr_pct.0),
+                        fmt_float(d.dsigma_pct.0),
+                        d.model.clone(),
+                        d.base_model.clone(),
+                        fmt_temperature(d.temperature),
+                        fmt_float(d.sigma_bar_se),
+                        fmt_float(d.ds_pct.1),
+                        fmt_float(d.dr_pct.1),
+                        fmt_float(d.dsigma_pct.1),
+                        d.band.name().to_string(),
+                    ]
+                })
+                .collect(),
+        )?;
+        put(
+            "dropped.csv",
+            &DROPPED_COLUMNS,
+            self.dropped
+                .iter()
+                .map(|d| {
+                    vec![
+                        d.model.clone(),
+                        d.temperature.map(fmt_float).unwrap_or_default(),
+                        d.source_file.clone(),
+                        d.what.name().to_string(),
+                        d.id.map(|i| i.to_string()).unwrap_or_default(),
+                        d.reason.clone(),
+                    ]
+                })
+                .collect(),
+        )?;
+        if !self.excess.is_empty() {
+            put(
+                "variant_excess.csv",
+                &EXCESS_COLUMNS,
+                self.excess
+                    .iter()
+                    .map(|e| {
+                        vec![
+                            e.family.clone(),
+                            fmt_temperature(e.temperature),
+                            e.insecure_model.clone(),
+                            e.secure_model.clone(),
+                            fmt_float(e.ds_pp.0),
+                            fmt_float(e.ds_pp.1),
+                            fmt_float(e.dr_pp.0),
+                            fmt_float(e.dr_pp.1),
+                            fmt_float(e.dsigma_pp.0),
+                            fmt_float(e.dsigma_pp.1),
+                        ]
+                    })
+                    .collect(),
+            )?;
+        }
+        if !self.curves.is_empty() {
+            put(
+                "temperature_curve_metrics.csv",
+                &CURVE_COLUMNS,
+                self.curves
+                    .iter()
+                    .map(|c| {
+                        let p = &c.point;
+                        vec![
+                            c.model.clone(),
+                            fmt_float(p.temperature),
+                            fmt_float(p.sigma_bar),
+                            fmt_float(p.sigma_bar_se),
+                            fmt_float(p.r()),
+                            fmt_float(p.r_se()),
+                            fmt_float(p.s),
+                            fmt_float(p.s_se),
+                            p.personas.to_string(),
+                            p.questions.to_string(),
+                            c.family.clone(),
+                            c.variant.clone(),
+                            c.source_file.clone(),
+                        ]
+                    })
+                    .collect(),
+            )?;
+        }
+        Ok(written)
+    }
+}
