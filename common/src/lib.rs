@@ -4,6 +4,7 @@
 //! ratings into moral susceptibility S and moral robustness R.
 
 pub mod analyze;
+pub mod catalog;
 pub mod extract;
 pub mod formats;
 pub mod instrument;
