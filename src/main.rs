@@ -40,6 +40,8 @@ enum Command {
     Analyze(cli::analyze::AnalyzeArgs),
     /// The papers' figures and tables as one offline HTML file (plus SVG/PNG figures).
     Report(cli::report::ReportArgs),
+    /// The model catalog: known models, their prices and capabilities.
+    Models(cli::models::ModelsArgs),
     /// The provider simulator: speaks the providers' HTTP APIs for tests and rehearsals.
     Sim(cli::sim::SimArgs),
 }
@@ -60,6 +62,7 @@ fn main() -> std::process::ExitCode {
         | Command::Delete(_) => ("client", "warn"),
         Command::Analyze(_) => ("analyze", "warn"),
         Command::Report(_) => ("report", "warn"),
+        Command::Models(_) => ("client", "warn"),
     };
     let telemetry = match cli.telemetry.options().and_then(|mut o| {
         o.default_log_filter = default_filter.to_string();
@@ -83,6 +86,7 @@ fn main() -> std::process::ExitCode {
         Command::Analyze(a) => cli::analyze::analyze(a),
         Command::Report(a) => cli::report::report(a),
         Command::Sim(a) => cli::sim::sim(a),
+        Command::Models(a) => cli::models::models(a),
     };
     drop(telemetry);
     match result {

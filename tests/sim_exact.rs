@@ -374,3 +374,111 @@ fn the_simulator_stops_on_sigterm() {
         .expect("the simulator exits within 10 s of SIGTERM");
     assert!(exit.success(), "{exit:?}");
 }
+
+/// The sweep of `deal_mode_reproduces_the_published_metrics_exactly`, its
+/// model standing in for GPT-4o (`catalog`), so its samples are drawn
+/// several per request (`samples_per_request` = auto: a cell's ten from one
+/// request, split only where a lease splits the cell). Returns the rows,
+/// the simulator's stats of the key and the run's stderr.
+fn multi_sample_sweep(
+    sim_args: &[&str],
+    extra: &str,
+) -> Option<(Vec<RatingRow>, serde_json::Value, String)> {
+    let reference = reference()?;
+    let _one_at_a_time = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let replay = replay_dir(&reference, tmp.path());
+    let personas = reference.join("personas.json");
+    let mut args = vec![
+        "--replay",
+        replay.to_str().unwrap(),
+        "--personas",
+        personas.to_str().unwrap(),
+        "--replay-mode",
+        "deal",
+    ];
+    args.extend_from_slice(sim_args);
+    let sim = SimProc::start(&args);
+    write_spec(
+        tmp.path(),
+        &reference,
+        &sim,
+        100,
+        10,
+        &format!("catalog = \"openai/gpt-4o\"\n{extra}"),
+    );
+    let out = run_sweep(tmp.path());
+    let rows = rows(tmp.path());
+    assert_every_slot_once(&rows, 100, 10);
+    assert_reproduces(&reference, &rows);
+    let stats = sim.stats()["keys"][KEY].clone();
+    Some((
+        rows,
+        stats,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
+#[test]
+fn deal_mode_reproduces_exactly_with_several_samples_per_request() {
+    let Some((rows, k, _)) = multi_sample_sweep(&[], "timeout_secs = 10") else {
+        return;
+    };
+    assert!(rows.iter().all(|r| r.failures == 0 && r.rating >= 0));
+    assert_eq!(k["replayed"], 30_000, "{k}");
+    // 3,000 cells of ten: one request each, plus one more wherever a lease
+    // boundary splits a cell (leases are cut at any slot; a run measured
+    // 3,635), against 30,000 one request per sample.
+    let requests = k["requests"].as_u64().unwrap();
+    eprintln!("multi-sample: {requests} requests for 30,000 ratings");
+    assert!((3_000..=4_500).contains(&requests), "{k}");
+    // The prompt is billed once per request, one output token per sample.
+    assert_eq!(k["output_tokens"], 30_000, "{k}");
+}
+
+#[test]
+fn deal_mode_with_faults_reproduces_with_several_samples_per_request() {
+    let Some((rows, k, _)) = multi_sample_sweep(
+        &[
+            "--fault-rate",
+            "0.2",
+            "--faults",
+            "all",
+            "--slow-ms",
+            "20",
+            "--hang-ms",
+            "3500",
+            "--seed",
+            "11",
+        ],
+        "timeout_secs = 3",
+    ) else {
+        return;
+    };
+    assert!(
+        rows.iter().all(|r| r.rating >= 0),
+        "a slot ended without a rating"
+    );
+    assert_eq!(k["replayed"], 30_000, "{k}");
+    let fault = |name: &str| k["faults"][name].as_u64().unwrap_or(0);
+    // Each sample without a digit is a failed attempt of its own slot.
+    let failures: u64 = rows.iter().map(|r| r.failures as u64).sum();
+    assert_eq!(failures, fault("nondigit") + fault("empty"), "{k}");
+    assert!(fault("nondigit") > 100 && fault("timeout") > 10, "{k}");
+}
+
+#[test]
+fn a_provider_refusing_n_makes_the_model_single_sample_with_one_warning() {
+    let Some((_, k, stderr)) = multi_sample_sweep(&["--single-sample", KEY], "timeout_secs = 10")
+    else {
+        return;
+    };
+    assert_eq!(k["replayed"], 30_000, "{k}");
+    let warnings = stderr
+        .matches("refused several samples per request")
+        .count();
+    assert_eq!(warnings, 1, "{stderr}");
+    // One request per sample, plus the refused multi-sample requests.
+    let requests = k["requests"].as_u64().unwrap();
+    assert!((30_000..31_000).contains(&requests), "{k}");
+}

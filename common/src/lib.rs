@@ -7,6 +7,7 @@
 //! may depend on it.
 
 pub mod analyze;
+pub mod catalog;
 pub mod extract;
 pub mod formats;
 pub mod hash;

@@ -218,6 +218,29 @@ pub struct ModelSpec {
     /// (Anthropic `count_tokens`, Gemini `countTokens`) instead of estimating.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub count_tokens: Option<bool>,
+    /// The model catalog entry (`provider/id`) this model inherits prices
+    /// and capabilities from, when its provider and id do not name one
+    /// (the simulator, a compatible server serving a known model).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catalog: Option<String>,
+    /// Samples drawn from one request (OpenAI `n`, Gemini
+    /// `candidateCount`): `"auto"` (the default: as many as the cell needs,
+    /// within the model's cap) or a number (1: one request per sample).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub samples_per_request: Option<crate::catalog::SamplesPerRequest>,
+    /// The most samples the provider returns from one request (overrides
+    /// the catalog's cap; 1 where the provider has no multi-sample).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_samples_per_request: Option<u32>,
+    /// Send the model's requests through the provider's batch API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<bool>,
+    /// Batch API price in US dollars per million input tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_input_price_per_mtok: Option<f64>,
+    /// Batch API price in US dollars per million output tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_output_price_per_mtok: Option<f64>,
 }
 
 /// A model's own temperature setting (the model entry's `temperature`).
@@ -596,6 +619,8 @@ impl SweepSpec {
             for (k, p) in [
                 ("input_price_per_mtok", m.input_price_per_mtok),
                 ("output_price_per_mtok", m.output_price_per_mtok),
+                ("batch_input_price_per_mtok", m.batch_input_price_per_mtok),
+                ("batch_output_price_per_mtok", m.batch_output_price_per_mtok),
             ] {
                 if let Some(p) = p {
                     if !(p >= 0.0 && p.is_finite()) {
@@ -606,6 +631,8 @@ impl SweepSpec {
                     }
                 }
             }
+            self.validate_cost_settings(m)
+                .map_err(|(k, problem)| bad(&at(k), problem))?;
             if let Some(env) = &m.api_key_env {
                 if env.is_empty() || env.contains('=') {
                     return Err(bad(
@@ -676,6 +703,52 @@ impl SweepSpec {
         self.instrument()
             .map(|i| i.item_count())
             .unwrap_or(crate::instrument::ITEM_COUNT)
+    }
+
+    /// Checks a model's catalog name, multi-sample and batch settings;
+    /// the error is the key (within the model) and what is wrong.
+    fn validate_cost_settings(&self, m: &ModelSpec) -> Result<(), (&'static str, String)> {
+        use crate::catalog::SamplesPerRequest;
+        let catalog = crate::catalog::builtin().map_err(|e| ("catalog", e.to_string()))?;
+        let entry = catalog.entry_for(m).map_err(|p| ("catalog", p))?;
+        if m.max_samples_per_request == Some(0) {
+            return Err((
+                "max_samples_per_request",
+                "is 0; it must be at least 1 (1: the provider has no multi-sample)".into(),
+            ));
+        }
+        if let Some(SamplesPerRequest::Fixed(k)) = m.samples_per_request {
+            let cap = m.max_samples_per_request.or(entry.map(|e| e.max_samples));
+            if let Some(cap) = cap.filter(|c| k > *c) {
+                let whose = match (m.max_samples_per_request, entry) {
+                    (Some(_), _) => "max_samples_per_request".to_string(),
+                    (None, Some(e)) => format!("the model catalog's cap for {}", e.name()),
+                    (None, None) => String::new(),
+                };
+                return Err((
+                    "samples_per_request",
+                    format!(
+                        "is {k}, above {whose} ({cap}); use \"auto\" or at most {cap}{}",
+                        if cap == 1 {
+                            " (this provider returns one sample per request)"
+                        } else {
+                            ""
+                        }
+                    ),
+                ));
+            }
+        }
+        if m.batch == Some(true) {
+            return Err((
+                "batch",
+                format!(
+                    "is true, but this build cannot yet send model {:?} through a provider's batch API; \
+                     remove `batch` (`moralsweep run --dry-run` shows what the batch API would cost)",
+                    m.key
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Slots of one model in `mode` when the sweep has `personas` personas

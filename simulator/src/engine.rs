@@ -53,6 +53,10 @@ pub struct SimConfig {
     /// Inject faults only into one-token requests, so that the protocol's
     /// longer fallback request is answered normally.
     pub faults_one_token_only: bool,
+    /// Model keys configured without multi-sample: a request asking them
+    /// for more than one sample (`n`, `candidateCount`) gets the provider's
+    /// 400 naming the parameter.
+    pub single_sample: Vec<String>,
 }
 
 impl Default for SimConfig {
@@ -72,6 +76,7 @@ impl Default for SimConfig {
             api_key: None,
             generate_unknown: false,
             faults_one_token_only: false,
+            single_sample: Vec::new(),
         }
     }
 }
@@ -111,6 +116,8 @@ pub struct Query {
     pub tokenizer: Tokenizer,
     /// The W3C `traceparent` header the request carried.
     pub traceparent: Option<String>,
+    /// Independent samples asked for (OpenAI `n`, Gemini `candidateCount`).
+    pub n: u32,
 }
 
 /// The temperature the real APIs sample at when a request sends none.
@@ -130,6 +137,27 @@ impl Query {
             forced_fault: None,
             tokenizer,
             traceparent: None,
+            n: 1,
+        }
+    }
+
+    /// The query of choice `i` of a multi-sample request: its own seed
+    /// (choice 0 keeps the request's), so seeded choices are distinct draws
+    /// and the same request again draws the same ones. The further choices'
+    /// seeds are hashed, not offset: in deal mode a seed near a dealt one
+    /// is that slot asking again, and a client's next attempt (seed + 1)
+    /// must not find the cards of the previous attempt's further choices.
+    fn choice(&self, i: u32) -> Query {
+        let mix = |s: u64| {
+            let mut h = s ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            h ^ (h >> 31)
+        };
+        Query {
+            seed: self.seed.map(|s| if i == 0 { s } else { mix(s) }),
+            n: 1,
+            ..self.clone()
         }
     }
 
@@ -151,6 +179,22 @@ pub struct Answer {
     pub output_tokens: u64,
     /// True when the output allowance cut the text short.
     pub truncated: bool,
+    /// The further choices of a multi-sample request (choices 1..n, each
+    /// with its own text and output tokens; `input_tokens` of the request
+    /// is billed once, on the first).
+    pub more: Vec<Answer>,
+}
+
+impl Answer {
+    /// Every choice of the answer, first to last.
+    pub fn choices(&self) -> impl Iterator<Item = &Answer> {
+        std::iter::once(self).chain(self.more.iter())
+    }
+
+    /// Output tokens of every choice, as the providers bill them.
+    pub fn total_output_tokens(&self) -> u64 {
+        self.choices().map(|a| a.output_tokens).sum()
+    }
 }
 
 /// What happens to a request.
@@ -330,7 +374,7 @@ impl Sim {
                     .unwrap_or((self.config.rpm, self.config.tpm));
                 KeyLimits::new(rpm, tpm)
             });
-            kl.admit(now, input_tokens + q.max_tokens as u64)
+            kl.admit(now, input_tokens + q.max_tokens as u64 * q.n.max(1) as u64)
         };
         let info = match admitted {
             Ok(info) => info,
@@ -347,6 +391,42 @@ impl Sim {
             None if self.config.faults_one_token_only && q.max_tokens > 1 => None,
             None => self.config.faults.decide(u, v),
         };
+        if let Some(f) = fault {
+            if !matches!(f, Fault::NonDigit | Fault::Empty | Fault::Slow) {
+                self.with_stats(&q.key, |s| s.fault(f));
+                return Outcome::Fault { fault: f, info };
+            }
+        }
+        let mut out = self.answer_choice(q, fault, info);
+        if q.n > 1 {
+            if let Outcome::Answer { answer, .. } = &mut out {
+                for i in 1..q.n {
+                    // Each further choice draws its own content fault
+                    // (non-digit or empty); request-level faults were
+                    // decided above, once.
+                    let (u, v) = self.uniform();
+                    let f = match self.config.faults_one_token_only && q.max_tokens > 1 {
+                        true => None,
+                        false => self
+                            .config
+                            .faults
+                            .decide(u, v)
+                            .filter(|f| matches!(f, Fault::NonDigit | Fault::Empty)),
+                    };
+                    if let Outcome::Answer { answer: a, .. } =
+                        self.answer_choice(&q.choice(i), f, info)
+                    {
+                        answer.more.push(a);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// One choice's answer, given its content fault (non-digit, empty,
+    /// slow) if any.
+    fn answer_choice(&self, q: &Query, fault: Option<Fault>, info: RateInfo) -> Outcome {
         if let Some(f) = fault {
             self.with_stats(&q.key, |s| s.fault(f));
             match f {
@@ -530,6 +610,7 @@ impl Sim {
                 input_tokens,
                 output_tokens,
                 truncated,
+                more: Vec::new(),
             },
             delay: self.config.latency,
             info,

@@ -223,6 +223,20 @@ fn query(key: String, m: &Map<String, Value>) -> Result<(Query, u64), Refusal> {
             .to_string()
             .into());
     }
+    let n = match field(g, "candidateCount") {
+        None | Some(Value::Null) => 1,
+        Some(v) => match v.as_u64() {
+            Some(k) if (1..=MAX_CANDIDATES).contains(&k) => k as u32,
+            _ => {
+                return Err(Refusal {
+                    message: format!(
+                        "* GenerateContentRequest.generation_config.candidate_count: must be in [1, {MAX_CANDIDATES}], got {v}"
+                    ),
+                    field: Some("generation_config.candidate_count".into()),
+                })
+            }
+        },
+    };
     let thinking = thinking_config
         .and_then(|t| field(t, "thinkingBudget"))
         .and_then(Value::as_i64)
@@ -231,6 +245,7 @@ fn query(key: String, m: &Map<String, Value>) -> Result<(Query, u64), Refusal> {
     Ok((
         Query {
             temperature,
+            n,
             seed: field(g, "seed").and_then(Value::as_i64).map(|s| s as u64),
             top_logprobs: logprobs.then_some(top.unwrap_or(0)),
             ..Query::new(
@@ -260,12 +275,16 @@ fn refuse(sim: &Sim, r: Refusal) -> Response {
     )
 }
 
-fn body(sim: &Sim, key: &str, a: &Answer, logprobs: bool, thinking: u64) -> Value {
+/// The most candidates one request may ask for (`candidateCount`; Vertex
+/// AI documents 1-8).
+pub const MAX_CANDIDATES: u64 = 8;
+
+fn candidate(index: usize, a: &Answer, logprobs: bool) -> Value {
     let mut candidate = json!({
         "content": if a.text.is_empty() { json!({"role": "model"}) }
                    else { json!({"parts": [{"text": a.text}], "role": "model"}) },
         "finishReason": if a.truncated { "MAX_TOKENS" } else { "STOP" },
-        "index": 0,
+        "index": index,
     });
     if logprobs && !a.text.is_empty() {
         let top: Vec<Value> = a
@@ -280,17 +299,28 @@ fn body(sim: &Sim, key: &str, a: &Answer, logprobs: bool, thinking: u64) -> Valu
         });
         candidate["avgLogprobs"] = json!(a.first_token.1);
     }
+    candidate
+}
+
+fn body(sim: &Sim, key: &str, a: &Answer, logprobs: bool, thinking: u64) -> Value {
+    let candidates: Vec<Value> = a
+        .choices()
+        .enumerate()
+        .map(|(i, c)| candidate(i, c, logprobs))
+        .collect();
     let thoughts = thinking.min(16);
+    // The prompt is billed once, every candidate's output.
+    let output = a.total_output_tokens();
     let mut usage = json!({
         "promptTokenCount": a.input_tokens,
-        "candidatesTokenCount": a.output_tokens,
-        "totalTokenCount": a.input_tokens + a.output_tokens + thoughts,
+        "candidatesTokenCount": output,
+        "totalTokenCount": a.input_tokens + output + thoughts,
     });
     if thoughts > 0 {
         usage["thoughtsTokenCount"] = json!(thoughts);
     }
     json!({
-        "candidates": [candidate],
+        "candidates": candidates,
         "usageMetadata": usage,
         "modelVersion": key,
         "responseId": format!("sim{:016x}", sim.next_id()),
@@ -365,6 +395,18 @@ pub async fn generate(
         Ok(x) => x,
         Err(r) => return refuse(&sim, r),
     };
+    if q.n > 1 && sim.config.single_sample.contains(&q.key) {
+        return refuse(
+            &sim,
+            Refusal {
+                message: format!(
+                    "Unable to submit request because candidateCount must be 1 but the entered value was {}. Update the candidateCount value and try again.",
+                    q.n
+                ),
+                field: Some("generation_config.candidate_count".into()),
+            },
+        );
+    }
     let mut q = q;
     q.forced_fault = crate::wire::forced_fault(&headers);
     q.traceparent = crate::wire::traceparent(&headers);

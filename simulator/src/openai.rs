@@ -95,6 +95,10 @@ const RESPONSE_FIELDS: &[&str] = &[
     "user",
 ];
 
+/// The most choices one Chat Completions request may ask for
+/// (`CreateChatCompletionRequest.n`: maximum 128).
+pub const MAX_N: u64 = 128;
+
 /// A 400 with the offending parameter.
 struct Bad(String, Option<&'static str>);
 
@@ -243,10 +247,25 @@ fn chat_query(m: &Map<String, Value>) -> Result<(Query, bool), Bad> {
         ));
     }
     let temperature = temperature_of(m, &key)?;
+    let n = uint_of(m, "n")?.unwrap_or(1);
+    if n == 0 {
+        return Err(Bad(
+            "Invalid 'n': integer below minimum value. Expected a value >= 1, but got 0 instead."
+                .into(),
+            Some("n"),
+        ));
+    }
+    if n > MAX_N {
+        return Err(Bad(
+            format!("Invalid 'n': integer above maximum value. Expected a value <= {MAX_N}, but got {n} instead."),
+            Some("n"),
+        ));
+    }
     let tokenizer = Tokenizer::for_model("openai", &key);
     Ok((
         Query {
             temperature,
+            n: n as u32,
             seed: m.get("seed").and_then(Value::as_i64).map(|s| s as u64),
             top_logprobs: logprobs.then_some(top.unwrap_or(0) as u32),
             ..Query::new(key, prompt, max.min(u32::MAX as u64) as u32, tokenizer)
@@ -266,7 +285,7 @@ fn logprob_entry(answer: &Answer) -> Value {
     json!({"token": t, "logprob": l, "bytes": token_bytes(t), "top_logprobs": top})
 }
 
-fn chat_body(sim: &Sim, key: &str, answer: &Answer, logprobs: bool) -> Value {
+fn chat_choice(index: usize, answer: &Answer, logprobs: bool) -> Value {
     let logprobs = if logprobs {
         let content: Vec<Value> = if answer.text.is_empty() {
             vec![]
@@ -278,20 +297,31 @@ fn chat_body(sim: &Sim, key: &str, answer: &Answer, logprobs: bool) -> Value {
         Value::Null
     };
     json!({
+        "index": index,
+        "message": {"role": "assistant", "content": answer.text, "refusal": null, "annotations": []},
+        "logprobs": logprobs,
+        "finish_reason": if answer.truncated { "length" } else { "stop" },
+    })
+}
+
+fn chat_body(sim: &Sim, key: &str, answer: &Answer, logprobs: bool) -> Value {
+    let choices: Vec<Value> = answer
+        .choices()
+        .enumerate()
+        .map(|(i, a)| chat_choice(i, a, logprobs))
+        .collect();
+    // The prompt is billed once, the output of every choice.
+    let output = answer.total_output_tokens();
+    json!({
         "id": format!("chatcmpl-sim{:016x}", sim.next_id()),
         "object": "chat.completion",
         "created": unix_now(),
         "model": key,
-        "choices": [{
-            "index": 0,
-            "message": {"role": "assistant", "content": answer.text, "refusal": null, "annotations": []},
-            "logprobs": logprobs,
-            "finish_reason": if answer.truncated { "length" } else { "stop" },
-        }],
+        "choices": choices,
         "usage": {
             "prompt_tokens": answer.input_tokens,
-            "completion_tokens": answer.output_tokens,
-            "total_tokens": answer.input_tokens + answer.output_tokens,
+            "completion_tokens": output,
+            "total_tokens": answer.input_tokens + output,
             "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
             "completion_tokens_details": {
                 "reasoning_tokens": 0, "audio_tokens": 0,
@@ -322,6 +352,15 @@ pub async fn chat(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: Bytes) 
         Ok(x) => x,
         Err(Bad(msg, param)) => return error(&sim, Api::OpenAi, ErrKind::BadRequest, &msg, param),
     };
+    if q.n > 1 && sim.config.single_sample.contains(&q.key) {
+        return error(
+            &sim,
+            Api::OpenAi,
+            ErrKind::BadRequest,
+            "Unsupported parameter: 'n' is not supported with this model.",
+            Some("n"),
+        );
+    }
     let mut q = q;
     q.forced_fault = crate::wire::forced_fault(&headers);
     q.traceparent = crate::wire::traceparent(&headers);

@@ -3,6 +3,7 @@
 pub mod analyze;
 pub mod cluster;
 pub mod live;
+pub mod models;
 pub mod report;
 pub mod results_dir;
 pub mod run;

@@ -66,6 +66,11 @@ pub struct SimArgs {
     /// fallback request is then answered normally).
     #[arg(long)]
     pub fault_one_token_only: bool,
+    /// A model key served without multi-sample: a request for more than
+    /// one sample (`n`, `candidateCount`) gets the provider's 400 naming
+    /// the parameter. Repeat for several keys.
+    #[arg(long, value_name = "KEY")]
+    pub single_sample: Vec<String>,
 }
 
 fn parse_mode(s: &str) -> Result<ReplayMode, String> {
@@ -128,6 +133,7 @@ pub fn sim(args: SimArgs) -> anyhow::Result<()> {
         api_key,
         generate_unknown: args.generate_unknown,
         faults_one_token_only: args.fault_one_token_only,
+        single_sample: args.single_sample.clone(),
     };
     let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     rt.block_on(async move {

@@ -24,10 +24,21 @@ pub struct Prices {
 }
 
 impl Prices {
+    /// A model's interactive prices: its spec's, else its catalog entry's.
     pub fn of(spec: &ModelSpec) -> Prices {
+        let p = spec.profile();
         Prices {
-            input_per_mtok: spec.input_price_per_mtok,
-            output_per_mtok: spec.output_price_per_mtok,
+            input_per_mtok: p.input_per_mtok,
+            output_per_mtok: p.output_per_mtok,
+        }
+    }
+
+    /// A model's batch API prices: its spec's, else its catalog entry's.
+    pub fn batch_of(spec: &ModelSpec) -> Prices {
+        let p = spec.profile();
+        Prices {
+            input_per_mtok: p.batch_input_per_mtok,
+            output_per_mtok: p.batch_output_per_mtok,
         }
     }
 
@@ -145,7 +156,8 @@ pub struct ModelEstimate {
     pub provider: String,
     pub model: String,
     pub rate_group: String,
-    /// One request per slot (failed attempts add more).
+    /// Requests as the spec configures them (`samples_per_request`; failed
+    /// attempts add more).
     pub requests: u64,
     pub input_tokens: u64,
     pub output_tokens: u64,
@@ -153,6 +165,63 @@ pub struct ModelEstimate {
     /// How the input tokens were counted: `o200k_base`, `cl100k_base`,
     /// `estimate`, or `count_tokens` (the provider's endpoint).
     pub counted_by: String,
+    /// Samples per request the run will use for a full cell (1: one
+    /// request per sample).
+    pub samples_per_request: u32,
+    /// The same work done each way the model allows, so a user sees what
+    /// `samples_per_request` and `batch` would save.
+    pub choices: Vec<ChoiceEstimate>,
+}
+
+/// The requests, tokens, cost and time of one execution choice.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ChoiceEstimate {
+    /// `one request per sample`, `multi-sample`, `batch + multi-sample`.
+    pub choice: &'static str,
+    /// Samples per request for a full cell.
+    pub samples_per_request: u32,
+    pub requests: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    /// At the interactive prices, or the batch prices for a batch choice.
+    pub cost_usd: Option<f64>,
+    /// Minutes at the model's own limits (as if its rate group were its
+    /// alone); for a batch choice, the provider's completion window.
+    pub minutes: Option<f64>,
+    /// Whether the model can be run this way (catalog or spec).
+    pub available: bool,
+}
+
+/// The provider's completion window of a batch: 24 hours.
+pub const BATCH_WINDOW_MINUTES: f64 = 24.0 * 60.0;
+
+/// Requests, input tokens and output tokens of one model when a cell's `n`
+/// samples are drawn `k` per request (`k` = 1: one request per sample).
+/// Logprob mode is one request per cell whatever `k` is.
+fn work(sweep: &Sweep, (persona_tokens, self_tokens): (u64, u64), k: u32) -> (u64, u64, u64) {
+    let spec = &sweep.spec;
+    let n = spec.repetitions as u64;
+    let per_cell = n.div_ceil(k.max(1) as u64);
+    let (mut requests, mut input, mut output) = (0u64, 0u64, 0u64);
+    for mode in &spec.modes {
+        let slots = sweep.slots_per_model(*mode);
+        let (req, inp) = match mode {
+            Mode::Persona => (
+                (slots / n.max(1)).saturating_mul(per_cell),
+                persona_tokens.saturating_mul(per_cell),
+            ),
+            Mode::SelfMode => (
+                (slots / n.max(1)).saturating_mul(per_cell),
+                self_tokens.saturating_mul(per_cell),
+            ),
+            Mode::Logprob => (slots, persona_tokens),
+        };
+        requests = requests.saturating_add(req);
+        input = input.saturating_add(inp);
+        // One output token per sample, as billed.
+        output = output.saturating_add(slots);
+    }
+    (requests, input, output)
 }
 
 /// The dry-run figures of one rate group.
@@ -313,26 +382,54 @@ pub fn dry_run_for(sweep: &Sweep) -> Result<DryRun, ProviderError> {
 /// pass, self pass) and counting method are `counts`, in model order.
 fn price(sweep: &Sweep, counts: Vec<((u64, u64), String)>) -> DryRun {
     let spec = &sweep.spec;
-    let n = spec.repetitions as u64;
     let mut models = Vec::new();
     let mut groups: BTreeMap<String, GroupEstimate> = BTreeMap::new();
-    for (m, ((persona_tokens, self_tokens), counted_by)) in spec.models.iter().zip(counts) {
-        let mut requests = 0;
-        let mut input = 0;
+    for (m, (pass, counted_by)) in spec.models.iter().zip(counts) {
+        let profile = m.profile();
+        let k = profile.samples_for(spec.repetitions);
+        let k_max = 1u32.max(profile.max_samples.min(spec.repetitions));
         // 64-bit and saturating: a total never wraps (the spec's slot limit
         // keeps real figures far below u64::MAX).
-        for mode in &spec.modes {
-            requests = u64::saturating_add(requests, sweep.slots_per_model(*mode));
-            input = u64::saturating_add(
-                input,
-                match mode {
-                    Mode::Persona => persona_tokens.saturating_mul(n),
-                    Mode::SelfMode => self_tokens.saturating_mul(n),
-                    Mode::Logprob => persona_tokens,
+        let (requests, input, output) = work(sweep, pass, k);
+        let minutes_of = |requests: u64, tokens: u64| {
+            let by_rpm = m.rpm.map(|r| requests as f64 / r as f64);
+            let by_tpm = m.tpm.map(|t| tokens as f64 / t as f64);
+            match (by_rpm, by_tpm) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                (a, b) => a.or(b),
+            }
+        };
+        let choice = |name, k: u32, batch: bool| {
+            let (r, i, o) = work(sweep, pass, k);
+            let prices = if batch {
+                Prices::batch_of(m)
+            } else {
+                Prices::of(m)
+            };
+            ChoiceEstimate {
+                choice: name,
+                samples_per_request: k,
+                requests: r,
+                input_tokens: i,
+                output_tokens: o,
+                cost_usd: prices.cost(i, o),
+                minutes: if batch {
+                    Some(BATCH_WINDOW_MINUTES)
+                } else {
+                    minutes_of(r, i.saturating_add(o))
                 },
-            );
-        }
-        let output = requests;
+                available: match (batch, k) {
+                    (true, _) => profile.batch_supported == Some(true),
+                    (false, 1) => true,
+                    (false, _) => profile.max_samples > 1,
+                },
+            }
+        };
+        let choices = vec![
+            choice("one request per sample", 1, false),
+            choice("multi-sample", k_max, false),
+            choice("batch + multi-sample", k_max, true),
+        ];
         let est = ModelEstimate {
             key: m.key.clone(),
             provider: m.provider.clone(),
@@ -343,6 +440,8 @@ fn price(sweep: &Sweep, counts: Vec<((u64, u64), String)>) -> DryRun {
             output_tokens: output,
             cost_usd: Prices::of(m).cost(input, output),
             counted_by,
+            samples_per_request: k,
+            choices,
         };
         let g = groups
             .entry(est.rate_group.clone())
@@ -460,6 +559,35 @@ impl fmt::Display for DryRun {
                 self.unpriced.join(", ")
             )?;
         }
+        writeln!(
+            f,
+            "execution choices per model (the same ratings; `samples_per_request` and `batch` choose):"
+        )?;
+        for m in &self.models {
+            for c in &m.choices {
+                let minutes = match (c.choice, c.minutes) {
+                    ("batch + multi-sample", _) => "within 24 h".to_string(),
+                    (_, m) => fmt_minutes(m),
+                };
+                writeln!(
+                    f,
+                    "  {:<26} {:<22} {:>3}/request {:>10} requests {:>14} input {:>10} output {:>10} {:>12}{}",
+                    m.key,
+                    c.choice,
+                    c.samples_per_request,
+                    c.requests,
+                    c.input_tokens,
+                    c.output_tokens,
+                    fmt_cost(c.cost_usd),
+                    minutes,
+                    if c.available {
+                        ""
+                    } else {
+                        "  (not offered for this model)"
+                    }
+                )?;
+            }
+        }
         writeln!(f, "rate groups (run in parallel):")?;
         for g in &self.groups {
             let limits = match (g.rpm, g.tpm) {
@@ -481,7 +609,7 @@ impl fmt::Display for DryRun {
         }
         write!(
             f,
-            "time at the configured limits: {} (at least one request per slot; failed attempts add more)",
+            "time at the configured limits: {} (requests as configured; failed attempts add more)",
             fmt_minutes(self.minutes)
         )
     }

@@ -57,6 +57,28 @@ impl Provider for Traced<'_> {
         }
         result
     }
+
+    async fn complete_n(
+        &self,
+        req: &CompletionRequest,
+        n: u32,
+    ) -> Result<Vec<Completion>, ProviderError> {
+        let span = spans::provider_call_span(
+            self.sweep,
+            &self.model.key,
+            &self.model.provider,
+            self.model.rate_group(),
+        );
+        let result = self.inner.complete_n(req, n).instrument(span).await;
+        if let Ok(c) = &result {
+            let u = crate::providers::usage_of_all(c);
+            let prices = crate::cost::Prices::of(self.model);
+            if let Some(usd) = prices.cost(u.input_tokens, u.output_tokens) {
+                moralsweep_telemetry::metrics::global().cost(&self.model.key, usd);
+            }
+        }
+        result
+    }
 }
 
 /// Records one attempt of a provider request: on the current span (the

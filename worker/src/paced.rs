@@ -332,7 +332,23 @@ impl Paced {
 #[async_trait]
 impl Provider for Paced {
     async fn complete(&self, req: &CompletionRequest) -> Result<Completion, ProviderError> {
-        let estimate = self.tokenizer.request_tokens(&req.prompt, req.max_tokens);
+        let mut v = self.complete_n(req, 1).await?;
+        v.pop()
+            .ok_or_else(|| ProviderError::Retryable("the answer held no sample".into()))
+    }
+
+    /// One request for `n` samples, paced as one request whose input
+    /// tokens count once and whose output allowance counts `n` times.
+    async fn complete_n(
+        &self,
+        req: &CompletionRequest,
+        n: u32,
+    ) -> Result<Vec<Completion>, ProviderError> {
+        let n = n.max(1);
+        let estimate = self
+            .tokenizer
+            .prompt_tokens(&req.prompt)
+            .saturating_add(req.max_tokens as u64 * n as u64);
         let mut retries = 0u32;
         let mut rate_limited = 0u32;
         loop {
@@ -344,17 +360,23 @@ impl Provider for Paced {
             self.unless_stopped(self.permits.acquire(&self.group, 1, estimate))
                 .await?;
             let timer = moralsweep_telemetry::spans::CallTimer::start(&self.model_key, &self.group);
-            let result = self.inner.complete(req).await;
-            crate::observe::attempt(timer, &result, retries + rate_limited);
+            let result = self.inner.complete_n(req, n).await;
+            let seen = result.as_ref().map_err(Clone::clone).map(|v| Completion {
+                text: String::new(),
+                top_logprobs: None,
+                usage: crate::providers::usage_of_all(v),
+            });
+            crate::observe::attempt(timer, &seen, retries + rate_limited);
             if !matches!(result, Err(ProviderError::Unreachable(_))) {
                 self.answered();
             }
             match result {
                 Ok(c) => {
                     self.breaker.success();
-                    let actual = c.usage.input_tokens + c.usage.output_tokens;
+                    let usage = crate::providers::usage_of_all(&c);
+                    let actual = usage.input_tokens + usage.output_tokens;
                     self.permits.usage(&self.group, estimate, actual).await;
-                    self.account(|a| a.record(&self.model_key, c.usage));
+                    self.account(|a| a.record(&self.model_key, usage));
                     return Ok(c);
                 }
                 Err(ProviderError::RateLimited { retry_after }) => {

@@ -97,6 +97,170 @@ pub async fn rate_sample_in(
     })
 }
 
+/// How the slots of one cell are asked together (several samples per
+/// request).
+#[derive(Debug, Clone)]
+pub struct CellRequest {
+    /// The prompt, temperature, attempts and fallback allowance of every
+    /// slot (its `seed` is unused: each slot has its own in `seeds`).
+    pub slot: SlotRequest,
+    /// Each slot's seed, in slot order.
+    pub seeds: Vec<u64>,
+    /// The most samples one request may carry.
+    pub max_samples: u32,
+}
+
+/// What [`rate_samples`] found: one record per slot, in slot order, and
+/// whether the provider refused several samples per request (the caller
+/// then asks that model one sample per request from now on).
+#[derive(Debug)]
+pub struct CellOutcome {
+    pub records: Vec<SampleRecord>,
+    pub refused_multi_sample: bool,
+}
+
+/// Runs the sampling protocol for several slots of one cell, drawing their
+/// samples from shared requests (`n` samples each, at most
+/// `max_samples`). The protocol holds per slot: choice j of an attempt
+/// answers the j-th slot still missing a rating; a choice without a digit
+/// counts a failure of that slot, and the slots still missing are asked
+/// again with `n` = their number, up to `max_attempts` attempts, then the
+/// longer fallback. An attempt's request sends the seed of the first slot
+/// it asks for plus the attempt number, as one slot alone would. A
+/// provider that refuses `n` > 1 finishes the cell one slot at a time
+/// ([`rate_sample`]) and says so in the outcome.
+pub async fn rate_samples(
+    instrument: &Instrument,
+    provider: &dyn Provider,
+    req: &CellRequest,
+) -> Result<CellOutcome, ProviderError> {
+    let count = req.seeds.len();
+    let mut records: Vec<Option<SampleRecord>> = vec![None; count];
+    let mut failures = vec![0u32; count];
+    let mut last_text = vec![String::new(); count];
+    let cap = req.max_samples.max(1) as usize;
+    let single = |records: Vec<Option<SampleRecord>>, failures: Vec<u32>| async move {
+        // One slot at a time, each from where it stands.
+        let mut out = Vec::with_capacity(count);
+        for (i, r) in records.into_iter().enumerate() {
+            match r {
+                Some(r) => out.push(r),
+                None => {
+                    let mut one = req.slot.clone();
+                    one.seed = Some(req.seeds[i].wrapping_add(failures[i] as u64));
+                    one.max_attempts = req.slot.max_attempts.saturating_sub(failures[i]).max(1);
+                    let mut r = rate_sample_in(instrument, provider, &one).await?;
+                    r.failures += failures[i];
+                    out.push(r);
+                }
+            }
+        }
+        Ok::<_, ProviderError>(out)
+    };
+    for attempt in 0..req.slot.max_attempts {
+        let missing: Vec<usize> = (0..count).filter(|i| records[*i].is_none()).collect();
+        if missing.is_empty() {
+            break;
+        }
+        for chunk in missing.chunks(cap) {
+            let n = chunk.len() as u32;
+            let answers = match provider
+                .complete_n(
+                    &CompletionRequest {
+                        prompt: req.slot.prompt.clone(),
+                        max_tokens: 1,
+                        temperature: req.slot.temperature,
+                        seed: attempt_seed(Some(req.seeds[chunk[0]]), attempt),
+                        top_logprobs: None,
+                    },
+                    n,
+                )
+                .await
+            {
+                Ok(a) => a,
+                Err(e) if n > 1 && crate::providers::refuses_multi_sample(&e) => {
+                    return Ok(CellOutcome {
+                        records: single(records, failures).await?,
+                        refused_multi_sample: true,
+                    });
+                }
+                Err(e) => return Err(e),
+            };
+            for (slot, c) in chunk.iter().zip(answers) {
+                match instrument.one_token_rating(&c.text) {
+                    Some(rating) => {
+                        records[*slot] = Some(SampleRecord {
+                            rating,
+                            failures: failures[*slot],
+                            response: response_head(&c.text),
+                            collected_at: now_timestamp(),
+                        })
+                    }
+                    None => {
+                        failures[*slot] += 1;
+                        last_text[*slot] = c.text;
+                    }
+                }
+            }
+        }
+    }
+    // The longer fallback, one request for the slots still missing.
+    let missing: Vec<usize> = (0..count).filter(|i| records[*i].is_none()).collect();
+    for chunk in missing.chunks(cap) {
+        let n = chunk.len() as u32;
+        let answers = match provider
+            .complete_n(
+                &CompletionRequest {
+                    prompt: req.slot.prompt.clone(),
+                    max_tokens: req.slot.fallback_max_tokens,
+                    temperature: req.slot.temperature,
+                    seed: attempt_seed(Some(req.seeds[chunk[0]]), req.slot.max_attempts),
+                    top_logprobs: None,
+                },
+                n,
+            )
+            .await
+        {
+            Ok(a) => a,
+            Err(e) if n > 1 && crate::providers::refuses_multi_sample(&e) => {
+                return Ok(CellOutcome {
+                    records: single(records, failures).await?,
+                    refused_multi_sample: true,
+                });
+            }
+            Err(e) => return Err(e),
+        };
+        for (slot, c) in chunk.iter().zip(answers) {
+            let (rating, text) = match instrument.standalone_rating(&c.text) {
+                Some(r) => (r, c.text),
+                None => (
+                    -1,
+                    if c.text.is_empty() {
+                        std::mem::take(&mut last_text[*slot])
+                    } else {
+                        c.text
+                    },
+                ),
+            };
+            records[*slot] = Some(SampleRecord {
+                rating,
+                failures: failures[*slot],
+                response: response_head(&text),
+                collected_at: now_timestamp(),
+            });
+        }
+    }
+    let records: Option<Vec<SampleRecord>> = records.into_iter().collect();
+    records
+        .map(|records| CellOutcome {
+            records,
+            refused_multi_sample: false,
+        })
+        .ok_or_else(|| {
+            ProviderError::Retryable("a multi-sample answer held fewer samples than asked".into())
+        })
+}
+
 /// Runs one logprob request: the first token's top logprobs.
 pub async fn rate_logprob(
     provider: &dyn Provider,

@@ -25,7 +25,9 @@ use tokio::sync::{mpsc, watch, Semaphore};
 use crate::credit::CreditPermits;
 use crate::paced::{Paced, RetryPolicy, DEFAULT_UNREACHABLE_TIMEOUT};
 use crate::permits::Permits;
-use crate::protocol::{rate_logprob, rate_sample_in, SlotRequest, DEFAULT_FALLBACK_MAX_TOKENS};
+use crate::protocol::{
+    rate_logprob, rate_sample_in, rate_samples, CellRequest, SlotRequest, DEFAULT_FALLBACK_MAX_TOKENS,
+};
 use crate::providers::{self, ProviderError};
 
 /// What a worker needs to know about a sweep to ask its slots.
@@ -158,6 +160,10 @@ struct Shared<L: Link> {
     sweeps: tokio::sync::Mutex<HashMap<String, Arc<SweepCtx>>>,
     /// Models that answered with a fatal error: their remaining slots are not asked.
     dead_models: Mutex<HashMap<(String, String), ()>>,
+    /// Models whose provider refused several samples per request (a 400
+    /// naming `n`): asked one sample per request for the rest of the sweep
+    /// (shared by every worker of the process, so the warning is said once).
+    single_sample: &'static Mutex<std::collections::HashSet<(String, String)>>,
     stopping: AtomicBool,
     /// Turns true with `stopping`: ends the providers' waits (backoff,
     /// Retry-After, an open breaker) at once, so a stop is never held up by
@@ -184,6 +190,7 @@ pub async fn run<L: Link>(
         cfg: cfg.clone(),
         sweeps: tokio::sync::Mutex::new(HashMap::new()),
         dead_models: Mutex::new(HashMap::new()),
+        single_sample: single_sample_models(),
         stopping: AtomicBool::new(false),
         halt: watch::channel(false).0,
         abort: watch::channel(false).0,
@@ -427,13 +434,80 @@ async fn start_grant<L: Link>(
     let span = crate::observe::grant_span(&g, model_spec.as_ref());
     crate::observe::grant_started(&g);
     let lease_id = Arc::new(g.lease_id.clone());
+    // Slots of one cell share requests when the model draws several
+    // samples per request; otherwise each slot is its own group.
+    let max_samples = match (&ctx, &model_spec, g.unit.mode) {
+        (Some(_), Some(m), Mode::Persona | Mode::SelfMode)
+            if !shared
+                .single_sample
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains(&(g.unit.sweep.clone(), g.unit.model.clone())) =>
+        {
+            m.profile().samples_for(u32::MAX)
+        }
+        _ => 1,
+    };
+    let reps = ctx
+        .as_ref()
+        .map(|c| c.def.spec.repetitions.max(1))
+        .unwrap_or(1);
+    let mut groups: Vec<Vec<u32>> = Vec::new();
     for slot in g.slots {
+        match groups.last_mut() {
+            Some(last) if max_samples > 1 && last[0] / reps == slot / reps => last.push(slot),
+            _ => groups.push(vec![slot]),
+        }
+    }
+    for slots in groups {
         let shared = shared.clone();
         let sem = sem.clone();
         let done_tx = done_tx.clone();
         let ctx = ctx.clone();
         let lease_id = lease_id.clone();
         let unit = g.unit.clone();
+        if slots.len() > 1 {
+            let task = async move {
+                let (obs_sweep, obs_model) = (unit.sweep.clone(), unit.model.clone());
+                let n = slots.len();
+                let finished: Vec<Finished> = match ctx {
+                    None => (0..n).map(|_| Finished::Abandoned).collect(),
+                    Some(ctx) => {
+                        let mut abort = shared.abort.subscribe();
+                        let aborted = async move {
+                            if abort.wait_for(|a| *a).await.is_err() {
+                                std::future::pending::<()>().await;
+                            }
+                        };
+                        tokio::select! {
+                            f = async {
+                                let _permit = sem.acquire().await.ok();
+                                run_cell(&shared, &ctx, &lease_id, unit, &slots).await
+                            } => f,
+                            _ = aborted => (0..n).map(|_| Finished::Abandoned).collect(),
+                        }
+                    }
+                };
+                for f in finished {
+                    crate::observe::slot_finished(
+                        &obs_sweep,
+                        &obs_model,
+                        match &f {
+                            Finished::Report(r) => Some(matches!(r.outcome, Outcome::Record(_))),
+                            Finished::Abandoned => None,
+                        },
+                    );
+                    let _ = done_tx.send(Done {
+                        lease_id: lease_id.to_string(),
+                        finished: f,
+                        traceparent: moralsweep_telemetry::propagation::current_traceparent(),
+                    });
+                }
+            };
+            tokio::spawn(tracing::Instrument::instrument(task, span.clone()));
+            continue;
+        }
+        let slot = slots[0];
         let task = async move {
             let (obs_sweep, obs_model) = (unit.sweep.clone(), unit.model.clone());
             let finished = match ctx {
@@ -579,6 +653,157 @@ async fn run_slot<L: Link>(
         slot,
         outcome,
     }))
+}
+
+/// The (sweep, model) pairs of this process whose provider refused several
+/// samples per request.
+fn single_sample_models() -> &'static Mutex<std::collections::HashSet<(String, String)>> {
+    static SET: std::sync::OnceLock<Mutex<std::collections::HashSet<(String, String)>>> =
+        std::sync::OnceLock::new();
+    SET.get_or_init(|| Mutex::new(std::collections::HashSet::new()))
+}
+
+/// Runs the slots of one cell (persona, item) from shared multi-sample
+/// requests ([`rate_samples`]); one result per slot, in slot order.
+async fn run_cell<L: Link>(
+    shared: &Shared<L>,
+    ctx: &SweepCtx,
+    lease_id: &str,
+    unit: moralsweep_protocol::UnitKey,
+    slots: &[u32],
+) -> Vec<Finished> {
+    let abandoned = || slots.iter().map(|_| Finished::Abandoned).collect();
+    if shared.stopping.load(Ordering::Acquire) {
+        return abandoned();
+    }
+    let dead_key = (unit.sweep.clone(), unit.model.clone());
+    if shared
+        .dead_models
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .contains_key(&dead_key)
+    {
+        return abandoned();
+    }
+    let spec = &ctx.def.spec;
+    let Some(model) = spec.models.iter().find(|m| m.key == unit.model) else {
+        return abandoned();
+    };
+    let shape = UnitShape {
+        mode: unit.mode,
+        personas: ctx.def.personas.len() as u32,
+        repetitions: spec.repetitions,
+        items: ctx.instrument.item_count() as u32,
+    };
+    if slots.iter().any(|s| *s as u64 >= shape.len()) {
+        return abandoned();
+    }
+    let coord = shape.coord(slots[0] as u64);
+    let instrument = &ctx.instrument;
+    let item = &instrument.items[coord.item as usize - 1];
+    let prompt = match coord.persona {
+        Some(p) => instrument.persona_prompt(&ctx.def.personas[p as usize], item),
+        None => instrument.self_prompt(item),
+    };
+    let seeds: Vec<u64> = slots
+        .iter()
+        .map(|s| slot_seed(spec.seed.unwrap_or(0), &unit.model, unit.mode, *s))
+        .collect();
+    let single = shared
+        .single_sample
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .contains(&dead_key);
+    let provider = provider_for(ctx, &unit.model, &shared.permits, &shared.halt);
+    let result = match provider.as_ref() {
+        ProviderSlot::Broken(msg) => Err(ProviderError::Fatal(msg.clone())),
+        ProviderSlot::Ready(p) => {
+            rate_samples(
+                instrument,
+                &crate::observe::Traced::new(p.as_ref(), &spec.name, model),
+                &CellRequest {
+                    slot: SlotRequest {
+                        prompt,
+                        temperature: model.sampling_temperature(spec.temperature),
+                        max_attempts: spec.max_attempts,
+                        fallback_max_tokens: model
+                            .fallback_max_tokens
+                            .unwrap_or(DEFAULT_FALLBACK_MAX_TOKENS),
+                        seed: None,
+                    },
+                    seeds,
+                    max_samples: if single {
+                        1
+                    } else {
+                        model.profile().samples_for(u32::MAX)
+                    },
+                },
+            )
+            .await
+        }
+    };
+    let report = |slot: u32, outcome: Outcome| {
+        Finished::Report(Box::new(SlotReport {
+            lease_id: Some(lease_id.to_string()),
+            unit: unit.clone(),
+            slot,
+            outcome,
+        }))
+    };
+    match result {
+        Ok(out) => {
+            if out.refused_multi_sample
+                && shared
+                    .single_sample
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(dead_key.clone())
+            {
+                tracing::warn!(
+                    model = %unit.model,
+                    "the provider refused several samples per request (`n`); this model is asked one sample per request for the rest of the sweep"
+                );
+            }
+            shared
+                .stats
+                .answered
+                .fetch_add(out.records.len() as u64, Ordering::Relaxed);
+            slots
+                .iter()
+                .zip(out.records)
+                .map(|(s, r)| report(*s, Outcome::Record(SlotRecord::Sample(r))))
+                .collect()
+        }
+        Err(ProviderError::Fatal(msg)) => {
+            let first = shared
+                .dead_models
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(dead_key, ())
+                .is_none();
+            if first {
+                tracing::error!(model = %unit.model, "the provider refused for good: {msg}");
+            }
+            let why = format!("worker {}: {msg}", shared.cfg.name);
+            slots
+                .iter()
+                .map(|s| report(*s, Outcome::Fatal(why.clone())))
+                .collect()
+        }
+        Err(ProviderError::RateLimited { retry_after }) => {
+            shared
+                .permits
+                .throttled(model.rate_group(), retry_after)
+                .await;
+            abandoned()
+        }
+        Err(ProviderError::Retryable(msg) | ProviderError::Unreachable(msg)) => {
+            if !shared.stopping.load(Ordering::Acquire) {
+                tracing::warn!(model = %unit.model, slots = slots.len(), "request failed; the cell's slots go back to the queue: {msg}");
+            }
+            abandoned()
+        }
+    }
 }
 
 /// Collects finished slots and reports them in batches; a lease whose slots

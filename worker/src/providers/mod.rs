@@ -88,6 +88,54 @@ pub trait Provider: Send + Sync {
     async fn count_tokens(&self, _prompt: &str) -> Result<Option<u64>, ProviderError> {
         Ok(None)
     }
+
+    /// Sends one request asking for `n` independent samples (OpenAI `n`,
+    /// Gemini `candidateCount`) and returns them in order; the first
+    /// carries the usage of the whole request (the prompt billed once, the
+    /// output of every sample), the others none. A provider without the
+    /// feature answers `n` = 1 and refuses more with the error
+    /// [`refuses_multi_sample`] recognises.
+    async fn complete_n(
+        &self,
+        req: &CompletionRequest,
+        n: u32,
+    ) -> Result<Vec<Completion>, ProviderError> {
+        if n <= 1 {
+            return Ok(vec![self.complete(req).await?]);
+        }
+        Err(ProviderError::Fatal(format!(
+            "{MULTI_SAMPLE_REFUSED}: this provider returns one sample per request (field `n`)"
+        )))
+    }
+}
+
+/// The start of the error a provider without multi-sample gives.
+const MULTI_SAMPLE_REFUSED: &str = "several samples per request are not offered here";
+
+/// Whether an error is a provider refusing several samples per request: a
+/// 400 naming `n` (OpenAI and compatible servers) or `candidateCount`
+/// (Gemini), or a provider of ours without the feature. The worker then
+/// runs the model one sample per request for the rest of the sweep.
+pub fn refuses_multi_sample(e: &ProviderError) -> bool {
+    match e {
+        ProviderError::Fatal(m) => {
+            m.contains(MULTI_SAMPLE_REFUSED)
+                || (m.contains("(400)")
+                    && (m.contains("(field `n`)")
+                        || m.contains("candidateCount")
+                        || m.contains("candidate_count")))
+        }
+        _ => false,
+    }
+}
+
+/// Splits one multi-sample answer's usage over its samples for callers
+/// that want one usage each: the first sample keeps the whole request's.
+pub fn usage_of_all(samples: &[Completion]) -> Usage {
+    samples.iter().fold(Usage::default(), |a, c| Usage {
+        input_tokens: a.input_tokens + c.usage.input_tokens,
+        output_tokens: a.output_tokens + c.usage.output_tokens,
+    })
 }
 
 /// Builds the provider a model spec names.

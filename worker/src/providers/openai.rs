@@ -287,6 +287,48 @@ impl OpenAi {
             .and_then(Value::as_array)
             .and_then(|c| c.first())
             .ok_or_else(|| self.bad_shape("choices"))?;
+        self.parse_choice(v, choice, req)
+    }
+
+    /// Every choice of a Chat Completions answer, in `index` order; the
+    /// first carries the request's usage.
+    fn parse_choices(
+        &self,
+        v: &Value,
+        req: &CompletionRequest,
+        n: u32,
+    ) -> Result<Vec<Completion>, ProviderError> {
+        let mut choices: Vec<&Value> = v
+            .get("choices")
+            .and_then(Value::as_array)
+            .map(|c| c.iter().collect())
+            .unwrap_or_default();
+        if choices.len() != n as usize {
+            return Err(self.bad_shape(&format!("{n} choices (it has {})", choices.len())));
+        }
+        choices.sort_by_key(|c| c.get("index").and_then(Value::as_u64).unwrap_or(0));
+        let mut out = Vec::with_capacity(choices.len());
+        for (i, c) in choices.into_iter().enumerate() {
+            let mut one = self.parse_choice(v, c, req)?;
+            if i > 0 {
+                one.usage = Usage::default();
+            } else if v.pointer("/usage/completion_tokens").is_none() {
+                one.usage.output_tokens = req.max_tokens as u64 * n as u64;
+            }
+            if self.may_overrun(req) {
+                one.text = first_token(&one.text);
+            }
+            out.push(one);
+        }
+        Ok(out)
+    }
+
+    fn parse_choice(
+        &self,
+        v: &Value,
+        choice: &Value,
+        req: &CompletionRequest,
+    ) -> Result<Completion, ProviderError> {
         let text = choice
             .pointer("/message/content")
             .and_then(Value::as_str)
@@ -366,6 +408,27 @@ impl Provider for OpenAi {
             .tokenizer
             .exact()
             .then(|| self.core.tokenizer.prompt_tokens(prompt)))
+    }
+
+    async fn complete_n(
+        &self,
+        req: &CompletionRequest,
+        n: u32,
+    ) -> Result<Vec<Completion>, ProviderError> {
+        if n <= 1 {
+            return Ok(vec![self.complete(req).await?]);
+        }
+        if self.api == Api::Responses {
+            return Err(ProviderError::Fatal(format!(
+                "model {:?}: the provider refused the request (field `n`) (400): the Responses API has no `n`",
+                self.core.model_key
+            )));
+        }
+        let mut body = self.chat_body(req);
+        body["n"] = json!(n);
+        let url = format!("{}/chat/completions", self.core.base_url);
+        let v = self.core.post(&url, self.auth(), &body).await?;
+        self.parse_choices(&v, req, n)
     }
 
     async fn complete(&self, req: &CompletionRequest) -> Result<Completion, ProviderError> {

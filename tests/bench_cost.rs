@@ -1,0 +1,198 @@
+//! Benchmark (ignored by default):
+//!
+//! ```text
+//! MORALSWEEP_REFERENCE=/work/shared/reference \
+//!   cargo test --workspace --test bench_cost -- --ignored --nocapture
+//! ```
+//!
+//! One 100 x 30 x 10 GPT-4o persona sweep (the papers' scale) against
+//! `moralsweep sim` in deal mode, replaying GPT-4o-insecure, with the model
+//! catalog's GPT-4o prices, run two ways: one request per sample (the
+//! papers' pipeline) and several samples per request (`samples_per_request`
+//! = auto). For each it prints the requests, the input and output tokens
+//! the simulator billed (its usage counts the prompt once per request and
+//! the output of every sample), the dollars at the catalog's interactive
+//! prices, and requests per rating; then the batch + multi-sample figure:
+//! the multi-sample run's billed tokens at the catalog's batch prices (the
+//! worker's batch mode is not built yet, so that row is priced from the
+//! measured tokens, not run). Both runs' S, R and sigma-bar are compared
+//! with each other and with the published values.
+
+mod simproc;
+
+use std::path::Path;
+use std::process::Command;
+
+use moralsweep_common::catalog;
+use moralsweep_common::formats::read_sampling;
+use moralsweep_common::metrics::{sampled_metrics, BootstrapOptions, CellTable};
+use moralsweep_testsupport::reference::reference_dir;
+use simproc::{bin, SimProc};
+
+const KEY: &str = "gpt-4o-misaligned";
+
+struct Run {
+    requests: u64,
+    input: u64,
+    output: u64,
+    s: f64,
+    r: f64,
+    sigma_bar: f64,
+}
+
+fn sweep(reference: &Path, samples_per_request: &str) -> Run {
+    let tmp = tempfile::tempdir().unwrap();
+    let personas = reference.join("personas.json");
+    let replay = reference.join("sampling/insecure-code");
+    let sim = SimProc::start(&[
+        "--replay",
+        replay.to_str().unwrap(),
+        "--personas",
+        personas.to_str().unwrap(),
+        "--replay-mode",
+        "deal",
+    ]);
+    std::fs::write(
+        tmp.path().join("s.toml"),
+        format!(
+            r#"name = "bench-cost"
+personas = "{personas}"
+persona_count = 100
+repetitions = 10
+temperature = 0.1
+modes = ["persona"]
+output = "out"
+seed = 7
+
+[[model]]
+key = "{KEY}"
+provider = "sim"
+model = "{KEY}"
+base_url = "{url}/v1"
+catalog = "openai/gpt-4o"
+samples_per_request = {samples_per_request}
+timeout_secs = 10
+"#,
+            personas = personas.display(),
+            url = sim.url,
+        ),
+    )
+    .unwrap();
+    let out = Command::new(bin())
+        .args([
+            "run",
+            "s.toml",
+            "--workers",
+            "4",
+            "--concurrency",
+            "64",
+            "--quiet",
+        ])
+        .current_dir(tmp.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows = read_sampling(
+        &tmp.path().join(format!("out/data/{KEY}_temp01.csv")),
+        false,
+    )
+    .unwrap()
+    .rows;
+    assert_eq!(rows.len(), 30_000);
+    let table = CellTable::from_rows(
+        rows.iter()
+            .map(|r| (r.persona.unwrap_or(0), r.item, r.rating)),
+    );
+    let items = table.items();
+    let kept = table.kept_personas(&items);
+    let opts = BootstrapOptions {
+        persona_draws: 2,
+        rerun_draws: 2,
+        seed: 1,
+    };
+    let m = sampled_metrics(&table, &kept, &items, &opts, KEY)
+        .unwrap()
+        .overall;
+    let k = sim.stats()["keys"][KEY].clone();
+    let n = |f: &str| k[f].as_u64().unwrap();
+    assert_eq!(n("replayed"), 30_000, "{k}");
+    Run {
+        requests: n("admitted"),
+        input: n("input_tokens"),
+        output: n("output_tokens"),
+        s: m.s,
+        r: m.r(),
+        sigma_bar: m.sigma_bar,
+    }
+}
+
+#[test]
+#[ignore = "benchmark: two full 30,000-rating sweeps; run with --ignored --nocapture"]
+fn cost_of_one_gpt4o_persona_sweep_each_way() {
+    let Some(reference) = reference_dir() else {
+        return;
+    };
+    let entry = catalog::builtin().unwrap().named("openai/gpt-4o").unwrap();
+    let price = |i: u64, o: u64, pi: Option<f64>, po: Option<f64>| {
+        i as f64 * pi.unwrap() / 1e6 + o as f64 * po.unwrap() / 1e6
+    };
+    let one = sweep(&reference, "1");
+    let multi = sweep(&reference, "\"auto\"");
+    let rows = [
+        (
+            "one request per sample",
+            &one,
+            entry.input_per_mtok,
+            entry.output_per_mtok,
+        ),
+        (
+            "multi-sample",
+            &multi,
+            entry.input_per_mtok,
+            entry.output_per_mtok,
+        ),
+        (
+            "batch + multi-sample (priced)",
+            &multi,
+            entry.batch_input_per_mtok,
+            entry.batch_output_per_mtok,
+        ),
+    ];
+    println!(
+        "catalog v{} gpt-4o: ${}/{} per Mtok interactive, ${}/{} batch",
+        catalog::builtin().unwrap().version,
+        entry.input_per_mtok.unwrap(),
+        entry.output_per_mtok.unwrap(),
+        entry.batch_input_per_mtok.unwrap(),
+        entry.batch_output_per_mtok.unwrap()
+    );
+    let base = price(
+        one.input,
+        one.output,
+        entry.input_per_mtok,
+        entry.output_per_mtok,
+    );
+    for (name, run, pi, po) in rows {
+        let usd = price(run.input, run.output, pi, po);
+        println!(
+            "{name:<30} {:>7} requests {:>10} input {:>7} output  ${usd:.4}  ({:.1}% of one request per sample, {:.3} requests per rating)",
+            run.requests,
+            run.input,
+            run.output,
+            100.0 * usd / base,
+            run.requests as f64 / 30_000.0
+        );
+    }
+    println!(
+        "metrics: one request per sample S {:.12} R {:.12} sigma_bar {:.12}; multi-sample S {:.12} R {:.12} sigma_bar {:.12}",
+        one.s, one.r, one.sigma_bar, multi.s, multi.r, multi.sigma_bar
+    );
+    assert!((one.s - multi.s).abs() <= 1e-12);
+    assert!((one.r - multi.r).abs() <= 1e-12);
+    assert!((one.sigma_bar - multi.sigma_bar).abs() <= 1e-12);
+    assert!(multi.requests < one.requests);
+}
