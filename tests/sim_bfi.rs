@@ -12,8 +12,8 @@ use std::path::Path;
 use std::process::Command;
 
 use moralsweep_common::formats::{read_sampling_in, RowLimits};
-use moralsweep_testsupport::reference::reference_dir;
 use moralsweep_common::Instrument;
+use moralsweep_testsupport::reference::reference_dir;
 use simproc::{bin, SimProc};
 
 const KEY: &str = "gpt-4o";

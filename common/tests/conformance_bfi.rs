@@ -8,8 +8,8 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use moralsweep_common::analyze::{analyze_dir, AnalyzeOptions};
-use moralsweep_testsupport::reference::reference_dir;
 use moralsweep_common::Instrument;
+use moralsweep_testsupport::reference::reference_dir;
 
 type Row = HashMap<String, String>;
 

@@ -22,10 +22,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use moralsweep_common::hash::fnv1a_parts;
 use moralsweep_common::formats::{
     parse_file_name, read_sampling_in, FileKind, FormatError, RowLimits,
 };
+use moralsweep_common::hash::fnv1a_parts;
 use moralsweep_common::instrument::Scale;
 use moralsweep_common::Instrument;
 

@@ -26,7 +26,8 @@ use crate::credit::CreditPermits;
 use crate::paced::{Paced, RetryPolicy, DEFAULT_UNREACHABLE_TIMEOUT};
 use crate::permits::Permits;
 use crate::protocol::{
-    rate_logprob, rate_sample_in, rate_samples, CellRequest, SlotRequest, DEFAULT_FALLBACK_MAX_TOKENS,
+    rate_logprob, rate_sample_in, rate_samples, CellRequest, SlotRequest,
+    DEFAULT_FALLBACK_MAX_TOKENS,
 };
 use crate::providers::{self, ProviderError};
 
