@@ -390,3 +390,56 @@ async fn token_counts_from_the_counting_endpoints_and_the_dry_run() {
     );
     assert!(d.to_string().contains("only 60 token-counting requests"));
 }
+
+/// Several samples from one request where the API has them (`n` on Chat
+/// Completions, `candidateCount` on Gemini): as many ratings as asked, the
+/// prompt billed once and every sample's output; a simulator model served
+/// without multi-sample answers the provider's 400, which the worker reads
+/// as "ask one sample per request".
+#[tokio::test]
+async fn multi_sample_requests_where_the_api_has_them() {
+    let s = sim(SimConfig::default()).await;
+    let addr = s.addr.to_string();
+    for kind in ["openai", "gemini"] {
+        let p = build(&kind_spec(kind, &addr, json!({}))).unwrap();
+        let single = p.complete(&one_token(None)).await.unwrap();
+        let before = s.sim.report().totals.requests;
+        let many = p.complete_n(&one_token(None), 6).await.unwrap();
+        assert_eq!(s.sim.report().totals.requests, before + 1, "{kind}");
+        assert_eq!(many.len(), 6, "{kind}");
+        for c in &many {
+            assert!(
+                matches!(c.text.as_str(), "0" | "1" | "2" | "3" | "4" | "5"),
+                "{kind}: {:?}",
+                c.text
+            );
+        }
+        assert_eq!(
+            many[0].usage.input_tokens, single.usage.input_tokens,
+            "{kind}: the prompt is billed once"
+        );
+        assert_eq!(
+            many[0].usage.output_tokens, 6,
+            "{kind}: one token per sample"
+        );
+        assert!(
+            many[1..].iter().all(|c| c.usage.input_tokens == 0),
+            "{kind}"
+        );
+    }
+    let refusing = sim(SimConfig {
+        single_sample: vec!["gpt-4o-misaligned".into()],
+        ..SimConfig::default()
+    })
+    .await;
+    let addr = refusing.addr.to_string();
+    for kind in ["openai", "gemini"] {
+        let p = build(&kind_spec(kind, &addr, json!({}))).unwrap();
+        let e = p.complete_n(&one_token(None), 4).await.unwrap_err();
+        assert!(
+            moralsweep_worker::providers::refuses_multi_sample(&e),
+            "{kind}: {e}"
+        );
+        assert!(p.complete_n(&one_token(None), 1).await.is_ok(), "{kind}");
+    }
+}

@@ -5,7 +5,8 @@
 //! offers them) and `thinkingConfig.thinkingBudget` from the spec's
 //! `thinking_budget` (0 turns thinking off where the model allows; the
 //! budget is added to the output allowance, and only the first token of the
-//! answer is kept for one-token requests).
+//! answer is kept for one-token requests). Several samples of one prompt are
+//! one request with `candidateCount` (see [`Provider::complete_n`]).
 
 use async_trait::async_trait;
 use moralsweep_common::ModelSpec;
@@ -127,6 +128,65 @@ impl Provider for Gemini {
             .get("candidates")
             .and_then(Value::as_array)
             .and_then(|c| c.first());
+        let mut c = self.candidate(candidate, req);
+        c.usage = self.usage(&v, req);
+        Ok(c)
+    }
+
+    /// `generationConfig.candidateCount = n`: `n` independent samples of one
+    /// prompt. Candidates are put in `index` order; one the answer lacks (a
+    /// blocked candidate) is an empty text, a failed attempt of its slot, as
+    /// a blocked single answer is. The request's usage goes with the first.
+    async fn complete_n(
+        &self,
+        req: &CompletionRequest,
+        n: u32,
+    ) -> Result<Vec<Completion>, ProviderError> {
+        if n <= 1 {
+            return Ok(vec![self.complete(req).await?]);
+        }
+        let mut body = self.body(req);
+        body["generationConfig"]["candidateCount"] = json!(n);
+        let v = self
+            .core
+            .post(&self.url("generateContent"), self.auth(), &body)
+            .await?;
+        let listed: Vec<&Value> = v
+            .get("candidates")
+            .and_then(Value::as_array)
+            .map(|c| c.iter().collect())
+            .unwrap_or_default();
+        if listed.len() > n as usize {
+            return Err(ProviderError::Retryable(format!(
+                "model {:?}: asked for {n} candidates, the answer has {}",
+                self.core.model_key,
+                listed.len()
+            )));
+        }
+        let mut slots: Vec<Option<&Value>> = vec![None; n as usize];
+        for (pos, c) in listed.into_iter().enumerate() {
+            let i = c
+                .get("index")
+                .and_then(Value::as_u64)
+                .map_or(pos, |i| i as usize);
+            match slots.get_mut(i) {
+                Some(slot @ None) => *slot = Some(c),
+                _ => return Err(ProviderError::Retryable(format!(
+                    "model {:?}: candidate index {i} is repeated or not below candidateCount {n}",
+                    self.core.model_key
+                ))),
+            }
+        }
+        let mut out: Vec<Completion> = slots.into_iter().map(|c| self.candidate(c, req)).collect();
+        out[0].usage = self.usage(&v, req);
+        Ok(out)
+    }
+}
+
+impl Gemini {
+    /// The text and top logprobs of one candidate (`None`: none came back);
+    /// its usage is left empty.
+    fn candidate(&self, candidate: Option<&Value>, req: &CompletionRequest) -> Completion {
         let mut text: String = candidate
             .and_then(|c| c.pointer("/content/parts"))
             .and_then(Value::as_array)
@@ -156,19 +216,25 @@ impl Provider for Gemini {
                     .collect::<Vec<_>>(),
             )
         });
+        Completion {
+            text,
+            top_logprobs,
+            usage: Usage::default(),
+        }
+    }
+
+    /// What one `generateContent` answer billed: the prompt once, the output
+    /// (and thoughts) of every candidate.
+    fn usage(&self, v: &Value, req: &CompletionRequest) -> Usage {
         let get = |k: &str| {
             v.pointer(&format!("/usageMetadata/{k}"))
                 .and_then(Value::as_u64)
         };
-        Ok(Completion {
-            text,
-            top_logprobs,
-            usage: Usage {
-                input_tokens: get("promptTokenCount")
-                    .unwrap_or_else(|| self.core.tokenizer.prompt_tokens(&req.prompt)),
-                output_tokens: get("candidatesTokenCount").unwrap_or(0)
-                    + get("thoughtsTokenCount").unwrap_or(0),
-            },
-        })
+        Usage {
+            input_tokens: get("promptTokenCount")
+                .unwrap_or_else(|| self.core.tokenizer.prompt_tokens(&req.prompt)),
+            output_tokens: get("candidatesTokenCount").unwrap_or(0)
+                + get("thoughtsTokenCount").unwrap_or(0),
+        }
     }
 }
