@@ -25,6 +25,10 @@ fn a_bfi_report_names_the_instrument_and_its_domains() {
         "lead sentence"
     );
     assert!(!html.contains("MFQ-30"));
+    // The S band is the MFQ-30's: no BFI row is placed in it or outside it,
+    // and no figure shades it.
+    assert!(!html.contains("class=\"band-in\"") && !html.contains("class=\"band-out\""));
+    assert!(!html.contains("shaded band"));
     assert!(html.contains("<h3>Per domain</h3>"));
     assert!(html.contains("S and R per domain"));
     for d in [

@@ -104,6 +104,16 @@ fn compare(what: &str, got: &Row, want: &Row, failures: &mut Vec<String>) {
 fn check(opts: &AnalyzeOptions, reference: &Path) {
     let report = analyze_dir(&reference.join("bfi/sampling"), opts).unwrap();
     assert_eq!(report.instrument.as_ref().unwrap().name, "bfi-44");
+    // The S band (0.66-0.83) is the MFQ-30's; a BFI table shows none.
+    let table = report.summary_table();
+    assert!(!report.s_band_applies());
+    assert!(table.contains("gpt-4o"), "{table}");
+    assert!(
+        !["S band", "inside", "below", "above"]
+            .iter()
+            .any(|w| table.contains(w)),
+        "{table}"
+    );
     let out = tempfile::tempdir().unwrap();
     report.write(out.path()).unwrap();
     // The per-group file follows the instrument: domains, not foundations.

@@ -653,6 +653,12 @@ impl ReportData {
         }
     }
 
+    /// Whether the S band (0.66-0.83, prior work's frontier base models on
+    /// the MFQ-30) applies to these metrics: only for the MFQ-30.
+    pub fn s_band_applies(&self) -> bool {
+        self.instrument_title() == "MFQ-30"
+    }
+
     /// The instrument the metrics come from, as far as the files tell: the
     /// built-in instrument with their item count and group label, else a
     /// description.

@@ -378,7 +378,8 @@ fn model_key(r: &MetricRow) -> (&str, &str, &str) {
 }
 
 /// S and R per model with their standard errors, grouped by family.
-pub struct SrByModel<'a>(pub &'a [MetricRow]);
+/// The second field: whether to shade the MFQ-30's S band.
+pub struct SrByModel<'a>(pub &'a [MetricRow], pub bool);
 
 impl Plot for SrByModel<'_> {
     fn id(&self) -> &'static str {
@@ -388,9 +389,15 @@ impl Plot for SrByModel<'_> {
         "Moral susceptibility S and robustness R per model".into()
     }
     fn caption(&self) -> String {
-        "Points are the estimates, bars one standard error (persona and rerun bootstraps combined). \
-         Models are grouped by family, base first. The shaded band is 0.66 ≤ S ≤ 0.83, where prior work found 13 frontier base models."
-            .into()
+        let band = if self.1 {
+            " The shaded band is 0.66 ≤ S ≤ 0.83, where prior work found 13 frontier base models."
+        } else {
+            ""
+        };
+        format!(
+            "Points are the estimates, bars one standard error (persona and rerun bootstraps combined). \
+             Models are grouped by family, base first.{band}"
+        )
     }
     fn size(&self) -> (u32, u32) {
         let rows = grouped_rows(self.0, model_key).len() as u32;
@@ -428,7 +435,7 @@ impl Plot for SrByModel<'_> {
             &labels,
             &s_points,
             220,
-            Some((
+            self.1.then_some((
                 moralsweep_common::metrics::BAND_LOW,
                 moralsweep_common::metrics::BAND_HIGH,
             )),
@@ -463,7 +470,8 @@ impl Plot for SrByModel<'_> {
 }
 
 /// S against R, one labelled point per model with both error bars.
-pub struct SVersusR<'a>(pub &'a [MetricRow]);
+/// The second field: whether to shade the MFQ-30's S band.
+pub struct SVersusR<'a>(pub &'a [MetricRow], pub bool);
 
 impl Plot for SVersusR<'_> {
     fn id(&self) -> &'static str {
@@ -473,7 +481,14 @@ impl Plot for SVersusR<'_> {
         "S against R".into()
     }
     fn caption(&self) -> String {
-        "One point per model with its standard errors in both directions; the shaded band is 0.66 ≤ S ≤ 0.83.".into()
+        format!(
+            "One point per model with its standard errors in both directions{}.",
+            if self.1 {
+                "; the shaded band is 0.66 ≤ S ≤ 0.83"
+            } else {
+                ""
+            }
+        )
     }
     fn size(&self) -> (u32, u32) {
         (1100, 720)
@@ -486,10 +501,9 @@ impl Plot for SVersusR<'_> {
         let (legend, body) = root.split_vertically(28);
         variant_legend(&legend, &variants_of(d.iter().map(|r| r.variant.as_str())))?;
         let (x0, x1) = span(d.iter().map(|r| (r.r, r.r_se)), &[]);
-        let (y0, y1) = span(
-            d.iter().map(|r| (r.s, r.s_se)),
-            &[moralsweep_common::metrics::BAND_HIGH],
-        );
+        let band_top = [moralsweep_common::metrics::BAND_HIGH];
+        let band_extent: &[f64] = if self.1 { &band_top } else { &[] };
+        let (y0, y1) = span(d.iter().map(|r| (r.s, r.s_se)), band_extent);
         let mut chart = ChartBuilder::on(&body)
             .margin(12)
             .x_label_area_size(44)
@@ -502,13 +516,15 @@ impl Plot for SVersusR<'_> {
             .label_style(text(13))
             .axis_desc_style(text(14))
             .draw()?;
-        chart.draw_series(std::iter::once(Rectangle::new(
-            [
-                (x0, moralsweep_common::metrics::BAND_LOW),
-                (x1 * 1.08, moralsweep_common::metrics::BAND_HIGH),
-            ],
-            BAND_FILL.filled(),
-        )))?;
+        if self.1 {
+            chart.draw_series(std::iter::once(Rectangle::new(
+                [
+                    (x0, moralsweep_common::metrics::BAND_LOW),
+                    (x1 * 1.08, moralsweep_common::metrics::BAND_HIGH),
+                ],
+                BAND_FILL.filled(),
+            )))?;
+        }
         let mut out = Vec::new();
         for (i, r) in d.iter().enumerate() {
             let c = variant_color(&r.variant, i);
@@ -1189,9 +1205,9 @@ pub fn all(d: &ReportData, png_dir: Option<&Path>) -> Result<Vec<Figure>, Report
     let png = |id: &str| png_dir.map(|p| p.join(format!("{id}.png")));
     let mut figs = Vec::new();
     if !d.overall.is_empty() {
-        let p = SrByModel(&d.overall);
+        let p = SrByModel(&d.overall, d.s_band_applies());
         figs.push(render(&p, png(p.id()).as_deref())?);
-        let p = SVersusR(&d.overall);
+        let p = SVersusR(&d.overall, d.s_band_applies());
         figs.push(render(&p, png(p.id()).as_deref())?);
     }
     if !d.per_foundation.is_empty() {

@@ -27,7 +27,12 @@ fn td_text(s: &str) -> String {
     format!("<td>{}</td>", esc(s))
 }
 
-fn band(s: f64) -> (&'static str, &'static str) {
+/// The band cell of S: its name and class, or a dash where the band (the
+/// MFQ-30's) does not apply.
+fn band(s: f64, applies: bool) -> (&'static str, &'static str) {
+    if !applies {
+        return ("–", "");
+    }
     match moralsweep_common::metrics::Band::of(s) {
         moralsweep_common::metrics::Band::Inside => ("inside", "band-in"),
         moralsweep_common::metrics::Band::Above => ("above", "band-out"),
@@ -70,7 +75,7 @@ fn overall_table(d: &ReportData) -> String {
     for i in order {
         let r = &d.overall[i];
         let f = d.failures.get(&r.model);
-        let (band_name, band_class) = band(r.s);
+        let (band_name, band_class) = band(r.s, d.s_band_applies());
         let runs = match (r.min_runs, r.median_runs, r.max_runs) {
             (Some(a), Some(b), Some(c)) => format!("{a} · {b} · {c}"),
             _ => "–".into(),
@@ -147,7 +152,7 @@ fn delta_table(d: &ReportData) -> String {
     let order = display_order(&d.deltas, |r| (&r.family, &r.variant, &r.family));
     for i in order {
         let r = &d.deltas[i];
-        let (band_name, band_class) = band(r.s);
+        let (band_name, band_class) = band(r.s, d.s_band_applies());
         let _ = writeln!(
             s,
             "<tr>{}{}{}{}{}{}{}{}{}{}{}{}{}{}<td class=\"{band_class}\">{band_name}</td></tr>",

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 /// Deltas against each family's base and the insecure-minus-secure excess.
 pub(super) fn compare_variants(report: &mut Report) {
+    let band_applies = report.s_band_applies();
     let mut groups: BTreeMap<(String, u64), Vec<&MetricRow>> = BTreeMap::new();
     for row in &report.overall {
         if row.family.is_empty() || row.variant.is_empty() {
@@ -71,7 +72,7 @@ pub(super) fn compare_variants(report: &mut Report) {
                 ds_pct: change(m.s, m.s_se(), b.s, b.s_se()),
                 dr_pct: change(m.r(), m.r_se(), b.r(), b.r_se()),
                 dsigma_pct: change(m.sigma_bar, m.sigma_bar_se(), b.sigma_bar, b.sigma_bar_se()),
-                band: Band::of(m.s),
+                band: band_applies.then(|| Band::of(m.s)),
             });
         }
         let of = |v: &str| -> Vec<&DeltaRow> {

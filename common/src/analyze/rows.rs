@@ -49,7 +49,9 @@ pub struct DeltaRow {
     pub ds_pct: (f64, f64),
     pub dr_pct: (f64, f64),
     pub dsigma_pct: (f64, f64),
-    pub band: Band,
+    /// Where S falls against the MFQ-30 band of frontier base models;
+    /// `None` for another instrument (the band is the MFQ's).
+    pub band: Option<Band>,
 }
 
 /// One row of `variant_excess.csv`: `dX_insecure - dX_secure` in percentage points.
@@ -165,4 +167,16 @@ pub struct Report {
     /// What the directory scan skipped (links to directories, dangling
     /// links, files that are not rating files).
     pub notes: Vec<String>,
+}
+
+impl Report {
+    /// Whether the S band (0.66 <= S <= 0.83, where prior work found 13
+    /// frontier base models on the MFQ-30) applies: the MFQ-30, or
+    /// logprob-only data (always MFQ-30). Another instrument's S has no
+    /// such reference.
+    pub fn s_band_applies(&self) -> bool {
+        self.instrument
+            .as_ref()
+            .is_none_or(|i| i.name == crate::instrument::DEFAULT_INSTRUMENT)
+    }
 }

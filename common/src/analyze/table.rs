@@ -75,22 +75,32 @@ impl Report {
             .unwrap_or(5)
             .max(5);
         if !self.overall.is_empty() {
+            let band_applies = self.s_band_applies();
             let _ = writeln!(
                 out,
-                "{:<width$}  {:>5}  {:>17}  {:>17}  {:>8}  S band",
-                "model", "T", "S ± se", "R ± se", "personas"
+                "{:<width$}  {:>5}  {:>17}  {:>17}  {:>8}{}",
+                "model",
+                "T",
+                "S ± se",
+                "R ± se",
+                "personas",
+                if band_applies { "  S band" } else { "" }
             );
             for r in &self.overall {
                 let m = &r.metrics;
                 let _ = writeln!(
                     out,
-                    "{:<width$}  {:>5}  {:>17}  {:>17}  {:>8}  {}",
+                    "{:<width$}  {:>5}  {:>17}  {:>17}  {:>8}{}",
                     r.model,
                     fmt_temperature(r.temperature),
                     format!("{:.3} ± {:.3}", m.s, m.s_se()),
                     format!("{:.2} ± {:.2}", m.r(), m.r_se()),
                     m.personas,
-                    Band::of(m.s).name()
+                    if band_applies {
+                        format!("  {}", Band::of(m.s).name())
+                    } else {
+                        String::new()
+                    }
                 );
             }
         }

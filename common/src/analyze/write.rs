@@ -369,7 +369,7 @@ impl Report {
                         fmt_float(d.ds_pct.1),
                         fmt_float(d.dr_pct.1),
                         fmt_float(d.dsigma_pct.1),
-                        d.band.name().to_string(),
+                        d.band.map_or("", |b| b.name()).to_string(),
                     ]
                 })
                 .collect(),

@@ -171,10 +171,12 @@ impl Provider for Gemini {
                 .map_or(pos, |i| i as usize);
             match slots.get_mut(i) {
                 Some(slot @ None) => *slot = Some(c),
-                _ => return Err(ProviderError::Retryable(format!(
+                _ => {
+                    return Err(ProviderError::Retryable(format!(
                     "model {:?}: candidate index {i} is repeated or not below candidateCount {n}",
                     self.core.model_key
-                ))),
+                )))
+                }
             }
         }
         let mut out: Vec<Completion> = slots.into_iter().map(|c| self.candidate(c, req)).collect();
