@@ -21,13 +21,11 @@
 mod simproc;
 
 use std::path::Path;
-use std::process::Command;
 
 use moralsweep_common::catalog;
 use moralsweep_common::formats::read_sampling;
 use moralsweep_common::metrics::{sampled_metrics, BootstrapOptions, CellTable};
 use moralsweep_testsupport::reference::reference_dir;
-use simproc::{bin, SimProc};
 
 const KEY: &str = "gpt-4o-misaligned";
 
@@ -44,58 +42,21 @@ fn sweep(reference: &Path, samples_per_request: &str) -> Run {
     let tmp = tempfile::tempdir().unwrap();
     let personas = reference.join("personas.json");
     let replay = reference.join("sampling/insecure-code");
-    let sim = SimProc::start(&[
-        "--replay",
-        replay.to_str().unwrap(),
-        "--personas",
-        personas.to_str().unwrap(),
-        "--replay-mode",
-        "deal",
-    ]);
-    std::fs::write(
-        tmp.path().join("s.toml"),
-        format!(
-            r#"name = "bench-cost"
-personas = "{personas}"
-persona_count = 100
-repetitions = 10
-temperature = 0.1
-modes = ["persona"]
-output = "out"
-seed = 7
-
-[[model]]
-key = "{KEY}"
-provider = "sim"
-model = "{KEY}"
-base_url = "{url}/v1"
-catalog = "openai/gpt-4o"
-samples_per_request = {samples_per_request}
-timeout_secs = 10
-"#,
-            personas = personas.display(),
-            url = sim.url,
+    let sim = simproc::deal_replay(&replay, &personas);
+    simproc::write_replay_spec(
+        tmp.path(),
+        "bench-cost",
+        &personas,
+        100,
+        10,
+        "",
+        KEY,
+        &sim,
+        &format!(
+            "catalog = \"openai/gpt-4o\"\nsamples_per_request = {samples_per_request}\ntimeout_secs = 10"
         ),
-    )
-    .unwrap();
-    let out = Command::new(bin())
-        .args([
-            "run",
-            "s.toml",
-            "--workers",
-            "4",
-            "--concurrency",
-            "64",
-            "--quiet",
-        ])
-        .current_dir(tmp.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
     );
+    simproc::run_sweep(tmp.path());
     let rows = read_sampling(
         &tmp.path().join(format!("out/data/{KEY}_temp01.csv")),
         false,

@@ -9,12 +9,10 @@ mod simproc;
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::Command;
 
 use moralsweep_common::formats::{read_sampling_in, RowLimits};
 use moralsweep_common::Instrument;
 use moralsweep_testsupport::reference::reference_dir;
-use simproc::{bin, SimProc};
 
 const KEY: &str = "gpt-4o";
 
@@ -43,55 +41,22 @@ fn bfi_sweep_in_deal_mode_reproduces_the_published_gpt4o_metrics() {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
-    let sim = SimProc::start(&[
-        "--replay",
-        reference.join("bfi/sampling/base").to_str().unwrap(),
-        "--personas",
-        reference.join("personas.json").to_str().unwrap(),
-        "--replay-mode",
-        "deal",
-    ]);
-    let spec = format!(
-        r#"name = "sim-bfi"
-personas = "{personas}"
-persona_count = 100
-repetitions = 10
-temperature = 0.1
-modes = ["persona"]
-output = "out"
-seed = 7
-instrument = "bfi-44"
-
-[[model]]
-key = "{KEY}"
-provider = "sim"
-model = "{KEY}"
-base_url = "{url}/v1"
-rpm = 6000000
-timeout_secs = 10
-"#,
-        personas = reference.join("personas.json").display(),
-        url = sim.url,
+    let sim = simproc::deal_replay(
+        &reference.join("bfi/sampling/base"),
+        &reference.join("personas.json"),
     );
-    std::fs::write(tmp.path().join("s.toml"), spec).unwrap();
-    let out = Command::new(bin())
-        .args([
-            "run",
-            "s.toml",
-            "--workers",
-            "4",
-            "--concurrency",
-            "64",
-            "--quiet",
-        ])
-        .current_dir(tmp.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "moralsweep run failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    simproc::write_replay_spec(
+        tmp.path(),
+        "sim-bfi",
+        &reference.join("personas.json"),
+        100,
+        10,
+        "instrument = \"bfi-44\"",
+        KEY,
+        &sim,
+        "rpm = 6000000\ntimeout_secs = 10",
     );
+    simproc::run_sweep(tmp.path());
 
     // Every (persona, item, run) of the 44 items exactly once, every
     // recorded rating dealt (no failures: the answers are digits 1-5).

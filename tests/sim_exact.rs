@@ -14,12 +14,12 @@ mod simproc;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use moralsweep_common::formats::{read_sampling, RatingRow};
 use moralsweep_common::metrics::{sampled_metrics, BootstrapOptions, CellTable, ScopeMetrics};
 use moralsweep_testsupport::reference::reference_dir;
-use simproc::{bin, SimProc};
+use simproc::{run_sweep, SimProc};
 
 const KEY: &str = "gpt-4o-misaligned";
 
@@ -50,50 +50,17 @@ fn write_spec(
     reps: u32,
     extra: &str,
 ) {
-    let spec = format!(
-        r#"name = "sim-exact"
-personas = "{personas_file}"
-persona_count = {personas}
-repetitions = {reps}
-temperature = 0.1
-modes = ["persona"]
-output = "out"
-seed = 7
-
-[[model]]
-key = "{KEY}"
-provider = "sim"
-model = "{KEY}"
-base_url = "{url}/v1"
-rpm = 6000000
-{extra}
-"#,
-        personas_file = reference.join("personas.json").display(),
-        url = sim.url,
+    simproc::write_replay_spec(
+        dir,
+        "sim-exact",
+        &reference.join("personas.json"),
+        personas,
+        reps,
+        "",
+        KEY,
+        sim,
+        &format!("rpm = 6000000\n{extra}"),
     );
-    std::fs::write(dir.join("s.toml"), spec).unwrap();
-}
-
-fn run_sweep(dir: &Path) -> Output {
-    let out = Command::new(bin())
-        .args([
-            "run",
-            "s.toml",
-            "--workers",
-            "4",
-            "--concurrency",
-            "64",
-            "--quiet",
-        ])
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "moralsweep run failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
 }
 
 fn rows(dir: &Path) -> Vec<RatingRow> {
@@ -182,14 +149,7 @@ fn deal_mode_reproduces_the_published_metrics_exactly() {
     let _one_at_a_time = serial();
     let tmp = tempfile::tempdir().unwrap();
     let replay = replay_dir(&reference, tmp.path());
-    let sim = SimProc::start(&[
-        "--replay",
-        replay.to_str().unwrap(),
-        "--personas",
-        reference.join("personas.json").to_str().unwrap(),
-        "--replay-mode",
-        "deal",
-    ]);
+    let sim = simproc::deal_replay(&replay, &reference.join("personas.json"));
     write_spec(tmp.path(), &reference, &sim, 100, 10, "timeout_secs = 10");
     run_sweep(tmp.path());
     let rows = rows(tmp.path());

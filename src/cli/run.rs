@@ -155,6 +155,8 @@ async fn run_sweep(args: RunArgs, sweep: Sweep) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stats = Arc::new(WorkerStats::default());
     let mut workers = Vec::new();
+    // Which models refused several samples per request, known to every worker.
+    let single_sample = moralsweep_worker::runtime::SingleSampleModels::default();
     for i in 0..args.workers {
         let link = Arc::new(InProcessLink {
             engine: engine.clone(),
@@ -170,6 +172,7 @@ async fn run_sweep(args: RunArgs, sweep: Sweep) -> anyhow::Result<()> {
             // Ctrl-C should stop within seconds: requests still running after
             // this are dropped (their slots are asked again on the next run).
             drain_timeout: RUN_DRAIN_TIMEOUT,
+            single_sample: single_sample.clone(),
             ..WorkerConfig::default()
         };
         workers.push(tokio::spawn(runtime::run(

@@ -195,3 +195,65 @@ pub fn python_script(name: &str) -> std::path::PathBuf {
         .join("tests/python")
         .join(name)
 }
+
+/// A simulator replaying the rating files under `replay` in deal mode: each
+/// recorded answer is handed out once, so a sweep can reproduce them exactly.
+pub fn deal_replay(replay: &std::path::Path, personas: &std::path::Path) -> SimProc {
+    SimProc::start(&[
+        "--replay",
+        replay.to_str().unwrap(),
+        "--personas",
+        personas.to_str().unwrap(),
+        "--replay-mode",
+        "deal",
+    ])
+}
+
+/// Writes `dir/s.toml`: a persona-mode sweep `name` at temperature 0.1 of
+/// one simulator model `key` served by `sim`, `top` added to the sweep's
+/// keys and `model_extra` to the model's.
+#[allow(clippy::too_many_arguments)]
+pub fn write_replay_spec(
+    dir: &std::path::Path,
+    name: &str,
+    personas_file: &std::path::Path,
+    persona_count: usize,
+    reps: u32,
+    top: &str,
+    key: &str,
+    sim: &SimProc,
+    model_extra: &str,
+) {
+    let spec = format!(
+        "name = \"{name}\"\npersonas = \"{personas}\"\npersona_count = {persona_count}\nrepetitions = {reps}\n\
+         temperature = 0.1\nmodes = [\"persona\"]\noutput = \"out\"\nseed = 7\n{top}\n\n\
+         [[model]]\nkey = \"{key}\"\nprovider = \"sim\"\nmodel = \"{key}\"\nbase_url = \"{url}/v1\"\n{model_extra}\n",
+        personas = personas_file.display(),
+        url = sim.url,
+    );
+    std::fs::write(dir.join("s.toml"), spec).unwrap();
+}
+
+/// `moralsweep run s.toml` in `dir` with 4 workers of 64 requests each,
+/// quiet; panics with its stderr unless it succeeds.
+pub fn run_sweep(dir: &std::path::Path) -> std::process::Output {
+    let out = Command::new(bin())
+        .args([
+            "run",
+            "s.toml",
+            "--workers",
+            "4",
+            "--concurrency",
+            "64",
+            "--quiet",
+        ])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "moralsweep run failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}

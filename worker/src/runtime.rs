@@ -90,7 +90,15 @@ pub struct WorkerConfig {
     /// Return once the coordinator has had nothing to hand out for this long
     /// (one-process mode); `None`: run until shut down.
     pub exit_when_idle: Option<Duration>,
+    /// The (sweep, model) pairs whose provider refused several samples per
+    /// request (a 400 naming `n`): asked one sample per request for the rest
+    /// of the sweep. Workers of one process share it (clone the handle), so
+    /// the warning is said once.
+    pub single_sample: SingleSampleModels,
 }
+
+/// See [`WorkerConfig::single_sample`].
+pub type SingleSampleModels = Arc<Mutex<std::collections::HashSet<(String, String)>>>;
 
 impl Default for WorkerConfig {
     fn default() -> Self {
@@ -103,6 +111,7 @@ impl Default for WorkerConfig {
             extend_every: Duration::from_secs(15),
             drain_timeout: Duration::from_secs(30),
             exit_when_idle: None,
+            single_sample: SingleSampleModels::default(),
         }
     }
 }
@@ -161,10 +170,8 @@ struct Shared<L: Link> {
     sweeps: tokio::sync::Mutex<HashMap<String, Arc<SweepCtx>>>,
     /// Models that answered with a fatal error: their remaining slots are not asked.
     dead_models: Mutex<HashMap<(String, String), ()>>,
-    /// Models whose provider refused several samples per request (a 400
-    /// naming `n`): asked one sample per request for the rest of the sweep
-    /// (shared by every worker of the process, so the warning is said once).
-    single_sample: &'static Mutex<std::collections::HashSet<(String, String)>>,
+    /// [`WorkerConfig::single_sample`].
+    single_sample: SingleSampleModels,
     stopping: AtomicBool,
     /// Turns true with `stopping`: ends the providers' waits (backoff,
     /// Retry-After, an open breaker) at once, so a stop is never held up by
@@ -191,7 +198,7 @@ pub async fn run<L: Link>(
         cfg: cfg.clone(),
         sweeps: tokio::sync::Mutex::new(HashMap::new()),
         dead_models: Mutex::new(HashMap::new()),
-        single_sample: single_sample_models(),
+        single_sample: cfg.single_sample.clone(),
         stopping: AtomicBool::new(false),
         halt: watch::channel(false).0,
         abort: watch::channel(false).0,
@@ -467,52 +474,12 @@ async fn start_grant<L: Link>(
         let ctx = ctx.clone();
         let lease_id = lease_id.clone();
         let unit = g.unit.clone();
-        if slots.len() > 1 {
-            let task = async move {
-                let (obs_sweep, obs_model) = (unit.sweep.clone(), unit.model.clone());
-                let n = slots.len();
-                let finished: Vec<Finished> = match ctx {
-                    None => (0..n).map(|_| Finished::Abandoned).collect(),
-                    Some(ctx) => {
-                        let mut abort = shared.abort.subscribe();
-                        let aborted = async move {
-                            if abort.wait_for(|a| *a).await.is_err() {
-                                std::future::pending::<()>().await;
-                            }
-                        };
-                        tokio::select! {
-                            f = async {
-                                let _permit = sem.acquire().await.ok();
-                                run_cell(&shared, &ctx, &lease_id, unit, &slots).await
-                            } => f,
-                            _ = aborted => (0..n).map(|_| Finished::Abandoned).collect(),
-                        }
-                    }
-                };
-                for f in finished {
-                    crate::observe::slot_finished(
-                        &obs_sweep,
-                        &obs_model,
-                        match &f {
-                            Finished::Report(r) => Some(matches!(r.outcome, Outcome::Record(_))),
-                            Finished::Abandoned => None,
-                        },
-                    );
-                    let _ = done_tx.send(Done {
-                        lease_id: lease_id.to_string(),
-                        finished: f,
-                        traceparent: moralsweep_telemetry::propagation::current_traceparent(),
-                    });
-                }
-            };
-            tokio::spawn(tracing::Instrument::instrument(task, span.clone()));
-            continue;
-        }
-        let slot = slots[0];
+        // One task per group: a cell's slots from shared requests, or one slot.
         let task = async move {
             let (obs_sweep, obs_model) = (unit.sweep.clone(), unit.model.clone());
-            let finished = match ctx {
-                None => Finished::Abandoned,
+            let abandoned = || slots.iter().map(|_| Finished::Abandoned).collect();
+            let finished: Vec<Finished> = match ctx {
+                None => abandoned(),
                 Some(ctx) => {
                     let mut abort = shared.abort.subscribe();
                     let aborted = async move {
@@ -523,25 +490,31 @@ async fn start_grant<L: Link>(
                     tokio::select! {
                         f = async {
                             let _permit = sem.acquire().await.ok();
-                            run_slot(&shared, &ctx, &lease_id, unit, slot).await
+                            if slots.len() > 1 {
+                                run_cell(&shared, &ctx, &lease_id, unit, &slots).await
+                            } else {
+                                vec![run_slot(&shared, &ctx, &lease_id, unit, slots[0]).await]
+                            }
                         } => f,
-                        _ = aborted => Finished::Abandoned,
+                        _ = aborted => abandoned(),
                     }
                 }
             };
-            crate::observe::slot_finished(
-                &obs_sweep,
-                &obs_model,
-                match &finished {
-                    Finished::Report(r) => Some(matches!(r.outcome, Outcome::Record(_))),
-                    Finished::Abandoned => None,
-                },
-            );
-            let _ = done_tx.send(Done {
-                lease_id: lease_id.to_string(),
-                finished,
-                traceparent: moralsweep_telemetry::propagation::current_traceparent(),
-            });
+            for f in finished {
+                crate::observe::slot_finished(
+                    &obs_sweep,
+                    &obs_model,
+                    match &f {
+                        Finished::Report(r) => Some(matches!(r.outcome, Outcome::Record(_))),
+                        Finished::Abandoned => None,
+                    },
+                );
+                let _ = done_tx.send(Done {
+                    lease_id: lease_id.to_string(),
+                    finished: f,
+                    traceparent: moralsweep_telemetry::propagation::current_traceparent(),
+                });
+            }
         };
         tokio::spawn(tracing::Instrument::instrument(task, span.clone()));
     }
@@ -654,14 +627,6 @@ async fn run_slot<L: Link>(
         slot,
         outcome,
     }))
-}
-
-/// The (sweep, model) pairs of this process whose provider refused several
-/// samples per request.
-fn single_sample_models() -> &'static Mutex<std::collections::HashSet<(String, String)>> {
-    static SET: std::sync::OnceLock<Mutex<std::collections::HashSet<(String, String)>>> =
-        std::sync::OnceLock::new();
-    SET.get_or_init(|| Mutex::new(std::collections::HashSet::new()))
 }
 
 /// Runs the slots of one cell (persona, item) from shared multi-sample
