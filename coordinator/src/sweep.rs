@@ -127,10 +127,11 @@ pub fn unit_label(model: &str, mode: Mode) -> String {
     format!("{model}/{mode}")
 }
 
-/// The token count of one request of a unit (its prompt counted with the
-/// model's tokenizer, `moralsweep_common::tokens`, plus one output token),
-/// used to pace tokens per minute before the real usage is known.
-pub fn tokens_estimate(record: &SweepRecord, model: &ModelSpec, mode: Mode) -> u64 {
+/// The token count of one request of a unit for `samples` samples (its
+/// prompt counted once with the model's tokenizer,
+/// `moralsweep_common::tokens`, plus one output token per sample), used to
+/// pace tokens per minute before the real usage is known.
+pub fn tokens_estimate(record: &SweepRecord, model: &ModelSpec, mode: Mode, samples: u32) -> u64 {
     let instrument = record
         .spec
         .instrument()
@@ -143,5 +144,18 @@ pub fn tokens_estimate(record: &SweepRecord, model: &ModelSpec, mode: Mode) -> u
             instrument.persona_prompt(p, item)
         }
     };
-    Tokenizer::for_model(&model.provider, &model.model).request_tokens(&prompt, 1)
+    Tokenizer::for_model(&model.provider, &model.model).request_tokens(&prompt, samples.max(1))
+}
+
+/// How many consecutive slots of a unit one request answers: a persona's
+/// (or the self) repetitions of one item when the model draws several
+/// samples per request (`samples_per_request`, the catalog's cap), else 1.
+/// The coordinator grants such units in whole cells and takes one request
+/// permit per cell, so that a cell is one request, not one per slot.
+pub fn cell_size(record: &SweepRecord, model: &ModelSpec, mode: Mode) -> u32 {
+    let reps = record.spec.repetitions.max(1);
+    match mode {
+        Mode::Persona | Mode::SelfMode if model.profile().samples_for(reps) > 1 => reps,
+        _ => 1,
+    }
 }

@@ -84,6 +84,48 @@ async fn sweeps_create_update_list_delete(s: Arc<dyn Store>) {
     s.ping().await.unwrap();
 }
 
+async fn grant_cells_never_splits_a_fresh_cell(s: Arc<dyn Store>) {
+    let u = unit("cells", "m");
+    // Cells of 4 in 0..10, the last one short (8, 9): room for ten takes
+    // all three.
+    assert_eq!(
+        s.grant_cells(&u, 10, 10, 4, "c1", "w", FAR).await.unwrap(),
+        vec![0, 1, 2, 3, 4, 5, 6, 7, 8, 9]
+    );
+    let v = unit("cells", "n");
+    assert_eq!(
+        // Room for 6: one cell, never half of the second.
+        s.grant_cells(&v, 10, 6, 4, "c2", "w", FAR).await.unwrap(),
+        vec![0, 1, 2, 3]
+    );
+    // Less room than a cell: nothing fresh, and no lease is stored.
+    assert!(s
+        .grant_cells(&v, 10, 3, 4, "c3", "w", FAR)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(s.leases().await.unwrap().iter().all(|l| l.id != "c3"));
+    // A cursor left inside a cell by a single-slot grant completes the cell
+    // first, then whole cells again.
+    assert_eq!(s.grant(&v, 10, 1, "c4", "w", FAR).await.unwrap(), vec![4]);
+    assert_eq!(
+        s.grant_cells(&v, 10, 4, 4, "c5", "w", FAR).await.unwrap(),
+        vec![5, 6, 7]
+    );
+    // Recorded slots of a cell are skipped, the cell still taken whole.
+    s.record(&v, None, &[rec(9, "late")]).await.unwrap();
+    assert_eq!(
+        s.grant_cells(&v, 10, 4, 4, "c6", "w", FAR).await.unwrap(),
+        vec![8]
+    );
+    // The retry queue comes first, slot by slot, as with single grants.
+    assert_eq!(s.release("c2").await.unwrap(), 4);
+    assert_eq!(
+        s.grant_cells(&v, 10, 3, 4, "c7", "w", FAR).await.unwrap(),
+        vec![0, 1, 2]
+    );
+}
+
 async fn grant_retry_first_then_fresh_never_beyond_total(s: Arc<dyn Store>) {
     let u = unit("s1", "m");
     assert_eq!(
@@ -496,7 +538,14 @@ struct Model {
 }
 
 impl Model {
-    fn grant(&mut self, u: &UnitKey, total: u32, max: u32, id: &str, deadline: u64) -> Vec<u32> {
+    fn grant(
+        &mut self,
+        u: &UnitKey,
+        total: u32,
+        (max, cell): (u32, u32),
+        id: &str,
+        deadline: u64,
+    ) -> Vec<u32> {
         let mut got = Vec::new();
         if max == 0 {
             return got;
@@ -508,12 +557,19 @@ impl Model {
                 got.push(slot);
             }
         }
+        // Fresh slots in whole cells; a cursor inside a cell completes it.
         let cursor = self.cursor.entry(u.clone()).or_default();
-        while got.len() < max as usize && *cursor < total {
-            if !self.results.contains_key(&(u.clone(), *cursor)) {
-                got.push(*cursor);
+        while *cursor < total {
+            let end = (*cursor / cell * cell + cell).min(total);
+            if got.len() + (end - *cursor) as usize > max as usize {
+                break;
             }
-            *cursor += 1;
+            for slot in *cursor..end {
+                if !self.results.contains_key(&(u.clone(), slot)) {
+                    got.push(slot);
+                }
+            }
+            *cursor = end;
         }
         if !got.is_empty() {
             self.leases.insert(
@@ -583,6 +639,16 @@ impl Rng {
 }
 
 async fn random_operations_match_the_model(s: Arc<dyn Store>) {
+    random_operations(s, [1, 1, 1]).await;
+}
+
+/// The same with cell grants: units whose slots come in cells of 3 and 7
+/// (the last cell of the second unit is short) beside a unit of single slots.
+async fn random_cell_operations_match_the_model(s: Arc<dyn Store>) {
+    random_operations(s, [3, 7, 1]).await;
+}
+
+async fn random_operations(s: Arc<dyn Store>, cells: [u32; 3]) {
     let units = [unit("a", "m1"), unit("a", "m2"), unit("b", "m1")];
     let totals = [40u32, 25, 60];
     let mut m = Model::default();
@@ -599,11 +665,14 @@ async fn random_operations_match_the_model(s: Arc<dyn Store>) {
                 let max = rng.below(9) as u32;
                 let id = format!("l{step}");
                 let deadline = now + rng.below(400);
-                let want = m.grant(&units[k], totals[k], max, &id, deadline);
-                let got = s
-                    .grant(&units[k], totals[k], max, &id, "w", deadline)
-                    .await
-                    .unwrap();
+                let want = m.grant(&units[k], totals[k], (max, cells[k]), &id, deadline);
+                let got = if cells[k] == 1 {
+                    s.grant(&units[k], totals[k], max, &id, "w", deadline).await
+                } else {
+                    s.grant_cells(&units[k], totals[k], max, cells[k], &id, "w", deadline)
+                        .await
+                }
+                .unwrap();
                 assert_eq!(got, want, "step {step}: grant");
                 granted += got.len();
                 if !got.is_empty() {
@@ -770,6 +839,8 @@ suite!(embedded_store, embedded();
     concurrent_grants_never_share_a_slot,
     delete_sweep_removes_units_results_and_leases,
     random_operations_match_the_model,
+    grant_cells_never_splits_a_fresh_cell,
+    random_cell_operations_match_the_model,
 );
 
 suite!(redis_store, redis();
@@ -781,6 +852,8 @@ suite!(redis_store, redis();
     concurrent_grants_never_share_a_slot,
     delete_sweep_removes_units_results_and_leases,
     random_operations_match_the_model,
+    grant_cells_never_splits_a_fresh_cell,
+    random_cell_operations_match_the_model,
 );
 
 // ----------------------------------------------------------------------

@@ -24,6 +24,7 @@ pub fn grant_to_pb(g: &Grant) -> pb::Lease {
         slots: g.slots.clone(),
         deadline_ms: g.deadline_ms,
         rate_group: g.rate_group.clone(),
+        permits: g.permits,
     }
 }
 
@@ -38,6 +39,7 @@ pub fn grant_from_pb(l: pb::Lease) -> Result<Grant, String> {
         slots: l.slots,
         deadline_ms: l.deadline_ms,
         rate_group: l.rate_group,
+        permits: l.permits,
     })
 }
 

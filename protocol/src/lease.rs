@@ -12,6 +12,11 @@ pub struct Grant {
     pub slots: Vec<u32>,
     pub deadline_ms: u64,
     pub rate_group: String,
+    /// Request permits of `rate_group` the coordinator took for these slots
+    /// (one per slot, or one per cell when a cell's samples come from one
+    /// request); the worker's first requests spend them before asking for
+    /// more. 0 from a coordinator that predates the field: one per slot.
+    pub permits: u32,
 }
 
 /// The answer to a lease call.

@@ -419,7 +419,12 @@ async fn start_grant<L: Link>(
     outstanding: &Arc<AtomicU64>,
 ) {
     let n = g.slots.len();
-    shared.permits.add(&g.rate_group, n as u64);
+    let prepaid = if g.permits > 0 {
+        g.permits as u64
+    } else {
+        n as u64
+    };
+    shared.permits.add(&g.rate_group, prepaid);
     held.lock()
         .unwrap_or_else(|e| e.into_inner())
         .insert(g.lease_id.clone(), n);

@@ -50,28 +50,36 @@ impl Engine {
                         if !s.unit_runnable(u) || u.idle_until.is_some_and(|t| now < t) {
                             continue;
                         }
-                        let permits = self.rates.take(&u.group, left, u.tokens_each);
+                        // Whole cells, one permit each, where a cell's
+                        // samples come from one request and a cell fits.
+                        let (cell, tokens) = if u.cell > 1 && left >= u.cell {
+                            (u.cell, u.tokens_cell)
+                        } else {
+                            (1, u.tokens_each)
+                        };
+                        let permits = self.rates.take(&u.group, left / cell, tokens);
                         if permits == 0 {
                             let w = self.rates.next_ready(&u.group);
                             wait = Some(wait.map_or(w, |x| x.min(w)));
                             continue;
                         }
-                        found = Some((u.key.clone(), u.total, permits, u.group.clone()));
+                        found = Some((u.key.clone(), u.total, permits, cell, u.group.clone()));
                         break;
                     }
                     found
                 }
             };
-            let Some((key, total, permits, group)) = pick else {
+            let Some((key, total, permits, cell, group)) = pick else {
                 break;
             };
             let lease_id = self.next_lease_id();
             let deadline_ms = now_ms() + self.cfg.lease_ttl.as_millis() as u64;
+            let want = permits * cell;
             let slots = self
                 .store
-                .grant(&key, total, permits, &lease_id, worker, deadline_ms)
+                .grant_cells(&key, total, want, cell, &lease_id, worker, deadline_ms)
                 .await?;
-            if (slots.len() as u32) < permits {
+            if (slots.len() as u32) < want {
                 // Nothing more to hand out until leases come back.
                 let mut st = self.lock();
                 if let Some(u) = find_unit_mut(&mut st, &key) {
@@ -82,6 +90,9 @@ impl Engine {
                 continue;
             }
             left -= slots.len() as u32;
+            // The permits the granted slots used (retried slots of a cell may
+            // come without the rest of it).
+            let used = permits.min((slots.len() as u32).div_ceil(cell));
             moralsweep_telemetry::metrics::global().lease_granted(1);
             out.grants.push(Grant {
                 lease_id,
@@ -89,6 +100,7 @@ impl Engine {
                 slots,
                 deadline_ms,
                 rate_group: group,
+                permits: used,
             });
         }
         if out.grants.is_empty() {

@@ -22,7 +22,7 @@ use tokio::task::JoinHandle;
 
 use crate::pacing::{Limits, RateGroups};
 use crate::store::{Store, StoreError};
-use crate::sweep::{tokens_estimate, unit_label, SweepRecord, SweepState};
+use crate::sweep::{cell_size, tokens_estimate, unit_label, SweepRecord, SweepState};
 use moralsweep_protocol::{
     Grant, LeaseOutcome, Outcome, ReportOutcome, SlotReport, SweepProgress, UnitKey, UnitProgress,
 };
@@ -92,7 +92,13 @@ struct UnitRt {
     total: u32,
     done: u64,
     group: String,
+    /// Estimated tokens of one single-slot request.
     tokens_each: u64,
+    /// Slots per cell ([`cell_size`]): leases take whole cells and one
+    /// request permit per cell when more than 1.
+    cell: u32,
+    /// Estimated tokens of a cell's request (input once, output per sample).
+    tokens_cell: u64,
     /// The store had nothing to grant recently: skip the unit until then
     /// (cleared when slots come back).
     idle_until: Option<Instant>,
@@ -162,9 +168,12 @@ fn build_units(record: &SweepRecord) -> Vec<UnitRt> {
         .into_iter()
         .map(|(key, shape)| {
             let model = record.model(&key.model).expect("unit of a known model");
+            let cell = cell_size(record, model, key.mode);
             UnitRt {
                 group: model.rate_group().to_string(),
-                tokens_each: tokens_estimate(record, model, key.mode),
+                tokens_each: tokens_estimate(record, model, key.mode, 1),
+                cell,
+                tokens_cell: tokens_estimate(record, model, key.mode, cell),
                 total: u32::try_from(shape.len()).unwrap_or(u32::MAX),
                 done: 0,
                 key,

@@ -395,3 +395,42 @@ async fn many_sweeps_with_dozens_of_models_at_once() {
             .exists());
     }
 }
+
+/// An engine running one sweep of gpt-4o persona units with 4 repetitions,
+/// `extra` added to the model's settings.
+async fn cells_engine(dir: &std::path::Path, extra: &str) -> Arc<Engine> {
+    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.join("store.redb")).unwrap());
+    let e = engine(store, dir, Duration::from_secs(30));
+    let text = format!(
+        "name = \"cells\"\npersonas = \"p.json\"\noutput = \"out\"\nrepetitions = 4\nmodes = [\"persona\"]\n\
+         [[model]]\nkey = \"m\"\nprovider = \"openai\"\nmodel = \"gpt-4o\"\n{extra}"
+    );
+    let sp = SweepSpec::parse(&text, std::path::Path::new("s.toml")).unwrap();
+    e.submit(sp, personas(), dir.join("cells")).await.unwrap();
+    e
+}
+
+/// The slots and prepaid permits of the one grant a lease call returns.
+async fn one_grant(e: &Engine, max: u32) -> (Vec<u32>, u32) {
+    let g = e.lease("w", max).await.unwrap().grants;
+    assert_eq!(g.len(), 1, "{g:?}");
+    (g[0].slots.clone(), g[0].permits)
+}
+
+#[tokio::test]
+async fn multi_sample_units_are_leased_in_whole_cells_one_permit_each() {
+    // gpt-4o draws several samples per request (the catalog's `n`).
+    let dir = tempfile::tempdir().unwrap();
+    let e = cells_engine(dir.path(), "").await;
+    // Room for 10: two whole cells of 4, one request permit each.
+    assert_eq!(one_grant(&e, 10).await, ((0..8).collect(), 2));
+    // Less room than a cell: single slots rather than nothing.
+    assert_eq!(one_grant(&e, 3).await, ((8..11).collect(), 3));
+    // The cell left open is completed first, then whole cells again.
+    assert_eq!(one_grant(&e, 12).await, ((11..20).collect(), 3));
+
+    // Told to draw one sample per request: a slot and a permit each.
+    let dir = tempfile::tempdir().unwrap();
+    let e = cells_engine(dir.path(), "samples_per_request = 1\n").await;
+    assert_eq!(one_grant(&e, 10).await, ((0..10).collect(), 10));
+}

@@ -327,11 +327,12 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn grant(
+    async fn grant_cells(
         &self,
         unit: &UnitKey,
         total: u32,
         max: u32,
+        cell: u32,
         lease_id: &str,
         worker: &str,
         deadline_ms: u64,
@@ -388,11 +389,18 @@ impl Store for EmbeddedStore {
                 .map_err(|e| be(&e))?
                 .map(|v| v.value())
                 .unwrap_or((0, 0));
-            while granted.len() < max as usize && cursor < total {
-                if !recorded(cursor)? {
-                    granted.push(cursor);
+            let cell = cell.max(1);
+            while cursor < total {
+                let stop = (cursor - cursor % cell).saturating_add(cell).min(total);
+                if granted.len() + (stop - cursor) as usize > max as usize {
+                    break;
                 }
-                cursor += 1;
+                while cursor < stop {
+                    if !recorded(cursor)? {
+                        granted.push(cursor);
+                    }
+                    cursor += 1;
+                }
             }
             units
                 .insert(prefix.as_slice(), (cursor, done))

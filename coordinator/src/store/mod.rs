@@ -104,6 +104,29 @@ pub trait Store: Send + Sync + 'static {
         lease_id: &str,
         worker: &str,
         deadline_ms: u64,
+    ) -> StoreResult<Vec<u32>> {
+        self.grant_cells(unit, total, max, 1, lease_id, worker, deadline_ms)
+            .await
+    }
+
+    /// [`Store::grant`] for a unit whose slots come in cells of `cell`
+    /// consecutive slots (a persona's repetitions of one item, drawn from
+    /// one multi-sample request): fresh slots are taken from the cursor in
+    /// whole cells, a cell only if all of it fits within `max`, and a cursor
+    /// left inside a cell (by an earlier grant with a smaller cell) first
+    /// completes that cell. So a cell is never split between two leases
+    /// unless its slots come back through the retry queue. `cell` 1 is
+    /// [`Store::grant`]; the retry queue is taken as there.
+    #[allow(clippy::too_many_arguments)]
+    async fn grant_cells(
+        &self,
+        unit: &UnitKey,
+        total: u32,
+        max: u32,
+        cell: u32,
+        lease_id: &str,
+        worker: &str,
+        deadline_ms: u64,
     ) -> StoreResult<Vec<u32>>;
 
     /// Records results of `unit`: each slot's record is written only if the

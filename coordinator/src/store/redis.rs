@@ -317,6 +317,7 @@ impl RedisStore {
         unit: &UnitKey,
         total: u32,
         max: u32,
+        cell: u32,
         lease_id: &str,
         worker: &str,
         deadline_ms: u64,
@@ -344,7 +345,8 @@ impl RedisStore {
             .arg(unit.mode.name())
             .arg(&up)
             .arg(format!("{p}r:{up}:"))
-            .arg(BUCKET);
+            .arg(BUCKET)
+            .arg(cell.max(1));
         let got: Vec<u32> = retrying!(self, "grant", |con| inv
             .invoke_async::<Vec<u32>>(&mut con)
             .await)?;
@@ -499,17 +501,18 @@ impl Store for RedisStore {
         Ok(())
     }
 
-    async fn grant(
+    async fn grant_cells(
         &self,
         unit: &UnitKey,
         total: u32,
         max: u32,
+        cell: u32,
         lease_id: &str,
         worker: &str,
         deadline_ms: u64,
     ) -> StoreResult<Vec<u32>> {
         let op = self.op_id();
-        self.grant_op(unit, total, max, lease_id, worker, deadline_ms, &op)
+        self.grant_op(unit, total, max, cell, lease_id, worker, deadline_ms, &op)
             .await
     }
 
@@ -660,10 +663,15 @@ mod tests {
             model: "m".into(),
             mode: Mode::Persona,
         };
-        let g1 = s.grant_op(&u, 10, 3, "l1", "w", 99, "op-g").await.unwrap();
+        let g1 = s
+            .grant_op(&u, 10, 3, 1, "l1", "w", 99, "op-g")
+            .await
+            .unwrap();
         assert_eq!(g1, vec![0, 1, 2]);
         assert_eq!(
-            s.grant_op(&u, 10, 3, "l1", "w", 99, "op-g").await.unwrap(),
+            s.grant_op(&u, 10, 3, 1, "l1", "w", 99, "op-g")
+                .await
+                .unwrap(),
             g1
         );
         assert_eq!(s.leases().await.unwrap().len(), 1);
@@ -681,10 +689,13 @@ mod tests {
             vec![false, false]
         );
         // The empty-grant outcome replays too.
-        let e = s.grant_op(&u, 0, 3, "l2", "w", 99, "op-e").await.unwrap();
+        let e = s
+            .grant_op(&u, 0, 3, 1, "l2", "w", 99, "op-e")
+            .await
+            .unwrap();
         assert!(e.is_empty());
         assert!(s
-            .grant_op(&u, 0, 3, "l2", "w", 99, "op-e")
+            .grant_op(&u, 0, 3, 1, "l2", "w", 99, "op-e")
             .await
             .unwrap()
             .is_empty());

@@ -24,9 +24,14 @@ while #got < max do
 end
 local cursor = tonumber(redis.call('HGET', KEYS[1], 'cursor') or '0')
 local start = cursor
-while #got < max and cursor < total do
-  if not recorded(cursor) then got[#got + 1] = cursor end
-  cursor = cursor + 1
+local cell = math.max(1, tonumber(ARGV[11] or '1'))
+while cursor < total do
+  local stop = math.min(cursor - (cursor % cell) + cell, total)
+  if #got + (stop - cursor) > max then break end
+  while cursor < stop do
+    if not recorded(cursor) then got[#got + 1] = cursor end
+    cursor = cursor + 1
+  end
 end
 if cursor ~= start then redis.call('HSET', KEYS[1], 'cursor', string.format('%d', cursor)) end
 redis.call('SADD', KEYS[3], KEYS[1], KEYS[2])
