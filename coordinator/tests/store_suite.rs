@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use moralsweep_common::Mode;
 use moralsweep_coordinator::store::{open_store, EmbeddedStore, Lease, RedisStore, Store};
-use moralsweep_protocol::UnitKey;
+use moralsweep_protocol::{BatchRecord, UnitKey};
 use moralsweep_testsupport::{Persistence, RedisServer};
 
 const FAR: u64 = u64::MAX / 4;
@@ -82,6 +82,113 @@ async fn sweeps_create_update_list_delete(s: Arc<dyn Store>) {
     // Deleting twice (or a missing sweep) is fine.
     s.delete_sweep("b").await.unwrap();
     s.ping().await.unwrap();
+}
+
+fn batch(u: &UnitKey, id: &str, slots: &[u32], worker: &str, deadline_ms: u64) -> BatchRecord {
+    BatchRecord {
+        id: id.into(),
+        unit: u.clone(),
+        slots: slots.to_vec(),
+        provider_id: None,
+        worker: worker.into(),
+        deadline_ms,
+        created_ms: 7,
+    }
+}
+
+async fn batches_own_their_slots_until_closed(s: Arc<dyn Store>) {
+    let u = unit("bs", "m");
+    s.create_sweep("bs", b"r").await.unwrap();
+    assert_eq!(
+        s.grant(&u, 20, 6, "l1", "w1", FAR).await.unwrap(),
+        vec![0, 1, 2, 3, 4, 5]
+    );
+    // Only slots the named leases hold go into the batch (9 is nobody's).
+    let b = s
+        .open_batch(&["l1".into()], &batch(&u, "b1", &[2, 0, 1, 9], "w1", 100))
+        .await
+        .unwrap();
+    assert_eq!(b, batch(&u, "b1", &[0, 1, 2], "w1", 100));
+    // A retried open returns the stored record, whatever it is asked.
+    assert_eq!(
+        s.open_batch(&["l1".into()], &batch(&u, "b1", &[3], "w9", 5))
+            .await
+            .unwrap(),
+        b
+    );
+    // The lease keeps the rest; releasing it never requeues batch slots,
+    // and neither does reclaiming expired leases.
+    let leases = s.leases().await.unwrap();
+    assert_eq!(leases.len(), 1);
+    assert_eq!(leases[0].slots, vec![3, 4, 5]);
+    assert_eq!(s.release("l1").await.unwrap(), 3);
+    assert!(s.reclaim_expired(FAR).await.unwrap().is_empty());
+    assert_eq!(
+        s.grant(&u, 20, 4, "l2", "w1", FAR).await.unwrap(),
+        vec![3, 4, 5, 6]
+    );
+    // A batch whose slots all left: nothing stored, its lease emptied is gone.
+    let none = s
+        .open_batch(&["l2".into()], &batch(&u, "b0", &[0, 1], "w1", 100))
+        .await
+        .unwrap();
+    assert!(none.slots.is_empty());
+    let emptied = s
+        .open_batch(&["l2".into()], &batch(&u, "b2", &[3, 4, 5, 6], "w1", FAR))
+        .await
+        .unwrap();
+    assert_eq!(emptied.slots, vec![3, 4, 5, 6]);
+    assert!(
+        s.leases().await.unwrap().is_empty(),
+        "lease l2 gave all its slots"
+    );
+    // The provider's id, the holder's deadline.
+    assert!(s.batch_submitted("bs", "b1", "batch_abc").await.unwrap());
+    assert!(!s.batch_submitted("bs", "nope", "x").await.unwrap());
+    assert!(!s.extend_batch("bs", "b1", "w2", 150).await.unwrap());
+    assert!(s.extend_batch("bs", "b1", "w1", 150).await.unwrap());
+    let open = s.batches().await.unwrap();
+    assert_eq!(open.len(), 2);
+    assert_eq!(open[0].provider_id.as_deref(), Some("batch_abc"));
+    assert_eq!((open[0].worker.as_str(), open[0].deadline_ms), ("w1", 150));
+    // Before its deadline nobody else takes it; after, another worker does,
+    // with the provider id (to poll, never to resubmit).
+    assert!(s
+        .claim_batches("w2", 150, 500, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let claimed = s.claim_batches("w2", 151, 500, 10).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(
+        (
+            claimed[0].id.as_str(),
+            claimed[0].worker.as_str(),
+            claimed[0].deadline_ms
+        ),
+        ("b1", "w2", 500)
+    );
+    assert_eq!(claimed[0].provider_id.as_deref(), Some("batch_abc"));
+    assert_eq!(claimed[0].slots, vec![0, 1, 2]);
+    assert!(
+        !s.extend_batch("bs", "b1", "w1", 900).await.unwrap(),
+        "w1 lost it"
+    );
+    // Results are recorded without a lease; closing requeues the rest.
+    assert_eq!(
+        s.record(&u, None, &[rec(1, "b")]).await.unwrap(),
+        vec![true]
+    );
+    assert_eq!(s.close_batch("bs", "b1").await.unwrap(), 2);
+    assert_eq!(s.close_batch("bs", "b1").await.unwrap(), 0, "closed once");
+    assert_eq!(s.batches().await.unwrap().len(), 1);
+    assert_eq!(
+        s.grant(&u, 20, 3, "l3", "w1", FAR).await.unwrap(),
+        vec![0, 2, 7]
+    );
+    // Deleting the sweep removes its batches.
+    s.delete_sweep("bs").await.unwrap();
+    assert!(s.batches().await.unwrap().is_empty());
 }
 
 async fn grant_cells_never_splits_a_fresh_cell(s: Arc<dyn Store>) {
@@ -535,6 +642,8 @@ struct Model {
     retry: std::collections::HashMap<UnitKey, BTreeSet<u32>>,
     results: std::collections::BTreeMap<(UnitKey, u32), Vec<u8>>,
     leases: std::collections::BTreeMap<String, Lease>,
+    /// Open batches by (sweep, id).
+    batches: std::collections::BTreeMap<(String, String), BatchRecord>,
 }
 
 impl Model {
@@ -619,6 +728,60 @@ impl Model {
         Some((l, n))
     }
 
+    fn open_batch(&mut self, lease_ids: &[String], b: &BatchRecord) -> BatchRecord {
+        let key = (b.unit.sweep.clone(), b.id.clone());
+        if let Some(open) = self.batches.get(&key) {
+            return open.clone();
+        }
+        let mut kept = Vec::new();
+        for &slot in &b.slots {
+            let holder = lease_ids.iter().find(|id| {
+                self.leases
+                    .get(id.as_str())
+                    .is_some_and(|l| l.unit == b.unit && l.slots.contains(&slot))
+            });
+            if let Some(id) = holder {
+                let l = self.leases.get_mut(id.as_str()).unwrap();
+                l.slots.retain(|&s| s != slot);
+                if !self.results.contains_key(&(b.unit.clone(), slot)) {
+                    kept.push(slot);
+                }
+            }
+        }
+        for id in lease_ids {
+            if self
+                .leases
+                .get(id.as_str())
+                .is_some_and(|l| l.unit == b.unit && l.slots.is_empty())
+            {
+                self.leases.remove(id.as_str());
+            }
+        }
+        kept.sort_unstable();
+        let stored = BatchRecord {
+            slots: kept,
+            ..b.clone()
+        };
+        if !stored.slots.is_empty() {
+            self.batches.insert(key, stored.clone());
+        }
+        stored
+    }
+
+    fn close_batch(&mut self, sweep: &str, id: &str) -> u32 {
+        let Some(b) = self.batches.remove(&(sweep.to_string(), id.to_string())) else {
+            return 0;
+        };
+        let mut n = 0;
+        for &s in &b.slots {
+            if !self.results.contains_key(&(b.unit.clone(), s)) {
+                self.retry.entry(b.unit.clone()).or_default().insert(s);
+                n += 1;
+            }
+        }
+        n
+    }
+
     fn done(&self, u: &UnitKey) -> u64 {
         self.results.keys().filter(|(k, _)| k == u).count() as u64
     }
@@ -639,16 +802,21 @@ impl Rng {
 }
 
 async fn random_operations_match_the_model(s: Arc<dyn Store>) {
-    random_operations(s, [1, 1, 1]).await;
+    random_operations(s, [1, 1, 1], false).await;
+}
+
+/// The same with provider batches opened from leases and closed.
+async fn random_batch_operations_match_the_model(s: Arc<dyn Store>) {
+    random_operations(s, [3, 7, 1], true).await;
 }
 
 /// The same with cell grants: units whose slots come in cells of 3 and 7
 /// (the last cell of the second unit is short) beside a unit of single slots.
 async fn random_cell_operations_match_the_model(s: Arc<dyn Store>) {
-    random_operations(s, [3, 7, 1]).await;
+    random_operations(s, [3, 7, 1], false).await;
 }
 
-async fn random_operations(s: Arc<dyn Store>, cells: [u32; 3]) {
+async fn random_operations(s: Arc<dyn Store>, cells: [u32; 3], batches: bool) {
     let units = [unit("a", "m1"), unit("a", "m2"), unit("b", "m1")];
     let totals = [40u32, 25, 60];
     let mut m = Model::default();
@@ -657,8 +825,56 @@ async fn random_operations(s: Arc<dyn Store>, cells: [u32; 3]) {
     let mut now = 1_000u64;
     // How often each interesting case happened (the test checks it did).
     let (mut granted, mut fresh_records, mut dups, mut requeued, mut reclaimed) = (0, 0, 0, 0, 0);
+    let (mut opened, mut closed) = (0, 0);
+    let mut bids: Vec<(String, String)> = Vec::new();
     for step in 0..400 {
         now += rng.below(50);
+        if batches && rng.below(4) == 0 {
+            let live: Vec<String> = m.leases.keys().cloned().collect();
+            if rng.below(2) == 0 && !live.is_empty() {
+                // A batch from a live lease and another lease (live or
+                // gone, maybe of another unit): some of their slots and a
+                // slot nobody holds.
+                let mut from = vec![live[rng.below(live.len() as u64) as usize].clone()];
+                from.push(ids[rng.below(ids.len() as u64) as usize].clone());
+                let k = units
+                    .iter()
+                    .position(|u| *u == m.leases[&from[0]].unit)
+                    .unwrap();
+                let mut slots: Vec<u32> = from
+                    .iter()
+                    .filter_map(|id| m.leases.get(id))
+                    .flat_map(|l| l.slots.clone())
+                    .filter(|_| rng.below(3) != 0)
+                    .collect();
+                slots.push(rng.below(totals[k] as u64) as u32);
+                let b = BatchRecord {
+                    id: format!("b{step}"),
+                    unit: units[k].clone(),
+                    slots,
+                    provider_id: None,
+                    worker: "w".into(),
+                    deadline_ms: now + 500,
+                    created_ms: now,
+                };
+                let want = m.open_batch(&from, &b);
+                let got = s.open_batch(&from, &b).await.unwrap();
+                assert_eq!(got, want, "step {step}: open_batch");
+                if !got.slots.is_empty() {
+                    opened += 1;
+                    bids.push((b.unit.sweep.clone(), b.id.clone()));
+                }
+            } else if !bids.is_empty() {
+                let (sweep, id) = bids.swap_remove(rng.below(bids.len() as u64) as usize);
+                let want = m.close_batch(&sweep, &id);
+                assert_eq!(
+                    s.close_batch(&sweep, &id).await.unwrap(),
+                    want,
+                    "step {step}: close_batch"
+                );
+                closed += 1;
+            }
+        }
         match rng.below(10) {
             0..=3 => {
                 let k = rng.below(3) as usize;
@@ -754,6 +970,8 @@ async fn random_operations(s: Arc<dyn Store>, cells: [u32; 3]) {
             }
         }
         if step % 50 == 49 {
+            let want: Vec<BatchRecord> = m.batches.values().cloned().collect();
+            assert_eq!(s.batches().await.unwrap(), want, "step {step}: batches");
             let want: Vec<Lease> = m.leases.values().cloned().collect();
             assert_eq!(
                 sorted_leases(s.leases().await.unwrap()),
@@ -773,6 +991,10 @@ async fn random_operations(s: Arc<dyn Store>, cells: [u32; 3]) {
         granted > 100 && fresh_records > 50 && dups > 10 && requeued > 5 && reclaimed > 5,
         "too few interesting cases: granted {granted}, recorded {fresh_records}, \
          duplicates {dups}, requeued {requeued}, reclaimed {reclaimed}"
+    );
+    assert!(
+        !batches || (opened > 10 && closed > 5),
+        "too few batches: opened {opened}, closed {closed}"
     );
     for u in &units {
         let want: Vec<(u32, Vec<u8>)> = m
@@ -841,6 +1063,8 @@ suite!(embedded_store, embedded();
     random_operations_match_the_model,
     grant_cells_never_splits_a_fresh_cell,
     random_cell_operations_match_the_model,
+    batches_own_their_slots_until_closed,
+    random_batch_operations_match_the_model,
 );
 
 suite!(redis_store, redis();
@@ -854,6 +1078,8 @@ suite!(redis_store, redis();
     random_operations_match_the_model,
     grant_cells_never_splits_a_fresh_cell,
     random_cell_operations_match_the_model,
+    batches_own_their_slots_until_closed,
+    random_batch_operations_match_the_model,
 );
 
 // ----------------------------------------------------------------------

@@ -1,6 +1,7 @@
 //! The protocol between the coordinator and its workers: the domain and wire
 //! types both sides speak and nothing else. It owns the unit key, the lease a
-//! worker is granted ([`Grant`]), the slot reports and their outcomes, the
+//! worker is granted ([`Grant`]), the record of a provider batch
+//! ([`BatchRecord`]), the slot reports and their outcomes, the
 //! progress of a sweep, the seed of a slot, the bearer token, the message
 //! limits and the conversions to and from the generated gRPC messages.
 //!
@@ -10,6 +11,7 @@
 //! each other, so a worker compiles no store (no redis, redb or tempfile).
 
 pub mod auth;
+pub mod batch;
 pub mod convert;
 pub mod lease;
 pub mod limits;
@@ -18,6 +20,7 @@ pub mod report;
 pub mod seed;
 pub mod unit;
 
+pub use batch::BatchRecord;
 pub use lease::{Grant, LeaseOutcome};
 pub use limits::{LOGPROB_REQUEST_TEMPERATURE, MAX_MESSAGE};
 pub use progress::{ProgressState, SweepProgress, UnitProgress};

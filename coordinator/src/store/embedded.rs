@@ -14,7 +14,8 @@
 //!   taken lowest slot first;
 //! - `results`: unit prefix ++ slot (big-endian) -> record bytes;
 //! - `leases`: lease id -> the [`Lease`] as JSON;
-//! - `deadlines`: (deadline, lease id) -> (), the expiry index.
+//! - `deadlines`: (deadline, lease id) -> (), the expiry index;
+//! - `batches`: sweep prefix ++ batch id -> the [`BatchRecord`] as JSON.
 
 use std::collections::HashSet;
 use std::fmt::Display;
@@ -27,7 +28,7 @@ use moralsweep_common::Mode;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 
 use super::{Lease, Store, StoreError, StoreResult};
-use moralsweep_protocol::UnitKey;
+use moralsweep_protocol::{BatchRecord, UnitKey};
 
 const SWEEPS: TableDefinition<&str, &[u8]> = TableDefinition::new("sweeps");
 const UNITS: TableDefinition<&[u8], (u32, u64)> = TableDefinition::new("units");
@@ -35,6 +36,7 @@ const RETRY: TableDefinition<&[u8], ()> = TableDefinition::new("retry");
 const RESULTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("results");
 const LEASES: TableDefinition<&str, &[u8]> = TableDefinition::new("leases");
 const DEADLINES: TableDefinition<(u64, &str), ()> = TableDefinition::new("deadlines");
+const BATCHES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("batches");
 
 /// A [`Store`] in one local file.
 #[derive(Clone)]
@@ -126,6 +128,36 @@ fn decode_lease(id: &str, bytes: &[u8]) -> StoreResult<Lease> {
     serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(format!("lease {id}: {e}")))
 }
 
+fn batch_key(sweep: &str, id: &str) -> Vec<u8> {
+    let mut k = sweep_prefix(sweep);
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+fn encode_batch(b: &BatchRecord) -> StoreResult<Vec<u8>> {
+    serde_json::to_vec(b).map_err(|e| StoreError::Backend(format!("encoding batch: {e}")))
+}
+
+fn decode_batch(bytes: &[u8]) -> StoreResult<BatchRecord> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(format!("batch record: {e}")))
+}
+
+/// Batch `id` of `sweep`, if open.
+fn load_batch(
+    t: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    path: &Path,
+    sweep: &str,
+    id: &str,
+) -> StoreResult<Option<BatchRecord>> {
+    match t
+        .get(batch_key(sweep, id).as_slice())
+        .map_err(|e| backend(path, e))?
+    {
+        Some(v) => Ok(Some(decode_batch(v.value())?)),
+        None => Ok(None),
+    }
+}
+
 impl EmbeddedStore {
     /// Opens (or creates) the store file at `path`. A file left by a process
     /// killed mid-write is repaired by redb on open.
@@ -151,6 +183,7 @@ impl EmbeddedStore {
             txn.open_table(RESULTS).map_err(|e| backend(&path, e))?;
             txn.open_table(LEASES).map_err(|e| backend(&path, e))?;
             txn.open_table(DEADLINES).map_err(|e| backend(&path, e))?;
+            txn.open_table(BATCHES).map_err(|e| backend(&path, e))?;
         }
         txn.commit().map_err(|e| backend(&path, e))?;
         Ok(Self {
@@ -303,6 +336,10 @@ impl Store for EmbeddedStore {
                 .retain_in::<&[u8], _>(as_slices(&range), |_, _| false)
                 .map_err(|e| be(&e))?;
             txn.open_table(RESULTS)
+                .map_err(|e| be(&e))?
+                .retain_in::<&[u8], _>(as_slices(&range), |_, _| false)
+                .map_err(|e| be(&e))?;
+            txn.open_table(BATCHES)
                 .map_err(|e| be(&e))?
                 .retain_in::<&[u8], _>(as_slices(&range), |_, _| false)
                 .map_err(|e| be(&e))?;
@@ -595,6 +632,199 @@ impl Store for EmbeddedStore {
                     break;
                 }
             }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn open_batch(
+        &self,
+        lease_ids: &[String],
+        batch: &BatchRecord,
+    ) -> StoreResult<BatchRecord> {
+        let lease_ids = lease_ids.to_vec();
+        let batch = batch.clone();
+        self.write(move |txn, path| {
+            let be = |e: &dyn Display| backend(path, e);
+            let mut batches = txn.open_table(BATCHES).map_err(|e| be(&e))?;
+            if let Some(open) = load_batch(&batches, path, &batch.unit.sweep, &batch.id)? {
+                return Ok(open);
+            }
+            let prefix = unit_prefix(&batch.unit);
+            let results = txn.open_table(RESULTS).map_err(|e| be(&e))?;
+            let mut leases = txn.open_table(LEASES).map_err(|e| be(&e))?;
+            let mut held: Vec<Lease> = Vec::new();
+            for id in &lease_ids {
+                if held.iter().any(|l| &l.id == id) {
+                    continue; // named twice
+                }
+                if let Some(v) = leases.get(id.as_str()).map_err(|e| be(&e))? {
+                    let lease = decode_lease(id, v.value())?;
+                    if lease.unit == batch.unit {
+                        held.push(lease);
+                    }
+                }
+            }
+            let mut kept = Vec::new();
+            for &slot in &batch.slots {
+                let Some(lease) = held.iter_mut().find(|l| l.slots.contains(&slot)) else {
+                    continue;
+                };
+                lease.slots.retain(|&s| s != slot);
+                let key = slot_key(&prefix, slot);
+                if results.get(key.as_slice()).map_err(|e| be(&e))?.is_none() {
+                    kept.push(slot);
+                }
+            }
+            kept.sort_unstable();
+            kept.dedup();
+            let mut deadlines = txn.open_table(DEADLINES).map_err(|e| be(&e))?;
+            for lease in held {
+                if lease.slots.is_empty() {
+                    leases.remove(lease.id.as_str()).map_err(|e| be(&e))?;
+                    deadlines
+                        .remove((lease.deadline_ms, lease.id.as_str()))
+                        .map_err(|e| be(&e))?;
+                } else {
+                    leases
+                        .insert(lease.id.as_str(), encode_lease(&lease)?.as_slice())
+                        .map_err(|e| be(&e))?;
+                }
+            }
+            let stored = BatchRecord {
+                slots: kept,
+                ..batch
+            };
+            if !stored.slots.is_empty() {
+                batches
+                    .insert(
+                        batch_key(&stored.unit.sweep, &stored.id).as_slice(),
+                        encode_batch(&stored)?.as_slice(),
+                    )
+                    .map_err(|e| be(&e))?;
+            }
+            Ok(stored)
+        })
+        .await
+    }
+
+    async fn batch_submitted(&self, sweep: &str, id: &str, provider_id: &str) -> StoreResult<bool> {
+        let (sweep, id, provider_id) = (sweep.to_string(), id.to_string(), provider_id.to_string());
+        self.write(move |txn, path| {
+            let mut t = txn.open_table(BATCHES).map_err(|e| backend(path, e))?;
+            let Some(mut b) = load_batch(&t, path, &sweep, &id)? else {
+                return Ok(false);
+            };
+            b.provider_id = Some(provider_id);
+            t.insert(
+                batch_key(&sweep, &id).as_slice(),
+                encode_batch(&b)?.as_slice(),
+            )
+            .map_err(|e| backend(path, e))?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn extend_batch(
+        &self,
+        sweep: &str,
+        id: &str,
+        worker: &str,
+        deadline_ms: u64,
+    ) -> StoreResult<bool> {
+        let (sweep, id, worker) = (sweep.to_string(), id.to_string(), worker.to_string());
+        self.write(move |txn, path| {
+            let mut t = txn.open_table(BATCHES).map_err(|e| backend(path, e))?;
+            let Some(mut b) = load_batch(&t, path, &sweep, &id)? else {
+                return Ok(false);
+            };
+            if b.worker != worker {
+                return Ok(false);
+            }
+            b.deadline_ms = deadline_ms;
+            t.insert(
+                batch_key(&sweep, &id).as_slice(),
+                encode_batch(&b)?.as_slice(),
+            )
+            .map_err(|e| backend(path, e))?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn claim_batches(
+        &self,
+        worker: &str,
+        now_ms: u64,
+        deadline_ms: u64,
+        max: u32,
+    ) -> StoreResult<Vec<BatchRecord>> {
+        let worker = worker.to_string();
+        self.write(move |txn, path| {
+            let be = |e: &dyn Display| backend(path, e);
+            let mut t = txn.open_table(BATCHES).map_err(|e| be(&e))?;
+            let mut claimed = Vec::new();
+            for row in t.iter().map_err(|e| be(&e))? {
+                if claimed.len() >= max as usize {
+                    break;
+                }
+                let (k, v) = row.map_err(|e| be(&e))?;
+                let b = decode_batch(v.value())?;
+                if b.deadline_ms < now_ms {
+                    claimed.push((k.value().to_vec(), b));
+                }
+            }
+            let mut out = Vec::with_capacity(claimed.len());
+            for (k, mut b) in claimed {
+                b.worker = worker.clone();
+                b.deadline_ms = deadline_ms;
+                t.insert(k.as_slice(), encode_batch(&b)?.as_slice())
+                    .map_err(|e| be(&e))?;
+                out.push(b);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn close_batch(&self, sweep: &str, id: &str) -> StoreResult<u32> {
+        let (sweep, id) = (sweep.to_string(), id.to_string());
+        self.write(move |txn, path| {
+            let be = |e: &dyn Display| backend(path, e);
+            let mut t = txn.open_table(BATCHES).map_err(|e| be(&e))?;
+            let b = match t
+                .remove(batch_key(&sweep, &id).as_slice())
+                .map_err(|e| be(&e))?
+            {
+                Some(v) => decode_batch(v.value())?,
+                None => return Ok(0),
+            };
+            let results = txn.open_table(RESULTS).map_err(|e| be(&e))?;
+            let mut retry = txn.open_table(RETRY).map_err(|e| be(&e))?;
+            let prefix = unit_prefix(&b.unit);
+            let mut requeued = 0;
+            for &slot in &b.slots {
+                let key = slot_key(&prefix, slot);
+                if results.get(key.as_slice()).map_err(|e| be(&e))?.is_none() {
+                    retry.insert(key.as_slice(), ()).map_err(|e| be(&e))?;
+                    requeued += 1;
+                }
+            }
+            Ok(requeued)
+        })
+        .await
+    }
+
+    async fn batches(&self) -> StoreResult<Vec<BatchRecord>> {
+        self.read(move |txn, path| {
+            let t = txn.open_table(BATCHES).map_err(|e| backend(path, e))?;
+            let mut out = Vec::new();
+            for row in t.iter().map_err(|e| backend(path, e))? {
+                let (_, v) = row.map_err(|e| backend(path, e))?;
+                out.push(decode_batch(v.value())?);
+            }
+            out.sort_by(|a, b| (&a.unit.sweep, &a.id).cmp(&(&b.unit.sweep, &b.id)));
             Ok(out)
         })
         .await

@@ -22,7 +22,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use moralsweep_protocol::UnitKey;
+use moralsweep_protocol::{BatchRecord, UnitKey};
 use serde::{Deserialize, Serialize};
 
 pub mod embedded;
@@ -168,6 +168,56 @@ pub trait Store: Send + Sync + 'static {
         from: u32,
         limit: u32,
     ) -> StoreResult<Vec<(u32, Vec<u8>)>>;
+
+    /// Opens a provider batch for slots held by the leases `lease_ids` (of
+    /// `batch.unit`): atomically, each slot of `batch.slots` still held by
+    /// one of those leases and not recorded leaves its lease and belongs to
+    /// the batch; the others are left out of it. The record is stored with
+    /// the slots it kept (possibly none: then nothing is stored) and
+    /// returned. Opening an id that is open already returns the stored
+    /// record unchanged (a retried call), so a worker submits exactly the
+    /// slots the store gave the batch.
+    async fn open_batch(
+        &self,
+        lease_ids: &[String],
+        batch: &BatchRecord,
+    ) -> StoreResult<BatchRecord>;
+
+    /// Notes the provider's id of open batch `id` of `sweep` once the
+    /// provider accepted it; `false` if no such batch is open.
+    async fn batch_submitted(&self, sweep: &str, id: &str, provider_id: &str) -> StoreResult<bool>;
+
+    /// Moves the deadline of open batch `id` of `sweep` while `worker` holds
+    /// it; `false` if it is closed or another worker claimed it.
+    async fn extend_batch(
+        &self,
+        sweep: &str,
+        id: &str,
+        worker: &str,
+        deadline_ms: u64,
+    ) -> StoreResult<bool>;
+
+    /// Hands up to `max` open batches whose deadline is before `now_ms` (their
+    /// worker died or stopped polling) to `worker` until `deadline_ms`, and
+    /// returns them as stored then. Their slots stay with the batch: the
+    /// new holder polls the provider (or looks the batch up there), it never
+    /// submits a batch that may have been accepted.
+    async fn claim_batches(
+        &self,
+        worker: &str,
+        now_ms: u64,
+        deadline_ms: u64,
+        max: u32,
+    ) -> StoreResult<Vec<BatchRecord>>;
+
+    /// Closes batch `id` of `sweep` once its results are recorded: its
+    /// unrecorded slots (errored, expired or unanswered lines) go to the
+    /// unit's retry queue and the record is deleted. Returns the number of
+    /// slots requeued; 0 for a batch that is not open.
+    async fn close_batch(&self, sweep: &str, id: &str) -> StoreResult<u32>;
+
+    /// Every open batch (status, restart), ordered by sweep and id.
+    async fn batches(&self) -> StoreResult<Vec<BatchRecord>>;
 
     /// Whether the store answers (readiness).
     async fn ping(&self) -> StoreResult<()>;

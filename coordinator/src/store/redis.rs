@@ -30,6 +30,8 @@
 //! | `ms:{S}:dl` | sorted set | lease ids by deadline (expiry index) |
 //! | `ms:{S}:keys` | set | every unit / queue / bucket key, for `delete_sweep` |
 //! | `ms:{S}:op:<op id>` | string | outcome of one `grant` / `record` call (expires) |
+//! | `ms:{S}:bt:<id>` | hash | open provider batch: `rec` (the record as JSON, without the mutable fields), `slots` (comma-separated), `worker`, `deadline`, `provider`, `unit` |
+//! | `ms:{S}:bd` | sorted set | open batch ids by deadline |
 //!
 //! Results are bucketed by slot range (`B` = [`BUCKET`] slots per hash):
 //! recording is one `HSETNX` per slot (set-if-absent, so a slot is written
@@ -38,6 +40,9 @@
 //! touching the rest of the unit (sparse units cost nothing extra). The grant cursor is one integer and the
 //! retry queue holds only handed-back slots: no per-slot state exists for
 //! slots not yet granted.
+//!
+//! `ms:batch-sweeps` (set) names the sweeps that ever opened a batch, the
+//! sweeps `claim_batches` and `batches` look at.
 //!
 //! Three keys are global (outside any sweep's slot): `ms:sweeps` (hash:
 //! sweep id -> record), `ms:lease-sweep` (hash: lease id -> sweep id, to
@@ -58,7 +63,7 @@ use async_trait::async_trait;
 use moralsweep_common::Mode;
 
 use super::{Lease, Store, StoreError, StoreResult};
-use moralsweep_protocol::UnitKey;
+use moralsweep_protocol::{BatchRecord, UnitKey};
 
 /// Slots per result bucket (one Redis hash each).
 pub const BUCKET: u32 = 256;
@@ -75,6 +80,7 @@ const OP_TTL_SECS: u64 = 120;
 const SWEEPS: &str = "ms:sweeps";
 const LEASE_SWEEP: &str = "ms:lease-sweep";
 const LEASE_SWEEPS: &str = "ms:lease-sweeps";
+const BATCH_SWEEPS: &str = "ms:batch-sweeps";
 
 /// Lua: shared helper that releases one lease (requeues its unrecorded
 /// slots, deletes it) and returns `{id, model, mode, worker, deadline,
@@ -112,6 +118,13 @@ const DELETE: &str = include_str!("lua/delete.lua");
 /// KEYS: the sweeps hash. ARGV: sweep id, record.
 const UPDATE_SWEEP: &str = include_str!("lua/update_sweep.lua");
 
+/// Provider batches (each script documents its keys and arguments).
+const OPEN_BATCH: &str = include_str!("lua/open_batch.lua");
+const BATCH_SUBMITTED: &str = include_str!("lua/batch_submitted.lua");
+const EXTEND_BATCH: &str = include_str!("lua/extend_batch.lua");
+const CLAIM_BATCHES: &str = include_str!("lua/claim_batches.lua");
+const CLOSE_BATCH: &str = include_str!("lua/close_batch.lua");
+
 struct Scripts {
     grant: Script,
     record: Script,
@@ -122,6 +135,11 @@ struct Scripts {
     scan: Script,
     delete: Script,
     update_sweep: Script,
+    open_batch: Script,
+    batch_submitted: Script,
+    extend_batch: Script,
+    claim_batches: Script,
+    close_batch: Script,
 }
 
 impl Scripts {
@@ -136,6 +154,11 @@ impl Scripts {
             scan: Script::new(SCAN),
             delete: Script::new(DELETE),
             update_sweep: Script::new(UPDATE_SWEEP),
+            open_batch: Script::new(OPEN_BATCH),
+            batch_submitted: Script::new(BATCH_SUBMITTED),
+            extend_batch: Script::new(EXTEND_BATCH),
+            claim_batches: Script::new(CLAIM_BATCHES),
+            close_batch: Script::new(CLOSE_BATCH),
         }
     }
 }
@@ -279,6 +302,30 @@ fn parse_lease(sweep: &str, v: Value) -> StoreResult<(Lease, u32)> {
         },
         requeued,
     ))
+}
+
+/// The fields of a batch hash as the scripts return them: `rec`, `slots`,
+/// `worker`, `deadline`, `provider`.
+type BatchFields = (String, String, String, String, Option<String>);
+
+fn parse_batch(
+    sweep: &str,
+    (rec, slots, worker, deadline, provider): BatchFields,
+) -> StoreResult<BatchRecord> {
+    let corrupt = |what: String| StoreError::Corrupt(format!("batch of sweep {sweep}: {what}"));
+    let mut b: BatchRecord =
+        serde_json::from_str(&rec).map_err(|e| corrupt(format!("record: {e}")))?;
+    b.slots = slots
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().map_err(|e| corrupt(format!("slot {s:?}: {e}"))))
+        .collect::<StoreResult<_>>()?;
+    b.worker = worker;
+    b.deadline_ms = deadline
+        .parse()
+        .map_err(|e| corrupt(format!("deadline {deadline:?}: {e}")))?;
+    b.provider_id = provider.filter(|p| !p.is_empty());
+    Ok(b)
 }
 
 impl RedisStore {
@@ -446,6 +493,15 @@ impl RedisStore {
             .await)
     }
 
+    /// Sweeps that may hold open batches.
+    async fn batch_sweep_ids(&self) -> StoreResult<Vec<String>> {
+        let mut ids: Vec<String> = retrying!(self, "SMEMBERS batch-sweeps", |con| con
+            .smembers::<_, Vec<String>>(BATCH_SWEEPS)
+            .await)?;
+        ids.sort();
+        Ok(ids)
+    }
+
     async fn lease_sweep(&self, lease_id: &str) -> StoreResult<Option<String>> {
         retrying!(self, "HGET lease-sweep", |con| con
             .hget::<_, _, Option<String>>(LEASE_SWEEP, lease_id)
@@ -495,6 +551,8 @@ impl Store for RedisStore {
             .hdel(SWEEPS, sweep)
             .ignore()
             .srem(LEASE_SWEEPS, sweep)
+            .ignore()
+            .srem(BATCH_SWEEPS, sweep)
             .ignore()
             .query_async::<()>(&mut con)
             .await)?;
@@ -635,6 +693,175 @@ impl Store for RedisStore {
             let bytes: Vec<u8> = ::redis::from_redis_value(bytes)
                 .map_err(|e| StoreError::Corrupt(format!("scan_results record: {e}")))?;
             out.push((slot, bytes));
+        }
+        Ok(out)
+    }
+
+    async fn open_batch(
+        &self,
+        lease_ids: &[String],
+        batch: &BatchRecord,
+    ) -> StoreResult<BatchRecord> {
+        let sweep = &batch.unit.sweep;
+        let p = sweep_prefix(sweep);
+        let up = unit_part(&batch.unit);
+        let rec = serde_json::to_string(&BatchRecord {
+            slots: Vec::new(),
+            ..batch.clone()
+        })
+        .map_err(|e| StoreError::Backend(format!("encoding batch: {e}")))?;
+        let slots = batch
+            .slots
+            .iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        retrying!(self, "SADD batch-sweeps", |con| con
+            .sadd::<_, _, ()>(BATCH_SWEEPS, sweep)
+            .await)?;
+        let mut inv = self.scripts.open_batch.key(format!("{p}bt:{}", batch.id));
+        inv.key(format!("{p}bd"))
+            .key(format!("{p}keys"))
+            .key(format!("{p}dl"))
+            .arg(&rec)
+            .arg(&batch.worker)
+            .arg(batch.deadline_ms)
+            .arg(&up)
+            .arg(format!("{p}r:{up}:"))
+            .arg(BUCKET)
+            .arg(&p)
+            .arg(&batch.id)
+            .arg(&slots);
+        for id in lease_ids {
+            inv.arg(id);
+        }
+        let fields: BatchFields = retrying!(self, "open_batch", |con| inv
+            .invoke_async::<BatchFields>(&mut con)
+            .await)?;
+        let stored = parse_batch(sweep, fields)?;
+        // Leases emptied by the move are gone: forget their index entries.
+        let live: Vec<String> = {
+            let mut v = Vec::new();
+            for id in lease_ids {
+                let exists: bool = retrying!(self, "EXISTS lease", |con| con
+                    .exists::<_, bool>(format!("{p}l:{id}"))
+                    .await)?;
+                if !exists {
+                    v.push(id.clone());
+                }
+            }
+            v
+        };
+        self.forget_leases(&live).await?;
+        Ok(stored)
+    }
+
+    async fn batch_submitted(&self, sweep: &str, id: &str, provider_id: &str) -> StoreResult<bool> {
+        let p = sweep_prefix(sweep);
+        let mut inv = self.scripts.batch_submitted.key(format!("{p}bt:{id}"));
+        inv.arg(provider_id);
+        let n: i64 = retrying!(self, "batch_submitted", |con| inv
+            .invoke_async::<i64>(&mut con)
+            .await)?;
+        Ok(n == 1)
+    }
+
+    async fn extend_batch(
+        &self,
+        sweep: &str,
+        id: &str,
+        worker: &str,
+        deadline_ms: u64,
+    ) -> StoreResult<bool> {
+        let p = sweep_prefix(sweep);
+        let mut inv = self.scripts.extend_batch.key(format!("{p}bt:{id}"));
+        inv.key(format!("{p}bd"))
+            .arg(worker)
+            .arg(deadline_ms)
+            .arg(id);
+        let n: i64 = retrying!(self, "extend_batch", |con| inv
+            .invoke_async::<i64>(&mut con)
+            .await)?;
+        Ok(n == 1)
+    }
+
+    async fn claim_batches(
+        &self,
+        worker: &str,
+        now_ms: u64,
+        deadline_ms: u64,
+        max: u32,
+    ) -> StoreResult<Vec<BatchRecord>> {
+        let mut out = Vec::new();
+        for sweep in self.batch_sweep_ids().await? {
+            let left = max.saturating_sub(out.len() as u32);
+            if left == 0 {
+                break;
+            }
+            let p = sweep_prefix(&sweep);
+            let mut inv = self.scripts.claim_batches.key(format!("{p}bd"));
+            inv.arg(&p)
+                .arg(now_ms)
+                .arg(worker)
+                .arg(deadline_ms)
+                .arg(left);
+            let got: Vec<BatchFields> = retrying!(self, "claim_batches", |con| inv
+                .invoke_async::<Vec<BatchFields>>(&mut con)
+                .await)?;
+            for f in got {
+                out.push(parse_batch(&sweep, f)?);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn close_batch(&self, sweep: &str, id: &str) -> StoreResult<u32> {
+        let p = sweep_prefix(sweep);
+        let mut inv = self.scripts.close_batch.key(format!("{p}bt:{id}"));
+        inv.key(format!("{p}bd"))
+            .key(format!("{p}keys"))
+            .arg(&p)
+            .arg(BUCKET)
+            .arg(id);
+        retrying!(self, "close_batch", |con| inv
+            .invoke_async::<u32>(&mut con)
+            .await)
+    }
+
+    async fn batches(&self) -> StoreResult<Vec<BatchRecord>> {
+        let mut out = Vec::new();
+        for sweep in self.batch_sweep_ids().await? {
+            let p = sweep_prefix(&sweep);
+            let mut ids: Vec<String> = retrying!(self, "ZRANGE batches", |con| con
+                .zrange::<_, Vec<String>>(format!("{p}bd"), 0, -1)
+                .await)?;
+            ids.sort();
+            for id in ids {
+                let f: BatchFields = retrying!(self, "HMGET batch", |con| ::redis::cmd("HMGET")
+                    .arg(format!("{p}bt:{id}"))
+                    .arg(&["rec", "slots", "worker", "deadline", "provider"])
+                    .query_async::<(
+                        Option<String>,
+                        Option<String>,
+                        Option<String>,
+                        Option<String>,
+                        Option<String>
+                    )>(&mut con)
+                    .await)
+                .map(|(r, s, w, d, pr)| {
+                    (
+                        r.unwrap_or_default(),
+                        s.unwrap_or_default(),
+                        w.unwrap_or_default(),
+                        d.unwrap_or_default(),
+                        pr,
+                    )
+                })?;
+                if f.0.is_empty() {
+                    continue; // closed meanwhile
+                }
+                out.push(parse_batch(&sweep, f)?);
+            }
         }
         Ok(out)
     }
