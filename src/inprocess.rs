@@ -10,7 +10,8 @@ use async_trait::async_trait;
 use moralsweep_coordinator::engine::{Engine, EngineError};
 use moralsweep_coordinator::pacing::RateGroups;
 
-use moralsweep_protocol::{LeaseOutcome, ReportOutcome, SlotReport};
+use moralsweep_protocol::{BatchRecord, LeaseOutcome, ReportOutcome, SlotReport, UnitKey};
+use moralsweep_worker::batch_link::BatchLink;
 use moralsweep_worker::permits::Permits;
 use moralsweep_worker::runtime::{Link, LinkError, SweepDef};
 
@@ -60,6 +61,57 @@ impl Link for InProcessLink {
             spec: r.spec,
             personas: r.personas,
         })
+    }
+}
+
+#[async_trait]
+impl BatchLink for InProcessLink {
+    async fn open_batch(
+        &self,
+        worker: &str,
+        lease_ids: Vec<String>,
+        unit: UnitKey,
+        slots: Vec<u32>,
+    ) -> Result<BatchRecord, LinkError> {
+        self.engine
+            .open_batch(worker, &lease_ids, unit, slots)
+            .await
+            .map_err(link_error)
+    }
+
+    async fn batch_submitted(
+        &self,
+        sweep: &str,
+        id: &str,
+        provider_id: &str,
+    ) -> Result<bool, LinkError> {
+        self.engine
+            .batch_submitted(sweep, id, provider_id)
+            .await
+            .map_err(link_error)
+    }
+
+    async fn extend_batches(
+        &self,
+        worker: &str,
+        batches: Vec<(String, String)>,
+    ) -> Result<Vec<(String, String)>, LinkError> {
+        self.engine
+            .extend_batches(worker, &batches)
+            .await
+            .map(|(lost, _)| lost)
+            .map_err(link_error)
+    }
+
+    async fn claim_batches(&self, worker: &str, max: u32) -> Result<Vec<BatchRecord>, LinkError> {
+        self.engine
+            .claim_batches(worker, max)
+            .await
+            .map_err(link_error)
+    }
+
+    async fn close_batch(&self, sweep: &str, id: &str) -> Result<u32, LinkError> {
+        self.engine.close_batch(sweep, id).await.map_err(link_error)
     }
 }
 

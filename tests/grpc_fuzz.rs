@@ -203,7 +203,7 @@ impl Decoder for RawCodec {
     }
 }
 
-const METHODS: [&str; 14] = [
+const METHODS: [&str; 19] = [
     "/moralsweep.v1.Sweeps/SubmitSweep",
     "/moralsweep.v1.Sweeps/ListSweeps",
     "/moralsweep.v1.Sweeps/GetSweep",
@@ -217,6 +217,11 @@ const METHODS: [&str; 14] = [
     "/moralsweep.v1.Workers/AcquirePermits",
     "/moralsweep.v1.Workers/Throttled",
     "/moralsweep.v1.Workers/Usage",
+    "/moralsweep.v1.Workers/OpenBatch",
+    "/moralsweep.v1.Workers/BatchSubmitted",
+    "/moralsweep.v1.Workers/ExtendBatches",
+    "/moralsweep.v1.Workers/ClaimBatches",
+    "/moralsweep.v1.Workers/CloseBatch",
     "/moralsweep.v1.Sweeps/NoSuchMethod",
 ];
 

@@ -430,6 +430,85 @@ impl Workers for Service {
         Ok(Response::new(pb::Empty {}))
     }
 
+    async fn open_batch(
+        &self,
+        req: Request<pb::OpenBatchRequest>,
+    ) -> Result<Response<pb::ProviderBatch>, Status> {
+        let r = req.into_inner();
+        let unit = moralsweep_protocol::UnitKey {
+            sweep: r.sweep,
+            model: r.model,
+            mode: convert::mode(&r.mode).map_err(Status::invalid_argument)?,
+        };
+        let b = self
+            .engine
+            .open_batch(&r.worker, &r.lease_ids, unit, r.slots)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(convert::batch_to_pb(&b)))
+    }
+
+    async fn batch_submitted(
+        &self,
+        req: Request<pb::BatchSubmittedRequest>,
+    ) -> Result<Response<pb::BatchSubmittedReply>, Status> {
+        let r = req.into_inner();
+        let open = self
+            .engine
+            .batch_submitted(&r.sweep, &r.id, &r.provider_id)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::BatchSubmittedReply { open }))
+    }
+
+    async fn extend_batches(
+        &self,
+        req: Request<pb::ExtendBatchesRequest>,
+    ) -> Result<Response<pb::ExtendBatchesReply>, Status> {
+        let r = req.into_inner();
+        let refs: Vec<(String, String)> = r.batches.into_iter().map(|b| (b.sweep, b.id)).collect();
+        let (lost, deadline_ms) = self
+            .engine
+            .extend_batches(&r.worker, &refs)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::ExtendBatchesReply {
+            lost: lost
+                .into_iter()
+                .map(|(sweep, id)| pb::BatchRef { sweep, id })
+                .collect(),
+            deadline_ms,
+        }))
+    }
+
+    async fn claim_batches(
+        &self,
+        req: Request<pb::ClaimBatchesRequest>,
+    ) -> Result<Response<pb::ClaimBatchesReply>, Status> {
+        let r = req.into_inner();
+        let batches = self
+            .engine
+            .claim_batches(&r.worker, r.max)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::ClaimBatchesReply {
+            batches: batches.iter().map(convert::batch_to_pb).collect(),
+        }))
+    }
+
+    async fn close_batch(
+        &self,
+        req: Request<pb::CloseBatchRequest>,
+    ) -> Result<Response<pb::CloseBatchReply>, Status> {
+        let r = req.into_inner();
+        let requeued = self
+            .engine
+            .close_batch(&r.sweep, &r.id)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::CloseBatchReply { requeued }))
+    }
+
     async fn usage(&self, req: Request<pb::UsageRequest>) -> Result<Response<pb::Empty>, Status> {
         let r = req.into_inner();
         self.engine

@@ -5,6 +5,7 @@ use moralsweep_common::slot::{LogprobRecord, SampleRecord, SlotRecord};
 use moralsweep_common::Mode;
 use moralsweep_proto::v1 as pb;
 
+use crate::batch::BatchRecord;
 use crate::lease::Grant;
 use crate::progress::{ProgressState, SweepProgress, UnitProgress};
 use crate::report::{Outcome, SlotReport};
@@ -171,4 +172,34 @@ pub fn progress_from_pb(s: pb::SweepStatus) -> SweepProgress {
         output: s.output.into(),
         messages: s.messages,
     }
+}
+
+pub fn batch_to_pb(b: &BatchRecord) -> pb::ProviderBatch {
+    pb::ProviderBatch {
+        id: b.id.clone(),
+        sweep: b.unit.sweep.clone(),
+        model: b.unit.model.clone(),
+        mode: b.unit.mode.name().to_string(),
+        slots: b.slots.clone(),
+        provider_id: b.provider_id.clone().unwrap_or_default(),
+        worker: b.worker.clone(),
+        deadline_ms: b.deadline_ms,
+        created_ms: b.created_ms,
+    }
+}
+
+pub fn batch_from_pb(b: pb::ProviderBatch) -> Result<BatchRecord, String> {
+    Ok(BatchRecord {
+        unit: UnitKey {
+            sweep: b.sweep,
+            model: b.model,
+            mode: mode(&b.mode)?,
+        },
+        id: b.id,
+        slots: b.slots,
+        provider_id: Some(b.provider_id).filter(|p| !p.is_empty()),
+        worker: b.worker,
+        deadline_ms: b.deadline_ms,
+        created_ms: b.created_ms,
+    })
 }

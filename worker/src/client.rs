@@ -11,13 +11,16 @@ use std::time::Duration;
 use async_trait::async_trait;
 use moralsweep_proto::v1 as pb;
 use moralsweep_protocol::auth::Bearer;
-use moralsweep_protocol::{convert, LeaseOutcome, ReportOutcome, SlotReport, MAX_MESSAGE};
+use moralsweep_protocol::{
+    convert, BatchRecord, LeaseOutcome, ReportOutcome, SlotReport, UnitKey, MAX_MESSAGE,
+};
 use pb::sweeps_client::SweepsClient;
 use pb::workers_client::WorkersClient;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tonic::{Code, Status};
 
+use crate::batch_link::BatchLink;
 use crate::permits::Permits;
 use crate::runtime::{Link, LinkError, SweepDef};
 
@@ -130,6 +133,118 @@ impl GrpcLink {
         Ok(GrpcLink {
             client: workers_client(opts)?,
         })
+    }
+}
+
+#[async_trait]
+impl BatchLink for GrpcLink {
+    async fn open_batch(
+        &self,
+        worker: &str,
+        lease_ids: Vec<String>,
+        unit: UnitKey,
+        slots: Vec<u32>,
+    ) -> Result<BatchRecord, LinkError> {
+        let b = self
+            .client
+            .clone()
+            .open_batch(pb::OpenBatchRequest {
+                worker: worker.to_string(),
+                lease_ids,
+                sweep: unit.sweep,
+                model: unit.model,
+                mode: unit.mode.name().to_string(),
+                slots,
+            })
+            .await
+            .map_err(link_error)?
+            .into_inner();
+        convert::batch_from_pb(b).map_err(|e| {
+            LinkError::Fatal(format!(
+                "the coordinator sent a batch this worker cannot read: {e}"
+            ))
+        })
+    }
+
+    async fn batch_submitted(
+        &self,
+        sweep: &str,
+        id: &str,
+        provider_id: &str,
+    ) -> Result<bool, LinkError> {
+        Ok(self
+            .client
+            .clone()
+            .batch_submitted(pb::BatchSubmittedRequest {
+                sweep: sweep.to_string(),
+                id: id.to_string(),
+                provider_id: provider_id.to_string(),
+            })
+            .await
+            .map_err(link_error)?
+            .into_inner()
+            .open)
+    }
+
+    async fn extend_batches(
+        &self,
+        worker: &str,
+        batches: Vec<(String, String)>,
+    ) -> Result<Vec<(String, String)>, LinkError> {
+        Ok(self
+            .client
+            .clone()
+            .extend_batches(pb::ExtendBatchesRequest {
+                worker: worker.to_string(),
+                batches: batches
+                    .into_iter()
+                    .map(|(sweep, id)| pb::BatchRef { sweep, id })
+                    .collect(),
+            })
+            .await
+            .map_err(link_error)?
+            .into_inner()
+            .lost
+            .into_iter()
+            .map(|b| (b.sweep, b.id))
+            .collect())
+    }
+
+    async fn claim_batches(&self, worker: &str, max: u32) -> Result<Vec<BatchRecord>, LinkError> {
+        let r = self
+            .client
+            .clone()
+            .claim_batches(pb::ClaimBatchesRequest {
+                worker: worker.to_string(),
+                max,
+            })
+            .await
+            .map_err(link_error)?
+            .into_inner();
+        r.batches
+            .into_iter()
+            .map(|b| {
+                convert::batch_from_pb(b).map_err(|e| {
+                    LinkError::Fatal(format!(
+                        "the coordinator sent a batch this worker cannot read: {e}"
+                    ))
+                })
+            })
+            .collect()
+    }
+
+    async fn close_batch(&self, sweep: &str, id: &str) -> Result<u32, LinkError> {
+        Ok(self
+            .client
+            .clone()
+            .close_batch(pb::CloseBatchRequest {
+                sweep: sweep.to_string(),
+                id: id.to_string(),
+            })
+            .await
+            .map_err(link_error)?
+            .into_inner()
+            .requeued)
     }
 }
 

@@ -11,6 +11,7 @@
 //! `moralsweep-local`; never the coordinator, so a worker builds no store
 //! (no redis, redb or tempfile).
 
+pub mod batch_link;
 pub mod client;
 pub mod cost;
 pub mod credit;

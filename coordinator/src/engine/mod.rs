@@ -27,6 +27,7 @@ use moralsweep_protocol::{
     Grant, LeaseOutcome, Outcome, ReportOutcome, SlotReport, SweepProgress, UnitKey, UnitProgress,
 };
 
+mod batch;
 mod finish;
 mod lease;
 mod progress;
