@@ -338,7 +338,7 @@ fn the_simulator_stops_on_sigterm() {
 /// The sweep of `deal_mode_reproduces_the_published_metrics_exactly`, its
 /// model standing in for GPT-4o (`catalog`), so its samples are drawn
 /// several per request (`samples_per_request` = auto: a cell's ten from one
-/// request, split only where a lease splits the cell). Returns the rows,
+/// request; leases never split a cell). Returns the rows,
 /// the simulator's stats of the key and the run's stderr.
 fn multi_sample_sweep(
     sim_args: &[&str],
@@ -386,12 +386,11 @@ fn deal_mode_reproduces_exactly_with_several_samples_per_request() {
     };
     assert!(rows.iter().all(|r| r.failures == 0 && r.rating >= 0));
     assert_eq!(k["replayed"], 30_000, "{k}");
-    // 3,000 cells of ten: one request each, plus one more wherever a lease
-    // boundary splits a cell (leases are cut at any slot; a run measured
-    // 3,635), against 30,000 one request per sample.
+    // 3,000 cells of ten: one request each (leases never split a cell, and
+    // every answer had a digit), against 30,000 one request per sample.
     let requests = k["requests"].as_u64().unwrap();
     eprintln!("multi-sample: {requests} requests for 30,000 ratings");
-    assert!((3_000..=4_500).contains(&requests), "{k}");
+    assert_eq!(requests, 3_000, "{k}");
     // The prompt is billed once per request, one output token per sample.
     assert_eq!(k["output_tokens"], 30_000, "{k}");
 }
@@ -441,4 +440,73 @@ fn a_provider_refusing_n_makes_the_model_single_sample_with_one_warning() {
     // One request per sample, plus the refused multi-sample requests.
     let requests = k["requests"].as_u64().unwrap();
     assert!((30_000..31_000).contains(&requests), "{k}");
+}
+
+/// Killed with SIGKILL while multi-sample requests are in flight and run
+/// again, a sweep records every slot exactly once: the cells of the dead
+/// process's leases are asked again, whole, and no slot is recorded twice.
+/// (In deal mode the cards dealt to the killed requests are gone, so the
+/// metrics are not compared here; batch mode is what keeps them exact.)
+#[test]
+fn a_multi_sample_run_killed_midway_resumes_with_every_slot_once() {
+    let Some(reference) = reference() else {
+        return;
+    };
+    let _one_at_a_time = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let sim = simproc::deal_replay(
+        &replay_dir(&reference, tmp.path()),
+        &reference.join("personas.json"),
+    );
+    // 100 requests a second: the 3,000 cells take about 30 s, so the kill
+    // lands midway.
+    simproc::write_replay_spec(
+        tmp.path(),
+        "sim-exact-kill",
+        &reference.join("personas.json"),
+        100,
+        10,
+        "",
+        KEY,
+        &sim,
+        "rpm = 6000\ncatalog = \"openai/gpt-4o\"\ntimeout_secs = 10",
+    );
+    let mut child = Command::new(simproc::bin())
+        .args(["run", "s.toml", "--workers", "2", "--quiet"])
+        .current_dir(tmp.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    loop {
+        let asked = sim.stats()["keys"][KEY]["requests"].as_u64().unwrap_or(0);
+        if asked >= 800 {
+            break;
+        }
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(120),
+            "the run made {asked} requests in 120 s"
+        );
+        assert!(child.try_wait().unwrap().is_none(), "the run ended early");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let before = sim.stats()["keys"][KEY]["requests"].as_u64().unwrap();
+    assert!(before < 3_000, "killed after {before} requests: not midway");
+    std::fs::write(
+        tmp.path().join("s.toml"),
+        std::fs::read_to_string(tmp.path().join("s.toml"))
+            .unwrap()
+            .replace("rpm = 6000\n", "rpm = 6000000\n"),
+    )
+    .unwrap();
+    run_sweep(tmp.path());
+    let rows = rows(tmp.path());
+    assert_every_slot_once(&rows, 100, 10);
+    let total = sim.stats()["keys"][KEY]["requests"].as_u64().unwrap();
+    eprintln!("killed after {before} requests; {total} in all for 3,000 cells");
+    // Cells in flight at the kill were asked again (whole); the rest once.
+    assert!((3_000..3_000 + 400).contains(&total), "{total} requests");
 }

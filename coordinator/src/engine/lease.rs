@@ -51,13 +51,16 @@ impl Engine {
                             continue;
                         }
                         // Whole cells, one permit each, where a cell's
-                        // samples come from one request and a cell fits.
-                        let (cell, tokens) = if u.cell > 1 && left >= u.cell {
+                        // samples come from one request: at least one cell
+                        // even when less room is left (a grant may exceed
+                        // `max` by less than a cell, never split one),
+                        // unless cells are larger than a lease may be.
+                        let (cell, tokens) = if u.cell > 1 && u.cell <= self.cfg.max_lease_slots {
                             (u.cell, u.tokens_cell)
                         } else {
                             (1, u.tokens_each)
                         };
-                        let permits = self.rates.take(&u.group, left / cell, tokens);
+                        let permits = self.rates.take(&u.group, (left / cell).max(1), tokens);
                         if permits == 0 {
                             let w = self.rates.next_ready(&u.group);
                             wait = Some(wait.map_or(w, |x| x.min(w)));
@@ -89,7 +92,7 @@ impl Engine {
             if slots.is_empty() {
                 continue;
             }
-            left -= slots.len() as u32;
+            left = left.saturating_sub(slots.len() as u32);
             // The permits the granted slots used (retried slots of a cell may
             // come without the rest of it).
             let used = permits.min((slots.len() as u32).div_ceil(cell));

@@ -424,10 +424,9 @@ async fn multi_sample_units_are_leased_in_whole_cells_one_permit_each() {
     let e = cells_engine(dir.path(), "").await;
     // Room for 10: two whole cells of 4, one request permit each.
     assert_eq!(one_grant(&e, 10).await, ((0..8).collect(), 2));
-    // Less room than a cell: single slots rather than nothing.
-    assert_eq!(one_grant(&e, 3).await, ((8..11).collect(), 3));
-    // The cell left open is completed first, then whole cells again.
-    assert_eq!(one_grant(&e, 12).await, ((11..20).collect(), 3));
+    // Less room than a cell: still one whole cell (a cell is never split).
+    assert_eq!(one_grant(&e, 3).await, ((8..12).collect(), 1));
+    assert_eq!(one_grant(&e, 12).await, ((12..24).collect(), 3));
 
     // Told to draw one sample per request: a slot and a permit each.
     let dir = tempfile::tempdir().unwrap();
