@@ -96,6 +96,10 @@ impl From<moralsweep_common::personas::PersonaError> for ReplayError {
 /// Which cell of a model a prompt asks about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct CellId {
+    /// The prompt's instrument: its index in `Instrument::builtins()` (0
+    /// the MFQ-30, 1 the BFI-44), so that one model key replaying files of
+    /// both answers each from its own.
+    pub instrument: u8,
     /// `None` for a self (no persona) prompt.
     pub persona: Option<u32>,
     /// Item id of the prompt's instrument (1-30 for the MFQ-30, 1-44 for
@@ -116,10 +120,12 @@ struct Frame {
 #[derive(Debug, Default)]
 pub struct PromptIndex {
     personas: HashMap<String, u32>,
-    items: HashMap<String, u8>,
-    frames: Vec<Frame>,
+    /// Item prompt -> (instrument, item id).
+    items: HashMap<String, (u8, u8)>,
+    /// Each instrument's persona frame, with the instrument's index.
+    frames: Vec<(u8, Frame)>,
     /// Quoted item texts, for prompts that are not byte-exact.
-    quoted: Vec<(String, u8)>,
+    quoted: Vec<(String, (u8, u8))>,
 }
 
 impl PromptIndex {
@@ -128,10 +134,11 @@ impl PromptIndex {
         let mut items = HashMap::new();
         let mut frames = Vec::new();
         let mut quoted = Vec::new();
-        for inst in Instrument::builtins() {
+        for (i, inst) in Instrument::builtins().iter().enumerate() {
+            let i = i as u8;
             for it in &inst.items {
-                items.insert(inst.item_prompt(it), it.id);
-                quoted.push((format!("'{}'", it.text), it.id));
+                items.insert(inst.item_prompt(it), (i, it.id));
+                quoted.push((format!("'{}'", it.text), (i, it.id)));
                 let mut lc: String = it
                     .text
                     .chars()
@@ -139,14 +146,17 @@ impl PromptIndex {
                     .flat_map(char::to_lowercase)
                     .collect();
                 lc.extend(it.text.chars().skip(1));
-                quoted.push((format!(" {lc}'"), it.id));
+                quoted.push((format!(" {lc}'"), (i, it.id)));
             }
             let (before, _) = inst.persona_frame(marker);
             let (head, tail) = before.split_once(marker).unwrap_or((&before, ""));
-            frames.push(Frame {
-                head: head.to_string(),
-                tail: tail.to_string(),
-            });
+            frames.push((
+                i,
+                Frame {
+                    head: head.to_string(),
+                    tail: tail.to_string(),
+                },
+            ));
         }
         PromptIndex {
             personas: personas
@@ -169,7 +179,7 @@ impl PromptIndex {
     /// not recognised.
     pub fn locate(&self, prompt: &str) -> Option<CellId> {
         let mut persona_prompt = false;
-        for f in &self.frames {
+        for (inst, f) in &self.frames {
             let Some(rest) = prompt.strip_prefix(f.head.as_str()) else {
                 continue;
             };
@@ -177,13 +187,14 @@ impl PromptIndex {
             let Some(at) = rest.find(f.tail.as_str()) else {
                 continue;
             };
-            let (Some(&persona), Some(item)) = (
+            let (Some(&persona), Some((i, item))) = (
                 self.personas.get(&rest[..at]),
-                self.item_of(&rest[at + f.tail.len()..]),
+                self.item_of(&rest[at + f.tail.len()..], Some(*inst)),
             ) else {
                 continue;
             };
             return Some(CellId {
+                instrument: i,
                 persona: Some(persona),
                 item,
             });
@@ -191,29 +202,53 @@ impl PromptIndex {
         if persona_prompt {
             return None;
         }
+        let (instrument, item) = self.item_of(prompt, None)?;
         Some(CellId {
+            instrument,
             persona: None,
-            item: self.item_of(prompt)?,
+            item,
         })
     }
 
-    fn item_of(&self, text: &str) -> Option<u8> {
-        if let Some(id) = self.items.get(text) {
+    /// The (instrument, item) of an item prompt, of instrument `only` when
+    /// given.
+    fn item_of(&self, text: &str, only: Option<u8>) -> Option<(u8, u8)> {
+        let wanted = |id: &(u8, u8)| only.is_none_or(|i| id.0 == i);
+        if let Some(id) = self.items.get(text).filter(|id| wanted(id)) {
             return Some(*id);
         }
         // Not byte-exact: recognise the quoted item text.
         self.quoted
             .iter()
-            .find(|(q, _)| text.contains(q.as_str()))
+            .find(|(q, id)| wanted(id) && text.contains(q.as_str()))
             .map(|(_, id)| *id)
     }
 }
 
-/// The recorded valid ratings of one model at one temperature.
+/// The recorded valid ratings of one model at one temperature, by
+/// (instrument, persona, item) and (instrument, item).
 #[derive(Debug, Default)]
 struct Recorded {
-    persona: HashMap<(u32, u8), Vec<u8>>,
-    selfs: HashMap<u8, Vec<u8>>,
+    persona: HashMap<(u8, u32, u8), Vec<u8>>,
+    selfs: HashMap<(u8, u8), Vec<u8>>,
+}
+
+/// The instrument of a rating file, from its highest item id: the built-in
+/// instrument with the fewest items that has it (the MFQ-30 up to 30, the
+/// BFI-44 above), as its index in `Instrument::builtins()`.
+fn instrument_of(max_item: u8) -> u8 {
+    let builtins = Instrument::builtins();
+    let mut by_size: Vec<(usize, usize)> = builtins
+        .iter()
+        .enumerate()
+        .map(|(i, inst)| (inst.items.len(), i))
+        .collect();
+    by_size.sort();
+    by_size
+        .iter()
+        .find(|(n, _)| *n >= max_item as usize)
+        .or(by_size.last())
+        .map_or(0, |(_, i)| *i as u8)
 }
 
 /// Seeds of one cell closer than this (wrapping) belong to the same slot:
@@ -251,7 +286,7 @@ pub struct Replay {
     /// key -> temperature tag (tenths) -> ratings.
     models: HashMap<String, BTreeMap<u64, Recorded>>,
     /// key -> self ratings of a self file without a temperature.
-    selfs: HashMap<String, HashMap<u8, Vec<u8>>>,
+    selfs: HashMap<String, HashMap<(u8, u8), Vec<u8>>>,
     decks: Mutex<HashMap<(String, u64, CellId), Deck>>,
 }
 
@@ -312,7 +347,7 @@ impl Replay {
         visit(dir, &mut files)?;
         files.sort();
         let mut models: HashMap<String, BTreeMap<u64, Recorded>> = HashMap::new();
-        let mut selfs: HashMap<String, HashMap<u8, Vec<u8>>> = HashMap::new();
+        let mut selfs: HashMap<String, HashMap<(u8, u8), Vec<u8>>> = HashMap::new();
         let mut found = 0;
         for path in files {
             let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
@@ -325,6 +360,7 @@ impl Replay {
             match parsed.kind {
                 FileKind::Sampling { temperature } => {
                     let file = read_sampling_in(&path, false, &REPLAY_ROWS)?;
+                    let inst = instrument_of(file.rows.iter().map(|r| r.item).max().unwrap_or(1));
                     let rec = models
                         .entry(parsed.key)
                         .or_default()
@@ -339,7 +375,7 @@ impl Replay {
                                 count: persona_count,
                             });
                         }
-                        let cell = rec.persona.entry((persona, row.item)).or_default();
+                        let cell = rec.persona.entry((inst, persona, row.item)).or_default();
                         if (0..=5).contains(&row.rating) {
                             cell.push(row.rating as u8);
                         }
@@ -347,6 +383,7 @@ impl Replay {
                 }
                 FileKind::SelfRatings { temperature } => {
                     let file = read_sampling_in(&path, true, &REPLAY_ROWS)?;
+                    let inst = instrument_of(file.rows.iter().map(|r| r.item).max().unwrap_or(1));
                     let cells = match temperature {
                         Some(t) => {
                             &mut models
@@ -359,7 +396,7 @@ impl Replay {
                         None => selfs.entry(parsed.key).or_default(),
                     };
                     for row in file.rows {
-                        let cell = cells.entry(row.item).or_default();
+                        let cell = cells.entry((inst, row.item)).or_default();
                         if (0..=5).contains(&row.rating) {
                             cell.push(row.rating as u8);
                         }
@@ -416,18 +453,23 @@ impl Replay {
         let closest = by_temp.and_then(|m| {
             m.iter()
                 .filter(|(_, r)| match cell.persona {
-                    Some(p) => r.persona.contains_key(&(p, cell.item)),
-                    None => r.selfs.contains_key(&cell.item),
+                    Some(p) => r.persona.contains_key(&(cell.instrument, p, cell.item)),
+                    None => r.selfs.contains_key(&(cell.instrument, cell.item)),
                 })
                 .min_by_key(|(t, _)| (**t as i64 - want).abs())
         });
         let found = match (closest, cell.persona) {
-            (Some((t, r)), Some(p)) => Some((*t, r.persona.get(&(p, cell.item))?.as_slice())),
-            (Some((t, r)), None) => Some((*t, r.selfs.get(&cell.item)?.as_slice())),
+            (Some((t, r)), Some(p)) => Some((
+                *t,
+                r.persona.get(&(cell.instrument, p, cell.item))?.as_slice(),
+            )),
+            (Some((t, r)), None) => {
+                Some((*t, r.selfs.get(&(cell.instrument, cell.item))?.as_slice()))
+            }
             (None, None) => self
                 .selfs
                 .get(key)
-                .and_then(|s| s.get(&cell.item))
+                .and_then(|s| s.get(&(cell.instrument, cell.item)))
                 .map(|v| (u64::MAX, v.as_slice())),
             (None, Some(_)) => None,
         }?;
@@ -536,6 +578,7 @@ mod tests {
         assert_eq!(
             idx.locate(&p),
             Some(CellId {
+                instrument: 0,
                 persona: Some(1),
                 item: 7
             })
@@ -543,6 +586,7 @@ mod tests {
         assert_eq!(
             idx.locate(&self_prompt(&ITEMS[29])),
             Some(CellId {
+                instrument: 0,
                 persona: None,
                 item: 30
             })
@@ -559,6 +603,7 @@ mod tests {
         assert_eq!(
             idx.locate(&p),
             Some(CellId {
+                instrument: 1,
                 persona: Some(1),
                 item: 44
             })
@@ -566,6 +611,7 @@ mod tests {
         assert_eq!(
             idx.locate(&bfi.self_prompt(&bfi.items[30])),
             Some(CellId {
+                instrument: 1,
                 persona: None,
                 item: 31
             })
@@ -598,6 +644,7 @@ mod tests {
         let replay = Replay::load(dir.path(), 2, ReplayMode::Deal, 7).unwrap();
         assert!(replay.knows("m") && !replay.knows("n"));
         let cell = CellId {
+            instrument: 0,
             persona: Some(1),
             item: 2,
         };
@@ -613,6 +660,7 @@ mod tests {
                 "m",
                 0.1,
                 CellId {
+                    instrument: 0,
                     persona: None,
                     item: 3,
                 },
@@ -627,6 +675,7 @@ mod tests {
                 "m",
                 0.1,
                 CellId {
+                    instrument: 0,
                     persona: Some(0),
                     item: 2
                 },
@@ -648,6 +697,7 @@ mod tests {
         write(dir.path(), "m_temp01.csv", &csv);
         let replay = Replay::load(dir.path(), 1, ReplayMode::Deal, 3).unwrap();
         let cell = CellId {
+            instrument: 0,
             persona: Some(0),
             item: 1,
         };
@@ -673,6 +723,62 @@ mod tests {
     }
 
     #[test]
+    fn one_key_replaying_both_instruments_answers_each_from_its_own_file() {
+        // The same key and temperature, an MFQ-30 file (items up to 30) and
+        // a BFI-44 file (items up to 44): item 1 of each is its own cell.
+        let dir = tempfile::tempdir().unwrap();
+        for sub in ["mfq", "bfi"] {
+            std::fs::create_dir(dir.path().join(sub)).unwrap();
+        }
+        let head = "persona_id,question_id,run_index,rating,failures,response,collected_at\n";
+        let mut mfq = String::from(head);
+        for run in 1..=3 {
+            mfq.push_str(&format!("0,1,{run},0,0,0,t\n0,30,{run},2,0,2,t\n"));
+        }
+        let mut bfi = String::from(head);
+        for run in 1..=3 {
+            bfi.push_str(&format!("0,1,{run},5,0,5,t\n0,44,{run},4,0,4,t\n"));
+        }
+        write(&dir.path().join("mfq"), "m_temp01.csv", &mfq);
+        write(&dir.path().join("bfi"), "m_temp01.csv", &bfi);
+        let replay = Replay::load(dir.path(), 1, ReplayMode::Deal, 5).unwrap();
+        let ask = |instrument: u8, item: u8| {
+            let cell = CellId {
+                instrument,
+                persona: Some(0),
+                item,
+            };
+            (0..3)
+                .map(|_| replay.recall("m", 0.1, cell, None, |_| 0).unwrap().rating)
+                .collect::<Vec<u8>>()
+        };
+        assert_eq!(ask(0, 1), vec![0, 0, 0], "MFQ item 1");
+        assert_eq!(ask(1, 1), vec![5, 5, 5], "BFI item 1");
+        assert_eq!(ask(0, 30), vec![2, 2, 2]);
+        assert_eq!(ask(1, 44), vec![4, 4, 4]);
+        // And the prompts find those cells.
+        let idx = PromptIndex::new(&["a nurse".to_string()]);
+        let bfi = Instrument::builtin("bfi-44").unwrap();
+        let mfq = Instrument::mfq30();
+        assert_eq!(
+            idx.locate(&mfq.persona_prompt("a nurse", &mfq.items[0])),
+            Some(CellId {
+                instrument: 0,
+                persona: Some(0),
+                item: 1
+            })
+        );
+        assert_eq!(
+            idx.locate(&bfi.persona_prompt("a nurse", &bfi.items[0])),
+            Some(CellId {
+                instrument: 1,
+                persona: Some(0),
+                item: 1
+            })
+        );
+    }
+
+    #[test]
     fn seeded_samples_repeat() {
         let dir = tempfile::tempdir().unwrap();
         let mut csv = String::from(
@@ -684,6 +790,7 @@ mod tests {
         write(dir.path(), "m_temp01.csv", &csv);
         let replay = Replay::load(dir.path(), 1, ReplayMode::Sample, 1).unwrap();
         let cell = CellId {
+            instrument: 0,
             persona: Some(0),
             item: 1,
         };
