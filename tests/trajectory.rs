@@ -1,6 +1,7 @@
 //! Checkpoint trajectories: three checkpoint variants of one family, each
 //! with a `step` in the models file, are written to `trajectories.csv` in
-//! step order with their S, R and sigma-bar and standard errors, and drawn
+//! step order with their S, R and sigma-bar and standard errors (overall and
+//! per foundation), and drawn
 //! in the report; the spec's `step` reaches the same table.
 
 use std::collections::HashMap;
@@ -99,6 +100,47 @@ step = 2000
     }
     // The checkpoints differ, so the trajectory is not flat.
     assert_ne!(rows[0]["susceptibility"], rows[2]["susceptibility"]);
+
+    // Per foundation: each foundation's checkpoints in step order, each row
+    // the model's own metrics in that foundation.
+    let mut r = csv::Reader::from_path(metrics.join("trajectories_per_foundation.csv")).unwrap();
+    let headers = r.headers().unwrap().clone();
+    assert_eq!(&headers[2], "foundation");
+    let rows: Vec<HashMap<String, String>> = r
+        .records()
+        .map(|rec| {
+            headers
+                .iter()
+                .zip(rec.unwrap().iter())
+                .map(|(h, v)| (h.to_string(), v.to_string()))
+                .collect()
+        })
+        .collect();
+    let foundations: std::collections::BTreeSet<&str> =
+        rows.iter().map(|r| r["foundation"].as_str()).collect();
+    assert_eq!(foundations.len(), 5, "{foundations:?}");
+    assert_eq!(rows.len(), 3 * 5);
+    for chunk in rows.chunks(3) {
+        let steps: Vec<&str> = chunk.iter().map(|r| r["step"].as_str()).collect();
+        assert_eq!(steps, ["1000", "2000", "3000"]);
+        assert!(chunk
+            .iter()
+            .all(|r| r["foundation"] == chunk[0]["foundation"]));
+    }
+    for row in &rows {
+        let m = report
+            .per_foundation
+            .iter()
+            .find(|m| {
+                m.model == row["model"]
+                    && m.foundation.as_ref().map(|g| g.name()) == Some(row["foundation"].as_str())
+            })
+            .unwrap()
+            .metrics;
+        let num = |c: &str| row[c].parse::<f64>().unwrap();
+        assert!((num("susceptibility") - m.s).abs() <= 1e-12 * m.s.abs().max(1.0));
+        assert!((num("uncertainty") - m.sigma_bar).abs() <= 1e-12);
+    }
 
     let html = moralsweep_report::render_html(dir.path(), None).unwrap();
     assert!(

@@ -158,15 +158,25 @@ pub(super) fn distribution_divergence(report: &mut Report) {
 }
 
 /// The checkpoints of each family (models with a `step`), in step order per
-/// family and temperature.
+/// family and temperature, overall and per group.
 pub(super) fn trajectories(report: &mut Report, models: &ModelsMap) {
-    let mut rows: Vec<TrajectoryRow> = report
-        .overall
+    let (overall, warnings) = checkpoints(&report.overall, models);
+    report.warnings.extend(warnings);
+    report.trajectories = overall;
+    // The same checkpoints per group; a repeated step was said once above.
+    report.group_trajectories = checkpoints(&report.per_foundation, models).0;
+}
+
+/// The rows of `metrics` whose model has a step, ordered by family,
+/// temperature, group and step, with a warning for each repeated step.
+fn checkpoints(metrics: &[MetricRow], models: &ModelsMap) -> (Vec<TrajectoryRow>, Vec<String>) {
+    let mut rows: Vec<TrajectoryRow> = metrics
         .iter()
         .filter_map(|r| {
             Some(TrajectoryRow {
                 family: r.family.clone(),
                 temperature: r.temperature,
+                group: r.foundation.clone(),
                 step: models.step(&r.model)?,
                 model: r.model.clone(),
                 variant: r.variant.clone(),
@@ -178,19 +188,22 @@ pub(super) fn trajectories(report: &mut Report, models: &ModelsMap) {
         a.family
             .cmp(&b.family)
             .then(a.temperature.total_cmp(&b.temperature))
+            .then(a.group.cmp(&b.group))
             .then(a.step.cmp(&b.step))
             .then(a.model.cmp(&b.model))
     });
+    let mut warnings = Vec::new();
     for w in rows.windows(2) {
         if w[0].family == w[1].family
             && w[0].temperature == w[1].temperature
+            && w[0].group == w[1].group
             && w[0].step == w[1].step
         {
-            report.warnings.push(format!(
+            warnings.push(format!(
                 "family {:?}: {} and {} both have step {}; the trajectory shows both",
                 w[0].family, w[0].model, w[1].model, w[0].step
             ));
         }
     }
-    report.trajectories = rows;
+    (rows, warnings)
 }

@@ -40,6 +40,7 @@
 //! | `temperature_curve_metrics.csv` | one per logprob file and temperature (when any) |
 //! | `rating_distributions.csv` | one per model, temperature and group (`all` overall): histogram, entropy in bits, modal share, collapsed flag, KL divergence in bits from the family's base |
 //! | `trajectories.csv` | one per model with a `step` (a checkpoint), by family, temperature and step: S, R, sigma-bar and their standard errors (when any model has a step) |
+//! | `trajectories_per_foundation.csv` (`_per_domain` for the BFI-44) | the same per group: by family, temperature, group and step |
 //! | `dropped.csv` | one per file, item or persona left out of a file's metrics, and why |
 //!
 //! The first columns of each are the papers' columns in the papers' order;

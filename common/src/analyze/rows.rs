@@ -137,6 +137,8 @@ pub struct DistributionRow {
 pub struct TrajectoryRow {
     pub family: String,
     pub temperature: f64,
+    /// The group (foundation, domain) of a per-group row; `None` overall.
+    pub group: Option<Group>,
     pub step: u64,
     pub model: String,
     pub variant: String,
@@ -157,6 +159,9 @@ pub struct Report {
     pub curves: Vec<CurveRow>,
     /// Per family and temperature, its checkpoints in step order.
     pub trajectories: Vec<TrajectoryRow>,
+    /// The same per group (foundation, domain): per family, temperature and
+    /// group, in step order.
+    pub group_trajectories: Vec<TrajectoryRow>,
     /// Rating distributions per model, temperature and group.
     pub distributions: Vec<DistributionRow>,
     /// Problems that did not stop the analysis (also logged).

@@ -138,6 +138,29 @@ pub(super) fn ids_json<T: std::fmt::Display>(ids: &[T]) -> String {
     s
 }
 
+/// A row of `trajectories.csv` (with its group after the temperature in the
+/// per-group file).
+fn trajectory_fields(t: &TrajectoryRow) -> Vec<String> {
+    let m = &t.metrics;
+    let mut v = vec![t.family.clone(), fmt_temperature(t.temperature)];
+    if let Some(g) = &t.group {
+        v.push(g.name().to_string());
+    }
+    v.extend([
+        t.step.to_string(),
+        t.model.clone(),
+        t.variant.clone(),
+        fmt_float(m.s),
+        fmt_float(m.s_se()),
+        fmt_float(m.r()),
+        fmt_float(m.r_se()),
+        fmt_float(m.sigma_bar),
+        fmt_float(m.sigma_bar_se()),
+        m.personas.to_string(),
+    ]);
+    v
+}
+
 pub(super) fn metric_fields(row: &MetricRow) -> Vec<String> {
     let m = &row.metrics;
     let mut v = vec![row.model.clone(), fmt_temperature(row.temperature)];
@@ -301,25 +324,18 @@ impl Report {
             put(
                 "trajectories.csv",
                 &TRAJECTORY_COLUMNS,
-                self.trajectories
+                self.trajectories.iter().map(trajectory_fields).collect(),
+            )?;
+            // Per group too: `trajectories_per_foundation.csv` (MFQ-30),
+            // `trajectories_per_domain.csv` (BFI-44).
+            let mut header = TRAJECTORY_COLUMNS.to_vec();
+            header.insert(2, label);
+            put(
+                &format!("trajectories_per_{label}.csv"),
+                &header,
+                self.group_trajectories
                     .iter()
-                    .map(|t| {
-                        let m = &t.metrics;
-                        vec![
-                            t.family.clone(),
-                            fmt_temperature(t.temperature),
-                            t.step.to_string(),
-                            t.model.clone(),
-                            t.variant.clone(),
-                            fmt_float(m.s),
-                            fmt_float(m.s_se()),
-                            fmt_float(m.r()),
-                            fmt_float(m.r_se()),
-                            fmt_float(m.sigma_bar),
-                            fmt_float(m.sigma_bar_se()),
-                            m.personas.to_string(),
-                        ]
-                    })
+                    .map(trajectory_fields)
                     .collect(),
             )?;
         }
