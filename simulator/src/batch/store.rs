@@ -29,7 +29,8 @@ pub struct File {
 pub struct ApiCounters {
     /// Batches created.
     pub created: u64,
-    /// Their lines.
+    /// Their lines: the requests they answer (a batch that failed
+    /// validation keeps only its valid lines, and answers none).
     pub lines: u64,
     /// Batches asked to cancel.
     pub cancelled: u64,
