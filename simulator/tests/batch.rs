@@ -659,3 +659,40 @@ async fn gemini_batch_mode_answers_inline_requests_in_order_with_their_metadata(
     assert_eq!(stats["batches"]["apis"]["gemini"]["created"], 1);
     assert_eq!(stats["batches"]["apis"]["gemini"]["lines"], 4);
 }
+
+/// Benchmark (`cargo test -p moralsweep-simulator --test batch -- --ignored
+/// --nocapture`): a full OpenAI batch of 50,000 lines (sample mode) through
+/// upload, answering and the output file; prints the time of each step.
+#[tokio::test]
+#[ignore]
+async fn bench_a_50000_line_openai_batch() {
+    let dir = replay_dir();
+    let s = spawn(
+        SimConfig {
+            replay_mode: ReplayMode::Sample,
+            ..config(&dir)
+        },
+        "127.0.0.1:0",
+    )
+    .await
+    .unwrap();
+    let c = Client::new(&s);
+    let lines: Vec<Value> = (0..50_000)
+        .map(|i| chat_line(&format!("b{i}"), i * 1_000_003, 1))
+        .collect();
+    let t0 = std::time::Instant::now();
+    let b = c.openai_batch(&lines).await;
+    let t_create = t0.elapsed();
+    let (done, _) = c.openai_wait(b["id"].as_str().unwrap()).await;
+    let t_done = t0.elapsed();
+    let out = c.lines_of(&done["output_file_id"]).await;
+    let t_read = t0.elapsed();
+    assert_eq!(out.len(), 50_000);
+    println!(
+        "50,000-line OpenAI batch: upload + create {:.2} s, answered {:.2} s ({:.0} lines/s), output file read {:.2} s",
+        t_create.as_secs_f64(),
+        (t_done - t_create).as_secs_f64(),
+        50_000.0 / (t_done - t_create).as_secs_f64(),
+        (t_read - t_done).as_secs_f64()
+    );
+}
