@@ -1,7 +1,7 @@
 //! OpenAI's Batch API as the simulator speaks it matches OpenAI's published
 //! OpenAPI description (`../shared/specs/openai-openapi.yaml`): every
-//! input line's body (the `openai` adapter's Chat Completions bodies, `n`
-//! included) validates against `CreateChatCompletionRequest` with only
+//! input line's body as the worker's OpenAI batch client writes it (the
+//! `openai` adapter's Chat Completions bodies, `n` included) validates against `CreateChatCompletionRequest` with only
 //! declared fields; the `File` objects against `OpenAIFile`; the `Batch`
 //! objects in every state (validating, in progress, finalizing, completed,
 //! failed with errors, expired, cancelling, cancelled) against `Batch`; the
@@ -16,6 +16,8 @@ use std::process::Command;
 
 use moralsweep_common::ModelSpec;
 use moralsweep_testsupport::reference::reference_dir;
+use moralsweep_worker::providers::batch::openai::OpenAiBatch;
+use moralsweep_worker::providers::batch::BatchItem;
 use moralsweep_worker::providers::openai::{Flavor, OpenAi};
 use moralsweep_worker::providers::CompletionRequest;
 use serde_json::{json, Value};
@@ -95,39 +97,40 @@ fn retrieve(sim: &SimProc, id: &Value) -> Value {
 }
 
 /// The batch input lines of the rating protocol's requests as the
-/// `openai` adapter words them: one-token attempts with a seed, several
-/// samples (`n`), the longer fallback, and logprob mode.
+/// worker's OpenAI batch client writes them (the `openai` adapter's bodies):
+/// one-token attempts with a seed, several samples (`n`), the longer
+/// fallback, and logprob mode.
 fn input_lines(model: &str) -> Vec<Value> {
     std::env::set_var(KEY_ENV, "sk-schema");
     let spec: ModelSpec = serde_json::from_value(
         json!({"key": "m", "provider": "openai", "model": model, "api_key_env": KEY_ENV}),
     )
     .unwrap();
-    let adapter = OpenAi::new(&spec, Flavor::openai()).unwrap();
+    let client = OpenAiBatch::new(OpenAi::new(&spec, Flavor::openai()).unwrap());
     let prompt =
         moralsweep_common::prompt::persona_prompt("a retired nurse", &moralsweep_common::ITEMS[3]);
-    let req = |max_tokens, seed, top_logprobs| CompletionRequest {
-        prompt: prompt.clone(),
-        max_tokens,
-        temperature: Some(0.1),
-        seed,
-        top_logprobs,
+    let item = |i: usize, max_tokens, seed, top_logprobs, n| BatchItem {
+        custom_id: format!("slot-{i}"),
+        req: CompletionRequest {
+            prompt: prompt.clone(),
+            max_tokens,
+            temperature: Some(0.1),
+            seed,
+            top_logprobs,
+        },
+        n,
     };
-    let mut bodies = vec![
-        adapter.body(&req(1, Some(12_000_000), None)),
-        adapter.body(&req(64, None, None)),
-        adapter.body(&req(1, Some(34_000_000), Some(20))),
+    let items = [
+        item(0, 1, Some(12_000_000), None, 1),
+        item(1, 64, None, None, 1),
+        item(2, 1, Some(34_000_000), Some(20), 1),
+        item(3, 1, Some(56_000_000), None, 10),
     ];
-    let mut multi = adapter.chat_body(&req(1, Some(56_000_000), None));
-    multi["n"] = json!(10);
-    bodies.push(multi);
-    bodies
-        .into_iter()
-        .enumerate()
-        .map(|(i, body)| {
-            json!({"custom_id": format!("slot-{i}"), "method": "POST",
-                   "url": "/v1/chat/completions", "body": body})
-        })
+    client
+        .input_file(&items)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
         .collect()
 }
 
