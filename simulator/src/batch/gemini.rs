@@ -295,15 +295,13 @@ fn operation(b: &Batch) -> Value {
 }
 
 fn not_found(sim: &Sim, name: &str) -> Response {
-    let mut r = error(
+    error(
         sim,
         Api::Gemini,
         ErrKind::NotFound,
         &format!("Batch {name} not found."),
         None,
-    );
-    *r.status_mut() = StatusCode::NOT_FOUND;
-    r
+    )
 }
 
 /// `GET`, `POST ...:cancel` and `DELETE` on `/v1beta/batches/{id}`.

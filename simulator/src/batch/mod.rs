@@ -186,6 +186,8 @@ pub struct Batch {
     /// The output and error files written when it ended (OpenAI).
     pub output_file_id: Option<String>,
     pub error_file_id: Option<String>,
+    /// Whether the results were written out (OpenAI's files), once.
+    pub results_written: bool,
 }
 
 impl Batch {
@@ -244,6 +246,7 @@ impl Batch {
             attrs: serde_json::Map::new(),
             output_file_id: None,
             error_file_id: None,
+            results_written: false,
         }
     }
 

@@ -522,12 +522,12 @@ fn batch_json(b: &Batch) -> Value {
 /// Brings batch `id` up to date and, once it has ended, writes its output
 /// and error files; its `Batch` object.
 fn refresh(sim: &Sim, inner: &mut Inner, id: &str) -> Option<Value> {
-    let b = inner.batches.get_mut(id)?;
+    let b = inner.batches.get_mut(id).filter(|b| b.api == Api::OpenAi)?;
     b.advance(sim);
     let write = matches!(
         b.phase,
         Phase::Completed | Phase::Expired | Phase::Cancelled
-    ) && !b.attrs.contains_key("files_written");
+    ) && !b.results_written;
     if write {
         let (mut out, mut err) = (String::new(), String::new());
         for l in &b.lines {
@@ -559,7 +559,7 @@ fn refresh(sim: &Sim, inner: &mut Inner, id: &str) -> Option<Value> {
             to.push_str(&line.to_string());
             to.push('\n');
         }
-        b.attrs.insert("files_written".into(), json!(true));
+        b.results_written = true;
         let mut files = Vec::new();
         for (text, kind, slot) in [
             (out, "output", &mut b.output_file_id),
@@ -582,7 +582,7 @@ fn refresh(sim: &Sim, inner: &mut Inner, id: &str) -> Option<Value> {
             inner.files.insert(f.id.clone(), f);
         }
     }
-    inner.batches.get(id).map(batch_json)
+    Some(batch_json(b))
 }
 
 /// `POST /v1/batches`.
