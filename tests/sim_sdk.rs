@@ -50,7 +50,8 @@ fn official_sdks_parse_the_simulator() {
 /// (`tests/python/sdk_batch_check.py`): OpenAI `files.create`,
 /// `batches.create/retrieve/list/cancel`, `files.content`; Anthropic
 /// `messages.batches.create/retrieve/results/cancel/list`; Gemini
-/// `batches.create/get/list`. Partial failure, cancelling, per-line
+/// `batches.create/get/list` with inline requests and with a file
+/// (`files.upload`, `files.download`). Partial failure, cancelling, per-line
 /// validation and the 50,000-request limit included. Afterwards the
 /// simulator reports every batch created exactly once.
 #[test]
@@ -100,13 +101,14 @@ fn official_sdks_drive_the_batch_apis() {
     let stats = plain.stats();
     let b = &stats["batches"];
     // OpenAI: the good batch, the invalid one, the 50,001 lines; Anthropic:
-    // the batch (the repeated custom id was refused); Gemini: one.
+    // the batch (the repeated custom id was refused); Gemini: inline and
+    // from a file.
     assert_eq!(b["apis"]["openai"]["created"], 3, "{b}");
     // Lines a batch will answer: a batch that failed validation has only
     // its valid lines (one of the three), the one over the limit none.
     assert_eq!(b["apis"]["openai"]["lines"], 5 + 1, "{b}");
     assert_eq!(b["apis"]["anthropic"]["created"], 1, "{b}");
-    assert_eq!(b["apis"]["gemini"]["created"], 1, "{b}");
+    assert_eq!(b["apis"]["gemini"]["created"], 2, "{b}");
     assert_eq!(b["resubmitted"], 0, "no batch was created twice: {b}");
     assert_eq!(slow.stats()["batches"]["apis"]["openai"]["cancelled"], 1);
 }

@@ -20,6 +20,7 @@
 //! | `POST`/`GET /v1/batches`, `GET /v1/batches/{id}`, `POST /v1/batches/{id}/cancel` | OpenAI Batch |
 //! | `POST`/`GET /v1/messages/batches`, `GET`/`DELETE /v1/messages/batches/{id}`, `GET .../{id}/results`, `POST .../{id}/cancel` | Anthropic Message Batches |
 //! | `POST /v1beta/models/{model}:batchGenerateContent`, `GET /v1beta/batches`, `GET`/`DELETE /v1beta/batches/{id}`, `POST /v1beta/batches/{id}:cancel` | Gemini batch mode |
+//! | `POST /upload/v1beta/files`, `GET /v1beta/files/{id}`, `GET /v1beta/files/{id}:download` | Gemini Files (batch input and output) |
 //! | `GET /_sim/stats` | what the simulator received (JSON, see [`stats::Report`]) |
 //! | `POST /_sim/reset` | forget the stats |
 //!
@@ -89,7 +90,7 @@ async fn reset(State(sim): State<Arc<Sim>>) -> Response {
 
 /// The API whose error shape a path gets.
 fn api_of_path(path: &str) -> wire::Api {
-    if path.starts_with("/v1beta") {
+    if path.starts_with("/v1beta") || path.starts_with("/upload/v1beta") {
         wire::Api::Gemini
     } else if path.starts_with("/v1/messages") {
         wire::Api::Anthropic
@@ -217,6 +218,13 @@ pub fn router(sim: Arc<Sim>) -> Router {
             post(batch::anthropic::cancel),
         )
         .route("/v1beta/batches", get(batch::gemini::list))
+        .route(
+            "/upload/v1beta/files",
+            post(batch::gemini_files::upload).layer(DefaultBodyLimit::max(
+                batch::gemini_files::MAX_CHUNK_BYTES + BODY_SLACK,
+            )),
+        )
+        .route("/v1beta/files/{target}", get(batch::gemini_files::get))
         .route(
             "/v1beta/batches/{target}",
             get(batch::gemini::get)

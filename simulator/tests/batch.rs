@@ -696,3 +696,130 @@ async fn bench_a_50000_line_openai_batch() {
         (t_read - t_done).as_secs_f64()
     );
 }
+
+#[tokio::test]
+async fn gemini_batches_read_an_uploaded_file_and_write_a_responses_file() {
+    let dir = replay_dir();
+    let s = spawn(config(&dir), "127.0.0.1:0").await.unwrap();
+    let c = Client::new(&s);
+    let request = json!({"contents": [{"role": "user", "parts": [{"text": prompt()}]}],
+                         "generationConfig": {"maxOutputTokens": 1, "temperature": 0.1, "candidateCount": 5}});
+    let upload = |text: String| {
+        let c = &c;
+        async move {
+            let start = c
+                .http
+                .post(format!("{}/upload/v1beta/files", c.base))
+                .header("x-goog-upload-protocol", "resumable")
+                .header("x-goog-upload-command", "start")
+                .header(
+                    "x-goog-upload-header-content-length",
+                    text.len().to_string(),
+                )
+                .json(&json!({"file": {"displayName": "in", "mimeType": "jsonl"}}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(start.status(), 200);
+            let url = start.headers()["x-goog-upload-url"]
+                .to_str()
+                .unwrap()
+                .to_string();
+            let (half, rest) = text.split_at(text.len() / 2);
+            let mut offset = 0;
+            let mut last = Value::Null;
+            for (chunk, command) in [(half, "upload"), (rest, "upload, finalize")] {
+                let r = c
+                    .http
+                    .post(&url)
+                    .header("x-goog-upload-command", command)
+                    .header("x-goog-upload-offset", offset.to_string())
+                    .body(chunk.to_string())
+                    .send()
+                    .await
+                    .unwrap();
+                let status = r.headers()["x-goog-upload-status"]
+                    .to_str()
+                    .unwrap()
+                    .to_string();
+                assert_eq!(
+                    status,
+                    if command == "upload" {
+                        "active"
+                    } else {
+                        "final"
+                    }
+                );
+                offset += chunk.len();
+                last = r.json().await.unwrap();
+            }
+            last["file"]["name"].as_str().unwrap().to_string()
+        }
+    };
+    let text: String = (0..2)
+        .map(|i| format!("{}\n", json!({"key": format!("f-{i}"), "request": request})))
+        .collect();
+    let name = upload(text).await;
+    let (st, f) = c.get(&format!("/v1beta/{name}")).await;
+    assert_eq!(st, 200, "{f}");
+    assert_eq!(f["state"], "ACTIVE");
+    let body = json!({"batch": {"displayName": "file", "inputConfig": {"fileName": name}}});
+    let (st, op) = c
+        .post("/v1beta/models/gemini-m:batchGenerateContent", body)
+        .await;
+    assert_eq!(st, 200, "{op}");
+    let done = loop {
+        let (_, v) = c
+            .get(&format!("/v1beta/{}", op["name"].as_str().unwrap()))
+            .await;
+        if v["done"] == true {
+            break v;
+        }
+    };
+    assert_eq!(done["metadata"]["state"], "BATCH_STATE_SUCCEEDED");
+    let out = done["response"]["responsesFile"].as_str().unwrap();
+    let (st, text) = c.text(&format!("/v1beta/{out}:download?alt=media")).await;
+    assert_eq!(st, 200, "{text}");
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        lines.iter().map(|l| l["key"].clone()).collect::<Vec<_>>(),
+        ["f-0", "f-1"]
+    );
+    let mut ratings: Vec<u8> = lines
+        .iter()
+        .flat_map(|l| l["response"]["candidates"].as_array().unwrap().clone())
+        .map(|cand| digit(&cand["content"]["parts"][0]["text"]))
+        .collect();
+    ratings.sort();
+    assert_eq!(ratings, RATINGS, "deal mode through a file batch");
+    let (st, _) = c.text(&format!("/v1beta/{name}:download?alt=media")).await;
+    assert_eq!(st, 400, "an uploaded file cannot be downloaded");
+
+    // A line that is not a request fails the batch, naming the line.
+    let name = upload(format!(
+        "{}\nnot json\n",
+        json!({"key": "ok", "request": request})
+    ))
+    .await;
+    let body = json!({"batch": {"displayName": "bad", "inputConfig": {"fileName": name}}});
+    let (_, op) = c
+        .post("/v1beta/models/gemini-m:batchGenerateContent", body)
+        .await;
+    let (_, v) = c
+        .get(&format!("/v1beta/{}", op["name"].as_str().unwrap()))
+        .await;
+    assert_eq!(v["metadata"]["state"], "BATCH_STATE_FAILED");
+    assert_eq!(v["done"], true);
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("line 2"),
+        "{v}"
+    );
+    let body = json!({"batch": {"displayName": "x", "inputConfig": {"fileName": "files/none"}}});
+    let (st, _) = c
+        .post("/v1beta/models/gemini-m:batchGenerateContent", body)
+        .await;
+    assert_eq!(st, 400);
+}

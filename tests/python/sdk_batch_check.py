@@ -7,11 +7,15 @@ Usage: sdk_batch_check.py PLAIN_URL SLOW_URL FAILING_URL API_KEY MODEL
 PLAIN_URL is a simulator answering batches at once (deal mode), SLOW_URL one
 whose batches take an hour (to cancel them), FAILING_URL one that fails a
 share of batch lines (errored and expired). MODEL is a model key they answer.
+Gemini's batch mode is driven with inline requests and with a file uploaded
+through the Files API.
 Every check goes through the SDK's own methods and types; the script exits 1
 on the first failure and prints "N checks passed" at the end.
 """
 import json
+import os
 import sys
+import tempfile
 import time
 
 import anthropic
@@ -246,5 +250,27 @@ check([r.metadata["key"] for r in responses] == ["g-0", "g-1", "g-2"], "inline r
 check(all(len(r.response.candidates) == 3 for r in responses), "candidateCount inside a batch")
 check(all(c.content.parts[0].text in list("012345") for r in responses for c in r.response.candidates), "gemini answers are digits")
 check(any(j.name == job.name for j in gm.batches.list()), "batches.list")
+
+# File input: a JSONL file uploaded through the Files API, the responses
+# read back from the file the batch wrote.
+with tempfile.TemporaryDirectory() as tmp:
+    path = os.path.join(tmp, "requests.jsonl")
+    with open(path, "w") as f:
+        for i in range(4):
+            line = {"key": f"file-{i}",
+                    "request": {"contents": [{"role": "user", "parts": [{"text": PROMPT}]}],
+                                "generationConfig": {"maxOutputTokens": 1, "candidateCount": 2}}}
+            f.write(json.dumps(line) + "\n")
+    uploaded = gm.files.upload(file=path, config={"mime_type": "jsonl", "display_name": "requests"})
+check(uploaded.name.startswith("files/") and uploaded.size_bytes > 0, f"uploaded file {uploaded}")
+job = gm.batches.create(model=MODEL, src=uploaded.name, config={"display_name": "file-input"})
+for _ in range(2000):
+    job = gm.batches.get(name=job.name)
+    if job.done:
+        break
+check(job.state.name == "JOB_STATE_SUCCEEDED" and job.dest.file_name, f"file batch {job.state} {job.dest}")
+out = [json.loads(l) for l in gm.files.download(file=job.dest.file_name).decode().splitlines() if l.strip()]
+check([o["key"] for o in out] == [f"file-{i}" for i in range(4)], "responses file in request order with keys")
+check(all(len(o["response"]["candidates"]) == 2 for o in out), "candidateCount inside a file batch")
 
 print(f"{checks} checks passed")

@@ -11,8 +11,12 @@
 //!
 //! A request with a field Google's parser does not know refuses the whole
 //! batch (400, naming the request); a request the endpoint would refuse
-//! otherwise ends with its own error status. Input files
-//! (`inputConfig.fileName`) are not offered here.
+//! otherwise ends with its own error status. A batch may instead read a
+//! JSONL file uploaded to the Files API (`inputConfig.fileName`, lines
+//! `{"key", "request"}`, see [`super::gemini_files`]); its results are then
+//! a `responsesFile` of `{"key", "response" | "error"}` lines, and a line
+//! that is not a request fails the batch (the operation's `error` names
+//! it).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -22,7 +26,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde_json::{json, Map, Value};
 
-use super::{rfc3339, settle, Batch, Done, Job, Phase, Refused};
+use super::store::{File, Inner};
+use super::{rfc3339, settle, Batch, Done, InputError, Job, Phase, Refused};
 use crate::engine::{Query, Sim};
 use crate::gemini::{
     body as content_body, check_fields, field, key_refusal, query, refuse, refuses_candidates,
@@ -62,6 +67,80 @@ impl Job for ContentLine {
             content_body(sim, &self.q.key, a, logprobs, self.thinking)
         })
     }
+}
+
+/// The job of one request; a field Google's parser does not know refuses
+/// it (the caller refuses the batch), other refusals make it a line that
+/// ends with its own error.
+fn job_of(sim: &Sim, model: &str, request: &Map<String, Value>) -> Result<Box<dyn Job>, Refusal> {
+    let mut request = request.clone();
+    // A request may name its model; it is the batch's.
+    request.remove("model");
+    match query(model.to_string(), &request) {
+        Ok((q, thinking)) => Ok(Box::new(ContentLine { q, thinking })),
+        Err(r) if r.message.starts_with("Invalid JSON payload") => Err(r),
+        Err(r) => Ok(Box::new(Refused {
+            status: 400,
+            body: Api::Gemini.error_body(ErrKind::BadRequest, &r.message, None, sim),
+        })),
+    }
+}
+
+/// The lines of an uploaded JSONL input file (`{"key", "request"}` each),
+/// and the problems that fail the batch, naming their lines.
+fn read_file(
+    sim: &Sim,
+    model: &str,
+    bytes: &[u8],
+) -> (Vec<(String, Box<dyn Job>)>, Vec<InputError>) {
+    let mut lines: Vec<(String, Box<dyn Job>)> = Vec::new();
+    let mut errors = Vec::new();
+    let text = String::from_utf8_lossy(bytes);
+    for (i, raw) in text
+        .split('\n')
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let n = i + 1;
+        let mut fail = |message: String| {
+            errors.push(InputError {
+                code: "invalid_argument",
+                message,
+                param: None,
+                line: Some(n),
+            })
+        };
+        let v: Value = match serde_json::from_str(raw) {
+            Ok(v) => v,
+            Err(e) => {
+                fail(format!("line {n} of the input file is not JSON: {e}"));
+                continue;
+            }
+        };
+        let Some(request) = v.get("request").and_then(Value::as_object) else {
+            fail(format!(
+                "line {n} of the input file has no \"request\" object"
+            ));
+            continue;
+        };
+        let key = match v.get("key") {
+            Some(Value::String(k)) => k.clone(),
+            _ => format!("{}", lines.len()),
+        };
+        match job_of(sim, model, request) {
+            Ok(job) => lines.push((key, job)),
+            Err(r) => fail(format!("line {n}: {}", r.message)),
+        }
+    }
+    if lines.is_empty() && errors.is_empty() {
+        errors.push(InputError {
+            code: "invalid_argument",
+            message: "the input file has no requests".into(),
+            param: None,
+            line: None,
+        });
+    }
+    (lines, errors)
 }
 
 fn bad(sim: &Sim, message: String, field: Option<String>) -> Response {
@@ -110,8 +189,35 @@ pub fn create(sim: &Sim, model: &str, m: &Map<String, Value>, bytes: usize) -> R
     if let Err(r) = check_fields(input, INPUT_FIELDS, "batch.input_config") {
         return refuse(sim, r);
     }
-    if field(input, "fileName").is_some() {
-        return bad(sim, "batch.input_config.file_name: input files are not offered by this simulator; send the requests inline (input_config.requests).".into(), Some("batch.input_config.file_name".into()));
+    if let Some(name) = field(input, "fileName") {
+        let Some(file) = name
+            .as_str()
+            .and_then(|n| sim.batches.with(|i| i.files.get(n).cloned()))
+        else {
+            return bad(
+                sim,
+                format!("File {name} not found; upload the JSONL input to the Files API first (POST /upload/v1beta/files)."),
+                Some("batch.input_config.file_name".into()),
+            );
+        };
+        let (lines, errors) = read_file(sim, model, &file.bytes);
+        let id = format!("batches/sim{:016x}", sim.next_id());
+        let mut batch = Batch::new(
+            sim,
+            Api::Gemini,
+            id,
+            model.to_string(),
+            lines,
+            Phase::Validating,
+        );
+        batch.errors = errors;
+        batch
+            .attrs
+            .insert("displayName".into(), json!(display_name));
+        batch.attrs.insert("inputFile".into(), json!(file.id));
+        let v = operation(&batch);
+        sim.batches.with(|i| i.insert(batch));
+        return json_response(StatusCode::OK, HeaderMap::new(), &v);
     }
     let Some(requests) = field(input, "requests")
         .and_then(|r| r.as_object())
@@ -145,9 +251,6 @@ pub fn create(sim: &Sim, model: &str, m: &Map<String, Value>, bytes: usize) -> R
             .and_then(Value::as_object)
             .cloned()
             .unwrap_or_default();
-        let mut request = request;
-        // A request may name its model; it is the batch's.
-        request.remove("model");
         let md = field(item, "metadata").cloned().unwrap_or(Value::Null);
         let custom_id = match &md {
             Value::Null => format!(
@@ -156,9 +259,9 @@ pub fn create(sim: &Sim, model: &str, m: &Map<String, Value>, bytes: usize) -> R
             ),
             v => v.to_string(),
         };
-        let job: Box<dyn Job> = match query(model.to_string(), &request) {
-            Ok((q, thinking)) => Box::new(ContentLine { q, thinking }),
-            Err(r) if r.message.starts_with("Invalid JSON payload") => {
+        let job = match job_of(sim, model, &request) {
+            Ok(job) => job,
+            Err(r) => {
                 return bad(
                     sim,
                     format!("{} (in {at}.request)", r.message),
@@ -168,10 +271,6 @@ pub fn create(sim: &Sim, model: &str, m: &Map<String, Value>, bytes: usize) -> R
                     )),
                 )
             }
-            Err(r) => Box::new(Refused {
-                status: 400,
-                body: Api::Gemini.error_body(ErrKind::BadRequest, &r.message, None, sim),
-            }),
         };
         lines.push((custom_id, job));
         metadata.push(md);
@@ -242,6 +341,39 @@ fn inlined(done: &Done, metadata: &Value) -> Value {
     v
 }
 
+/// Once a batch read from a file has ended, writes its responses file:
+/// one `{"key", "response"}` or `{"key", "error"}` line per request, in
+/// order.
+fn write_responses(sim: &Sim, inner: &mut Inner, name: &str) {
+    let Some(b) = inner.batches.get_mut(name) else {
+        return;
+    };
+    if !b.phase.ended()
+        || b.phase == Phase::Failed
+        || b.results_written
+        || !b.attrs.contains_key("inputFile")
+    {
+        return;
+    }
+    let mut text = String::new();
+    for l in &b.lines {
+        let mut line = inlined(l.done.as_ref().unwrap_or(&Done::Canceled), &Value::Null);
+        line["key"] = json!(l.custom_id);
+        text.push_str(&line.to_string());
+        text.push('\n');
+    }
+    let file = File {
+        id: format!("files/simout{:016x}", sim.next_id()),
+        filename: format!("{name} responses"),
+        purpose: "gemini-batch-output".into(),
+        created_at: chrono::Utc::now(),
+        bytes: text.into_bytes(),
+    };
+    b.attrs.insert("responsesFile".into(), json!(file.id));
+    b.results_written = true;
+    inner.files.insert(file.id.clone(), file);
+}
+
 /// The batch as a long-running operation.
 fn operation(b: &Batch) -> Value {
     let c = b.counts();
@@ -266,7 +398,16 @@ fn operation(b: &Batch) -> Value {
     if let Some(t) = b.stamps.ended.filter(|_| done) {
         md["endTime"] = json!(rfc3339(t));
     }
-    if done && b.phase != Phase::Failed {
+    if b.phase == Phase::Failed {
+        let reasons: Vec<&str> = b.errors.iter().map(|e| e.message.as_str()).collect();
+        op["error"] = json!({"code": 3, "message": reasons.join("; ")});
+    } else if let Some(name) = b.attrs.get("responsesFile").filter(|_| done) {
+        let output = json!({"responsesFile": name});
+        md["output"] = output.clone();
+        let mut response = output;
+        response["@type"] = json!(OUTPUT_TYPE);
+        op["response"] = response;
+    } else if done {
         let empty = Vec::new();
         let metadata = b
             .attrs
@@ -325,7 +466,8 @@ async fn on_batch(
         Some(match (method, verb.as_deref()) {
             ("GET", None) => {
                 b.advance(&sim);
-                Ok(operation(b))
+                write_responses(&sim, i, &name);
+                Ok(i.batches.get(&name).map(operation).unwrap_or_default())
             }
             ("POST", Some("cancel")) => match b.cancel() {
                 Ok(()) => {

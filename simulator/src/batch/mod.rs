@@ -34,6 +34,7 @@ use moralsweep_common::hash::fnv1a_parts;
 
 pub mod anthropic;
 pub mod gemini;
+pub mod gemini_files;
 pub mod multipart;
 pub mod openai;
 pub mod store;

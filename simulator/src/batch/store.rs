@@ -77,6 +77,8 @@ pub struct Inner {
     /// Batch ids in creation order.
     pub order: Vec<String>,
     pub files: BTreeMap<String, File>,
+    /// Gemini uploads in progress, by upload id.
+    pub uploads: HashMap<String, File>,
     report: BatchReport,
     /// Digests of the batches ever created (kept across stats resets).
     seen: HashMap<u64, String>,
