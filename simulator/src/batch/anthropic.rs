@@ -23,7 +23,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
-use super::{rfc3339, settle, Batch, Done, Job, Phase, Refused};
+use super::{rfc3339, settle, Batch, Done, Job, Jobs, Phase, Refused};
 use crate::anthropic::{body as message_body, header_refusal, query};
 use crate::engine::{Query, Sim};
 use crate::wire::{error, json_response, parse_body, Api, ErrKind};
@@ -145,7 +145,7 @@ pub async fn create(State(sim): State<Arc<Sim>>, headers: HeaderMap, raw: Bytes)
         );
     }
     let mut seen = HashSet::new();
-    let mut lines: Vec<(String, Box<dyn Job>)> = Vec::with_capacity(requests.len());
+    let mut lines: Jobs = Vec::with_capacity(requests.len());
     let mut model = String::new();
     for (i, r) in requests.iter().enumerate() {
         let Some(r) = r.as_object() else {

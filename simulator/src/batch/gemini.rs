@@ -27,7 +27,7 @@ use axum::response::Response;
 use serde_json::{json, Map, Value};
 
 use super::store::{File, Inner};
-use super::{rfc3339, settle, Batch, Done, InputError, Job, Phase, Refused};
+use super::{rfc3339, settle, Batch, Done, InputError, Job, Jobs, Phase, Refused};
 use crate::engine::{Query, Sim};
 use crate::gemini::{
     body as content_body, check_fields, field, key_refusal, query, refuse, refuses_candidates,
@@ -88,12 +88,8 @@ fn job_of(sim: &Sim, model: &str, request: &Map<String, Value>) -> Result<Box<dy
 
 /// The lines of an uploaded JSONL input file (`{"key", "request"}` each),
 /// and the problems that fail the batch, naming their lines.
-fn read_file(
-    sim: &Sim,
-    model: &str,
-    bytes: &[u8],
-) -> (Vec<(String, Box<dyn Job>)>, Vec<InputError>) {
-    let mut lines: Vec<(String, Box<dyn Job>)> = Vec::new();
+fn read_file(sim: &Sim, model: &str, bytes: &[u8]) -> (Jobs, Vec<InputError>) {
+    let mut lines: Jobs = Vec::new();
     let mut errors = Vec::new();
     let text = String::from_utf8_lossy(bytes);
     for (i, raw) in text
@@ -233,7 +229,7 @@ pub fn create(sim: &Sim, model: &str, m: &Map<String, Value>, bytes: usize) -> R
             Some("batch.input_config.requests".into()),
         );
     }
-    let mut lines: Vec<(String, Box<dyn Job>)> = Vec::with_capacity(requests.len());
+    let mut lines: Jobs = Vec::with_capacity(requests.len());
     let mut metadata = Vec::with_capacity(requests.len());
     for (i, item) in requests.iter().enumerate() {
         let at = format!("batch.input_config.requests.requests[{i}]");

@@ -74,6 +74,9 @@ pub trait Job: Send {
     fn run(&self, sim: &Sim) -> Done;
 }
 
+/// A batch's requests before they become lines: custom id and job each.
+pub type Jobs = Vec<(String, Box<dyn Job>)>;
+
 /// A line whose request the API refused on its own (Anthropic and Gemini
 /// validate each request when they answer it): it ends errored with that
 /// refusal.
@@ -195,14 +198,7 @@ impl Batch {
     /// A new batch of `lines` (custom id and job each). The fate of each
     /// line (answered, errored, expired) is decided now, from the
     /// simulator's seed, the batch's id and the line's place.
-    pub fn new(
-        sim: &Sim,
-        api: Api,
-        id: String,
-        model: String,
-        lines: Vec<(String, Box<dyn Job>)>,
-        phase: Phase,
-    ) -> Batch {
+    pub fn new(sim: &Sim, api: Api, id: String, model: String, lines: Jobs, phase: Phase) -> Batch {
         let settings = &sim.config.batch;
         let lines = lines
             .into_iter()

@@ -27,7 +27,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 
 use super::store::{File, Inner};
-use super::{settle, Batch, Done, InputError, Job, Phase};
+use super::{settle, Batch, Done, InputError, Job, Jobs, Phase};
 use crate::engine::{Query, Sim};
 use crate::openai::{
     bearer, chat_body, chat_query, refuses_n, responses_body, responses_query, Bad, ResponsesReq,
@@ -280,11 +280,11 @@ impl Job for ResponsesLine {
 
 /// The input file's lines as jobs, the model they name, and every problem
 /// that fails the batch.
-type Read = (String, Vec<(String, Box<dyn Job>)>, Vec<InputError>);
+type Read = (String, Jobs, Vec<InputError>);
 
 fn read_input(sim: &Sim, bytes: &[u8], endpoint: &str) -> Read {
     let mut errors = Vec::new();
-    let mut jobs: Vec<(String, Box<dyn Job>)> = Vec::new();
+    let mut jobs: Jobs = Vec::new();
     let mut model = String::new();
     let text = match std::str::from_utf8(bytes) {
         Ok(t) => t,
