@@ -260,6 +260,12 @@ async fn errored_expired_and_cancelled_requests_come_back_classified() {
         let record = client.submit(&items).await.unwrap();
         let p = client.poll(&record).await.unwrap();
         assert!(!p.ended, "{provider}: {p:?}");
+        let now = chrono::Utc::now().timestamp();
+        let window = p.expires_at.unwrap() - now;
+        assert!(
+            (23 * 3600..=48 * 3600).contains(&window),
+            "{provider}: {p:?}"
+        );
         client.cancel(&record).await.unwrap();
         while !client.poll(&record).await.unwrap().ended {
             tokio::time::sleep(EVERY).await;

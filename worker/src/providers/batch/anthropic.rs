@@ -172,6 +172,11 @@ impl BatchClient for AnthropicBatch {
             succeeded: count("succeeded"),
             failed: count("errored") + count("canceled") + count("expired"),
             pending: count("processing"),
+            expires_at: v
+                .get("expires_at")
+                .and_then(Value::as_str)
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| t.timestamp()),
         })
     }
 

@@ -25,6 +25,9 @@ pub const LIMITS: Limits = Limits {
     max_bytes: 20 * 1024 * 1024,
 };
 
+/// How long a Gemini batch may run before it expires (48 hours).
+const GEMINI_WINDOW_SECS: i64 = 48 * 3600;
+
 const ENDED: &[&str] = &[
     "BATCH_STATE_SUCCEEDED",
     "BATCH_STATE_FAILED",
@@ -171,6 +174,12 @@ impl BatchClient for GeminiBatch {
             succeeded: count("successfulRequestCount"),
             failed: count("failedRequestCount"),
             pending: count("pendingRequestCount"),
+            // Google gives no deadline; batches expire 48 hours after creation.
+            expires_at: v
+                .pointer("/metadata/createTime")
+                .and_then(Value::as_str)
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| t.timestamp() + GEMINI_WINDOW_SECS),
         })
     }
 

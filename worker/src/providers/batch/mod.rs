@@ -62,6 +62,9 @@ pub struct Progress {
     pub succeeded: u64,
     pub failed: u64,
     pub pending: u64,
+    /// When the provider's window closes (Unix seconds), if it says: the
+    /// latest the batch can end.
+    pub expires_at: Option<i64>,
 }
 
 /// What became of one request.

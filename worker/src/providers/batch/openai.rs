@@ -233,6 +233,7 @@ impl BatchClient for OpenAiBatch {
             succeeded,
             failed,
             pending: total.saturating_sub(succeeded + failed),
+            expires_at: v.get("expires_at").and_then(Value::as_i64),
         })
     }
 
