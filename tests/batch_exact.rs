@@ -4,7 +4,8 @@
 //! the published S, R and sigma_bar to 1e-9 (every recorded answer reached
 //! its cell exactly once), and the simulator saw one batch, created once.
 //! Prints what the sweep is billed at the catalog's gpt-4o prices, next to
-//! one interactive request per sample. (The run loop does not use batches
+//! one interactive request per sample. The same through Gemini's batch mode
+//! with `candidateCount` 5, two requests a cell. (The run loop does not use batches
 //! yet; this checks the client and the simulator end to end.)
 
 mod simproc;
@@ -39,17 +40,26 @@ fn published(reference: &std::path::Path) -> HashMap<String, f64> {
     panic!("{KEY} not in metrics_overall.csv");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_batch_of_multi_sample_requests_reproduces_the_published_metrics() {
-    let Some(reference) = reference_dir() else {
-        return;
-    };
+/// The 100 x 30 sweep as batch items of `n` samples, `per_cell` items a
+/// cell; the metrics of the results, the tokens billed, and the simulator.
+async fn sweep(
+    provider: &str,
+    base: &str,
+    n: u32,
+    per_cell: usize,
+) -> (
+    moralsweep_common::metrics::ScopeMetrics,
+    u64,
+    u64,
+    simproc::SimProc,
+) {
+    let reference = reference_dir().unwrap();
     let personas_file = reference.join("personas.json");
     let personas = moralsweep_common::personas::load_personas(&personas_file).unwrap();
     let sim = simproc::deal_replay(&reference.join("sampling/insecure-code"), &personas_file);
     let spec: ModelSpec = serde_json::from_value(json!({
-        "key": KEY, "provider": "openai", "model": KEY,
-        "base_url": format!("{}/v1", sim.url), "api_key_env": "MORALSWEEP_BATCH_EXACT_KEY",
+        "key": KEY, "provider": provider, "model": KEY,
+        "base_url": format!("{}{base}", sim.url), "api_key_env": "MORALSWEEP_BATCH_EXACT_KEY",
         "timeout_secs": 120.0,
     }))
     .unwrap();
@@ -59,33 +69,36 @@ async fn one_batch_of_multi_sample_requests_reproduces_the_published_metrics() {
     let mut cell_of = HashMap::new();
     for (p, persona) in personas.iter().enumerate().take(100) {
         for (i, item) in ITEMS.iter().enumerate() {
-            let custom_id = format!("p{p}-i{i}");
-            cell_of.insert(custom_id.clone(), (p as u32, item.id));
-            items.push(BatchItem {
-                custom_id,
-                req: CompletionRequest {
-                    prompt: persona_prompt(persona, item),
-                    max_tokens: 1,
-                    temperature: Some(0.1),
-                    // Far apart: each cell is its own slot in deal mode.
-                    seed: Some(((p * 30 + i + 1) as u64) << 24),
-                    top_logprobs: None,
-                },
-                n: 10,
-            });
+            for part in 0..per_cell {
+                let custom_id = format!("p{p}-i{i}-{part}");
+                cell_of.insert(custom_id.clone(), (p as u32, item.id));
+                let slot = (p * 30 + i) * per_cell + part + 1;
+                items.push(BatchItem {
+                    custom_id,
+                    req: CompletionRequest {
+                        prompt: persona_prompt(persona, item),
+                        max_tokens: 1,
+                        temperature: Some(0.1),
+                        // Far apart: each item is its own slot in deal mode.
+                        seed: Some((slot as u64) << 24),
+                        top_logprobs: None,
+                    },
+                    n,
+                });
+            }
         }
     }
     let (record, results) = batch::run_to_end(client.as_ref(), &items, Duration::from_millis(20))
         .await
         .unwrap();
-    assert_eq!(record.items, 3000);
+    assert_eq!(record.items, 3000 * per_cell);
     let mut rows = Vec::new();
     let (mut input, mut output) = (0u64, 0u64);
     for (id, r) in &results {
         let ItemResult::Answered(samples) = r else {
             panic!("{id}: {r:?}")
         };
-        assert_eq!(samples.len(), 10, "{id}");
+        assert_eq!(samples.len(), n as usize, "{id}");
         let (p, i) = cell_of[id];
         for s in samples {
             rows.push((p, i, s.text.trim().parse::<i8>().unwrap()));
@@ -128,10 +141,19 @@ async fn one_batch_of_multi_sample_requests_reproduces_the_published_metrics() {
     let stats = sim.stats();
     assert_eq!(stats["batches"]["created"], 1);
     assert_eq!(stats["batches"]["resubmitted"], 0);
-    assert_eq!(stats["keys"][KEY]["batch_lines"], 3000);
+    assert_eq!(stats["keys"][KEY]["batch_lines"], 3000 * per_cell);
     assert_eq!(stats["keys"][KEY]["replayed"], 30_000);
     assert_eq!(stats["keys"][KEY]["repeated"], 0);
     assert_eq!(stats["totals"]["requests"], 0, "no interactive request");
+    (got, input, output, sim)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_batch_of_multi_sample_requests_reproduces_the_published_metrics() {
+    if reference_dir().is_none() {
+        return;
+    }
+    let (_, input, output, _sim) = sweep("openai", "/v1", 10, 1).await;
 
     // What it is billed, at the catalog's gpt-4o prices.
     let catalog = moralsweep_common::catalog::builtin().unwrap();
@@ -162,4 +184,14 @@ async fn one_batch_of_multi_sample_requests_reproduces_the_published_metrics() {
         batch_cost <= 0.10 * per_sample_cost,
         "{batch_cost} vs {per_sample_cost}"
     );
+}
+
+/// Gemini's batch mode, two requests of candidateCount 5 a cell (its cap
+/// is 8).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gemini_batch_of_candidate_count_requests_reproduces_the_published_metrics() {
+    if reference_dir().is_none() {
+        return;
+    }
+    sweep("gemini", "", 5, 2).await;
 }
