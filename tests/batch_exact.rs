@@ -5,7 +5,8 @@
 //! its cell exactly once), and the simulator saw one batch, created once.
 //! Prints what the sweep is billed at the catalog's gpt-4o prices, next to
 //! one interactive request per sample. The same through Gemini's batch mode
-//! with `candidateCount` 5, two requests a cell. (The run loop does not use batches
+//! with `candidateCount` 5, two requests a cell, and through Anthropic's
+//! Message Batches, one request a sample. (The run loop does not use batches
 //! yet; this checks the client and the simulator end to end.)
 
 mod simproc;
@@ -47,6 +48,7 @@ async fn sweep(
     base: &str,
     n: u32,
     per_cell: usize,
+    temperature: Option<f64>,
 ) -> (
     moralsweep_common::metrics::ScopeMetrics,
     u64,
@@ -78,7 +80,7 @@ async fn sweep(
                     req: CompletionRequest {
                         prompt: persona_prompt(persona, item),
                         max_tokens: 1,
-                        temperature: Some(0.1),
+                        temperature,
                         // Far apart: each item is its own slot in deal mode.
                         seed: Some((slot as u64) << 24),
                         top_logprobs: None,
@@ -153,7 +155,7 @@ async fn one_batch_of_multi_sample_requests_reproduces_the_published_metrics() {
     if reference_dir().is_none() {
         return;
     }
-    let (_, input, output, _sim) = sweep("openai", "/v1", 10, 1).await;
+    let (_, input, output, _sim) = sweep("openai", "/v1", 10, 1, Some(0.1)).await;
 
     // What it is billed, at the catalog's gpt-4o prices.
     let catalog = moralsweep_common::catalog::builtin().unwrap();
@@ -193,5 +195,15 @@ async fn a_gemini_batch_of_candidate_count_requests_reproduces_the_published_met
     if reference_dir().is_none() {
         return;
     }
-    sweep("gemini", "", 5, 2).await;
+    sweep("gemini", "", 5, 2, Some(0.1)).await;
+}
+
+/// Anthropic's Message Batches, one sample a request (30,000 requests, no
+/// temperature: Anthropic's current API takes none).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_anthropic_message_batch_reproduces_the_published_metrics() {
+    if reference_dir().is_none() {
+        return;
+    }
+    sweep("anthropic", "", 1, 10, None).await;
 }
