@@ -2,7 +2,10 @@
 //! can assert on it: requests per 1-second bucket (since the simulator
 //! started), the largest 1-second and 60-second windows, answers, refusals
 //! and injected faults, whether requests sent a `temperature`, and the W3C
-//! `traceparent` headers they carried (the first [`TRACEPARENTS_KEPT`]).
+//! `traceparent` headers they carried (the first [`TRACEPARENTS_KEPT`]);
+//! the lines of provider batches each key answered and their tokens; and
+//! the batches created per API (`batches`, see [`crate::batch::store`]:
+//! `created`, `lines`, `cancelled`, `resubmitted`, and the list).
 //! Served as JSON on `GET /_sim/stats`.
 
 use std::collections::BTreeMap;
