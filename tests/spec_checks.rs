@@ -256,3 +256,28 @@ fn error_causes_are_printed_once() {
         assert_eq!(n, 1, "{args:?}: the cause is printed {n} times:\n{err}");
     }
 }
+
+#[test]
+fn the_simulators_batch_shares_are_checked() {
+    let d = tempfile::tempdir().unwrap();
+    for (args, want) in [
+        (
+            vec!["--batch-errored", "1.5"],
+            "--batch-errored 1.5 is outside [0, 1]",
+        ),
+        (
+            vec!["--batch-expired=-0.1"],
+            "--batch-expired -0.1 is outside [0, 1]",
+        ),
+        (
+            vec!["--batch-errored", "0.6", "--batch-expired", "0.6"],
+            "add up to more than 1",
+        ),
+    ] {
+        let mut all = vec!["sim", "--listen", "127.0.0.1:0"];
+        all.extend(args);
+        let o = run(&all, d.path());
+        assert!(!o.status.success(), "{all:?}");
+        assert!(stderr(&o).contains(want), "{all:?}: {}", stderr(&o));
+    }
+}

@@ -107,7 +107,7 @@ fn model_and_prompt(m: &Map<String, Value>) -> Result<(String, String), String> 
     Ok((key, prompt.join("\n")))
 }
 
-fn query(m: &Map<String, Value>) -> Result<Query, String> {
+pub(crate) fn query(m: &Map<String, Value>) -> Result<Query, String> {
     check_fields(m, MESSAGE_FIELDS, "")?;
     let (key, prompt) = model_and_prompt(m)?;
     let max_tokens = match m.get("max_tokens") {
@@ -142,7 +142,7 @@ fn query(m: &Map<String, Value>) -> Result<Query, String> {
     ))
 }
 
-fn body(sim: &Sim, key: &str, a: &Answer) -> Value {
+pub(crate) fn body(sim: &Sim, key: &str, a: &Answer) -> Value {
     let content: Vec<Value> = if a.text.is_empty() {
         vec![]
     } else {
@@ -166,7 +166,7 @@ fn body(sim: &Sim, key: &str, a: &Answer) -> Value {
 }
 
 /// The refusal of a request without the right key or `anthropic-version`.
-fn header_refusal(sim: &Sim, headers: &HeaderMap) -> Option<Response> {
+pub(crate) fn header_refusal(sim: &Sim, headers: &HeaderMap) -> Option<Response> {
     // `x-api-key`, or a bearer token as recent SDKs send it.
     let key = headers
         .get("x-api-key")

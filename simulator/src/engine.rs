@@ -57,6 +57,9 @@ pub struct SimConfig {
     /// for more than one sample (`n`, `candidateCount`) gets the provider's
     /// 400 naming the parameter.
     pub single_sample: Vec<String>,
+    /// How provider batches behave: completion delay, the shares of
+    /// errored and expired lines.
+    pub batch: crate::batch::BatchSettings,
 }
 
 impl Default for SimConfig {
@@ -77,6 +80,7 @@ impl Default for SimConfig {
             generate_unknown: false,
             faults_one_token_only: false,
             single_sample: Vec::new(),
+            batch: crate::batch::BatchSettings::default(),
         }
     }
 }
@@ -225,6 +229,8 @@ pub struct Sim {
     limits: Mutex<HashMap<String, KeyLimits>>,
     stats: Mutex<BTreeMap<String, KeyStats>>,
     ids: AtomicU64,
+    /// The provider batches and files created (see [`crate::batch`]).
+    pub batches: crate::batch::store::Store,
 }
 
 const RATING_WORDS: &[&str] = &[
@@ -293,6 +299,7 @@ impl Sim {
             limits: Mutex::new(HashMap::new()),
             stats: Mutex::new(BTreeMap::new()),
             ids: AtomicU64::new(1),
+            batches: crate::batch::store::Store::default(),
         })
     }
 
@@ -334,8 +341,9 @@ impl Sim {
 
     /// The stats document of `GET /_sim/stats`.
     pub fn report(&self) -> Report {
+        let batches = self.batches.report();
         let s = self.stats.lock().unwrap_or_else(|e| e.into_inner());
-        Report::new(self.uptime(), &s)
+        Report::new(self.uptime(), &s, batches)
     }
 
     /// Counts one token-counting request of `key`.
@@ -343,26 +351,62 @@ impl Sim {
         self.with_stats(key, |s| s.token_counts += 1);
     }
 
-    /// Forgets the stats (not the rate-limit windows or the decks).
+    /// Notes the output tokens of an answered batch line of `key`.
+    pub fn batch_output(&self, key: &str, output_tokens: u64) {
+        self.with_stats(key, |s| s.batch_output_tokens += output_tokens);
+    }
+
+    /// Forgets the stats (not the rate-limit windows, the decks or the
+    /// batches themselves).
     pub fn reset_stats(&self) {
         self.stats.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.batches.reset_counters();
+    }
+
+    /// Whether the simulator answers model key `key` (it has recorded data
+    /// for it, generates unknown keys, or replays nothing).
+    pub fn knows(&self, key: &str) -> bool {
+        match &self.replay {
+            Some(r) => r.knows(key) || self.config.generate_unknown,
+            None => true,
+        }
     }
 
     /// Decides what happens to one request.
     pub fn decide(&self, q: &Query) -> Outcome {
-        let known = match &self.replay {
-            Some(r) => r.knows(&q.key) || self.config.generate_unknown,
-            None => true,
-        };
-        if !known {
+        if !self.knows(&q.key) {
             return Outcome::UnknownModel;
         }
         let now = self.uptime();
-        let input_tokens = q.input_tokens();
         self.with_stats(&q.key, |s| {
             s.received(now);
             s.request_shape(q.temperature.is_some(), q.traceparent.as_deref());
         });
+        let info = match self.admit(q, now) {
+            Ok(info) => info,
+            Err(refusal) => return Outcome::Refused(refusal),
+        };
+        self.decide_admitted(q, info)
+    }
+
+    /// Decides one line of a provider batch: answered by the same engine
+    /// as an interactive request (replay, deal, faults, `n`), but outside
+    /// the interactive rate limits, as the providers queue batches apart,
+    /// and counted as a batch line rather than a request.
+    pub fn decide_batch_line(&self, q: &Query) -> Outcome {
+        if !self.knows(&q.key) {
+            return Outcome::UnknownModel;
+        }
+        self.with_stats(&q.key, |s| {
+            s.batch_line(q.input_tokens());
+            s.request_shape(q.temperature.is_some(), q.traceparent.as_deref());
+        });
+        self.decide_admitted(q, RateInfo::default())
+    }
+
+    /// Whether the key's rate limits admit a request now.
+    fn admit(&self, q: &Query, now: Duration) -> Result<RateInfo, Refusal> {
+        let input_tokens = q.input_tokens();
         let admitted = {
             let mut limits = self.limits.lock().unwrap_or_else(|e| e.into_inner());
             let kl = limits.entry(q.key.clone()).or_insert_with(|| {
@@ -376,14 +420,21 @@ impl Sim {
             });
             kl.admit(now, input_tokens + q.max_tokens as u64 * q.n.max(1) as u64)
         };
-        let info = match admitted {
-            Ok(info) => info,
+        match admitted {
+            Ok(info) => {
+                self.with_stats(&q.key, |s| s.admitted(now, input_tokens));
+                Ok(info)
+            }
             Err(refusal) => {
                 self.with_stats(&q.key, |s| s.rate_limited += 1);
-                return Outcome::Refused(refusal);
+                Err(refusal)
             }
-        };
-        self.with_stats(&q.key, |s| s.admitted(now, input_tokens));
+        }
+    }
+
+    /// What happens to a request past the rate limits: a fault, or the
+    /// answer of each of its choices.
+    fn decide_admitted(&self, q: &Query, info: RateInfo) -> Outcome {
         // The fault is decided before any rating is recalled.
         let (u, v) = self.uniform();
         let fault = match q.forced_fault {

@@ -108,9 +108,9 @@ fn snake(name: &str) -> String {
 }
 
 /// A 400 of Google's shape.
-struct Refusal {
-    message: String,
-    field: Option<String>,
+pub(crate) struct Refusal {
+    pub message: String,
+    pub field: Option<String>,
 }
 
 impl From<String> for Refusal {
@@ -122,7 +122,11 @@ impl From<String> for Refusal {
     }
 }
 
-fn check_fields(m: &Map<String, Value>, known: &[&str], at: &str) -> Result<(), Refusal> {
+pub(crate) fn check_fields(
+    m: &Map<String, Value>,
+    known: &[&str],
+    at: &str,
+) -> Result<(), Refusal> {
     match m.keys().find(|k| !known.contains(&camel(k).as_str())) {
         None => Ok(()),
         Some(k) => {
@@ -146,7 +150,7 @@ fn check_fields(m: &Map<String, Value>, known: &[&str], at: &str) -> Result<(), 
 }
 
 /// The value of a field given in camelCase or snake_case.
-fn field<'a>(m: &'a Map<String, Value>, camel_name: &str) -> Option<&'a Value> {
+pub(crate) fn field<'a>(m: &'a Map<String, Value>, camel_name: &str) -> Option<&'a Value> {
     m.get(camel_name).or_else(|| m.get(&snake(camel_name)))
 }
 
@@ -181,7 +185,7 @@ fn prompt_of(m: &Map<String, Value>) -> Result<String, Refusal> {
     Ok(prompt.join("\n"))
 }
 
-fn query(key: String, m: &Map<String, Value>) -> Result<(Query, u64), Refusal> {
+pub(crate) fn query(key: String, m: &Map<String, Value>) -> Result<(Query, u64), Refusal> {
     check_fields(m, REQUEST_FIELDS, "")?;
     let prompt = prompt_of(m)?;
     let empty = Map::new();
@@ -260,7 +264,7 @@ fn query(key: String, m: &Map<String, Value>) -> Result<(Query, u64), Refusal> {
 }
 
 /// Google's 400 for a refused request, with its `BadRequest` details.
-fn refuse(sim: &Sim, r: Refusal) -> Response {
+pub(crate) fn refuse(sim: &Sim, r: Refusal) -> Response {
     let mut body = Api::Gemini.error_body(ErrKind::BadRequest, &r.message, None, sim);
     if let Some(f) = r.field {
         body["error"]["details"] = json!([{
@@ -302,7 +306,7 @@ fn candidate(index: usize, a: &Answer, logprobs: bool) -> Value {
     candidate
 }
 
-fn body(sim: &Sim, key: &str, a: &Answer, logprobs: bool, thinking: u64) -> Value {
+pub(crate) fn body(sim: &Sim, key: &str, a: &Answer, logprobs: bool, thinking: u64) -> Value {
     let candidates: Vec<Value> = a
         .choices()
         .enumerate()
@@ -354,7 +358,42 @@ fn count_tokens(sim: &Sim, model: &str, m: &Map<String, Value>) -> Response {
     }
 }
 
-/// `POST /v1beta/models/{model}:generateContent` and `:countTokens`.
+/// The refusal of a request without the right key (`x-goog-api-key` or
+/// `?key=`), if it is one.
+pub(crate) fn key_refusal(
+    sim: &Sim,
+    headers: &HeaderMap,
+    params: &HashMap<String, String>,
+) -> Option<Response> {
+    let given = headers
+        .get("x-goog-api-key")
+        .and_then(|v| v.to_str().ok())
+        .or(params.get("key").map(String::as_str));
+    (!sim.key_ok(given)).then(|| {
+        error(
+            sim,
+            Api::Gemini,
+            ErrKind::BadRequest,
+            "API key not valid. Please pass a valid API key.",
+            None,
+        )
+    })
+}
+
+/// The refusal of a request asking a single-sample model for several
+/// candidates, if it is one.
+pub(crate) fn refuses_candidates(sim: &Sim, q: &Query) -> Option<Refusal> {
+    (q.n > 1 && sim.config.single_sample.contains(&q.key)).then(|| Refusal {
+        message: format!(
+            "Unable to submit request because candidateCount must be 1 but the entered value was {}. Update the candidateCount value and try again.",
+            q.n
+        ),
+        field: Some("generation_config.candidate_count".into()),
+    })
+}
+
+/// `POST /v1beta/models/{model}:generateContent`, `:countTokens` and
+/// `:batchGenerateContent` (see [`crate::batch::gemini`]).
 pub async fn generate(
     State(sim): State<Arc<Sim>>,
     Path(target): Path<String>,
@@ -362,18 +401,8 @@ pub async fn generate(
     headers: HeaderMap,
     raw: Bytes,
 ) -> Response {
-    let given = headers
-        .get("x-goog-api-key")
-        .and_then(|v| v.to_str().ok())
-        .or(params.get("key").map(String::as_str));
-    if !sim.key_ok(given) {
-        return error(
-            &sim,
-            Api::Gemini,
-            ErrKind::BadRequest,
-            "API key not valid. Please pass a valid API key.",
-            None,
-        );
+    if let Some(r) = key_refusal(&sim, &headers, &params) {
+        return r;
     }
     let m = match parse_body(&headers, &raw) {
         Ok(m) => m,
@@ -381,6 +410,9 @@ pub async fn generate(
     };
     if let Some(model) = target.strip_suffix(":countTokens") {
         return count_tokens(&sim, model, &m);
+    }
+    if let Some(model) = target.strip_suffix(":batchGenerateContent") {
+        return crate::batch::gemini::create(&sim, model, &m, raw.len());
     }
     let Some(model) = target.strip_suffix(":generateContent") else {
         return error(
@@ -395,17 +427,8 @@ pub async fn generate(
         Ok(x) => x,
         Err(r) => return refuse(&sim, r),
     };
-    if q.n > 1 && sim.config.single_sample.contains(&q.key) {
-        return refuse(
-            &sim,
-            Refusal {
-                message: format!(
-                    "Unable to submit request because candidateCount must be 1 but the entered value was {}. Update the candidateCount value and try again.",
-                    q.n
-                ),
-                field: Some("generation_config.candidate_count".into()),
-            },
-        );
+    if let Some(r) = refuses_candidates(&sim, &q) {
+        return refuse(&sim, r);
     }
     let mut q = q;
     q.forced_fault = crate::wire::forced_fault(&headers);

@@ -16,8 +16,16 @@
 //! | `POST /v1/messages/count_tokens` | Anthropic token counting |
 //! | `POST /v1beta/models/{model}:generateContent` | Gemini |
 //! | `POST /v1beta/models/{model}:countTokens` | Gemini token counting |
+//! | `POST /v1/files`, `GET /v1/files/{id}`, `GET /v1/files/{id}/content` | OpenAI Files (batch input and output) |
+//! | `POST`/`GET /v1/batches`, `GET /v1/batches/{id}`, `POST /v1/batches/{id}/cancel` | OpenAI Batch |
+//! | `POST`/`GET /v1/messages/batches`, `GET`/`DELETE /v1/messages/batches/{id}`, `GET .../{id}/results`, `POST .../{id}/cancel` | Anthropic Message Batches |
+//! | `POST /v1beta/models/{model}:batchGenerateContent`, `GET /v1beta/batches`, `GET`/`DELETE /v1beta/batches/{id}`, `POST /v1beta/batches/{id}:cancel` | Gemini batch mode |
+//! | `POST /upload/v1beta/files`, `GET /v1beta/files/{id}`, `GET /v1beta/files/{id}:download` | Gemini Files (batch input and output) |
 //! | `GET /_sim/stats` | what the simulator received (JSON, see [`stats::Report`]) |
 //! | `POST /_sim/reset` | forget the stats |
+//!
+//! Batch lines are answered by the same engine as interactive requests
+//! (see [`batch`]), outside the interactive rate limits.
 //!
 //! The model a request names is the replay key: a request for
 //! `gpt-4o-misaligned` answers from `gpt-4o-misaligned_temp01.csv`.
@@ -44,13 +52,14 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
 
 pub mod anthropic;
+pub mod batch;
 pub mod engine;
 pub mod faults;
 pub mod gemini;
@@ -60,6 +69,7 @@ pub mod replay;
 pub mod stats;
 pub mod wire;
 
+pub use batch::BatchSettings;
 pub use engine::{Outcome, Query, Sim, SimConfig, SimError};
 pub use faults::{parse_fault_list, Fault, FaultPlan};
 pub use replay::ReplayMode;
@@ -80,7 +90,7 @@ async fn reset(State(sim): State<Arc<Sim>>) -> Response {
 
 /// The API whose error shape a path gets.
 fn api_of_path(path: &str) -> wire::Api {
-    if path.starts_with("/v1beta") {
+    if path.starts_with("/v1beta") || path.starts_with("/upload/v1beta") {
         wire::Api::Gemini
     } else if path.starts_with("/v1/messages") {
         wire::Api::Anthropic
@@ -155,6 +165,10 @@ async fn unknown_route(State(sim): State<Arc<Sim>>, uri: axum::http::Uri) -> Res
     )
 }
 
+/// Room above a route's own size limit, so that a body just over it gets
+/// the provider's error rather than the HTTP layer's.
+const BODY_SLACK: usize = 1 << 20;
+
 /// The simulator's routes over a shared state.
 pub fn router(sim: Arc<Sim>) -> Router {
     Router::new()
@@ -163,7 +177,60 @@ pub fn router(sim: Arc<Sim>) -> Router {
         .route("/v1/models", get(openai::models))
         .route("/v1/messages", post(anthropic::messages))
         .route("/v1/messages/count_tokens", post(anthropic::count_tokens))
-        .route("/v1beta/models/{target}", post(gemini::generate))
+        .route(
+            "/v1beta/models/{target}",
+            post(gemini::generate).layer(DefaultBodyLimit::max(
+                batch::gemini::MAX_INLINE_BYTES + BODY_SLACK,
+            )),
+        )
+        .route(
+            "/v1/files",
+            post(batch::openai::upload_file).layer(DefaultBodyLimit::max(
+                batch::openai::MAX_UPLOAD_BYTES + BODY_SLACK,
+            )),
+        )
+        .route("/v1/files/{id}", get(batch::openai::get_file))
+        .route("/v1/files/{id}/content", get(batch::openai::file_content))
+        .route(
+            "/v1/batches",
+            post(batch::openai::create_batch).get(batch::openai::list_batches),
+        )
+        .route("/v1/batches/{id}", get(batch::openai::get_batch))
+        .route("/v1/batches/{id}/cancel", post(batch::openai::cancel_batch))
+        .route(
+            "/v1/messages/batches",
+            post(batch::anthropic::create)
+                .get(batch::anthropic::list)
+                .layer(DefaultBodyLimit::max(
+                    batch::anthropic::MAX_BODY_BYTES + BODY_SLACK,
+                )),
+        )
+        .route(
+            "/v1/messages/batches/{id}",
+            get(batch::anthropic::retrieve).delete(batch::anthropic::delete),
+        )
+        .route(
+            "/v1/messages/batches/{id}/results",
+            get(batch::anthropic::results),
+        )
+        .route(
+            "/v1/messages/batches/{id}/cancel",
+            post(batch::anthropic::cancel),
+        )
+        .route("/v1beta/batches", get(batch::gemini::list))
+        .route(
+            "/upload/v1beta/files",
+            post(batch::gemini_files::upload).layer(DefaultBodyLimit::max(
+                batch::gemini_files::MAX_CHUNK_BYTES + BODY_SLACK,
+            )),
+        )
+        .route("/v1beta/files/{target}", get(batch::gemini_files::get))
+        .route(
+            "/v1beta/batches/{target}",
+            get(batch::gemini::get)
+                .post(batch::gemini::post)
+                .delete(batch::gemini::delete),
+        )
         .route("/_sim/stats", get(stats))
         .route("/_sim/reset", post(reset))
         .fallback(unknown_route)

@@ -100,9 +100,9 @@ const RESPONSE_FIELDS: &[&str] = &[
 pub const MAX_N: u64 = 128;
 
 /// A 400 with the offending parameter.
-struct Bad(String, Option<&'static str>);
+pub(crate) struct Bad(pub String, pub Option<&'static str>);
 
-fn bearer(h: &HeaderMap) -> Option<&str> {
+pub(crate) fn bearer(h: &HeaderMap) -> Option<&str> {
     h.get("authorization")?
         .to_str()
         .ok()?
@@ -192,7 +192,7 @@ fn top_logprobs_of(m: &Map<String, Value>) -> Result<Option<u64>, Bad> {
     Ok(k)
 }
 
-fn chat_query(m: &Map<String, Value>) -> Result<(Query, bool), Bad> {
+pub(crate) fn chat_query(m: &Map<String, Value>) -> Result<(Query, bool), Bad> {
     check_fields(m, CHAT_FIELDS)?;
     let key = model_of(m)?;
     let Some(Value::Array(messages)) = m.get("messages") else {
@@ -304,7 +304,7 @@ fn chat_choice(index: usize, answer: &Answer, logprobs: bool) -> Value {
     })
 }
 
-fn chat_body(sim: &Sim, key: &str, answer: &Answer, logprobs: bool) -> Value {
+pub(crate) fn chat_body(sim: &Sim, key: &str, answer: &Answer, logprobs: bool) -> Value {
     let choices: Vec<Value> = answer
         .choices()
         .enumerate()
@@ -352,14 +352,8 @@ pub async fn chat(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: Bytes) 
         Ok(x) => x,
         Err(Bad(msg, param)) => return error(&sim, Api::OpenAi, ErrKind::BadRequest, &msg, param),
     };
-    if q.n > 1 && sim.config.single_sample.contains(&q.key) {
-        return error(
-            &sim,
-            Api::OpenAi,
-            ErrKind::BadRequest,
-            "Unsupported parameter: 'n' is not supported with this model.",
-            Some("n"),
-        );
+    if let Some(msg) = refuses_n(&sim, &q) {
+        return error(&sim, Api::OpenAi, ErrKind::BadRequest, msg, Some("n"));
     }
     let mut q = q;
     q.forced_fault = crate::wire::forced_fault(&headers);
@@ -372,14 +366,21 @@ pub async fn chat(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: Bytes) 
     .await
 }
 
-struct ResponsesReq {
-    query: Query,
+/// The refusal of a request asking a single-sample model for several
+/// choices (`n`), if it is one.
+pub(crate) fn refuses_n(sim: &Sim, q: &Query) -> Option<&'static str> {
+    (q.n > 1 && sim.config.single_sample.contains(&q.key))
+        .then_some("Unsupported parameter: 'n' is not supported with this model.")
+}
+
+pub(crate) struct ResponsesReq {
+    pub query: Query,
     logprobs: bool,
     effort: Option<String>,
     max_output_tokens: Option<u64>,
 }
 
-fn responses_query(m: &Map<String, Value>) -> Result<ResponsesReq, Bad> {
+pub(crate) fn responses_query(m: &Map<String, Value>) -> Result<ResponsesReq, Bad> {
     check_fields(m, RESPONSE_FIELDS)?;
     let key = model_of(m)?;
     let prompt = match m.get("input") {
@@ -443,7 +444,7 @@ fn responses_query(m: &Map<String, Value>) -> Result<ResponsesReq, Bad> {
     })
 }
 
-fn responses_body(sim: &Sim, r: &ResponsesReq, answer: &Answer) -> Value {
+pub(crate) fn responses_body(sim: &Sim, r: &ResponsesReq, answer: &Answer) -> Value {
     let now = unix_now();
     let logprobs: Vec<Value> = if r.logprobs && !answer.text.is_empty() {
         vec![logprob_entry(answer)]

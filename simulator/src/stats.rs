@@ -2,7 +2,10 @@
 //! can assert on it: requests per 1-second bucket (since the simulator
 //! started), the largest 1-second and 60-second windows, answers, refusals
 //! and injected faults, whether requests sent a `temperature`, and the W3C
-//! `traceparent` headers they carried (the first [`TRACEPARENTS_KEPT`]).
+//! `traceparent` headers they carried (the first [`TRACEPARENTS_KEPT`]);
+//! the lines of provider batches each key answered and their tokens; and
+//! the batches created per API (`batches`, see [`crate::batch::store`]:
+//! `created`, `lines`, `cancelled`, `resubmitted`, and the list).
 //! Served as JSON on `GET /_sim/stats`.
 
 use std::collections::BTreeMap;
@@ -51,6 +54,12 @@ pub struct KeyStats {
     pub traced: u64,
     /// The first [`TRACEPARENTS_KEPT`] `traceparent` headers received.
     pub traceparents: Vec<String>,
+    /// Lines of provider batches answered (not counted in `requests`).
+    pub batch_lines: u64,
+    /// Input and output tokens of those lines (also in the totals above),
+    /// billed at the providers' batch prices.
+    pub batch_input_tokens: u64,
+    pub batch_output_tokens: u64,
 }
 
 fn bump(v: &mut Vec<u64>, second: usize) {
@@ -101,6 +110,13 @@ impl KeyStats {
         bump(&mut self.admitted_per_second, at.as_secs() as usize);
     }
 
+    /// One line of a provider batch reached the engine.
+    pub fn batch_line(&mut self, input_tokens: u64) {
+        self.batch_lines += 1;
+        self.batch_input_tokens += input_tokens;
+        self.input_tokens += input_tokens;
+    }
+
     pub fn fault(&mut self, f: Fault) {
         *self.faults.entry(f.name().to_string()).or_default() += 1;
     }
@@ -113,6 +129,8 @@ pub struct Report {
     pub uptime_secs: f64,
     pub totals: Totals,
     pub keys: BTreeMap<String, KeyReport>,
+    /// The provider batches created, per API (see [`crate::batch`]).
+    pub batches: crate::batch::store::BatchReport,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -124,6 +142,7 @@ pub struct Totals {
     pub replayed: u64,
     pub repeated: u64,
     pub faults: u64,
+    pub batch_lines: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -140,7 +159,11 @@ pub struct KeyReport {
 }
 
 impl Report {
-    pub fn new(uptime: Duration, keys: &BTreeMap<String, KeyStats>) -> Report {
+    pub fn new(
+        uptime: Duration,
+        keys: &BTreeMap<String, KeyStats>,
+        batches: crate::batch::store::BatchReport,
+    ) -> Report {
         let mut totals = Totals::default();
         let mut out = BTreeMap::new();
         for (k, s) in keys {
@@ -151,6 +174,7 @@ impl Report {
             totals.replayed += s.replayed;
             totals.repeated += s.repeated;
             totals.faults += s.faults.values().sum::<u64>();
+            totals.batch_lines += s.batch_lines;
             out.insert(
                 k.clone(),
                 KeyReport {
@@ -166,6 +190,7 @@ impl Report {
             uptime_secs: uptime.as_secs_f64(),
             totals,
             keys: out,
+            batches,
         }
     }
 }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use moralsweep_simulator::{parse_fault_list, FaultPlan, ReplayMode, SimConfig};
+use moralsweep_simulator::{parse_fault_list, BatchSettings, FaultPlan, ReplayMode, SimConfig};
 
 #[derive(clap::Args)]
 pub struct SimArgs {
@@ -71,6 +71,17 @@ pub struct SimArgs {
     /// the parameter. Repeat for several keys.
     #[arg(long, value_name = "KEY")]
     pub single_sample: Vec<String>,
+    /// How long a provider batch takes, in milliseconds: its lines are
+    /// answered in order, spread evenly over this time (0: all at the
+    /// first look).
+    #[arg(long, default_value_t = 0)]
+    pub batch_delay_ms: u64,
+    /// Share of batch lines (0 to 1) that end errored with the provider's 500.
+    #[arg(long, default_value_t = 0.0)]
+    pub batch_errored: f64,
+    /// Share of batch lines (0 to 1) that expire unanswered.
+    #[arg(long, default_value_t = 0.0)]
+    pub batch_expired: f64,
 }
 
 fn parse_mode(s: &str) -> Result<ReplayMode, String> {
@@ -101,6 +112,23 @@ pub fn sim(args: SimArgs) -> anyhow::Result<()> {
         anyhow::bail!(
             "--fault-rate {} is outside [0, 1]; give the fraction of requests to fault, e.g. 0.2",
             args.fault_rate
+        );
+    }
+    for (flag, share) in [
+        ("--batch-errored", args.batch_errored),
+        ("--batch-expired", args.batch_expired),
+    ] {
+        if !(0.0..=1.0).contains(&share) {
+            anyhow::bail!(
+                "{flag} {share} is outside [0, 1]; give the share of batch lines, e.g. 0.05"
+            );
+        }
+    }
+    if args.batch_errored + args.batch_expired > 1.0 {
+        anyhow::bail!(
+            "--batch-errored {} and --batch-expired {} add up to more than 1; together they are a share of the batch lines",
+            args.batch_errored,
+            args.batch_expired
         );
     }
     let kinds = parse_fault_list(&args.faults).map_err(|e| anyhow::anyhow!("--faults: {e}"))?;
@@ -134,6 +162,11 @@ pub fn sim(args: SimArgs) -> anyhow::Result<()> {
         generate_unknown: args.generate_unknown,
         faults_one_token_only: args.fault_one_token_only,
         single_sample: args.single_sample.clone(),
+        batch: BatchSettings {
+            delay: Duration::from_millis(args.batch_delay_ms),
+            errored: args.batch_errored,
+            expired: args.batch_expired,
+        },
     };
     let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     rt.block_on(async move {

@@ -103,7 +103,8 @@ impl Reply {
     }
 }
 
-/// One request on a fresh connection (`Connection: close`).
+/// One request on a fresh connection (`Connection: close`); a body is sent
+/// as JSON.
 pub fn request(
     addr: &str,
     method: &str,
@@ -111,20 +112,33 @@ pub fn request(
     headers: &[(&str, &str)],
     body: &str,
 ) -> Reply {
+    let content_type = (!body.is_empty()).then_some("application/json");
+    request_bytes(addr, method, path, headers, content_type, body.as_bytes())
+}
+
+/// One request with a body of any type (a multipart upload, say).
+pub fn request_bytes(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    content_type: Option<&str>,
+    body: &[u8],
+) -> Reply {
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     let mut head = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
     );
-    if !body.is_empty() {
-        head.push_str("Content-Type: application/json\r\n");
+    if let Some(ct) = content_type {
+        head.push_str(&format!("Content-Type: {ct}\r\n"));
     }
     for (k, v) in headers {
         head.push_str(&format!("{k}: {v}\r\n"));
     }
     head.push_str("\r\n");
     s.write_all(head.as_bytes()).unwrap();
-    s.write_all(body.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).unwrap();
     let text = String::from_utf8_lossy(&raw).to_string();

@@ -85,35 +85,22 @@ impl Anthropic {
         b
     }
 
-    fn auth(&self) -> reqwest::header::HeaderMap {
+    /// The headers that carry the key.
+    pub fn auth(&self) -> reqwest::header::HeaderMap {
         match &self.core.key {
             Some(k) => auth_header("x-api-key", k.secret.expose()),
             None => Default::default(),
         }
     }
-}
 
-#[async_trait]
-impl Provider for Anthropic {
-    /// `POST /v1/messages/count_tokens`.
-    async fn count_tokens(&self, prompt: &str) -> Result<Option<u64>, ProviderError> {
-        let url = format!("{}/v1/messages/count_tokens", self.core.base_url);
-        let v = self
-            .core
-            .post(&url, self.auth(), &self.count_body(prompt))
-            .await?;
-        v.get("input_tokens")
-            .and_then(Value::as_u64)
-            .map(Some)
-            .ok_or_else(|| {
-                ProviderError::Retryable(format!(
-                    "model {:?}: the count_tokens answer lacks input_tokens",
-                    self.core.model_key
-                ))
-            })
+    /// The model's HTTP plumbing (base URL, key, client).
+    pub fn core(&self) -> &HttpCore {
+        &self.core
     }
 
-    async fn complete(&self, req: &CompletionRequest) -> Result<Completion, ProviderError> {
+    /// Refuses a request this API cannot serve (logprobs, a temperature),
+    /// with what to change in the spec.
+    pub fn check(&self, req: &CompletionRequest) -> Result<(), ProviderError> {
         if req.top_logprobs.is_some() {
             return Err(ProviderError::Fatal(format!(
                 "model {:?}: Anthropic's API returns no logprobs; remove \"logprob\" from the sweep's modes for this model",
@@ -127,8 +114,15 @@ impl Provider for Anthropic {
                 self.core.model_key
             )));
         }
-        let url = format!("{}/v1/messages", self.core.base_url);
-        let v = self.core.post(&url, self.auth(), &self.body(req)).await?;
+        Ok(())
+    }
+
+    /// The completion of a Messages answer body.
+    pub fn answer_of(
+        &self,
+        v: &Value,
+        req: &CompletionRequest,
+    ) -> Result<Completion, ProviderError> {
         let blocks = v.get("content").and_then(Value::as_array).ok_or_else(|| {
             ProviderError::Retryable(format!(
                 "model {:?}: the answer lacks content",
@@ -153,5 +147,33 @@ impl Provider for Anthropic {
                 output_tokens: get("output_tokens").unwrap_or(req.max_tokens as u64),
             },
         })
+    }
+}
+
+#[async_trait]
+impl Provider for Anthropic {
+    /// `POST /v1/messages/count_tokens`.
+    async fn count_tokens(&self, prompt: &str) -> Result<Option<u64>, ProviderError> {
+        let url = format!("{}/v1/messages/count_tokens", self.core.base_url);
+        let v = self
+            .core
+            .post(&url, self.auth(), &self.count_body(prompt))
+            .await?;
+        v.get("input_tokens")
+            .and_then(Value::as_u64)
+            .map(Some)
+            .ok_or_else(|| {
+                ProviderError::Retryable(format!(
+                    "model {:?}: the count_tokens answer lacks input_tokens",
+                    self.core.model_key
+                ))
+            })
+    }
+
+    async fn complete(&self, req: &CompletionRequest) -> Result<Completion, ProviderError> {
+        self.check(req)?;
+        let url = format!("{}/v1/messages", self.core.base_url);
+        let v = self.core.post(&url, self.auth(), &self.body(req)).await?;
+        self.answer_of(&v, req)
     }
 }

@@ -82,11 +82,71 @@ impl Gemini {
         json!({"contents": [{"role": "user", "parts": [{"text": prompt}]}]})
     }
 
-    fn auth(&self) -> reqwest::header::HeaderMap {
+    /// The headers that carry the key.
+    pub fn auth(&self) -> reqwest::header::HeaderMap {
         match &self.core.key {
             Some(k) => auth_header("x-goog-api-key", k.secret.expose()),
             None => Default::default(),
         }
+    }
+
+    /// The model's HTTP plumbing (base URL, key, client).
+    pub fn core(&self) -> &HttpCore {
+        &self.core
+    }
+
+    /// The body of a request for `n` samples (`candidateCount` when more
+    /// than one).
+    pub fn body_n(&self, req: &CompletionRequest, n: u32) -> Value {
+        let mut body = self.body(req);
+        if n > 1 {
+            body["generationConfig"]["candidateCount"] = json!(n);
+        }
+        body
+    }
+
+    /// The samples of a `GenerateContentResponse` to a request for `n`, in
+    /// index order; the first carries the usage of the whole request. A
+    /// blocked prompt comes back without candidates: no text, a failed
+    /// attempt.
+    pub fn answer_of(
+        &self,
+        v: &Value,
+        req: &CompletionRequest,
+        n: u32,
+    ) -> Result<Vec<Completion>, ProviderError> {
+        let n = n.max(1);
+        let listed: Vec<&Value> = v
+            .get("candidates")
+            .and_then(Value::as_array)
+            .map(|c| c.iter().collect())
+            .unwrap_or_default();
+        if listed.len() > n as usize {
+            return Err(ProviderError::Retryable(format!(
+                "model {:?}: asked for {n} candidates, the answer has {}",
+                self.core.model_key,
+                listed.len()
+            )));
+        }
+        let mut slots: Vec<Option<&Value>> = vec![None; n as usize];
+        for (pos, c) in listed.into_iter().enumerate() {
+            let i = c
+                .get("index")
+                .and_then(Value::as_u64)
+                .map_or(pos, |i| i as usize);
+            match slots.get_mut(i) {
+                Some(slot @ None) => *slot = Some(c),
+                _ => {
+                    return Err(ProviderError::Retryable(format!(
+                    "model {:?}: candidate index {i} is repeated or not below candidateCount {n}",
+                    self.core.model_key
+                )))
+                }
+            }
+        }
+        let mut out: Vec<Completion> = slots.into_iter().map(|c| self.candidate(c, req)).collect();
+        out[0].usage = self.usage(v, req);
+        Ok(out)
     }
 
     fn url(&self, method: &str) -> String {
@@ -119,69 +179,24 @@ impl Provider for Gemini {
     }
 
     async fn complete(&self, req: &CompletionRequest) -> Result<Completion, ProviderError> {
-        let v = self
-            .core
-            .post(&self.url("generateContent"), self.auth(), &self.body(req))
-            .await?;
-        // A blocked prompt comes back without candidates: no text, a failed attempt.
-        let candidate = v
-            .get("candidates")
-            .and_then(Value::as_array)
-            .and_then(|c| c.first());
-        let mut c = self.candidate(candidate, req);
-        c.usage = self.usage(&v, req);
-        Ok(c)
+        let mut all = self.complete_n(req, 1).await?;
+        Ok(all.remove(0))
     }
 
-    /// `generationConfig.candidateCount = n`: `n` independent samples of one
-    /// prompt. Candidates are put in `index` order; one the answer lacks (a
-    /// blocked candidate) is an empty text, a failed attempt of its slot, as
-    /// a blocked single answer is. The request's usage goes with the first.
     async fn complete_n(
         &self,
         req: &CompletionRequest,
         n: u32,
     ) -> Result<Vec<Completion>, ProviderError> {
-        if n <= 1 {
-            return Ok(vec![self.complete(req).await?]);
-        }
-        let mut body = self.body(req);
-        body["generationConfig"]["candidateCount"] = json!(n);
         let v = self
             .core
-            .post(&self.url("generateContent"), self.auth(), &body)
+            .post(
+                &self.url("generateContent"),
+                self.auth(),
+                &self.body_n(req, n),
+            )
             .await?;
-        let listed: Vec<&Value> = v
-            .get("candidates")
-            .and_then(Value::as_array)
-            .map(|c| c.iter().collect())
-            .unwrap_or_default();
-        if listed.len() > n as usize {
-            return Err(ProviderError::Retryable(format!(
-                "model {:?}: asked for {n} candidates, the answer has {}",
-                self.core.model_key,
-                listed.len()
-            )));
-        }
-        let mut slots: Vec<Option<&Value>> = vec![None; n as usize];
-        for (pos, c) in listed.into_iter().enumerate() {
-            let i = c
-                .get("index")
-                .and_then(Value::as_u64)
-                .map_or(pos, |i| i as usize);
-            match slots.get_mut(i) {
-                Some(slot @ None) => *slot = Some(c),
-                _ => {
-                    return Err(ProviderError::Retryable(format!(
-                    "model {:?}: candidate index {i} is repeated or not below candidateCount {n}",
-                    self.core.model_key
-                )))
-                }
-            }
-        }
-        let mut out: Vec<Completion> = slots.into_iter().map(|c| self.candidate(c, req)).collect();
-        out[0].usage = self.usage(&v, req);
-        Ok(out)
+        self.answer_of(&v, req, n)
     }
 }
 

@@ -249,21 +249,69 @@ impl HttpCore {
     ) -> Result<Value, ProviderError> {
         let payload = serde_json::to_vec(body)
             .map_err(|e| ProviderError::Fatal(format!("cannot encode the request: {e}")))?;
-        let mut request = self
+        let bytes = self
+            .post_bytes(url, auth, "application/json", payload)
+            .await?;
+        self.json_of(&bytes)
+    }
+
+    /// POSTs a body of any type (a multipart upload, say); the bytes of a
+    /// 2xx answer, or the classified failure.
+    pub async fn post_bytes(
+        &self,
+        url: &str,
+        auth: HeaderMap,
+        content_type: &str,
+        payload: Vec<u8>,
+    ) -> Result<Vec<u8>, ProviderError> {
+        let request = self
             .client
             .post(url)
             .headers(self.headers.clone())
             .headers(auth)
-            .header("content-type", "application/json");
+            .header("content-type", content_type)
+            .body(payload);
+        self.send(request, url).await
+    }
+
+    /// GETs `url`; the bytes of a 2xx answer, or the classified failure.
+    pub async fn get_bytes(&self, url: &str, auth: HeaderMap) -> Result<Vec<u8>, ProviderError> {
+        let request = self
+            .client
+            .get(url)
+            .headers(self.headers.clone())
+            .headers(auth);
+        self.send(request, url).await
+    }
+
+    /// GETs `url`; the parsed JSON of a 2xx answer.
+    pub async fn get(&self, url: &str, auth: HeaderMap) -> Result<Value, ProviderError> {
+        let bytes = self.get_bytes(url, auth).await?;
+        self.json_of(&bytes)
+    }
+
+    /// A 2xx answer's JSON.
+    pub fn json_of(&self, bytes: &[u8]) -> Result<Value, ProviderError> {
+        serde_json::from_slice(bytes).map_err(|e| {
+            ProviderError::Retryable(format!(
+                "model {:?}: the answer is not valid JSON ({e}): {}",
+                self.model_key,
+                self.redact(&snippet(bytes))
+            ))
+        })
+    }
+
+    /// Sends a request with the trace context; the body of a 2xx answer.
+    async fn send(
+        &self,
+        mut request: reqwest::RequestBuilder,
+        url: &str,
+    ) -> Result<Vec<u8>, ProviderError> {
         // The trace of the call (its `provider_call` span) goes out with it.
         if let Some(tp) = moralsweep_telemetry::propagation::current_traceparent() {
             request = request.header("traceparent", tp);
         }
-        let resp = request
-            .body(payload)
-            .send()
-            .await
-            .map_err(|e| self.transport_error(&e))?;
+        let resp = request.send().await.map_err(|e| self.transport_error(&e))?;
         let status = resp.status();
         moralsweep_telemetry::spans::record_http_status(status.as_u16());
         let headers = resp.headers().clone();
@@ -275,13 +323,7 @@ impl HttpCore {
             ))
         })?;
         if status.is_success() {
-            return serde_json::from_slice(&bytes).map_err(|e| {
-                ProviderError::Retryable(format!(
-                    "model {:?}: the answer is not valid JSON ({e}): {}",
-                    self.model_key,
-                    self.redact(&snippet(&bytes))
-                ))
-            });
+            return Ok(bytes.to_vec());
         }
         Err(self.classify(status.as_u16(), &headers, &bytes, url))
     }

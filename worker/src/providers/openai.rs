@@ -223,11 +223,65 @@ impl OpenAi {
         }
     }
 
-    fn auth(&self) -> reqwest::header::HeaderMap {
+    /// The headers that carry the key.
+    pub fn auth(&self) -> reqwest::header::HeaderMap {
         match &self.core.key {
             Some(k) => auth_header("authorization", &format!("Bearer {}", k.secret.expose())),
             None => reqwest::header::HeaderMap::new(),
         }
+    }
+
+    /// The model's HTTP plumbing (base URL, key, client).
+    pub fn core(&self) -> &HttpCore {
+        &self.core
+    }
+
+    /// The endpoint this model's requests go to, below the base URL
+    /// (`/chat/completions` or `/responses`).
+    pub fn endpoint(&self) -> &'static str {
+        match self.api {
+            Api::Chat => "/chat/completions",
+            Api::Responses => "/responses",
+        }
+    }
+
+    /// The body of a request for `n` samples: the body of [`OpenAi::body`],
+    /// with `n` when more than one (Chat Completions only; the Responses
+    /// API has no `n` and refuses it as the provider would).
+    pub fn body_n(&self, req: &CompletionRequest, n: u32) -> Result<Value, ProviderError> {
+        if n <= 1 {
+            return Ok(self.body(req));
+        }
+        if self.api == Api::Responses {
+            return Err(ProviderError::Fatal(format!(
+                "model {:?}: the provider refused the request (field `n`) (400): the Responses API has no `n`",
+                self.core.model_key
+            )));
+        }
+        let mut body = self.chat_body(req);
+        body["n"] = json!(n);
+        Ok(body)
+    }
+
+    /// The samples of an answer body to a request for `n` of them (see
+    /// [`Provider::complete_n`] for how usage is carried).
+    pub fn answer_of(
+        &self,
+        v: &Value,
+        req: &CompletionRequest,
+        n: u32,
+    ) -> Result<Vec<Completion>, ProviderError> {
+        if n > 1 {
+            return self.parse_choices(v, req, n);
+        }
+        let mut c = match self.api {
+            Api::Chat => self.parse_chat(v, req)?,
+            Api::Responses => self.parse_responses(v, req)?,
+        };
+        if self.may_overrun(req) {
+            c.text = first_token(&c.text);
+        }
+        Ok(vec![c])
     }
 
     /// Whether an answer may be longer than the protocol asked for.
@@ -418,34 +472,17 @@ impl Provider for OpenAi {
         if n <= 1 {
             return Ok(vec![self.complete(req).await?]);
         }
-        if self.api == Api::Responses {
-            return Err(ProviderError::Fatal(format!(
-                "model {:?}: the provider refused the request (field `n`) (400): the Responses API has no `n`",
-                self.core.model_key
-            )));
-        }
-        let mut body = self.chat_body(req);
-        body["n"] = json!(n);
-        let url = format!("{}/chat/completions", self.core.base_url);
+        let body = self.body_n(req, n)?;
+        let url = format!("{}{}", self.core.base_url, self.endpoint());
         let v = self.core.post(&url, self.auth(), &body).await?;
-        self.parse_choices(&v, req, n)
+        self.answer_of(&v, req, n)
     }
 
     async fn complete(&self, req: &CompletionRequest) -> Result<Completion, ProviderError> {
-        let (path, body) = match self.api {
-            Api::Chat => ("chat/completions", self.chat_body(req)),
-            Api::Responses => ("responses", self.responses_body(req)),
-        };
-        let url = format!("{}/{path}", self.core.base_url);
-        let v = self.core.post(&url, self.auth(), &body).await?;
-        let mut c = match self.api {
-            Api::Chat => self.parse_chat(&v, req)?,
-            Api::Responses => self.parse_responses(&v, req)?,
-        };
-        if self.may_overrun(req) {
-            c.text = first_token(&c.text);
-        }
-        Ok(c)
+        let url = format!("{}{}", self.core.base_url, self.endpoint());
+        let v = self.core.post(&url, self.auth(), &self.body(req)).await?;
+        let mut all = self.answer_of(&v, req, 1)?;
+        Ok(all.remove(0))
     }
 }
 

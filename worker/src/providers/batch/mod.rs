@@ -1,0 +1,206 @@
+//! Clients of the providers' batch APIs: a list of rating requests (the
+//! bodies the interactive adapters send, `n` included) becomes one batch;
+//! the client submits it, polls it and returns, per custom id, the samples
+//! or why there are none. One module per API: [`openai`] (a JSONL file
+//! uploaded to the Files API, then `/v1/batches`), [`anthropic`] (Message
+//! Batches) and [`gemini`] (batch mode with inline requests).
+//!
+//! Nothing here is durable: [`Submitted`] is what a caller must store
+//! before it waits (the provider's batch id, and the input file's), so that
+//! after a crash it polls the same batch instead of submitting (and paying
+//! for) it again; [`BatchClient::poll`] and [`BatchClient::results`] take
+//! only that record and the items.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use moralsweep_common::ModelSpec;
+use serde::{Deserialize, Serialize};
+
+use super::{Completion, CompletionRequest, ProviderError};
+
+pub mod anthropic;
+pub mod gemini;
+pub mod openai;
+
+/// One request of a batch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchItem {
+    /// Unique within the batch; how its result is found (Anthropic allows
+    /// `[a-zA-Z0-9_-]{1,64}`).
+    pub custom_id: String,
+    pub req: CompletionRequest,
+    /// Samples asked of this one request (`n`, `candidateCount`).
+    pub n: u32,
+}
+
+/// A batch the provider accepted: what a caller stores before waiting.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Submitted {
+    /// `openai`, `anthropic` or `gemini`.
+    pub api: String,
+    /// The provider's id of the batch (`batch_...`, `msgbatch_...`,
+    /// `batches/...`).
+    pub id: String,
+    /// The uploaded input file (OpenAI).
+    pub input_file_id: Option<String>,
+    /// Requests in it.
+    pub items: usize,
+}
+
+/// Where a batch is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Progress {
+    /// The provider's own word for its state (`in_progress`, `ended`,
+    /// `BATCH_STATE_RUNNING`, ...).
+    pub status: String,
+    /// Whether it is over: its results can be read.
+    pub ended: bool,
+    /// Requests answered, failed, and not yet done, as far as the provider
+    /// tells (Anthropic counts only at the end).
+    pub succeeded: u64,
+    pub failed: u64,
+    pub pending: u64,
+    /// When the provider's window closes (Unix seconds), if it says: the
+    /// latest the batch can end.
+    pub expires_at: Option<i64>,
+}
+
+/// What became of one request.
+#[derive(Debug, Clone)]
+pub enum ItemResult {
+    /// Its samples, in order; the first carries the request's usage.
+    Answered(Vec<Completion>),
+    /// The provider answered it with an error, classified as for an
+    /// interactive call (retryable, rate limited, fatal).
+    Failed(ProviderError),
+    /// It was not run before the batch's window closed.
+    Expired,
+    /// It was not run because the batch was cancelled (or the provider
+    /// gave no result for it).
+    Canceled,
+}
+
+/// The most a batch may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_items: usize,
+    /// Of the uploaded file or the creation request.
+    pub max_bytes: usize,
+}
+
+/// A provider's batch API for one model.
+#[async_trait]
+pub trait BatchClient: Send + Sync {
+    /// The API's limits on one batch (a caller splits larger work).
+    fn limits(&self) -> Limits;
+
+    /// Builds the batch of `items` and submits it. Refuses, before sending
+    /// anything, items over the limits, repeated custom ids and requests
+    /// the API cannot serve.
+    async fn submit(&self, items: &[BatchItem]) -> Result<Submitted, ProviderError>;
+
+    /// Where the batch is now.
+    async fn poll(&self, batch: &Submitted) -> Result<Progress, ProviderError>;
+
+    /// The result of every item of an ended batch, by custom id (an item
+    /// the provider says nothing about is [`ItemResult::Canceled`]).
+    async fn results(
+        &self,
+        batch: &Submitted,
+        items: &[BatchItem],
+    ) -> Result<HashMap<String, ItemResult>, ProviderError>;
+
+    /// Asks the provider to stop the batch (its unanswered requests are
+    /// then cancelled; answered ones keep their results).
+    async fn cancel(&self, batch: &Submitted) -> Result<(), ProviderError>;
+}
+
+/// The batch client of a model spec's provider (`openai`, `anthropic`,
+/// `gemini`, and `sim`, which speaks OpenAI's).
+pub fn build(model: &ModelSpec) -> Result<Box<dyn BatchClient>, ProviderError> {
+    match model.provider.as_str() {
+        "openai" => Ok(Box::new(openai::OpenAiBatch::new(
+            super::openai::OpenAi::new(model, super::openai::Flavor::openai())?,
+        ))),
+        "sim" => Ok(Box::new(openai::OpenAiBatch::new(
+            super::compat::build_sim(model)?,
+        ))),
+        "anthropic" => Ok(Box::new(anthropic::AnthropicBatch::new(
+            super::anthropic::Anthropic::new(model)?,
+        ))),
+        "gemini" => Ok(Box::new(gemini::GeminiBatch::new(
+            super::gemini::Gemini::new(model)?,
+        ))),
+        other => Err(ProviderError::Fatal(format!(
+            "model {:?}: batch = true, but provider {other:?} has no batch API here (openai, anthropic and gemini do); remove batch or use another provider",
+            model.key
+        ))),
+    }
+}
+
+/// Checks what every API requires of a batch's items: at least one, at
+/// most `limits.max_items`, custom ids unique.
+pub fn check_items(
+    model_key: &str,
+    items: &[BatchItem],
+    limits: Limits,
+) -> Result<(), ProviderError> {
+    if items.is_empty() {
+        return Err(ProviderError::Fatal(format!(
+            "model {model_key:?}: a batch needs at least one request"
+        )));
+    }
+    if items.len() > limits.max_items {
+        return Err(ProviderError::Fatal(format!(
+            "model {model_key:?}: {} requests in one batch; the provider takes at most {}: split them over several batches",
+            items.len(),
+            limits.max_items
+        )));
+    }
+    let mut seen = std::collections::HashSet::new();
+    if let Some(dup) = items.iter().find(|i| !seen.insert(i.custom_id.as_str())) {
+        return Err(ProviderError::Fatal(format!(
+            "model {model_key:?}: custom id {:?} appears twice in one batch; each request needs its own",
+            dup.custom_id
+        )));
+    }
+    Ok(())
+}
+
+/// Checks the size of what will be sent.
+pub fn check_bytes(model_key: &str, bytes: usize, limits: Limits) -> Result<(), ProviderError> {
+    if bytes > limits.max_bytes {
+        return Err(ProviderError::Fatal(format!(
+            "model {model_key:?}: the batch is {bytes} bytes; the provider takes at most {}: split it over several batches",
+            limits.max_bytes
+        )));
+    }
+    Ok(())
+}
+
+/// Submits `items`, polls every `every` until the batch has ended, and
+/// returns the record and the results. A caller that must survive a crash
+/// stores the record between [`BatchClient::submit`] and the polling
+/// instead of using this.
+pub async fn run_to_end(
+    client: &dyn BatchClient,
+    items: &[BatchItem],
+    every: Duration,
+) -> Result<(Submitted, HashMap<String, ItemResult>), ProviderError> {
+    let batch = client.submit(items).await?;
+    loop {
+        if client.poll(&batch).await?.ended {
+            break;
+        }
+        tokio::time::sleep(every).await;
+    }
+    let results = client.results(&batch, items).await?;
+    Ok((batch, results))
+}
+
+/// An item's request, for parsing its answer.
+pub(crate) fn by_id(items: &[BatchItem]) -> HashMap<&str, &BatchItem> {
+    items.iter().map(|i| (i.custom_id.as_str(), i)).collect()
+}

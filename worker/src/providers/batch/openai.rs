@@ -1,0 +1,326 @@
+//! OpenAI's Batch API: the items become a JSONL file of
+//! `{custom_id, method, url, body}` lines (the bodies of the `openai`
+//! adapter, `n` included), uploaded to `/files` with `purpose=batch`; then
+//! `/batches` names the file, the endpoint and the 24h window. Results come
+//! from the output file (status 200 lines) and the error file (errored
+//! lines with the provider's status and error body; expired and cancelled
+//! lines with `error.code`).
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use serde_json::{json, Value};
+
+use super::{
+    by_id, check_bytes, check_items, BatchClient, BatchItem, ItemResult, Limits, Progress,
+    Submitted,
+};
+use crate::providers::openai::OpenAi;
+use crate::providers::ProviderError;
+
+/// At most 50,000 requests and 200 MB per input file.
+pub const LIMITS: Limits = Limits {
+    max_items: 50_000,
+    max_bytes: 200 * 1000 * 1000,
+};
+
+/// Batch states after which nothing more happens.
+const ENDED: &[&str] = &["completed", "failed", "expired", "cancelled"];
+
+/// The Batch API of an OpenAI-style model.
+pub struct OpenAiBatch {
+    model: OpenAi,
+}
+
+impl OpenAiBatch {
+    pub fn new(model: OpenAi) -> OpenAiBatch {
+        OpenAiBatch { model }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.model.core().base_url)
+    }
+
+    fn key(&self) -> &str {
+        &self.model.core().model_key
+    }
+
+    /// The endpoint every line names (`/v1/chat/completions`).
+    fn endpoint(&self) -> String {
+        format!("/v1{}", self.model.endpoint())
+    }
+
+    /// The input file: one line per item.
+    pub fn input_file(&self, items: &[BatchItem]) -> Result<String, ProviderError> {
+        let endpoint = self.endpoint();
+        let mut out = String::new();
+        for i in items {
+            let line = json!({
+                "custom_id": i.custom_id,
+                "method": "POST",
+                "url": endpoint,
+                "body": self.model.body_n(&i.req, i.n)?,
+            });
+            out.push_str(&line.to_string());
+            out.push('\n');
+        }
+        Ok(out)
+    }
+
+    fn bad_shape(&self, what: &str) -> ProviderError {
+        ProviderError::Retryable(format!(
+            "model {:?}: the batch API's answer lacks {what}",
+            self.key()
+        ))
+    }
+
+    /// The lines of a file (none for no file).
+    async fn file_lines(&self, id: Option<&str>) -> Result<Vec<Value>, ProviderError> {
+        let Some(id) = id else {
+            return Ok(vec![]);
+        };
+        let url = self.url(&format!("/files/{id}/content"));
+        let bytes = self.model.core().get_bytes(&url, self.model.auth()).await?;
+        String::from_utf8_lossy(&bytes)
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| {
+                serde_json::from_str(l).map_err(|e| {
+                    ProviderError::Retryable(format!(
+                        "model {:?}: a line of batch file {id} is not JSON ({e})",
+                        self.key()
+                    ))
+                })
+            })
+            .collect()
+    }
+
+    /// What one output or error line says about its item.
+    fn result_of(&self, line: &Value, item: &BatchItem) -> ItemResult {
+        if let Some(code) = line.pointer("/error/code").and_then(Value::as_str) {
+            let message = line
+                .pointer("/error/message")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            return match code {
+                "batch_expired" => ItemResult::Expired,
+                "batch_cancelled" => ItemResult::Canceled,
+                other => ItemResult::Failed(ProviderError::Retryable(format!(
+                    "model {:?}: batch request {} failed ({other}): {message}",
+                    self.key(),
+                    item.custom_id
+                ))),
+            };
+        }
+        let status = line
+            .pointer("/response/status_code")
+            .and_then(Value::as_u64)
+            .unwrap_or(0) as u16;
+        let body = line
+            .pointer("/response/body")
+            .cloned()
+            .unwrap_or(Value::Null);
+        if status == 200 {
+            return match self.model.answer_of(&body, &item.req, item.n) {
+                Ok(samples) => ItemResult::Answered(samples),
+                Err(e) => ItemResult::Failed(e),
+            };
+        }
+        let bytes = serde_json::to_vec(&body).unwrap_or_default();
+        ItemResult::Failed(self.model.core().classify(
+            status,
+            &reqwest::header::HeaderMap::new(),
+            &bytes,
+            &self.endpoint(),
+        ))
+    }
+}
+
+/// A `multipart/form-data` body with the fields `purpose` and `file`.
+fn multipart(boundary: &str, filename: &str, data: &[u8]) -> Vec<u8> {
+    let mut body = Vec::with_capacity(data.len() + 512);
+    body.extend_from_slice(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n"
+        )
+        .as_bytes(),
+    );
+    body.extend_from_slice(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\n\
+             Content-Type: application/jsonl\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    body.extend_from_slice(data);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    body
+}
+
+#[async_trait]
+impl BatchClient for OpenAiBatch {
+    fn limits(&self) -> Limits {
+        LIMITS
+    }
+
+    async fn submit(&self, items: &[BatchItem]) -> Result<Submitted, ProviderError> {
+        check_items(self.key(), items, LIMITS)?;
+        let file = self.input_file(items)?;
+        check_bytes(self.key(), file.len(), LIMITS)?;
+        let boundary = format!("moralsweep-{:032x}", rand::random::<u128>());
+        let uploaded = self
+            .model
+            .core()
+            .post_bytes(
+                &self.url("/files"),
+                self.model.auth(),
+                &format!("multipart/form-data; boundary={boundary}"),
+                multipart(&boundary, "moralsweep-batch.jsonl", file.as_bytes()),
+            )
+            .await?;
+        let uploaded = self.model.core().json_of(&uploaded)?;
+        let file_id = uploaded
+            .get("id")
+            .and_then(Value::as_str)
+            .ok_or_else(|| self.bad_shape("the uploaded file's id"))?
+            .to_string();
+        let batch = self
+            .model
+            .core()
+            .post(
+                &self.url("/batches"),
+                self.model.auth(),
+                &json!({"input_file_id": file_id, "endpoint": self.endpoint(),
+                        "completion_window": "24h",
+                        "metadata": {"client": "moralsweep", "model_key": self.key()}}),
+            )
+            .await?;
+        let id = batch
+            .get("id")
+            .and_then(Value::as_str)
+            .ok_or_else(|| self.bad_shape("the batch's id"))?;
+        Ok(Submitted {
+            api: "openai".into(),
+            id: id.to_string(),
+            input_file_id: Some(file_id),
+            items: items.len(),
+        })
+    }
+
+    async fn poll(&self, batch: &Submitted) -> Result<Progress, ProviderError> {
+        let v = self
+            .model
+            .core()
+            .get(
+                &self.url(&format!("/batches/{}", batch.id)),
+                self.model.auth(),
+            )
+            .await?;
+        let status = v
+            .get("status")
+            .and_then(Value::as_str)
+            .ok_or_else(|| self.bad_shape("status"))?
+            .to_string();
+        let count = |k: &str| {
+            v.pointer(&format!("/request_counts/{k}"))
+                .and_then(Value::as_u64)
+                .unwrap_or(0)
+        };
+        let (total, succeeded, failed) = (count("total"), count("completed"), count("failed"));
+        Ok(Progress {
+            ended: ENDED.contains(&status.as_str()),
+            status,
+            succeeded,
+            failed,
+            pending: total.saturating_sub(succeeded + failed),
+            expires_at: v.get("expires_at").and_then(Value::as_i64),
+        })
+    }
+
+    async fn results(
+        &self,
+        batch: &Submitted,
+        items: &[BatchItem],
+    ) -> Result<HashMap<String, ItemResult>, ProviderError> {
+        let v = self
+            .model
+            .core()
+            .get(
+                &self.url(&format!("/batches/{}", batch.id)),
+                self.model.auth(),
+            )
+            .await?;
+        let status = v.get("status").and_then(Value::as_str).unwrap_or("");
+        if !ENDED.contains(&status) {
+            return Err(ProviderError::Retryable(format!(
+                "model {:?}: batch {} has not ended (status {status}); poll it until it has",
+                self.key(),
+                batch.id
+            )));
+        }
+        if status == "failed" {
+            let errors: Vec<String> = v
+                .pointer("/errors/data")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .map(|e| {
+                    format!(
+                        "{}{}: {}",
+                        e.get("code").and_then(Value::as_str).unwrap_or("error"),
+                        e.get("line")
+                            .and_then(Value::as_u64)
+                            .map(|l| format!(" (line {l})"))
+                            .unwrap_or_default(),
+                        e.get("message").and_then(Value::as_str).unwrap_or("")
+                    )
+                })
+                .collect();
+            let summary = format!(
+                "model {:?}: the provider failed batch {}: {}",
+                self.key(),
+                batch.id,
+                errors.join("; ")
+            );
+            // Over the queue's token limit: the same batch can go later.
+            return Err(
+                if errors.iter().any(|e| e.starts_with("token_limit_exceeded")) {
+                    ProviderError::RateLimited { retry_after: None }
+                } else {
+                    ProviderError::Fatal(summary)
+                },
+            );
+        }
+        let wanted = by_id(items);
+        let mut out = HashMap::new();
+        for key in ["output_file_id", "error_file_id"] {
+            for line in self.file_lines(v.get(key).and_then(Value::as_str)).await? {
+                let Some(item) = line
+                    .get("custom_id")
+                    .and_then(Value::as_str)
+                    .and_then(|c| wanted.get(c))
+                else {
+                    continue;
+                };
+                out.insert(item.custom_id.clone(), self.result_of(&line, item));
+            }
+        }
+        for i in items {
+            out.entry(i.custom_id.clone())
+                .or_insert(ItemResult::Canceled);
+        }
+        Ok(out)
+    }
+
+    async fn cancel(&self, batch: &Submitted) -> Result<(), ProviderError> {
+        self.model
+            .core()
+            .post(
+                &self.url(&format!("/batches/{}/cancel", batch.id)),
+                self.model.auth(),
+                &json!({}),
+            )
+            .await
+            .map(|_| ())
+    }
+}
