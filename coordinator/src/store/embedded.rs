@@ -197,6 +197,32 @@ impl EmbeddedStore {
         &self.path
     }
 
+    /// Applies `change` to open batch `id` of `sweep` in one transaction and
+    /// keeps the result if `change` says so; `false` when the batch is not
+    /// open or the change is refused.
+    async fn change_batch(
+        &self,
+        sweep: &str,
+        id: &str,
+        change: impl FnOnce(&mut BatchRecord) -> bool + Send + 'static,
+    ) -> StoreResult<bool> {
+        let key = batch_key(sweep, id);
+        self.write(move |txn, path| {
+            let mut t = txn.open_table(BATCHES).map_err(|e| backend(path, e))?;
+            let mut b = match t.get(key.as_slice()).map_err(|e| backend(path, e))? {
+                Some(v) => decode_batch(v.value())?,
+                None => return Ok(false),
+            };
+            if !change(&mut b) {
+                return Ok(false);
+            }
+            t.insert(key.as_slice(), encode_batch(&b)?.as_slice())
+                .map_err(|e| backend(path, e))?;
+            Ok(true)
+        })
+        .await
+    }
+
     /// Runs `f` in one write transaction on the blocking pool and commits it
     /// durably when `f` succeeds (dropping it, i.e. aborting, otherwise).
     async fn write<T, F>(&self, f: F) -> StoreResult<T>
@@ -709,19 +735,10 @@ impl Store for EmbeddedStore {
     }
 
     async fn batch_submitted(&self, sweep: &str, id: &str, provider_id: &str) -> StoreResult<bool> {
-        let (sweep, id, provider_id) = (sweep.to_string(), id.to_string(), provider_id.to_string());
-        self.write(move |txn, path| {
-            let mut t = txn.open_table(BATCHES).map_err(|e| backend(path, e))?;
-            let Some(mut b) = load_batch(&t, path, &sweep, &id)? else {
-                return Ok(false);
-            };
+        let provider_id = provider_id.to_string();
+        self.change_batch(sweep, id, move |b| {
             b.provider_id = Some(provider_id);
-            t.insert(
-                batch_key(&sweep, &id).as_slice(),
-                encode_batch(&b)?.as_slice(),
-            )
-            .map_err(|e| backend(path, e))?;
-            Ok(true)
+            true
         })
         .await
     }
@@ -733,22 +750,10 @@ impl Store for EmbeddedStore {
         worker: &str,
         deadline_ms: u64,
     ) -> StoreResult<bool> {
-        let (sweep, id, worker) = (sweep.to_string(), id.to_string(), worker.to_string());
-        self.write(move |txn, path| {
-            let mut t = txn.open_table(BATCHES).map_err(|e| backend(path, e))?;
-            let Some(mut b) = load_batch(&t, path, &sweep, &id)? else {
-                return Ok(false);
-            };
-            if b.worker != worker {
-                return Ok(false);
-            }
+        let worker = worker.to_string();
+        self.change_batch(sweep, id, move |b| {
             b.deadline_ms = deadline_ms;
-            t.insert(
-                batch_key(&sweep, &id).as_slice(),
-                encode_batch(&b)?.as_slice(),
-            )
-            .map_err(|e| backend(path, e))?;
-            Ok(true)
+            b.worker == worker
         })
         .await
     }
