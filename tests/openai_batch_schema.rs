@@ -12,7 +12,6 @@
 mod simproc;
 
 use std::path::Path;
-use std::process::Command;
 
 use moralsweep_common::ModelSpec;
 use moralsweep_testsupport::reference::reference_dir;
@@ -21,24 +20,10 @@ use moralsweep_worker::providers::batch::BatchItem;
 use moralsweep_worker::providers::openai::{Flavor, OpenAi};
 use moralsweep_worker::providers::CompletionRequest;
 use serde_json::{json, Value};
-use simproc::{python_script, python_with, request, request_bytes, SimProc};
+use simproc::{python_with, request, request_bytes, SchemaManifest, SimProc};
 
 const KEY_ENV: &str = "MORALSWEEP_BATCH_SCHEMA_KEY";
 const BOUNDARY: &str = "moralsweep-schema-boundary";
-
-struct Manifest {
-    entries: Vec<Value>,
-    dir: std::path::PathBuf,
-}
-
-impl Manifest {
-    fn add(&mut self, schema: &str, name: &str, doc: &Value, known_keys: bool) {
-        let path = self.dir.join(format!("{}-{name}.json", self.entries.len()));
-        std::fs::write(&path, serde_json::to_vec_pretty(doc).unwrap()).unwrap();
-        self.entries
-            .push(json!({"schema": schema, "file": path, "known_keys": known_keys}));
-    }
-}
 
 fn get(sim: &SimProc, path: &str) -> (u16, String) {
     let r = request(
@@ -160,10 +145,7 @@ fn the_batch_api_matches_the_openai_schema() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let mut m = Manifest {
-        entries: vec![],
-        dir: tmp.path().to_path_buf(),
-    };
+    let mut m = SchemaManifest::new(tmp.path());
     let replay = reference.join("sampling/insecure-code");
     let personas = reference.join("personas.json");
     let args = |extra: &[&'static str]| {
@@ -316,27 +298,7 @@ fn the_batch_api_matches_the_openai_schema() {
         true,
     );
 
-    let manifest = tmp.path().join("manifest.json");
-    std::fs::write(&manifest, serde_json::to_vec(&m.entries).unwrap()).unwrap();
-    let out = Command::new("python3")
-        .arg(python_script("validate_openai.py"))
-        .arg(&spec_file)
-        .arg(&manifest)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "schema validation failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        stdout.contains(&format!(
-            "checked {} documents, 0 problems",
-            m.entries.len()
-        )),
-        "{stdout}"
-    );
+    m.assert_valid(&spec_file);
     for want in ["finalizing", "expired"] {
         assert!(states.iter().any(|s| s == want), "{states:?}");
     }

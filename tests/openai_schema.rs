@@ -9,7 +9,6 @@
 mod simproc;
 
 use std::path::Path;
-use std::process::Command;
 
 use moralsweep_common::ModelSpec;
 use moralsweep_testsupport::reference::reference_dir;
@@ -17,7 +16,7 @@ use moralsweep_worker::providers::compat;
 use moralsweep_worker::providers::openai::{Flavor, OpenAi};
 use moralsweep_worker::providers::CompletionRequest;
 use serde_json::{json, Value};
-use simproc::{python_script, python_with, request, SimProc};
+use simproc::{python_with, request, SchemaManifest, SimProc};
 
 const KEY_ENV: &str = "MORALSWEEP_SCHEMA_TEST_KEY";
 
@@ -117,20 +116,6 @@ fn is_responses(body: &Value) -> bool {
     body.get("input").is_some()
 }
 
-struct Manifest {
-    entries: Vec<Value>,
-    dir: std::path::PathBuf,
-}
-
-impl Manifest {
-    fn add(&mut self, schema: &str, name: &str, doc: &Value, known_keys: bool) {
-        let path = self.dir.join(format!("{}-{name}.json", self.entries.len()));
-        std::fs::write(&path, serde_json::to_vec_pretty(doc).unwrap()).unwrap();
-        self.entries
-            .push(json!({"schema": schema, "file": path, "known_keys": known_keys}));
-    }
-}
-
 fn post(sim: &SimProc, path: &str, headers: &[(&str, &str)], body: &Value) -> simproc::Reply {
     let mut h = vec![("authorization", "Bearer sk-sim")];
     h.extend_from_slice(headers);
@@ -151,10 +136,7 @@ fn adapter_requests_and_simulator_answers_match_the_openai_schema() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let mut m = Manifest {
-        entries: vec![],
-        dir: tmp.path().to_path_buf(),
-    };
+    let mut m = SchemaManifest::new(tmp.path());
     let sim = SimProc::start(&[
         "--replay",
         reference.join("sampling/insecure-code").to_str().unwrap(),
@@ -264,25 +246,5 @@ fn adapter_requests_and_simulator_answers_match_the_openai_schema() {
         m.add("ErrorResponse", &format!("error-{name}"), &doc, true);
     }
 
-    let manifest = tmp.path().join("manifest.json");
-    std::fs::write(&manifest, serde_json::to_vec(&m.entries).unwrap()).unwrap();
-    let out = Command::new("python3")
-        .arg(python_script("validate_openai.py"))
-        .arg(&spec_file)
-        .arg(&manifest)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "schema validation failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        stdout.contains(&format!(
-            "checked {} documents, 0 problems",
-            m.entries.len()
-        )),
-        "{stdout}"
-    );
+    m.assert_valid(&spec_file);
 }

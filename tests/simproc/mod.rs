@@ -271,3 +271,55 @@ pub fn run_sweep(dir: &std::path::Path) -> std::process::Output {
     );
     out
 }
+
+/// Documents to check against a schema of OpenAI's OpenAPI description
+/// (`tests/python/validate_openai.py`): each is written to a file in `dir`
+/// and listed with the schema it must satisfy.
+pub struct SchemaManifest {
+    pub entries: Vec<serde_json::Value>,
+    pub dir: std::path::PathBuf,
+}
+
+impl SchemaManifest {
+    pub fn new(dir: &std::path::Path) -> Self {
+        SchemaManifest {
+            entries: Vec::new(),
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    /// Adds `doc`, to be checked against `schema`; `known_keys`: every key
+    /// of the document must be one the schema names.
+    pub fn add(&mut self, schema: &str, name: &str, doc: &serde_json::Value, known_keys: bool) {
+        let path = self.dir.join(format!("{}-{name}.json", self.entries.len()));
+        std::fs::write(&path, serde_json::to_vec_pretty(doc).unwrap()).unwrap();
+        self.entries
+            .push(serde_json::json!({"schema": schema, "file": path, "known_keys": known_keys}));
+    }
+
+    /// Validates every document against `spec_file`; panics with the
+    /// validator's report unless all pass.
+    pub fn assert_valid(&self, spec_file: &std::path::Path) {
+        let manifest = self.dir.join("manifest.json");
+        std::fs::write(&manifest, serde_json::to_vec(&self.entries).unwrap()).unwrap();
+        let out = Command::new("python3")
+            .arg(python_script("validate_openai.py"))
+            .arg(spec_file)
+            .arg(&manifest)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "schema validation failed:\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            stdout.contains(&format!(
+                "checked {} documents, 0 problems",
+                self.entries.len()
+            )),
+            "{stdout}"
+        );
+    }
+}
