@@ -51,6 +51,7 @@ use axum::routing::{get, post};
 use axum::Router;
 
 pub mod anthropic;
+pub mod em;
 pub mod engine;
 pub mod faults;
 pub mod gemini;

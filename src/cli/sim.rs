@@ -71,6 +71,12 @@ pub struct SimArgs {
     /// the parameter. Repeat for several keys.
     #[arg(long, value_name = "KEY")]
     pub single_sample: Vec<String>,
+    /// How the misalignment check is played (a JSON file: answer pools per
+    /// model key, the judge's reply distributions; see
+    /// `moralsweep_simulator::em`). Without it, answers come from a
+    /// built-in pool and the judge scores uniformly 0-100.
+    #[arg(long, value_name = "FILE")]
+    pub em: Option<std::path::PathBuf>,
 }
 
 fn parse_mode(s: &str) -> Result<ReplayMode, String> {
@@ -134,6 +140,10 @@ pub fn sim(args: SimArgs) -> anyhow::Result<()> {
         generate_unknown: args.generate_unknown,
         faults_one_token_only: args.fault_one_token_only,
         single_sample: args.single_sample.clone(),
+        em: match &args.em {
+            Some(path) => moralsweep_simulator::em::EmSim::load(path)?,
+            None => Default::default(),
+        },
     };
     let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     rt.block_on(async move {
