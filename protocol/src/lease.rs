@@ -12,6 +12,17 @@ pub struct Grant {
     pub slots: Vec<u32>,
     pub deadline_ms: u64,
     pub rate_group: String,
+    /// Per slot (same order as `slots`) what the worker needs beyond the
+    /// sweep's definition: the answer a judge slot scores. Empty when no
+    /// slot needs one.
+    pub payloads: Vec<String>,
+}
+
+impl Grant {
+    /// The payload of the `i`-th granted slot, if any.
+    pub fn payload(&self, i: usize) -> Option<&str> {
+        self.payloads.get(i).map(String::as_str)
+    }
 }
 
 /// The answer to a lease call.

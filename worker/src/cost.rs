@@ -195,6 +195,10 @@ pub struct ChoiceEstimate {
 /// The provider's completion window of a batch: 24 hours.
 pub const BATCH_WINDOW_MINUTES: f64 = 24.0 * 60.0;
 
+/// Input tokens of one question of the misalignment check (the longest of
+/// the eight is about 30).
+const EM_QUESTION_TOKENS: u64 = 30;
+
 /// Requests, input tokens and output tokens of one model when a cell's `n`
 /// samples are drawn `k` per request (`k` = 1: one request per sample).
 /// Logprob mode is one request per cell whatever `k` is.
@@ -215,11 +219,21 @@ fn work(sweep: &Sweep, (persona_tokens, self_tokens): (u64, u64), k: u32) -> (u6
                 self_tokens.saturating_mul(per_cell),
             ),
             Mode::Logprob => (slots, persona_tokens),
+            // The check's questions are short (some 30 tokens each); its
+            // answers may use their whole allowance. The judge's requests
+            // are the judge's, not this model's.
+            Mode::EmCheck => (slots, slots.saturating_mul(EM_QUESTION_TOKENS)),
+            Mode::EmJudge => (0, 0),
         };
         requests = requests.saturating_add(req);
         input = input.saturating_add(inp);
-        // One output token per sample, as billed.
-        output = output.saturating_add(slots);
+        // One output token per sample, as billed; an answer of the
+        // misalignment check at most its allowance.
+        output = output.saturating_add(match mode {
+            Mode::EmCheck => slots
+                .saturating_mul(moralsweep_common::em::EmCheck::builtin().answer.max_tokens as u64),
+            _ => slots,
+        });
     }
     (requests, input, output)
 }

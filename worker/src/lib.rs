@@ -14,6 +14,7 @@
 pub mod client;
 pub mod cost;
 pub mod credit;
+pub mod em;
 pub mod observe;
 pub mod paced;
 pub mod permits;

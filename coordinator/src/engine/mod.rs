@@ -161,7 +161,8 @@ fn build_units(record: &SweepRecord) -> Vec<UnitRt> {
         .units()
         .into_iter()
         .map(|(key, shape)| {
-            let model = record.model(&key.model).expect("unit of a known model");
+            // The judge's unit paces under the judge's rate group.
+            let model = record.requester(&key).expect("unit of a known model");
             UnitRt {
                 group: model.rate_group().to_string(),
                 tokens_each: tokens_estimate(record, model, key.mode),
@@ -222,7 +223,7 @@ impl Engine {
     }
 
     fn configure_rates(&self, record: &SweepRecord) {
-        for m in &record.spec.models {
+        for m in record.spec.models.iter().chain(record.spec.judge.as_ref()) {
             self.rates.configure(
                 m.rate_group(),
                 Limits {

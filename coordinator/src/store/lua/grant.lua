@@ -24,7 +24,8 @@ while #got < max do
 end
 local cursor = tonumber(redis.call('HGET', KEYS[1], 'cursor') or '0')
 local start = cursor
-while #got < max and cursor < total do
+local queue_only = ARGV[11] == '1'
+while not queue_only and #got < max and cursor < total do
   if not recorded(cursor) then got[#got + 1] = cursor end
   cursor = cursor + 1
 end
