@@ -231,7 +231,7 @@ pub async fn write_metrics(record: &SweepRecord) -> anyhow::Result<()> {
     let name = record.name().to_string();
     let record = record.clone();
     tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-        crate::em_output::write_verification_scores(&record).with_context(|| {
+        let verified = crate::em_output::write_verification_scores(&record).with_context(|| {
             format!("writing the misalignment check's summaries of sweep {name:?}")
         })?;
         // A sweep whose every model stopped before a unit was complete has
@@ -248,7 +248,10 @@ pub async fn write_metrics(record: &SweepRecord) -> anyhow::Result<()> {
             _ => false,
         };
         if no_files {
-            tracing::warn!(sweep = %name, "no rating file in {}: no metrics", data.display());
+            // A sweep of the misalignment check alone has its summaries.
+            if !verified {
+                tracing::warn!(sweep = %name, "no rating file in {}: no metrics", data.display());
+            }
             return Ok(());
         }
         let report = result.with_context(|| {
