@@ -15,6 +15,7 @@ use std::sync::{Arc, OnceLock};
 use serde::{Deserialize, Serialize};
 
 pub mod file;
+pub mod join;
 pub mod parse;
 pub mod summary;
 
