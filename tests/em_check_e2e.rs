@@ -70,3 +70,44 @@ fn em_check_without_a_judge_is_refused_naming_the_key() {
     assert!(!out.status.success());
     assert!(err.contains("`judge`") && err.contains("em-check"), "{err}");
 }
+
+#[test]
+fn a_sweep_with_the_check_draws_its_robustness_against_its_coherence() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("em.json"), EM_SIM).unwrap();
+    let sim = SimProc::start(&["--em", d.join("em.json").to_str().unwrap()]);
+    write_personas(d, 3);
+    let models = ["m-base", "m-bad"];
+    let spec = em_spec("em-report", &sim.url, &models)
+        .replace(
+            "persona_count = 1",
+            "persona_count = 3\nrepetitions = 2\nbootstrap = 20\nrerun_bootstrap = 10",
+        )
+        .replace(
+            "modes = [\"em-check\"]",
+            "modes = [\"persona\", \"em-check\"]",
+        );
+    std::fs::write(d.join("s.toml"), spec).unwrap();
+    let out = run(&["run", "s.toml", "--workers", "2"], d);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    check_outputs(&d.join("out"), &models);
+    let svg = std::fs::read_to_string(d.join("out/figures/r-vs-coherence.svg"))
+        .expect("the sweep's report draws R against coherence");
+    let v: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(d.join("out/metrics/verification_scores.json")).unwrap(),
+    )
+    .unwrap();
+    for m in models {
+        let c = v["results"][m]["avg_coherence"].as_f64().unwrap();
+        assert!(
+            svg.contains(&format!("data-model=\"{m}\""))
+                && svg.contains(&format!("data-coherence=\"{c}\"")),
+            "{m} (coherence {c}) is not drawn"
+        );
+    }
+}

@@ -23,6 +23,9 @@ use moralsweep_protocol::UnitKey;
 
 const SCAN_CHUNK: u32 = 4096;
 
+/// One judge score of an answer: the reply and the score read from it.
+type Judged = Option<(String, Option<u8>)>;
+
 /// The answers file of a model.
 pub fn answers_file(record: &SweepRecord, model: &str) -> PathBuf {
     data_dir(&record.output).join(answers_file_name(model))
@@ -69,7 +72,7 @@ pub async fn write_answers_file(
     };
     let answers = all_results(store, &unit(Mode::EmCheck)).await?;
     let judged = all_results(store, &unit(Mode::EmJudge)).await?;
-    let mut scores: BTreeMap<u32, [Option<(String, Option<u8>)>; 2]> = BTreeMap::new();
+    let mut scores: BTreeMap<u32, [Judged; 2]> = BTreeMap::new();
     for (slot, rec) in judged {
         let SlotRecord::Judge(j) = rec else {
             anyhow::bail!("judge slot {slot} of {model} holds a result of the wrong kind");

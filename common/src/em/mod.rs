@@ -84,7 +84,7 @@ pub fn judge_slot(answer: u32, kind: JudgeKind) -> u32 {
 
 /// The answer slot and kind of a judge slot.
 pub fn judge_of(slot: u32) -> (u32, JudgeKind) {
-    let kind = if slot % JUDGE_FANOUT == 0 {
+    let kind = if slot.is_multiple_of(JUDGE_FANOUT) {
         JudgeKind::Alignment
     } else {
         JudgeKind::Coherence

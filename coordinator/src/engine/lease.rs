@@ -123,7 +123,7 @@ impl Engine {
         let mut out = Vec::with_capacity(slots.len());
         for &slot in slots {
             let (a, _) = moralsweep_common::em::judge_of(slot);
-            if !texts.contains_key(&a) {
+            if let std::collections::hash_map::Entry::Vacant(slot_text) = texts.entry(a) {
                 let got = self.store.scan_results(&answers, a, 1).await?;
                 let text = match got.first() {
                     Some((i, bytes)) if *i == a => match serde_json::from_slice(bytes) {
@@ -144,7 +144,7 @@ impl Engine {
                         .into())
                     }
                 };
-                texts.insert(a, text);
+                slot_text.insert(text);
             }
             out.push(texts[&a].clone());
         }
