@@ -111,3 +111,69 @@ fn a_sweep_with_the_check_draws_its_robustness_against_its_coherence() {
         );
     }
 }
+
+#[test]
+fn a_check_killed_mid_judging_resumes_without_judging_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("em.json"), EM_SIM).unwrap();
+    let sim = SimProc::start(&["--em", d.join("em.json").to_str().unwrap()]);
+    write_personas(d, 1);
+    let models = ["m-bad"];
+    let spec = em_spec("em-resume", &sim.url, &models);
+    // The judge slowed to 20 requests a second: 480 take some 24 s.
+    std::fs::write(d.join("s.toml"), spec.replace("rpm = 60000", "rpm = 1200")).unwrap();
+    let mut child = std::process::Command::new(common::bin())
+        .args(["run", "s.toml", "--workers", "2", "--quiet"])
+        .current_dir(d)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    while sim.stats()["keys"]["judge-4o"]["em_judged"]
+        .as_u64()
+        .unwrap_or(0)
+        < 40
+    {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(60),
+            "the judge never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(!d.join("out/data/m-bad_em.csv").exists(), "killed too late");
+    let before = sim.stats()["keys"]["judge-4o"]["em_judged"]
+        .as_u64()
+        .unwrap();
+    // Again without the limit (an operational change): it resumes.
+    std::fs::write(d.join("s.toml"), &spec).unwrap();
+    let out = run(&["run", "s.toml", "--workers", "2"], d);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let resumed: u64 = stderr
+        .split("resuming sweep em-resume: ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no resume line in {stderr}"));
+    assert!(
+        resumed > 240 && resumed < 720,
+        "resumed at {resumed} of 720"
+    );
+    check_outputs(&d.join("out"), &models);
+    // The rerun asked the judge only what was not recorded before the kill
+    // (and at most the requests in flight at the kill again).
+    let after = sim.stats()["keys"]["judge-4o"]["em_judged"]
+        .as_u64()
+        .unwrap();
+    let recorded_before = resumed - 240;
+    assert_eq!(
+        after - before,
+        480 - recorded_before,
+        "before {before}, after {after}"
+    );
+    assert!(before >= recorded_before);
+}
