@@ -80,7 +80,16 @@ pub async fn run_em_slot(
                     seed: Some(seed),
                     top_logprobs: None,
                 })
-                .await?;
+                .await
+                // A judge that refuses for good stops the check of the
+                // model it judges; the message says whose refusal it was.
+                .map_err(|e| match e {
+                    ProviderError::Fatal(m) => ProviderError::Fatal(format!(
+                        "the judge {:?} ({} {}): {m}",
+                        requester.key, requester.provider, requester.model
+                    )),
+                    other => other,
+                })?;
             Ok(SlotRecord::Judge(JudgeRecord {
                 score: parse_judge_reply(&c.text),
                 reply: c.text,
@@ -155,5 +164,28 @@ mod tests {
         assert!(run_em_slot(&p, &model(), Mode::EmJudge, 0, None, 1)
             .await
             .is_err());
+    }
+
+    struct Refusing;
+
+    #[async_trait::async_trait]
+    impl Provider for Refusing {
+        async fn complete(&self, _: &CompletionRequest) -> Result<Completion, ProviderError> {
+            Err(ProviderError::Fatal("401 invalid key".into()))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_judges_refusal_names_the_judge() {
+        let e = run_em_slot(&Refusing, &model(), Mode::EmJudge, 0, Some("a"), 1)
+            .await
+            .unwrap_err();
+        let ProviderError::Fatal(m) = e else {
+            panic!("{e:?}")
+        };
+        assert!(
+            m.contains("the judge \"j\" (sim judge)") && m.contains("401"),
+            "{m}"
+        );
     }
 }
