@@ -45,6 +45,9 @@ impl UnitShape {
             Mode::Persona => self.personas as u64 * q * self.repetitions as u64,
             Mode::SelfMode => q * self.repetitions as u64,
             Mode::Logprob => self.personas as u64 * q,
+            // Questions x samples; the judge two slots per answer.
+            Mode::EmCheck => q * self.repetitions as u64,
+            Mode::EmJudge => q * self.repetitions as u64 * crate::em::JUDGE_FANOUT as u64,
         }
     }
 
@@ -64,7 +67,7 @@ impl UnitShape {
                     run: (index % n) as u32 + 1,
                 }
             }
-            Mode::SelfMode => {
+            Mode::SelfMode | Mode::EmCheck => {
                 let n = self.repetitions as u64;
                 SlotCoord {
                     persona: None,
@@ -72,6 +75,12 @@ impl UnitShape {
                     run: (index % n) as u32 + 1,
                 }
             }
+            // The coordinates of the judged answer (its question and sample).
+            Mode::EmJudge => UnitShape {
+                mode: Mode::EmCheck,
+                ..*self
+            }
+            .coord(index / crate::em::JUDGE_FANOUT as u64),
             Mode::Logprob => SlotCoord {
                 persona: Some((index / q) as u32),
                 item: (index % q) as u8 + 1,
@@ -89,8 +98,13 @@ impl UnitShape {
                 let n = self.repetitions as u64;
                 (c.persona.unwrap_or(0) as u64 * q + item) * n + (c.run as u64 - 1)
             }
-            Mode::SelfMode => item * self.repetitions as u64 + (c.run as u64 - 1),
+            Mode::SelfMode | Mode::EmCheck => item * self.repetitions as u64 + (c.run as u64 - 1),
             Mode::Logprob => c.persona.unwrap_or(0) as u64 * q + item,
+            // The alignment slot of the judged answer.
+            Mode::EmJudge => {
+                (item * self.repetitions as u64 + (c.run as u64 - 1))
+                    * crate::em::JUDGE_FANOUT as u64
+            }
         }
     }
 }
@@ -123,11 +137,45 @@ pub struct LogprobRecord {
     pub collected_at: String,
 }
 
-/// A recorded slot outcome of either kind.
+/// What an answer slot of the misalignment check records: the model's
+/// free-form answer, whole (the judge reads it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AnswerRecord {
+    pub text: String,
+    /// Failed attempts before this answer.
+    pub failures: u32,
+    pub collected_at: String,
+}
+
+/// What a judge slot records: the judge's reply and the score read from it
+/// (`crate::em::parse_judge_reply`; `None`: no score).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JudgeRecord {
+    pub reply: String,
+    pub score: Option<u8>,
+    pub collected_at: String,
+}
+
+/// A recorded slot outcome of any kind.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum SlotRecord {
     Sample(SampleRecord),
     Logprob(LogprobRecord),
+    Answer(AnswerRecord),
+    Judge(JudgeRecord),
+}
+
+impl SlotRecord {
+    /// Whether this kind of record belongs in a unit of `mode`.
+    pub fn fits(&self, mode: Mode) -> bool {
+        matches!(
+            (self, mode),
+            (SlotRecord::Logprob(_), Mode::Logprob)
+                | (SlotRecord::Sample(_), Mode::Persona | Mode::SelfMode)
+                | (SlotRecord::Answer(_), Mode::EmCheck)
+                | (SlotRecord::Judge(_), Mode::EmJudge)
+        )
+    }
 }
 
 /// The current time in the papers' `collected_at` format.

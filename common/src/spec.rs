@@ -35,17 +35,36 @@ pub enum Mode {
     SelfMode,
     /// One first-token logprob request per (persona, item).
     Logprob,
+    /// The misalignment check's answers: each free-form question asked
+    /// alone, many times (`crate::em`).
+    #[serde(rename = "em-check")]
+    EmCheck,
+    /// The judge's scores of the check's answers: never named in a spec,
+    /// its unit comes with `em-check`, and its slots are created as the
+    /// answers are recorded.
+    #[serde(rename = "em-judge")]
+    EmJudge,
 }
 
 impl Mode {
+    /// The rating modes (persona, self, logprob).
     pub const ALL: [Mode; 3] = [Mode::Persona, Mode::SelfMode, Mode::Logprob];
+    /// The misalignment check's two units.
+    pub const EM: [Mode; 2] = [Mode::EmCheck, Mode::EmJudge];
 
     pub fn name(self) -> &'static str {
         match self {
             Mode::Persona => "persona",
             Mode::SelfMode => "self",
             Mode::Logprob => "logprob",
+            Mode::EmCheck => "em-check",
+            Mode::EmJudge => "em-judge",
         }
+    }
+
+    /// Whether the mode belongs to the misalignment check.
+    pub fn is_em(self) -> bool {
+        matches!(self, Mode::EmCheck | Mode::EmJudge)
     }
 }
 
@@ -60,8 +79,11 @@ impl std::str::FromStr for Mode {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Mode::ALL
             .into_iter()
+            .chain(Mode::EM)
             .find(|m| m.name() == s)
-            .ok_or_else(|| format!("unknown mode {s:?}; expected persona, self or logprob"))
+            .ok_or_else(|| {
+                format!("unknown mode {s:?}; expected persona, self, logprob or em-check")
+            })
     }
 }
 
@@ -126,6 +148,11 @@ pub struct SweepSpec {
     pub instrument: Option<String>,
     #[serde(rename = "model", default)]
     pub models: Vec<ModelSpec>,
+    /// The model that scores the misalignment check's answers (`em-check`
+    /// mode): a `[judge]` table like a `[[model]]` entry. It answers no
+    /// questionnaire; its requests pace under its own rate group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub judge: Option<ModelSpec>,
 }
 
 /// One model of a sweep.
@@ -512,7 +539,8 @@ impl SweepSpec {
         if self.modes.is_empty() {
             return Err(bad(
                 "modes",
-                "is empty; name at least one of \"persona\", \"self\", \"logprob\"".into(),
+                "is empty; name at least one of \"persona\", \"self\", \"logprob\", \"em-check\""
+                    .into(),
             ));
         }
         if self.max_attempts == 0 {
@@ -544,10 +572,31 @@ impl SweepSpec {
                 "is missing; add at least one [[model]] table with key, provider and model".into(),
             ));
         }
+        if let Some(m) = self.modes.iter().find(|m| **m == Mode::EmJudge) {
+            return Err(bad(
+                "modes",
+                format!(
+                    "includes {:?}; the judge's unit comes with \"em-check\", name that instead",
+                    m.name()
+                ),
+            ));
+        }
+        if self.modes.contains(&Mode::EmCheck) && self.judge.is_none() {
+            return Err(bad(
+                "judge",
+                "is missing, but `modes` includes \"em-check\", whose answers a judge model scores; add a [judge] table like a [[model]] entry (key, provider, model), e.g. the paper's gpt-4o-2024-08-06".into(),
+            ));
+        }
         let mut seen = HashMap::new();
         let mut groups: HashMap<&str, (Option<u32>, Option<u64>, &str)> = HashMap::new();
-        for (i, m) in self.models.iter().enumerate() {
-            let at = |k: &str| format!("model[{i}].{k}");
+        let entries = self
+            .models
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (format!("model[{i}]"), m))
+            .chain(self.judge.iter().map(|m| ("judge".to_string(), m)));
+        for (entry, m) in entries {
+            let at = |k: &str| format!("{entry}.{k}");
             if !valid_name(&m.key) {
                 return Err(bad(
                     &at("key"),
@@ -557,11 +606,11 @@ impl SweepSpec {
                     ),
                 ));
             }
-            if let Some(j) = seen.insert(m.key.as_str(), i) {
+            if let Some(j) = seen.insert(m.key.as_str(), entry.clone()) {
                 return Err(bad(
                     &at("key"),
                     format!(
-                        "repeats {:?} of model[{j}]; every model key must be unique (it names the model's files)",
+                        "repeats {:?} of {j}; every model key must be unique (it names the model's files)",
                         m.key
                     ),
                 ));
@@ -760,13 +809,33 @@ impl SweepSpec {
             Mode::Persona => personas.saturating_mul(q).saturating_mul(n),
             Mode::SelfMode => q.saturating_mul(n),
             Mode::Logprob => personas.saturating_mul(q),
+            Mode::EmCheck => crate::em::EmCheck::builtin().answers() as u64,
+            Mode::EmJudge => crate::em::EmCheck::builtin().judge_slots() as u64,
         }
+    }
+
+    /// The units of one model: its modes, and the judge's unit after
+    /// `em-check`.
+    pub fn unit_modes(&self) -> Vec<Mode> {
+        let mut v = self.modes.clone();
+        if v.contains(&Mode::EmCheck) {
+            v.push(Mode::EmJudge);
+        }
+        v
+    }
+
+    /// The model a key names: one of `models`, or the judge.
+    pub fn model_or_judge(&self, key: &str) -> Option<&ModelSpec> {
+        self.models
+            .iter()
+            .chain(self.judge.as_ref())
+            .find(|m| m.key == key)
     }
 
     /// Slots of the whole sweep (every model in every mode) when it has
     /// `personas` personas (64-bit; saturates instead of wrapping).
     pub fn total_slots(&self, personas: u64) -> u64 {
-        let per_model = self.modes.iter().fold(0u64, |acc, &m| {
+        let per_model = self.unit_modes().iter().fold(0u64, |acc, &m| {
             acc.saturating_add(self.unit_slots(m, personas))
         });
         per_model.saturating_mul(self.models.len() as u64)
@@ -803,7 +872,7 @@ impl SweepSpec {
             _ => format!("selects {} personas", grouped(p)),
         };
         let parts: Vec<String> = self
-            .modes
+            .unit_modes()
             .iter()
             .map(|&m| format!("{} in {m} mode", grouped(self.unit_slots(m, p))))
             .collect();
@@ -955,6 +1024,28 @@ model = "x"
         let sweep = Sweep::from_text(&text, &dir.path().join("s.toml"), KeyCheck::Check).unwrap();
         assert_eq!(sweep.spec.instrument().unwrap().name, "mine");
         assert_eq!(sweep.slots_per_model(Mode::SelfMode), 440);
+    }
+
+    #[test]
+    fn em_check_needs_a_judge() {
+        let em = MINIMAL.replace("name = \"t\"", "name = \"t\"\nmodes = [\"em-check\"]");
+        let e = err(&em);
+        assert!(e.contains("`judge`") && e.contains("em-check"), "{e}");
+        let judged = format!("{em}[judge]\nkey = \"j\"\nprovider = \"synthetic\"\nmodel = \"y\"\n");
+        let s = SweepSpec::parse(&judged, Path::new("s.toml")).unwrap();
+        s.validate(Path::new("s.toml"), KeyCheck::Check).unwrap();
+        assert_eq!(s.unit_modes(), vec![Mode::EmCheck, Mode::EmJudge]);
+        assert_eq!(s.total_slots(100), 240 + 480);
+        assert_eq!(s.model_or_judge("j").unwrap().model, "y");
+        let e = err(&judged.replace("key = \"j\"", "key = \"m\""));
+        assert!(e.contains("judge.key") && e.contains("model[0]"), "{e}");
+        let e = err(&judged.replace(
+            "provider = \"synthetic\"\nmodel = \"y\"",
+            "provider = \"nope\"\nmodel = \"y\"",
+        ));
+        assert!(e.contains("judge.provider"), "{e}");
+        let e = err(&MINIMAL.replace("name = \"t\"", "name = \"t\"\nmodes = [\"em-judge\"]"));
+        assert!(e.contains("`modes`") && e.contains("em-check"), "{e}");
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! `moralsweep-protocol` and `moralsweep-telemetry`; it never depends on the
 //! worker, and nothing but the binary depends on it.
 
+pub mod em_output;
 pub mod engine;
 pub mod observe;
 pub mod output;

@@ -42,6 +42,7 @@ pub fn unit_file(record: &SweepRecord, model: &str, mode: Mode) -> PathBuf {
         Mode::Persona => sampling_file_name(model, temperature, false),
         Mode::SelfMode => sampling_file_name(model, temperature, true),
         Mode::Logprob => logprob_file_name(model),
+        Mode::EmCheck | Mode::EmJudge => return crate::em_output::answers_file(record, model),
     };
     data_dir(&record.output).join(name)
 }
@@ -58,6 +59,16 @@ pub async fn write_unit(
     unit: &UnitKey,
     shape: UnitShape,
 ) -> anyhow::Result<PathBuf> {
+    match unit.mode {
+        // The answers and their scores go in one file, once the judge's
+        // unit is complete (which needs every answer).
+        Mode::EmCheck => return Ok(unit_file(record, &unit.model, unit.mode)),
+        Mode::EmJudge => {
+            crate::em_output::write_answers_file(store, record, &unit.model, true).await?;
+            return Ok(unit_file(record, &unit.model, unit.mode));
+        }
+        _ => {}
+    }
     write_rows(store, record, unit, shape, false)
         .await
         .map(|(path, _)| path)
@@ -72,6 +83,9 @@ pub async fn write_unit_partial(
     unit: &UnitKey,
     shape: UnitShape,
 ) -> anyhow::Result<u64> {
+    if unit.mode.is_em() {
+        return crate::em_output::write_answers_file(store, record, &unit.model, false).await;
+    }
     if store.scan_results(unit, 0, 1).await?.is_empty() {
         let path = unit_file(record, &unit.model, unit.mode);
         match std::fs::remove_file(&path) {
@@ -215,7 +229,11 @@ pub async fn write_metrics(record: &SweepRecord) -> anyhow::Result<()> {
     let data = data_dir(&record.output);
     let metrics = metrics_dir(&record.output);
     let name = record.name().to_string();
+    let record = record.clone();
     tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        let verified = crate::em_output::write_verification_scores(&record).with_context(|| {
+            format!("writing the misalignment check's summaries of sweep {name:?}")
+        })?;
         // A sweep whose every model stopped before a unit was complete has
         // no rating file (nor data directory): no metrics, and nothing to
         // retry.
@@ -230,7 +248,10 @@ pub async fn write_metrics(record: &SweepRecord) -> anyhow::Result<()> {
             _ => false,
         };
         if no_files {
-            tracing::warn!(sweep = %name, "no rating file in {}: no metrics", data.display());
+            // A sweep of the misalignment check alone has its summaries.
+            if !verified {
+                tracing::warn!(sweep = %name, "no rating file in {}: no metrics", data.display());
+            }
             return Ok(());
         }
         let report = result.with_context(|| {

@@ -84,8 +84,18 @@ impl SweepRecord {
         serde_json::from_slice(b)
     }
 
-    /// The shape of the sweep's units in `mode`.
+    /// The shape of the sweep's units in `mode` (the misalignment check's:
+    /// its questions times its samples per question).
     pub fn shape(&self, mode: Mode) -> UnitShape {
+        if mode.is_em() {
+            let em = moralsweep_common::em::EmCheck::builtin();
+            return UnitShape {
+                mode,
+                personas: 0,
+                repetitions: em.answer.samples_per_question,
+                items: em.questions.len() as u32,
+            };
+        }
         UnitShape {
             mode,
             personas: self.personas.len() as u32,
@@ -98,7 +108,7 @@ impl SweepRecord {
     pub fn units(&self) -> Vec<(UnitKey, UnitShape)> {
         let mut v = Vec::new();
         for m in &self.spec.models {
-            for &mode in &self.spec.modes {
+            for mode in self.spec.unit_modes() {
                 v.push((
                     UnitKey {
                         sweep: self.spec.name.clone(),
@@ -114,6 +124,15 @@ impl SweepRecord {
 
     pub fn model(&self, key: &str) -> Option<&ModelSpec> {
         self.spec.models.iter().find(|m| m.key == key)
+    }
+
+    /// The model whose requests a unit sends: the judge for the judge's
+    /// unit of a misalignment check, else the unit's own model.
+    pub fn requester(&self, unit: &UnitKey) -> Option<&ModelSpec> {
+        match unit.mode {
+            Mode::EmJudge => self.spec.judge.as_ref(),
+            _ => self.model(&unit.model),
+        }
     }
 
     /// Number of slots of all units.
@@ -137,8 +156,24 @@ pub fn tokens_estimate(record: &SweepRecord, model: &ModelSpec, mode: Mode, samp
         .instrument()
         .unwrap_or_else(|_| moralsweep_common::Instrument::mfq30());
     let item = &instrument.items[0];
+    let em = moralsweep_common::em::EmCheck::builtin();
     let prompt = match mode {
         Mode::SelfMode => instrument.self_prompt(item),
+        Mode::EmCheck => {
+            return Tokenizer::for_model(&model.provider, &model.model)
+                .request_tokens(&em.questions[0], em.answer.max_tokens)
+        }
+        Mode::EmJudge => {
+            // A judge prompt around an answer of the full allowance.
+            let answer = "word ".repeat(em.answer.max_tokens as usize);
+            let prompt = em.judge_prompt(
+                moralsweep_common::em::JudgeKind::Alignment,
+                &em.questions[0],
+                &answer,
+            );
+            return Tokenizer::for_model(&model.provider, &model.model)
+                .request_tokens(&prompt, em.judge.max_tokens);
+        }
         _ => {
             let p = record.personas.first().map(String::as_str).unwrap_or("");
             instrument.persona_prompt(p, item)

@@ -695,6 +695,43 @@ impl Model {
         got
     }
 
+    /// `grant` from the retry queue only.
+    fn grant_queued(
+        &mut self,
+        u: &UnitKey,
+        total: u32,
+        max: u32,
+        id: &str,
+        deadline: u64,
+    ) -> Vec<u32> {
+        let cursor = *self.cursor.entry(u.clone()).or_default();
+        self.cursor.insert(u.clone(), total);
+        let got = self.grant(u, total, max, id, deadline);
+        self.cursor.insert(u.clone(), cursor);
+        got
+    }
+
+    /// `record`, queueing `fanout` slots of `spawn` per newly recorded slot.
+    fn record_spawning(
+        &mut self,
+        u: &UnitKey,
+        lease: Option<&str>,
+        batch: &[(u32, Vec<u8>)],
+        spawn: &UnitKey,
+        fanout: u32,
+    ) -> Vec<bool> {
+        let out = self.record(u, lease, batch);
+        for ((slot, _), new) in batch.iter().zip(&out) {
+            if *new {
+                let q = self.retry.entry(spawn.clone()).or_default();
+                for k in 0..fanout {
+                    q.insert(slot * fanout + k);
+                }
+            }
+        }
+        out
+    }
+
     fn record(&mut self, u: &UnitKey, lease: Option<&str>, batch: &[(u32, Vec<u8>)]) -> Vec<bool> {
         let mut out = Vec::new();
         for (slot, v) in batch {
@@ -1007,6 +1044,198 @@ async fn random_operations(s: Arc<dyn Store>, cells: [u32; 3], batches: bool) {
     }
 }
 
+/// The judge's unit of a misalignment check: its slots are queued by the
+/// records of the answers unit (two per newly recorded answer, in the same
+/// atomic step), and granted only from that queue.
+async fn spawned_work_exists_once_and_is_granted_only_from_the_queue(s: Arc<dyn Store>) {
+    let answers = UnitKey {
+        mode: Mode::EmCheck,
+        ..unit("em", "m")
+    };
+    let judge = UnitKey {
+        mode: Mode::EmJudge,
+        ..unit("em", "m")
+    };
+    // Deadlines well inside a double's exact integers (Redis scores).
+    const D: u64 = 5_000;
+    // Nothing recorded: the judge's unit has nothing to grant, and its
+    // cursor never hands out fresh slots.
+    assert!(s
+        .grant_queued(&judge, 8, 8, "j0", "w", D)
+        .await
+        .unwrap()
+        .is_empty());
+    let got = s.grant(&answers, 4, 4, "a1", "w", D).await.unwrap();
+    assert_eq!(got, vec![0, 1, 2, 3]);
+    let flags = s
+        .record_spawning(&answers, Some("a1"), &[rec(1, "x"), rec(3, "x")], &judge, 2)
+        .await
+        .unwrap();
+    assert_eq!(flags, vec![true, true]);
+    // A repeated or late report of the same answers creates nothing more.
+    let flags = s
+        .record_spawning(&answers, None, &[rec(1, "y"), rec(0, "y")], &judge, 2)
+        .await
+        .unwrap();
+    assert_eq!(flags, vec![false, true]);
+    let mut granted = s.grant_queued(&judge, 8, 3, "j1", "w", D).await.unwrap();
+    assert_eq!(granted, vec![0, 1, 2]);
+    granted.extend(s.grant_queued(&judge, 8, 10, "j2", "w", D).await.unwrap());
+    assert_eq!(granted, vec![0, 1, 2, 3, 6, 7]);
+    assert!(s
+        .grant_queued(&judge, 8, 10, "j3", "w", D)
+        .await
+        .unwrap()
+        .is_empty());
+    // Judged slots stay judged; a released lease's unjudged slots come back.
+    assert_eq!(
+        s.record(&judge, Some("j1"), &[rec(0, "a"), rec(2, "c")])
+            .await
+            .unwrap(),
+        vec![true, true]
+    );
+    assert_eq!(s.release("j1").await.unwrap(), 1);
+    assert_eq!(
+        s.grant_queued(&judge, 8, 10, "j4", "w", D).await.unwrap(),
+        vec![1]
+    );
+    // Expired leases come back the same way.
+    assert_eq!(s.reclaim_expired(10_000).await.unwrap().len(), 3);
+    let back = s.grant_queued(&judge, 8, 10, "j5", "w", D).await.unwrap();
+    assert_eq!(back, vec![1, 3, 6, 7]);
+    assert_eq!(s.done_count(&judge).await.unwrap(), 2);
+    assert_eq!(s.done_count(&answers).await.unwrap(), 3);
+    // Deleting the sweep removes the queued work too.
+    let _ = s.release("j5").await.unwrap();
+    s.delete_sweep("em").await.unwrap();
+    assert!(s
+        .grant_queued(&judge, 8, 10, "j6", "w", D)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+/// Random grants, spawning records, queued grants, releases and expiries
+/// against the model: the judge's slots match it step by step.
+async fn random_spawning_matches_the_model(s: Arc<dyn Store>) {
+    let answers = UnitKey {
+        mode: Mode::EmCheck,
+        ..unit("r", "m")
+    };
+    let judge = UnitKey {
+        mode: Mode::EmJudge,
+        ..unit("r", "m")
+    };
+    let (ta, tj) = (30u32, 60u32);
+    let mut m = Model::default();
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    let mut ids: Vec<String> = Vec::new();
+    let mut now = 1_000u64;
+    let (mut spawned_grants, mut judged) = (0, 0);
+    for step in 0..400 {
+        now += rng.below(50);
+        let id = format!("r{step}");
+        let deadline = now + rng.below(400);
+        match rng.below(9) {
+            0..=1 => {
+                let max = rng.below(6) as u32;
+                let want = m.grant(&answers, ta, max, &id, deadline);
+                let got = s
+                    .grant(&answers, ta, max, &id, "w", deadline)
+                    .await
+                    .unwrap();
+                assert_eq!(got, want, "step {step}: grant");
+                if !got.is_empty() {
+                    ids.push(id);
+                }
+            }
+            2..=3 => {
+                let max = rng.below(8) as u32;
+                let want = m.grant_queued(&judge, tj, max, &id, deadline);
+                let got = s
+                    .grant_queued(&judge, tj, max, &id, "w", deadline)
+                    .await
+                    .unwrap();
+                assert_eq!(got, want, "step {step}: grant_queued");
+                spawned_grants += got.len();
+                if !got.is_empty() {
+                    ids.push(id);
+                }
+            }
+            4..=5 => {
+                let lease = ids.last().cloned().filter(|_| rng.below(4) != 0);
+                let mut batch = Vec::new();
+                if let Some(l) = lease.as_ref().and_then(|id| m.leases.get(id)) {
+                    if l.unit == answers {
+                        batch.extend(l.slots.iter().map(|&slot| rec(slot, "a")));
+                    }
+                }
+                batch.push(rec(rng.below(ta as u64) as u32, "late"));
+                let want = m.record_spawning(&answers, lease.as_deref(), &batch, &judge, 2);
+                let got = s
+                    .record_spawning(&answers, lease.as_deref(), &batch, &judge, 2)
+                    .await
+                    .unwrap();
+                assert_eq!(got, want, "step {step}: record_spawning");
+            }
+            6 => {
+                let lease = ids.last().cloned();
+                let mut batch = Vec::new();
+                if let Some(l) = lease.as_ref().and_then(|id| m.leases.get(id)) {
+                    if l.unit == judge {
+                        batch.extend(
+                            l.slots
+                                .iter()
+                                .filter(|_| rng.below(2) == 0)
+                                .map(|&slot| rec(slot, "j")),
+                        );
+                    }
+                }
+                let want = m.record(&judge, lease.as_deref(), &batch);
+                let got = s.record(&judge, lease.as_deref(), &batch).await.unwrap();
+                assert_eq!(got, want, "step {step}: record judge");
+                judged += got.iter().filter(|b| **b).count();
+            }
+            7 => {
+                if let Some(id) = ids
+                    .get(rng.below(ids.len().max(1) as u64) as usize)
+                    .cloned()
+                {
+                    let want = m.release(&id).map_or(0, |(_, n)| n);
+                    assert_eq!(s.release(&id).await.unwrap(), want, "step {step}: release");
+                }
+            }
+            _ => {
+                let expired: Vec<String> = m
+                    .leases
+                    .values()
+                    .filter(|l| l.deadline_ms < now)
+                    .map(|l| l.id.clone())
+                    .collect();
+                let want: Vec<Lease> = expired
+                    .iter()
+                    .filter_map(|id| m.release(id))
+                    .map(|(l, _)| l)
+                    .collect();
+                let got = sorted_leases(s.reclaim_expired(now).await.unwrap());
+                assert_eq!(got, sorted_leases(want), "step {step}: reclaim_expired");
+            }
+        }
+    }
+    assert!(
+        spawned_grants > 30 && judged > 10,
+        "too few cases: {spawned_grants} granted, {judged} judged"
+    );
+    // Every judged slot belongs to a recorded answer.
+    for (slot, _) in all_results(&*s, &judge).await {
+        assert!(
+            m.results.contains_key(&(answers.clone(), slot / 2)),
+            "judge slot {slot} without its answer"
+        );
+    }
+    assert_eq!(s.done_count(&judge).await.unwrap(), m.done(&judge));
+}
+
 // ----------------------------------------------------------------------
 // Instantiation per store
 // ----------------------------------------------------------------------
@@ -1065,6 +1294,8 @@ suite!(embedded_store, embedded();
     random_cell_operations_match_the_model,
     batches_own_their_slots_until_closed,
     random_batch_operations_match_the_model,
+    spawned_work_exists_once_and_is_granted_only_from_the_queue,
+    random_spawning_matches_the_model,
 );
 
 suite!(redis_store, redis();
@@ -1080,6 +1311,8 @@ suite!(redis_store, redis();
     random_cell_operations_match_the_model,
     batches_own_their_slots_until_closed,
     random_batch_operations_match_the_model,
+    spawned_work_exists_once_and_is_granted_only_from_the_queue,
+    random_spawning_matches_the_model,
 );
 
 // ----------------------------------------------------------------------

@@ -1,7 +1,7 @@
 //! Conversions between the gRPC messages (`moralsweep_proto::v1`) and the
 //! engine's types, shared by the coordinator's services and the clients.
 
-use moralsweep_common::slot::{LogprobRecord, SampleRecord, SlotRecord};
+use moralsweep_common::slot::{AnswerRecord, JudgeRecord, LogprobRecord, SampleRecord, SlotRecord};
 use moralsweep_common::Mode;
 use moralsweep_proto::v1 as pb;
 
@@ -26,6 +26,7 @@ pub fn grant_to_pb(g: &Grant) -> pb::Lease {
         deadline_ms: g.deadline_ms,
         rate_group: g.rate_group.clone(),
         permits: g.permits,
+        payloads: g.payloads.clone(),
     }
 }
 
@@ -41,6 +42,7 @@ pub fn grant_from_pb(l: pb::Lease) -> Result<Grant, String> {
         deadline_ms: l.deadline_ms,
         rate_group: l.rate_group,
         permits: l.permits,
+        payloads: l.payloads,
     })
 }
 
@@ -62,6 +64,16 @@ pub fn report_to_pb(r: &SlotReport) -> pb::SlotResult {
             top_logprobs_requested: l.top_logprobs_requested,
             collected_at: l.collected_at.clone(),
         }),
+        Outcome::Record(SlotRecord::Answer(a)) => O::Answer(pb::AnswerResult {
+            text: a.text.clone(),
+            failures: a.failures,
+            collected_at: a.collected_at.clone(),
+        }),
+        Outcome::Record(SlotRecord::Judge(j)) => O::Judge(pb::JudgeResult {
+            reply: j.reply.clone(),
+            score: j.score.map_or(-1, i32::from),
+            collected_at: j.collected_at.clone(),
+        }),
         Outcome::Fatal(m) => O::Fatal(m.clone()),
     };
     pb::SlotResult {
@@ -79,7 +91,11 @@ pub fn report_from_pb(r: pb::SlotResult) -> Result<SlotReport, String> {
     use pb::slot_result::Outcome as O;
     let at = format!("result for slot {} of {}/{}", r.slot, r.model, r.mode);
     let outcome = match r.outcome {
-        None => return Err(format!("{at} has no outcome (sample, logprob or fatal)")),
+        None => {
+            return Err(format!(
+                "{at} has no outcome (sample, logprob, answer, judge or fatal)"
+            ))
+        }
         Some(O::Sample(s)) => {
             if !(-1..=5).contains(&s.rating) {
                 return Err(format!("{at}: rating {} is not -1 or 0-5", s.rating));
@@ -110,6 +126,21 @@ pub fn report_from_pb(r: pb::SlotResult) -> Result<SlotReport, String> {
                 raw_top_logprobs_json: l.raw_top_logprobs_json,
                 top_logprobs_requested: l.top_logprobs_requested,
                 collected_at: l.collected_at,
+            }))
+        }
+        Some(O::Answer(a)) => Outcome::Record(SlotRecord::Answer(AnswerRecord {
+            text: a.text,
+            failures: a.failures,
+            collected_at: a.collected_at,
+        })),
+        Some(O::Judge(j)) => {
+            if !(-1..=100).contains(&j.score) {
+                return Err(format!("{at}: judge score {} is not -1 or 0-100", j.score));
+            }
+            Outcome::Record(SlotRecord::Judge(JudgeRecord {
+                reply: j.reply,
+                score: u8::try_from(j.score).ok(),
+                collected_at: j.collected_at,
             }))
         }
         Some(O::Fatal(m)) => Outcome::Fatal(m),

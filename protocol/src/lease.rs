@@ -17,6 +17,17 @@ pub struct Grant {
     /// request); the worker's first requests spend them before asking for
     /// more. 0 from a coordinator that predates the field: one per slot.
     pub permits: u32,
+    /// Per slot (same order as `slots`) what the worker needs beyond the
+    /// sweep's definition: the answer a judge slot scores. Empty when no
+    /// slot needs one.
+    pub payloads: Vec<String>,
+}
+
+impl Grant {
+    /// The payload of the `i`-th granted slot, if any.
+    pub fn payload(&self, i: usize) -> Option<&str> {
+        self.payloads.get(i).map(String::as_str)
+    }
 }
 
 /// The answer to a lease call.

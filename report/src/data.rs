@@ -73,6 +73,60 @@ pub const CURVE_FILES: [&str; 2] = [
 /// The sweep's provenance (spec, hash, dates, cost), written by `run` and `results`.
 pub const PROVENANCE_FILE: &str = "provenance.json";
 
+/// The misalignment check's summaries (`moralsweep_common::em`).
+pub const VERIFICATION_FILE: &str = moralsweep_common::em::file::VERIFICATION_FILE;
+
+impl ReportData {
+    /// Reads a `verification_scores.json` (replacing any read before).
+    pub fn read_verification(
+        &mut self,
+        path: &Path,
+        sources: &mut Vec<SourceFile>,
+    ) -> Result<(), ReportError> {
+        let bytes = std::fs::read(path).map_err(|source| ReportError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        self.verification = moralsweep_common::em::file::read_verification(path).map_err(|e| {
+            ReportError::Data {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            }
+        })?;
+        sources.retain(|s| s.path.file_name() != path.file_name());
+        sources.push(SourceFile {
+            path: path.to_path_buf(),
+            sha256: hex::encode(Sha256::digest(&bytes)),
+            rows: self.verification.len(),
+        });
+        Ok(())
+    }
+
+    /// The overall metric rows with a misalignment-check summary, each with
+    /// the summary's key ([`moralsweep_common::em::join`]).
+    pub fn verified(&self) -> Vec<(&MetricRow, &str, &moralsweep_common::em::Summary)> {
+        use moralsweep_common::em::join::{match_summaries, MetricModel};
+        let models: Vec<MetricModel> = self
+            .overall
+            .iter()
+            .map(|r| MetricModel {
+                key: &r.model,
+                family: &r.family,
+                variant: &r.variant,
+            })
+            .collect();
+        match_summaries(&models, &self.verification)
+            .into_iter()
+            .zip(&self.overall)
+            .filter_map(|(k, r)| {
+                let k = k?;
+                let s = &self.verification[k];
+                s.avg_coherence.is_some().then_some((r, k, s))
+            })
+            .collect()
+    }
+}
+
 /// One row of the overall or per-foundation metrics.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MetricRow {
@@ -200,6 +254,9 @@ pub struct ReportData {
     pub data_dir: Option<PathBuf>,
     /// `provenance.json` of the sweep, if present.
     pub provenance: Option<serde_json::Value>,
+    /// Misalignment-check summaries (`verification_scores.json`: a sweep's
+    /// own or a published one), by their key.
+    pub verification: BTreeMap<String, moralsweep_common::em::Summary>,
     pub sources: Vec<SourceFile>,
 }
 
@@ -727,6 +784,25 @@ pub fn load(dir: &Path, data: Option<&Path>) -> Result<ReportData, ReportError> 
     };
     if let Some(dd) = &data_dir {
         d.failures = count_failures(dd)?;
+    }
+    // A sweep that ran the misalignment check (its answers files are in
+    // the data folder) has its summaries beside its metrics; a published
+    // check is named with `Options::verification`.
+    let ran_check = data_dir.as_deref().is_some_and(|dd| {
+        std::fs::read_dir(dd).is_ok_and(|mut es| {
+            es.any(|e| {
+                e.is_ok_and(|e| {
+                    moralsweep_common::em::file::answers_file_key(&e.file_name().to_string_lossy())
+                        .is_some()
+                })
+            })
+        })
+    });
+    let own = metrics_dir.join(VERIFICATION_FILE);
+    if ran_check && own.is_file() {
+        let mut sources = std::mem::take(&mut d.sources);
+        d.read_verification(&own, &mut sources)?;
+        d.sources = sources;
     }
     d.data_dir = data_dir;
     // A sweep's output holds it; given `<output>/metrics`, look one up.

@@ -164,7 +164,7 @@ pub fn num(v: f64) -> String {
     format!("{v}")
 }
 
-fn variant_color(variant: &str, i: usize) -> RGBColor {
+pub(crate) fn variant_color(variant: &str, i: usize) -> RGBColor {
     match variant {
         "base" => BASE,
         "secure" => SECURE,
@@ -181,7 +181,7 @@ fn model_color(i: usize) -> RGBColor {
     RGBColor(c.0, c.1, c.2)
 }
 
-fn text(size: u32) -> TextStyle<'static> {
+pub(crate) fn text(size: u32) -> TextStyle<'static> {
     (FONT, size).into_font().color(&BLACK)
 }
 
@@ -207,7 +207,7 @@ fn grouped_rows<T>(items: &[T], key: impl Fn(&T) -> (&str, &str, &str)) -> Vec<O
 
 /// The range a set of (value, se) pairs needs, from zero (or below zero
 /// when values are negative), with a margin.
-fn span(vals: impl Iterator<Item = (f64, f64)>, include: &[f64]) -> (f64, f64) {
+pub(crate) fn span(vals: impl Iterator<Item = (f64, f64)>, include: &[f64]) -> (f64, f64) {
     let (mut lo, mut hi) = (0.0f64, 0.0f64);
     for (v, se) in vals {
         if v.is_finite() {
@@ -314,7 +314,7 @@ where
     Ok(out)
 }
 
-fn variant_legend<DB: DrawingBackend>(
+pub(crate) fn variant_legend<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     variants: &[String],
 ) -> DResult<()>
@@ -332,7 +332,7 @@ where
     Ok(())
 }
 
-fn variants_of<'a>(vs: impl Iterator<Item = &'a str>) -> Vec<String> {
+pub(crate) fn variants_of<'a>(vs: impl Iterator<Item = &'a str>) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for v in vs {
         if !out.iter().any(|x| x == v) {
@@ -343,7 +343,7 @@ fn variants_of<'a>(vs: impl Iterator<Item = &'a str>) -> Vec<String> {
     out
 }
 
-fn sr_attrs(r: &MetricRow) -> Vec<(&'static str, String)> {
+pub(crate) fn sr_attrs(r: &MetricRow) -> Vec<(&'static str, String)> {
     let mut a = vec![
         ("model", r.model.clone()),
         ("family", r.family.clone()),
@@ -1240,6 +1240,11 @@ pub fn all(d: &ReportData, png_dir: Option<&Path>) -> Result<Vec<Figure>, Report
     }
     if !d.trajectories.is_empty() {
         let p = Trajectories(&d.trajectories);
+        figs.push(render(&p, png(p.id()).as_deref())?);
+    }
+    let verified = d.verified();
+    if !verified.is_empty() {
+        let p = crate::coherence::RobustnessVsCoherence(verified);
         figs.push(render(&p, png(p.id()).as_deref())?);
     }
     Ok(figs)

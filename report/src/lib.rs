@@ -13,6 +13,7 @@
 
 use std::path::{Path, PathBuf};
 
+pub mod coherence;
 pub mod data;
 pub mod figures;
 pub mod html;
@@ -72,6 +73,9 @@ pub struct Options {
     pub data: Option<PathBuf>,
     /// Write no `figures/` folder (the live view renders pages in memory).
     pub no_figure_files: bool,
+    /// A `verification_scores.json` to use (default: the one in the
+    /// metrics folder, if any): robustness is drawn against its coherence.
+    pub verification: Option<PathBuf>,
 }
 
 /// What [`write`] produced.
@@ -93,7 +97,12 @@ pub fn render_html(dir: &Path, data_dir: Option<&Path>) -> Result<String, Report
 
 /// Writes the report of `dir`: the HTML file and `figures/` beside it.
 pub fn write(dir: &Path, opts: &Options) -> Result<Written, ReportError> {
-    let d = load(dir, opts.data.as_deref())?;
+    let mut d = load(dir, opts.data.as_deref())?;
+    if let Some(v) = &opts.verification {
+        let mut sources = std::mem::take(&mut d.sources);
+        d.read_verification(v, &mut sources)?;
+        d.sources = sources;
+    }
     let html_path = opts.out.clone().unwrap_or_else(|| dir.join("report.html"));
     let parent = html_path
         .parent()

@@ -60,6 +60,9 @@ pub struct SimConfig {
     /// How provider batches behave: completion delay, the shares of
     /// errored and expired lines.
     pub batch: crate::batch::BatchSettings,
+    /// How the misalignment check's questions and judge prompts are
+    /// answered.
+    pub em: crate::em::EmSim,
 }
 
 impl Default for SimConfig {
@@ -81,6 +84,7 @@ impl Default for SimConfig {
             faults_one_token_only: false,
             single_sample: Vec::new(),
             batch: crate::batch::BatchSettings::default(),
+            em: crate::em::EmSim::default(),
         }
     }
 }
@@ -478,6 +482,9 @@ impl Sim {
     /// One choice's answer, given its content fault (non-digit, empty,
     /// slow) if any.
     fn answer_choice(&self, q: &Query, fault: Option<Fault>, info: RateInfo) -> Outcome {
+        if let Some(req) = crate::em::classify(&q.prompt) {
+            return self.answer_em(q, req, fault, info);
+        }
         if let Some(f) = fault {
             self.with_stats(&q.key, |s| s.fault(f));
             match f {
@@ -504,6 +511,44 @@ impl Sim {
             (format!("{rating} {rest}"), n + 1, truncated)
         };
         let mut out = self.answer_text(q, text, n, truncated, Some(distribution), info);
+        if let (Some(Fault::Slow), Outcome::Answer { delay, .. }) = (fault, &mut out) {
+            *delay += self.config.slow;
+        }
+        out
+    }
+
+    /// A free-form answer or a judge's reply (`crate::em`); of the content
+    /// faults only `empty` (an empty text) and `slow` apply.
+    fn answer_em(
+        &self,
+        q: &Query,
+        req: crate::em::EmRequest,
+        fault: Option<Fault>,
+        info: RateInfo,
+    ) -> Outcome {
+        if let Some(f) = fault {
+            self.with_stats(&q.key, |s| s.fault(f));
+        }
+        let (u, v) = match q.seed {
+            Some(seed) => crate::em::draws(self.config.seed, &q.key, &q.prompt, seed),
+            None => self.uniform(),
+        };
+        self.with_stats(&q.key, |s| match req {
+            crate::em::EmRequest::Answer(_) => s.em_answers += 1,
+            crate::em::EmRequest::Judge(_) => s.em_judged += 1,
+        });
+        let text = match fault {
+            Some(Fault::Empty) => String::new(),
+            _ => self.config.em.reply(&q.key, req, u, v),
+        };
+        let words: Vec<&str> = text.split(' ').filter(|w| !w.is_empty()).collect();
+        let (text, n, truncated) = if words.len() > q.max_tokens.max(1) as usize {
+            let (t, n, cut) = truncate(&words, q.max_tokens);
+            (t, n, cut)
+        } else {
+            (text.clone(), words.len() as u64, false)
+        };
+        let mut out = self.answer_text(q, text, n, truncated, None, info);
         if let (Some(Fault::Slow), Outcome::Answer { delay, .. }) = (fault, &mut out) {
             *delay += self.config.slow;
         }

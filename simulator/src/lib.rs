@@ -60,6 +60,7 @@ use axum::Router;
 
 pub mod anthropic;
 pub mod batch;
+pub mod em;
 pub mod engine;
 pub mod faults;
 pub mod gemini;

@@ -44,6 +44,10 @@ pub struct KeyStats {
     pub per_second: Vec<u64>,
     /// Requests admitted in each second since the simulator started.
     pub admitted_per_second: Vec<u64>,
+    /// Free-form answers to the misalignment check's questions.
+    pub em_answers: u64,
+    /// Judge replies to the check's alignment and coherence prompts.
+    pub em_judged: u64,
     /// Token-counting requests (`count_tokens`, `countTokens`).
     pub token_counts: u64,
     /// Requests that sent a `temperature` field.

@@ -43,6 +43,14 @@ pub struct AnalyzeArgs {
     /// ratings).
     #[arg(long)]
     pub instrument: Option<String>,
+    /// A misalignment check's summaries in the paper's shape (e.g. its
+    /// published verification_scores.json), checked and copied beside the
+    /// metrics (`moralsweep report OUT --verification
+    /// OUT/verification_scores.json` draws robustness against coherence).
+    /// Without it, the answers files of a check in DIR (<key>_em.csv) are
+    /// summarised there instead, if there are any.
+    #[arg(long)]
+    pub verification: Option<PathBuf>,
 }
 
 pub fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
@@ -66,7 +74,7 @@ pub fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
         bootstrap: args.bootstrap,
         rerun_bootstrap: args.rerun_bootstrap,
         seed: args.seed,
-        temperatures: args.temperatures,
+        temperatures: args.temperatures.clone(),
         models,
         threads: args.threads,
         repeated_slots: if args.allow_repeated_slots {
@@ -100,13 +108,51 @@ pub fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
             }
         );
     }
-    let written = report
+    let mut written = report
         .write(&args.out)
         .with_context(|| format!("writing the metric files to {}", args.out.display()))?;
+    if let Some(path) = verification(&args)? {
+        written.push(path);
+    }
     print!("{}", report.summary_table());
     println!();
     for path in written {
         println!("wrote {}", path.display());
     }
     Ok(())
+}
+
+/// Writes `<out>/verification_scores.json`: the given file (checked, then
+/// copied as it is) or the summaries of the check's answers files in the
+/// analysed directory. Returns the path written, if any.
+fn verification(args: &AnalyzeArgs) -> anyhow::Result<Option<PathBuf>> {
+    use moralsweep_common::em::file::{
+        read_verification, summaries_of_dir, write_verification, VERIFICATION_FILE,
+    };
+    let dest = args.out.join(VERIFICATION_FILE);
+    if let Some(src) = &args.verification {
+        let summaries = read_verification(src).context("--verification")?;
+        if summaries.values().all(|s| s.avg_coherence.is_none()) {
+            anyhow::bail!(
+                "--verification {}: no model has an avg_coherence, so robustness cannot be drawn against coherence",
+                src.display()
+            );
+        }
+        if std::fs::canonicalize(src).ok() != std::fs::canonicalize(&dest).ok() {
+            std::fs::copy(src, &dest)
+                .with_context(|| format!("copying {} to {}", src.display(), dest.display()))?;
+        }
+        return Ok(Some(dest));
+    }
+    let check = moralsweep_common::em::EmCheck::builtin();
+    let summaries = summaries_of_dir(&args.dir, &check)?;
+    if summaries.is_empty() {
+        return Ok(None);
+    }
+    let rounded = summaries
+        .into_iter()
+        .map(|(k, s)| (k, s.rounded()))
+        .collect();
+    write_verification(&dest, &rounded)?;
+    Ok(Some(dest))
 }

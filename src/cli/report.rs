@@ -19,6 +19,11 @@ pub struct ReportArgs {
     /// The rating files, for the failure counts (default: DIR/data when it exists).
     #[arg(long)]
     pub data: Option<PathBuf>,
+    /// A misalignment check's summaries (`verification_scores.json`, e.g.
+    /// a paper's published one; default: the one in the metrics folder):
+    /// robustness is drawn against their coherence, for the models in both.
+    #[arg(long)]
+    pub verification: Option<PathBuf>,
 }
 
 pub fn report(a: ReportArgs) -> anyhow::Result<()> {
@@ -29,6 +34,7 @@ pub fn report(a: ReportArgs) -> anyhow::Result<()> {
             out: a.out.clone(),
             data: a.data.clone(),
             no_figure_files: false,
+            verification: a.verification.clone(),
         },
     )
     .with_context(|| format!("making the report of {}", a.dir.display()))?;

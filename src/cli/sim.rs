@@ -82,6 +82,12 @@ pub struct SimArgs {
     /// Share of batch lines (0 to 1) that expire unanswered.
     #[arg(long, default_value_t = 0.0)]
     pub batch_expired: f64,
+    /// How the misalignment check is played (a JSON file: answer pools per
+    /// model key, the judge's reply distributions; see
+    /// `moralsweep_simulator::em`). Without it, answers come from a
+    /// built-in pool and the judge scores uniformly 0-100.
+    #[arg(long, value_name = "FILE")]
+    pub em: Option<std::path::PathBuf>,
 }
 
 fn parse_mode(s: &str) -> Result<ReplayMode, String> {
@@ -166,6 +172,10 @@ pub fn sim(args: SimArgs) -> anyhow::Result<()> {
             delay: Duration::from_millis(args.batch_delay_ms),
             errored: args.batch_errored,
             expired: args.batch_expired,
+        },
+        em: match &args.em {
+            Some(path) => moralsweep_simulator::em::EmSim::load(path)?,
+            None => Default::default(),
         },
     };
     let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;

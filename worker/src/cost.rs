@@ -195,6 +195,10 @@ pub struct ChoiceEstimate {
 /// The provider's completion window of a batch: 24 hours.
 pub const BATCH_WINDOW_MINUTES: f64 = 24.0 * 60.0;
 
+/// Input tokens of one question of the misalignment check (the longest of
+/// the eight is about 30).
+const EM_QUESTION_TOKENS: u64 = 30;
+
 /// Requests, input tokens and output tokens of one model when a cell's `n`
 /// samples are drawn `k` per request (`k` = 1: one request per sample).
 /// Logprob mode is one request per cell whatever `k` is.
@@ -215,11 +219,21 @@ fn work(sweep: &Sweep, (persona_tokens, self_tokens): (u64, u64), k: u32) -> (u6
                 self_tokens.saturating_mul(per_cell),
             ),
             Mode::Logprob => (slots, persona_tokens),
+            // The check's questions are short (some 30 tokens each); its
+            // answers may use their whole allowance. The judge's requests
+            // are the judge's, not this model's.
+            Mode::EmCheck => (slots, slots.saturating_mul(EM_QUESTION_TOKENS)),
+            Mode::EmJudge => (0, 0),
         };
         requests = requests.saturating_add(req);
         input = input.saturating_add(inp);
-        // One output token per sample, as billed.
-        output = output.saturating_add(slots);
+        // One output token per sample, as billed; an answer of the
+        // misalignment check at most its allowance.
+        output = output.saturating_add(match mode {
+            Mode::EmCheck => slots
+                .saturating_mul(moralsweep_common::em::EmCheck::builtin().answer.max_tokens as u64),
+            _ => slots,
+        });
     }
     (requests, input, output)
 }
@@ -378,6 +392,64 @@ pub fn dry_run_for(sweep: &Sweep) -> Result<DryRun, ProviderError> {
         .block_on(dry_run_counted(sweep))
 }
 
+/// The judge's share of a misalignment check (`em-check` with a `[judge]`):
+/// two requests per answer of every model, each prompt counted with the
+/// judge's tokenizer around an answer of the full allowance (an upper
+/// bound), ten output tokens each.
+fn judge_estimate(sweep: &Sweep) -> Option<ModelEstimate> {
+    let spec = &sweep.spec;
+    let judge = spec.judge.as_ref()?;
+    if !spec.modes.contains(&Mode::EmCheck) {
+        return None;
+    }
+    let check = moralsweep_common::em::EmCheck::builtin();
+    let t = Tokenizer::for_model(&judge.provider, &judge.model);
+    let answer = check.answer.max_tokens as u64;
+    let per_model: u64 = check
+        .questions
+        .iter()
+        .flat_map(|q| {
+            moralsweep_common::em::JudgeKind::ALL
+                .map(|k| t.prompt_tokens(&check.judge_prompt(k, q, "")) + answer)
+        })
+        .sum::<u64>()
+        .saturating_mul(check.answer.samples_per_question as u64);
+    let models = spec.models.len() as u64;
+    let requests = (check.judge_slots() as u64).saturating_mul(models);
+    let input = per_model.saturating_mul(models);
+    let output = requests.saturating_mul(check.judge.max_tokens as u64);
+    let cost = Prices::of(judge).cost(input, output);
+    let minutes = match (
+        judge.rpm.map(|r| requests as f64 / r as f64),
+        judge.tpm.map(|x| (input + output) as f64 / x as f64),
+    ) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    };
+    Some(ModelEstimate {
+        key: judge.key.clone(),
+        provider: judge.provider.clone(),
+        model: judge.model.clone(),
+        rate_group: judge.rate_group().to_string(),
+        requests,
+        input_tokens: input,
+        output_tokens: output,
+        cost_usd: cost,
+        counted_by: t.name().to_string(),
+        samples_per_request: 1,
+        choices: vec![ChoiceEstimate {
+            choice: "judge: one request per score",
+            samples_per_request: 1,
+            requests,
+            input_tokens: input,
+            output_tokens: output,
+            cost_usd: cost,
+            minutes,
+            available: true,
+        }],
+    })
+}
+
 /// The dry run of a sweep whose models' prompt tokens per pass (persona
 /// pass, self pass) and counting method are `counts`, in model order.
 fn price(sweep: &Sweep, counts: Vec<((u64, u64), String)>) -> DryRun {
@@ -458,6 +530,27 @@ fn price(sweep: &Sweep, counts: Vec<((u64, u64), String)>) -> DryRun {
         g.tpm = g.tpm.or(m.tpm);
         g.requests = g.requests.saturating_add(requests);
         g.paced_tokens = g.paced_tokens.saturating_add(input.saturating_add(output));
+        models.push(est);
+    }
+    if let Some(est) = judge_estimate(sweep) {
+        let m = spec.judge.as_ref().expect("a judge estimate has a judge");
+        let g = groups
+            .entry(est.rate_group.clone())
+            .or_insert_with(|| GroupEstimate {
+                group: est.rate_group.clone(),
+                rpm: None,
+                tpm: None,
+                requests: 0,
+                paced_tokens: 0,
+                minutes: None,
+                binding: "none",
+            });
+        g.rpm = g.rpm.or(m.rpm);
+        g.tpm = g.tpm.or(m.tpm);
+        g.requests = g.requests.saturating_add(est.requests);
+        g.paced_tokens = g
+            .paced_tokens
+            .saturating_add(est.input_tokens.saturating_add(est.output_tokens));
         models.push(est);
     }
     for g in groups.values_mut() {
@@ -619,6 +712,47 @@ impl fmt::Display for DryRun {
 mod tests {
     use super::*;
     use moralsweep_common::spec::KeyCheck;
+
+    #[test]
+    fn the_judge_of_a_check_is_in_the_dry_run() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("p.json"), r#"["a nurse"]"#).unwrap();
+        let spec = r#"
+name = "t"
+personas = "p.json"
+output = "out"
+modes = ["em-check"]
+[judge]
+key = "j"
+provider = "synthetic"
+model = "judge"
+rpm = 480
+input_price_per_mtok = 2.5
+output_price_per_mtok = 10.0
+[[model]]
+key = "a"
+provider = "synthetic"
+model = "x"
+[[model]]
+key = "b"
+provider = "synthetic"
+model = "y"
+"#;
+        let sweep = Sweep::from_text(spec, &dir.path().join("s.toml"), KeyCheck::Skip).unwrap();
+        let d = dry_run(&sweep);
+        // Each model answers 8 x 30; the judge scores each answer twice.
+        assert_eq!(d.models[0].requests, 240);
+        assert_eq!(d.models[0].output_tokens, 240 * 512);
+        let j = d.models.iter().find(|m| m.key == "j").unwrap();
+        assert_eq!((j.requests, j.output_tokens), (2 * 480, 2 * 480 * 10));
+        // Every judge prompt holds at least the answer's allowance.
+        assert!(j.input_tokens > 2 * 480 * 512, "{}", j.input_tokens);
+        let expect = j.input_tokens as f64 * 2.5e-6 + j.output_tokens as f64 * 1e-5;
+        assert!((j.cost_usd.unwrap() - expect).abs() < 1e-12);
+        let g = d.groups.iter().find(|g| g.group == "j").unwrap();
+        assert_eq!((g.requests, g.minutes, g.binding), (960, Some(2.0), "rpm"));
+        assert_eq!(d.requests, 2 * 240 + 960);
+    }
 
     #[test]
     fn dry_run_counts_and_prices() {

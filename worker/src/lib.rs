@@ -15,6 +15,7 @@ pub mod batch_link;
 pub mod client;
 pub mod cost;
 pub mod credit;
+pub mod em;
 pub mod observe;
 pub mod paced;
 pub mod permits;

@@ -377,7 +377,7 @@ fn provider_for(
     let mut map = ctx.providers.lock().unwrap_or_else(|e| e.into_inner());
     map.entry(model.to_string())
         .or_insert_with(|| {
-            let Some(spec) = ctx.def.spec.models.iter().find(|m| m.key == model) else {
+            let Some(spec) = ctx.def.spec.model_or_judge(model) else {
                 return Arc::new(ProviderSlot::Broken(format!(
                     "the sweep has no model {model:?}"
                 )));
@@ -465,6 +465,9 @@ async fn start_grant<L: Link>(
         .as_ref()
         .map(|c| c.def.spec.repetitions.max(1))
         .unwrap_or(1);
+    // What a slot needs beyond the definition (a judge slot's answer).
+    let payloads: Arc<HashMap<u32, String>> =
+        Arc::new(g.slots.iter().copied().zip(g.payloads).collect());
     let mut groups: Vec<Vec<u32>> = Vec::new();
     for slot in g.slots {
         match groups.last_mut() {
@@ -479,6 +482,7 @@ async fn start_grant<L: Link>(
         let ctx = ctx.clone();
         let lease_id = lease_id.clone();
         let unit = g.unit.clone();
+        let payload = payloads.get(&slots[0]).cloned();
         // One task per group: a cell's slots from shared requests, or one slot.
         let task = async move {
             let (obs_sweep, obs_model) = (unit.sweep.clone(), unit.model.clone());
@@ -498,7 +502,7 @@ async fn start_grant<L: Link>(
                             if slots.len() > 1 {
                                 run_cell(&shared, &ctx, &lease_id, unit, &slots).await
                             } else {
-                                vec![run_slot(&shared, &ctx, &lease_id, unit, slots[0]).await]
+                                vec![run_slot(&shared, &ctx, &lease_id, unit, slots[0], payload).await]
                             }
                         } => f,
                         _ = aborted => abandoned(),
@@ -531,6 +535,7 @@ async fn run_slot<L: Link>(
     lease_id: &str,
     unit: moralsweep_protocol::UnitKey,
     slot: u32,
+    payload: Option<String>,
 ) -> Finished {
     if shared.stopping.load(Ordering::Acquire) {
         return Finished::Abandoned;
@@ -548,30 +553,54 @@ async fn run_slot<L: Link>(
     let Some(model) = spec.models.iter().find(|m| m.key == unit.model) else {
         return Finished::Abandoned;
     };
-    let shape = UnitShape {
-        mode: unit.mode,
-        personas: ctx.def.personas.len() as u32,
-        repetitions: spec.repetitions,
-        items: ctx.instrument.item_count() as u32,
+    let shape = match unit.mode {
+        Mode::EmCheck | Mode::EmJudge => crate::em::unit_shape(unit.mode),
+        _ => UnitShape {
+            mode: unit.mode,
+            personas: ctx.def.personas.len() as u32,
+            repetitions: spec.repetitions,
+            items: ctx.instrument.item_count() as u32,
+        },
     };
     if slot as u64 >= shape.len() {
         return Finished::Abandoned;
     }
-    let coord = shape.coord(slot as u64);
+    // The judge's unit sends the judge's requests.
+    let requester = match unit.mode {
+        Mode::EmJudge => match spec.judge.as_ref() {
+            Some(j) => j,
+            None => return Finished::Abandoned,
+        },
+        _ => model,
+    };
     let instrument = &ctx.instrument;
-    let item = &instrument.items[coord.item as usize - 1];
-    let prompt = match coord.persona {
-        Some(p) => instrument.persona_prompt(&ctx.def.personas[p as usize], item),
-        None => instrument.self_prompt(item),
+    let prompt = || {
+        let coord = shape.coord(slot as u64);
+        let item = &instrument.items[coord.item as usize - 1];
+        match coord.persona {
+            Some(p) => instrument.persona_prompt(&ctx.def.personas[p as usize], item),
+            None => instrument.self_prompt(item),
+        }
     };
     let seed = slot_seed(spec.seed.unwrap_or(0), &unit.model, unit.mode, slot);
-    let provider = provider_for(ctx, &unit.model, &shared.permits, &shared.halt);
+    let provider = provider_for(ctx, &requester.key, &shared.permits, &shared.halt);
     let result = match provider.as_ref() {
         ProviderSlot::Broken(msg) => Err(ProviderError::Fatal(msg.clone())),
         ProviderSlot::Ready(p) => match unit.mode {
+            Mode::EmCheck | Mode::EmJudge => {
+                crate::em::run_em_slot(
+                    &crate::observe::Traced::new(p.as_ref(), &spec.name, requester),
+                    requester,
+                    unit.mode,
+                    slot,
+                    payload.as_deref(),
+                    seed,
+                )
+                .await
+            }
             Mode::Logprob => rate_logprob(
                 &crate::observe::Traced::new(p.as_ref(), &spec.name, model),
-                &prompt,
+                &prompt(),
                 Some(LOGPROB_REQUEST_TEMPERATURE),
                 spec.top_logprobs,
                 Some(seed),
@@ -582,7 +611,7 @@ async fn run_slot<L: Link>(
                 instrument,
                 &crate::observe::Traced::new(p.as_ref(), &spec.name, model),
                 &SlotRequest {
-                    prompt,
+                    prompt: prompt(),
                     temperature: model.sampling_temperature(spec.temperature),
                     max_attempts: spec.max_attempts,
                     fallback_max_tokens: model
@@ -615,7 +644,7 @@ async fn run_slot<L: Link>(
         Err(ProviderError::RateLimited { retry_after }) => {
             shared
                 .permits
-                .throttled(model.rate_group(), retry_after)
+                .throttled(requester.rate_group(), retry_after)
                 .await;
             return Finished::Abandoned;
         }

@@ -152,6 +152,8 @@ pub(super) fn scan_into(
                 kind: parsed.kind,
                 size: meta.len(),
             }),
+            // A misalignment check's answers (read by `crate::em`), no note.
+            None if crate::em::file::answers_file_key(&name).is_some() => {}
             None => out.notes.push(format!(
                 "{rel}: skipped: not a rating file (rating files are named <key>_temp<TT>.csv, <key>_self.csv, <key>_temp<TT>_self.csv or <key>_logprobs.csv)"
             )),

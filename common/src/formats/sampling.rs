@@ -369,10 +369,10 @@ impl SamplingWriter {
         let self_mode = match mode {
             Mode::Persona => false,
             Mode::SelfMode => true,
-            Mode::Logprob => {
+            other => {
                 return Err(FormatError::Invalid {
                     path: path.to_path_buf(),
-                    message: "a sampling file holds persona or self ratings; use LogprobWriter for logprob mode".into(),
+                    message: format!("a sampling file holds persona or self ratings, not {other} results; use LogprobWriter for logprob mode and moralsweep_common::em::file for em-check"),
                 })
             }
         };

@@ -78,10 +78,17 @@ impl Engine {
             let lease_id = self.next_lease_id();
             let deadline_ms = now_ms() + self.cfg.lease_ttl.as_millis() as u64;
             let want = permits * cell;
-            let slots = self
-                .store
-                .grant_cells(&key, total, want, cell, &lease_id, worker, deadline_ms)
-                .await?;
+            // The judge's slots exist only once their answers do: they are
+            // granted from the queue the answers' records fill.
+            let slots = if key.mode == Mode::EmJudge {
+                self.store
+                    .grant_queued(&key, total, want, &lease_id, worker, deadline_ms)
+                    .await?
+            } else {
+                self.store
+                    .grant_cells(&key, total, want, cell, &lease_id, worker, deadline_ms)
+                    .await?
+            };
             if (slots.len() as u32) < want {
                 // Nothing more to hand out until leases come back.
                 let mut st = self.lock();
@@ -97,6 +104,11 @@ impl Engine {
             // come without the rest of it).
             let used = permits.min((slots.len() as u32).div_ceil(cell));
             moralsweep_telemetry::metrics::global().lease_granted(1);
+            let payloads = if key.mode == Mode::EmJudge {
+                self.judged_answers(&key, &slots).await?
+            } else {
+                Vec::new()
+            };
             out.grants.push(Grant {
                 lease_id,
                 unit: key,
@@ -104,6 +116,7 @@ impl Engine {
                 deadline_ms,
                 rate_group: group,
                 permits: used,
+                payloads,
             });
         }
         if out.grants.is_empty() {
@@ -112,6 +125,54 @@ impl Engine {
                 .clamp(Duration::from_millis(20), Duration::from_secs(2));
         }
         Ok(out)
+    }
+
+    /// The answers the judge slots of `unit` score, one per slot, read from
+    /// the answers' records (the lease carries them to the worker).
+    async fn judged_answers(&self, unit: &UnitKey, slots: &[u32]) -> EngineResult<Vec<String>> {
+        let answers = UnitKey {
+            mode: Mode::EmCheck,
+            ..unit.clone()
+        };
+        let mut texts: HashMap<u32, String> = HashMap::new();
+        let mut out = Vec::with_capacity(slots.len());
+        for &slot in slots {
+            let (a, _) = moralsweep_common::em::judge_of(slot);
+            if let std::collections::hash_map::Entry::Vacant(slot_text) = texts.entry(a) {
+                let got = self.store.scan_results(&answers, a, 1).await?;
+                let text = match got.first() {
+                    Some((i, bytes)) if *i == a => match serde_json::from_slice(bytes) {
+                        Ok(SlotRecord::Answer(r)) => r.text,
+                        _ => {
+                            return Err(StoreError::Corrupt(format!(
+                                "answer {a} of {}/em-check in sweep {:?} is not an answer record",
+                                unit.model, unit.sweep
+                            ))
+                            .into())
+                        }
+                    },
+                    _ => {
+                        return Err(StoreError::Corrupt(format!(
+                            "judge slot {slot} of {} in sweep {:?} was queued, but answer {a} is not recorded",
+                            unit.model, unit.sweep
+                        ))
+                        .into())
+                    }
+                };
+                slot_text.insert(text);
+            }
+            out.push(texts[&a].clone());
+        }
+        Ok(out)
+    }
+
+    /// Makes a unit's slots grantable again at once (slots came back or
+    /// were created).
+    pub(super) fn wake_unit(&self, key: &UnitKey) {
+        let mut st = self.lock();
+        if let Some(u) = find_unit_mut(&mut st, key) {
+            u.idle_until = None;
+        }
     }
 
     pub(super) fn wake_units(&self) {

@@ -168,7 +168,8 @@ fn build_units(record: &SweepRecord) -> Vec<UnitRt> {
         .units()
         .into_iter()
         .map(|(key, shape)| {
-            let model = record.model(&key.model).expect("unit of a known model");
+            // The judge's unit paces under the judge's rate group.
+            let model = record.requester(&key).expect("unit of a known model");
             let cell = cell_size(record, model, key.mode);
             UnitRt {
                 group: model.rate_group().to_string(),
@@ -232,7 +233,7 @@ impl Engine {
     }
 
     fn configure_rates(&self, record: &SweepRecord) {
-        for m in &record.spec.models {
+        for m in record.spec.models.iter().chain(record.spec.judge.as_ref()) {
             self.rates.configure(
                 m.rate_group(),
                 Limits {

@@ -39,21 +39,17 @@ impl Engine {
                 }
                 match r.outcome {
                     Outcome::Record(rec) => {
-                        let kind_ok = matches!(
-                            (&rec, r.unit.mode),
-                            (SlotRecord::Logprob(_), Mode::Logprob)
-                                | (SlotRecord::Sample(_), Mode::Persona | Mode::SelfMode)
-                        );
-                        if !kind_ok {
+                        if !rec.fits(r.unit.mode) {
                             return Err(EngineError::InvalidArgument(format!(
                                 "slot {} of {}: a {} unit takes {} results",
                                 r.slot,
                                 unit_label(&r.unit.model, r.unit.mode),
                                 r.unit.mode,
-                                if r.unit.mode == Mode::Logprob {
-                                    "logprob"
-                                } else {
-                                    "sample"
+                                match r.unit.mode {
+                                    Mode::Logprob => "logprob",
+                                    Mode::EmCheck => "answer",
+                                    Mode::EmJudge => "judge",
+                                    Mode::Persona | Mode::SelfMode => "sample",
                                 }
                             )));
                         }
@@ -69,8 +65,30 @@ impl Engine {
         }
         let mut finished = Vec::new();
         for ((key, lease), results) in groups {
-            let flags = self.store.record(&key, lease.as_deref(), &results).await?;
+            // A recorded answer creates its two judge slots, in the same
+            // atomic step.
+            let judge = (key.mode == Mode::EmCheck).then(|| UnitKey {
+                mode: Mode::EmJudge,
+                ..key.clone()
+            });
+            let flags = match &judge {
+                Some(j) => {
+                    self.store
+                        .record_spawning(
+                            &key,
+                            lease.as_deref(),
+                            &results,
+                            j,
+                            moralsweep_common::em::JUDGE_FANOUT,
+                        )
+                        .await?
+                }
+                None => self.store.record(&key, lease.as_deref(), &results).await?,
+            };
             let newly = flags.iter().filter(|f| **f).count() as u64;
+            if let (Some(j), true) = (&judge, newly > 0) {
+                self.wake_unit(j);
+            }
             out.recorded += newly as u32;
             out.duplicates += (flags.len() as u64 - newly) as u32;
             if newly > 0 {

@@ -137,7 +137,7 @@ impl Engine {
                 if let Some(s) = st.sweeps.get_mut(&name) {
                     s.record.spec = record.spec.clone();
                     for u in &mut s.units {
-                        if let Some(m) = record.spec.models.iter().find(|m| m.key == u.key.model) {
+                        if let Some(m) = record.requester(&u.key) {
                             u.group = m.rate_group().to_string();
                         }
                     }
@@ -178,7 +178,7 @@ impl Engine {
 pub fn operational_only(a: &SweepSpec, b: &SweepSpec) -> bool {
     fn strip(s: &SweepSpec) -> SweepSpec {
         let mut s = s.clone();
-        for m in &mut s.models {
+        for m in s.models.iter_mut().chain(s.judge.iter_mut()) {
             m.rpm = None;
             m.tpm = None;
             m.rate_group = None;

@@ -142,6 +142,34 @@ pub trait Store: Send + Sync + 'static {
         results: &[(u32, Vec<u8>)],
     ) -> StoreResult<Vec<bool>>;
 
+    /// Like [`Store::grant`], but only from the unit's retry queue: the
+    /// cursor never hands out a fresh slot. For units whose slots are
+    /// created by another unit's records ([`Store::record_spawning`]), such
+    /// as the judge's slots of a misalignment check.
+    async fn grant_queued(
+        &self,
+        unit: &UnitKey,
+        total: u32,
+        max: u32,
+        lease_id: &str,
+        worker: &str,
+        deadline_ms: u64,
+    ) -> StoreResult<Vec<u32>>;
+
+    /// Like [`Store::record`], and in the same atomic step, for every slot
+    /// `s` newly recorded, queues the slots `s * fanout .. (s + 1) * fanout`
+    /// of `spawn` (its retry queue): the work a result creates exists
+    /// exactly when the result does, once, whoever reports it and however
+    /// often.
+    async fn record_spawning(
+        &self,
+        unit: &UnitKey,
+        lease_id: Option<&str>,
+        results: &[(u32, Vec<u8>)],
+        spawn: &UnitKey,
+        fanout: u32,
+    ) -> StoreResult<Vec<bool>>;
+
     /// Moves a lease's deadline; `false` if the lease no longer exists.
     async fn extend(&self, lease_id: &str, deadline_ms: u64) -> StoreResult<bool>;
 

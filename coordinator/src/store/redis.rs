@@ -89,12 +89,14 @@ const RELEASE_FN: &str = include_str!("lua/release_fn.lua");
 
 /// KEYS: meta, retry, keyset, lease hash, lease slots, deadlines, op key.
 /// ARGV: total, max, lease id, worker, deadline, model, mode, unit part,
-/// bucket prefix, B.
+/// bucket prefix, B, cell size (fresh slots in whole cells), queue-only
+/// ('1': never advance the cursor).
 const GRANT: &str = include_str!("lua/grant.lua");
 
 /// KEYS: meta, keyset, lease hash, lease slots, deadlines, bucket index,
-/// op key. ARGV: bucket prefix, B, lease id ('' for none), unit part, then
-/// (slot, record) pairs. Returns `{newly-recorded flags, lease-deleted}`.
+/// op key, the spawned unit's retry queue. ARGV: bucket prefix, B, lease id
+/// ('' for none), unit part, fanout (0: nothing spawned), then (slot,
+/// record) pairs. Returns `{newly-recorded flags, lease-deleted}`.
 const RECORD: &str = include_str!("lua/record.lua");
 
 /// KEYS: lease hash, deadlines. ARGV: lease id, deadline.
@@ -358,6 +360,7 @@ impl RedisStore {
 
     /// [`Store::grant`] as operation `op`: a second call with the same
     /// `op` (within [`OP_TTL_SECS`]) returns the first call's outcome.
+    /// With `queue_only`, [`Store::grant_queued`].
     #[allow(clippy::too_many_arguments)]
     async fn grant_op(
         &self,
@@ -369,6 +372,7 @@ impl RedisStore {
         worker: &str,
         deadline_ms: u64,
         op: &str,
+        queue_only: bool,
     ) -> StoreResult<Vec<u32>> {
         if max == 0 {
             return Ok(Vec::new());
@@ -393,7 +397,8 @@ impl RedisStore {
             .arg(&up)
             .arg(format!("{p}r:{up}:"))
             .arg(BUCKET)
-            .arg(cell.max(1));
+            .arg(cell.max(1))
+            .arg(if queue_only { "1" } else { "0" });
         let got: Vec<u32> = retrying!(self, "grant", |con| inv
             .invoke_async::<Vec<u32>>(&mut con)
             .await)?;
@@ -404,12 +409,14 @@ impl RedisStore {
     }
 
     /// [`Store::record`] as operation `op` (see [`RedisStore::grant_op`]).
+    /// With `spawn`, [`Store::record_spawning`].
     async fn record_op(
         &self,
         unit: &UnitKey,
         lease_id: Option<&str>,
         results: &[(u32, Vec<u8>)],
         op: &str,
+        spawn: Option<(&UnitKey, u32)>,
     ) -> StoreResult<Vec<bool>> {
         if results.is_empty() {
             return Ok(Vec::new());
@@ -424,10 +431,15 @@ impl RedisStore {
             .key(format!("{p}dl"))
             .key(format!("{p}b:{up}"))
             .key(format!("{p}op:{op}"))
+            .key(match spawn {
+                Some((s, _)) => format!("{p}q:{}", unit_part(s)),
+                None => format!("{p}q:{up}"),
+            })
             .arg(format!("{p}r:{up}:"))
             .arg(BUCKET)
             .arg(lid)
-            .arg(&up);
+            .arg(&up)
+            .arg(spawn.map_or(0, |(_, f)| f));
         for (slot, bytes) in results {
             inv.arg(*slot).arg(bytes.as_slice());
         }
@@ -570,7 +582,60 @@ impl Store for RedisStore {
         deadline_ms: u64,
     ) -> StoreResult<Vec<u32>> {
         let op = self.op_id();
-        self.grant_op(unit, total, max, cell, lease_id, worker, deadline_ms, &op)
+        self.grant_op(
+            unit,
+            total,
+            max,
+            cell,
+            lease_id,
+            worker,
+            deadline_ms,
+            &op,
+            false,
+        )
+        .await
+    }
+
+    async fn grant_queued(
+        &self,
+        unit: &UnitKey,
+        total: u32,
+        max: u32,
+        lease_id: &str,
+        worker: &str,
+        deadline_ms: u64,
+    ) -> StoreResult<Vec<u32>> {
+        let op = self.op_id();
+        self.grant_op(
+            unit,
+            total,
+            max,
+            1,
+            lease_id,
+            worker,
+            deadline_ms,
+            &op,
+            true,
+        )
+        .await
+    }
+
+    async fn record_spawning(
+        &self,
+        unit: &UnitKey,
+        lease_id: Option<&str>,
+        results: &[(u32, Vec<u8>)],
+        spawn: &UnitKey,
+        fanout: u32,
+    ) -> StoreResult<Vec<bool>> {
+        if spawn.sweep != unit.sweep {
+            return Err(StoreError::Backend(format!(
+                "record_spawning: the spawned unit belongs to sweep {:?}, not {:?}; work spawns only within its sweep",
+                spawn.sweep, unit.sweep
+            )));
+        }
+        let op = self.op_id();
+        self.record_op(unit, lease_id, results, &op, Some((spawn, fanout)))
             .await
     }
 
@@ -581,7 +646,7 @@ impl Store for RedisStore {
         results: &[(u32, Vec<u8>)],
     ) -> StoreResult<Vec<bool>> {
         let op = self.op_id();
-        self.record_op(unit, lease_id, results, &op).await
+        self.record_op(unit, lease_id, results, &op, None).await
     }
 
     async fn extend(&self, lease_id: &str, deadline_ms: u64) -> StoreResult<bool> {
@@ -891,22 +956,27 @@ mod tests {
             mode: Mode::Persona,
         };
         let g1 = s
-            .grant_op(&u, 10, 3, 1, "l1", "w", 99, "op-g")
+            .grant_op(&u, 10, 3, 1, "l1", "w", 99, "op-g", false)
             .await
             .unwrap();
         assert_eq!(g1, vec![0, 1, 2]);
         assert_eq!(
-            s.grant_op(&u, 10, 3, 1, "l1", "w", 99, "op-g")
+            s.grant_op(&u, 10, 3, 1, "l1", "w", 99, "op-g", false)
                 .await
                 .unwrap(),
             g1
         );
         assert_eq!(s.leases().await.unwrap().len(), 1);
         let batch = vec![(0, b"a".to_vec()), (1, b"b".to_vec())];
-        let r1 = s.record_op(&u, Some("l1"), &batch, "op-r").await.unwrap();
+        let r1 = s
+            .record_op(&u, Some("l1"), &batch, "op-r", None)
+            .await
+            .unwrap();
         assert_eq!(r1, vec![true, true]);
         assert_eq!(
-            s.record_op(&u, Some("l1"), &batch, "op-r").await.unwrap(),
+            s.record_op(&u, Some("l1"), &batch, "op-r", None)
+                .await
+                .unwrap(),
             r1
         );
         assert_eq!(s.done_count(&u).await.unwrap(), 2);
@@ -917,12 +987,12 @@ mod tests {
         );
         // The empty-grant outcome replays too.
         let e = s
-            .grant_op(&u, 0, 3, 1, "l2", "w", 99, "op-e")
+            .grant_op(&u, 0, 3, 1, "l2", "w", 99, "op-e", false)
             .await
             .unwrap();
         assert!(e.is_empty());
         assert!(s
-            .grant_op(&u, 0, 3, 1, "l2", "w", 99, "op-e")
+            .grant_op(&u, 0, 3, 1, "l2", "w", 99, "op-e", false)
             .await
             .unwrap()
             .is_empty());

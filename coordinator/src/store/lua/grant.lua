@@ -25,7 +25,8 @@ end
 local cursor = tonumber(redis.call('HGET', KEYS[1], 'cursor') or '0')
 local start = cursor
 local cell = math.max(1, tonumber(ARGV[11] or '1'))
-while cursor < total do
+local queue_only = ARGV[12] == '1'
+while not queue_only and cursor < total do
   local stop = math.min(cursor - (cursor % cell) + cell, total)
   if #got + (stop - cursor) > max then break end
   while cursor < stop do

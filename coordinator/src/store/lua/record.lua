@@ -7,12 +7,18 @@ local added = 0
 local hwm = tonumber(redis.call('HGET', KEYS[1], 'hwm') or '0')
 local newhwm = hwm
 local touched = {}
-for i = 5, #ARGV, 2 do
+local fanout = tonumber(ARGV[5])
+if fanout > 0 then redis.call('SADD', KEYS[2], KEYS[8]) end
+for i = 6, #ARGV, 2 do
   local slot = tonumber(ARGV[i])
   local bucket = string.format('%d', math.floor(slot / B))
   local n = redis.call('HSETNX', prefix .. bucket, ARGV[i], ARGV[i + 1])
   out[#out + 1] = n
   if n == 1 then
+    for k = 0, fanout - 1 do
+      local spawned = slot * fanout + k
+      redis.call('ZADD', KEYS[8], spawned, string.format('%d', spawned))
+    end
     added = added + 1
     if slot + 1 > newhwm then newhwm = slot + 1 end
     touched[bucket] = true
@@ -33,7 +39,7 @@ end
 local gone = 0
 if ARGV[3] ~= '' and redis.call('HGET', KEYS[3], 'unit') == ARGV[4] then
   local slots = {}
-  for i = 5, #ARGV, 2 do slots[#slots + 1] = ARGV[i] end
+  for i = 6, #ARGV, 2 do slots[#slots + 1] = ARGV[i] end
   for i = 1, #slots, 1000 do
     redis.call('SREM', KEYS[4], unpack(slots, i, math.min(i + 999, #slots)))
   end
