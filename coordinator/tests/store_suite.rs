@@ -706,7 +706,7 @@ impl Model {
     ) -> Vec<u32> {
         let cursor = *self.cursor.entry(u.clone()).or_default();
         self.cursor.insert(u.clone(), total);
-        let got = self.grant(u, total, max, id, deadline);
+        let got = self.grant(u, total, (max, 1), id, deadline);
         self.cursor.insert(u.clone(), cursor);
         got
     }
@@ -1139,7 +1139,7 @@ async fn random_spawning_matches_the_model(s: Arc<dyn Store>) {
         match rng.below(9) {
             0..=1 => {
                 let max = rng.below(6) as u32;
-                let want = m.grant(&answers, ta, max, &id, deadline);
+                let want = m.grant(&answers, ta, (max, 1), &id, deadline);
                 let got = s
                     .grant(&answers, ta, max, &id, "w", deadline)
                     .await
