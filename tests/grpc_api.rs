@@ -135,6 +135,7 @@ async fn auth_bad_requests_and_duplicate_reports() {
                 spec_toml: text,
                 spec_name: "s.toml".into(),
                 personas: personas(),
+                ..Default::default()
             })
             .await
             .unwrap_err();
@@ -149,6 +150,7 @@ async fn auth_bad_requests_and_duplicate_reports() {
             spec_toml: spec(),
             spec_name: "s.toml".into(),
             personas: vec![],
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -159,6 +161,7 @@ async fn auth_bad_requests_and_duplicate_reports() {
         spec_toml: text,
         spec_name: "s.toml".into(),
         personas: personas(),
+        ..Default::default()
     };
     let r = sweeps
         .submit_sweep(submit(spec()))

@@ -377,6 +377,7 @@ fn the_coordinator_survives_garbage_in_every_message() {
             spec_toml: spec_text("fz", &["m"], 2, 1, ""),
             spec_name: "fz.toml".into(),
             personas: personas.clone(),
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -445,6 +446,7 @@ fn the_coordinator_survives_garbage_in_every_message() {
             spec_toml: spec_text("live", &["m"], 2, 1, "tpm = 100000\nrpm = 600"),
             spec_name: "live.toml".into(),
             personas: personas.clone(),
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -473,6 +475,7 @@ fn the_coordinator_survives_garbage_in_every_message() {
                         spec_toml,
                         spec_name,
                         personas,
+                        ..Default::default()
                     })
                     .await;
                 check("SubmitSweep", r, false)

@@ -146,6 +146,13 @@ pub struct SweepSpec {
     /// of an instrument file (relative to the spec file). Default MFQ-30.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instrument: Option<String>,
+    /// The text of the instrument file `instrument` names, read where the
+    /// spec was read (`Sweep::from_text`, and `submit` sends it with the
+    /// spec): the coordinator and the workers use this definition, so a
+    /// user's instrument needs no copy on their machines. Not written in
+    /// spec files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instrument_definition: Option<String>,
     #[serde(rename = "model", default)]
     pub models: Vec<ModelSpec>,
     /// The model that scores the misalignment check's answers (`em-check`
@@ -739,9 +746,10 @@ impl SweepSpec {
     /// The instrument the spec names (MFQ-30 when it names none). A path is
     /// taken as given; [`Sweep::from_text`] makes it absolute.
     pub fn instrument(&self) -> Result<Arc<Instrument>, InstrumentError> {
-        match &self.instrument {
-            None => Ok(Instrument::mfq30()),
-            Some(name) => Instrument::resolve(name),
+        match (&self.instrument, &self.instrument_definition) {
+            (None, _) => Ok(Instrument::mfq30()),
+            (Some(name), Some(text)) => Ok(Arc::new(Instrument::parse(text, name)?)),
+            (Some(name), None) => Instrument::resolve(name),
         }
     }
 
@@ -913,6 +921,13 @@ impl Sweep {
         if let Some(name) = &spec.instrument {
             if Instrument::builtin(name).is_none() && Path::new(name).is_relative() {
                 spec.instrument = Some(dir.join(name).to_string_lossy().into_owned());
+            }
+        }
+        // A user's instrument travels with the spec (validation names the
+        // file if it cannot be read).
+        if let Some(name) = &spec.instrument {
+            if Instrument::builtin(name).is_none() {
+                spec.instrument_definition = std::fs::read_to_string(name).ok();
             }
         }
         spec.validate(path, keys)?;

@@ -62,8 +62,11 @@ impl Sweeps for Service {
         } else {
             r.spec_name
         };
-        let spec = SweepSpec::parse(&r.spec_toml, Path::new(&spec_name))
+        let mut spec = SweepSpec::parse(&r.spec_toml, Path::new(&spec_name))
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        if !r.instrument_json.is_empty() {
+            spec.instrument_definition = Some(r.instrument_json);
+        }
         Engine::check_submission(&spec, &spec_name, &r.personas).map_err(status)?;
         let name = spec.name.clone();
         let output = self.engine.config().data_root.join(&name);

@@ -401,6 +401,7 @@ pub fn submit(a: SubmitArgs) -> anyhow::Result<()> {
                     spec_toml: text,
                     spec_name: a.spec.display().to_string(),
                     personas: sweep.personas,
+                    instrument_json: sweep.spec.instrument_definition.unwrap_or_default(),
                 }),
             )
             .await?
