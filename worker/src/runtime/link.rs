@@ -1,0 +1,47 @@
+//! How a worker reaches its coordinator: the [`Link`] trait (gRPC in
+//! [`crate::client`], a direct call in the binary's one-process mode), its
+//! errors, and the sweep definition it fetches.
+
+use async_trait::async_trait;
+use moralsweep_common::SweepSpec;
+use moralsweep_protocol::{LeaseOutcome, ReportOutcome, SlotReport};
+
+/// What a worker needs to know about a sweep to ask its slots.
+#[derive(Debug, Clone)]
+pub struct SweepDef {
+    pub spec: SweepSpec,
+    pub personas: Vec<String>,
+}
+
+/// Why a call to the coordinator failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    /// Worth retrying (coordinator restarting, network, store down).
+    #[error("coordinator unavailable: {0}")]
+    Unavailable(String),
+    /// The sweep is gone (deleted): drop its slots.
+    #[error("{0}")]
+    NotFound(String),
+    /// Retrying cannot help (bad token, bad request): stop the worker.
+    #[error("{0}")]
+    Fatal(String),
+}
+
+/// How a worker talks to its coordinator.
+#[async_trait]
+pub trait Link: Send + Sync + 'static {
+    async fn lease(&self, worker: &str, max: u32) -> Result<LeaseOutcome, LinkError>;
+    /// Reports results and releases leases; `traceparent` is the trace
+    /// context of the slots' span, so the coordinator's handling of the
+    /// report joins the lease's trace.
+    async fn report(
+        &self,
+        worker: &str,
+        results: Vec<SlotReport>,
+        release: Vec<String>,
+        traceparent: Option<String>,
+    ) -> Result<ReportOutcome, LinkError>;
+    /// Extends leases; returns the ids the coordinator no longer knows.
+    async fn extend(&self, lease_ids: Vec<String>) -> Result<Vec<String>, LinkError>;
+    async fn definition(&self, sweep: &str) -> Result<SweepDef, LinkError>;
+}
