@@ -79,15 +79,15 @@ impl Engine {
             (s.record.clone(), units)
         };
         let mut notes = Vec::new();
-        let mut any = false;
+        let mut partial = Vec::new();
         for (key, shape) in &units {
             let label = unit_label(&key.model, key.mode);
             match crate::output::write_unit_partial(self.store.as_ref(), &record, key, *shape).await
             {
-                Ok(0) => notes.push(format!("{label}: nothing was recorded; no file")),
-                Ok(n) => {
-                    any = true;
+                Ok(None) => notes.push(format!("{label}: nothing was recorded; no file")),
+                Ok(Some((rows, n))) => {
                     notes.push(format!("{label}: {n} of {} slots recorded", shape.len()));
+                    partial.push(rows);
                 }
                 Err(e) => {
                     return Err(EngineError::FailedPrecondition(format!(
@@ -96,8 +96,8 @@ impl Engine {
                 }
             }
         }
-        if any && self.cfg.write_metrics {
-            if let Err(e) = crate::output::write_metrics(&record).await {
+        if !partial.is_empty() && self.cfg.write_metrics {
+            if let Err(e) = self.write_metrics(sweep, partial).await {
                 notes.push(format!(
                     "metrics not computed from the partial files: {e:#}"
                 ));
@@ -228,7 +228,8 @@ impl Engine {
             (v, s.record.clone())
         };
         for (key, shape) in &to_write {
-            crate::output::write_unit(self.store.as_ref(), &record, key, *shape).await?;
+            let rows = crate::output::write_unit(self.store.as_ref(), &record, key, *shape).await?;
+            self.keep_rows(sweep, key, rows);
             tracing::info!(sweep, model = %key.model, mode = %key.mode, "rating file written");
             let mut st = self.lock();
             if let Some(s) = st.sweeps.get_mut(sweep) {
@@ -262,15 +263,13 @@ impl Engine {
             self.persist(sweep).await?;
         }
         if self.cfg.write_metrics && (model_complete || (all_final && !to_write.is_empty())) {
-            let record = self.record(sweep)?;
-            crate::output::write_metrics(&record).await?;
+            self.write_metrics(sweep, Vec::new()).await?;
         }
         if all_final {
             if self.cfg.write_metrics && to_write.is_empty() {
                 // Restarted after the last file but before the end: make sure
                 // the tables reflect every file.
-                let record = self.record(sweep)?;
-                crate::output::write_metrics(&record).await?;
+                self.write_metrics(sweep, Vec::new()).await?;
             }
             {
                 let mut st = self.lock();

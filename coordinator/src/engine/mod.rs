@@ -29,6 +29,7 @@ use moralsweep_protocol::{
 
 mod finish;
 mod lease;
+mod metrics;
 mod progress;
 mod report;
 mod submit;
@@ -39,6 +40,7 @@ pub use finish::WRITE_RETRY_CAP;
 pub use submit::operational_only;
 
 use finish::write_failed_message;
+use metrics::SweepMetrics;
 
 /// Tunables of the engine (tests make them short).
 #[derive(Debug, Clone)]
@@ -107,6 +109,8 @@ struct SweepRt {
     /// as a failed sweep until a retry of the finisher succeeds. Memory
     /// only: a restarted coordinator simply tries again.
     write_error: Option<String>,
+    /// The units' rows and metrics on their way to the sweep's report.
+    metrics: SweepMetrics,
 }
 
 impl SweepRt {
