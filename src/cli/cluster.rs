@@ -255,6 +255,8 @@ pub fn coordinator(a: CoordinatorArgs) -> anyhow::Result<()> {
         max_lease_slots: a.max_lease_slots.max(1),
         data_root: a.data_dir.clone(),
         write_metrics: !a.no_metrics,
+        // The process's registry (named by the telemetry set-up), served at /metrics.
+        metrics: moralsweep_telemetry::metrics::global().clone(),
     };
     runtime()?.block_on(async move {
         let store = RedisStore::connect(&a.redis)
@@ -270,7 +272,7 @@ pub fn coordinator(a: CoordinatorArgs) -> anyhow::Result<()> {
         let _tasks = engine.start();
         // The ops port also serves the live view of the sweeps, behind the
         // same token as the gRPC API.
-        let live = crate::cli::live::EngineLive::view(engine.clone(), false, token.clone());
+        let live = crate::cli::live::EngineLive::view(engine.clone(), None, token.clone());
         let _ops = moralsweep_coordinator::observe::start_with_live(
             engine.clone(),
             a.ops_listen.as_deref(),
@@ -331,6 +333,7 @@ pub fn worker(a: WorkerArgs) -> anyhow::Result<()> {
         report_batch: a.report_batch.max(1),
         extend_every: positive_secs("--extend-every", a.extend_every)?,
         drain_timeout: positive_secs("--drain-timeout", a.drain_timeout)?,
+        metrics: moralsweep_telemetry::metrics::global().clone(),
         ..WorkerConfig::default()
     };
     let ops_listen = a.ops_listen.clone();
@@ -338,8 +341,12 @@ pub fn worker(a: WorkerArgs) -> anyhow::Result<()> {
         let link = Arc::new(GrpcLink::new(&opts)?);
         let permits = Arc::new(GrpcPermits::new(&opts)?);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let _ops =
-            moralsweep_worker::observe::start(ops_listen.as_deref(), stop_rx.clone()).await?;
+        let _ops = moralsweep_worker::observe::start(
+            ops_listen.as_deref(),
+            cfg.metrics.clone(),
+            stop_rx.clone(),
+        )
+        .await?;
         tokio::spawn(async move {
             shutdown_signal().await;
             tracing::info!("shutdown requested");

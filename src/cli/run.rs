@@ -20,6 +20,7 @@ use moralsweep_coordinator::pacing::RateGroups;
 use moralsweep_coordinator::store::embedded::EmbeddedStore;
 use moralsweep_coordinator::store::Store;
 use moralsweep_protocol::{ProgressState, SweepProgress};
+use moralsweep_worker::cost::Accounting;
 use moralsweep_worker::runtime::{self, WorkerConfig, WorkerStats};
 
 #[derive(clap::Args)]
@@ -104,6 +105,7 @@ async fn run_sweep(args: RunArgs, sweep: Sweep) -> anyhow::Result<()> {
             lease_ttl: Duration::from_secs_f64(args.lease_ttl),
             reclaim_every: Duration::from_secs(2),
             data_root: sweep.output.clone(),
+            metrics: moralsweep_telemetry::metrics::global().clone(),
             ..EngineConfig::default()
         },
     );
@@ -132,16 +134,19 @@ async fn run_sweep(args: RunArgs, sweep: Sweep) -> anyhow::Result<()> {
         );
     }
     let _tasks = engine.start();
+    // The usage and cost of this process's workers: they share one handle.
+    let accounting = Arc::new(Accounting::new());
     let _ui = match &args.ui {
         Some(addr) => {
             let token = match &args.ui_token_file {
                 Some(f) => Some(moralsweep_protocol::auth::load_token(Some(f))?),
                 None => None,
             };
-            let live = crate::cli::live::EngineLive::view(engine.clone(), true, token);
+            let live =
+                crate::cli::live::EngineLive::view(engine.clone(), Some(accounting.clone()), token);
             let server = moralsweep_telemetry::spawn_ops_with(
                 addr,
-                moralsweep_telemetry::metrics::global().clone(),
+                engine.config().metrics.clone(),
                 || async { true },
                 live.router(),
                 std::future::pending::<()>(),
@@ -175,6 +180,8 @@ async fn run_sweep(args: RunArgs, sweep: Sweep) -> anyhow::Result<()> {
             // this are dropped (their slots are asked again on the next run).
             drain_timeout: RUN_DRAIN_TIMEOUT,
             single_sample: single_sample.clone(),
+            accounting: accounting.clone(),
+            metrics: engine.config().metrics.clone(),
             ..WorkerConfig::default()
         };
         workers.push(tokio::spawn(runtime::run(
@@ -240,10 +247,10 @@ async fn run_sweep(args: RunArgs, sweep: Sweep) -> anyhow::Result<()> {
         eprintln!("warning: no metrics table: {e:#}");
         None
     });
-    print_summary(&final_state, report.as_deref());
+    print_summary(&final_state, report.as_deref(), &accounting);
     if !args.no_report {
         let record = engine.record(&name).ok();
-        let usage = moralsweep_worker::cost::global().snapshot();
+        let usage = accounting.snapshot();
         let cost: Vec<serde_json::Value> = usage
             .iter()
             .filter(|(_, u)| u.requests > 0)
@@ -302,7 +309,7 @@ const RUN_DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Prints where the files are and the S/R table of the finished models,
 /// from the sweep's report.
-fn print_summary(p: &SweepProgress, report: Option<&Report>) {
+fn print_summary(p: &SweepProgress, report: Option<&Report>, accounting: &Accounting) {
     println!(
         "sweep {} {}: {} of {} slots",
         p.sweep, p.state, p.done, p.total
@@ -374,7 +381,7 @@ fn print_summary(p: &SweepProgress, report: Option<&Report>) {
         print_rows(curves, "logprob model @ T");
     }
     // Requests, tokens and cost of the calls this process made.
-    let usage = moralsweep_worker::cost::global().snapshot();
+    let usage = accounting.snapshot();
     if usage.values().any(|u| u.requests > 0) {
         print!("{}", moralsweep_worker::cost::usage_table(&usage));
     }

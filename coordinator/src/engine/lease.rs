@@ -82,7 +82,7 @@ impl Engine {
                 continue;
             }
             left -= slots.len() as u32;
-            moralsweep_telemetry::metrics::global().lease_granted(1);
+            self.cfg.metrics.lease_granted(1);
             out.grants.push(Grant {
                 lease_id,
                 unit: key,
@@ -127,7 +127,11 @@ impl Engine {
         if !leases.is_empty() {
             let span = moralsweep_telemetry::spans::reclaim_span();
             let _entered = span.enter();
-            moralsweep_telemetry::spans::record_reclaims(&span, leases.len() as u64);
+            moralsweep_telemetry::spans::record_reclaims(
+                &span,
+                leases.len() as u64,
+                &self.cfg.metrics,
+            );
             let slots: usize = leases.iter().map(|l| l.slots.len()).sum();
             tracing::info!(leases = leases.len(), slots, "took back expired leases");
             self.wake_units();

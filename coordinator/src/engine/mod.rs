@@ -56,6 +56,9 @@ pub struct EngineConfig {
     pub data_root: PathBuf,
     /// Skip writing metric files (benchmarks).
     pub write_metrics: bool,
+    /// Where the engine counts leases, reclaims and recorded slots (the
+    /// process's registry, served at `/metrics`).
+    pub metrics: moralsweep_telemetry::metrics::Metrics,
 }
 
 impl Default for EngineConfig {
@@ -66,6 +69,7 @@ impl Default for EngineConfig {
             max_lease_slots: 1024,
             data_root: PathBuf::from("moralsweep-results"),
             write_metrics: true,
+            metrics: moralsweep_telemetry::metrics::Metrics::new("coordinator"),
         }
     }
 }

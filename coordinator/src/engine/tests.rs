@@ -39,6 +39,7 @@ fn engine(store: Arc<dyn Store>, dir: &std::path::Path, ttl: Duration) -> Arc<En
             max_lease_slots: 64,
             data_root: dir.to_path_buf(),
             write_metrics: false,
+            ..EngineConfig::default()
         },
     )
 }

@@ -4,6 +4,10 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use moralsweep_telemetry::metrics::Metrics;
+
+use crate::cost::Accounting;
+
 /// Tunables of a worker.
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
@@ -28,6 +32,13 @@ pub struct WorkerConfig {
     /// of the sweep. Workers of one process share it (clone the handle), so
     /// the warning is said once.
     pub single_sample: SingleSampleModels,
+    /// Where the usage and cost of every answered call is recorded (each
+    /// model's prices registered when its provider is built). Workers of
+    /// one process share it (clone the handle), so `run` prints their sum.
+    pub accounting: Arc<Accounting>,
+    /// Where requests, retries, tokens, cost and slots in flight are
+    /// counted (the process's registry, served at `/metrics`).
+    pub metrics: Metrics,
 }
 
 /// See [`WorkerConfig::single_sample`].
@@ -45,6 +56,8 @@ impl Default for WorkerConfig {
             drain_timeout: Duration::from_secs(30),
             exit_when_idle: None,
             single_sample: SingleSampleModels::default(),
+            accounting: Arc::new(Accounting::new()),
+            metrics: Metrics::new("worker"),
         }
     }
 }

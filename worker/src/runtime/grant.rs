@@ -44,7 +44,7 @@ pub(super) async fn start_grant<L: Link>(
             .cloned()
     });
     let span = crate::observe::grant_span(&g, model_spec.as_ref());
-    crate::observe::grant_started(&g);
+    crate::observe::grant_started(&shared.cfg.metrics, &g);
     let lease_id = Arc::new(g.lease_id.clone());
     // Slots of one cell share requests when the model draws several
     // samples per request; otherwise each slot is its own group.
@@ -106,6 +106,7 @@ pub(super) async fn start_grant<L: Link>(
             };
             for f in finished {
                 crate::observe::slot_finished(
+                    &shared.cfg.metrics,
                     &obs_sweep,
                     &obs_model,
                     match &f {

@@ -71,7 +71,7 @@ fn prepare<'a, L: Link>(
         Some(p) => instrument.persona_prompt(&ctx.def.personas[p as usize], item),
         None => instrument.self_prompt(item),
     };
-    let provider = provider_for(ctx, &unit.model, &shared.permits, &shared.halt);
+    let provider = provider_for(shared, ctx, &unit.model);
     Some(Asked {
         model,
         prompt,
@@ -172,7 +172,12 @@ pub(super) async fn run_slot<L: Link>(
     let result = match asked.provider.as_ref() {
         ProviderSlot::Broken(msg) => Err(ProviderError::Fatal(msg.clone())),
         ProviderSlot::Ready(p) => {
-            let traced = crate::observe::Traced::new(p.as_ref(), &spec.name, asked.model);
+            let traced = crate::observe::Traced::new(
+                p.as_ref(),
+                &spec.name,
+                asked.model,
+                &shared.cfg.metrics,
+            );
             match unit.mode {
                 Mode::Logprob => rate_logprob(
                     &traced,
@@ -233,7 +238,12 @@ pub(super) async fn run_cell<L: Link>(
         ProviderSlot::Ready(p) => {
             rate_samples(
                 &ctx.instrument,
-                &crate::observe::Traced::new(p.as_ref(), &spec.name, asked.model),
+                &crate::observe::Traced::new(
+                    p.as_ref(),
+                    &spec.name,
+                    asked.model,
+                    &shared.cfg.metrics,
+                ),
                 &CellRequest {
                     slot: slot_request(ctx, asked.model, asked.prompt.clone(), None),
                     seeds,

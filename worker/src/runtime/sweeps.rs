@@ -7,10 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::watch;
-
 use super::{Link, LinkError, Shared, SweepDef};
-use crate::credit::CreditPermits;
 use crate::paced::{Paced, RetryPolicy, DEFAULT_UNREACHABLE_TIMEOUT};
 use crate::permits::Permits;
 use crate::providers;
@@ -63,12 +60,14 @@ pub(super) async fn sweep_ctx<L: Link>(
     Ok(ctx)
 }
 
-pub(super) fn provider_for(
+/// The provider of `model` in this sweep, built on first use: paced by the
+/// worker's permits, stopped by its halt, accounted in its accounting.
+pub(super) fn provider_for<L: Link>(
+    shared: &Shared<L>,
     ctx: &SweepCtx,
     model: &str,
-    permits: &Arc<CreditPermits>,
-    halt: &watch::Sender<bool>,
 ) -> Arc<ProviderSlot> {
+    let (permits, halt, accounting) = (&shared.permits, &shared.halt, &shared.cfg.accounting);
     let mut map = ctx.providers.lock().unwrap_or_else(|e| e.into_inner());
     map.entry(model.to_string())
         .or_insert_with(|| {
@@ -84,6 +83,7 @@ pub(super) fn provider_for(
                     .unwrap_or(DEFAULT_UNREACHABLE_TIMEOUT),
                 ..RetryPolicy::default()
             };
+            accounting.register(spec);
             Arc::new(match providers::build(spec) {
                 Ok(p) => ProviderSlot::Ready(Box::new(
                     Paced::new(
@@ -97,6 +97,8 @@ pub(super) fn provider_for(
                         &spec.model,
                     ))
                     .with_policy(policy)
+                    .with_accounting(accounting.clone())
+                    .with_metrics(shared.cfg.metrics.clone())
                     .with_stop(halt.subscribe()),
                 )),
                 Err(e) => ProviderSlot::Broken(e.to_string()),
