@@ -2,7 +2,9 @@
 //! types both sides speak and nothing else. It owns the unit key, the lease a
 //! worker is granted ([`Grant`]), the slot reports and their outcomes, the
 //! progress of a sweep, the seed of a slot, the bearer token, the message
-//! limits and the conversions to and from the generated gRPC messages.
+//! limits, the kinds of failure of a call ([`CallError`], the one mapping to
+//! and from gRPC status codes) and the conversions to and from the
+//! generated gRPC messages.
 //!
 //! Layer: it may depend on `moralsweep-common` (items, modes, slot records)
 //! and `moralsweep-proto` (the generated gRPC code) only. Both
@@ -11,6 +13,7 @@
 
 pub mod auth;
 pub mod convert;
+pub mod error;
 pub mod lease;
 pub mod limits;
 pub mod progress;
@@ -18,6 +21,7 @@ pub mod report;
 pub mod seed;
 pub mod unit;
 
+pub use error::{CallError, ErrorKind};
 pub use lease::{Grant, LeaseOutcome};
 pub use limits::{LOGPROB_REQUEST_TEMPERATURE, MAX_MESSAGE};
 pub use progress::{ProgressState, SweepProgress, UnitProgress};

@@ -91,6 +91,22 @@ pub enum EngineError {
 
 pub type EngineResult<T> = Result<T, EngineError>;
 
+impl From<EngineError> for moralsweep_protocol::CallError {
+    fn from(e: EngineError) -> Self {
+        use moralsweep_protocol::{CallError, ErrorKind};
+        match e {
+            EngineError::InvalidArgument(m) => CallError::new(ErrorKind::InvalidArgument, m),
+            EngineError::NotFound(m) => CallError::new(ErrorKind::NotFound, m),
+            EngineError::AlreadyExists(m) => CallError::new(ErrorKind::AlreadyExists, m),
+            EngineError::FailedPrecondition(m) => CallError::new(ErrorKind::FailedPrecondition, m),
+            EngineError::Store(s) => CallError::new(
+                ErrorKind::Unavailable,
+                format!("the coordinator's store is unavailable: {s}; retry shortly"),
+            ),
+        }
+    }
+}
+
 #[derive(Debug)]
 struct UnitRt {
     key: UnitKey,

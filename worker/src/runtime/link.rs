@@ -4,7 +4,7 @@
 
 use async_trait::async_trait;
 use moralsweep_common::SweepSpec;
-use moralsweep_protocol::{LeaseOutcome, ReportOutcome, SlotReport};
+use moralsweep_protocol::{CallError, ErrorKind, LeaseOutcome, ReportOutcome, SlotReport};
 
 /// What a worker needs to know about a sweep to ask its slots.
 #[derive(Debug, Clone)]
@@ -25,6 +25,27 @@ pub enum LinkError {
     /// Retrying cannot help (bad token, bad request): stop the worker.
     #[error("{0}")]
     Fatal(String),
+}
+
+impl From<CallError> for LinkError {
+    /// The worker's decision from the kind: a deleted sweep drops its
+    /// slots, a bad request or token stops the worker, anything else is
+    /// retried.
+    fn from(e: CallError) -> LinkError {
+        if e.kind == ErrorKind::NotFound {
+            LinkError::NotFound(e.message)
+        } else if e.kind.is_fatal() {
+            LinkError::Fatal(e.with_code())
+        } else {
+            LinkError::Unavailable(e.with_code())
+        }
+    }
+}
+
+impl From<tonic::Status> for LinkError {
+    fn from(s: tonic::Status) -> LinkError {
+        CallError::from(s).into()
+    }
 }
 
 /// How a worker talks to its coordinator.
