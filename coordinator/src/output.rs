@@ -59,16 +59,17 @@ enum Writer {
 }
 
 /// Writes the rating file of a complete unit: one row per slot, in slot
-/// order. Returns the file with its rows, for the metrics.
+/// order. With `keep_rows`, returns the file with its rows, for the
+/// metrics (without, none are held: no metrics are computed).
 pub async fn write_unit(
     store: &dyn Store,
     record: &SweepRecord,
     unit: &UnitKey,
     shape: UnitShape,
-) -> anyhow::Result<RatedFile> {
-    unit_rows(store, record, unit, shape, Rows::Complete, true)
-        .await
-        .map(|(file, _)| file)
+    keep_rows: bool,
+) -> anyhow::Result<Option<RatedFile>> {
+    let (file, _) = unit_rows(store, record, unit, shape, Rows::Complete, true, keep_rows).await?;
+    Ok(keep_rows.then_some(file))
 }
 
 /// Writes the rating file of an incomplete unit (a cancelled sweep): the
@@ -90,7 +91,7 @@ pub async fn write_unit_partial(
         }
         return Ok(None);
     }
-    unit_rows(store, record, unit, shape, Rows::Recorded, true)
+    unit_rows(store, record, unit, shape, Rows::Recorded, true, true)
         .await
         .map(Some)
 }
@@ -110,7 +111,7 @@ pub async fn written_rows(
     } else {
         Rows::Recorded
     };
-    unit_rows(store, record, unit, shape, rows, false)
+    unit_rows(store, record, unit, shape, rows, false, true)
         .await
         .map(|(file, _)| file)
 }
@@ -133,8 +134,8 @@ fn logprob_meta(unit: &UnitKey) -> LogprobMeta {
 }
 
 /// Reads a unit's results from the store in slot order and, with `write`,
-/// writes its rating file; returns the rows the metrics take, and their
-/// number.
+/// writes its rating file; returns the rows the metrics take (with `keep`;
+/// else none) and their number.
 async fn unit_rows(
     store: &dyn Store,
     record: &SweepRecord,
@@ -142,6 +143,7 @@ async fn unit_rows(
     shape: UnitShape,
     which: Rows,
     write: bool,
+    keep: bool,
 ) -> anyhow::Result<(RatedFile, u64)> {
     let path = unit_file(record, &unit.model, unit.mode);
     let dir = data_dir(&record.output);
@@ -203,7 +205,8 @@ async fn unit_rows(
                         w.write_row(coord, &r)?;
                     }
                     match LogprobRow::of_record(line, coord, &r) {
-                        Some(row) => logprobs.push(row),
+                        Some(row) if keep => logprobs.push(row),
+                        Some(_) => {}
                         None => refused = true,
                     }
                     line += meta.lines_of(&r);
@@ -212,13 +215,15 @@ async fn unit_rows(
                     if let Some(Writer::Sampling(w)) = &mut w {
                         w.write_row(coord, &r)?;
                     }
-                    sampled.push(RatingRow {
-                        persona: if self_mode { None } else { coord.persona },
-                        item: coord.item,
-                        run: coord.run,
-                        rating: r.rating,
-                        failures: r.failures,
-                    });
+                    if keep {
+                        sampled.push(RatingRow {
+                            persona: if self_mode { None } else { coord.persona },
+                            item: coord.item,
+                            run: coord.run,
+                            rating: r.rating,
+                            failures: r.failures,
+                        });
+                    }
                 }
                 _ => anyhow::bail!(
                     "slot {index} of {}/{} holds a result of the wrong kind",
@@ -248,6 +253,7 @@ async fn unit_rows(
         None => {}
     }
     let rows = match unit.mode {
+        _ if !keep => None,
         Mode::Logprob if refused => None,
         Mode::Logprob => Some(RatedRows::Logprobs(LogprobFile {
             path: path.clone(),

@@ -228,8 +228,17 @@ impl Engine {
             (v, s.record.clone())
         };
         for (key, shape) in &to_write {
-            let rows = crate::output::write_unit(self.store.as_ref(), &record, key, *shape).await?;
-            self.keep_rows(sweep, key, rows);
+            let rows = crate::output::write_unit(
+                self.store.as_ref(),
+                &record,
+                key,
+                *shape,
+                self.cfg.write_metrics,
+            )
+            .await?;
+            if let Some(rows) = rows {
+                self.keep_rows(sweep, key, rows);
+            }
             tracing::info!(sweep, model = %key.model, mode = %key.mode, "rating file written");
             let mut st = self.lock();
             if let Some(s) = st.sweeps.get_mut(sweep) {
