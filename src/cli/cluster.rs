@@ -689,72 +689,67 @@ fn partial_text(st: &pb::SweepStatus) -> String {
     t
 }
 
+/// A command about one sweep on a coordinator (`cancel`, `delete`).
 #[derive(clap::Args)]
-pub struct CancelArgs {
+pub struct SweepArgs {
     pub sweep: String,
     #[command(flatten)]
     pub client: ClientArgs,
+}
+
+pub type CancelArgs = SweepArgs;
+pub type DeleteArgs = SweepArgs;
+
+impl SweepArgs {
+    /// Makes one call of the Sweeps service about the sweep (`what` names
+    /// it in the error) and returns its answer.
+    fn call_sweeps<R, Fut>(
+        &self,
+        what: &str,
+        call: impl FnOnce(pb::sweeps_client::SweepsClient<client::Authed>, String) -> Fut,
+    ) -> anyhow::Result<R>
+    where
+        Fut: std::future::Future<Output = Result<tonic::Response<R>, tonic::Status>>,
+    {
+        let opts = self.client.options()?;
+        runtime()?.block_on(async move {
+            let c = client::sweeps_client(&opts)?;
+            let r = self.client.call(what, call(c, self.sweep.clone())).await?;
+            Ok(r.into_inner())
+        })
+    }
 }
 
 /// `moralsweep cancel SWEEP`: stops handing out the sweep's slots; what it
 /// recorded stays, and `results` fetches it.
 pub fn cancel(a: CancelArgs) -> anyhow::Result<()> {
-    let opts = a.client.options()?;
-    runtime()?.block_on(async move {
-        let mut c = client::sweeps_client(&opts)?;
-        let r = a
-            .client
-            .call(
-                "cancelling the sweep failed",
-                c.cancel_sweep(pb::CancelSweepRequest {
-                    sweep: a.sweep.clone(),
-                }),
-            )
-            .await?
-            .into_inner();
-        let st = r.status.unwrap_or_default();
-        match st.state.as_str() {
-            "cancelled" => println!(
-                "sweep {} cancelled with {} of {} slots recorded; `moralsweep results {} --out DIR` fetches them, \
-                 `moralsweep delete {}` removes the sweep",
-                a.sweep, st.done, st.total, a.sweep, a.sweep
-            ),
-            other => println!(
-                "sweep {} is already {other} ({} of {} slots); nothing changed",
-                a.sweep, st.done, st.total
-            ),
-        }
-        Ok(())
-    })
-}
-
-#[derive(clap::Args)]
-pub struct DeleteArgs {
-    pub sweep: String,
-    #[command(flatten)]
-    pub client: ClientArgs,
+    let r = a.call_sweeps("cancelling the sweep failed", |mut c, sweep| async move {
+        c.cancel_sweep(pb::CancelSweepRequest { sweep }).await
+    })?;
+    let st = r.status.unwrap_or_default();
+    match st.state.as_str() {
+        "cancelled" => println!(
+            "sweep {} cancelled with {} of {} slots recorded; `moralsweep results {} --out DIR` fetches them, \
+             `moralsweep delete {}` removes the sweep",
+            a.sweep, st.done, st.total, a.sweep, a.sweep
+        ),
+        other => println!(
+            "sweep {} is already {other} ({} of {} slots); nothing changed",
+            a.sweep, st.done, st.total
+        ),
+    }
+    Ok(())
 }
 
 /// `moralsweep delete SWEEP`: removes a done or cancelled sweep from the
 /// coordinator (its store entries and the files it wrote).
 pub fn delete(a: DeleteArgs) -> anyhow::Result<()> {
-    let opts = a.client.options()?;
-    runtime()?.block_on(async move {
-        let mut c = client::sweeps_client(&opts)?;
-        let r = a
-            .client
-            .call(
-                "deleting the sweep failed",
-                c.delete_sweep(pb::DeleteSweepRequest {
-                    sweep: a.sweep.clone(),
-                }),
-            )
-            .await?
-            .into_inner();
-        println!(
-            "sweep {} deleted ({} files removed from the coordinator's data directory)",
-            a.sweep, r.files_removed
-        );
-        Ok(())
-    })
+    let r = a.call_sweeps("deleting the sweep failed", |mut c, sweep| async move {
+        c.delete_sweep(pb::DeleteSweepRequest { sweep }).await
+    })?;
+    println!(
+        "sweep {} deleted ({} files removed from the coordinator's data directory)",
+        a.sweep, r.files_removed
+    );
+    Ok(())
 }
