@@ -107,6 +107,9 @@ impl From<EngineError> for moralsweep_protocol::CallError {
     }
 }
 
+/// The engine's working state of one unit (memory only, rebuilt from the
+/// store on restart): its key and shape, its counters and pacing; the
+/// progress it reports is a `UnitProgress` built from it.
 #[derive(Debug)]
 struct UnitRt {
     key: UnitKey,
