@@ -10,7 +10,9 @@ use async_trait::async_trait;
 use moralsweep_coordinator::engine::{Engine, EngineError};
 use moralsweep_coordinator::pacing::RateGroups;
 
-use moralsweep_protocol::{BatchRecord, LeaseOutcome, ReportOutcome, SlotReport, UnitKey};
+use moralsweep_protocol::{
+    BatchRecord, CallError, LeaseOutcome, ReportOutcome, SlotReport, UnitKey,
+};
 use moralsweep_worker::batch_link::BatchLink;
 use moralsweep_worker::permits::Permits;
 use moralsweep_worker::runtime::{Link, LinkError, SweepDef};
@@ -20,12 +22,10 @@ pub struct InProcessLink {
     pub engine: Arc<Engine>,
 }
 
+/// An engine error as the worker takes it, through the one classification
+/// ([`CallError`]) the gRPC link uses too.
 fn link_error(e: EngineError) -> LinkError {
-    match e {
-        EngineError::Store(s) => LinkError::Unavailable(s.to_string()),
-        EngineError::NotFound(m) => LinkError::NotFound(m),
-        other => LinkError::Fatal(other.to_string()),
-    }
+    CallError::from(e).into()
 }
 
 #[async_trait]

@@ -1,6 +1,12 @@
 //! `moralsweep`: one binary, one subcommand per role. `main` only parses the
 //! arguments and dispatches into the crates; each subcommand's arguments live
 //! in its own module under `cli/`.
+//!
+//! Layer: the top. It may depend on every workspace crate and is the only
+//! crate that depends on both `moralsweep-coordinator` and
+//! `moralsweep-worker`: the in-process link of `run` (`inprocess`) joins
+//! them here. It owns the process-level handles (the telemetry registry,
+//! the cost accounting of `run`'s workers) and hands them to the crates.
 
 use clap::{Parser, Subcommand};
 

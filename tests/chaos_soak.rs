@@ -38,11 +38,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::cluster::{tail, worker_command, Coordinator};
 use common::{bin, data_without_time};
 use moralsweep_common::formats::read_sampling;
 use moralsweep_common::metrics::{sampled_metrics, BootstrapOptions, CellTable};
 use moralsweep_testsupport::reference::reference_dir;
-use moralsweep_testsupport::{free_port, RedisServer};
+use moralsweep_testsupport::RedisServer;
 
 const TOKEN: &str = "soak-token-not-a-secret";
 const KEY_VAR: &str = "MORALSWEEP_SOAK_SIM_KEY";
@@ -227,64 +228,6 @@ fn log_file(path: &Path) -> std::fs::File {
         .unwrap()
 }
 
-/// The coordinator process, restartable on the same port.
-struct Coordinator {
-    port: u16,
-    redis: String,
-    data: PathBuf,
-    log: PathBuf,
-    child: Option<Child>,
-}
-
-impl Coordinator {
-    fn spawn(&mut self) {
-        std::fs::create_dir_all(&self.data).unwrap();
-        let child = Command::new(bin())
-            .args([
-                "coordinator",
-                "--listen",
-                &format!("127.0.0.1:{}", self.port),
-                "--redis",
-                &self.redis,
-                "--data-dir",
-                self.data.to_str().unwrap(),
-                "--lease-ttl",
-                "2",
-                "--reclaim-every",
-                "0.5",
-            ])
-            .env("MORALSWEEP_TOKEN", TOKEN)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(log_file(&self.log))
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-        let t0 = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                t0.elapsed() < Duration::from_secs(60),
-                "the coordinator did not listen within 60 s of its start: {}",
-                tail(&self.log)
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Coordinator {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
 /// One worker process, restartable.
 struct Worker {
     name: String,
@@ -294,25 +237,7 @@ struct Worker {
 
 impl Worker {
     fn spawn(&mut self, url: &str) {
-        let child = Command::new(bin())
-            .args([
-                "worker",
-                "--coordinator",
-                url,
-                "--name",
-                &self.name,
-                "--concurrency",
-                "8",
-                "--lease-batch",
-                "40",
-                "--report-batch",
-                "32",
-                "--extend-every",
-                "0.5",
-                "--drain-timeout",
-                "5",
-            ])
-            .env("MORALSWEEP_TOKEN", TOKEN)
+        let child = worker_command(url, &self.name, TOKEN)
             .env(KEY_VAR, API_KEY)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
@@ -330,12 +255,6 @@ impl Drop for Worker {
             let _ = c.wait();
         }
     }
-}
-
-fn tail(path: &Path) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(15)..].join("\n")
 }
 
 /// Runs the CLI with a time limit; `None` if it failed or took too long.
@@ -723,14 +642,13 @@ fn soak(plan: Plan) {
 
     // --- The cluster.
     let mut redis = RedisServer::start();
-    let mut coord = Coordinator {
-        port: free_port(),
-        redis: redis.url(),
-        data: dir.join("coord"),
-        log: dir.join("coordinator.log"),
-        child: None,
-    };
-    coord.spawn();
+    let mut coord = Coordinator::start(
+        &redis.url(),
+        &dir.join("coord"),
+        &dir.join("coordinator.log"),
+        TOKEN,
+        Some("warn"),
+    );
     let url = coord.url();
     let mut workers: Vec<Worker> = (0..3)
         .map(|i| Worker {

@@ -13,8 +13,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::cluster::{worker_command, Coordinator};
 use common::*;
-use moralsweep_testsupport::{free_port, RedisServer};
+use moralsweep_testsupport::RedisServer;
 
 const TOKEN: &str = "e2e-token-not-a-secret";
 const KEY_VAR: &str = "MORALSWEEP_E2E_SIM_KEY";
@@ -23,81 +24,15 @@ const MODELS: [&str; 2] = ["syn-base", "syn-insecure"];
 const PERSONAS: usize = 20;
 const REPS: u32 = 2;
 
-struct Coordinator {
-    port: u16,
-    redis: String,
-    data: PathBuf,
-    log: PathBuf,
-    child: Option<Child>,
-}
-
-impl Coordinator {
-    fn start(redis: &RedisServer, data: &Path) -> Self {
-        let mut c = Coordinator {
-            port: free_port(),
-            redis: redis.url(),
-            data: data.to_path_buf(),
-            log: data.join("coordinator.log"),
-            child: None,
-        };
-        c.spawn();
-        c
-    }
-
-    fn spawn(&mut self) {
-        std::fs::create_dir_all(&self.data).unwrap();
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .unwrap();
-        let child = Command::new(bin())
-            .args([
-                "coordinator",
-                "--listen",
-                &format!("127.0.0.1:{}", self.port),
-                "--redis",
-                &self.redis,
-                "--data-dir",
-                self.data.to_str().unwrap(),
-                "--lease-ttl",
-                "2",
-                "--reclaim-every",
-                "0.5",
-            ])
-            .env("MORALSWEEP_TOKEN", TOKEN)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-        let t0 = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                t0.elapsed() < Duration::from_secs(30),
-                "coordinator did not start: {}",
-                std::fs::read_to_string(&self.log).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            c.kill().unwrap();
-            c.wait().unwrap();
-        }
-    }
-}
-
-impl Drop for Coordinator {
-    fn drop(&mut self) {
-        self.kill9();
-    }
+/// The test's coordinator: its log in its data folder, info-level.
+fn start_coordinator(redis: &RedisServer, data: &Path) -> Coordinator {
+    Coordinator::start(
+        &redis.url(),
+        data,
+        &data.join("coordinator.log"),
+        TOKEN,
+        None,
+    )
 }
 
 struct Workers(Vec<Child>);
@@ -108,25 +43,7 @@ impl Workers {
             (0..n)
                 .map(|i| {
                     let log = std::fs::File::create(dir.join(format!("worker{i}.log"))).unwrap();
-                    Command::new(bin())
-                        .args([
-                            "worker",
-                            "--coordinator",
-                            url,
-                            "--name",
-                            &format!("w{i}"),
-                            "--concurrency",
-                            "8",
-                            "--lease-batch",
-                            "40",
-                            "--report-batch",
-                            "32",
-                            "--extend-every",
-                            "0.5",
-                            "--drain-timeout",
-                            "5",
-                        ])
-                        .env("MORALSWEEP_TOKEN", TOKEN)
+                    worker_command(url, &format!("w{i}"), TOKEN)
                         .env(KEY_VAR, API_KEY)
                         .stdout(Stdio::null())
                         .stderr(log)
@@ -255,7 +172,7 @@ fn cluster_sweep_survives_worker_coordinator_and_redis_crashes() {
     let a = tempfile::tempdir().unwrap();
     let _sim = setup(a.path(), "");
     let redis = RedisServer::start();
-    let coord = Coordinator::start(&redis, &a.path().join("coord"));
+    let coord = start_coordinator(&redis, &a.path().join("coord"));
     let mut workers = Workers::start(&coord.url(), 3, a.path());
     let r = cli(
         &["submit", "s.toml", "--coordinator", &coord.url()],
@@ -287,7 +204,7 @@ fn cluster_sweep_survives_worker_coordinator_and_redis_crashes() {
     let b = tempfile::tempdir().unwrap();
     let _sim = setup(b.path(), "rpm = 4800");
     let mut redis = RedisServer::start();
-    let mut coord = Coordinator::start(&redis, &b.path().join("coord"));
+    let mut coord = start_coordinator(&redis, &b.path().join("coord"));
     let mut workers = Workers::start(&coord.url(), 3, b.path());
     let r = cli(
         &["submit", "s.toml", "--coordinator", &coord.url()],

@@ -22,6 +22,8 @@ pub struct SlotCoord {
 }
 
 /// The shape of one (model, mode) unit: how many personas and repetitions.
+/// The geometry of a unit only (slot index <-> persona, item, run); which
+/// unit it is, is its key (`moralsweep_protocol::UnitKey`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UnitShape {
     pub mode: Mode,

@@ -10,34 +10,8 @@ use std::path::Path;
 use moralsweep_common::analyze::{analyze_dir, AnalyzeOptions, ModelsMap, Report};
 use moralsweep_testsupport::reference::reference_dir;
 
-type Row = HashMap<String, String>;
-
-fn read_csv(path: &Path) -> Vec<Row> {
-    let mut r = csv::Reader::from_path(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let headers = r.headers().unwrap().clone();
-    r.records()
-        .map(|rec| {
-            let rec = rec.unwrap();
-            headers
-                .iter()
-                .zip(rec.iter())
-                .map(|(h, v)| (h.to_string(), v.to_string()))
-                .collect()
-        })
-        .collect()
-}
-
-fn header(path: &Path) -> Vec<String> {
-    let mut r = csv::Reader::from_path(path).unwrap();
-    r.headers().unwrap().iter().map(String::from).collect()
-}
-
-fn num(row: &Row, col: &str) -> f64 {
-    row.get(col)
-        .unwrap_or_else(|| panic!("column {col} missing in {row:?}"))
-        .parse()
-        .unwrap_or_else(|e| panic!("column {col} of {row:?}: {e}"))
-}
+mod csvrows;
+use csvrows::{header, num, read_csv, Row};
 
 /// Checks `got` against `want` within `tol` relative (absolute when `want` is 0).
 fn close(what: &str, got: f64, want: f64, tol: f64, failures: &mut Vec<String>) {

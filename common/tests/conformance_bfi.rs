@@ -4,36 +4,14 @@
 //! and per domain (point estimates 1e-9 relative, combined standard errors
 //! 10 %, persona/response components 25 %, as for the MFQ-30).
 
-use std::collections::HashMap;
 use std::path::Path;
 
 use moralsweep_common::analyze::{analyze_dir, AnalyzeOptions};
 use moralsweep_common::Instrument;
 use moralsweep_testsupport::reference::reference_dir;
 
-type Row = HashMap<String, String>;
-
-fn read_csv(path: &Path) -> Vec<Row> {
-    let mut r = csv::Reader::from_path(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let headers = r.headers().unwrap().clone();
-    r.records()
-        .map(|rec| {
-            let rec = rec.unwrap();
-            headers
-                .iter()
-                .zip(rec.iter())
-                .map(|(h, v)| (h.to_string(), v.to_string()))
-                .collect()
-        })
-        .collect()
-}
-
-fn num(row: &Row, col: &str) -> f64 {
-    row.get(col)
-        .unwrap_or_else(|| panic!("column {col} missing in {row:?}"))
-        .parse()
-        .unwrap_or_else(|e| panic!("column {col} of {row:?}: {e}"))
-}
+mod csvrows;
+use csvrows::{num, read_csv, Row};
 
 fn close(what: &str, got: f64, want: f64, tol: f64, failures: &mut Vec<String>) {
     if ((got - want) / want).abs() > tol {

@@ -4,7 +4,8 @@
 //!
 //! It owns the engine (submit, lease, report, finish, progress), the rate
 //! groups that pace every worker, the stores (Redis for the cluster, an
-//! embedded file for one process), the gRPC services and the sweep's files.
+//! embedded file for one process), the gRPC services and the sweep's files
+//! and metrics (each unit's rows go to the metrics core in memory).
 //! Layer: above `moralsweep-common`, `moralsweep-proto`,
 //! `moralsweep-protocol` and `moralsweep-telemetry`; it never depends on the
 //! worker, and nothing but the binary depends on it.

@@ -46,7 +46,7 @@ pub fn workers_active(window: Duration) -> usize {
 /// Recomputes the gauges: slots per (sweep, model), slots leased per
 /// (sweep, model), workers seen within three lease lifetimes.
 pub async fn refresh(engine: &Engine) {
-    let m = moralsweep_telemetry::metrics::global();
+    let m = &engine.config().metrics;
     let mut totals: BTreeMap<(String, String), u64> = BTreeMap::new();
     let mut remaining: BTreeMap<(String, String), u64> = BTreeMap::new();
     for p in engine.snapshot() {
@@ -127,7 +127,7 @@ pub async fn start_with_live(
     let store = engine.store().clone();
     let server = moralsweep_telemetry::spawn_ops_with(
         addr,
-        moralsweep_telemetry::metrics::global().clone(),
+        engine.config().metrics.clone(),
         move || {
             let store = store.clone();
             async move { store.ping().await.is_ok() }

@@ -1,17 +1,24 @@
 //! The files of a sweep: one rating file per complete unit, written in slot
-//! order straight from the store (a chunk at a time, never a whole unit in
-//! memory), and the metric tables computed from those files.
+//! order straight from the store (a chunk at a time: the records, with
+//! their response texts, are never all in memory), and the unit's rows as
+//! the metrics take them (16 bytes a sampled slot), which go to the metrics
+//! core in memory: the metric tables come from [`metrics_report`], never
+//! from reading the files back.
 //!
 //! Layout (DESIGN.md): `<output>/data/<key>_temp<TT>.csv`,
 //! `<output>/data/<key>_temp<TT>_self.csv`, `<output>/data/<key>_logprobs.csv`
 //! and `<output>/metrics/*.csv`.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::Context;
-use moralsweep_common::analyze::{analyze_dir, AnalyzeOptions, ModelsMap};
+use moralsweep_common::analyze::{
+    assemble, unit_metrics, AnalyzeOptions, ModelsMap, RatedFile, RatedRows, Report, UnitMetrics,
+};
 use moralsweep_common::formats::{
-    logprob_file_name, sampling_file_name, LogprobMeta, LogprobWriter, SamplingWriter,
+    logprob_file_name, sampling_file_name, LogprobFile, LogprobMeta, LogprobRow, LogprobWriter,
+    RatingRow, SamplingFile, SamplingWriter,
 };
 use moralsweep_common::slot::{SlotRecord, UnitShape};
 use moralsweep_common::Mode;
@@ -52,40 +59,40 @@ enum Writer {
     Logprob(LogprobWriter),
 }
 
-/// Writes the rating file of a complete unit: one row per slot, in slot order.
+/// Writes the rating file of a complete unit: one row per slot, in slot
+/// order. With `keep_rows`, returns the file with its rows, for the
+/// metrics (without, none are held: no metrics are computed).
 pub async fn write_unit(
     store: &dyn Store,
     record: &SweepRecord,
     unit: &UnitKey,
     shape: UnitShape,
-) -> anyhow::Result<PathBuf> {
+    keep_rows: bool,
+) -> anyhow::Result<Option<RatedFile>> {
     match unit.mode {
         // The answers and their scores go in one file, once the judge's
-        // unit is complete (which needs every answer).
-        Mode::EmCheck => return Ok(unit_file(record, &unit.model, unit.mode)),
+        // unit is complete (which needs every answer); no rating rows.
+        Mode::EmCheck => return Ok(None),
         Mode::EmJudge => {
             crate::em_output::write_answers_file(store, record, &unit.model, true).await?;
-            return Ok(unit_file(record, &unit.model, unit.mode));
+            return Ok(None);
         }
         _ => {}
     }
-    write_rows(store, record, unit, shape, false)
-        .await
-        .map(|(path, _)| path)
+    let (file, _) = unit_rows(store, record, unit, shape, Rows::Complete, true, keep_rows).await?;
+    Ok(keep_rows.then_some(file))
 }
 
 /// Writes the rating file of an incomplete unit (a cancelled sweep): the
-/// rows of the slots recorded so far, in slot order. Returns the number of
-/// rows; with none, no file is written (and an older one is removed).
+/// rows of the slots recorded so far, in slot order. Returns the file with
+/// its rows and their number; `None` when nothing is recorded: no file is
+/// written (and an older one is removed).
 pub async fn write_unit_partial(
     store: &dyn Store,
     record: &SweepRecord,
     unit: &UnitKey,
     shape: UnitShape,
-) -> anyhow::Result<u64> {
-    if unit.mode.is_em() {
-        return crate::em_output::write_answers_file(store, record, &unit.model, false).await;
-    }
+) -> anyhow::Result<Option<(RatedFile, u64)>> {
     if store.scan_results(unit, 0, 1).await?.is_empty() {
         let path = unit_file(record, &unit.model, unit.mode);
         match std::fs::remove_file(&path) {
@@ -93,11 +100,183 @@ pub async fn write_unit_partial(
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(e).with_context(|| format!("removing {}", path.display())),
         }
-        return Ok(0);
+        return Ok(None);
     }
-    write_rows(store, record, unit, shape, true)
+    unit_rows(store, record, unit, shape, Rows::Recorded, true, true)
         .await
-        .map(|(_, n)| n)
+        .map(Some)
+}
+
+/// The rows of a unit whose file was written earlier (by a coordinator
+/// before it restarted), read from the store the way the file was written
+/// from it; no file is touched.
+pub async fn written_rows(
+    store: &dyn Store,
+    record: &SweepRecord,
+    unit: &UnitKey,
+    shape: UnitShape,
+    complete: bool,
+) -> anyhow::Result<RatedFile> {
+    let rows = if complete {
+        Rows::Complete
+    } else {
+        Rows::Recorded
+    };
+    unit_rows(store, record, unit, shape, rows, false, true)
+        .await
+        .map(|(file, _)| file)
+}
+
+/// Which slots a unit's rows hold.
+#[derive(Clone, Copy, PartialEq)]
+enum Rows {
+    /// Every slot (an error names the first one missing).
+    Complete,
+    /// The slots recorded so far.
+    Recorded,
+}
+
+fn logprob_meta(unit: &UnitKey) -> LogprobMeta {
+    LogprobMeta {
+        model_name: unit.model.clone(),
+        temperature: LOGPROB_REQUEST_TEMPERATURE,
+        prompt_mode: "mfq_persona".into(),
+    }
+}
+
+/// Reads a unit's results from the store in slot order and, with `write`,
+/// writes its rating file; returns the rows the metrics take (with `keep`;
+/// else none) and their number.
+async fn unit_rows(
+    store: &dyn Store,
+    record: &SweepRecord,
+    unit: &UnitKey,
+    shape: UnitShape,
+    which: Rows,
+    write: bool,
+    keep: bool,
+) -> anyhow::Result<(RatedFile, u64)> {
+    let path = unit_file(record, &unit.model, unit.mode);
+    let dir = data_dir(&record.output);
+    let meta = logprob_meta(unit);
+    let mut w = if write {
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        Some(match unit.mode {
+            Mode::Logprob => Writer::Logprob(LogprobWriter::create(&path, meta.clone())?),
+            mode => Writer::Sampling(SamplingWriter::create(&path, mode)?),
+        })
+    } else {
+        None
+    };
+    let self_mode = unit.mode == Mode::SelfMode;
+    let mut sampled: Vec<RatingRow> = Vec::new();
+    let mut logprobs: Vec<LogprobRow> = Vec::new();
+    // A logprob row the file reader would refuse: the metrics read the
+    // file, which names its line.
+    let mut refused = false;
+    let mut line = 2u64;
+    let total = shape.len() as u32;
+    let mut next = 0u32;
+    let mut count = 0u64;
+    while next < total {
+        let chunk = store.scan_results(unit, next, SCAN_CHUNK).await?;
+        if chunk.is_empty() {
+            break;
+        }
+        for (index, bytes) in &chunk {
+            if *index >= total {
+                anyhow::bail!(
+                    "the store holds a result for slot {index} of {}/{} in sweep {:?}, which has {total} slots",
+                    unit.model,
+                    unit.mode,
+                    unit.sweep
+                );
+            }
+            if which == Rows::Recorded {
+                next = *index;
+            }
+            if *index != next {
+                anyhow::bail!(
+                    "slot {next} of {}/{} in sweep {:?} has no recorded result; the unit is not complete",
+                    unit.model,
+                    unit.mode,
+                    unit.sweep
+                );
+            }
+            let rec: SlotRecord = serde_json::from_slice(bytes).with_context(|| {
+                format!(
+                    "the store's result of slot {index} of {}/{} cannot be decoded",
+                    unit.model, unit.mode
+                )
+            })?;
+            let coord = shape.coord(*index as u64);
+            match (unit.mode, rec) {
+                (Mode::Logprob, SlotRecord::Logprob(r)) => {
+                    if let Some(Writer::Logprob(w)) = &mut w {
+                        w.write_row(coord, &r)?;
+                    }
+                    match LogprobRow::of_record(line, coord, &r) {
+                        Some(row) if keep => logprobs.push(row),
+                        Some(_) => {}
+                        None => refused = true,
+                    }
+                    line += meta.lines_of(&r);
+                }
+                (Mode::Persona | Mode::SelfMode, SlotRecord::Sample(r)) => {
+                    if let Some(Writer::Sampling(w)) = &mut w {
+                        w.write_row(coord, &r)?;
+                    }
+                    if keep {
+                        sampled.push(RatingRow {
+                            persona: if self_mode { None } else { coord.persona },
+                            item: coord.item,
+                            run: coord.run,
+                            rating: r.rating,
+                            failures: r.failures,
+                        });
+                    }
+                }
+                _ => anyhow::bail!(
+                    "slot {index} of {}/{} holds a result of the wrong kind",
+                    unit.model,
+                    unit.mode
+                ),
+            }
+            next += 1;
+            count += 1;
+        }
+    }
+    if which == Rows::Complete && next != total {
+        anyhow::bail!(
+            "{}/{} of sweep {:?} has {next} of {total} results; the unit is not complete",
+            unit.model,
+            unit.mode,
+            unit.sweep
+        );
+    }
+    match w {
+        Some(Writer::Sampling(w)) => {
+            w.finish()?;
+        }
+        Some(Writer::Logprob(w)) => {
+            w.finish()?;
+        }
+        None => {}
+    }
+    let rows = match unit.mode {
+        _ if !keep => None,
+        Mode::Logprob if refused => None,
+        Mode::Logprob => Some(RatedRows::Logprobs(LogprobFile {
+            path: path.clone(),
+            rows: logprobs,
+        })),
+        _ => Some(RatedRows::Sampling(SamplingFile {
+            path: path.clone(),
+            self_mode,
+            rows: sampled,
+        })),
+    };
+    Ok((RatedFile::new(&dir, &path, rows)?, count))
 }
 
 /// Removes the data and metric files of a sweep's output folder (and the
@@ -123,97 +302,13 @@ pub fn remove_files(output: &Path) -> std::io::Result<usize> {
     Ok(n)
 }
 
-async fn write_rows(
-    store: &dyn Store,
-    record: &SweepRecord,
-    unit: &UnitKey,
-    shape: UnitShape,
-    partial: bool,
-) -> anyhow::Result<(PathBuf, u64)> {
-    let path = unit_file(record, &unit.model, unit.mode);
-    let dir = data_dir(&record.output);
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let mut w = match unit.mode {
-        Mode::Logprob => Writer::Logprob(LogprobWriter::create(
-            &path,
-            LogprobMeta {
-                model_name: unit.model.clone(),
-                temperature: LOGPROB_REQUEST_TEMPERATURE,
-                prompt_mode: "mfq_persona".into(),
-            },
-        )?),
-        mode => Writer::Sampling(SamplingWriter::create(&path, mode)?),
-    };
-    let total = shape.len() as u32;
-    let mut next = 0u32;
-    let mut rows = 0u64;
-    while next < total {
-        let chunk = store.scan_results(unit, next, SCAN_CHUNK).await?;
-        if chunk.is_empty() {
-            break;
-        }
-        for (index, bytes) in &chunk {
-            if *index >= total {
-                anyhow::bail!(
-                    "the store holds a result for slot {index} of {}/{} in sweep {:?}, which has {total} slots",
-                    unit.model,
-                    unit.mode,
-                    unit.sweep
-                );
-            }
-            if partial {
-                next = *index;
-            }
-            if *index != next {
-                anyhow::bail!(
-                    "slot {next} of {}/{} in sweep {:?} has no recorded result; the unit is not complete",
-                    unit.model,
-                    unit.mode,
-                    unit.sweep
-                );
-            }
-            let rec: SlotRecord = serde_json::from_slice(bytes).with_context(|| {
-                format!(
-                    "the store's result of slot {index} of {}/{} cannot be decoded",
-                    unit.model, unit.mode
-                )
-            })?;
-            let coord = shape.coord(*index as u64);
-            match (&mut w, rec) {
-                (Writer::Sampling(w), SlotRecord::Sample(r)) => w.write_row(coord, &r)?,
-                (Writer::Logprob(w), SlotRecord::Logprob(r)) => w.write_row(coord, &r)?,
-                _ => anyhow::bail!(
-                    "slot {index} of {}/{} holds a result of the wrong kind",
-                    unit.model,
-                    unit.mode
-                ),
-            }
-            next += 1;
-            rows += 1;
-        }
-    }
-    if !partial && next != total {
-        anyhow::bail!(
-            "{}/{} of sweep {:?} has {next} of {total} results; the unit is not complete",
-            unit.model,
-            unit.mode,
-            unit.sweep
-        );
-    }
-    match w {
-        Writer::Sampling(w) => w.finish()?,
-        Writer::Logprob(w) => w.finish()?,
-    };
-    Ok((path, rows))
-}
-
-/// Computes the metric tables (`<output>/metrics/*.csv`) of every rating
-/// file written so far, with the spec's bootstrap settings and the families
-/// and variants of its models (for the comparison tables).
-pub async fn write_metrics(record: &SweepRecord) -> anyhow::Result<()> {
+/// How a sweep's metrics are computed: the spec's bootstrap settings and
+/// logprob temperatures, the families and variants of its models (for the
+/// comparison tables) and its instrument.
+pub fn metrics_options(record: &SweepRecord) -> AnalyzeOptions {
     let spec = &record.spec;
     let defaults = AnalyzeOptions::default();
-    let opts = AnalyzeOptions {
+    AnalyzeOptions {
         bootstrap: spec.bootstrap.unwrap_or(defaults.bootstrap),
         rerun_bootstrap: spec.rerun_bootstrap.unwrap_or(defaults.rerun_bootstrap),
         seed: spec.seed.unwrap_or(defaults.seed),
@@ -225,50 +320,83 @@ pub async fn write_metrics(record: &SweepRecord) -> anyhow::Result<()> {
         threads: 0,
         instrument: spec.instrument().ok(),
         ..defaults
-    };
-    let data = data_dir(&record.output);
-    let metrics = metrics_dir(&record.output);
+    }
+}
+
+/// The metrics of one unit's rows (on a blocking thread: bootstraps are
+/// CPU work).
+pub async fn unit_metrics_of(
+    record: &SweepRecord,
+    file: Arc<RatedFile>,
+) -> anyhow::Result<UnitMetrics> {
+    let opts = metrics_options(record);
     let name = record.name().to_string();
-    let record = record.clone();
-    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-        let verified = crate::em_output::write_verification_scores(&record).with_context(|| {
-            format!("writing the misalignment check's summaries of sweep {name:?}")
-        })?;
-        // A sweep whose every model stopped before a unit was complete has
-        // no rating file (nor data directory): no metrics, and nothing to
-        // retry.
-        use moralsweep_common::analyze::AnalyzeError;
-        let result = analyze_dir(&data, &opts);
-        let no_files = match &result {
-            Err(AnalyzeError::NoFiles { .. }) => true,
-            Err(AnalyzeError::Io {
-                path,
-                error: source,
-            }) => path == &data && source.kind() == std::io::ErrorKind::NotFound,
-            _ => false,
-        };
-        if no_files {
-            // A sweep of the misalignment check alone has its summaries.
-            if !verified {
-                tracing::warn!(sweep = %name, "no rating file in {}: no metrics", data.display());
-            }
-            return Ok(());
-        }
-        let report = result.with_context(|| {
+    let path = file.found.path.clone();
+    tokio::task::spawn_blocking(move || unit_metrics(&file, &opts))
+        .await
+        .context("the metrics task failed")?
+        .with_context(|| {
             format!(
-                "computing the metrics of sweep {name:?} from {}",
-                data.display()
+                "computing the metrics of sweep {name:?} from the rows of {}",
+                path.display()
             )
-        })?;
-        for w in &report.warnings {
-            tracing::warn!(sweep = %name, "{w}");
+        })
+}
+
+/// The report of a sweep's units: their metrics assembled, with the
+/// comparisons between models.
+pub async fn assemble_report(
+    record: &SweepRecord,
+    units: Vec<Arc<UnitMetrics>>,
+) -> anyhow::Result<Report> {
+    let opts = metrics_options(record);
+    let name = record.name().to_string();
+    tokio::task::spawn_blocking(move || {
+        assemble(units.iter().map(|u| u.as_ref()), &opts)
+            .with_context(|| format!("computing the metrics of sweep {name:?}"))
+    })
+    .await
+    .context("the metrics task failed")?
+}
+
+/// Assembles the report of a sweep's units and writes the metric tables
+/// (`<output>/metrics/*.csv`). `None` when no unit has rows (every model
+/// stopped before a unit was complete): no metrics.
+pub async fn metrics_report(
+    record: &SweepRecord,
+    units: Vec<Arc<UnitMetrics>>,
+) -> anyhow::Result<Option<Report>> {
+    let name = record.name().to_string();
+    let verified = {
+        let record = record.clone();
+        let name = name.clone();
+        tokio::task::spawn_blocking(move || {
+            crate::em_output::write_verification_scores(&record).with_context(|| {
+                format!("writing the misalignment check's summaries of sweep {name:?}")
+            })
+        })
+        .await
+        .context("the metrics task failed")??
+    };
+    if units.is_empty() {
+        // A sweep of the misalignment check alone has its summaries.
+        if !verified {
+            tracing::warn!(sweep = %name, "no rating file: no metrics");
         }
+        return Ok(None);
+    }
+    let report = assemble_report(record, units).await?;
+    for w in &report.warnings {
+        tracing::warn!(sweep = %name, "{w}");
+    }
+    let metrics = metrics_dir(&record.output);
+    tokio::task::spawn_blocking(move || -> anyhow::Result<Report> {
         report
             .write(&metrics)
             .with_context(|| format!("writing the metric files to {}", metrics.display()))?;
-        Ok(())
+        Ok(report)
     })
     .await
-    .context("the metrics task failed")??;
-    Ok(())
+    .context("the metrics task failed")?
+    .map(Some)
 }

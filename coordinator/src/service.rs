@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use moralsweep_common::SweepSpec;
 use moralsweep_proto::v1 as pb;
+use moralsweep_protocol::CallError;
 use pb::sweeps_server::{Sweeps, SweepsServer};
 use pb::workers_server::{Workers, WorkersServer};
 use tokio::sync::mpsc;
@@ -23,17 +24,9 @@ use moralsweep_protocol::{convert, ProgressState, SweepProgress, MAX_MESSAGE};
 /// The longest pause one `Throttled` call may impose on a rate group.
 pub const MAX_THROTTLE_PAUSE: Duration = Duration::from_secs(600);
 
-/// Maps engine errors to gRPC status codes with their readable message.
+/// An engine error as a gRPC status ([`CallError`] is the one mapping).
 pub fn status(e: EngineError) -> Status {
-    match e {
-        EngineError::InvalidArgument(m) => Status::invalid_argument(m),
-        EngineError::NotFound(m) => Status::not_found(m),
-        EngineError::AlreadyExists(m) => Status::already_exists(m),
-        EngineError::FailedPrecondition(m) => Status::failed_precondition(m),
-        EngineError::Store(s) => Status::unavailable(format!(
-            "the coordinator's store is unavailable: {s}; retry shortly"
-        )),
-    }
+    CallError::from(e).into()
 }
 
 /// Both services over one engine.

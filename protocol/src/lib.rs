@@ -3,7 +3,9 @@
 //! worker is granted ([`Grant`]), the record of a provider batch
 //! ([`BatchRecord`]), the slot reports and their outcomes, the
 //! progress of a sweep, the seed of a slot, the bearer token, the message
-//! limits and the conversions to and from the generated gRPC messages.
+//! limits, the kinds of failure of a call ([`CallError`], the one mapping to
+//! and from gRPC status codes) and the conversions to and from the
+//! generated gRPC messages.
 //!
 //! Layer: it may depend on `moralsweep-common` (items, modes, slot records)
 //! and `moralsweep-proto` (the generated gRPC code) only. Both
@@ -13,6 +15,7 @@
 pub mod auth;
 pub mod batch;
 pub mod convert;
+pub mod error;
 pub mod lease;
 pub mod limits;
 pub mod progress;
@@ -21,6 +24,7 @@ pub mod seed;
 pub mod unit;
 
 pub use batch::BatchRecord;
+pub use error::{CallError, ErrorKind};
 pub use lease::{Grant, LeaseOutcome};
 pub use limits::{LOGPROB_REQUEST_TEMPERATURE, MAX_MESSAGE};
 pub use progress::{ProgressState, SweepProgress, UnitProgress};

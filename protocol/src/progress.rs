@@ -55,7 +55,10 @@ impl PartialEq<&str> for ProgressState {
     }
 }
 
-/// Progress of one unit.
+/// Progress of one unit, as `status`, the live view and `run` show it: a
+/// read-only view built from the engine's counters (its identity is the
+/// [`crate::UnitKey`] fields, its size the [`moralsweep_common::slot::UnitShape`]'s
+/// slot count).
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct UnitProgress {
     pub model: String,

@@ -4,7 +4,9 @@
 use moralsweep_common::Mode;
 use serde::{Deserialize, Serialize};
 
-/// (sweep, model key, mode): the unit whose slots are numbered densely.
+/// (sweep, model key, mode): the unit whose slots are numbered densely. The
+/// identity of a unit, the key of its results in the store and on the wire;
+/// its geometry is a [`moralsweep_common::slot::UnitShape`].
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct UnitKey {
     pub sweep: String,

@@ -314,6 +314,25 @@ where
     Ok(out)
 }
 
+/// The legend of a chart's labelled series at `at`, in the figures' one
+/// style (a light box, 12 px labels).
+fn series_legend<'a, DB: DrawingBackend + 'a, CT: plotters::coord::CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    at: SeriesLabelPosition,
+) -> DResult<()>
+where
+    DB::ErrorType: 'static,
+{
+    chart
+        .configure_series_labels()
+        .position(at)
+        .background_style(WHITE.mix(0.85))
+        .border_style(GREY)
+        .label_font(text(12))
+        .draw()?;
+    Ok(())
+}
+
 pub(crate) fn variant_legend<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     variants: &[String],
@@ -950,13 +969,7 @@ impl Plot for SelfProfiles<'_> {
                     .label(model.clone())
                     .legend(move |(x, y)| Circle::new((x + 8, y), 4, c.filled()));
             }
-            chart
-                .configure_series_labels()
-                .position(SeriesLabelPosition::LowerRight)
-                .background_style(WHITE.mix(0.85))
-                .border_style(GREY)
-                .label_font(text(12))
-                .draw()?;
+            series_legend(&mut chart, SeriesLabelPosition::LowerRight)?;
         }
         Ok(out)
     }
@@ -1058,13 +1071,7 @@ impl Plot for TemperatureCurves<'_> {
                     });
                 }
             }
-            chart
-                .configure_series_labels()
-                .position(SeriesLabelPosition::UpperRight)
-                .background_style(WHITE.mix(0.85))
-                .border_style(GREY)
-                .label_font(text(12))
-                .draw()?;
+            series_legend(&mut chart, SeriesLabelPosition::UpperRight)?;
         }
         Ok(out)
     }
@@ -1171,13 +1178,7 @@ impl Plot for Trajectories<'_> {
                     });
                 }
             }
-            chart
-                .configure_series_labels()
-                .position(SeriesLabelPosition::UpperRight)
-                .background_style(WHITE.mix(0.85))
-                .border_style(GREY)
-                .label_font(text(12))
-                .draw()?;
+            series_legend(&mut chart, SeriesLabelPosition::UpperRight)?;
         }
         Ok(out)
     }

@@ -255,6 +255,8 @@ pub fn coordinator(a: CoordinatorArgs) -> anyhow::Result<()> {
         max_lease_slots: a.max_lease_slots.max(1),
         data_root: a.data_dir.clone(),
         write_metrics: !a.no_metrics,
+        // The process's registry (named by the telemetry set-up), served at /metrics.
+        metrics: moralsweep_telemetry::metrics::global().clone(),
     };
     runtime()?.block_on(async move {
         let store = RedisStore::connect(&a.redis)
@@ -270,7 +272,7 @@ pub fn coordinator(a: CoordinatorArgs) -> anyhow::Result<()> {
         let _tasks = engine.start();
         // The ops port also serves the live view of the sweeps, behind the
         // same token as the gRPC API.
-        let live = crate::cli::live::EngineLive::view(engine.clone(), false, token.clone());
+        let live = crate::cli::live::EngineLive::view(engine.clone(), None, token.clone());
         let _ops = moralsweep_coordinator::observe::start_with_live(
             engine.clone(),
             a.ops_listen.as_deref(),
@@ -331,6 +333,7 @@ pub fn worker(a: WorkerArgs) -> anyhow::Result<()> {
         report_batch: a.report_batch.max(1),
         extend_every: positive_secs("--extend-every", a.extend_every)?,
         drain_timeout: positive_secs("--drain-timeout", a.drain_timeout)?,
+        metrics: moralsweep_telemetry::metrics::global().clone(),
         ..WorkerConfig::default()
     };
     let ops_listen = a.ops_listen.clone();
@@ -338,8 +341,12 @@ pub fn worker(a: WorkerArgs) -> anyhow::Result<()> {
         let link = Arc::new(GrpcLink::new(&opts)?);
         let permits = Arc::new(GrpcPermits::new(&opts)?);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let _ops =
-            moralsweep_worker::observe::start(ops_listen.as_deref(), stop_rx.clone()).await?;
+        let _ops = moralsweep_worker::observe::start(
+            ops_listen.as_deref(),
+            cfg.metrics.clone(),
+            stop_rx.clone(),
+        )
+        .await?;
         tokio::spawn(async move {
             shutdown_signal().await;
             tracing::info!("shutdown requested");
@@ -683,72 +690,67 @@ fn partial_text(st: &pb::SweepStatus) -> String {
     t
 }
 
+/// A command about one sweep on a coordinator (`cancel`, `delete`).
 #[derive(clap::Args)]
-pub struct CancelArgs {
+pub struct SweepArgs {
     pub sweep: String,
     #[command(flatten)]
     pub client: ClientArgs,
+}
+
+pub type CancelArgs = SweepArgs;
+pub type DeleteArgs = SweepArgs;
+
+impl SweepArgs {
+    /// Makes one call of the Sweeps service about the sweep (`what` names
+    /// it in the error) and returns its answer.
+    fn call_sweeps<R, Fut>(
+        &self,
+        what: &str,
+        call: impl FnOnce(pb::sweeps_client::SweepsClient<client::Authed>, String) -> Fut,
+    ) -> anyhow::Result<R>
+    where
+        Fut: std::future::Future<Output = Result<tonic::Response<R>, tonic::Status>>,
+    {
+        let opts = self.client.options()?;
+        runtime()?.block_on(async move {
+            let c = client::sweeps_client(&opts)?;
+            let r = self.client.call(what, call(c, self.sweep.clone())).await?;
+            Ok(r.into_inner())
+        })
+    }
 }
 
 /// `moralsweep cancel SWEEP`: stops handing out the sweep's slots; what it
 /// recorded stays, and `results` fetches it.
 pub fn cancel(a: CancelArgs) -> anyhow::Result<()> {
-    let opts = a.client.options()?;
-    runtime()?.block_on(async move {
-        let mut c = client::sweeps_client(&opts)?;
-        let r = a
-            .client
-            .call(
-                "cancelling the sweep failed",
-                c.cancel_sweep(pb::CancelSweepRequest {
-                    sweep: a.sweep.clone(),
-                }),
-            )
-            .await?
-            .into_inner();
-        let st = r.status.unwrap_or_default();
-        match st.state.as_str() {
-            "cancelled" => println!(
-                "sweep {} cancelled with {} of {} slots recorded; `moralsweep results {} --out DIR` fetches them, \
-                 `moralsweep delete {}` removes the sweep",
-                a.sweep, st.done, st.total, a.sweep, a.sweep
-            ),
-            other => println!(
-                "sweep {} is already {other} ({} of {} slots); nothing changed",
-                a.sweep, st.done, st.total
-            ),
-        }
-        Ok(())
-    })
-}
-
-#[derive(clap::Args)]
-pub struct DeleteArgs {
-    pub sweep: String,
-    #[command(flatten)]
-    pub client: ClientArgs,
+    let r = a.call_sweeps("cancelling the sweep failed", |mut c, sweep| async move {
+        c.cancel_sweep(pb::CancelSweepRequest { sweep }).await
+    })?;
+    let st = r.status.unwrap_or_default();
+    match st.state.as_str() {
+        "cancelled" => println!(
+            "sweep {} cancelled with {} of {} slots recorded; `moralsweep results {} --out DIR` fetches them, \
+             `moralsweep delete {}` removes the sweep",
+            a.sweep, st.done, st.total, a.sweep, a.sweep
+        ),
+        other => println!(
+            "sweep {} is already {other} ({} of {} slots); nothing changed",
+            a.sweep, st.done, st.total
+        ),
+    }
+    Ok(())
 }
 
 /// `moralsweep delete SWEEP`: removes a done or cancelled sweep from the
 /// coordinator (its store entries and the files it wrote).
 pub fn delete(a: DeleteArgs) -> anyhow::Result<()> {
-    let opts = a.client.options()?;
-    runtime()?.block_on(async move {
-        let mut c = client::sweeps_client(&opts)?;
-        let r = a
-            .client
-            .call(
-                "deleting the sweep failed",
-                c.delete_sweep(pb::DeleteSweepRequest {
-                    sweep: a.sweep.clone(),
-                }),
-            )
-            .await?
-            .into_inner();
-        println!(
-            "sweep {} deleted ({} files removed from the coordinator's data directory)",
-            a.sweep, r.files_removed
-        );
-        Ok(())
-    })
+    let r = a.call_sweeps("deleting the sweep failed", |mut c, sweep| async move {
+        c.delete_sweep(pb::DeleteSweepRequest { sweep }).await
+    })?;
+    println!(
+        "sweep {} deleted ({} files removed from the coordinator's data directory)",
+        a.sweep, r.files_removed
+    );
+    Ok(())
 }

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use moralsweep_common::Sweep;
 use moralsweep_coordinator::engine::Engine;
 use moralsweep_telemetry::live::{BoxFuture, LiveSource, LiveView};
+use moralsweep_worker::cost::Accounting;
 use serde_json::{json, Value};
 
 /// How far back the rate looks.
@@ -26,19 +27,23 @@ type UnitId = (String, String, String);
 /// The live view's source for an engine.
 pub struct EngineLive {
     engine: Arc<Engine>,
-    /// The workers run in this process, so its accounting has their real
-    /// usage and cost (`run`); otherwise cost is estimated from the spec.
-    in_process: bool,
+    /// The accounting of the workers run in this process, with their real
+    /// usage and cost (`run`); `None`: cost is estimated from the spec.
+    accounting: Option<Arc<Accounting>>,
     /// (sweep, model, mode) -> recent (time, done), for rates and ETAs.
     history: Mutex<HashMap<UnitId, VecDeque<(Instant, u64)>>>,
 }
 
 impl EngineLive {
-    pub fn view(engine: Arc<Engine>, in_process: bool, token: Option<String>) -> LiveView {
+    pub fn view(
+        engine: Arc<Engine>,
+        accounting: Option<Arc<Accounting>>,
+        token: Option<String>,
+    ) -> LiveView {
         LiveView::new(
             Arc::new(EngineLive {
                 engine,
-                in_process,
+                accounting,
                 history: Mutex::new(HashMap::new()),
             }),
             token,
@@ -60,10 +65,8 @@ impl EngineLive {
 
     fn status_now(&self) -> Value {
         let now = Instant::now();
-        let metrics = moralsweep_telemetry::metrics::global();
-        let usage = self
-            .in_process
-            .then(|| moralsweep_worker::cost::global().snapshot());
+        let metrics = &self.engine.config().metrics;
+        let usage = self.accounting.as_ref().map(|a| a.snapshot());
         let mut sweeps = Vec::new();
         for p in self.engine.snapshot() {
             let record = self.engine.record(&p.sweep).ok();
@@ -174,7 +177,7 @@ impl EngineLive {
                 "rate_per_min": sweep_rate,
                 "eta_seconds": eta,
                 "cost_usd": any_cost.then_some(sweep_cost),
-                "cost_estimated": !self.in_process,
+                "cost_estimated": self.accounting.is_none(),
                 "created_at": record.as_ref().map(|r| r.created_at.clone()),
                 "finished_at": record.as_ref().and_then(|r| r.finished_at.clone()),
                 "messages": p.messages,

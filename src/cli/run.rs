@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use crate::inprocess::{InProcessLink, InProcessPermits};
 use anyhow::Context;
+use moralsweep_common::analyze::Report;
+use moralsweep_common::formats::{fmt_float, fmt_temperature, is_provider_default};
 use moralsweep_common::spec::KeyCheck;
 use moralsweep_common::Sweep;
 use moralsweep_coordinator::engine::{Engine, EngineConfig, EngineError};
@@ -18,6 +20,7 @@ use moralsweep_coordinator::pacing::RateGroups;
 use moralsweep_coordinator::store::embedded::EmbeddedStore;
 use moralsweep_coordinator::store::Store;
 use moralsweep_protocol::{ProgressState, SweepProgress};
+use moralsweep_worker::cost::Accounting;
 use moralsweep_worker::runtime::{self, WorkerConfig, WorkerStats};
 
 #[derive(clap::Args)]
@@ -102,6 +105,7 @@ async fn run_sweep(args: RunArgs, sweep: Sweep) -> anyhow::Result<()> {
             lease_ttl: Duration::from_secs_f64(args.lease_ttl),
             reclaim_every: Duration::from_secs(2),
             data_root: sweep.output.clone(),
+            metrics: moralsweep_telemetry::metrics::global().clone(),
             ..EngineConfig::default()
         },
     );
@@ -130,16 +134,19 @@ async fn run_sweep(args: RunArgs, sweep: Sweep) -> anyhow::Result<()> {
         );
     }
     let _tasks = engine.start();
+    // The usage and cost of this process's workers: they share one handle.
+    let accounting = Arc::new(Accounting::new());
     let _ui = match &args.ui {
         Some(addr) => {
             let token = match &args.ui_token_file {
                 Some(f) => Some(moralsweep_protocol::auth::load_token(Some(f))?),
                 None => None,
             };
-            let live = crate::cli::live::EngineLive::view(engine.clone(), true, token);
+            let live =
+                crate::cli::live::EngineLive::view(engine.clone(), Some(accounting.clone()), token);
             let server = moralsweep_telemetry::spawn_ops_with(
                 addr,
-                moralsweep_telemetry::metrics::global().clone(),
+                engine.config().metrics.clone(),
                 || async { true },
                 live.router(),
                 std::future::pending::<()>(),
@@ -173,6 +180,8 @@ async fn run_sweep(args: RunArgs, sweep: Sweep) -> anyhow::Result<()> {
             // this are dropped (their slots are asked again on the next run).
             drain_timeout: RUN_DRAIN_TIMEOUT,
             single_sample: single_sample.clone(),
+            accounting: accounting.clone(),
+            metrics: engine.config().metrics.clone(),
             ..WorkerConfig::default()
         };
         workers.push(tokio::spawn(runtime::run(
@@ -233,10 +242,15 @@ async fn run_sweep(args: RunArgs, sweep: Sweep) -> anyhow::Result<()> {
     for m in &final_state.messages {
         eprintln!("warning: {m}");
     }
-    print_summary(&final_state);
+    // The report the finisher wrote the metric files from (no file is read back).
+    let report = engine.metrics_report(&name).await.unwrap_or_else(|e| {
+        eprintln!("warning: no metrics table: {e:#}");
+        None
+    });
+    print_summary(&final_state, report.as_deref(), &accounting);
     if !args.no_report {
         let record = engine.record(&name).ok();
-        let usage = moralsweep_worker::cost::global().snapshot();
+        let usage = accounting.snapshot();
         let cost: Vec<serde_json::Value> = usage
             .iter()
             .filter(|(_, u)| u.requests > 0)
@@ -293,14 +307,14 @@ async fn run_sweep(args: RunArgs, sweep: Sweep) -> anyhow::Result<()> {
 /// How long requests running at Ctrl-C / SIGTERM may take to finish.
 const RUN_DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Prints where the files are and the S/R table of the finished models.
-fn print_summary(p: &SweepProgress) {
+/// Prints where the files are and the S/R table of the finished models,
+/// from the sweep's report.
+fn print_summary(p: &SweepProgress, report: Option<&Report>, accounting: &Accounting) {
     println!(
         "sweep {} {}: {} of {} slots",
         p.sweep, p.state, p.done, p.total
     );
     println!("files: {}", p.output.join("data").display());
-    let metrics = p.output.join("metrics");
     let print_rows = |rows: Vec<[String; 5]>, label: &str| {
         println!(
             "{:<32} {:>8} {:>8} {:>8} {:>8}",
@@ -317,64 +331,60 @@ fn print_summary(p: &SweepProgress) {
         .units
         .iter()
         .any(|u| u.mode == moralsweep_common::Mode::Persona);
-    match read_table(&metrics.join("persona_moral_metrics.csv"), false) {
-        Some(rows) if !rows.is_empty() => print_rows(rows, "model"),
-        _ if has_persona_mode => println!(
+    let fmt = |x: f64| format!("{x:.3}");
+    // model, S, se(S), R, se(R); a model sampled at its provider's default
+    // temperature says so.
+    let persona: Vec<[String; 5]> = report
+        .map(|r| r.overall.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .map(|r| {
+            let t = fmt_temperature(r.temperature);
+            let m = &r.metrics;
+            [
+                if is_provider_default(r.temperature) {
+                    format!("{} @ {t}", r.model)
+                } else {
+                    r.model.clone()
+                },
+                fmt(m.s),
+                fmt(m.s_se()),
+                fmt(m.r()),
+                fmt(m.r_se()),
+            ]
+        })
+        .collect();
+    if !persona.is_empty() {
+        print_rows(persona, "model");
+    } else if has_persona_mode {
+        println!(
             "(no persona metrics: no persona-mode model has a persona with a valid rating for every item)"
-        ),
-        _ => {}
+        );
     }
     // Logprob mode: S(T) and R(T) at the reported temperatures.
-    if let Some(rows) = read_table(&metrics.join("temperature_curve_metrics.csv"), true) {
-        if !rows.is_empty() {
-            print_rows(rows, "logprob model @ T");
-        }
+    let curves: Vec<[String; 5]> = report
+        .map(|r| r.curves.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .map(|c| {
+            let p = &c.point;
+            [
+                format!("{} @ {}", c.model, fmt_float(p.temperature)),
+                fmt(p.s),
+                fmt(p.s_se),
+                fmt(p.r()),
+                fmt(p.r_se()),
+            ]
+        })
+        .collect();
+    if !curves.is_empty() {
+        print_rows(curves, "logprob model @ T");
     }
     // Requests, tokens and cost of the calls this process made.
-    let usage = moralsweep_worker::cost::global().snapshot();
+    let usage = accounting.snapshot();
     if usage.values().any(|u| u.requests > 0) {
         print!("{}", moralsweep_worker::cost::usage_table(&usage));
     }
-}
-
-/// model, S, se(S), R, se(R) of a metrics file, values rounded for display.
-/// With `with_temperature`, the model column also names the row's
-/// temperature; a model sampled at its provider's default always says so.
-fn read_table(path: &std::path::Path, with_temperature: bool) -> Option<Vec<[String; 5]>> {
-    let mut r = csv::Reader::from_path(path).ok()?;
-    let headers = r.headers().ok()?.clone();
-    let col = |name: &str| headers.iter().position(|h| h == name);
-    let t = col("temperature");
-    let (m, s, ss, rr, rs) = (
-        col("model")?,
-        col("susceptibility")?,
-        col("susceptibility_uncertainty")?,
-        col("robustness")?,
-        col("robustness_uncertainty")?,
-    );
-    let fmt = |v: &str| {
-        v.parse::<f64>()
-            .map(|x| format!("{x:.3}"))
-            .unwrap_or_else(|_| v.to_string())
-    };
-    let mut out = Vec::new();
-    for rec in r.records() {
-        let rec = rec.ok()?;
-        let label = match t.and_then(|t| rec.get(t)) {
-            Some(t) if with_temperature || t == "provider-default" => {
-                format!("{} @ {t}", rec.get(m)?)
-            }
-            _ => rec.get(m)?.to_string(),
-        };
-        out.push([
-            label,
-            fmt(rec.get(s)?),
-            fmt(rec.get(ss)?),
-            fmt(rec.get(rr)?),
-            fmt(rec.get(rs)?),
-        ]);
-    }
-    Some(out)
 }
 
 /// Progress bars per model on a terminal, plain lines otherwise.

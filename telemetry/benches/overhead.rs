@@ -10,18 +10,20 @@
 
 use std::time::Instant;
 
+use moralsweep_telemetry::metrics::Metrics;
 use moralsweep_telemetry::spans::{provider_call_span, CallOutcome, CallTimer};
 
-fn one_call() {
+fn one_call(metrics: &Metrics) {
     let span = provider_call_span("bench-sweep", "bench-model", "openai", "bench-group");
-    let t = CallTimer::start("bench-model", "bench-group");
+    let t = CallTimer::start(metrics, "bench-model", "bench-group");
     t.finish(&span, CallOutcome::Ok, Some(200), Some((120, 1)), 0);
 }
 
 fn measure(label: &str, iters: u32) {
+    let metrics = Metrics::new("bench");
     let t0 = Instant::now();
     for _ in 0..iters {
-        one_call();
+        one_call(&metrics);
     }
     let per = t0.elapsed() / iters.max(1);
     println!(

@@ -22,9 +22,11 @@
 //!
 //! [`CallTimer`] ties a provider call's span to its metrics: one call to
 //! [`CallTimer::finish`] records the status, latency, tokens and retries on
-//! the span and counts them in [`crate::metrics::global`].
+//! the span and counts them in the [`Metrics`] it was started with.
 
 use std::time::{Duration, Instant};
+
+use crate::metrics::Metrics;
 
 use tracing::field::Empty;
 use tracing::Span;
@@ -69,11 +71,11 @@ pub fn reclaim_span() -> Span {
     tracing::info_span!("reclaim", lease.reclaims = Empty)
 }
 
-/// Records a reclaim pass's count on its span and in the metrics.
-pub fn record_reclaims(span: &Span, n: u64) {
+/// Records a reclaim pass's count on its span and in `metrics`.
+pub fn record_reclaims(span: &Span, n: u64, metrics: &Metrics) {
     span.record("lease.reclaims", n);
     if n > 0 {
-        crate::metrics::global().lease_reclaimed(n);
+        metrics.lease_reclaimed(n);
     }
 }
 
@@ -140,16 +142,23 @@ pub struct CallTimer {
     started: Instant,
     model_key: String,
     rate_group: String,
+    metrics: Metrics,
 }
 
 impl CallTimer {
-    /// Starts timing an attempt.
-    pub fn start(model_key: &str, rate_group: &str) -> Self {
+    /// Starts timing an attempt, to be counted in `metrics`.
+    pub fn start(metrics: &Metrics, model_key: &str, rate_group: &str) -> Self {
         CallTimer {
             started: Instant::now(),
             model_key: model_key.to_string(),
             rate_group: rate_group.to_string(),
+            metrics: metrics.clone(),
         }
+    }
+
+    /// The metrics the attempt is counted in.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// The rate group the attempt counts under.
@@ -174,7 +183,7 @@ impl CallTimer {
         retries: u32,
     ) {
         let latency = self.started.elapsed();
-        let m = crate::metrics::global();
+        let m = &self.metrics;
         match http_status {
             Some(s) => m.request_status(&self.rate_group, s, latency),
             None => m.request(&self.rate_group, outcome.status_label(), latency),
@@ -223,9 +232,10 @@ mod tests {
             .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
             .with_writer(move || s2.clone())
             .finish();
+        let metrics = Metrics::new("worker");
         tracing::subscriber::with_default(subscriber, || {
             let span = provider_call_span("sw-span", "m-span", "sim", "g-span");
-            let t = CallTimer::start("m-span", "g-span");
+            let t = CallTimer::start(&metrics, "m-span", "g-span");
             t.finish(&span, CallOutcome::Ok, None, Some((40, 1)), 2);
         });
         let out = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
@@ -239,7 +249,7 @@ mod tests {
         ] {
             assert!(out.contains(want), "{want} missing in {out}");
         }
-        let text = crate::metrics::global().encode();
+        let text = metrics.encode();
         assert!(text.contains(
             "moralsweep_provider_requests_total{rate_group=\"g-span\",status=\"200\"} 1"
         ));

@@ -18,7 +18,6 @@ use pb::sweeps_client::SweepsClient;
 use pb::workers_client::WorkersClient;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
-use tonic::{Code, Status};
 
 use crate::batch_link::BatchLink;
 use crate::permits::Permits;
@@ -107,21 +106,6 @@ pub fn sweeps_client(opts: &ConnectOptions) -> Result<SweepsClient<Authed>, Conn
         .max_encoding_message_size(MAX_MESSAGE))
 }
 
-/// Classifies a gRPC error for the worker: retry, drop, or stop.
-pub fn link_error(s: Status) -> LinkError {
-    match s.code() {
-        Code::NotFound => LinkError::NotFound(s.message().to_string()),
-        Code::Unauthenticated | Code::PermissionDenied | Code::InvalidArgument => {
-            LinkError::Fatal(format!("{:?}: {}", s.code(), s.message()))
-        }
-        _ => LinkError::Unavailable(if s.message().is_empty() {
-            format!("{:?}", s.code())
-        } else {
-            format!("{:?}: {}", s.code(), s.message())
-        }),
-    }
-}
-
 /// The worker's link over gRPC.
 #[derive(Clone)]
 pub struct GrpcLink {
@@ -157,7 +141,7 @@ impl BatchLink for GrpcLink {
                 slots,
             })
             .await
-            .map_err(link_error)?
+            .map_err(LinkError::from)?
             .into_inner();
         convert::batch_from_pb(b).map_err(|e| {
             LinkError::Fatal(format!(
@@ -181,7 +165,7 @@ impl BatchLink for GrpcLink {
                 provider_id: provider_id.to_string(),
             })
             .await
-            .map_err(link_error)?
+            .map_err(LinkError::from)?
             .into_inner()
             .open)
     }
@@ -202,7 +186,7 @@ impl BatchLink for GrpcLink {
                     .collect(),
             })
             .await
-            .map_err(link_error)?
+            .map_err(LinkError::from)?
             .into_inner()
             .lost
             .into_iter()
@@ -219,7 +203,7 @@ impl BatchLink for GrpcLink {
                 max,
             })
             .await
-            .map_err(link_error)?
+            .map_err(LinkError::from)?
             .into_inner();
         r.batches
             .into_iter()
@@ -242,7 +226,7 @@ impl BatchLink for GrpcLink {
                 id: id.to_string(),
             })
             .await
-            .map_err(link_error)?
+            .map_err(LinkError::from)?
             .into_inner()
             .requeued)
     }
@@ -259,7 +243,7 @@ impl Link for GrpcLink {
                 max_slots: max,
             })
             .await
-            .map_err(link_error)?;
+            .map_err(LinkError::from)?;
         let traceparent = moralsweep_telemetry::propagation::from_metadata(reply.metadata());
         let r = reply.into_inner();
         let mut grants = Vec::with_capacity(r.leases.len());
@@ -295,7 +279,7 @@ impl Link for GrpcLink {
             .clone()
             .report(request)
             .await
-            .map_err(link_error)?
+            .map_err(LinkError::from)?
             .into_inner();
         Ok(ReportOutcome {
             recorded: r.recorded,
@@ -309,7 +293,7 @@ impl Link for GrpcLink {
             .clone()
             .extend_leases(pb::ExtendLeasesRequest { lease_ids })
             .await
-            .map_err(link_error)?
+            .map_err(LinkError::from)?
             .into_inner()
             .lost)
     }
@@ -322,7 +306,7 @@ impl Link for GrpcLink {
                 sweep: sweep.to_string(),
             })
             .await
-            .map_err(link_error)?
+            .map_err(LinkError::from)?
             .into_inner();
         let spec = serde_json::from_str(&d.spec_json).map_err(|e| {
             LinkError::Fatal(format!(

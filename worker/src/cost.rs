@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Mutex;
 
 use moralsweep_common::{Instrument, Mode, ModelSpec, Sweep};
 use serde::Serialize;
@@ -117,15 +117,6 @@ impl Accounting {
         let m = self.models.lock().unwrap_or_else(|e| e.into_inner());
         m.iter().map(|(k, (_, u))| (k.clone(), u.clone())).collect()
     }
-}
-
-static GLOBAL: OnceLock<Arc<Accounting>> = OnceLock::new();
-
-/// The accounting of this process: [`crate::providers::build`] registers each
-/// model's prices there and [`crate::paced::Paced`] records every answered
-/// call there unless given another one.
-pub fn global() -> &'static Arc<Accounting> {
-    GLOBAL.get_or_init(|| Arc::new(Accounting::new()))
 }
 
 /// A table of usage per model, for the end of a run.

@@ -3,7 +3,8 @@
 //! results in batches.
 //!
 //! It owns the providers, the rating protocol, the pacing of its own requests
-//! and the cost accounting; it reaches the coordinator through a
+//! and the cost accounting (a handle in [`runtime::WorkerConfig`], like its
+//! metrics); it reaches the coordinator through a
 //! [`runtime::Link`] and [`permits::Permits`] (gRPC in [`client`]; the
 //! binary's in-process link in one-process mode). Layer: above
 //! `moralsweep-common`, `moralsweep-proto`, `moralsweep-protocol`,

@@ -15,6 +15,7 @@
 use async_trait::async_trait;
 use moralsweep_common::ModelSpec;
 use moralsweep_protocol::Grant;
+use moralsweep_telemetry::metrics::Metrics;
 use moralsweep_telemetry::ops::OpsServer;
 use moralsweep_telemetry::spans::{self, CallOutcome, CallTimer};
 use moralsweep_telemetry::TelemetryError;
@@ -27,14 +28,22 @@ pub struct Traced<'a> {
     inner: &'a dyn Provider,
     sweep: &'a str,
     model: &'a ModelSpec,
+    /// Where the calls' cost is counted.
+    metrics: &'a Metrics,
 }
 
 impl<'a> Traced<'a> {
-    pub fn new(inner: &'a dyn Provider, sweep: &'a str, model: &'a ModelSpec) -> Self {
+    pub fn new(
+        inner: &'a dyn Provider,
+        sweep: &'a str,
+        model: &'a ModelSpec,
+        metrics: &'a Metrics,
+    ) -> Self {
         Traced {
             inner,
             sweep,
             model,
+            metrics,
         }
     }
 }
@@ -52,7 +61,7 @@ impl Provider for Traced<'_> {
         if let Ok(c) = &result {
             let prices = crate::cost::Prices::of(self.model);
             if let Some(usd) = prices.cost(c.usage.input_tokens, c.usage.output_tokens) {
-                moralsweep_telemetry::metrics::global().cost(&self.model.key, usd);
+                self.metrics.cost(&self.model.key, usd);
             }
         }
         result
@@ -74,7 +83,7 @@ impl Provider for Traced<'_> {
             let u = crate::providers::usage_of_all(c);
             let prices = crate::cost::Prices::of(self.model);
             if let Some(usd) = prices.cost(u.input_tokens, u.output_tokens) {
-                moralsweep_telemetry::metrics::global().cost(&self.model.key, usd);
+                self.metrics.cost(&self.model.key, usd);
             }
         }
         result
@@ -98,7 +107,7 @@ pub fn attempt(timer: CallTimer, result: &Result<Completion, ProviderError>, ret
     };
     if retries > 0 {
         // Counted once per retried attempt, under its rate group.
-        moralsweep_telemetry::metrics::global().retry(timer.rate_group());
+        timer.metrics().retry(timer.rate_group());
     }
     timer.finish(&tracing::Span::current(), outcome, None, tokens, retries);
 }
@@ -118,18 +127,13 @@ pub fn grant_span(g: &Grant, model: Option<&ModelSpec>) -> tracing::Span {
 }
 
 /// Counts the slots of a grant as in flight.
-pub fn grant_started(g: &Grant) {
-    moralsweep_telemetry::metrics::global().add_in_flight(
-        &g.unit.sweep,
-        &g.unit.model,
-        g.slots.len() as i64,
-    );
+pub fn grant_started(metrics: &Metrics, g: &Grant) {
+    metrics.add_in_flight(&g.unit.sweep, &g.unit.model, g.slots.len() as i64);
 }
 
 /// One slot of a grant is over: answered (`Some(true)`), failed
 /// (`Some(false)`) or handed back unasked (`None`).
-pub fn slot_finished(sweep: &str, model: &str, answered: Option<bool>) {
-    let m = moralsweep_telemetry::metrics::global();
+pub fn slot_finished(m: &Metrics, sweep: &str, model: &str, answered: Option<bool>) {
     m.add_in_flight(sweep, model, -1);
     match answered {
         Some(true) => m.slot_done(sweep, model),
@@ -139,9 +143,10 @@ pub fn slot_finished(sweep: &str, model: &str, answered: Option<bool>) {
 }
 
 /// Serves the ops endpoints at `ops_listen` (if given) until the runtime
-/// stops; ready while `stop` is false.
+/// stops, with `metrics` at `/metrics`; ready while `stop` is false.
 pub async fn start(
     ops_listen: Option<&str>,
+    metrics: Metrics,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<Option<OpsServer>, TelemetryError> {
     let Some(addr) = ops_listen else {
@@ -149,7 +154,7 @@ pub async fn start(
     };
     let server = moralsweep_telemetry::spawn_ops(
         addr,
-        moralsweep_telemetry::metrics::global().clone(),
+        metrics,
         move || {
             let draining = *stop.borrow();
             async move { !draining }

@@ -39,6 +39,7 @@ use crate::cost::Accounting;
 use crate::permits::Permits;
 use crate::providers::{Completion, CompletionRequest, Provider, ProviderError};
 use moralsweep_common::tokens::Tokenizer;
+use moralsweep_telemetry::metrics::Metrics;
 
 /// How hard a paced provider tries.
 #[derive(Debug, Clone)]
@@ -193,6 +194,8 @@ pub struct Paced {
     policy: RetryPolicy,
     breaker: Breaker,
     accounting: Option<Arc<Accounting>>,
+    /// Where each attempt is counted (default: a registry of its own).
+    metrics: Metrics,
     /// Counts a request's tokens before the call, for the tokens-per-minute
     /// permits (the provider's reported usage corrects it afterwards).
     tokenizer: Tokenizer,
@@ -221,7 +224,8 @@ impl Paced {
             model_key: model_key.into(),
             policy: RetryPolicy::default(),
             breaker: Breaker::default(),
-            accounting: Some(crate::cost::global().clone()),
+            accounting: None,
+            metrics: Metrics::new("worker"),
             tokenizer: Tokenizer::Estimate,
             reach: Mutex::new(Reach::default()),
             stop: None,
@@ -316,9 +320,15 @@ impl Paced {
         self
     }
 
-    /// Records usage and cost in `accounting` (default: [`crate::cost::global`]).
+    /// Records usage and cost in `accounting` (default: nowhere).
     pub fn with_accounting(mut self, accounting: Arc<Accounting>) -> Paced {
         self.accounting = Some(accounting);
+        self
+    }
+
+    /// Counts attempts in `metrics` (the process's registry).
+    pub fn with_metrics(mut self, metrics: Metrics) -> Paced {
+        self.metrics = metrics;
         self
     }
 
@@ -359,7 +369,11 @@ impl Provider for Paced {
                 .await?;
             self.unless_stopped(self.permits.acquire(&self.group, 1, estimate))
                 .await?;
-            let timer = moralsweep_telemetry::spans::CallTimer::start(&self.model_key, &self.group);
+            let timer = moralsweep_telemetry::spans::CallTimer::start(
+                &self.metrics,
+                &self.model_key,
+                &self.group,
+            );
             let result = self.inner.complete_n(req, n).await;
             let seen = result.as_ref().map_err(Clone::clone).map(|v| Completion {
                 text: String::new(),

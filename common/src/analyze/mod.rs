@@ -16,6 +16,12 @@
 //! A sweep supplies its families and variants with
 //! [`ModelsMap::from_specs`]`(&sweep.spec.models)` instead of a TOML file.
 //!
+//! Reading files is how `analyze` takes existing data. A sweep's rows are
+//! already in memory when its coordinator writes them: it hands each unit's
+//! rows to [`unit_metrics`] ([`RatedFile`]) and [`assemble`]s the units'
+//! metrics into the [`Report`] that writes the metric files and prints the
+//! tables, with the same tasks and so the same numbers as reading the files.
+//!
 //! [`analyze_dir`] scans the directory recursively (hidden entries are
 //! skipped; links to directories are never followed; a dangling link or a
 //! file that is not a rating file is skipped with a note in
@@ -59,6 +65,7 @@ mod scan;
 mod schedule;
 mod table;
 mod task;
+mod units;
 mod write;
 
 pub use error::AnalyzeError;
@@ -72,11 +79,12 @@ pub use rows::{
 };
 pub use scan::{scan, scan_dir, FoundFile, Scan, MAX_SCAN_DEPTH};
 pub use schedule::{analyze_dir, analyze_files};
+pub use units::{assemble, unit_metrics, RatedFile, RatedRows, UnitMetrics};
 pub use write::{
     CURVE_COLUMNS, DELTA_COLUMNS, DROPPED_COLUMNS, EXCESS_COLUMNS, OVERALL_COLUMNS,
     SELF_PROFILE_COLUMNS, TRAJECTORY_COLUMNS,
 };
 
 use compare::compare_variants;
-use schedule::{Partial, Task};
+use schedule::{assemble_partials, check_temperatures, Partial, Source, Task};
 use task::run_task;

@@ -9,13 +9,28 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::sync::Mutex;
 
+/// A rating file as a task reads it: its place and name, and its rows when
+/// they are already in memory ([`RatedFile`]); otherwise the file is read.
+#[derive(Clone, Copy)]
+pub(super) struct Source<'a> {
+    pub(super) found: &'a FoundFile,
+    pub(super) rows: Option<&'a RatedRows>,
+}
+
+impl std::ops::Deref for Source<'_> {
+    type Target = FoundFile;
+    fn deref(&self) -> &FoundFile {
+        self.found
+    }
+}
+
 pub(super) enum Task<'a> {
     Sampling {
         key: &'a str,
-        files: Vec<&'a FoundFile>,
+        files: Vec<Source<'a>>,
     },
-    SelfFile(&'a FoundFile),
-    Logprob(&'a FoundFile),
+    SelfFile(Source<'a>),
+    Logprob(Source<'a>),
 }
 
 impl Task<'_> {
@@ -28,7 +43,7 @@ impl Task<'_> {
     }
 }
 
-#[derive(Default)]
+#[derive(Debug, Clone, Default)]
 pub(super) struct Partial {
     pub(super) overall: Vec<MetricRow>,
     pub(super) per_foundation: Vec<MetricRow>,
@@ -41,15 +56,21 @@ pub(super) struct Partial {
     pub(super) instruments: Vec<(PathBuf, Arc<Instrument>)>,
 }
 
-/// Analyses every rating file under `dir`.
-pub fn analyze_dir(dir: &Path, opts: &AnalyzeOptions) -> Result<Report, AnalyzeError> {
-    if let Some(&t) = opts
+/// Refuses a logprob temperature that is not a positive number.
+pub(super) fn check_temperatures(opts: &AnalyzeOptions) -> Result<(), AnalyzeError> {
+    match opts
         .temperatures
         .iter()
         .find(|t| !t.is_finite() || **t <= 0.0)
     {
-        return Err(AnalyzeError::BadTemperature(t));
+        Some(&t) => Err(AnalyzeError::BadTemperature(t)),
+        None => Ok(()),
     }
+}
+
+/// Analyses every rating file under `dir`.
+pub fn analyze_dir(dir: &Path, opts: &AnalyzeOptions) -> Result<Report, AnalyzeError> {
+    check_temperatures(opts)?;
     let found = scan(dir)?;
     for n in &found.notes {
         tracing::info!("{n}");
@@ -75,12 +96,23 @@ pub fn analyze_dir(dir: &Path, opts: &AnalyzeOptions) -> Result<Report, AnalyzeE
 
 /// Analyses a list of rating files (as [`scan_dir`] returns them).
 pub fn analyze_files(files: &[FoundFile], opts: &AnalyzeOptions) -> Result<Report, AnalyzeError> {
-    // Group and check for two files holding the same thing.
-    let mut sampling: BTreeMap<&str, Vec<&FoundFile>> = BTreeMap::new();
-    let mut seen: BTreeMap<(String, String), &FoundFile> = BTreeMap::new();
+    let sources: Vec<Source> = files
+        .iter()
+        .map(|found| Source { found, rows: None })
+        .collect();
+    let tasks = group_tasks(&sources)?;
+    let partials = run_tasks(&tasks, opts)?;
+    assemble_partials(partials, opts)
+}
+
+/// Groups the files into tasks (a model key's sampling files together, each
+/// self or logprob file alone), refusing two files that hold the same thing.
+pub(super) fn group_tasks<'a>(files: &[Source<'a>]) -> Result<Vec<Task<'a>>, AnalyzeError> {
+    let mut sampling: BTreeMap<&'a str, Vec<Source<'a>>> = BTreeMap::new();
+    let mut seen: BTreeMap<(String, String), Source<'a>> = BTreeMap::new();
     let mut tasks = Vec::new();
-    for f in files {
-        let what = match &f.kind {
+    for &f in files {
+        let what = match &f.found.kind {
             FileKind::Sampling { temperature } => {
                 format!(
                     "the ratings at temperature {}",
@@ -101,8 +133,8 @@ pub fn analyze_files(files: &[FoundFile], opts: &AnalyzeOptions) -> Result<Repor
                 second: f.path.clone(),
             });
         }
-        match f.kind {
-            FileKind::Sampling { .. } => sampling.entry(&f.key).or_default().push(f),
+        match f.found.kind {
+            FileKind::Sampling { .. } => sampling.entry(&f.found.key).or_default().push(f),
             FileKind::SelfRatings { .. } => tasks.push(Task::SelfFile(f)),
             FileKind::Logprobs => tasks.push(Task::Logprob(f)),
         }
@@ -110,9 +142,17 @@ pub fn analyze_files(files: &[FoundFile], opts: &AnalyzeOptions) -> Result<Repor
     for (key, files) in sampling {
         tasks.push(Task::Sampling { key, files });
     }
-    // Largest first, for an even split over the threads.
-    tasks.sort_by_key(|t| std::cmp::Reverse(t.weight()));
+    Ok(tasks)
+}
 
+/// Runs the tasks on [`AnalyzeOptions::threads`] threads, largest first
+/// (for an even split); the first error stops the rest.
+pub(super) fn run_tasks(
+    tasks: &[Task],
+    opts: &AnalyzeOptions,
+) -> Result<Vec<Partial>, AnalyzeError> {
+    let mut order: Vec<&Task> = tasks.iter().collect();
+    order.sort_by_key(|t| std::cmp::Reverse(t.weight()));
     let threads = if opts.threads == 0 {
         std::thread::available_parallelism()
             .map(|n| n.get())
@@ -120,7 +160,7 @@ pub fn analyze_files(files: &[FoundFile], opts: &AnalyzeOptions) -> Result<Repor
     } else {
         opts.threads
     }
-    .clamp(1, tasks.len().max(1));
+    .clamp(1, order.len().max(1));
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<Partial>> = Mutex::new(Vec::new());
     let first_error: Mutex<Option<AnalyzeError>> = Mutex::new(None);
@@ -128,13 +168,13 @@ pub fn analyze_files(files: &[FoundFile], opts: &AnalyzeOptions) -> Result<Repor
         let mut part = Partial::default();
         loop {
             let i = next.fetch_add(1, Ordering::Relaxed);
-            let Some(task) = tasks.get(i) else { break };
+            let Some(task) = order.get(i) else { break };
             if let Err(e) = run_task(task, opts, &mut part) {
                 let mut slot = first_error.lock().unwrap_or_else(|p| p.into_inner());
                 if slot.is_none() {
                     *slot = Some(e);
                 }
-                next.store(tasks.len(), Ordering::Relaxed);
+                next.store(order.len(), Ordering::Relaxed);
                 break;
             }
         }
@@ -152,8 +192,18 @@ pub fn analyze_files(files: &[FoundFile], opts: &AnalyzeOptions) -> Result<Repor
     if let Some(e) = first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
         return Err(e);
     }
+    Ok(results.into_inner().unwrap_or_else(|p| p.into_inner()))
+}
+
+/// Merges the tasks' rows into one [`Report`] in a fixed order (whatever
+/// order the tasks ran in) and adds what compares models: variant deltas
+/// and excesses, the divergence of rating distributions from the family's
+/// base, and trajectories.
+pub(super) fn assemble_partials(
+    partials: Vec<Partial>,
+    opts: &AnalyzeOptions,
+) -> Result<Report, AnalyzeError> {
     let mut report = Report::default();
-    let partials = results.into_inner().unwrap_or_else(|p| p.into_inner());
     let mut seen: Option<(&PathBuf, &Arc<Instrument>)> = None;
     for (path, inst) in partials.iter().flat_map(|p| &p.instruments) {
         match seen {

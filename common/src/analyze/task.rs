@@ -11,24 +11,30 @@ use crate::metrics::{
     align_runs, logprob_metrics, sampled_metrics_in, self_profile_in, BootstrapOptions, CellTable,
     Histogram, MetricsError, RunSets, ScopeMetrics,
 };
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// Reads a sampling or self file as `opts.instrument`, or else as the first
 /// built-in instrument whose item ids and scale hold every row.
-pub(super) fn read_rated(
-    f: &FoundFile,
+/// Rows already in memory are taken as they are when the file reader would
+/// take every one of them.
+pub(super) fn read_rated<'a>(
+    f: &Source<'a>,
     self_mode: bool,
     opts: &AnalyzeOptions,
     part: &mut Partial,
-) -> Result<(SamplingFile, Arc<Instrument>), AnalyzeError> {
+) -> Result<(Cow<'a, SamplingFile>, Arc<Instrument>), AnalyzeError> {
+    let read = |limits: &RowLimits| -> Result<Cow<'a, SamplingFile>, AnalyzeError> {
+        Ok(match units::sampling_in_memory(f.rows, self_mode, limits) {
+            Some(file) => Cow::Borrowed(file),
+            None => Cow::Owned(read_sampling_in(&f.path, self_mode, limits)?),
+        })
+    };
     let (file, inst) = match &opts.instrument {
-        Some(i) => (
-            read_sampling_in(&f.path, self_mode, &RowLimits::of(i))?,
-            i.clone(),
-        ),
+        Some(i) => (read(&RowLimits::of(i))?, i.clone()),
         None => {
-            let file = read_sampling_in(&f.path, self_mode, &RowLimits::ANY)?;
+            let file = read(&RowLimits::ANY)?;
             let max_item = file.rows.iter().map(|r| r.item).max().unwrap_or(1);
             let fits = |i: &Instrument| {
                 file.rows.iter().all(|r| {
@@ -282,7 +288,10 @@ pub(super) fn run_task(
             }
         }
         Task::Logprob(f) => {
-            let file = read_logprobs(&f.path)?;
+            let file = match units::logprobs_in_memory(f.rows) {
+                Some(file) => Cow::Borrowed(file),
+                None => Cow::Owned(read_logprobs(&f.path)?),
+            };
             if file.rows.is_empty() {
                 return Err(AnalyzeError::NoRows {
                     path: f.path.clone(),

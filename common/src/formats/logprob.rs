@@ -47,6 +47,58 @@ pub struct LogprobRow {
     pub imputed: [f64; 6],
 }
 
+impl LogprobRow {
+    /// A row from its digit logprobs and its `raw_top_logprobs_json`, with
+    /// every missing digit imputed; the message says why it cannot be.
+    pub fn new(
+        line: u64,
+        persona: u32,
+        item: u8,
+        digit_logprobs: [Option<f64>; 6],
+        raw_top_logprobs_json: &str,
+    ) -> Result<LogprobRow, String> {
+        let fallback = min_top_logprob(raw_top_logprobs_json)?;
+        let mut imputed = [0.0; 6];
+        for d in 0..6 {
+            imputed[d] = match (digit_logprobs[d], fallback) {
+                (Some(x), _) => x,
+                (None, Some(f)) => f,
+                (None, None) => {
+                    return Err(format!("digit {d} has no logprob and `raw_top_logprobs_json` lists no logprob to impute it from"))
+                }
+            };
+        }
+        Ok(LogprobRow {
+            line,
+            persona,
+            item,
+            digit_logprobs,
+            imputed,
+        })
+    }
+
+    /// The row a logprob file holds for a recorded slot, as
+    /// [`read_logprobs`] reads it back from the line `line` that
+    /// [`LogprobWriter`] wrote it on (a NaN digit is written `nan` and read
+    /// as missing); `None` where the reader would refuse the row (no
+    /// persona, an item id outside 1-30, a digit that cannot be imputed).
+    pub fn of_record(line: u64, coord: SlotCoord, rec: &LogprobRecord) -> Option<LogprobRow> {
+        let item = coord.item;
+        if !(1..=ITEM_COUNT as i64).contains(&(item as i64)) {
+            return None;
+        }
+        let digits = rec.digit_logprobs.map(|d| d.filter(|x| !x.is_nan()));
+        LogprobRow::new(
+            line,
+            coord.persona?,
+            item,
+            digits,
+            &rec.raw_top_logprobs_json,
+        )
+        .ok()
+    }
+}
+
 /// The rows of one logprob file, in file order.
 #[derive(Debug, Clone)]
 pub struct LogprobFile {
@@ -181,27 +233,10 @@ pub fn read_logprobs(path: &Path) -> Result<LogprobFile, FormatError> {
                 )
             })?;
         }
-        let fallback = min_top_logprob(field(c_raw)).map_err(|m| row_err(line, m))?;
-        let mut imputed = [0.0; 6];
-        for d in 0..6 {
-            imputed[d] = match (digit_logprobs[d], fallback) {
-                (Some(x), _) => x,
-                (None, Some(f)) => f,
-                (None, None) => {
-                    return Err(row_err(
-                        line,
-                        format!("digit {d} has no logprob and `raw_top_logprobs_json` lists no logprob to impute it from"),
-                    ))
-                }
-            };
-        }
-        rows.push(LogprobRow {
-            line,
-            persona,
-            item,
-            digit_logprobs,
-            imputed,
-        });
+        rows.push(
+            LogprobRow::new(line, persona, item, digit_logprobs, field(c_raw))
+                .map_err(|m| row_err(line, m))?,
+        );
     }
     Ok(LogprobFile {
         path: path.to_path_buf(),
@@ -220,12 +255,27 @@ pub struct LogprobMeta {
     pub prompt_mode: String,
 }
 
+impl LogprobMeta {
+    /// How many lines the row of `rec` takes in a file with these columns
+    /// (a quoted field's line breaks count, as a reader numbers lines).
+    pub fn lines_of(&self, rec: &LogprobRecord) -> u64 {
+        let breaks = |s: &str| s.matches('\n').count() as u64;
+        1 + breaks(&self.model_name)
+            + breaks(&self.prompt_mode)
+            + breaks(&rec.first_token)
+            + breaks(&rec.raw_top_logprobs_json)
+            + breaks(&rec.collected_at)
+    }
+}
+
 /// Writes a logprob file atomically (temporary file, then rename on
 /// [`LogprobWriter::finish`]).
 pub struct LogprobWriter {
     meta: LogprobMeta,
     temperature: String,
     file: AtomicCsv,
+    /// The line the next row starts on (the header is line 1).
+    line: u64,
 }
 
 impl LogprobWriter {
@@ -234,7 +284,14 @@ impl LogprobWriter {
             temperature: fmt_float(meta.temperature),
             meta,
             file: AtomicCsv::create(path, &LOGPROB_COLUMNS)?,
+            line: 2,
         })
+    }
+
+    /// The line the next row starts on, as a reader numbers it (a quoted
+    /// field's line breaks count).
+    pub fn next_line(&self) -> u64 {
+        self.line
     }
 
     /// Appends the row of one (persona, item) slot.
@@ -279,7 +336,9 @@ impl LogprobWriter {
             rec.raw_top_logprobs_json.clone(),
             rec.collected_at.clone(),
         ];
-        self.file.write(&fields)
+        self.file.write(&fields)?;
+        self.line += self.meta.lines_of(rec);
+        Ok(())
     }
 
     /// Flushes, syncs and renames the file into place.

@@ -139,6 +139,21 @@ pub struct RowLimits<'a> {
 }
 
 impl RowLimits<'_> {
+    /// Whether `item` is an item id within the limits.
+    pub fn admits_item(&self, item: i64) -> bool {
+        (1..=self.items as i64).contains(&item)
+    }
+
+    /// Whether `rating` is on the scale, or -1 (no rating extracted).
+    pub fn admits_rating(&self, rating: i64) -> bool {
+        rating == -1 || self.scale.contains(rating)
+    }
+
+    /// Whether the reader would take `row` (its item id and rating).
+    pub fn admits(&self, row: &RatingRow) -> bool {
+        self.admits_item(row.item as i64) && self.admits_rating(row.rating as i64)
+    }
+
     /// The limits of `instrument`.
     pub fn of(instrument: &Instrument) -> RowLimits<'_> {
         RowLimits {
@@ -185,7 +200,7 @@ fn parse_row(
     };
     let v = field(cols.question);
     let item = match parse_int(v) {
-        Some(q) if (1..=limits.items as i64).contains(&q) => q as u8,
+        Some(q) if limits.admits_item(q) => q as u8,
         _ => {
             let expected = match limits.instrument {
                 Some("mfq-30") => "an MFQ-30 item id 1-30".to_string(),
@@ -202,7 +217,7 @@ fn parse_row(
     };
     let v = field(cols.rating);
     let rating = match parse_int(v) {
-        Some(r) if r == -1 || limits.scale.contains(r) => r as i8,
+        Some(r) if limits.admits_rating(r) => r as i8,
         _ => {
             let of = limits
                 .instrument

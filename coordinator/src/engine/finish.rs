@@ -79,15 +79,39 @@ impl Engine {
             (s.record.clone(), units)
         };
         let mut notes = Vec::new();
-        let mut any = false;
+        let mut partial = Vec::new();
+        let mut em_answers = false;
         for (key, shape) in &units {
             let label = unit_label(&key.model, key.mode);
+            if key.mode.is_em() {
+                // A model's answers and scores so far, in its answers file.
+                match crate::em_output::write_answers_file(
+                    self.store.as_ref(),
+                    &record,
+                    &key.model,
+                    false,
+                )
+                .await
+                {
+                    Ok(0) => notes.push(format!("{label}: nothing was recorded; no file")),
+                    Ok(n) => {
+                        em_answers = true;
+                        notes.push(format!("{label}: {n} of {} slots recorded", shape.len()));
+                    }
+                    Err(e) => {
+                        return Err(EngineError::FailedPrecondition(format!(
+                            "writing the recorded answers of {label} of the cancelled sweep {sweep:?} failed: {e:#}"
+                        )))
+                    }
+                }
+                continue;
+            }
             match crate::output::write_unit_partial(self.store.as_ref(), &record, key, *shape).await
             {
-                Ok(0) => notes.push(format!("{label}: nothing was recorded; no file")),
-                Ok(n) => {
-                    any = true;
+                Ok(None) => notes.push(format!("{label}: nothing was recorded; no file")),
+                Ok(Some((rows, n))) => {
                     notes.push(format!("{label}: {n} of {} slots recorded", shape.len()));
+                    partial.push(rows);
                 }
                 Err(e) => {
                     return Err(EngineError::FailedPrecondition(format!(
@@ -96,8 +120,8 @@ impl Engine {
                 }
             }
         }
-        if any && self.cfg.write_metrics {
-            if let Err(e) = crate::output::write_metrics(&record).await {
+        if (!partial.is_empty() || em_answers) && self.cfg.write_metrics {
+            if let Err(e) = self.write_metrics(sweep, partial).await {
                 notes.push(format!(
                     "metrics not computed from the partial files: {e:#}"
                 ));
@@ -228,7 +252,17 @@ impl Engine {
             (v, s.record.clone())
         };
         for (key, shape) in &to_write {
-            crate::output::write_unit(self.store.as_ref(), &record, key, *shape).await?;
+            let rows = crate::output::write_unit(
+                self.store.as_ref(),
+                &record,
+                key,
+                *shape,
+                self.cfg.write_metrics,
+            )
+            .await?;
+            if let Some(rows) = rows {
+                self.keep_rows(sweep, key, rows);
+            }
             tracing::info!(sweep, model = %key.model, mode = %key.mode, "rating file written");
             let mut st = self.lock();
             if let Some(s) = st.sweeps.get_mut(sweep) {
@@ -262,15 +296,13 @@ impl Engine {
             self.persist(sweep).await?;
         }
         if self.cfg.write_metrics && (model_complete || (all_final && !to_write.is_empty())) {
-            let record = self.record(sweep)?;
-            crate::output::write_metrics(&record).await?;
+            self.write_metrics(sweep, Vec::new()).await?;
         }
         if all_final {
             if self.cfg.write_metrics && to_write.is_empty() {
                 // Restarted after the last file but before the end: make sure
                 // the tables reflect every file.
-                let record = self.record(sweep)?;
-                crate::output::write_metrics(&record).await?;
+                self.write_metrics(sweep, Vec::new()).await?;
             }
             {
                 let mut st = self.lock();

@@ -103,7 +103,7 @@ impl Engine {
             // The permits the granted slots used (retried slots of a cell may
             // come without the rest of it).
             let used = permits.min((slots.len() as u32).div_ceil(cell));
-            moralsweep_telemetry::metrics::global().lease_granted(1);
+            self.cfg.metrics.lease_granted(1);
             let payloads = if key.mode == Mode::EmJudge {
                 self.judged_answers(&key, &slots).await?
             } else {
@@ -203,7 +203,11 @@ impl Engine {
         if !leases.is_empty() {
             let span = moralsweep_telemetry::spans::reclaim_span();
             let _entered = span.enter();
-            moralsweep_telemetry::spans::record_reclaims(&span, leases.len() as u64);
+            moralsweep_telemetry::spans::record_reclaims(
+                &span,
+                leases.len() as u64,
+                &self.cfg.metrics,
+            );
             let slots: usize = leases.iter().map(|l| l.slots.len()).sum();
             tracing::info!(leases = leases.len(), slots, "took back expired leases");
             self.wake_units();

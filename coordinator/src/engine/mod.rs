@@ -30,6 +30,7 @@ use moralsweep_protocol::{
 mod batch;
 mod finish;
 mod lease;
+mod metrics;
 mod progress;
 mod report;
 mod submit;
@@ -40,6 +41,7 @@ pub use finish::WRITE_RETRY_CAP;
 pub use submit::operational_only;
 
 use finish::write_failed_message;
+use metrics::SweepMetrics;
 
 /// Tunables of the engine (tests make them short).
 #[derive(Debug, Clone)]
@@ -55,6 +57,9 @@ pub struct EngineConfig {
     pub data_root: PathBuf,
     /// Skip writing metric files (benchmarks).
     pub write_metrics: bool,
+    /// Where the engine counts leases, reclaims and recorded slots (the
+    /// process's registry, served at `/metrics`).
+    pub metrics: moralsweep_telemetry::metrics::Metrics,
 }
 
 impl Default for EngineConfig {
@@ -65,6 +70,7 @@ impl Default for EngineConfig {
             max_lease_slots: 1024,
             data_root: PathBuf::from("moralsweep-results"),
             write_metrics: true,
+            metrics: moralsweep_telemetry::metrics::Metrics::new("coordinator"),
         }
     }
 }
@@ -86,6 +92,25 @@ pub enum EngineError {
 
 pub type EngineResult<T> = Result<T, EngineError>;
 
+impl From<EngineError> for moralsweep_protocol::CallError {
+    fn from(e: EngineError) -> Self {
+        use moralsweep_protocol::{CallError, ErrorKind};
+        match e {
+            EngineError::InvalidArgument(m) => CallError::new(ErrorKind::InvalidArgument, m),
+            EngineError::NotFound(m) => CallError::new(ErrorKind::NotFound, m),
+            EngineError::AlreadyExists(m) => CallError::new(ErrorKind::AlreadyExists, m),
+            EngineError::FailedPrecondition(m) => CallError::new(ErrorKind::FailedPrecondition, m),
+            EngineError::Store(s) => CallError::new(
+                ErrorKind::Unavailable,
+                format!("the coordinator's store is unavailable: {s}; retry shortly"),
+            ),
+        }
+    }
+}
+
+/// The engine's working state of one unit (memory only, rebuilt from the
+/// store on restart): its key and shape, its counters and pacing; the
+/// progress it reports is a `UnitProgress` built from it.
 #[derive(Debug)]
 struct UnitRt {
     key: UnitKey,
@@ -114,6 +139,8 @@ struct SweepRt {
     /// as a failed sweep until a retry of the finisher succeeds. Memory
     /// only: a restarted coordinator simply tries again.
     write_error: Option<String>,
+    /// The units' rows and metrics on their way to the sweep's report.
+    metrics: SweepMetrics,
 }
 
 impl SweepRt {

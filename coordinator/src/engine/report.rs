@@ -92,7 +92,7 @@ impl Engine {
             out.recorded += newly as u32;
             out.duplicates += (flags.len() as u64 - newly) as u32;
             if newly > 0 {
-                moralsweep_telemetry::metrics::global().slots_done(&key.sweep, &key.model, newly);
+                self.cfg.metrics.slots_done(&key.sweep, &key.model, newly);
                 let mut st = self.lock();
                 if let Some(u) = find_unit_mut(&mut st, &key) {
                     u.done += newly;
@@ -103,7 +103,7 @@ impl Engine {
             }
         }
         for (key, msg) in fatal {
-            moralsweep_telemetry::metrics::global().slot_failed(&key.sweep, &key.model);
+            self.cfg.metrics.slot_failed(&key.sweep, &key.model);
             self.fail_model(&key.sweep, &key.model, &msg).await?;
             finished.push(key.sweep.clone());
         }

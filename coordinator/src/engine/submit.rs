@@ -39,6 +39,7 @@ impl Engine {
                 record,
                 units,
                 write_error: None,
+                metrics: SweepMetrics::default(),
             },
         );
         if running {

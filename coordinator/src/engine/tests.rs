@@ -11,7 +11,7 @@ use crate::pacing::RateGroups;
 use crate::store::EmbeddedStore;
 use crate::store::Store;
 use moralsweep_protocol::UnitKey;
-use moralsweep_protocol::{Outcome, SlotReport};
+use moralsweep_protocol::{Grant, Outcome, SlotReport};
 
 fn spec(name: &str, models: &[&str]) -> SweepSpec {
     let mut text = format!(
@@ -39,6 +39,7 @@ fn engine(store: Arc<dyn Store>, dir: &std::path::Path, ttl: Duration) -> Arc<En
             max_lease_slots: 64,
             data_root: dir.to_path_buf(),
             write_metrics: false,
+            ..EngineConfig::default()
         },
     )
 }
@@ -52,6 +53,19 @@ fn sample(slot: u32) -> Outcome {
     }))
 }
 
+/// The reports of `slots` of grant `g`, each a sampled rating.
+fn sampled(g: &Grant, slots: &[u32]) -> Vec<SlotReport> {
+    slots
+        .iter()
+        .map(|&s| SlotReport {
+            lease_id: Some(g.lease_id.clone()),
+            unit: g.unit.clone(),
+            slot: s,
+            outcome: sample(s),
+        })
+        .collect()
+}
+
 /// Leases until nothing is left, reporting everything.
 async fn drain(e: &Engine) -> u32 {
     let mut n = 0;
@@ -61,16 +75,7 @@ async fn drain(e: &Engine) -> u32 {
             return n;
         }
         for g in out.grants {
-            let reports = g
-                .slots
-                .iter()
-                .map(|&s| SlotReport {
-                    lease_id: Some(g.lease_id.clone()),
-                    unit: g.unit.clone(),
-                    slot: s,
-                    outcome: sample(s),
-                })
-                .collect();
+            let reports = sampled(&g, &g.slots);
             let r = e
                 .report(reports, std::slice::from_ref(&g.lease_id))
                 .await
@@ -293,15 +298,7 @@ async fn a_new_engine_resumes_from_the_store_alone() {
             .unwrap();
         // Half done, one lease left hanging.
         let g = e.lease("w", 64).await.unwrap().grants.remove(0);
-        let reports = g.slots[..32]
-            .iter()
-            .map(|&s| SlotReport {
-                lease_id: Some(g.lease_id.clone()),
-                unit: g.unit.clone(),
-                slot: s,
-                outcome: sample(s),
-            })
-            .collect();
+        let reports = sampled(&g, &g.slots[..32]);
         e.report(reports, &[]).await.unwrap();
     }
     let e = engine(store.clone(), dir.path(), Duration::from_secs(30));
@@ -359,16 +356,7 @@ async fn many_sweeps_with_dozens_of_models_at_once() {
     for _ in 0..24 {
         for g in e.lease("w", 10).await.unwrap().grants {
             units.push(g.unit.clone());
-            let reports = g
-                .slots
-                .iter()
-                .map(|&s| SlotReport {
-                    lease_id: Some(g.lease_id.clone()),
-                    unit: g.unit.clone(),
-                    slot: s,
-                    outcome: sample(s),
-                })
-                .collect();
+            let reports = sampled(&g, &g.slots);
             n += e
                 .report(reports, std::slice::from_ref(&g.lease_id))
                 .await

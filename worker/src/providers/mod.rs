@@ -141,7 +141,6 @@ pub fn usage_of_all(samples: &[Completion]) -> Usage {
 
 /// Builds the provider a model spec names.
 pub fn build(model: &ModelSpec) -> Result<Box<dyn Provider>, ProviderError> {
-    crate::cost::global().register(model);
     match model.provider.as_str() {
         "synthetic" => Ok(Box::new(synthetic::Synthetic::new(model))),
         #[cfg(feature = "local")]

@@ -1,0 +1,224 @@
+//! What a provider needs from a local model: the next-token distribution of a
+//! prompt, computed once per distinct prompt and reusing the keys and values
+//! of the longest prefix seen recently; seeded sampling; short generations;
+//! and the exact probability of each rating digit.
+//!
+//! The rating protocol sends the whole prompt every time (persona prefix +
+//! item), so prefix reuse is found here: the engine keeps the KV caches of the
+//! last few prompts and starts each new prompt from the one sharing the
+//! longest token prefix (a persona's 30 items share the persona prefix and the
+//! questionnaire's opening words). The distribution of the last few prompts is
+//! kept as well, so the up-to-ten one-token attempts of a slot (and its other
+//! repetitions) cost one forward pass.
+//!
+//! The parts: [`Template`] frames a prompt; [`Distribution`] and
+//! [`Summary`] are a next-token distribution and what is kept of it;
+//! `cache` holds the prefix, distribution and summary caches; `generate`
+//! draws tokens and generations.
+
+mod cache;
+mod distribution;
+mod generate;
+mod summary;
+mod template;
+
+use std::collections::{HashMap, VecDeque};
+use std::path::Path;
+use std::sync::Mutex;
+
+use moralsweep_common::logspace::log_add;
+
+use crate::gguf::GgufFile;
+use crate::model::Model;
+use crate::tokenizer::Tokenizer;
+use crate::LocalError;
+
+use cache::State;
+pub use distribution::Distribution;
+pub use summary::Summary;
+pub use template::Template;
+
+/// Tuning of an [`Engine`].
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Prompt KV caches kept for prefix reuse, at most.
+    pub prefix_caches: usize,
+    /// Bytes those caches may hold together (the least recently used go
+    /// first). A fallback generation continues its prompt's cache, so the
+    /// caches should outlive the requests in flight: about 7 MB per
+    /// 200-token prompt of Gemma 3 270M, 64 prompts in 512 MiB.
+    pub cache_bytes: usize,
+    /// Next-token distributions kept (1 MB each for a 262k vocabulary):
+    /// the prompts in flight and the steps of their fallback generations.
+    pub distributions: usize,
+    /// Prompts whose [`Summary`] is kept (a few kilobytes each): enough for
+    /// every prompt of a 100-persona sweep.
+    pub summaries: usize,
+    pub template: Template,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            prefix_caches: 64,
+            cache_bytes: 512 << 20,
+            distributions: 128,
+            summaries: 8192,
+            template: Template::GemmaChat,
+        }
+    }
+}
+
+/// One sampled (or chosen) next token.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NextToken {
+    pub id: u32,
+    pub text: String,
+    pub logprob: f64,
+}
+
+/// A generation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Generation {
+    pub tokens: Vec<u32>,
+    pub text: String,
+}
+
+/// A loaded model with its tokenizer and caches; safe to share between
+/// threads (computation is serialised: the matrix products use every core).
+pub struct Engine {
+    pub model: Model,
+    pub tokenizer: Tokenizer,
+    opts: EngineOptions,
+    /// Whether the file carries a chat template (`tokenizer.chat_template`).
+    pub has_chat_template: bool,
+    /// Per digit 0-5: every token whose text trims to that digit.
+    digit_tokens: [Vec<u32>; 6],
+    stop_tokens: Vec<u32>,
+    state: Mutex<State>,
+    /// Held while a generation step is computed, so that concurrent
+    /// generations on the same path (a slot's repetitions, in flight
+    /// together) wait for the first and then find its distribution cached
+    /// instead of computing it again side by side.
+    step: Mutex<()>,
+}
+
+impl Engine {
+    /// Loads a GGUF file.
+    pub fn load(path: &Path, opts: EngineOptions) -> Result<Engine, LocalError> {
+        let f = GgufFile::open(path)?;
+        let tokenizer = Tokenizer::from_gguf(&f)?;
+        let model = Model::from_gguf(&f)?;
+        if tokenizer.vocab_size() != model.cfg.vocab {
+            return Err(LocalError::Format {
+                path: path.to_path_buf(),
+                message: format!(
+                    "the tokenizer has {} tokens but the embedding has {} rows",
+                    tokenizer.vocab_size(),
+                    model.cfg.vocab
+                ),
+            });
+        }
+        let mut e = Self::new(model, tokenizer, opts);
+        e.has_chat_template = f.metadata.contains_key("tokenizer.chat_template");
+        Ok(e)
+    }
+
+    pub fn new(model: Model, tokenizer: Tokenizer, opts: EngineOptions) -> Engine {
+        let mut digit_tokens: [Vec<u32>; 6] = Default::default();
+        for id in 0..tokenizer.vocab_size() as u32 {
+            let t = tokenizer.token_text(id);
+            let tr = t.trim();
+            if tr.len() == 1 {
+                if let Some(d) = tr.chars().next().and_then(|c| c.to_digit(10)) {
+                    if d <= 5 {
+                        digit_tokens[d as usize].push(id);
+                    }
+                }
+            }
+        }
+        let mut stop_tokens: Vec<u32> = tokenizer.eos.into_iter().collect();
+        stop_tokens.extend(tokenizer.token_id("<end_of_turn>"));
+        Engine {
+            model,
+            tokenizer,
+            opts,
+            has_chat_template: false,
+            digit_tokens,
+            stop_tokens,
+            state: Mutex::new(State {
+                caches: VecDeque::new(),
+                dists: VecDeque::new(),
+                summaries: HashMap::new(),
+                uses: 0,
+                prompt_tokens: 0,
+                computed_tokens: 0,
+            }),
+            step: Mutex::new(()),
+        }
+    }
+
+    /// The tokens that stand for digit `d` (0-5).
+    pub fn digit_tokens(&self, d: usize) -> &[u32] {
+        &self.digit_tokens[d]
+    }
+
+    /// The token sequence of a prompt: BOS, the prompt framed by the engine's
+    /// template.
+    pub fn prompt_tokens(&self, prompt: &str) -> Vec<u32> {
+        self.frame(prompt, &self.opts.template)
+    }
+
+    /// The token sequence of a prompt framed by `template`.
+    pub fn frame(&self, prompt: &str, template: &Template) -> Vec<u32> {
+        let t = &self.tokenizer;
+        match template {
+            Template::Raw => t.encode(prompt, true),
+            Template::Completion { cue } => t.encode(&format!("{prompt}{cue}"), true),
+            Template::GemmaChat => {
+                let (Some(start), Some(end)) =
+                    (t.token_id("<start_of_turn>"), t.token_id("<end_of_turn>"))
+                else {
+                    return t.encode(prompt, true);
+                };
+                let mut v = t.encode("", true);
+                v.push(start);
+                v.extend(t.encode(&format!("user\n{prompt}"), false));
+                v.push(end);
+                v.extend(t.encode("\n", false));
+                v.push(start);
+                v.extend(t.encode("model\n", false));
+                v
+            }
+        }
+    }
+
+    /// (prompt tokens asked for, prompt tokens actually computed) so far.
+    pub fn token_counts(&self) -> (u64, u64) {
+        let s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        (s.prompt_tokens, s.computed_tokens)
+    }
+
+    /// log p(digit) for each digit 0-5 (all tokenisations summed).
+    pub fn digit_logprobs(&self, d: &Distribution) -> [f64; 6] {
+        let mut out = [f64::NEG_INFINITY; 6];
+        for (k, ids) in self.digit_tokens.iter().enumerate() {
+            let mut acc = f64::NEG_INFINITY;
+            for &id in ids {
+                acc = log_add(acc, d.logprob(id));
+            }
+            out[k] = acc;
+        }
+        out
+    }
+
+    /// One next token of `prompt` at `temperature`, seeded.
+    pub fn next_token(
+        &self,
+        prompt: &str,
+        temperature: f64,
+        seed: u64,
+    ) -> Result<NextToken, LocalError> {
+        self.sample_tokens(&self.prompt_tokens(prompt), temperature, seed)
+    }
+}

@@ -1,0 +1,135 @@
+//! Starting a grant: its permits and lease bookkeeping, its span, and one
+//! task per group of slots (a cell's slots share multi-sample requests;
+//! otherwise one slot per task).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use moralsweep_common::Mode;
+use moralsweep_protocol::{Grant, Outcome};
+use tokio::sync::{mpsc, Semaphore};
+
+use super::slot::{run_cell, run_slot};
+use super::sweeps::sweep_ctx;
+use super::{Done, Finished, Link, Shared};
+
+pub(super) async fn start_grant<L: Link>(
+    shared: &Arc<Shared<L>>,
+    g: Grant,
+    sem: &Arc<Semaphore>,
+    done_tx: &mpsc::UnboundedSender<Done>,
+    held: &Arc<Mutex<HashMap<String, usize>>>,
+    outstanding: &Arc<AtomicU64>,
+) {
+    let n = g.slots.len();
+    let prepaid = if g.permits > 0 {
+        g.permits as u64
+    } else {
+        n as u64
+    };
+    shared.permits.add(&g.rate_group, prepaid);
+    held.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(g.lease_id.clone(), n);
+    outstanding.fetch_add(n as u64, Ordering::AcqRel);
+    let ctx = match sweep_ctx(shared, &g.unit.sweep).await {
+        Ok(c) => Some(c),
+        Err(e) => {
+            tracing::warn!(sweep = %g.unit.sweep, "cannot work on the sweep: {e}");
+            None
+        }
+    };
+    let model_spec = ctx.as_ref().and_then(|c| {
+        c.def
+            .spec
+            .models
+            .iter()
+            .find(|m| m.key == g.unit.model)
+            .cloned()
+    });
+    let span = crate::observe::grant_span(&g, model_spec.as_ref());
+    crate::observe::grant_started(&shared.cfg.metrics, &g);
+    let lease_id = Arc::new(g.lease_id.clone());
+    // Slots of one cell share requests when the model draws several
+    // samples per request; otherwise each slot is its own group.
+    let max_samples = match (&ctx, &model_spec, g.unit.mode) {
+        (Some(_), Some(m), Mode::Persona | Mode::SelfMode)
+            if !shared
+                .single_sample
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains(&(g.unit.sweep.clone(), g.unit.model.clone())) =>
+        {
+            m.profile().samples_for(u32::MAX)
+        }
+        _ => 1,
+    };
+    let reps = ctx
+        .as_ref()
+        .map(|c| c.def.spec.repetitions.max(1))
+        .unwrap_or(1);
+    // What a slot needs beyond the definition (a judge slot's answer).
+    let payloads: Arc<HashMap<u32, String>> =
+        Arc::new(g.slots.iter().copied().zip(g.payloads).collect());
+    let mut groups: Vec<Vec<u32>> = Vec::new();
+    for slot in g.slots {
+        match groups.last_mut() {
+            Some(last) if max_samples > 1 && last[0] / reps == slot / reps => last.push(slot),
+            _ => groups.push(vec![slot]),
+        }
+    }
+    for slots in groups {
+        let shared = shared.clone();
+        let sem = sem.clone();
+        let done_tx = done_tx.clone();
+        let ctx = ctx.clone();
+        let lease_id = lease_id.clone();
+        let unit = g.unit.clone();
+        let payload = payloads.get(&slots[0]).cloned();
+        // One task per group: a cell's slots from shared requests, or one slot.
+        let task = async move {
+            let (obs_sweep, obs_model) = (unit.sweep.clone(), unit.model.clone());
+            let abandoned = || slots.iter().map(|_| Finished::Abandoned).collect();
+            let finished: Vec<Finished> = match ctx {
+                None => abandoned(),
+                Some(ctx) => {
+                    let mut abort = shared.abort.subscribe();
+                    let aborted = async move {
+                        if abort.wait_for(|a| *a).await.is_err() {
+                            std::future::pending::<()>().await;
+                        }
+                    };
+                    tokio::select! {
+                        f = async {
+                            let _permit = sem.acquire().await.ok();
+                            if slots.len() > 1 {
+                                run_cell(&shared, &ctx, &lease_id, unit, &slots).await
+                            } else {
+                                vec![run_slot(&shared, &ctx, &lease_id, unit, slots[0], payload).await]
+                            }
+                        } => f,
+                        _ = aborted => abandoned(),
+                    }
+                }
+            };
+            for f in finished {
+                crate::observe::slot_finished(
+                    &shared.cfg.metrics,
+                    &obs_sweep,
+                    &obs_model,
+                    match &f {
+                        Finished::Report(r) => Some(matches!(r.outcome, Outcome::Record(_))),
+                        Finished::Abandoned => None,
+                    },
+                );
+                let _ = done_tx.send(Done {
+                    lease_id: lease_id.to_string(),
+                    finished: f,
+                    traceparent: moralsweep_telemetry::propagation::current_traceparent(),
+                });
+            }
+        };
+        tokio::spawn(tracing::Instrument::instrument(task, span.clone()));
+    }
+}
