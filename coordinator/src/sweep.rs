@@ -59,6 +59,22 @@ pub struct SweepRecord {
 }
 
 impl SweepRecord {
+    /// The key under which a refusal for good stops a unit: the judge's
+    /// key for the judge's units (a judge that refuses stops the judging
+    /// of every model, never their questionnaires or answers), the unit's
+    /// model otherwise.
+    pub fn failure_key<'a>(&'a self, unit: &'a UnitKey) -> &'a str {
+        match (unit.mode, &self.spec.judge) {
+            (Mode::EmJudge, Some(judge)) => &judge.key,
+            _ => &unit.model,
+        }
+    }
+
+    /// Why the unit was stopped, if it was.
+    pub fn unit_failed(&self, unit: &UnitKey) -> Option<&String> {
+        self.failed_models.get(self.failure_key(unit))
+    }
+
     pub fn new(spec: SweepSpec, personas: Vec<String>, output: PathBuf) -> Self {
         SweepRecord {
             spec,

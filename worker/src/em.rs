@@ -81,8 +81,9 @@ pub async fn run_em_slot(
                     top_logprobs: None,
                 })
                 .await
-                // A judge that refuses for good stops the check of the
-                // model it judges; the message says whose refusal it was.
+                // A judge that refuses for good stops the judging (never
+                // the models it judges); the message says whose refusal it
+                // was.
                 .map_err(|e| match e {
                     ProviderError::Fatal(m) => ProviderError::Fatal(format!(
                         "the judge {:?} ({} {}): {m}",

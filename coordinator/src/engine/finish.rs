@@ -241,7 +241,7 @@ impl Engine {
                 .iter()
                 .filter(|u| {
                     u.done >= u.total as u64
-                        && !s.record.failed_models.contains_key(&u.key.model)
+                        && s.record.unit_failed(&u.key).is_none()
                         && !s
                             .record
                             .written
@@ -277,7 +277,7 @@ impl Engine {
             // Final means written (or stopped): a unit that completed after
             // `to_write` was taken gets its own turn of the finisher.
             let all_final = s.units.iter().all(|u| {
-                s.record.failed_models.contains_key(&u.key.model)
+                s.record.unit_failed(&u.key).is_some()
                     || s.record
                         .written
                         .contains(&unit_label(&u.key.model, u.key.mode))

@@ -147,7 +147,7 @@ impl SweepRt {
     fn unit_runnable(&self, u: &UnitRt) -> bool {
         self.record.state == SweepState::Running
             && u.done < u.total as u64
-            && !self.record.failed_models.contains_key(&u.key.model)
+            && self.record.unit_failed(&u.key).is_none()
     }
 }
 

@@ -39,7 +39,7 @@ pub(super) fn progress_of(s: &SweepRt) -> SweepProgress {
         .units
         .iter()
         .map(|u| {
-            let failed = s.record.failed_models.get(&u.key.model);
+            let failed = s.record.unit_failed(&u.key);
             let unwritten = !s
                 .record
                 .written

@@ -104,7 +104,15 @@ impl Engine {
         }
         for (key, msg) in fatal {
             self.cfg.metrics.slot_failed(&key.sweep, &key.model);
-            self.fail_model(&key.sweep, &key.model, &msg).await?;
+            // The judge's refusal stops the judge, not the model it judges.
+            let who = {
+                let st = self.lock();
+                st.sweeps
+                    .get(&key.sweep)
+                    .map(|s| s.record.failure_key(&key).to_string())
+            }
+            .unwrap_or_else(|| key.model.clone());
+            self.fail_model(&key.sweep, &who, &msg).await?;
             finished.push(key.sweep.clone());
         }
         let mut requeued = 0;
@@ -124,7 +132,8 @@ impl Engine {
         Ok(out)
     }
 
-    /// Stops a model after a fatal provider error; the rest of the sweep goes on.
+    /// Stops a model (or the judge, named by its key) after a fatal
+    /// provider error; the rest of the sweep goes on.
     pub async fn fail_model(&self, sweep: &str, model: &str, message: &str) -> EngineResult<()> {
         let changed = {
             let mut st = self.lock();
@@ -134,9 +143,9 @@ impl Engine {
                 Some(s)
                     if s.record.state == SweepState::Running
                         && !s.record.failed_models.contains_key(model)
-                        && s.units
-                            .iter()
-                            .any(|u| u.key.model == model && u.done < u.total as u64) =>
+                        && s.units.iter().any(|u| {
+                            s.record.failure_key(&u.key) == model && u.done < u.total as u64
+                        }) =>
                 {
                     s.record
                         .failed_models

@@ -421,3 +421,56 @@ async fn multi_sample_units_are_leased_in_whole_cells_one_permit_each() {
     let e = cells_engine(dir.path(), "samples_per_request = 1\n").await;
     assert_eq!(one_grant(&e, 10).await, ((0..10).collect(), 10));
 }
+
+#[tokio::test]
+async fn a_judges_refusal_stops_the_judging_not_the_models() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> =
+        Arc::new(EmbeddedStore::open(dir.path().join("store.redb")).unwrap());
+    let e = engine(store, dir.path(), Duration::from_secs(30));
+    let text = "name = \"j1\"\npersonas = \"p.json\"\noutput = \"out\"\nrepetitions = 2\nmodes = [\"persona\", \"em-check\"]\n\
+        [[model]]\nkey = \"m1\"\nprovider = \"synthetic\"\nmodel = \"x\"\n\
+        [[model]]\nkey = \"m2\"\nprovider = \"synthetic\"\nmodel = \"x\"\n\
+        [judge]\nkey = \"j\"\nprovider = \"synthetic\"\nmodel = \"y\"\n";
+    let sp = SweepSpec::parse(text, std::path::Path::new("s.toml")).unwrap();
+    e.submit(sp, personas(), dir.path().join("o"))
+        .await
+        .unwrap();
+    // The judge refuses for good while judging m1.
+    e.report(
+        vec![SlotReport {
+            lease_id: None,
+            unit: UnitKey {
+                sweep: "j1".into(),
+                model: "m1".into(),
+                mode: Mode::EmJudge,
+            },
+            slot: 0,
+            outcome: Outcome::Fatal("401 Unauthorized: the judge's key".into()),
+        }],
+        &[],
+    )
+    .await
+    .unwrap();
+    let p = e.snapshot_one("j1").unwrap();
+    assert!(
+        p.messages.iter().any(|m| m.contains("model j stopped")),
+        "{:?}",
+        p.messages
+    );
+    for u in &p.units {
+        let judging = u.mode == Mode::EmJudge;
+        assert_eq!(u.state == "failed", judging, "{u:?}");
+    }
+    // Both models' questionnaires and answers are still handed out.
+    let mut modes = std::collections::BTreeSet::new();
+    for _ in 0..8 {
+        for g in e.lease("w", 64).await.unwrap().grants {
+            modes.insert((g.unit.model.clone(), g.unit.mode));
+        }
+    }
+    for m in ["m1", "m2"] {
+        assert!(modes.contains(&(m.to_string(), Mode::Persona)), "{modes:?}");
+        assert!(modes.contains(&(m.to_string(), Mode::EmCheck)), "{modes:?}");
+    }
+}

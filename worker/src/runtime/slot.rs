@@ -46,7 +46,15 @@ fn prepare<'a, L: Link>(
     if shared.stopping.load(Ordering::Acquire) {
         return None;
     }
-    let dead_key = (unit.sweep.clone(), unit.model.clone());
+    let spec = &ctx.def.spec;
+    let model = spec.models.iter().find(|m| m.key == unit.model)?;
+    // The judge's unit sends the judge's requests; a judge that refused
+    // for good is dead for every model it judges, and only for judging.
+    let requester = match unit.mode {
+        Mode::EmJudge => spec.judge.as_ref()?,
+        _ => model,
+    };
+    let dead_key = (unit.sweep.clone(), requester.key.clone());
     if shared
         .dead_models
         .lock()
@@ -55,8 +63,6 @@ fn prepare<'a, L: Link>(
     {
         return None;
     }
-    let spec = &ctx.def.spec;
-    let model = spec.models.iter().find(|m| m.key == unit.model)?;
     let em = matches!(unit.mode, Mode::EmCheck | Mode::EmJudge);
     let shape = match em {
         true => crate::em::unit_shape(unit.mode),
@@ -70,11 +76,6 @@ fn prepare<'a, L: Link>(
     if slots.is_empty() || slots.iter().any(|s| *s as u64 >= shape.len()) {
         return None;
     }
-    // The judge's unit sends the judge's requests.
-    let requester = match unit.mode {
-        Mode::EmJudge => spec.judge.as_ref()?,
-        _ => model,
-    };
     // The misalignment check builds its own prompts (`crate::em`).
     let prompt = match em {
         true => String::new(),
