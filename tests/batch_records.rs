@@ -56,10 +56,10 @@ async fn lease_all(l: &GrpcLink, worker: &str, unit: &UnitKey) -> (BTreeSet<u32>
             return (got, ids);
         }
         for g in out.grants {
-            if &g.unit == unit {
-                got.extend(g.slots);
+            if &g.lease.unit == unit {
+                got.extend(g.lease.slots);
             }
-            ids.push(g.lease_id);
+            ids.push(g.lease.id);
         }
     }
 }
@@ -91,11 +91,11 @@ async fn batch_slots_survive_a_coordinator_kill_and_go_to_the_next_worker() {
     // it does not hold, which the batch leaves out).
     let l1 = link(port);
     let g = l1.lease("w1", 10).await.unwrap().grants.remove(0);
-    assert_eq!(g.slots, (0..10).collect::<Vec<_>>());
+    assert_eq!(g.lease.slots, (0..10).collect::<Vec<_>>());
     let b = l1
         .open_batch(
             "w1",
-            vec![g.lease_id.clone()],
+            vec![g.lease.id.clone()],
             unit.clone(),
             vec![0, 1, 2, 3, 4, 5, 50],
         )

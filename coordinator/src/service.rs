@@ -329,13 +329,13 @@ impl Workers for Service {
         // Empty answers to idle polls make no trace.
         if let Some(first) = out.grants.first() {
             let span = moralsweep_telemetry::spans::lease_span(worker);
-            if let Some(submitted) = self.engine.sweep_trace(&first.unit.sweep) {
+            if let Some(submitted) = self.engine.sweep_trace(&first.lease.unit.sweep) {
                 moralsweep_telemetry::propagation::add_link(&span, &submitted);
             }
-            span.record("sweep", first.unit.sweep.as_str());
+            span.record("sweep", first.lease.unit.sweep.as_str());
             moralsweep_telemetry::spans::record_lease(
                 &span,
-                out.grants.iter().map(|g| g.slots.len() as u64).sum(),
+                out.grants.iter().map(|g| g.lease.slots.len() as u64).sum(),
             );
             moralsweep_telemetry::propagation::inject_metadata(&span, reply.metadata_mut());
         }

@@ -6,7 +6,7 @@ use moralsweep_common::Mode;
 use moralsweep_proto::v1 as pb;
 
 use crate::batch::BatchRecord;
-use crate::lease::Grant;
+use crate::lease::{Grant, Lease};
 use crate::progress::{ProgressState, SweepProgress, UnitProgress};
 use crate::report::{Outcome, SlotReport};
 use crate::unit::UnitKey;
@@ -17,13 +17,15 @@ pub fn mode(s: &str) -> Result<Mode, String> {
 }
 
 pub fn grant_to_pb(g: &Grant) -> pb::Lease {
+    let l = &g.lease;
     pb::Lease {
-        lease_id: g.lease_id.clone(),
-        sweep: g.unit.sweep.clone(),
-        model: g.unit.model.clone(),
-        mode: g.unit.mode.name().to_string(),
-        slots: g.slots.clone(),
-        deadline_ms: g.deadline_ms,
+        lease_id: l.id.clone(),
+        sweep: l.unit.sweep.clone(),
+        model: l.unit.model.clone(),
+        mode: l.unit.mode.name().to_string(),
+        slots: l.slots.clone(),
+        deadline_ms: l.deadline_ms,
+        worker: l.worker.clone(),
         rate_group: g.rate_group.clone(),
         permits: g.permits,
         payloads: g.payloads.clone(),
@@ -32,14 +34,17 @@ pub fn grant_to_pb(g: &Grant) -> pb::Lease {
 
 pub fn grant_from_pb(l: pb::Lease) -> Result<Grant, String> {
     Ok(Grant {
-        unit: UnitKey {
-            sweep: l.sweep,
-            model: l.model,
-            mode: mode(&l.mode)?,
+        lease: Lease {
+            id: l.lease_id,
+            unit: UnitKey {
+                sweep: l.sweep,
+                model: l.model,
+                mode: mode(&l.mode)?,
+            },
+            worker: l.worker,
+            slots: l.slots,
+            deadline_ms: l.deadline_ms,
         },
-        lease_id: l.lease_id,
-        slots: l.slots,
-        deadline_ms: l.deadline_ms,
         rate_group: l.rate_group,
         permits: l.permits,
         payloads: l.payloads,

@@ -1,25 +1,43 @@
-//! What a worker is granted: slots of one unit until a deadline.
+//! Leases: slots of one unit a worker holds until a deadline, as the store
+//! keeps them and as a worker is granted them.
 
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
 use crate::unit::UnitKey;
 
-/// Slots of one unit granted to a worker (the proto `Lease`).
+/// A lease: slots of one unit a worker holds until a deadline. The store
+/// keeps it (the coordinator's `Store`); a [`Grant`] hands it to the worker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    /// Unique id chosen by the coordinator.
+    pub id: String,
+    pub unit: UnitKey,
+    /// The worker that holds it (for status and logs).
+    pub worker: String,
+    /// Slot indices still owned by the lease (recorded slots leave it).
+    pub slots: Vec<u32>,
+    /// Milliseconds since the Unix epoch after which the lease may be
+    /// reclaimed.
+    pub deadline_ms: u64,
+}
+
+/// A lease as a worker is granted it (the proto `Lease`): with the rate
+/// group its slots are paced under, the permits taken for them and what a
+/// slot needs beyond the sweep's definition.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Grant {
-    pub lease_id: String,
-    pub unit: UnitKey,
-    pub slots: Vec<u32>,
-    pub deadline_ms: u64,
+    pub lease: Lease,
     pub rate_group: String,
     /// Request permits of `rate_group` the coordinator took for these slots
     /// (one per slot, or one per cell when a cell's samples come from one
     /// request); the worker's first requests spend them before asking for
     /// more. 0 from a coordinator that predates the field: one per slot.
     pub permits: u32,
-    /// Per slot (same order as `slots`) what the worker needs beyond the
-    /// sweep's definition: the answer a judge slot scores. Empty when no
-    /// slot needs one.
+    /// Per slot (same order as the lease's slots) what the worker needs
+    /// beyond the sweep's definition: the answer a judge slot scores. Empty
+    /// when no slot needs one.
     pub payloads: Vec<String>,
 }
 

@@ -116,19 +116,23 @@ pub fn attempt(timer: CallTimer, result: &Result<Completion, ProviderError>, ret
 /// handed out in one lease.
 pub fn grant_span(g: &Grant, model: Option<&ModelSpec>) -> tracing::Span {
     let span = spans::model_span(
-        &g.unit.sweep,
-        &g.unit.model,
+        &g.lease.unit.sweep,
+        &g.lease.unit.model,
         model.map(|m| m.provider.as_str()).unwrap_or(""),
         &g.rate_group,
     );
-    span.record("mode", g.unit.mode.name());
-    span.record("lease.slots", g.slots.len() as u64);
+    span.record("mode", g.lease.unit.mode.name());
+    span.record("lease.slots", g.lease.slots.len() as u64);
     span
 }
 
 /// Counts the slots of a grant as in flight.
 pub fn grant_started(metrics: &Metrics, g: &Grant) {
-    metrics.add_in_flight(&g.unit.sweep, &g.unit.model, g.slots.len() as i64);
+    metrics.add_in_flight(
+        &g.lease.unit.sweep,
+        &g.lease.unit.model,
+        g.lease.slots.len() as i64,
+    );
 }
 
 /// One slot of a grant is over: answered (`Some(true)`), failed

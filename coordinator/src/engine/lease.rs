@@ -110,10 +110,13 @@ impl Engine {
                 Vec::new()
             };
             out.grants.push(Grant {
-                lease_id,
-                unit: key,
-                slots,
-                deadline_ms,
+                lease: Lease {
+                    id: lease_id,
+                    unit: key,
+                    worker: worker.to_string(),
+                    slots,
+                    deadline_ms,
+                },
                 rate_group: group,
                 permits: used,
                 payloads,

@@ -24,7 +24,8 @@ use crate::pacing::{Limits, RateGroups};
 use crate::store::{Store, StoreError};
 use crate::sweep::{cell_size, tokens_estimate, unit_label, SweepRecord, SweepState};
 use moralsweep_protocol::{
-    Grant, LeaseOutcome, Outcome, ReportOutcome, SlotReport, SweepProgress, UnitKey, UnitProgress,
+    Grant, Lease, LeaseOutcome, Outcome, ReportOutcome, SlotReport, SweepProgress, UnitKey,
+    UnitProgress,
 };
 
 mod batch;

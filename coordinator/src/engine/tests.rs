@@ -58,8 +58,8 @@ fn sampled(g: &Grant, slots: &[u32]) -> Vec<SlotReport> {
     slots
         .iter()
         .map(|&s| SlotReport {
-            lease_id: Some(g.lease_id.clone()),
-            unit: g.unit.clone(),
+            lease_id: Some(g.lease.id.clone()),
+            unit: g.lease.unit.clone(),
             slot: s,
             outcome: sample(s),
         })
@@ -75,9 +75,9 @@ async fn drain(e: &Engine) -> u32 {
             return n;
         }
         for g in out.grants {
-            let reports = sampled(&g, &g.slots);
+            let reports = sampled(&g, &g.lease.slots);
             let r = e
-                .report(reports, std::slice::from_ref(&g.lease_id))
+                .report(reports, std::slice::from_ref(&g.lease.id))
                 .await
                 .unwrap();
             n += r.recorded;
@@ -146,9 +146,9 @@ async fn duplicate_and_late_reports_change_nothing() {
     sp.modes = vec![Mode::Persona];
     e.submit(sp, personas(), out).await.unwrap();
     let g = e.lease("w1", 10).await.unwrap().grants.remove(0);
-    let unit = g.unit.clone();
+    let unit = g.lease.unit.clone();
     let rep = |slot: u32, rating: i8| SlotReport {
-        lease_id: Some(g.lease_id.clone()),
+        lease_id: Some(g.lease.id.clone()),
         unit: unit.clone(),
         slot,
         outcome: Outcome::Record(SlotRecord::Sample(SampleRecord {
@@ -158,11 +158,14 @@ async fn duplicate_and_late_reports_change_nothing() {
             collected_at: "t".into(),
         })),
     };
-    let r = e.report(vec![rep(g.slots[0], 3)], &[]).await.unwrap();
+    let r = e.report(vec![rep(g.lease.slots[0], 3)], &[]).await.unwrap();
     assert_eq!((r.recorded, r.duplicates), (1, 0));
     // The same report again, and a different answer for the same slot.
     let r = e
-        .report(vec![rep(g.slots[0], 3), rep(g.slots[0], 5)], &[])
+        .report(
+            vec![rep(g.lease.slots[0], 3), rep(g.lease.slots[0], 5)],
+            &[],
+        )
         .await
         .unwrap();
     assert_eq!((r.recorded, r.duplicates), (0, 2));
@@ -171,17 +174,17 @@ async fn duplicate_and_late_reports_change_nothing() {
     assert_eq!(e.reclaim().await.unwrap(), 1);
     let g2 = e.lease("w2", 10).await.unwrap().grants.remove(0);
     assert!(
-        !g2.slots.contains(&g.slots[0]),
+        !g2.lease.slots.contains(&g.lease.slots[0]),
         "a recorded slot is never handed out again: {:?} {:?}",
-        g.slots,
-        g2.slots
+        g.lease.slots,
+        g2.lease.slots
     );
-    assert!(g2.slots.contains(&g.slots[1]));
+    assert!(g2.lease.slots.contains(&g.lease.slots[1]));
     // The first worker reports late: recorded once; the second's report is a duplicate.
-    let r = e.report(vec![rep(g.slots[1], 2)], &[]).await.unwrap();
+    let r = e.report(vec![rep(g.lease.slots[1], 2)], &[]).await.unwrap();
     assert_eq!(r.recorded, 1);
-    let mut late = rep(g.slots[1], 4);
-    late.lease_id = Some(g2.lease_id.clone());
+    let mut late = rep(g.lease.slots[1], 4);
+    late.lease_id = Some(g2.lease.id.clone());
     let r = e.report(vec![late], &[]).await.unwrap();
     assert_eq!((r.recorded, r.duplicates), (0, 1));
     assert_eq!(e.snapshot_one("s2").unwrap().done, 2);
@@ -298,7 +301,7 @@ async fn a_new_engine_resumes_from_the_store_alone() {
             .unwrap();
         // Half done, one lease left hanging.
         let g = e.lease("w", 64).await.unwrap().grants.remove(0);
-        let reports = sampled(&g, &g.slots[..32]);
+        let reports = sampled(&g, &g.lease.slots[..32]);
         e.report(reports, &[]).await.unwrap();
     }
     let e = engine(store.clone(), dir.path(), Duration::from_secs(30));
@@ -326,7 +329,11 @@ async fn rate_limits_pace_grants() {
     let mut granted = 0;
     for _ in 0..10 {
         let out = e.lease("w", 50).await.unwrap();
-        granted += out.grants.iter().map(|g| g.slots.len()).sum::<usize>();
+        granted += out
+            .grants
+            .iter()
+            .map(|g| g.lease.slots.len())
+            .sum::<usize>();
     }
     // 60 rpm: a burst of at most about one second's worth.
     assert!(granted <= 2, "granted {granted}");
@@ -355,10 +362,10 @@ async fn many_sweeps_with_dozens_of_models_at_once() {
     let mut units = Vec::new();
     for _ in 0..24 {
         for g in e.lease("w", 10).await.unwrap().grants {
-            units.push(g.unit.clone());
-            let reports = sampled(&g, &g.slots);
+            units.push(g.lease.unit.clone());
+            let reports = sampled(&g, &g.lease.slots);
             n += e
-                .report(reports, std::slice::from_ref(&g.lease_id))
+                .report(reports, std::slice::from_ref(&g.lease.id))
                 .await
                 .unwrap()
                 .recorded;
@@ -402,7 +409,7 @@ async fn cells_engine(dir: &std::path::Path, extra: &str) -> Arc<Engine> {
 async fn one_grant(e: &Engine, max: u32) -> (Vec<u32>, u32) {
     let g = e.lease("w", max).await.unwrap().grants;
     assert_eq!(g.len(), 1, "{g:?}");
-    (g[0].slots.clone(), g[0].permits)
+    (g[0].lease.slots.clone(), g[0].permits)
 }
 
 #[tokio::test]
@@ -466,7 +473,7 @@ async fn a_judges_refusal_stops_the_judging_not_the_models() {
     let mut modes = std::collections::BTreeSet::new();
     for _ in 0..8 {
         for g in e.lease("w", 64).await.unwrap().grants {
-            modes.insert((g.unit.model.clone(), g.unit.mode));
+            modes.insert((g.lease.unit.model.clone(), g.lease.unit.mode));
         }
     }
     for m in ["m1", "m2"] {

@@ -22,8 +22,8 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+pub use moralsweep_protocol::Lease;
 use moralsweep_protocol::{BatchRecord, UnitKey};
-use serde::{Deserialize, Serialize};
 
 pub mod embedded;
 pub mod redis;
@@ -49,20 +49,6 @@ pub async fn open_store(target: &str) -> StoreResult<Arc<dyn Store>> {
             .map_err(|e| StoreError::Backend(format!("opening the embedded store: {e}")))??;
         Ok(Arc::new(store))
     }
-}
-
-/// A lease as stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Lease {
-    /// Unique id chosen by the coordinator.
-    pub id: String,
-    pub unit: UnitKey,
-    /// The worker that holds it (for status and logs).
-    pub worker: String,
-    /// Slot indices still owned by the lease (recorded slots leave it).
-    pub slots: Vec<u32>,
-    /// Milliseconds since the Unix epoch after which the lease may be reclaimed.
-    pub deadline_ms: u64,
 }
 
 /// A store failure (connection lost, corrupt data, I/O).

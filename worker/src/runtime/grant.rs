@@ -22,7 +22,7 @@ pub(super) async fn start_grant<L: Link>(
     held: &Arc<Mutex<HashMap<String, usize>>>,
     outstanding: &Arc<AtomicU64>,
 ) {
-    let n = g.slots.len();
+    let n = g.lease.slots.len();
     let prepaid = if g.permits > 0 {
         g.permits as u64
     } else {
@@ -31,12 +31,12 @@ pub(super) async fn start_grant<L: Link>(
     shared.permits.add(&g.rate_group, prepaid);
     held.lock()
         .unwrap_or_else(|e| e.into_inner())
-        .insert(g.lease_id.clone(), n);
+        .insert(g.lease.id.clone(), n);
     outstanding.fetch_add(n as u64, Ordering::AcqRel);
-    let ctx = match sweep_ctx(shared, &g.unit.sweep).await {
+    let ctx = match sweep_ctx(shared, &g.lease.unit.sweep).await {
         Ok(c) => Some(c),
         Err(e) => {
-            tracing::warn!(sweep = %g.unit.sweep, "cannot work on the sweep: {e}");
+            tracing::warn!(sweep = %g.lease.unit.sweep, "cannot work on the sweep: {e}");
             None
         }
     };
@@ -45,21 +45,21 @@ pub(super) async fn start_grant<L: Link>(
             .spec
             .models
             .iter()
-            .find(|m| m.key == g.unit.model)
+            .find(|m| m.key == g.lease.unit.model)
             .cloned()
     });
     let span = crate::observe::grant_span(&g, model_spec.as_ref());
     crate::observe::grant_started(&shared.cfg.metrics, &g);
-    let lease_id = Arc::new(g.lease_id.clone());
+    let lease_id = Arc::new(g.lease.id.clone());
     // Slots of one cell share requests when the model draws several
     // samples per request; otherwise each slot is its own group.
-    let max_samples = match (&ctx, &model_spec, g.unit.mode) {
+    let max_samples = match (&ctx, &model_spec, g.lease.unit.mode) {
         (Some(_), Some(m), Mode::Persona | Mode::SelfMode)
             if !shared
                 .single_sample
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .contains(&(g.unit.sweep.clone(), g.unit.model.clone())) =>
+                .contains(&(g.lease.unit.sweep.clone(), g.lease.unit.model.clone())) =>
         {
             m.profile().samples_for(u32::MAX)
         }
@@ -71,9 +71,9 @@ pub(super) async fn start_grant<L: Link>(
         .unwrap_or(1);
     // What a slot needs beyond the definition (a judge slot's answer).
     let payloads: Arc<HashMap<u32, String>> =
-        Arc::new(g.slots.iter().copied().zip(g.payloads).collect());
+        Arc::new(g.lease.slots.iter().copied().zip(g.payloads).collect());
     let mut groups: Vec<Vec<u32>> = Vec::new();
-    for slot in g.slots {
+    for slot in g.lease.slots {
         match groups.last_mut() {
             Some(last) if max_samples > 1 && last[0] / reps == slot / reps => last.push(slot),
             _ => groups.push(vec![slot]),
@@ -85,7 +85,7 @@ pub(super) async fn start_grant<L: Link>(
         let done_tx = done_tx.clone();
         let ctx = ctx.clone();
         let lease_id = lease_id.clone();
-        let unit = g.unit.clone();
+        let unit = g.lease.unit.clone();
         let payload = payloads.get(&slots[0]).cloned();
         // One task per group: a cell's slots from shared requests, or one slot.
         let task = async move {

@@ -144,7 +144,7 @@ pub async fn run<L: Link>(
                 }
                 moralsweep_telemetry::spans::record_lease(
                     &lease_span,
-                    out.grants.iter().map(|g| g.slots.len() as u64).sum(),
+                    out.grants.iter().map(|g| g.lease.slots.len() as u64).sum(),
                 );
                 for g in out.grants {
                     tracing::Instrument::instrument(
