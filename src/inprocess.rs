@@ -56,11 +56,7 @@ impl Link for InProcessLink {
     }
 
     async fn definition(&self, sweep: &str) -> Result<SweepDef, LinkError> {
-        let r = self.engine.record(sweep).map_err(link_error)?;
-        Ok(SweepDef {
-            spec: r.spec,
-            personas: r.personas,
-        })
+        Ok(self.engine.record(sweep).map_err(link_error)?.def)
     }
 }
 

@@ -22,4 +22,4 @@ pub mod spec;
 pub mod tokens;
 
 pub use instrument::{Foundation, Instrument, Item, ItemKind, ITEMS};
-pub use spec::{Mode, ModelSpec, Sweep, SweepSpec};
+pub use spec::{Mode, ModelSpec, Sweep, SweepDef, SweepSpec};

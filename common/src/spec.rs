@@ -405,16 +405,34 @@ pub enum KeyCheck {
     Skip,
 }
 
-/// A parsed and validated spec with its personas loaded and its paths resolved.
-#[derive(Debug, Clone)]
-pub struct Sweep {
+/// What defines a sweep: its validated spec and the personas it selects,
+/// in id order. A sweep read from its file ([`Sweep`]), the coordinator's
+/// record of it and what a worker is sent of it all hold one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SweepDef {
+    /// The validated spec; it holds no secret (keys stay in the workers'
+    /// environment).
     pub spec: SweepSpec,
-    /// The spec file it came from, for messages.
-    pub source: PathBuf,
     /// The first `persona_count` personas.
     pub personas: Vec<String>,
+}
+
+/// A sweep read from its spec file: its definition, with the file it came
+/// from and its output folder resolved.
+#[derive(Debug, Clone)]
+pub struct Sweep {
+    pub def: SweepDef,
+    /// The spec file it came from, for messages.
+    pub source: PathBuf,
     /// `output` resolved against the spec's directory.
     pub output: PathBuf,
+}
+
+impl std::ops::Deref for Sweep {
+    type Target = SweepDef;
+    fn deref(&self) -> &SweepDef {
+        &self.def
+    }
 }
 
 /// A sweep id or model key: it names folders and files, so it starts with a
@@ -954,9 +972,8 @@ impl Sweep {
         spec.check_size(path, personas.len())?;
         let output = dir.join(&spec.output);
         Ok(Sweep {
-            spec,
+            def: SweepDef { spec, personas },
             source: path.to_path_buf(),
-            personas,
             output,
         })
     }

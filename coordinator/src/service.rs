@@ -392,7 +392,7 @@ impl Workers for Service {
         Ok(Response::new(pb::SweepDefinition {
             sweep,
             spec_json: serde_json::to_string(&r.spec).expect("specs serialise"),
-            personas: r.personas,
+            personas: r.def.personas,
         }))
     }
 

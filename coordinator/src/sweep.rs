@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use moralsweep_common::slot::UnitShape;
 use moralsweep_common::tokens::Tokenizer;
-use moralsweep_common::{Mode, ModelSpec, SweepSpec};
+use moralsweep_common::{Mode, ModelSpec, SweepDef, SweepSpec};
 use serde::{Deserialize, Serialize};
 
 use moralsweep_protocol::{ProgressState, UnitKey};
@@ -40,10 +40,10 @@ impl SweepState {
 /// The durable description of one sweep (stored as JSON).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SweepRecord {
-    /// The validated spec; it holds no secret (keys stay in the workers' environment).
-    pub spec: SweepSpec,
-    /// The personas the spec selects, in id order.
-    pub personas: Vec<String>,
+    /// The spec and its personas (stored as the record's `spec` and
+    /// `personas` keys).
+    #[serde(flatten)]
+    pub def: SweepDef,
     /// Where the coordinator writes `data/` and `metrics/`.
     pub output: PathBuf,
     pub state: SweepState,
@@ -56,6 +56,13 @@ pub struct SweepRecord {
     pub created_at: String,
     #[serde(default)]
     pub finished_at: Option<String>,
+}
+
+impl std::ops::Deref for SweepRecord {
+    type Target = SweepDef;
+    fn deref(&self) -> &SweepDef {
+        &self.def
+    }
 }
 
 impl SweepRecord {
@@ -77,8 +84,7 @@ impl SweepRecord {
 
     pub fn new(spec: SweepSpec, personas: Vec<String>, output: PathBuf) -> Self {
         SweepRecord {
-            spec,
-            personas,
+            def: SweepDef { spec, personas },
             output,
             state: SweepState::Running,
             failed_models: BTreeMap::new(),

@@ -407,8 +407,8 @@ pub fn submit(a: SubmitArgs) -> anyhow::Result<()> {
                 c.submit_sweep(pb::SubmitSweepRequest {
                     spec_toml: text,
                     spec_name: a.spec.display().to_string(),
-                    personas: sweep.personas,
-                    instrument_json: sweep.spec.instrument_definition.unwrap_or_default(),
+                    personas: sweep.def.personas,
+                    instrument_json: sweep.def.spec.instrument_definition.unwrap_or_default(),
                 }),
             )
             .await?

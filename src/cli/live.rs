@@ -72,9 +72,8 @@ impl EngineLive {
             let record = self.engine.record(&p.sweep).ok();
             let estimate = record.as_ref().map(|r| {
                 moralsweep_worker::cost::dry_run(&Sweep {
-                    spec: r.spec.clone(),
+                    def: r.def.clone(),
                     source: PathBuf::new(),
-                    personas: r.personas.clone(),
                     output: r.output.clone(),
                 })
             });

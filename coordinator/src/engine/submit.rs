@@ -136,7 +136,7 @@ impl Engine {
             {
                 let mut st = self.lock();
                 if let Some(s) = st.sweeps.get_mut(&name) {
-                    s.record.spec = record.spec.clone();
+                    s.record.def.spec = record.spec.clone();
                     for u in &mut s.units {
                         if let Some(m) = record.requester(&u.key) {
                             u.group = m.rate_group().to_string();

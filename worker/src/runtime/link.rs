@@ -3,15 +3,11 @@
 //! errors, and the sweep definition it fetches.
 
 use async_trait::async_trait;
-use moralsweep_common::SweepSpec;
 use moralsweep_protocol::{CallError, ErrorKind, LeaseOutcome, ReportOutcome, SlotReport};
 
-/// What a worker needs to know about a sweep to ask its slots.
-#[derive(Debug, Clone)]
-pub struct SweepDef {
-    pub spec: SweepSpec,
-    pub personas: Vec<String>,
-}
+/// What a worker needs to know about a sweep to ask its slots: its
+/// definition, as the coordinator sends it.
+pub use moralsweep_common::SweepDef;
 
 /// Why a call to the coordinator failed.
 #[derive(Debug, thiserror::Error)]
