@@ -9,7 +9,8 @@
 //! Message Batches, one request a sample. (The run loop does not use batches
 //! yet; this checks the client and the simulator end to end.)
 
-mod simproc;
+mod common;
+use common::simproc;
 
 use std::collections::HashMap;
 use std::time::Duration;

@@ -18,7 +18,8 @@
 //! measured tokens, not run). Both runs' S, R and sigma-bar are compared
 //! with each other and with the published values.
 
-mod simproc;
+mod common;
+use common::simproc;
 
 use std::path::Path;
 

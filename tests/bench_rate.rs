@@ -27,7 +27,7 @@
 //! the simulator answered two 429s, and the recoveries cost the run 7.6%.
 
 mod common;
-mod simproc;
+use common::simproc;
 
 use std::time::{Duration, Instant};
 

@@ -28,9 +28,7 @@
 //! while kills go on; then everything is left to finish.
 
 mod common;
-#[path = "simproc/mod.rs"]
-mod simproc;
-
+use common::simproc;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

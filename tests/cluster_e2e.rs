@@ -6,9 +6,7 @@
 //! identical to the undisturbed run (all but `collected_at`).
 
 mod common;
-#[path = "simproc/mod.rs"]
-mod simproc;
-
+use common::simproc;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

@@ -19,7 +19,8 @@ use std::process::Command;
 
 use serde_json::Value;
 
-mod obs;
+mod common;
+use common::obs;
 
 /// The Kubernetes version the manifests are validated against.
 const KUBERNETES_VERSION: &str = "1.33.0";

@@ -8,8 +8,8 @@
 //! script (`tests/python/em_summary.py`).
 
 mod common;
+use common::simproc;
 mod emcheck;
-mod simproc;
 
 use common::{run, write_personas};
 use emcheck::{check_outputs, em_spec, EM_SIM};

@@ -7,8 +7,8 @@
 //! ones, and the summary equals the independent recomputation.
 
 mod common;
+use common::simproc;
 mod emcheck;
-mod simproc;
 
 use std::path::Path;
 use std::process::Command;

@@ -7,9 +7,7 @@
 
 mod browser;
 mod common;
-#[path = "simproc/mod.rs"]
-mod simproc;
-
+use common::simproc;
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 

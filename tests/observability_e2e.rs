@@ -16,7 +16,7 @@
 //!   ready, and is again when Redis is back.
 
 mod common;
-mod obs;
+use common::obs;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

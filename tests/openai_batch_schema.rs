@@ -9,7 +9,8 @@
 //! error files against `CreateChatCompletionResponse` and `ErrorResponse`.
 //! The validator is `tests/python/validate_openai.py`.
 
-mod simproc;
+mod common;
+use common::simproc;
 
 use std::path::Path;
 

@@ -6,7 +6,8 @@
 //! `Response`, `ErrorResponse`). The validator is Python's `jsonschema`
 //! (`tests/python/validate_openai.py`), fed the bodies through a temp dir.
 
-mod simproc;
+mod common;
+use common::simproc;
 
 use std::path::Path;
 

@@ -10,7 +10,7 @@
 //! documented estimate for the Anthropic model).
 
 mod common;
-mod simproc;
+use common::simproc;
 
 use std::path::Path;
 

@@ -4,6 +4,7 @@
 //! errors.
 
 mod common;
+use common::simproc;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -180,9 +181,6 @@ fn bad_specs_get_clear_errors() {
     let out = run(&["run", "nope.toml"], d.path());
     assert!(String::from_utf8_lossy(&out.stderr).contains("nope.toml"));
 }
-
-#[path = "simproc/mod.rs"]
-mod simproc;
 
 #[test]
 fn a_model_with_a_bad_key_stops_with_a_clear_message_and_the_rest_goes_on() {

@@ -14,7 +14,8 @@
 //! negative controls get each provider's own 400 there too: a drift of an
 //! adapter shows in the end-to-end tests as well.
 
-mod simproc;
+mod common;
+use common::simproc;
 
 use std::path::PathBuf;
 use std::process::Command;

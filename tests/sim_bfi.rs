@@ -5,7 +5,8 @@
 //! the published GPT-4o BFI metrics (S, R, sigma-bar) to 1e-9, overall and
 //! per domain.
 
-mod simproc;
+mod common;
+use common::simproc;
 
 use std::collections::HashMap;
 use std::path::Path;

@@ -10,7 +10,8 @@
 //! - the rating protocol under non-digit answers: 10 one-token attempts, then
 //!   the longer answer parsed, failures counted.
 
-mod simproc;
+mod common;
+use common::simproc;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

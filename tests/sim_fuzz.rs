@@ -12,8 +12,8 @@
 //! The case count per target is proptest's (`PROPTEST_CASES`, 256 here by
 //! default) and is printed.
 
-#[path = "simproc/mod.rs"]
-mod simproc;
+mod common;
+use common::simproc;
 
 use std::io::{Read, Write};
 use std::time::Duration;

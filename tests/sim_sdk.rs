@@ -4,7 +4,8 @@
 //! logprobs, the Responses API with reasoning and logprobs, Messages, and
 //! 400/401/404/429/500/503(529)/dropped/timeout/empty/non-digit answers).
 
-mod simproc;
+mod common;
+use common::simproc;
 
 use std::process::Command;
 

@@ -4,6 +4,8 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod obs;
+pub mod simproc;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

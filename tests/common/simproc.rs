@@ -7,9 +7,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, Command, Stdio};
 
-pub fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_moralsweep")
-}
+pub use super::bin;
 
 /// A `moralsweep sim` process, killed when dropped.
 pub struct SimProc {
@@ -170,7 +168,8 @@ pub fn request_bytes(
     }
 }
 
-fn dechunk(mut s: &str) -> String {
+/// The body of a chunked HTTP/1.1 answer.
+pub(crate) fn dechunk(mut s: &str) -> String {
     let mut out = String::new();
     while let Some((size, rest)) = s.split_once("\r\n") {
         let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
