@@ -181,6 +181,45 @@ fn model_color(i: usize) -> RGBColor {
     RGBColor(c.0, c.1, c.2)
 }
 
+/// One labelled series of a panel: a line through `(x, value)`, a ± SE bar
+/// and a dot at each point, and each dot's hover marker (`marker(i, at)`
+/// for point `i` drawn at pixel `at`).
+fn error_line<'a, DB, X>(
+    chart: &mut ChartContext<'a, DB, Cartesian2d<X, plotters::coord::types::RangedCoordf64>>,
+    points: Vec<(X::ValueType, f64, f64)>,
+    color: RGBColor,
+    label: String,
+    marker: impl Fn(usize, (i32, i32)) -> Marker,
+    out: &mut Vec<Marker>,
+) -> DResult<()>
+where
+    DB: DrawingBackend + 'a,
+    DB::ErrorType: 'static,
+    X: Ranged,
+    X::ValueType: Clone + 'static,
+{
+    chart
+        .draw_series(LineSeries::new(
+            points.iter().map(|(x, v, _)| (x.clone(), *v)),
+            color.stroke_width(2),
+        ))?
+        .label(label)
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2)));
+    for (i, (x, v, se)) in points.iter().enumerate() {
+        chart.draw_series([ErrorBar::new_vertical(
+            x.clone(),
+            v - se,
+            *v,
+            v + se,
+            color.stroke_width(1),
+            6,
+        )])?;
+        chart.draw_series([Circle::new((x.clone(), *v), 4, color.filled())])?;
+        out.push(marker(i, chart.backend_coord(&(x.clone(), *v))));
+    }
+    Ok(())
+}
+
 pub(crate) fn text(size: u32) -> TextStyle<'static> {
     (FONT, size).into_font().color(&BLACK)
 }
@@ -1031,45 +1070,38 @@ impl Plot for TemperatureCurves<'_> {
                 let color = model_color(mi);
                 let mut pts: Vec<&CurveRow> = self.0.iter().filter(|c| c.model == *model).collect();
                 pts.sort_by(|a, b| a.temperature.total_cmp(&b.temperature));
-                chart
-                    .draw_series(LineSeries::new(
-                        pts.iter().map(|c| (c.temperature, pick(c).0)),
-                        color.stroke_width(2),
-                    ))?
-                    .label(model.to_string())
-                    .legend(move |(x, y)| {
-                        PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
-                    });
-                for c in &pts {
-                    let (v, se) = pick(c);
-                    chart.draw_series([ErrorBar::new_vertical(
-                        c.temperature,
-                        v - se,
-                        v,
-                        v + se,
-                        color.stroke_width(1),
-                        6,
-                    )])?;
-                    chart.draw_series([Circle::new((c.temperature, v), 4, color.filled())])?;
-                    let pos = chart.backend_coord(&(c.temperature, v));
-                    out.push(Marker {
-                        x: pos.0,
-                        y: pos.1,
-                        attrs: vec![
-                            ("model", c.model.clone()),
-                            ("panel", desc.to_string()),
-                            ("t", num(c.temperature)),
-                            ("s", num(c.s)),
-                            ("s-se", num(c.s_se)),
-                            ("r", num(c.r)),
-                            ("r-se", num(c.r_se)),
-                        ],
-                        title: format!(
-                            "{} at T = {}: S = {:.4} ± {:.4}, R = {:.3} ± {:.3}",
-                            c.model, c.temperature, c.s, c.s_se, c.r, c.r_se
-                        ),
-                    });
-                }
+                error_line(
+                    &mut chart,
+                    pts.iter()
+                        .map(|c| {
+                            let (v, se) = pick(c);
+                            (c.temperature, v, se)
+                        })
+                        .collect(),
+                    color,
+                    model.to_string(),
+                    |i, (x, y)| {
+                        let c = pts[i];
+                        Marker {
+                            x,
+                            y,
+                            attrs: vec![
+                                ("model", c.model.clone()),
+                                ("panel", desc.to_string()),
+                                ("t", num(c.temperature)),
+                                ("s", num(c.s)),
+                                ("s-se", num(c.s_se)),
+                                ("r", num(c.r)),
+                                ("r-se", num(c.r_se)),
+                            ],
+                            title: format!(
+                                "{} at T = {}: S = {:.4} ± {:.4}, R = {:.3} ± {:.3}",
+                                c.model, c.temperature, c.s, c.s_se, c.r, c.r_se
+                            ),
+                        }
+                    },
+                    &mut out,
+                )?;
             }
             series_legend(&mut chart, SeriesLabelPosition::UpperRight)?;
         }
@@ -1140,43 +1172,36 @@ impl Plot for Trajectories<'_> {
                 let color = model_color(li);
                 let pts: Vec<&TrajectoryRow> =
                     self.0.iter().filter(|t| &line_of(t) == line).collect();
-                chart
-                    .draw_series(LineSeries::new(
-                        pts.iter().map(|t| (t.step, pick(t).0)),
-                        color.stroke_width(2),
-                    ))?
-                    .label(line.clone())
-                    .legend(move |(x, y)| {
-                        PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
-                    });
-                for t in &pts {
-                    let (v, se) = pick(t);
-                    chart.draw_series([ErrorBar::new_vertical(
-                        t.step,
-                        v - se,
-                        v,
-                        v + se,
-                        color.stroke_width(1),
-                        6,
-                    )])?;
-                    chart.draw_series([Circle::new((t.step, v), 4, color.filled())])?;
-                    let pos = chart.backend_coord(&(t.step, v));
-                    out.push(Marker {
-                        x: pos.0,
-                        y: pos.1,
-                        attrs: vec![
-                            ("model", t.model.clone()),
-                            ("panel", desc.to_string()),
-                            ("step", num(t.step)),
-                            ("s", num(t.s)),
-                            ("r", num(t.r)),
-                        ],
-                        title: format!(
-                            "{} at step {}: S = {:.4} ± {:.4}, R = {:.3} ± {:.3}, σ̄ = {:.4} ± {:.4}",
-                            t.model, t.step, t.s, t.s_se, t.r, t.r_se, t.sigma_bar, t.sigma_bar_se
-                        ),
-                    });
-                }
+                error_line(
+                    &mut chart,
+                    pts.iter()
+                        .map(|t| {
+                            let (v, se) = pick(t);
+                            (t.step, v, se)
+                        })
+                        .collect(),
+                    color,
+                    line.clone(),
+                    |i, (x, y)| {
+                        let t = pts[i];
+                        Marker {
+                            x,
+                            y,
+                            attrs: vec![
+                                ("model", t.model.clone()),
+                                ("panel", desc.to_string()),
+                                ("step", num(t.step)),
+                                ("s", num(t.s)),
+                                ("r", num(t.r)),
+                            ],
+                            title: format!(
+                                "{} at step {}: S = {:.4} ± {:.4}, R = {:.3} ± {:.3}, σ̄ = {:.4} ± {:.4}",
+                                t.model, t.step, t.s, t.s_se, t.r, t.r_se, t.sigma_bar, t.sigma_bar_se
+                            ),
+                        }
+                    },
+                    &mut out,
+                )?;
             }
             series_legend(&mut chart, SeriesLabelPosition::UpperRight)?;
         }
