@@ -771,6 +771,20 @@ impl SweepSpec {
         }
     }
 
+    /// How many consecutive slots of `model`'s unit in `mode` one request
+    /// answers: a persona's (or the self) repetitions of one item when the
+    /// model draws several samples per request (`samples_per_request`,
+    /// within the catalog's cap), else 1. The coordinator grants such units
+    /// in whole cells with one request permit per cell; a worker asks each
+    /// cell's samples together.
+    pub fn cell_size(&self, model: &ModelSpec, mode: Mode) -> u32 {
+        let reps = self.repetitions.max(1);
+        match mode {
+            Mode::Persona | Mode::SelfMode if model.profile().samples_for(reps) > 1 => reps,
+            _ => 1,
+        }
+    }
+
     /// Items per persona and repetition: the instrument's item count (the
     /// MFQ-30's 30 when the instrument cannot be loaded; validation names
     /// that error).

@@ -203,16 +203,3 @@ pub fn tokens_estimate(record: &SweepRecord, model: &ModelSpec, mode: Mode, samp
     };
     Tokenizer::for_model(&model.provider, &model.model).request_tokens(&prompt, samples.max(1))
 }
-
-/// How many consecutive slots of a unit one request answers: a persona's
-/// (or the self) repetitions of one item when the model draws several
-/// samples per request (`samples_per_request`, the catalog's cap), else 1.
-/// The coordinator grants such units in whole cells and takes one request
-/// permit per cell, so that a cell is one request, not one per slot.
-pub fn cell_size(record: &SweepRecord, model: &ModelSpec, mode: Mode) -> u32 {
-    let reps = record.spec.repetitions.max(1);
-    match mode {
-        Mode::Persona | Mode::SelfMode if model.profile().samples_for(reps) > 1 => reps,
-        _ => 1,
-    }
-}

@@ -233,22 +233,23 @@ struct Recorded {
     selfs: HashMap<(u8, u8), Vec<u8>>,
 }
 
-/// The instrument of a rating file, from its highest item id: the built-in
-/// instrument with the fewest items that has it (the MFQ-30 up to 30, the
-/// BFI-44 above), as its index in `Instrument::builtins()`.
-fn instrument_of(max_item: u8) -> u8 {
-    let builtins = Instrument::builtins();
-    let mut by_size: Vec<(usize, usize)> = builtins
+/// The instrument of a rating file's rows, as `analyze` recognises it (the
+/// first built-in instrument every row fits; else the first with the
+/// highest item id), as its index in `Instrument::builtins()`.
+fn instrument_of(rows: &[moralsweep_common::formats::RatingRow]) -> u8 {
+    let pairs: Vec<(i64, i64)> = rows
         .iter()
-        .enumerate()
-        .map(|(i, inst)| (inst.items.len(), i))
+        .map(|r| (r.item as i64, r.rating as i64))
         .collect();
-    by_size.sort();
-    by_size
+    let max_item = rows.iter().map(|r| r.item as i64).max().unwrap_or(1);
+    let builtins = Instrument::builtins();
+    let name = Instrument::recognise(&pairs)
+        .or_else(|| builtins.iter().find(|i| i.has_item(max_item)).cloned())
+        .map(|i| i.name.clone());
+    builtins
         .iter()
-        .find(|(n, _)| *n >= max_item as usize)
-        .or(by_size.last())
-        .map_or(0, |(_, i)| *i as u8)
+        .position(|i| Some(&i.name) == name.as_ref())
+        .unwrap_or(0) as u8
 }
 
 /// Seeds of one cell closer than this (wrapping) belong to the same slot:
@@ -360,7 +361,7 @@ impl Replay {
             match parsed.kind {
                 FileKind::Sampling { temperature } => {
                     let file = read_sampling_in(&path, false, &REPLAY_ROWS)?;
-                    let inst = instrument_of(file.rows.iter().map(|r| r.item).max().unwrap_or(1));
+                    let inst = instrument_of(&file.rows);
                     let rec = models
                         .entry(parsed.key)
                         .or_default()
@@ -383,7 +384,7 @@ impl Replay {
                 }
                 FileKind::SelfRatings { temperature } => {
                     let file = read_sampling_in(&path, true, &REPLAY_ROWS)?;
-                    let inst = instrument_of(file.rows.iter().map(|r| r.item).max().unwrap_or(1));
+                    let inst = instrument_of(&file.rows);
                     let cells = match temperature {
                         Some(t) => {
                             &mut models

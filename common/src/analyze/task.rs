@@ -36,13 +36,12 @@ pub(super) fn read_rated<'a>(
         None => {
             let file = read(&RowLimits::ANY)?;
             let max_item = file.rows.iter().map(|r| r.item).max().unwrap_or(1);
-            let fits = |i: &Instrument| {
-                file.rows.iter().all(|r| {
-                    i.has_item(r.item as i64)
-                        && (r.rating == -1 || i.scale.contains(r.rating as i64))
-                })
-            };
-            match Instrument::builtins().into_iter().find(|i| fits(i)) {
+            let rows: Vec<(i64, i64)> = file
+                .rows
+                .iter()
+                .map(|r| (r.item as i64, r.rating as i64))
+                .collect();
+            match Instrument::recognise(&rows) {
                 Some(i) => (file, i),
                 None => {
                     // The instrument with enough items names the first bad row.

@@ -297,6 +297,20 @@ impl Instrument {
         (1..=self.items.len() as i64).contains(&id)
     }
 
+    /// Whether a rating row fits: its item is one of the instrument's and
+    /// its rating on the scale (-1: no rating).
+    pub fn fits(&self, item: i64, rating: i64) -> bool {
+        self.has_item(item) && (rating == -1 || self.scale.contains(rating))
+    }
+
+    /// How a rating file's instrument is recognised: the first built-in
+    /// instrument every (item, rating) row fits.
+    pub fn recognise(rows: &[(i64, i64)]) -> Option<Arc<Instrument>> {
+        Instrument::builtins()
+            .into_iter()
+            .find(|i| rows.iter().all(|&(item, rating)| i.fits(item, rating)))
+    }
+
     /// The ids of a group's items, in order.
     pub fn group_items(&self, group: &str) -> Vec<u8> {
         self.items

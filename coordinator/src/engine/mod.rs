@@ -22,7 +22,7 @@ use tokio::task::JoinHandle;
 
 use crate::pacing::{Limits, RateGroups};
 use crate::store::{Store, StoreError};
-use crate::sweep::{cell_size, tokens_estimate, unit_label, SweepRecord, SweepState};
+use crate::sweep::{tokens_estimate, unit_label, SweepRecord, SweepState};
 use moralsweep_protocol::{
     Grant, Lease, LeaseOutcome, Outcome, ReportOutcome, SlotReport, SweepProgress, UnitKey,
     UnitProgress,
@@ -198,7 +198,7 @@ fn build_units(record: &SweepRecord) -> Vec<UnitRt> {
         .map(|(key, shape)| {
             // The judge's unit paces under the judge's rate group.
             let model = record.requester(&key).expect("unit of a known model");
-            let cell = cell_size(record, model, key.mode);
+            let cell = record.spec.cell_size(model, key.mode);
             UnitRt {
                 group: model.rate_group().to_string(),
                 tokens_each: tokens_estimate(record, model, key.mode, 1),

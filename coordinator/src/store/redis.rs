@@ -800,25 +800,14 @@ impl Store for RedisStore {
         for id in lease_ids {
             inv.arg(id);
         }
-        let fields: BatchFields = retrying!(self, "open_batch", |con| inv
-            .invoke_async::<BatchFields>(&mut con)
-            .await)?;
-        let stored = parse_batch(sweep, fields)?;
+        type Opened = (String, String, String, String, Option<String>, Vec<String>);
+        let (rec, slots, worker, deadline, provider, gone): Opened =
+            retrying!(self, "open_batch", |con| inv
+                .invoke_async::<Opened>(&mut con)
+                .await)?;
         // Leases emptied by the move are gone: forget their index entries.
-        let live: Vec<String> = {
-            let mut v = Vec::new();
-            for id in lease_ids {
-                let exists: bool = retrying!(self, "EXISTS lease", |con| con
-                    .exists::<_, bool>(format!("{p}l:{id}"))
-                    .await)?;
-                if !exists {
-                    v.push(id.clone());
-                }
-            }
-            v
-        };
-        self.forget_leases(&live).await?;
-        Ok(stored)
+        self.forget_leases(&gone).await?;
+        parse_batch(sweep, (rec, slots, worker, deadline, provider))
     }
 
     async fn batch_submitted(&self, sweep: &str, id: &str, provider_id: &str) -> StoreResult<bool> {

@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use moralsweep_common::Mode;
 use moralsweep_protocol::{Grant, Outcome};
 use tokio::sync::{mpsc, Semaphore};
 
@@ -52,30 +51,26 @@ pub(super) async fn start_grant<L: Link>(
     crate::observe::grant_started(&shared.cfg.metrics, &g);
     let lease_id = Arc::new(g.lease.id.clone());
     // Slots of one cell share requests when the model draws several
-    // samples per request; otherwise each slot is its own group.
-    let max_samples = match (&ctx, &model_spec, g.lease.unit.mode) {
-        (Some(_), Some(m), Mode::Persona | Mode::SelfMode)
-            if !shared
-                .single_sample
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .contains(&(g.lease.unit.sweep.clone(), g.lease.unit.model.clone())) =>
-        {
-            m.profile().samples_for(u32::MAX)
-        }
+    // samples per request (and its provider has not refused that);
+    // otherwise each slot is its own group.
+    let refused = || {
+        shared
+            .single_sample
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&(g.lease.unit.sweep.clone(), g.lease.unit.model.clone()))
+    };
+    let cell = match (&ctx, &model_spec) {
+        (Some(c), Some(m)) if !refused() => c.def.spec.cell_size(m, g.lease.unit.mode),
         _ => 1,
     };
-    let reps = ctx
-        .as_ref()
-        .map(|c| c.def.spec.repetitions.max(1))
-        .unwrap_or(1);
     // What a slot needs beyond the definition (a judge slot's answer).
     let payloads: Arc<HashMap<u32, String>> =
         Arc::new(g.lease.slots.iter().copied().zip(g.payloads).collect());
     let mut groups: Vec<Vec<u32>> = Vec::new();
     for slot in g.lease.slots {
         match groups.last_mut() {
-            Some(last) if max_samples > 1 && last[0] / reps == slot / reps => last.push(slot),
+            Some(last) if cell > 1 && last[0] / cell == slot / cell => last.push(slot),
             _ => groups.push(vec![slot]),
         }
     }
