@@ -11,17 +11,30 @@ pub mod sim;
 
 /// Resolves on Ctrl-C or SIGTERM.
 pub(crate) async fn shutdown_signal() {
-    let term = async {
+    shutdown_listener().await
+}
+
+/// Listens for Ctrl-C and SIGTERM from now on (the handlers are installed
+/// before this returns, so a signal sent right after, say once a child
+/// printed that it is ready, is caught) and returns what ends on the first.
+pub(crate) fn shutdown_listener() -> impl std::future::Future<Output = ()> {
+    #[cfg(unix)]
+    let streams = {
+        use tokio::signal::unix::{signal, SignalKind};
+        (
+            signal(SignalKind::terminate()).ok(),
+            signal(SignalKind::interrupt()).ok(),
+        )
+    };
+    async move {
         #[cfg(unix)]
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        {
-            s.recv().await;
+        if let (Some(mut term), Some(mut int)) = streams {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
             return;
         }
-        std::future::pending::<()>().await
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term => {}
+        let _ = tokio::signal::ctrl_c().await;
     }
 }

@@ -181,6 +181,8 @@ pub fn sim(args: SimArgs) -> anyhow::Result<()> {
     let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     rt.block_on(async move {
         let running = moralsweep_simulator::spawn(config, &args.listen).await?;
+        // Listening for signals before saying it is ready.
+        let stop = super::shutdown_listener();
         let keys = running.sim.replay_keys();
         // Errors are ignored: whoever started us may have stopped reading.
         let mut out = std::io::stdout();
@@ -198,7 +200,7 @@ pub fn sim(args: SimArgs) -> anyhow::Result<()> {
         // it holds nothing that needs flushing.
         tokio::select! {
             r = running.task => r.context("the simulator task failed")?,
-            _ = super::shutdown_signal() => {}
+            _ = stop => {}
         }
         Ok(())
     })
