@@ -11,7 +11,7 @@ use moralsweep_coordinator::engine::{Engine, EngineError};
 use moralsweep_coordinator::pacing::RateGroups;
 
 use moralsweep_protocol::{
-    BatchRecord, CallError, LeaseOutcome, ReportOutcome, SlotReport, UnitKey,
+    BatchRecord, CallError, HeldBatch, LeaseOutcome, LostBatch, ReportOutcome, SlotReport, UnitKey,
 };
 use moralsweep_worker::batch_link::BatchLink;
 use moralsweep_worker::permits::Permits;
@@ -90,8 +90,8 @@ impl BatchLink for InProcessLink {
     async fn extend_batches(
         &self,
         worker: &str,
-        batches: Vec<(String, String)>,
-    ) -> Result<Vec<(String, String)>, LinkError> {
+        batches: Vec<HeldBatch>,
+    ) -> Result<Vec<LostBatch>, LinkError> {
         self.engine
             .extend_batches(worker, &batches)
             .await

@@ -138,7 +138,7 @@ async fn batch_slots_survive_a_coordinator_kill_and_go_to_the_next_worker() {
         "held by w2"
     );
     assert!(l2
-        .extend_batches("w2", vec![("bt".into(), b.id.clone())])
+        .extend_batches("w2", vec![("bt", b.id.clone()).into()])
         .await
         .unwrap()
         .is_empty());

@@ -12,11 +12,11 @@
 //! = auto). For each it prints the requests, the input and output tokens
 //! the simulator billed (its usage counts the prompt once per request and
 //! the output of every sample), the dollars at the catalog's interactive
-//! prices, and requests per rating; then the batch + multi-sample figure:
-//! the multi-sample run's billed tokens at the catalog's batch prices (the
-//! worker's batch mode is not built yet, so that row is priced from the
-//! measured tokens, not run). Both runs' S, R and sigma-bar are compared
-//! with each other and with the published values.
+//! prices, and requests per rating; then a third run in batch mode with
+//! several samples per request (`batch = true`: one provider batch through
+//! the simulator's OpenAI files and batches), its requests being the batch's
+//! lines, billed at the catalog's batch prices. The three runs' S, R and
+//! sigma-bar must agree.
 
 mod common;
 use common::simproc;
@@ -39,7 +39,7 @@ struct Run {
     sigma_bar: f64,
 }
 
-fn sweep(reference: &Path, samples_per_request: &str) -> Run {
+fn sweep(reference: &Path, samples_per_request: &str, extra: &str) -> Run {
     let tmp = tempfile::tempdir().unwrap();
     let personas = reference.join("personas.json");
     let replay = reference.join("sampling/insecure-code");
@@ -54,7 +54,7 @@ fn sweep(reference: &Path, samples_per_request: &str) -> Run {
         KEY,
         &sim,
         &format!(
-            "catalog = \"openai/gpt-4o\"\nsamples_per_request = {samples_per_request}\ntimeout_secs = 10"
+            "catalog = \"openai/gpt-4o\"\nsamples_per_request = {samples_per_request}\ntimeout_secs = 30\n{extra}"
         ),
     );
     simproc::run_sweep(tmp.path());
@@ -83,7 +83,8 @@ fn sweep(reference: &Path, samples_per_request: &str) -> Run {
     let n = |f: &str| k[f].as_u64().unwrap();
     assert_eq!(n("replayed"), 30_000, "{k}");
     Run {
-        requests: n("admitted"),
+        // Interactive requests, or a batch's lines.
+        requests: n("admitted") + n("batch_lines"),
         input: n("input_tokens"),
         output: n("output_tokens"),
         s: m.s,
@@ -93,7 +94,7 @@ fn sweep(reference: &Path, samples_per_request: &str) -> Run {
 }
 
 #[test]
-#[ignore = "benchmark: two full 30,000-rating sweeps; run with --ignored --nocapture"]
+#[ignore = "benchmark: three full 30,000-rating sweeps; run with --ignored --nocapture"]
 fn cost_of_one_gpt4o_persona_sweep_each_way() {
     let Some(reference) = reference_dir() else {
         return;
@@ -102,8 +103,9 @@ fn cost_of_one_gpt4o_persona_sweep_each_way() {
     let price = |i: u64, o: u64, pi: Option<f64>, po: Option<f64>| {
         i as f64 * pi.unwrap() / 1e6 + o as f64 * po.unwrap() / 1e6
     };
-    let one = sweep(&reference, "1");
-    let multi = sweep(&reference, "\"auto\"");
+    let one = sweep(&reference, "1", "");
+    let multi = sweep(&reference, "\"auto\"", "");
+    let batch = sweep(&reference, "\"auto\"", "batch = true");
     let rows = [
         (
             "one request per sample",
@@ -118,8 +120,8 @@ fn cost_of_one_gpt4o_persona_sweep_each_way() {
             entry.output_per_mtok,
         ),
         (
-            "batch + multi-sample (priced)",
-            &multi,
+            "batch + multi-sample",
+            &batch,
             entry.batch_input_per_mtok,
             entry.batch_output_per_mtok,
         ),
@@ -149,12 +151,19 @@ fn cost_of_one_gpt4o_persona_sweep_each_way() {
             run.requests as f64 / 30_000.0
         );
     }
-    println!(
-        "metrics: one request per sample S {:.12} R {:.12} sigma_bar {:.12}; multi-sample S {:.12} R {:.12} sigma_bar {:.12}",
-        one.s, one.r, one.sigma_bar, multi.s, multi.r, multi.sigma_bar
-    );
-    assert!((one.s - multi.s).abs() <= 1e-12);
-    assert!((one.r - multi.r).abs() <= 1e-12);
-    assert!((one.sigma_bar - multi.sigma_bar).abs() <= 1e-12);
+    for (name, run) in [
+        ("one request per sample", &one),
+        ("multi-sample", &multi),
+        ("batch + multi-sample", &batch),
+    ] {
+        println!(
+            "metrics, {name}: S {:.12} R {:.12} sigma_bar {:.12}",
+            run.s, run.r, run.sigma_bar
+        );
+        assert!((one.s - run.s).abs() <= 1e-12);
+        assert!((one.r - run.r).abs() <= 1e-12);
+        assert!((one.sigma_bar - run.sigma_bar).abs() <= 1e-12);
+    }
     assert!(multi.requests < one.requests);
+    assert!(batch.requests <= multi.requests);
 }

@@ -150,9 +150,9 @@ fn catalog_settings_are_checked_with_the_key_named() {
             "\"auto\" or a whole number",
         ),
         (
-            "provider = \"openai\"\nmodel = \"gpt-4o\"\nbatch = true",
+            "provider = \"synthetic\"\nmodel = \"toy\"\nbatch = true",
             "model[0].batch",
-            "--dry-run",
+            "has no batch API",
         ),
     ] {
         spec(dir.path(), model);

@@ -511,3 +511,304 @@ fn a_multi_sample_run_killed_midway_resumes_with_every_slot_once() {
     // Cells in flight at the kill were asked again (whole); the rest once.
     assert!((3_000..3_000 + 400).contains(&total), "{total} requests");
 }
+
+/// The deal-mode sweep with `batch = true`: every cell's ten samples from
+/// one request of `n` = 10 inside one provider batch (OpenAI's files and
+/// batches, spoken by the simulator), run by `moralsweep run`. Returns the
+/// rows, the simulator's stats and the run's output.
+fn batch_sweep(sim_args: &[&str]) -> Option<(Vec<RatingRow>, serde_json::Value, String)> {
+    let reference = reference()?;
+    let _one_at_a_time = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let replay = replay_dir(&reference, tmp.path());
+    let personas = reference.join("personas.json");
+    let mut args = vec![
+        "--replay",
+        replay.to_str().unwrap(),
+        "--personas",
+        personas.to_str().unwrap(),
+        "--replay-mode",
+        "deal",
+    ];
+    args.extend_from_slice(sim_args);
+    let sim = SimProc::start(&args);
+    write_spec(
+        tmp.path(),
+        &reference,
+        &sim,
+        100,
+        10,
+        "catalog = \"openai/gpt-4o\"\nbatch = true\ntimeout_secs = 30",
+    );
+    let out = run_sweep(tmp.path());
+    let rows = rows(tmp.path());
+    assert_every_slot_once(&rows, 100, 10);
+    assert_reproduces(&reference, &rows);
+    Some((
+        rows,
+        sim.stats(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    ))
+}
+
+#[test]
+fn batch_mode_reproduces_the_published_metrics_exactly() {
+    let Some((rows, stats, stdout)) = batch_sweep(&["--batch-delay-ms", "500"]) else {
+        return;
+    };
+    assert!(rows.iter().all(|r| r.failures == 0 && r.rating >= 0));
+    let b = &stats["batches"];
+    // One provider batch of 3,000 requests (n = 10), created once; no
+    // interactive request at all.
+    assert_eq!(b["created"], 1, "{b}");
+    assert_eq!(b["resubmitted"], 0, "{b}");
+    assert_eq!(b["lines"], 3_000, "{b}");
+    assert_eq!(stats["keys"][KEY]["requests"].as_u64().unwrap_or(0), 0);
+    eprintln!("batch mode: {b}\n{stdout}");
+}
+
+#[test]
+fn batch_mode_asks_digitless_samples_again_in_follow_up_batches() {
+    // Every fifth answer has no digit: the protocol's retries go into
+    // follow-up batches, each asking only the samples still missing.
+    let Some((rows, stats, _)) = batch_sweep(&[
+        "--fault-rate",
+        "0.2",
+        "--faults",
+        "nondigit",
+        "--seed",
+        "5",
+        "--batch-delay-ms",
+        "200",
+    ]) else {
+        return;
+    };
+    let b = &stats["batches"];
+    let created = b["created"].as_u64().unwrap();
+    assert!(created >= 2, "follow-ups expected: {b}");
+    assert_eq!(b["resubmitted"], 0, "{b}");
+    let failures: u64 = rows.iter().map(|r| r.failures as u64).sum();
+    assert!(failures > 100, "{failures} failed attempts recorded");
+    assert_eq!(
+        failures,
+        stats["keys"][KEY]["faults"]["nondigit"]
+            .as_u64()
+            .unwrap_or(0),
+        "{}",
+        stats["keys"][KEY]
+    );
+}
+
+const BATCH_TOKEN: &str = "sim-exact-batch-token-0123456789";
+
+fn cluster_cli(args: &[&str], dir: &Path) -> std::process::Output {
+    Command::new(simproc::bin())
+        .args(args)
+        .current_dir(dir)
+        .env("MORALSWEEP_TOKEN", BATCH_TOKEN)
+        .output()
+        .unwrap()
+}
+
+fn batch_status(url: &str, dir: &Path) -> Option<serde_json::Value> {
+    let out = cluster_cli(
+        &["status", "sim-exact", "--json", "--coordinator", url],
+        dir,
+    );
+    out.status
+        .success()
+        .then(|| serde_json::from_slice(&out.stdout).ok())
+        .flatten()
+}
+
+fn batch_worker(url: &str, name: &str) -> common::Proc {
+    common::spawn_worker(
+        url,
+        name,
+        BATCH_TOKEN,
+        &[
+            "--extend-every",
+            "0.5",
+            "--batch-linger",
+            "1",
+            "--batch-poll",
+            "0.5",
+        ],
+    )
+}
+
+/// Waits (at most `secs`) until `what` holds.
+fn wait_until(secs: u64, what: &str, mut ok: impl FnMut() -> bool) {
+    let t0 = std::time::Instant::now();
+    while !ok() {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(secs),
+            "waited {secs} s for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// Batch mode on the cluster (redis-server with an append-only file, a
+/// coordinator and worker processes): while the provider batch is in
+/// flight its worker is killed with SIGKILL, another worker takes the
+/// batch over, and then the coordinator is killed with SIGKILL and started
+/// again. The batch is created exactly once at the simulator (never
+/// resubmitted), every result is recorded exactly once, and the published
+/// metrics come out to 1e-9.
+#[test]
+fn batch_mode_survives_sigkill_of_worker_and_coordinator_mid_batch() {
+    let Some(reference) = reference() else {
+        return;
+    };
+    let _one_at_a_time = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let personas = reference.join("personas.json");
+    let replay = replay_dir(&reference, d);
+    // The batch runs 15 s at the simulator: both kills land while it does.
+    let sim = SimProc::start(&[
+        "--replay",
+        replay.to_str().unwrap(),
+        "--personas",
+        personas.to_str().unwrap(),
+        "--replay-mode",
+        "deal",
+        "--batch-delay-ms",
+        "15000",
+    ]);
+    write_spec(
+        d,
+        &reference,
+        &sim,
+        100,
+        10,
+        "catalog = \"openai/gpt-4o\"\nbatch = true\ntimeout_secs = 30",
+    );
+    let redis = moralsweep_testsupport::RedisServer::start_with(
+        moralsweep_testsupport::Persistence::AofAlways,
+    );
+    let port = moralsweep_testsupport::free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let coord_args = ["--lease-ttl", "3", "--reclaim-every", "0.2"];
+    let data = d.join("coord");
+    let mut coord =
+        common::spawn_coordinator(port, &redis.url(), &data, BATCH_TOKEN, &coord_args, d);
+    let r = cluster_cli(&["submit", "s.toml", "--coordinator", &url], d);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let created = || sim.stats()["batches"]["created"].as_u64().unwrap_or(0);
+
+    let mut first = batch_worker(&url, "w1");
+    wait_until(90, "the first worker to submit the batch", || {
+        created() >= 1
+    });
+    // The batch is in flight; its worker dies.
+    first.0.kill().unwrap();
+    first.0.wait().unwrap();
+    let _second = batch_worker(&url, "w2");
+    let holder = || {
+        batch_status(&url, d)
+            .and_then(|s| s["batches"].as_array().cloned())
+            .unwrap_or_default()
+            .iter()
+            .any(|b| b.as_str().is_some_and(|b| b.contains("polled by w2")))
+    };
+    wait_until(30, "the second worker to take the batch over", holder);
+    let open = batch_status(&url, d).unwrap();
+    assert_ne!(
+        open["state"], "done",
+        "the batch ended before the kill: {open}"
+    );
+    // The coordinator dies and comes back from Redis alone.
+    coord.0.kill().unwrap();
+    coord.0.wait().unwrap();
+    coord = common::spawn_coordinator(port, &redis.url(), &data, BATCH_TOKEN, &coord_args, d);
+    wait_until(120, "the sweep to finish", || {
+        batch_status(&url, d).is_some_and(|s| s["state"] == "done")
+    });
+    let out = d.join("fetched");
+    let r = cluster_cli(
+        &[
+            "results",
+            "sim-exact",
+            "--coordinator",
+            &url,
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        d,
+    );
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let rows = read_sampling(&out.join(format!("data/{KEY}_temp01.csv")), false)
+        .unwrap()
+        .rows;
+    assert_every_slot_once(&rows, 100, 10);
+    assert_reproduces(&reference, &rows);
+    let b = &sim.stats()["batches"];
+    assert_eq!(b["created"], 1, "{b}");
+    assert_eq!(b["resubmitted"], 0, "{b}");
+    eprintln!("killed worker and coordinator mid-batch: {b}");
+    drop(coord);
+}
+
+/// Cancelling a sweep cancels its provider batch: the worker learns it at
+/// its next extension and cancels the batch at the provider.
+#[test]
+fn cancelling_a_batch_sweep_cancels_its_provider_batch() {
+    let Some(reference) = reference() else {
+        return;
+    };
+    let _one_at_a_time = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let personas = reference.join("personas.json");
+    let replay = replay_dir(&reference, d);
+    let sim = SimProc::start(&[
+        "--replay",
+        replay.to_str().unwrap(),
+        "--personas",
+        personas.to_str().unwrap(),
+        "--replay-mode",
+        "deal",
+        "--batch-delay-ms",
+        "60000",
+    ]);
+    write_spec(
+        d,
+        &reference,
+        &sim,
+        100,
+        10,
+        "catalog = \"openai/gpt-4o\"\nbatch = true\ntimeout_secs = 30",
+    );
+    let redis = moralsweep_testsupport::RedisServer::start();
+    let port = moralsweep_testsupport::free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let _coord = common::spawn_coordinator(
+        port,
+        &redis.url(),
+        &d.join("coord"),
+        BATCH_TOKEN,
+        &["--lease-ttl", "3"],
+        d,
+    );
+    let r = cluster_cli(&["submit", "s.toml", "--coordinator", &url], d);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let _worker = batch_worker(&url, "w1");
+    let batches = || sim.stats()["batches"]["apis"]["openai"].clone();
+    wait_until(90, "the batch to be submitted", || {
+        batches()["created"] == 1
+    });
+    let shown = batch_status(&url, d).unwrap();
+    let line = shown["batches"][0].as_str().unwrap_or_default().to_string();
+    assert!(
+        line.contains("openai batch batch_") && line.contains("polled by w1"),
+        "status shows the batch: {shown}"
+    );
+    let r = cluster_cli(&["cancel", "sim-exact", "--coordinator", &url], d);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    wait_until(30, "the provider batch to be cancelled", || {
+        batches()["cancelled"] == 1
+    });
+    assert_eq!(batches()["created"], 1);
+}

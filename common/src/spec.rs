@@ -328,6 +328,9 @@ pub fn is_openai_reasoning_model(model: &str) -> bool {
         .any(|p| base == *p || base.starts_with(&format!("{p}-")))
 }
 
+/// Providers whose batch API `batch = true` can use (`sim` speaks OpenAI's).
+pub const BATCH_PROVIDERS: &[&str] = &["openai", "anthropic", "gemini", "sim"];
+
 impl ModelSpec {
     /// The rate group this model's requests count against.
     pub fn rate_group(&self) -> &str {
@@ -337,6 +340,13 @@ impl ModelSpec {
     /// Whether the model's entry says `temperature = "provider-default"`.
     pub fn provider_default_temperature(&self) -> bool {
         self.temperature == Some(TemperatureSetting::ProviderDefault)
+    }
+
+    /// Whether this model's slots in `mode` go through the provider's batch
+    /// API (`batch = true`): its questionnaire modes (persona, self). Its
+    /// logprob and misalignment-check slots are asked one call each.
+    pub fn sends_batches(&self, mode: Mode) -> bool {
+        self.batch == Some(true) && matches!(mode, Mode::Persona | Mode::SelfMode)
     }
 
     /// The temperature this model's persona and self requests are sent with:
@@ -828,14 +838,25 @@ impl SweepSpec {
             }
         }
         if m.batch == Some(true) {
-            return Err((
-                "batch",
-                format!(
-                    "is true, but this build cannot yet send model {:?} through a provider's batch API; \
-                     remove `batch` (`moralsweep run --dry-run` shows what the batch API would cost)",
-                    m.key
-                ),
-            ));
+            if !BATCH_PROVIDERS.contains(&m.provider.as_str()) {
+                return Err((
+                    "batch",
+                    format!(
+                        "is true, but provider {:?} has no batch API here ({} have one); remove `batch` or use one of those",
+                        m.provider,
+                        BATCH_PROVIDERS.join(", ")
+                    ),
+                ));
+            }
+            if entry.is_some_and(|e| !e.batch) {
+                return Err((
+                    "batch",
+                    format!(
+                        "is true, but the catalog says the provider's batch API does not serve {:?}; remove `batch`",
+                        m.model
+                    ),
+                ));
+            }
         }
         Ok(())
     }

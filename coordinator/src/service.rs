@@ -19,7 +19,7 @@ use tonic::{Request, Response, Status};
 
 use crate::engine::{Engine, EngineError};
 use moralsweep_protocol::auth::Auth;
-use moralsweep_protocol::{convert, ProgressState, SweepProgress, MAX_MESSAGE};
+use moralsweep_protocol::{convert, HeldBatch, ProgressState, SweepProgress, MAX_MESSAGE};
 
 /// The longest pause one `Throttled` call may impose on a rate group.
 pub const MAX_THROTTLE_PAUSE: Duration = Duration::from_secs(600);
@@ -462,17 +462,33 @@ impl Workers for Service {
         req: Request<pb::ExtendBatchesRequest>,
     ) -> Result<Response<pb::ExtendBatchesReply>, Status> {
         let r = req.into_inner();
-        let refs: Vec<(String, String)> = r.batches.into_iter().map(|b| (b.sweep, b.id)).collect();
+        let held: Vec<HeldBatch> = r
+            .batches
+            .into_iter()
+            .map(|b| HeldBatch {
+                sweep: b.sweep,
+                id: b.id,
+                seen: Some(b.progress).filter(|p| !p.is_empty()),
+            })
+            .collect();
         let (lost, deadline_ms) = self
             .engine
-            .extend_batches(&r.worker, &refs)
+            .extend_batches(&r.worker, &held)
             .await
             .map_err(status)?;
+        let refs = |stopped: bool| {
+            lost.iter()
+                .filter(|b| b.stopped == stopped)
+                .map(|b| pb::BatchRef {
+                    sweep: b.sweep.clone(),
+                    id: b.id.clone(),
+                    progress: String::new(),
+                })
+                .collect()
+        };
         Ok(Response::new(pb::ExtendBatchesReply {
-            lost: lost
-                .into_iter()
-                .map(|(sweep, id)| pb::BatchRef { sweep, id })
-                .collect(),
+            lost: refs(false),
+            stopped: refs(true),
             deadline_ms,
         }))
     }

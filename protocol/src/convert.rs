@@ -183,6 +183,7 @@ pub fn progress_to_pb(p: &SweepProgress) -> pb::SweepStatus {
         leased: p.leased,
         output: p.output.display().to_string(),
         messages: p.messages.clone(),
+        batches: p.batches.clone(),
     }
 }
 
@@ -207,6 +208,7 @@ pub fn progress_from_pb(s: pb::SweepStatus) -> SweepProgress {
         leased: s.leased,
         output: s.output.into(),
         messages: s.messages,
+        batches: s.batches,
     }
 }
 

@@ -23,7 +23,7 @@ pub mod report;
 pub mod seed;
 pub mod unit;
 
-pub use batch::BatchRecord;
+pub use batch::{BatchRecord, HeldBatch, LostBatch, ProviderState, Submitted};
 pub use error::{CallError, ErrorKind};
 pub use lease::{Grant, Lease, LeaseOutcome};
 pub use limits::{LOGPROB_REQUEST_TEMPERATURE, MAX_MESSAGE};

@@ -80,6 +80,9 @@ pub struct SweepProgress {
     pub leased: u64,
     pub output: PathBuf,
     pub messages: Vec<String>,
+    /// Its open provider batches, one line each (`status` shows them).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub batches: Vec<String>,
 }
 
 impl SweepProgress {

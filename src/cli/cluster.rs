@@ -315,6 +315,17 @@ pub struct WorkerArgs {
     /// Seconds running requests may take to finish after SIGTERM.
     #[arg(long, default_value_t = 30.0)]
     pub drain_timeout: f64,
+    /// Batch mode: seconds a unit's leased cells wait for more before their
+    /// provider batch is submitted.
+    #[arg(long, default_value_t = 2.0)]
+    pub batch_linger: f64,
+    /// Batch mode: the most seconds between two polls of a provider batch.
+    #[arg(long, default_value_t = 30.0)]
+    pub batch_poll: f64,
+    /// Batch mode: the most requests in one provider batch (default: the
+    /// provider's limit).
+    #[arg(long)]
+    pub batch_max_requests: Option<usize>,
     /// Serve /metrics, /healthz and /readyz (not ready once draining) here,
     /// e.g. 0.0.0.0:9464.
     #[arg(long, env = "MORALSWEEP_OPS_LISTEN")]
@@ -333,6 +344,9 @@ pub fn worker(a: WorkerArgs) -> anyhow::Result<()> {
         report_batch: a.report_batch.max(1),
         extend_every: positive_secs("--extend-every", a.extend_every)?,
         drain_timeout: positive_secs("--drain-timeout", a.drain_timeout)?,
+        batch_linger: positive_secs("--batch-linger", a.batch_linger)?,
+        batch_poll: positive_secs("--batch-poll", a.batch_poll)?,
+        batch_max_requests: a.batch_max_requests,
         metrics: moralsweep_telemetry::metrics::global().clone(),
         ..WorkerConfig::default()
     };
@@ -472,6 +486,9 @@ fn print_status(sweeps: &[SweepProgress]) {
                     format!(": {}", u.message)
                 }
             );
+        }
+        for b in &p.batches {
+            println!("  {b}");
         }
         if p.state == ProgressState::Failed {
             for m in &p.messages {

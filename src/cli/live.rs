@@ -180,6 +180,7 @@ impl EngineLive {
                 "created_at": record.as_ref().map(|r| r.created_at.clone()),
                 "finished_at": record.as_ref().and_then(|r| r.finished_at.clone()),
                 "messages": p.messages,
+                "batches": p.batches,
                 "report": has_report,
                 "models": models,
             }));

@@ -396,6 +396,8 @@ struct Progress {
     quiet: bool,
     last_line: std::time::Instant,
     last_done: u64,
+    /// The provider batches' lines last printed.
+    last_batches: Vec<String>,
 }
 
 impl Progress {
@@ -425,6 +427,7 @@ impl Progress {
             quiet,
             last_line: std::time::Instant::now(),
             last_done: p.done,
+            last_batches: Vec::new(),
         }
     }
 
@@ -436,6 +439,11 @@ impl Progress {
             Some((_, bars)) => {
                 for ((_, total, done), (model, bar)) in per_model(p).into_iter().zip(bars) {
                     bar.set_position(done.min(total));
+                    // A batch-mode model: what its provider batch is doing.
+                    let of = format!(" of {model} ");
+                    if let Some(b) = p.batches.iter().find(|b| b.contains(&of)) {
+                        bar.set_message(b.split_once(": ").map_or(b.as_str(), |x| x.1).to_string());
+                    }
                     if let Some(u) = p
                         .units
                         .iter()
@@ -449,12 +457,16 @@ impl Progress {
             }
             None => {
                 let due = self.last_line.elapsed() >= Duration::from_secs(5) || p.finished();
-                if due && p.done != self.last_done {
+                if due && (p.done != self.last_done || p.batches != self.last_batches) {
                     let parts: Vec<String> = per_model(p)
                         .into_iter()
                         .map(|(m, t, d)| format!("{m} {d}/{t}"))
                         .collect();
                     println!("progress {}/{}: {}", p.done, p.total, parts.join(", "));
+                    for b in &p.batches {
+                        println!("  {b}");
+                    }
+                    self.last_batches = p.batches.clone();
                     self.last_line = std::time::Instant::now();
                     self.last_done = p.done;
                 }

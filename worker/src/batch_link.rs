@@ -7,7 +7,7 @@
 //! [`Link::report`]: crate::runtime::Link::report
 
 use async_trait::async_trait;
-use moralsweep_protocol::{BatchRecord, UnitKey};
+use moralsweep_protocol::{BatchRecord, HeldBatch, LostBatch, UnitKey};
 
 use crate::runtime::{Link, LinkError};
 
@@ -32,12 +32,13 @@ pub trait BatchLink: Link {
         id: &str,
         provider_id: &str,
     ) -> Result<bool, LinkError>;
-    /// Extends the batches `worker` polls; returns those it lost.
+    /// Extends the batches `worker` polls (with what it saw of each);
+    /// returns those it lost, saying which belong to a stopped sweep.
     async fn extend_batches(
         &self,
         worker: &str,
-        batches: Vec<(String, String)>,
-    ) -> Result<Vec<(String, String)>, LinkError>;
+        batches: Vec<HeldBatch>,
+    ) -> Result<Vec<LostBatch>, LinkError>;
     /// Batches whose worker stopped polling, now this worker's to poll.
     async fn claim_batches(&self, worker: &str, max: u32) -> Result<Vec<BatchRecord>, LinkError>;
     /// Closes a batch whose results were reported; returns the number of

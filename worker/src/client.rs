@@ -12,7 +12,8 @@ use async_trait::async_trait;
 use moralsweep_proto::v1 as pb;
 use moralsweep_protocol::auth::Bearer;
 use moralsweep_protocol::{
-    convert, BatchRecord, LeaseOutcome, ReportOutcome, SlotReport, UnitKey, MAX_MESSAGE,
+    convert, BatchRecord, HeldBatch, LeaseOutcome, LostBatch, ReportOutcome, SlotReport, UnitKey,
+    MAX_MESSAGE,
 };
 use pb::sweeps_client::SweepsClient;
 use pb::workers_client::WorkersClient;
@@ -173,25 +174,33 @@ impl BatchLink for GrpcLink {
     async fn extend_batches(
         &self,
         worker: &str,
-        batches: Vec<(String, String)>,
-    ) -> Result<Vec<(String, String)>, LinkError> {
-        Ok(self
+        batches: Vec<HeldBatch>,
+    ) -> Result<Vec<LostBatch>, LinkError> {
+        let r = self
             .client
             .clone()
             .extend_batches(pb::ExtendBatchesRequest {
                 worker: worker.to_string(),
                 batches: batches
                     .into_iter()
-                    .map(|(sweep, id)| pb::BatchRef { sweep, id })
+                    .map(|b| pb::BatchRef {
+                        sweep: b.sweep,
+                        id: b.id,
+                        progress: b.seen.unwrap_or_default(),
+                    })
                     .collect(),
             })
             .await
             .map_err(LinkError::from)?
-            .into_inner()
-            .lost
-            .into_iter()
-            .map(|b| (b.sweep, b.id))
-            .collect())
+            .into_inner();
+        let lost = |refs: Vec<pb::BatchRef>, stopped: bool| {
+            refs.into_iter().map(move |b| LostBatch {
+                sweep: b.sweep,
+                id: b.id,
+                stopped,
+            })
+        };
+        Ok(lost(r.lost, false).chain(lost(r.stopped, true)).collect())
     }
 
     async fn claim_batches(&self, worker: &str, max: u32) -> Result<Vec<BatchRecord>, LinkError> {

@@ -72,7 +72,35 @@ pub struct ModelUsage {
 /// Usage and cost of every model of a process.
 #[derive(Debug, Default)]
 pub struct Accounting {
-    models: Mutex<BTreeMap<String, (Prices, ModelUsage)>>,
+    models: Mutex<BTreeMap<String, Priced>>,
+}
+
+/// One model's prices and usage; the tokens of its batch requests are
+/// also kept apart, since they are billed at the batch prices.
+#[derive(Debug, Default)]
+struct Priced {
+    prices: Prices,
+    batch_prices: Prices,
+    usage: ModelUsage,
+    batch_input_tokens: u64,
+    batch_output_tokens: u64,
+}
+
+impl Priced {
+    fn cost(&self) -> Option<f64> {
+        let u = &self.usage;
+        let interactive = self.prices.cost(
+            u.input_tokens - self.batch_input_tokens,
+            u.output_tokens - self.batch_output_tokens,
+        );
+        let batch = self
+            .batch_prices
+            .cost(self.batch_input_tokens, self.batch_output_tokens);
+        match (interactive, batch) {
+            (None, None) => None,
+            (a, b) => Some(a.unwrap_or(0.0) + b.unwrap_or(0.0)),
+        }
+    }
 }
 
 impl Accounting {
@@ -84,38 +112,52 @@ impl Accounting {
     pub fn register(&self, spec: &ModelSpec) {
         let mut m = self.models.lock().unwrap_or_else(|e| e.into_inner());
         let e = m.entry(spec.key.clone()).or_default();
-        e.0 = Prices::of(spec);
-        e.1.cost_usd = e.0.cost(e.1.input_tokens, e.1.output_tokens);
+        e.prices = Prices::of(spec);
+        e.batch_prices = Prices::batch_of(spec);
+        e.usage.cost_usd = e.cost();
     }
 
-    fn with(&self, key: &str, f: impl FnOnce(&Prices, &mut ModelUsage)) {
+    fn with(&self, key: &str, f: impl FnOnce(&mut Priced)) {
         let mut m = self.models.lock().unwrap_or_else(|e| e.into_inner());
-        let (prices, usage) = m.entry(key.to_string()).or_default();
-        f(prices, usage);
+        f(m.entry(key.to_string()).or_default());
     }
 
     /// One answered call.
     pub fn record(&self, key: &str, usage: Usage) {
-        self.with(key, |p, u| {
-            u.requests += 1;
-            u.input_tokens += usage.input_tokens;
-            u.output_tokens += usage.output_tokens;
-            u.cost_usd = p.cost(u.input_tokens, u.output_tokens);
+        self.with(key, |p| {
+            p.usage.requests += 1;
+            p.usage.input_tokens += usage.input_tokens;
+            p.usage.output_tokens += usage.output_tokens;
+            p.usage.cost_usd = p.cost();
+        });
+    }
+
+    /// One answered request of a provider batch (billed at the batch prices).
+    pub fn record_batch(&self, key: &str, usage: Usage) {
+        self.with(key, |p| {
+            p.usage.requests += 1;
+            p.usage.input_tokens += usage.input_tokens;
+            p.usage.output_tokens += usage.output_tokens;
+            p.batch_input_tokens += usage.input_tokens;
+            p.batch_output_tokens += usage.output_tokens;
+            p.usage.cost_usd = p.cost();
         });
     }
 
     pub fn rate_limited(&self, key: &str) {
-        self.with(key, |_, u| u.rate_limited += 1);
+        self.with(key, |p| p.usage.rate_limited += 1);
     }
 
     pub fn retried(&self, key: &str) {
-        self.with(key, |_, u| u.retried_errors += 1);
+        self.with(key, |p| p.usage.retried_errors += 1);
     }
 
     /// Usage per model key.
     pub fn snapshot(&self) -> BTreeMap<String, ModelUsage> {
         let m = self.models.lock().unwrap_or_else(|e| e.into_inner());
-        m.iter().map(|(k, (_, u))| (k.clone(), u.clone())).collect()
+        m.iter()
+            .map(|(k, p)| (k.clone(), p.usage.clone()))
+            .collect()
     }
 }
 

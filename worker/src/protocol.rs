@@ -65,13 +65,8 @@ pub async fn rate_sample_in(
                 top_logprobs: None,
             })
             .await?;
-        if let Some(rating) = instrument.one_token_rating(&c.text) {
-            return Ok(SampleRecord {
-                rating,
-                failures,
-                response: response_head(&c.text),
-                collected_at: now_timestamp(),
-            });
+        if let Some(r) = one_token_record(instrument, &c.text, failures) {
+            return Ok(r);
         }
         failures += 1;
         last_text = c.text;
@@ -85,16 +80,7 @@ pub async fn rate_sample_in(
             top_logprobs: None,
         })
         .await?;
-    let (rating, text) = match instrument.standalone_rating(&c.text) {
-        Some(r) => (r, c.text),
-        None => (-1, if c.text.is_empty() { last_text } else { c.text }),
-    };
-    Ok(SampleRecord {
-        rating,
-        failures,
-        response: response_head(&text),
-        collected_at: now_timestamp(),
-    })
+    Ok(fallback_record(instrument, c.text, failures, last_text))
 }
 
 /// How the slots of one cell are asked together (several samples per
@@ -117,6 +103,45 @@ pub struct CellRequest {
 pub struct CellOutcome {
     pub records: Vec<SampleRecord>,
     pub refused_multi_sample: bool,
+}
+
+/// Step 1 of the protocol for one sample: its record when the text is a
+/// rating (after `failures` failed attempts), `None` when it must be asked
+/// again.
+pub fn one_token_record(
+    instrument: &Instrument,
+    text: &str,
+    failures: u32,
+) -> Option<SampleRecord> {
+    instrument
+        .one_token_rating(text)
+        .map(|rating| SampleRecord {
+            rating,
+            failures,
+            response: response_head(text),
+            collected_at: now_timestamp(),
+        })
+}
+
+/// Steps 3 and 4 for one sample: the first standalone rating of the
+/// fallback's text, else -1 with that text (or, when it is empty, the
+/// `earlier` attempt's).
+pub fn fallback_record(
+    instrument: &Instrument,
+    text: String,
+    failures: u32,
+    earlier: String,
+) -> SampleRecord {
+    let (rating, text) = match instrument.standalone_rating(&text) {
+        Some(r) => (r, text),
+        None => (-1, if text.is_empty() { earlier } else { text }),
+    };
+    SampleRecord {
+        rating,
+        failures,
+        response: response_head(&text),
+        collected_at: now_timestamp(),
+    }
 }
 
 /// Runs the sampling protocol for several slots of one cell, drawing their
@@ -187,15 +212,8 @@ pub async fn rate_samples(
                 Err(e) => return Err(e),
             };
             for (slot, c) in chunk.iter().zip(answers) {
-                match instrument.one_token_rating(&c.text) {
-                    Some(rating) => {
-                        records[*slot] = Some(SampleRecord {
-                            rating,
-                            failures: failures[*slot],
-                            response: response_head(&c.text),
-                            collected_at: now_timestamp(),
-                        })
-                    }
+                match one_token_record(instrument, &c.text, failures[*slot]) {
+                    Some(r) => records[*slot] = Some(r),
                     None => {
                         failures[*slot] += 1;
                         last_text[*slot] = c.text;
@@ -231,23 +249,12 @@ pub async fn rate_samples(
             Err(e) => return Err(e),
         };
         for (slot, c) in chunk.iter().zip(answers) {
-            let (rating, text) = match instrument.standalone_rating(&c.text) {
-                Some(r) => (r, c.text),
-                None => (
-                    -1,
-                    if c.text.is_empty() {
-                        std::mem::take(&mut last_text[*slot])
-                    } else {
-                        c.text
-                    },
-                ),
-            };
-            records[*slot] = Some(SampleRecord {
-                rating,
-                failures: failures[*slot],
-                response: response_head(&text),
-                collected_at: now_timestamp(),
-            });
+            records[*slot] = Some(fallback_record(
+                instrument,
+                c.text,
+                failures[*slot],
+                std::mem::take(&mut last_text[*slot]),
+            ));
         }
     }
     let records: Option<Vec<SampleRecord>> = records.into_iter().collect();

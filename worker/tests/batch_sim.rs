@@ -163,7 +163,7 @@ async fn a_stored_record_collects_the_results_without_submitting_again() {
     let items = ten_samples(Some(0.1), None);
     let record = {
         let first = batch::build(&spec).unwrap();
-        first.submit(&items).await.unwrap()
+        first.submit("test-batch", &items).await.unwrap()
     };
     // The record as a store would keep it, read back by a new client.
     let stored = serde_json::to_string(&record).unwrap();
@@ -257,7 +257,7 @@ async fn errored_expired_and_cancelled_requests_come_back_classified() {
             }
         }
         let client = batch::build(&spec(provider, &slow, json!({}))).unwrap();
-        let record = client.submit(&items).await.unwrap();
+        let record = client.submit("test-batch", &items).await.unwrap();
         let p = client.poll(&record).await.unwrap();
         assert!(!p.ended, "{provider}: {p:?}");
         let now = chrono::Utc::now().timestamp();
@@ -313,13 +313,16 @@ async fn anthropic_and_gemini_batches_answer_the_adapters_bodies() {
         item("n", 1, 3, None, None),
         item("not ok", 1, 1, None, None),
     ] {
-        let e = anthropic.submit(&[bad.clone()]).await.unwrap_err();
+        let e = anthropic
+            .submit("test-batch", &[bad.clone()])
+            .await
+            .unwrap_err();
         assert!(matches!(e, ProviderError::Fatal(_)), "{e}");
     }
     assert_eq!(stats(&s)["batches"]["apis"]["anthropic"]["created"], 1);
     // Repeated custom ids are refused by every client.
     let twice = [item("x", 1, 1, None, None), item("x", 2, 1, None, None)];
-    let e = anthropic.submit(&twice).await.unwrap_err();
+    let e = anthropic.submit("test-batch", &twice).await.unwrap_err();
     assert!(e.to_string().contains("appears twice"), "{e}");
 }
 
@@ -342,4 +345,62 @@ async fn a_batch_the_provider_fails_names_its_lines() {
         .err()
         .unwrap();
     assert!(unknown.to_string().contains("no batch API"), "{unknown}");
+}
+
+/// A batch the provider accepted before its submitter could store the
+/// answer (it died in between) is found again by its tag, for each API,
+/// instead of being submitted twice; a tag never submitted is absent.
+/// Anthropic names no batch, so there a running candidate with as many
+/// requests cannot be told apart until it ends ("not yet").
+#[tokio::test]
+async fn a_submitted_batch_is_found_again_by_its_tag() {
+    use batch::Found;
+    let dir = replay_dir();
+    for provider in ["sim", "gemini", "anthropic"] {
+        let s = sim(
+            &dir,
+            BatchSettings {
+                delay: Duration::from_millis(600),
+                ..BatchSettings::default()
+            },
+            ReplayMode::Sample,
+        )
+        .await;
+        let client = batch::build(&spec(provider, &s, json!({}))).unwrap();
+        // Anthropic's current models take no temperature.
+        let t = (provider != "anthropic").then_some(0.1);
+        let items: Vec<BatchItem> = (0..3)
+            .map(|i| item(&format!("5f3a9c01-s{i}-m1-a0"), i, 1, t, None))
+            .collect();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        let sent = client.submit("msb-test-g0", &items).await.unwrap();
+        let found = client.find("msb-test-g0", &items, now).await.unwrap();
+        if provider == "anthropic" {
+            assert_eq!(found, Found::NotYet, "{provider}: still running");
+            while !client.poll(&sent).await.unwrap().ended {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            let found = client.find("msb-test-g0", &items, now).await.unwrap();
+            assert_eq!(found, Found::Batch(sent.clone()), "{provider}");
+        } else {
+            assert_eq!(found, Found::Batch(sent.clone()), "{provider}");
+        }
+        // Another generation's tag and custom ids: nothing to find (once
+        // the candidate has ended, for Anthropic).
+        while !client.poll(&sent).await.unwrap().ended {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let others: Vec<BatchItem> = (0..3)
+            .map(|i| item(&format!("77e0b2d4-s{i}-m1-a1"), i, 1, t, None))
+            .collect();
+        assert_eq!(
+            client.find("msb-test-g1", &others, now).await.unwrap(),
+            Found::Absent,
+            "{provider}"
+        );
+        assert_eq!(stats(&s)["batches"]["created"], 1, "{provider}");
+    }
 }

@@ -7,7 +7,7 @@
 //! puts its unanswered slots back in the queue.
 
 use super::*;
-use moralsweep_protocol::BatchRecord;
+use moralsweep_protocol::{BatchRecord, HeldBatch, LostBatch};
 
 impl Engine {
     /// Opens a batch for `slots` of `unit` that `worker` holds under
@@ -57,6 +57,9 @@ impl Engine {
             created_ms: now,
         };
         let stored = self.store.open_batch(lease_ids, &batch).await?;
+        if !stored.slots.is_empty() {
+            self.batch_known(&stored);
+        }
         self.bump();
         Ok(stored)
     }
@@ -78,21 +81,76 @@ impl Engine {
         Ok(open)
     }
 
-    /// Moves the deadlines of the batches `worker` holds; returns those it
-    /// no longer holds and the new deadline.
+    /// Moves the deadlines of the batches `worker` holds and keeps what it
+    /// saw of them; returns those it no longer holds (`stopped` when their
+    /// sweep no longer runs: then the record is closed here and the worker
+    /// cancels the provider's batch) and the new deadline.
     pub async fn extend_batches(
         &self,
         worker: &str,
-        batches: &[(String, String)],
-    ) -> EngineResult<(Vec<(String, String)>, u64)> {
+        batches: &[HeldBatch],
+    ) -> EngineResult<(Vec<LostBatch>, u64)> {
         let deadline = now_ms() + self.cfg.lease_ttl.as_millis() as u64;
         let mut lost = Vec::new();
-        for (sweep, id) in batches {
-            if !self.store.extend_batch(sweep, id, worker, deadline).await? {
-                lost.push((sweep.clone(), id.clone()));
+        for b in batches {
+            // A deleted or cancelled sweep's batches stop.
+            let running = {
+                let st = self.lock();
+                st.sweeps
+                    .get(&b.sweep)
+                    .is_some_and(|s| s.record.state != SweepState::Cancelled)
+            };
+            let key = (b.sweep.clone(), b.id.clone());
+            if !running {
+                self.store.close_batch(&b.sweep, &b.id).await?;
+                self.batch_seen
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&key);
+                lost.push(LostBatch {
+                    sweep: b.sweep.clone(),
+                    id: b.id.clone(),
+                    stopped: true,
+                });
+            } else if !self
+                .store
+                .extend_batch(&b.sweep, &b.id, worker, deadline)
+                .await?
+            {
+                lost.push(LostBatch {
+                    sweep: b.sweep.clone(),
+                    id: b.id.clone(),
+                    stopped: false,
+                });
+            } else if let Some(seen) = &b.seen {
+                let mut known = self.batch_seen.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(entry) = known.get_mut(&key) {
+                    if entry.1.as_ref() != Some(seen) {
+                        entry.1 = Some(seen.clone());
+                        drop(known);
+                        self.bump();
+                    }
+                }
             }
         }
         Ok((lost, deadline))
+    }
+
+    /// One line per open batch of `sweep` (its model, slots, provider batch
+    /// and what its worker last saw), for `status`.
+    pub(super) async fn batch_lines(&self, sweep: &str) -> EngineResult<Vec<String>> {
+        let open = self.store.batches().await?;
+        let seen = self.batch_seen.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(open
+            .iter()
+            .filter(|b| b.unit.sweep == sweep)
+            .map(|b| {
+                b.describe(
+                    seen.get(&(b.unit.sweep.clone(), b.id.clone()))
+                        .and_then(|(_, s)| s.as_deref()),
+                )
+            })
+            .collect())
     }
 
     /// Hands up to `max` batches whose holder stopped extending them to
@@ -102,6 +160,7 @@ impl Engine {
         let deadline = now + self.cfg.lease_ttl.as_millis() as u64;
         let claimed = self.store.claim_batches(worker, now, deadline, max).await?;
         for b in &claimed {
+            self.batch_known(b);
             tracing::info!(sweep = %b.unit.sweep, model = %b.unit.model, batch = %b.id,
                 provider_batch = b.provider_id.as_deref().unwrap_or("-"), %worker,
                 "a batch whose worker stopped polling goes to another worker");
@@ -113,11 +172,43 @@ impl Engine {
     /// recorded result go back to the queue. Returns how many.
     pub async fn close_batch(&self, sweep: &str, id: &str) -> EngineResult<u32> {
         let requeued = self.store.close_batch(sweep, id).await?;
+        self.batch_seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&(sweep.to_string(), id.to_string()));
         if requeued > 0 {
             self.wake_units();
         }
         self.bump();
         Ok(requeued)
+    }
+
+    /// What the workers last saw of `sweep`'s open batches, one line each,
+    /// from memory (the progress display).
+    pub(super) fn batch_seen_lines(&self, sweep: &str) -> Vec<String> {
+        let seen = self.batch_seen.lock().unwrap_or_else(|e| e.into_inner());
+        let mut lines: Vec<String> = seen
+            .iter()
+            .filter(|((s, _), _)| s == sweep)
+            .map(|((_, id), (unit, words))| {
+                format!(
+                    "batch {id} of {} {}: {}",
+                    unit.model,
+                    unit.mode.name(),
+                    words.as_deref().unwrap_or("submitting")
+                )
+            })
+            .collect();
+        lines.sort();
+        lines
+    }
+
+    fn batch_known(&self, b: &BatchRecord) {
+        self.batch_seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry((b.unit.sweep.clone(), b.id.clone()))
+            .or_insert_with(|| (b.unit.clone(), None));
     }
 
     /// Every open batch (status).

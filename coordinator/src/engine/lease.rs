@@ -3,6 +3,9 @@
 
 use super::*;
 
+/// The most slots of a batched unit one grant holds.
+pub const BATCH_LEASE_SLOTS: u32 = 200_000;
+
 impl Engine {
     pub(super) fn next_lease_id(&self) -> String {
         let n = self.lease_seq.fetch_add(1, Ordering::Relaxed);
@@ -20,7 +23,8 @@ impl Engine {
     }
 
     /// Grants up to `max` slots (of one or more units) to `worker`, each
-    /// with one permit of its rate group.
+    /// with one permit of its rate group (a batched unit's grant may hold
+    /// up to [`BATCH_LEASE_SLOTS`] and takes no permits).
     pub async fn lease(&self, worker: &str, max: u32) -> EngineResult<LeaseOutcome> {
         crate::observe::worker_seen(worker);
         let mut left = max.min(self.cfg.max_lease_slots);
@@ -60,19 +64,33 @@ impl Engine {
                         } else {
                             (1, u.tokens_each)
                         };
-                        let permits = self.rates.take(&u.group, (left / cell).max(1), tokens);
+                        // A batched unit goes out whole (up to a bound):
+                        // one worker gathers it into as few provider
+                        // batches as the provider allows.
+                        let permits = if u.batched {
+                            BATCH_LEASE_SLOTS / cell
+                        } else {
+                            self.rates.take(&u.group, (left / cell).max(1), tokens)
+                        };
                         if permits == 0 {
                             let w = self.rates.next_ready(&u.group);
                             wait = Some(wait.map_or(w, |x| x.min(w)));
                             continue;
                         }
-                        found = Some((u.key.clone(), u.total, permits, cell, u.group.clone()));
+                        found = Some((
+                            u.key.clone(),
+                            u.total,
+                            permits,
+                            cell,
+                            u.group.clone(),
+                            u.batched,
+                        ));
                         break;
                     }
                     found
                 }
             };
-            let Some((key, total, permits, cell, group)) = pick else {
+            let Some((key, total, permits, cell, group, batched)) = pick else {
                 break;
             };
             let lease_id = self.next_lease_id();
@@ -100,9 +118,17 @@ impl Engine {
                 continue;
             }
             left = left.saturating_sub(slots.len() as u32);
+            if batched {
+                left = 0;
+            }
             // The permits the granted slots used (retried slots of a cell may
             // come without the rest of it).
-            let used = permits.min((slots.len() as u32).div_ceil(cell));
+            // A batched unit's grants prepay nothing.
+            let used = if batched {
+                0
+            } else {
+                permits.min((slots.len() as u32).div_ceil(cell))
+            };
             self.cfg.metrics.lease_granted(1);
             let payloads = if key.mode == Mode::EmJudge {
                 self.judged_answers(&key, &slots).await?

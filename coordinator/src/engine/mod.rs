@@ -126,6 +126,10 @@ struct UnitRt {
     cell: u32,
     /// Estimated tokens of a cell's request (input once, output per sample).
     tokens_cell: u64,
+    /// Its slots go through the provider's batch API: leased without
+    /// request permits (the batch API has its own queue, not the
+    /// interactive rate limits).
+    batched: bool,
     /// The store had nothing to grant recently: skip the unit until then
     /// (cleared when slots come back).
     idle_until: Option<Instant>,
@@ -181,7 +185,15 @@ pub struct Engine {
     /// The trace context of each sweep's submission span (this process's
     /// submissions only), so the leases of a sweep link to it.
     sweep_traces: Mutex<HashMap<String, String>>,
+    /// The open provider batches this process opened or handed out (sweep,
+    /// id): their unit and what their worker last saw of them, as its
+    /// extensions say; memory only (`status` and the progress display show
+    /// it).
+    batch_seen: Mutex<HashMap<BatchKey, (UnitKey, Option<String>)>>,
 }
+
+/// A provider batch: its sweep and id.
+type BatchKey = (String, String);
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
@@ -204,6 +216,7 @@ fn build_units(record: &SweepRecord) -> Vec<UnitRt> {
                 tokens_each: tokens_estimate(record, model, key.mode, 1),
                 cell,
                 tokens_cell: tokens_estimate(record, model, key.mode, cell),
+                batched: model.sends_batches(key.mode),
                 total: u32::try_from(shape.len()).unwrap_or(u32::MAX),
                 done: 0,
                 key,
@@ -230,6 +243,7 @@ impl Engine {
             finish_rx: Mutex::new(Some(finish_rx)),
             changes,
             sweep_traces: Mutex::new(HashMap::new()),
+            batch_seen: Mutex::new(HashMap::new()),
             lease_seq: AtomicU64::new(0),
             boot,
         })

@@ -16,21 +16,32 @@ impl Engine {
             .filter(|l| l.unit.sweep == sweep)
             .map(|l| l.slots.len() as u64)
             .sum();
+        p.batches = self.batch_lines(sweep).await?;
         Ok(p)
     }
 
     /// Progress of every sweep, from memory only (cheap; `leased` is 0).
     pub fn snapshot(&self) -> Vec<SweepProgress> {
-        let st = self.lock();
-        st.sweeps.values().map(progress_of).collect()
+        let mut all: Vec<SweepProgress> = {
+            let st = self.lock();
+            st.sweeps.values().map(progress_of).collect()
+        };
+        for p in &mut all {
+            p.batches = self.batch_seen_lines(&p.sweep);
+        }
+        all
     }
 
     pub fn snapshot_one(&self, sweep: &str) -> EngineResult<SweepProgress> {
-        let st = self.lock();
-        st.sweeps
-            .get(sweep)
-            .map(progress_of)
-            .ok_or_else(|| not_found(sweep))
+        let mut p = {
+            let st = self.lock();
+            st.sweeps
+                .get(sweep)
+                .map(progress_of)
+                .ok_or_else(|| not_found(sweep))?
+        };
+        p.batches = self.batch_seen_lines(sweep);
+        Ok(p)
     }
 }
 
@@ -102,5 +113,6 @@ pub(super) fn progress_of(s: &SweepRt) -> SweepProgress {
         leased: 0,
         output: s.record.output.clone(),
         messages,
+        batches: Vec::new(),
     }
 }

@@ -39,6 +39,15 @@ pub struct WorkerConfig {
     /// Where requests, retries, tokens, cost and slots in flight are
     /// counted (the process's registry, served at `/metrics`).
     pub metrics: Metrics,
+    /// Batch mode: a unit's leased cells wait this long for more before
+    /// their provider batch opens (at most ten times as long in all).
+    pub batch_linger: Duration,
+    /// Batch mode: the longest wait between two polls of a provider batch
+    /// (polls start 200 ms apart and double up to this).
+    pub batch_poll: Duration,
+    /// Batch mode: the most requests in one provider batch (`None`: the
+    /// provider's limit).
+    pub batch_max_requests: Option<usize>,
 }
 
 /// See [`WorkerConfig::single_sample`].
@@ -58,6 +67,9 @@ impl Default for WorkerConfig {
             single_sample: SingleSampleModels::default(),
             accounting: Arc::new(Accounting::new()),
             metrics: Metrics::new("worker"),
+            batch_linger: Duration::from_secs(2),
+            batch_poll: Duration::from_secs(30),
+            batch_max_requests: None,
         }
     }
 }

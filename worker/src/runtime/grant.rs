@@ -22,16 +22,9 @@ pub(super) async fn start_grant<L: Link>(
     outstanding: &Arc<AtomicU64>,
 ) {
     let n = g.lease.slots.len();
-    let prepaid = if g.permits > 0 {
-        g.permits as u64
-    } else {
-        n as u64
-    };
-    shared.permits.add(&g.rate_group, prepaid);
     held.lock()
         .unwrap_or_else(|e| e.into_inner())
         .insert(g.lease.id.clone(), n);
-    outstanding.fetch_add(n as u64, Ordering::AcqRel);
     let ctx = match sweep_ctx(shared, &g.lease.unit.sweep).await {
         Ok(c) => Some(c),
         Err(e) => {
@@ -47,6 +40,44 @@ pub(super) async fn start_grant<L: Link>(
             .find(|m| m.key == g.lease.unit.model)
             .cloned()
     });
+    // Batch mode: the grant waits for its provider batch (its lease held
+    // and extended meanwhile), unless the model already refused for good.
+    if let (Some(c), Some(m)) = (&ctx, &model_spec) {
+        let dead = shared
+            .dead_models
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(&(g.lease.unit.sweep.clone(), m.key.clone()));
+        if m.sends_batches(g.lease.unit.mode) && !dead {
+            shared.batch_parked.fetch_add(1, Ordering::AcqRel);
+            let parked = super::batch::Parked {
+                lease_id: g.lease.id.clone(),
+                unit: g.lease.unit.clone(),
+                slots: g.lease.slots,
+                ctx: c.clone(),
+                model: m.clone(),
+            };
+            if let Err(e) = shared.batch_tx.send(parked) {
+                // The collector is gone (stopping): the lease goes back.
+                shared.batch_parked.fetch_sub(1, Ordering::AcqRel);
+                held.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&e.0.lease_id);
+                let _ = shared
+                    .link
+                    .report(&shared.cfg.name, Vec::new(), vec![e.0.lease_id], None)
+                    .await;
+            }
+            return;
+        }
+    }
+    let prepaid = if g.permits > 0 {
+        g.permits as u64
+    } else {
+        n as u64
+    };
+    shared.permits.add(&g.rate_group, prepaid);
+    outstanding.fetch_add(n as u64, Ordering::AcqRel);
     let span = crate::observe::grant_span(&g, model_spec.as_ref());
     crate::observe::grant_started(&shared.cfg.metrics, &g);
     let lease_id = Arc::new(g.lease.id.clone());

@@ -9,6 +9,7 @@
 //! Results are never dropped: a report that fails is retried until the
 //! coordinator takes it (recording is idempotent, so a retry is harmless).
 
+mod batch;
 mod config;
 mod extender;
 mod grant;
@@ -28,6 +29,7 @@ use std::time::Duration;
 use moralsweep_protocol::SlotReport;
 use tokio::sync::{mpsc, watch, Semaphore};
 
+use crate::batch_link::BatchLink;
 use crate::credit::CreditPermits;
 use crate::permits::Permits;
 use extender::extender;
@@ -69,17 +71,24 @@ struct Shared<L: Link> {
     /// dropped (their slots go back with the lease), so a stop is bounded.
     abort: watch::Sender<bool>,
     stats: Arc<WorkerStats>,
+    /// Batch mode: where grants of `batch = true` models are parked until
+    /// their provider batch opens, how many are parked, and the jobs
+    /// running the open batches.
+    batch_tx: mpsc::UnboundedSender<batch::Parked>,
+    batch_parked: AtomicU64,
+    batch_jobs: batch::Jobs,
 }
 
 /// Runs a worker until `shutdown` turns true (or, with `exit_when_idle`, until
 /// there is no more work). Returns after handing back every lease it holds.
-pub async fn run<L: Link>(
+pub async fn run<L: BatchLink>(
     link: Arc<L>,
     permits: Arc<dyn Permits>,
     cfg: WorkerConfig,
     mut shutdown: watch::Receiver<bool>,
     stats: Arc<WorkerStats>,
 ) -> Result<(), LinkError> {
+    let (batch_tx, batch_rx) = mpsc::unbounded_channel();
     let shared = Arc::new(Shared {
         link: link.clone(),
         permits: Arc::new(CreditPermits::new(permits)),
@@ -91,6 +100,9 @@ pub async fn run<L: Link>(
         halt: watch::channel(false).0,
         abort: watch::channel(false).0,
         stats,
+        batch_tx,
+        batch_parked: AtomicU64::new(0),
+        batch_jobs: batch::Jobs::default(),
     });
     let sem = Arc::new(Semaphore::new(cfg.concurrency.max(1)));
     let (done_tx, done_rx) = mpsc::unbounded_channel::<Done>();
@@ -107,6 +119,8 @@ pub async fn run<L: Link>(
         progress.clone(),
     ));
     let extender = tokio::spawn(extender(shared.clone(), held.clone()));
+    let collector = tokio::spawn(batch::collector(shared.clone(), batch_rx, held.clone()));
+    let keeper = tokio::spawn(batch::keeper(shared.clone()));
 
     let high_water = (cfg.concurrency as u64 * 2).max(cfg.lease_batch as u64);
     let mut idle_since: Option<tokio::time::Instant> = None;
@@ -128,7 +142,9 @@ pub async fn run<L: Link>(
                 backoff = Duration::from_millis(100);
                 if let Some(limit) = cfg.exit_when_idle {
                     let since = *idle_since.get_or_insert_with(tokio::time::Instant::now);
-                    if pending == 0 && since.elapsed() >= limit {
+                    let batches = shared.batch_parked.load(Ordering::Acquire) > 0
+                        || shared.batch_jobs.len() > 0;
+                    if pending == 0 && !batches && since.elapsed() >= limit {
                         break;
                     }
                 }
@@ -201,6 +217,9 @@ pub async fn run<L: Link>(
         .await;
     }
     drop(done_tx);
+    keeper.abort();
+    // The collector hands back what is parked once it sees the halt.
+    let _ = tokio::time::timeout(Duration::from_secs(5), collector).await;
     extender.abort();
     // The reporter flushes what it has; requests still running past the drain
     // timeout keep their channel open, so do not wait for them for ever.

@@ -12,8 +12,8 @@ use async_trait::async_trait;
 use serde_json::{json, Value};
 
 use super::{
-    by_id, check_bytes, check_items, BatchClient, BatchItem, ItemResult, Limits, Progress,
-    Submitted,
+    by_id, check_bytes, check_items, BatchClient, BatchItem, Found, ItemResult, Limits, Progress,
+    Submitted, FIND_SLACK_MS,
 };
 use crate::providers::anthropic::Anthropic;
 use crate::providers::ProviderError;
@@ -131,7 +131,7 @@ impl BatchClient for AnthropicBatch {
         LIMITS
     }
 
-    async fn submit(&self, items: &[BatchItem]) -> Result<Submitted, ProviderError> {
+    async fn submit(&self, _tag: &str, items: &[BatchItem]) -> Result<Submitted, ProviderError> {
         check_items(self.key(), items, LIMITS)?;
         let body = self.create_body(items)?;
         check_bytes(self.key(), body.to_string().len(), LIMITS)?;
@@ -151,6 +151,95 @@ impl BatchClient for AnthropicBatch {
             id: id.to_string(),
             input_file_id: None,
             items: items.len(),
+        })
+    }
+
+    /// Message batches carry no name: a candidate (created in the window,
+    /// as many requests as `items`) is ours when its results name our
+    /// custom ids (which carry the tag); one still running cannot be told
+    /// apart until it ends.
+    async fn find(
+        &self,
+        _tag: &str,
+        items: &[BatchItem],
+        after_ms: u64,
+    ) -> Result<Found, ProviderError> {
+        let oldest = (after_ms.saturating_sub(FIND_SLACK_MS) / 1000) as i64;
+        let ours: std::collections::HashSet<&str> =
+            items.iter().map(|i| i.custom_id.as_str()).collect();
+        let mut after: Option<String> = None;
+        let mut undecided = false;
+        loop {
+            let mut url = self.url("?limit=100");
+            if let Some(a) = &after {
+                url.push_str(&format!("&after_id={a}"));
+            }
+            let v = self.model.core().get(&url, self.model.auth()).await?;
+            let data = v
+                .get("data")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            let mut too_old = false;
+            for b in &data {
+                let created = b
+                    .get("created_at")
+                    .and_then(Value::as_str)
+                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                    .map(|t| t.timestamp());
+                if created.is_some_and(|t| t < oldest) {
+                    too_old = true;
+                    continue;
+                }
+                let total: u64 = ["processing", "succeeded", "errored", "canceled", "expired"]
+                    .iter()
+                    .filter_map(|k| {
+                        b.pointer(&format!("/request_counts/{k}"))
+                            .and_then(Value::as_u64)
+                    })
+                    .sum();
+                if total != items.len() as u64 {
+                    continue;
+                }
+                let Some(id) = b.get("id").and_then(Value::as_str) else {
+                    continue;
+                };
+                let Some(results) = b.get("results_url").and_then(Value::as_str) else {
+                    undecided = true;
+                    continue;
+                };
+                let bytes = self
+                    .model
+                    .core()
+                    .get_bytes(results, self.model.auth())
+                    .await?;
+                let named = String::from_utf8_lossy(&bytes)
+                    .lines()
+                    .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                    .any(|r| {
+                        r.get("custom_id")
+                            .and_then(Value::as_str)
+                            .is_some_and(|c| ours.contains(c))
+                    });
+                if named {
+                    return Ok(Found::Batch(Submitted {
+                        api: "anthropic".into(),
+                        id: id.to_string(),
+                        input_file_id: None,
+                        items: items.len(),
+                    }));
+                }
+            }
+            let more = v.get("has_more").and_then(Value::as_bool).unwrap_or(false);
+            match v.get("last_id").and_then(Value::as_str) {
+                Some(last) if more && !too_old => after = Some(last.to_string()),
+                _ => break,
+            }
+        }
+        Ok(if undecided {
+            Found::NotYet
+        } else {
+            Found::Absent
         })
     }
 

@@ -13,8 +13,8 @@ use async_trait::async_trait;
 use serde_json::{json, Value};
 
 use super::{
-    by_id, check_bytes, check_items, BatchClient, BatchItem, ItemResult, Limits, Progress,
-    Submitted,
+    by_id, check_bytes, check_items, BatchClient, BatchItem, Found, ItemResult, Limits, Progress,
+    Submitted, FIND_SLACK_MS,
 };
 use crate::providers::gemini::Gemini;
 use crate::providers::ProviderError;
@@ -66,13 +66,18 @@ impl GeminiBatch {
         format!("{}/v1beta/{path}", self.model.core().base_url)
     }
 
+    /// The batch's display name: how [`BatchClient::find`] knows it.
+    fn display_name(&self, tag: &str) -> String {
+        format!("moralsweep {} {tag}", self.key())
+    }
+
     /// The creation body.
-    pub fn create_body(&self, items: &[BatchItem]) -> Value {
+    pub fn create_body(&self, tag: &str, items: &[BatchItem]) -> Value {
         let requests: Vec<Value> = items
             .iter()
             .map(|i| json!({"request": self.model.body_n(&i.req, i.n), "metadata": {"key": i.custom_id}}))
             .collect();
-        json!({"batch": {"displayName": format!("moralsweep {}", self.key()),
+        json!({"batch": {"displayName": self.display_name(tag),
                          "inputConfig": {"requests": {"requests": requests}}}})
     }
 
@@ -118,9 +123,9 @@ impl BatchClient for GeminiBatch {
         LIMITS
     }
 
-    async fn submit(&self, items: &[BatchItem]) -> Result<Submitted, ProviderError> {
+    async fn submit(&self, tag: &str, items: &[BatchItem]) -> Result<Submitted, ProviderError> {
         check_items(self.key(), items, LIMITS)?;
-        let body = self.create_body(items);
+        let body = self.create_body(tag, items);
         check_bytes(self.key(), body.to_string().len(), LIMITS)?;
         let model = self
             .model
@@ -149,6 +154,56 @@ impl BatchClient for GeminiBatch {
             input_file_id: None,
             items: items.len(),
         })
+    }
+
+    async fn find(
+        &self,
+        tag: &str,
+        items: &[BatchItem],
+        after_ms: u64,
+    ) -> Result<Found, ProviderError> {
+        let name = self.display_name(tag);
+        let oldest = (after_ms.saturating_sub(FIND_SLACK_MS) / 1000) as i64;
+        let mut token: Option<String> = None;
+        loop {
+            let mut url = self.url("batches?pageSize=100");
+            if let Some(t) = &token {
+                url.push_str(&format!("&pageToken={t}"));
+            }
+            let v = self.model.core().get(&url, self.model.auth()).await?;
+            let ops = v
+                .get("operations")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            for op in &ops {
+                if op.pointer("/metadata/displayName").and_then(Value::as_str) == Some(&name) {
+                    let id = op.get("name").and_then(Value::as_str).ok_or_else(|| {
+                        ProviderError::Retryable(format!(
+                            "model {:?}: a listed batch lacks its name",
+                            self.key()
+                        ))
+                    })?;
+                    return Ok(Found::Batch(Submitted {
+                        api: "gemini".into(),
+                        id: id.to_string(),
+                        input_file_id: None,
+                        items: items.len(),
+                    }));
+                }
+            }
+            // Newest first: a page ending before the window ends the search.
+            let too_old = ops
+                .last()
+                .and_then(|op| op.pointer("/metadata/createTime"))
+                .and_then(Value::as_str)
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                .is_some_and(|t| t.timestamp() < oldest);
+            match v.get("nextPageToken").and_then(Value::as_str) {
+                Some(t) if !too_old && !t.is_empty() => token = Some(t.to_string()),
+                _ => return Ok(Found::Absent),
+            }
+        }
     }
 
     async fn poll(&self, batch: &Submitted) -> Result<Progress, ProviderError> {

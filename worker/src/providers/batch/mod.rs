@@ -16,7 +16,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use moralsweep_common::ModelSpec;
-use serde::{Deserialize, Serialize};
 
 use super::{Completion, CompletionRequest, ProviderError};
 
@@ -36,18 +35,7 @@ pub struct BatchItem {
 }
 
 /// A batch the provider accepted: what a caller stores before waiting.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Submitted {
-    /// `openai`, `anthropic` or `gemini`.
-    pub api: String,
-    /// The provider's id of the batch (`batch_...`, `msgbatch_...`,
-    /// `batches/...`).
-    pub id: String,
-    /// The uploaded input file (OpenAI).
-    pub input_file_id: Option<String>,
-    /// Requests in it.
-    pub items: usize,
-}
+pub use moralsweep_protocol::Submitted;
 
 /// Where a batch is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,6 +70,22 @@ pub enum ItemResult {
     Canceled,
 }
 
+/// What a lookup at the provider found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Found {
+    /// The provider holds the batch.
+    Batch(Submitted),
+    /// It holds none: submitting now cannot bill twice.
+    Absent,
+    /// It cannot tell yet (Anthropic names no batch: a candidate's custom
+    /// ids show only once it has ended); ask again later.
+    NotYet,
+}
+
+/// How far before a batch's recorded time a lookup starts (clocks of the
+/// worker and the provider differ).
+pub const FIND_SLACK_MS: u64 = 10 * 60 * 1000;
+
 /// The most a batch may hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -96,10 +100,23 @@ pub trait BatchClient: Send + Sync {
     /// The API's limits on one batch (a caller splits larger work).
     fn limits(&self) -> Limits;
 
-    /// Builds the batch of `items` and submits it. Refuses, before sending
+    /// Builds the batch of `items` and submits it under `tag` (OpenAI
+    /// `metadata`, Gemini `displayName`; Anthropic batches carry no name,
+    /// so there the custom ids must carry it). Refuses, before sending
     /// anything, items over the limits, repeated custom ids and requests
     /// the API cannot serve.
-    async fn submit(&self, items: &[BatchItem]) -> Result<Submitted, ProviderError>;
+    async fn submit(&self, tag: &str, items: &[BatchItem]) -> Result<Submitted, ProviderError>;
+
+    /// Looks for a batch submitted under `tag` no earlier than `after_ms`
+    /// (milliseconds since the Unix epoch): the provider may have accepted
+    /// a batch whose submitter died before it could store the answer.
+    /// `items` are the requests it was submitted with.
+    async fn find(
+        &self,
+        tag: &str,
+        items: &[BatchItem],
+        after_ms: u64,
+    ) -> Result<Found, ProviderError>;
 
     /// Where the batch is now.
     async fn poll(&self, batch: &Submitted) -> Result<Progress, ProviderError>;
@@ -189,7 +206,7 @@ pub async fn run_to_end(
     items: &[BatchItem],
     every: Duration,
 ) -> Result<(Submitted, HashMap<String, ItemResult>), ProviderError> {
-    let batch = client.submit(items).await?;
+    let batch = client.submit("moralsweep", items).await?;
     loop {
         if client.poll(&batch).await?.ended {
             break;

@@ -12,8 +12,8 @@ use async_trait::async_trait;
 use serde_json::{json, Value};
 
 use super::{
-    by_id, check_bytes, check_items, BatchClient, BatchItem, ItemResult, Limits, Progress,
-    Submitted,
+    by_id, check_bytes, check_items, BatchClient, BatchItem, Found, ItemResult, Limits, Progress,
+    Submitted, FIND_SLACK_MS,
 };
 use crate::providers::openai::OpenAi;
 use crate::providers::ProviderError;
@@ -163,7 +163,7 @@ impl BatchClient for OpenAiBatch {
         LIMITS
     }
 
-    async fn submit(&self, items: &[BatchItem]) -> Result<Submitted, ProviderError> {
+    async fn submit(&self, tag: &str, items: &[BatchItem]) -> Result<Submitted, ProviderError> {
         check_items(self.key(), items, LIMITS)?;
         let file = self.input_file(items)?;
         check_bytes(self.key(), file.len(), LIMITS)?;
@@ -192,7 +192,8 @@ impl BatchClient for OpenAiBatch {
                 self.model.auth(),
                 &json!({"input_file_id": file_id, "endpoint": self.endpoint(),
                         "completion_window": "24h",
-                        "metadata": {"client": "moralsweep", "model_key": self.key()}}),
+                        "metadata": {"client": "moralsweep", "model_key": self.key(),
+                                     "moralsweep_batch": tag}}),
             )
             .await?;
         let id = batch
@@ -310,6 +311,62 @@ impl BatchClient for OpenAiBatch {
                 .or_insert(ItemResult::Canceled);
         }
         Ok(out)
+    }
+
+    async fn find(
+        &self,
+        tag: &str,
+        items: &[BatchItem],
+        after_ms: u64,
+    ) -> Result<Found, ProviderError> {
+        // Newest first: stop at the first batch older than the window.
+        let oldest = (after_ms.saturating_sub(FIND_SLACK_MS) / 1000) as i64;
+        let mut after: Option<String> = None;
+        loop {
+            let mut url = self.url("/batches?limit=100");
+            if let Some(a) = &after {
+                url.push_str(&format!("&after={a}"));
+            }
+            let v = self.model.core().get(&url, self.model.auth()).await?;
+            let data = v
+                .get("data")
+                .and_then(Value::as_array)
+                .ok_or_else(|| self.bad_shape("the list's data"))?;
+            for b in data {
+                if b.pointer("/metadata/moralsweep_batch")
+                    .and_then(Value::as_str)
+                    == Some(tag)
+                {
+                    let id = b
+                        .get("id")
+                        .and_then(Value::as_str)
+                        .ok_or_else(|| self.bad_shape("a listed batch's id"))?;
+                    return Ok(Found::Batch(Submitted {
+                        api: "openai".into(),
+                        id: id.to_string(),
+                        input_file_id: b
+                            .get("input_file_id")
+                            .and_then(Value::as_str)
+                            .map(str::to_string),
+                        items: items.len(),
+                    }));
+                }
+            }
+            let too_old = data
+                .last()
+                .and_then(|b| b.get("created_at"))
+                .and_then(Value::as_i64)
+                .is_some_and(|t| t < oldest);
+            let more = v.get("has_more").and_then(Value::as_bool).unwrap_or(false);
+            match data
+                .last()
+                .and_then(|b| b.get("id"))
+                .and_then(Value::as_str)
+            {
+                Some(last) if more && !too_old => after = Some(last.to_string()),
+                _ => return Ok(Found::Absent),
+            }
+        }
     }
 
     async fn cancel(&self, batch: &Submitted) -> Result<(), ProviderError> {
