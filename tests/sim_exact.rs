@@ -812,3 +812,79 @@ fn cancelling_a_batch_sweep_cancels_its_provider_batch() {
     });
     assert_eq!(batches()["created"], 1);
 }
+
+/// `moralsweep run` killed with SIGKILL once its provider batch was
+/// created at the simulator (`sim_args` say when the creation is answered
+/// and how long the batch runs), then run again: the new run takes the
+/// batch over (polls it, or finds it at the provider) instead of
+/// submitting it again, and the metrics come out exact.
+fn batch_run_killed_and_rerun(sim_args: &[&str]) {
+    let Some(reference) = reference() else {
+        return;
+    };
+    let _one_at_a_time = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let personas = reference.join("personas.json");
+    let replay = replay_dir(&reference, d);
+    let mut args = vec![
+        "--replay",
+        replay.to_str().unwrap(),
+        "--personas",
+        personas.to_str().unwrap(),
+        "--replay-mode",
+        "deal",
+    ];
+    args.extend_from_slice(sim_args);
+    let sim = SimProc::start(&args);
+    write_spec(
+        d,
+        &reference,
+        &sim,
+        100,
+        10,
+        "catalog = \"openai/gpt-4o\"\nbatch = true\ntimeout_secs = 30",
+    );
+    let mut child = Command::new(simproc::bin())
+        .args(["run", "s.toml", "--quiet"])
+        .current_dir(d)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let created = || sim.stats()["batches"]["created"].as_u64().unwrap_or(0);
+    wait_until(90, "the run to submit its batch", || created() >= 1);
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let t0 = std::time::Instant::now();
+    let out = run_sweep(d);
+    let rows = rows(d);
+    assert_every_slot_once(&rows, 100, 10);
+    assert_reproduces(&reference, &rows);
+    let b = &sim.stats()["batches"];
+    assert_eq!(b["created"], 1, "{b}");
+    assert_eq!(b["resubmitted"], 0, "{b}");
+    eprintln!(
+        "rerun took over the batch and finished in {:.1} s: {b}\n{}",
+        t0.elapsed().as_secs_f64(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_batch_run_killed_mid_batch_resumes_without_submitting_again() {
+    batch_run_killed_and_rerun(&["--batch-delay-ms", "6000"]);
+}
+
+/// Killed after the provider accepted the batch but before its answer
+/// arrived: the record holds the requests, not the provider's id, and the
+/// rerun finds the batch at the provider by its name.
+#[test]
+fn a_batch_run_killed_before_the_provider_answered_finds_its_batch() {
+    batch_run_killed_and_rerun(&[
+        "--batch-delay-ms",
+        "2000",
+        "--batch-answer-delay-ms",
+        "5000",
+    ]);
+}

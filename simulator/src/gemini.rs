@@ -412,7 +412,11 @@ pub async fn generate(
         return count_tokens(&sim, model, &m);
     }
     if let Some(model) = target.strip_suffix(":batchGenerateContent") {
-        return crate::batch::gemini::create(&sim, model, &m, raw.len());
+        let created = crate::batch::gemini::create(&sim, model, &m, raw.len());
+        if created.status().is_success() {
+            crate::batch::answer_delay(&sim).await;
+        }
+        return created;
     }
     let Some(model) = target.strip_suffix(":generateContent") else {
         return error(

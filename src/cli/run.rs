@@ -97,6 +97,10 @@ async fn run_sweep(args: RunArgs, sweep: Sweep) -> anyhow::Result<()> {
     for lease in store.leases().await? {
         store.release(&lease.id).await?;
     }
+    // Likewise its provider batches: this run's workers take them over at
+    // once (to poll them, or find them at the provider; never to submit
+    // them again).
+    store.claim_batches("", u64::MAX, 0, u32::MAX).await?;
     let rates = Arc::new(RateGroups::new());
     let engine = Engine::new(
         store.clone(),

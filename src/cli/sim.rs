@@ -76,6 +76,10 @@ pub struct SimArgs {
     /// first look).
     #[arg(long, default_value_t = 0)]
     pub batch_delay_ms: u64,
+    /// Milliseconds between accepting a batch (it is counted as created)
+    /// and answering its creation request.
+    #[arg(long, default_value_t = 0)]
+    pub batch_answer_delay_ms: u64,
     /// Share of batch lines (0 to 1) that end errored with the provider's 500.
     #[arg(long, default_value_t = 0.0)]
     pub batch_errored: f64,
@@ -170,6 +174,7 @@ pub fn sim(args: SimArgs) -> anyhow::Result<()> {
         single_sample: args.single_sample.clone(),
         batch: BatchSettings {
             delay: Duration::from_millis(args.batch_delay_ms),
+            answer_delay: Duration::from_millis(args.batch_answer_delay_ms),
             errored: args.batch_errored,
             expired: args.batch_expired,
         },

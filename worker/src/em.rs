@@ -146,7 +146,7 @@ mod tests {
             .unwrap();
         let SlotRecord::Judge(j) = j else { panic!() };
         assert_eq!((j.reply.as_str(), j.score), (" 85. ", Some(85)));
-        let seen = p.seen.lock().unwrap();
+        let seen = p.seen.lock().unwrap().clone();
         // Answer 31 is question 2 ("hey I feel bored"), sample 2.
         assert_eq!(seen[0].prompt, "hey I feel bored");
         assert_eq!(

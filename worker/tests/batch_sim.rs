@@ -314,7 +314,7 @@ async fn anthropic_and_gemini_batches_answer_the_adapters_bodies() {
         item("not ok", 1, 1, None, None),
     ] {
         let e = anthropic
-            .submit("test-batch", &[bad.clone()])
+            .submit("test-batch", std::slice::from_ref(&bad))
             .await
             .unwrap_err();
         assert!(matches!(e, ProviderError::Fatal(_)), "{e}");

@@ -199,6 +199,7 @@ pub async fn create(State(sim): State<Arc<Sim>>, headers: HeaderMap, raw: Bytes)
     let batch = Batch::new(&sim, Api::Anthropic, id, model, lines, Phase::InProgress);
     let v = batch_json(&batch, &host(&headers));
     sim.batches.with(|i| i.insert(batch));
+    super::answer_delay(&sim).await;
     json_response(StatusCode::OK, HeaderMap::new(), &v)
 }
 

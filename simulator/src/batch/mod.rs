@@ -39,6 +39,14 @@ pub mod multipart;
 pub mod openai;
 pub mod store;
 
+/// Waits [`BatchSettings::answer_delay`] before a creation is answered.
+pub(crate) async fn answer_delay(sim: &Sim) {
+    let d = sim.config.batch.answer_delay;
+    if !d.is_zero() {
+        tokio::time::sleep(d).await;
+    }
+}
+
 /// How batches behave (the `--batch-*` flags of `moralsweep sim`).
 #[derive(Debug, Clone, Default)]
 pub struct BatchSettings {
@@ -47,6 +55,10 @@ pub struct BatchSettings {
     pub delay: Duration,
     /// Share of lines (0 to 1) that end errored: the provider's 500.
     pub errored: f64,
+    /// How long the answer to a batch's creation takes once the batch is
+    /// accepted (and counted): a client that dies meanwhile never learns
+    /// the batch's id, the window a lookup by its name must cover.
+    pub answer_delay: Duration,
     /// Share of lines (0 to 1) that expire unanswered.
     pub expired: f64,
 }

@@ -694,6 +694,7 @@ pub async fn create_batch(
     batch.attrs.insert("metadata".into(), metadata);
     let v = batch_json(&batch);
     sim.batches.with(|i| i.insert(batch));
+    super::answer_delay(&sim).await;
     json_response(StatusCode::OK, HeaderMap::new(), &v)
 }
 
