@@ -8,33 +8,12 @@
 mod common;
 use common::simproc;
 
-use std::collections::HashMap;
-use std::path::Path;
-
 use moralsweep_common::formats::{read_sampling_in, RowLimits};
 use moralsweep_common::Instrument;
+use moralsweep_testsupport::csvrows::{num, read_csv};
 use moralsweep_testsupport::reference::reference_dir;
 
 const KEY: &str = "gpt-4o";
-
-fn read_csv(path: &Path) -> Vec<HashMap<String, String>> {
-    let mut r = csv::Reader::from_path(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let headers = r.headers().unwrap().clone();
-    r.records()
-        .map(|rec| {
-            let rec = rec.unwrap();
-            headers
-                .iter()
-                .zip(rec.iter())
-                .map(|(h, v)| (h.to_string(), v.to_string()))
-                .collect()
-        })
-        .collect()
-}
-
-fn num(row: &HashMap<String, String>, col: &str) -> f64 {
-    row[col].parse().unwrap()
-}
 
 #[test]
 fn bfi_sweep_in_deal_mode_reproduces_the_published_gpt4o_metrics() {

@@ -4,11 +4,11 @@
 //! per foundation), and drawn
 //! in the report; the spec's `step` reaches the same table.
 
-use std::collections::HashMap;
 use std::path::Path;
 
 use moralsweep_common::analyze::{analyze_dir, AnalyzeOptions, ModelsMap};
 use moralsweep_common::SweepSpec;
+use moralsweep_testsupport::csvrows::{header, read_csv};
 
 /// A small MFQ-30 file: 4 personas x 30 items x 3 runs; `spread` sets how
 /// far personas differ, `noise` how much runs of one cell differ.
@@ -68,18 +68,7 @@ step = 2000
     let metrics = dir.path().join("metrics");
     report.write(&metrics).unwrap();
 
-    let mut r = csv::Reader::from_path(metrics.join("trajectories.csv")).unwrap();
-    let headers = r.headers().unwrap().clone();
-    let rows: Vec<HashMap<String, String>> = r
-        .records()
-        .map(|rec| {
-            headers
-                .iter()
-                .zip(rec.unwrap().iter())
-                .map(|(h, v)| (h.to_string(), v.to_string()))
-                .collect()
-        })
-        .collect();
+    let rows = read_csv(&metrics.join("trajectories.csv"));
     let steps: Vec<&str> = rows.iter().map(|r| r["step"].as_str()).collect();
     assert_eq!(steps, ["1000", "2000", "3000"]);
     let models: Vec<&str> = rows.iter().map(|r| r["model"].as_str()).collect();
@@ -103,19 +92,9 @@ step = 2000
 
     // Per foundation: each foundation's checkpoints in step order, each row
     // the model's own metrics in that foundation.
-    let mut r = csv::Reader::from_path(metrics.join("trajectories_per_foundation.csv")).unwrap();
-    let headers = r.headers().unwrap().clone();
-    assert_eq!(&headers[2], "foundation");
-    let rows: Vec<HashMap<String, String>> = r
-        .records()
-        .map(|rec| {
-            headers
-                .iter()
-                .zip(rec.unwrap().iter())
-                .map(|(h, v)| (h.to_string(), v.to_string()))
-                .collect()
-        })
-        .collect();
+    let path = metrics.join("trajectories_per_foundation.csv");
+    assert_eq!(header(&path)[2], "foundation");
+    let rows = read_csv(&path);
     let foundations: std::collections::BTreeSet<&str> =
         rows.iter().map(|r| r["foundation"].as_str()).collect();
     assert_eq!(foundations.len(), 5, "{foundations:?}");

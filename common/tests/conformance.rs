@@ -10,8 +10,7 @@ use std::path::Path;
 use moralsweep_common::analyze::{analyze_dir, AnalyzeOptions, ModelsMap, Report};
 use moralsweep_testsupport::reference::reference_dir;
 
-mod csvrows;
-use csvrows::{header, num, read_csv, Row};
+use moralsweep_testsupport::csvrows::{header, num, read_csv, Row};
 
 /// Checks `got` against `want` within `tol` relative (absolute when `want` is 0).
 fn close(what: &str, got: f64, want: f64, tol: f64, failures: &mut Vec<String>) {

@@ -10,8 +10,7 @@ use moralsweep_common::analyze::{analyze_dir, AnalyzeOptions};
 use moralsweep_common::Instrument;
 use moralsweep_testsupport::reference::reference_dir;
 
-mod csvrows;
-use csvrows::{num, read_csv, Row};
+use moralsweep_testsupport::csvrows::{num, read_csv, Row};
 
 fn close(what: &str, got: f64, want: f64, tol: f64, failures: &mut Vec<String>) {
     if ((got - want) / want).abs() > tol {

@@ -3,9 +3,8 @@
 //! share, collapse flag and Laplace-smoothed KL divergence from the
 //! family's base computed by hand.
 
-use std::collections::HashMap;
-
 use moralsweep_common::analyze::{analyze_dir, AnalyzeOptions, ModelsMap};
+use moralsweep_testsupport::csvrows::{num, read_csv};
 
 fn file(ratings: impl Fn(u32, u8) -> i8) -> String {
     let mut s =
@@ -58,24 +57,12 @@ fn histograms_entropy_modal_share_and_kl_by_hand() {
     );
     let out = dir.path().join("metrics");
     report.write(&out).unwrap();
-    let mut r = csv::Reader::from_path(out.join("rating_distributions.csv")).unwrap();
-    let headers = r.headers().unwrap().clone();
-    let rows: Vec<HashMap<String, String>> = r
-        .records()
-        .map(|rec| {
-            headers
-                .iter()
-                .zip(rec.unwrap().iter())
-                .map(|(h, v)| (h.to_string(), v.to_string()))
-                .collect()
-        })
-        .collect();
+    let rows = read_csv(&out.join("rating_distributions.csv"));
     let row = |model: &str, group: &str| {
         rows.iter()
             .find(|r| r["model"] == model && r["foundation"] == group)
             .unwrap_or_else(|| panic!("no row {model} {group}"))
     };
-    let num = |r: &HashMap<String, String>, c: &str| r[c].parse::<f64>().unwrap();
     // 2 models x (overall + 5 foundations).
     assert_eq!(rows.len(), 12);
 

@@ -6,14 +6,14 @@
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use crate::data::MetricRow;
+use crate::data::MetricRecord;
 use crate::figures::{
     num, span, sr_attrs, text, variant_color, variant_legend, variants_of, Marker, Plot,
 };
 use moralsweep_common::em::Summary;
 
 /// R against mean coherence: (metric row, verification key, summary).
-pub struct RobustnessVsCoherence<'a>(pub Vec<(&'a MetricRow, &'a str, &'a Summary)>);
+pub struct RobustnessVsCoherence<'a>(pub Vec<(&'a MetricRecord, &'a str, &'a Summary)>);
 
 type DResult<T> = Result<T, Box<dyn std::error::Error>>;
 

@@ -16,7 +16,7 @@ use plotters::prelude::*;
 use plotters::style::FontStyle;
 
 use crate::data::{
-    display_order, CurveRow, DeltaRow, MetricRow, ReportData, SelfRow, TrajectoryRow,
+    display_order, CurveRecord, DeltaRecord, MetricRecord, ReportData, SelfRecord, TrajectoryRecord,
 };
 use crate::ReportError;
 
@@ -401,7 +401,7 @@ pub(crate) fn variants_of<'a>(vs: impl Iterator<Item = &'a str>) -> Vec<String> 
     out
 }
 
-pub(crate) fn sr_attrs(r: &MetricRow) -> Vec<(&'static str, String)> {
+pub(crate) fn sr_attrs(r: &MetricRecord) -> Vec<(&'static str, String)> {
     let mut a = vec![
         ("model", r.model.clone()),
         ("family", r.family.clone()),
@@ -419,7 +419,7 @@ pub(crate) fn sr_attrs(r: &MetricRow) -> Vec<(&'static str, String)> {
     a
 }
 
-fn sr_title(r: &MetricRow) -> String {
+fn sr_title(r: &MetricRecord) -> String {
     let f = r
         .foundation
         .as_ref()
@@ -431,13 +431,13 @@ fn sr_title(r: &MetricRow) -> String {
     )
 }
 
-fn model_key(r: &MetricRow) -> (&str, &str, &str) {
+fn model_key(r: &MetricRecord) -> (&str, &str, &str) {
     (&r.family, &r.variant, &r.model)
 }
 
 /// S and R per model with their standard errors, grouped by family.
 /// The second field: whether to shade the MFQ-30's S band.
-pub struct SrByModel<'a>(pub &'a [MetricRow], pub bool);
+pub struct SrByModel<'a>(pub &'a [MetricRecord], pub bool);
 
 impl Plot for SrByModel<'_> {
     fn id(&self) -> &'static str {
@@ -529,7 +529,7 @@ impl Plot for SrByModel<'_> {
 
 /// S against R, one labelled point per model with both error bars.
 /// The second field: whether to shade the MFQ-30's S band.
-pub struct SVersusR<'a>(pub &'a [MetricRow], pub bool);
+pub struct SVersusR<'a>(pub &'a [MetricRecord], pub bool);
 
 impl Plot for SVersusR<'_> {
     fn id(&self) -> &'static str {
@@ -622,16 +622,16 @@ impl Plot for SVersusR<'_> {
 
 /// Per-foundation S and R of every model: one column per foundation.
 pub struct PerFoundation<'a> {
-    pub rows: &'a [MetricRow],
+    pub rows: &'a [MetricRecord],
     pub foundations: Vec<String>,
     /// What a group is called: `foundation` (MFQ-30), `domain` (BFI-44).
     pub group: String,
 }
 
 impl PerFoundation<'_> {
-    fn models(&self) -> Vec<&MetricRow> {
+    fn models(&self) -> Vec<&MetricRecord> {
         // One representative row per model, for ordering and labels.
-        let mut seen: Vec<&MetricRow> = Vec::new();
+        let mut seen: Vec<&MetricRecord> = Vec::new();
         for r in self.rows {
             if !seen.iter().any(|s| s.model == r.model) {
                 seen.push(r);
@@ -741,10 +741,10 @@ impl Plot for PerFoundation<'_> {
 }
 
 /// The variant deltas of each family against its base.
-pub struct VariantDeltas<'a>(pub &'a [DeltaRow]);
+pub struct VariantDeltas<'a>(pub &'a [DeltaRecord]);
 
 impl VariantDeltas<'_> {
-    fn shown(&self) -> Vec<&DeltaRow> {
+    fn shown(&self) -> Vec<&DeltaRecord> {
         self.0.iter().filter(|d| d.variant != "base").collect()
     }
 }
@@ -788,7 +788,7 @@ impl Plot for VariantDeltas<'_> {
             [first as i32, (first + (w - 200) / 3) as i32],
             [] as [i32; 0],
         );
-        type Pick = fn(&DeltaRow) -> (f64, Option<f64>);
+        type Pick = fn(&DeltaRecord) -> (f64, Option<f64>);
         let metrics: [(&str, &str, Pick); 3] = [
             ("dS (%)", "dS %", |d| (d.ds, d.ds_se)),
             ("dR (%)", "dR %", |d| (d.dr, d.dr_se)),
@@ -862,7 +862,7 @@ fn short_foundation(f: &str) -> String {
 /// Self profiles (no persona): per foundation, the mean rating with the
 /// mean within-question standard deviation, one panel per family.
 pub struct SelfProfiles<'a> {
-    pub rows: &'a [SelfRow],
+    pub rows: &'a [SelfRecord],
     pub foundations: Vec<String>,
     /// What a group is called: `foundation` (MFQ-30), `domain` (BFI-44).
     pub group: String,
@@ -1015,7 +1015,7 @@ impl Plot for SelfProfiles<'_> {
 }
 
 /// R(T) and S(T) of the logprob-mode models.
-pub struct TemperatureCurves<'a>(pub &'a [CurveRow]);
+pub struct TemperatureCurves<'a>(pub &'a [CurveRecord]);
 
 impl Plot for TemperatureCurves<'_> {
     fn id(&self) -> &'static str {
@@ -1046,7 +1046,7 @@ impl Plot for TemperatureCurves<'_> {
         let pad = ((t1 - t0) * 0.05).max(0.05);
         let panels = root.split_evenly((1, 2));
         let mut out = Vec::new();
-        type Pick = fn(&CurveRow) -> (f64, f64);
+        type Pick = fn(&CurveRecord) -> (f64, f64);
         let metrics: [(&str, &str, Pick); 2] = [
             ("S(T)", "S", |c| (c.s, c.s_se)),
             ("R(T)", "R", |c| (c.r, c.r_se)),
@@ -1068,7 +1068,8 @@ impl Plot for TemperatureCurves<'_> {
                 .draw()?;
             for (mi, model) in models.iter().enumerate() {
                 let color = model_color(mi);
-                let mut pts: Vec<&CurveRow> = self.0.iter().filter(|c| c.model == *model).collect();
+                let mut pts: Vec<&CurveRecord> =
+                    self.0.iter().filter(|c| c.model == *model).collect();
                 pts.sort_by(|a, b| a.temperature.total_cmp(&b.temperature));
                 error_line(
                     &mut chart,
@@ -1111,7 +1112,7 @@ impl Plot for TemperatureCurves<'_> {
 
 /// S, R and sigma-bar of a family's checkpoints against training step, one
 /// line per family (and temperature), with one-standard-error bars.
-pub struct Trajectories<'a>(pub &'a [TrajectoryRow]);
+pub struct Trajectories<'a>(pub &'a [TrajectoryRecord]);
 
 impl Plot for Trajectories<'_> {
     fn id(&self) -> &'static str {
@@ -1130,7 +1131,7 @@ impl Plot for Trajectories<'_> {
     where
         DB::ErrorType: 'static,
     {
-        let line_of = |t: &TrajectoryRow| match t.temperature {
+        let line_of = |t: &TrajectoryRecord| match t.temperature {
             Some(temp) => format!("{} (T={temp})", t.family),
             None => t.family.clone(),
         };
@@ -1147,7 +1148,7 @@ impl Plot for Trajectories<'_> {
         let pad = ((x1 - x0) * 0.05).max(0.5);
         let panels = root.split_evenly((1, 3));
         let mut out = Vec::new();
-        type Pick = fn(&TrajectoryRow) -> (f64, f64);
+        type Pick = fn(&TrajectoryRecord) -> (f64, f64);
         let metrics: [(&str, Pick); 3] = [
             ("S", |t| (t.s, t.s_se)),
             ("R", |t| (t.r, t.r_se)),
@@ -1170,7 +1171,7 @@ impl Plot for Trajectories<'_> {
                 .draw()?;
             for (li, line) in lines.iter().enumerate() {
                 let color = model_color(li);
-                let pts: Vec<&TrajectoryRow> =
+                let pts: Vec<&TrajectoryRecord> =
                     self.0.iter().filter(|t| &line_of(t) == line).collect();
                 error_line(
                     &mut chart,

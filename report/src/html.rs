@@ -326,7 +326,7 @@ fn headline(d: &ReportData) -> Option<String> {
         return None;
     }
     let n = ins.len() as f64;
-    let mean = |f: fn(&crate::data::DeltaRow) -> f64| ins.iter().map(|r| f(r)).sum::<f64>() / n;
+    let mean = |f: fn(&crate::data::DeltaRecord) -> f64| ins.iter().map(|r| f(r)).sum::<f64>() / n;
     Some(format!(
         "Averaged over the {} insecure fine-tune{}: S {:+.0}%, R {:+.0}%, σ̄ = 1/R {:+.0}%.",
         ins.len(),

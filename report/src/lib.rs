@@ -34,26 +34,9 @@ pub enum ReportError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{path}, line {line}: not a readable CSV file: {message}")]
-    Csv {
-        path: PathBuf,
-        line: u64,
-        message: String,
-    },
-    #[error("{path}: no column {column:?} (the header has {found}); the file should have the columns `moralsweep analyze` writes")]
-    MissingColumn {
-        path: PathBuf,
-        column: String,
-        found: String,
-    },
-    #[error("{path}, line {line}, column {column}: {value:?} is not {expected}")]
-    BadValue {
-        path: PathBuf,
-        line: u64,
-        column: String,
-        value: String,
-        expected: &'static str,
-    },
+    /// A metric or rating file that is not the CSV it should be.
+    #[error(transparent)]
+    Table(#[from] moralsweep_common::analyze::read::TableError),
     #[error("{path}: {message}")]
     Data { path: PathBuf, message: String },
     #[error("drawing figure {figure}: {message}")]

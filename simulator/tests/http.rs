@@ -7,6 +7,7 @@ use std::time::Duration;
 use moralsweep_common::prompt::persona_prompt;
 use moralsweep_common::ITEMS;
 use moralsweep_simulator::{spawn, ReplayMode, SimConfig};
+use moralsweep_testsupport::replay::ReplayDir;
 use serde_json::{json, Value};
 
 async fn post(
@@ -25,26 +26,14 @@ async fn post(
     (status, headers, v)
 }
 
-fn replay_dir() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("personas.json"),
-        r#"["a nurse", "a pilot"]"#,
-    )
-    .unwrap();
-    let mut csv =
-        String::from("persona_id,question_id,run_index,rating,failures,response,collected_at\n");
-    for (i, r) in [0, 2, 2, 5].iter().enumerate() {
-        csv.push_str(&format!("1,4,{},{r},0,{r},t\n", i + 1));
-    }
-    std::fs::write(dir.path().join("m_temp01.csv"), csv).unwrap();
-    dir
+fn replay_dir() -> ReplayDir {
+    ReplayDir::new().cell("m", &[0, 2, 2, 5])
 }
 
-fn config(dir: &tempfile::TempDir, mode: ReplayMode) -> SimConfig {
+fn config(dir: &ReplayDir, mode: ReplayMode) -> SimConfig {
     SimConfig {
         replay: Some(dir.path().to_path_buf()),
-        personas: Some(dir.path().join("personas.json")),
+        personas: Some(dir.personas()),
         replay_mode: mode,
         seed: 9,
         ..SimConfig::default()

@@ -8,6 +8,7 @@
 use moralsweep_common::prompt::persona_prompt;
 use moralsweep_common::ITEMS;
 use moralsweep_simulator::{spawn, ReplayMode, SimConfig};
+use moralsweep_testsupport::replay::ReplayDir;
 use serde_json::{json, Value};
 
 async fn post(url: &str, headers: &[(&str, &str)], body: Value) -> (u16, Value) {
@@ -23,31 +24,15 @@ async fn post(url: &str, headers: &[(&str, &str)], body: Value) -> (u16, Value) 
 /// One cell (persona 1, item 4) with ten recorded ratings.
 const RATINGS: [u8; 10] = [0, 1, 1, 2, 2, 2, 3, 4, 5, 5];
 
-fn replay_dir() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("personas.json"),
-        r#"["a nurse", "a pilot"]"#,
-    )
-    .unwrap();
-    let mut csv =
-        String::from("persona_id,question_id,run_index,rating,failures,response,collected_at\n");
-    for (i, r) in RATINGS.iter().enumerate() {
-        csv.push_str(&format!("1,4,{},{r},0,{r},t\n", i + 1));
-    }
-    std::fs::write(dir.path().join("m_temp01.csv"), csv).unwrap();
-    std::fs::write(dir.path().join("single_temp01.csv"), csv_of_one()).unwrap();
-    dir
+/// `m` with the ten ratings, `single` (served without multi-sample) with one.
+fn replay_dir() -> ReplayDir {
+    ReplayDir::new().cell("m", &RATINGS).cell("single", &[3])
 }
 
-fn csv_of_one() -> String {
-    "persona_id,question_id,run_index,rating,failures,response,collected_at\n1,4,1,3,0,3,t\n".into()
-}
-
-fn config(dir: &tempfile::TempDir) -> SimConfig {
+fn config(dir: &ReplayDir) -> SimConfig {
     SimConfig {
         replay: Some(dir.path().to_path_buf()),
-        personas: Some(dir.path().join("personas.json")),
+        personas: Some(dir.personas()),
         replay_mode: ReplayMode::Deal,
         seed: 3,
         single_sample: vec!["single".into()],

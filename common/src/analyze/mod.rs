@@ -50,7 +50,8 @@
 //! | `dropped.csv` | one per file, item or persona left out of a file's metrics, and why |
 //!
 //! The first columns of each are the papers' columns in the papers' order;
-//! columns after them are additions.
+//! columns after them are additions. [`read`] reads them back (and the
+//! published reference files) by column name.
 //!
 //! Bad data is an error naming the file and the line: a malformed row, a
 //! file with a header and no rows, a (persona, question, run_index) slot on
@@ -60,6 +61,7 @@ mod compare;
 mod error;
 mod models;
 mod options;
+pub mod read;
 mod rows;
 mod scan;
 mod schedule;

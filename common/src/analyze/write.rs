@@ -1,5 +1,9 @@
 //! The metric CSV files: their columns and atomic writing.
 
+use super::read::{
+    CURVE_FILES, DELTA_FILES, DISTRIBUTION_FILES, EXCESS_FILES, OVERALL_FILES, SELF_FILES,
+    TRAJECTORY_FILES,
+};
 use super::*;
 use crate::formats::{commit_file, fmt_float, fmt_temperature, temp_path};
 use crate::metrics::Band;
@@ -251,7 +255,7 @@ impl Report {
             Ok::<(), AnalyzeError>(())
         };
         put(
-            "persona_moral_metrics.csv",
+            OVERALL_FILES[0],
             &OVERALL_COLUMNS,
             self.overall.iter().map(metric_fields).collect(),
         )?;
@@ -287,7 +291,7 @@ impl Report {
             "source_file",
         ]);
         put(
-            "rating_distributions.csv",
+            DISTRIBUTION_FILES[0],
             &dist_header,
             self.distributions
                 .iter()
@@ -322,7 +326,7 @@ impl Report {
         )?;
         if !self.trajectories.is_empty() {
             put(
-                "trajectories.csv",
+                TRAJECTORY_FILES[0],
                 &TRAJECTORY_COLUMNS,
                 self.trajectories.iter().map(trajectory_fields).collect(),
             )?;
@@ -342,7 +346,7 @@ impl Report {
         let mut self_header = SELF_PROFILE_COLUMNS.to_vec();
         self_header[4] = label;
         put(
-            "self_profiles.csv",
+            SELF_FILES[0],
             &self_header,
             self.self_profiles
                 .iter()
@@ -362,7 +366,7 @@ impl Report {
                 .collect(),
         )?;
         put(
-            "variant_deltas.csv",
+            DELTA_FILES[0],
             &DELTA_COLUMNS,
             self.deltas
                 .iter()
@@ -409,7 +413,7 @@ impl Report {
         )?;
         if !self.excess.is_empty() {
             put(
-                "variant_excess.csv",
+                EXCESS_FILES[0],
                 &EXCESS_COLUMNS,
                 self.excess
                     .iter()
@@ -432,7 +436,7 @@ impl Report {
         }
         if !self.curves.is_empty() {
             put(
-                "temperature_curve_metrics.csv",
+                CURVE_FILES[0],
                 &CURVE_COLUMNS,
                 self.curves
                     .iter()

@@ -1,18 +1,20 @@
-//! Reading the CSV files the conformance tests compare: rows as column ->
-//! value maps, a file's header, a cell as a number.
-#![allow(dead_code)] // each test binary uses its own part
+//! Reading the CSV files tests compare (metric files, rating files): rows
+//! as column -> value maps, a file's header, a cell as a number. Every
+//! failure panics naming the file or the column, as a test wants.
 
 use std::collections::HashMap;
 use std::path::Path;
 
+/// One row: column name -> field.
 pub type Row = HashMap<String, String>;
 
+/// Every row of the CSV file at `path`.
 pub fn read_csv(path: &Path) -> Vec<Row> {
     let mut r = csv::Reader::from_path(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let headers = r.headers().unwrap().clone();
     r.records()
         .map(|rec| {
-            let rec = rec.unwrap();
+            let rec = rec.unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             headers
                 .iter()
                 .zip(rec.iter())
@@ -22,11 +24,13 @@ pub fn read_csv(path: &Path) -> Vec<Row> {
         .collect()
 }
 
+/// The header of the CSV file at `path`.
 pub fn header(path: &Path) -> Vec<String> {
-    let mut r = csv::Reader::from_path(path).unwrap();
+    let mut r = csv::Reader::from_path(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     r.headers().unwrap().iter().map(String::from).collect()
 }
 
+/// Column `col` of `row` as a number.
 pub fn num(row: &Row, col: &str) -> f64 {
     row.get(col)
         .unwrap_or_else(|| panic!("column {col} missing in {row:?}"))
