@@ -12,38 +12,26 @@ use std::time::Duration;
 use moralsweep_common::prompt::persona_prompt;
 use moralsweep_common::ITEMS;
 use moralsweep_simulator::{spawn, BatchSettings, ReplayMode, Running, SimConfig};
+use moralsweep_testsupport::replay::ReplayDir;
 use serde_json::{json, Value};
 
 /// One cell (persona 1, item 4) with ten recorded ratings.
 const RATINGS: [u8; 10] = [0, 1, 1, 2, 2, 2, 3, 4, 5, 5];
 
-fn replay_dir() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("personas.json"),
-        r#"["a nurse", "a pilot"]"#,
-    )
-    .unwrap();
-    let mut csv =
-        String::from("persona_id,question_id,run_index,rating,failures,response,collected_at\n");
-    for (i, r) in RATINGS.iter().enumerate() {
-        csv.push_str(&format!("1,4,{},{r},0,{r},t\n", i + 1));
-    }
-    for key in ["m", "claude-m", "gemini-m"] {
-        std::fs::write(dir.path().join(format!("{key}_temp01.csv")), &csv).unwrap();
-    }
-    std::fs::write(
-        dir.path().join("single_temp01.csv"),
-        "persona_id,question_id,run_index,rating,failures,response,collected_at\n1,4,1,3,0,3,t\n",
-    )
-    .unwrap();
-    dir
+/// `m`, `claude-m` and `gemini-m` with the ten ratings, `single` (served
+/// without multi-sample) with one.
+fn replay_dir() -> ReplayDir {
+    ReplayDir::new()
+        .cell("m", &RATINGS)
+        .cell("claude-m", &RATINGS)
+        .cell("gemini-m", &RATINGS)
+        .cell("single", &[3])
 }
 
-fn config(dir: &tempfile::TempDir) -> SimConfig {
+fn config(dir: &ReplayDir) -> SimConfig {
     SimConfig {
         replay: Some(dir.path().to_path_buf()),
-        personas: Some(dir.path().join("personas.json")),
+        personas: Some(dir.personas()),
         replay_mode: ReplayMode::Deal,
         seed: 3,
         single_sample: vec!["single".into()],

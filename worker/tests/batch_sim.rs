@@ -14,6 +14,7 @@ use std::time::Duration;
 use moralsweep_common::prompt::persona_prompt;
 use moralsweep_common::{ModelSpec, ITEMS};
 use moralsweep_simulator::{spawn, BatchSettings, ReplayMode, Running, SimConfig};
+use moralsweep_testsupport::replay::ReplayDir;
 use moralsweep_worker::providers::batch::{self, BatchItem, ItemResult, Submitted};
 use moralsweep_worker::providers::{CompletionRequest, ProviderError};
 use serde_json::{json, Value};
@@ -23,27 +24,15 @@ const KEY: &str = "sk-batch-test-51c2";
 const RATINGS: [u8; 10] = [0, 1, 1, 2, 2, 2, 3, 4, 5, 5];
 const EVERY: Duration = Duration::from_millis(5);
 
-fn replay_dir() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("personas.json"),
-        r#"["a nurse", "a pilot"]"#,
-    )
-    .unwrap();
-    let mut csv =
-        String::from("persona_id,question_id,run_index,rating,failures,response,collected_at\n");
-    for (i, r) in RATINGS.iter().enumerate() {
-        csv.push_str(&format!("1,4,{},{r},0,{r},t\n", i + 1));
-    }
-    std::fs::write(dir.path().join("m_temp01.csv"), csv).unwrap();
-    dir
+fn replay_dir() -> ReplayDir {
+    ReplayDir::new().cell("m", &RATINGS)
 }
 
-async fn sim(dir: &tempfile::TempDir, batch: BatchSettings, mode: ReplayMode) -> Running {
+async fn sim(dir: &ReplayDir, batch: BatchSettings, mode: ReplayMode) -> Running {
     spawn(
         SimConfig {
             replay: Some(dir.path().to_path_buf()),
-            personas: Some(dir.path().join("personas.json")),
+            personas: Some(dir.personas()),
             replay_mode: mode,
             seed: 5,
             api_key: Some(KEY.into()),
