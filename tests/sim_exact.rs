@@ -888,3 +888,139 @@ fn a_batch_run_killed_before_the_provider_answered_finds_its_batch() {
         "5000",
     ]);
 }
+
+/// Batch mode through Gemini's batch mode (`candidateCount`, at most the
+/// catalog's cap per request) and Anthropic's Message Batches (one sample
+/// per request: 30,000 lines in one batch), as the simulator speaks them:
+/// the same exact metrics, one batch each, none created twice.
+fn provider_batch_sweep(provider: &str, model_lines: &str, expect_lines: u64, file: &str) {
+    let Some(reference) = reference() else {
+        return;
+    };
+    let _one_at_a_time = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let personas = reference.join("personas.json");
+    let replay = replay_dir(&reference, d);
+    let sim = simproc::deal_replay(&replay, &personas);
+    let spec = format!(
+        "name = \"batch-{provider}\"\npersonas = \"{}\"\npersona_count = 100\nrepetitions = 10\n\
+         temperature = 0.1\nmodes = [\"persona\"]\noutput = \"out\"\nseed = 7\n\n\
+         [[model]]\nkey = \"{KEY}\"\nprovider = \"{provider}\"\nmodel = \"{KEY}\"\nbase_url = \"{}\"\n\
+         api_key_env = \"MORALSWEEP_SIM_EXACT_KEY\"\nbatch = true\ntimeout_secs = 30\n{model_lines}\n",
+        personas.display(),
+        sim.url,
+    );
+    std::fs::write(d.join("s.toml"), spec).unwrap();
+    let out = Command::new(simproc::bin())
+        .args(["run", "s.toml", "--quiet"])
+        .current_dir(d)
+        .env("MORALSWEEP_SIM_EXACT_KEY", "sk-sim-exact")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{provider}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows = read_sampling(&d.join(format!("out/data/{KEY}_{file}.csv")), false)
+        .unwrap()
+        .rows;
+    assert_every_slot_once(&rows, 100, 10);
+    assert_reproduces(&reference, &rows);
+    let b = &sim.stats()["batches"];
+    assert_eq!(b["created"], 1, "{provider}: {b}");
+    assert_eq!(b["resubmitted"], 0, "{provider}: {b}");
+    assert_eq!(b["lines"], expect_lines, "{provider}: {b}");
+    eprintln!("{provider}: {b}");
+}
+
+#[test]
+fn batch_mode_through_gemini_reproduces_exactly() {
+    // candidateCount up to the catalog's cap for Gemini models.
+    provider_batch_sweep("gemini", "max_samples_per_request = 5", 6_000, "temp01");
+}
+
+#[test]
+fn batch_mode_through_anthropic_reproduces_exactly() {
+    // Anthropic's current models take no temperature: sampled at its default.
+    provider_batch_sweep(
+        "anthropic",
+        "temperature = \"provider-default\"",
+        30_000,
+        "tempdefault",
+    );
+}
+
+/// A unit larger than one provider batch may be goes out as several, each
+/// of whole cells (here at most 1,000 requests a batch: three batches for
+/// 3,000 cells), with the same exact metrics.
+#[test]
+fn a_unit_larger_than_one_batch_goes_out_as_several() {
+    let Some(reference) = reference() else {
+        return;
+    };
+    let _one_at_a_time = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let sim = simproc::deal_replay(&replay_dir(&reference, d), &reference.join("personas.json"));
+    write_spec(
+        d,
+        &reference,
+        &sim,
+        100,
+        10,
+        "catalog = \"openai/gpt-4o\"\nbatch = true\ntimeout_secs = 30",
+    );
+    let redis = moralsweep_testsupport::RedisServer::start();
+    let port = moralsweep_testsupport::free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let _coord = common::spawn_coordinator(
+        port,
+        &redis.url(),
+        &d.join("coord"),
+        BATCH_TOKEN,
+        &["--lease-ttl", "5"],
+        d,
+    );
+    let r = cluster_cli(&["submit", "s.toml", "--coordinator", &url], d);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let _worker = common::spawn_worker(
+        &url,
+        "w1",
+        BATCH_TOKEN,
+        &[
+            "--batch-linger",
+            "1",
+            "--batch-poll",
+            "0.5",
+            "--batch-max-requests",
+            "1000",
+        ],
+    );
+    wait_until(120, "the sweep to finish", || {
+        batch_status(&url, d).is_some_and(|s| s["state"] == "done")
+    });
+    let out = d.join("fetched");
+    let r = cluster_cli(
+        &[
+            "results",
+            "sim-exact",
+            "--coordinator",
+            &url,
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        d,
+    );
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let rows = read_sampling(&out.join(format!("data/{KEY}_temp01.csv")), false)
+        .unwrap()
+        .rows;
+    assert_every_slot_once(&rows, 100, 10);
+    assert_reproduces(&reference, &rows);
+    let b = &sim.stats()["batches"];
+    assert_eq!(b["created"], 3, "{b}");
+    assert_eq!(b["lines"], 3_000, "{b}");
+    assert_eq!(b["resubmitted"], 0, "{b}");
+}

@@ -236,7 +236,9 @@ pub(super) async fn collector<L: BatchLink>(
                 None => break,
                 Some(p) => {
                     let now = Instant::now();
+                    // Full: as many requests as one provider batch takes.
                     let cap = max_requests(&shared, &p.model);
+                    let per_cell = requests_per_cell(&shared, &p.ctx, &p.model, &p.unit);
                     let cell = p.ctx.def.spec.cell_size(&p.model, p.unit.mode).max(1) as usize;
                     let e = pending.entry(p.unit.clone()).or_insert_with(|| Pending {
                         ctx: p.ctx.clone(),
@@ -249,7 +251,7 @@ pub(super) async fn collector<L: BatchLink>(
                     e.leases.push(p.lease_id);
                     e.slots.extend(p.slots);
                     e.last = now;
-                    (e.slots.len().div_ceil(cell) >= cap).then_some(p.unit)
+                    (e.slots.len().div_ceil(cell) * per_cell >= cap).then_some(p.unit)
                 }
             },
             _ = async {
@@ -303,23 +305,78 @@ pub(super) async fn collector<L: BatchLink>(
     }
 }
 
-/// The most requests one provider batch of `model` takes.
-fn max_requests<L: BatchLink>(shared: &Shared<L>, model: &ModelSpec) -> usize {
-    let limit = match model.provider.as_str() {
+/// The provider's limits on one batch of `model`.
+fn limits_of(model: &ModelSpec) -> api::Limits {
+    match model.provider.as_str() {
         "anthropic" => api::anthropic::LIMITS,
         "gemini" => api::gemini::LIMITS,
         _ => api::openai::LIMITS,
-    };
-    // A request's body is well under 4 KB (a persona prompt and settings).
-    let by_bytes = limit.max_bytes / 4096;
-    let cap = limit.max_items.min(by_bytes).max(1);
+    }
+}
+
+/// The most requests one provider batch of `model` takes (the provider's
+/// limit, or the worker's `--batch-max-requests`).
+fn max_requests<L: BatchLink>(shared: &Shared<L>, model: &ModelSpec) -> usize {
+    let cap = limits_of(model).max_items.max(1);
     shared
         .cfg
         .batch_max_requests
         .map_or(cap, |m| m.clamp(1, cap))
 }
 
-/// Opens a batch for parked slots and starts its job.
+/// An upper bound of the bytes one request of `prompt` adds to a batch:
+/// the prompt (escaped at most a tenth longer) and the body around it
+/// (model, settings, custom id and the line's envelope, well under 1 KB).
+fn request_bytes(prompt: &str) -> usize {
+    prompt.len() + prompt.len() / 10 + 1024
+}
+
+/// The prompt of `slot` of `unit`.
+fn prompt_of(ctx: &SweepCtx, unit: &UnitKey, slot: u32) -> String {
+    let shape = UnitShape {
+        mode: unit.mode,
+        personas: ctx.def.personas.len() as u32,
+        repetitions: ctx.def.spec.repetitions,
+        items: ctx.instrument.item_count() as u32,
+    };
+    let coord = shape.coord(slot as u64);
+    let item = &ctx.instrument.items[coord.item as usize - 1];
+    match coord.persona {
+        Some(p) => ctx
+            .instrument
+            .persona_prompt(&ctx.def.personas[p as usize], item),
+        None => ctx.instrument.self_prompt(item),
+    }
+}
+
+/// Requests the first generation of a cell of `model` takes.
+fn requests_per_cell<L: BatchLink>(
+    shared: &Shared<L>,
+    ctx: &SweepCtx,
+    model: &ModelSpec,
+    unit: &UnitKey,
+) -> usize {
+    let cell = ctx.def.spec.cell_size(model, unit.mode).max(1);
+    cell.div_ceil(per_request(shared, model, &unit.sweep)) as usize
+}
+
+/// Samples one request of `model` may carry (1 once its provider refused
+/// `n` in this sweep).
+fn per_request<L: BatchLink>(shared: &Shared<L>, model: &ModelSpec, sweep: &str) -> u32 {
+    let refused = shared
+        .single_sample
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .contains(&(sweep.to_string(), model.key.clone()));
+    if refused {
+        1
+    } else {
+        model.profile().samples_for(u32::MAX).max(1)
+    }
+}
+
+/// Opens batches for parked slots, each within the provider's limit on
+/// one batch, and starts their jobs.
 async fn open<L: BatchLink>(
     shared: &Arc<Shared<L>>,
     held: &Mutex<HashMap<String, usize>>,
@@ -327,53 +384,93 @@ async fn open<L: BatchLink>(
     model: ModelSpec,
     unit: UnitKey,
     leases: Vec<String>,
-    slots: Vec<u32>,
+    mut slots: Vec<u32>,
 ) {
-    let mut backoff = Duration::from_millis(100);
-    let rec = loop {
-        match shared
-            .link
-            .open_batch(
-                &shared.cfg.name,
-                leases.clone(),
-                unit.clone(),
-                slots.clone(),
-            )
-            .await
-        {
-            Ok(r) => break Some(r),
-            Err(LinkError::Unavailable(m)) if !shared.stopping.load(Ordering::Acquire) => {
-                tracing::warn!(model = %unit.model, "opening a batch failed (will retry): {m}");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+    slots.sort_unstable();
+    let cell = ctx.def.spec.cell_size(&model, unit.mode).max(1);
+    let per_cell = requests_per_cell(shared, &ctx, &model, &unit);
+    let (max_items, max_bytes) = (max_requests(shared, &model), limits_of(&model).max_bytes);
+    // Whole cells per batch, within the provider's count and size limits.
+    let mut chunks: Vec<Vec<u32>> = Vec::new();
+    let (mut requests, mut bytes) = (0usize, 0usize);
+    for s in slots {
+        let same_cell = chunks
+            .last()
+            .and_then(|c| c.last())
+            .is_some_and(|l| l / cell == s / cell);
+        if same_cell {
+            if let Some(c) = chunks.last_mut() {
+                c.push(s);
             }
-            Err(e) => {
-                tracing::warn!(model = %unit.model, "cannot open a batch; its slots go back with their leases: {e}");
-                break None;
+            continue;
+        }
+        let cell_bytes = per_cell * request_bytes(&prompt_of(&ctx, &unit, s));
+        let fits = requests + per_cell <= max_items && bytes + cell_bytes <= max_bytes;
+        match chunks.last_mut() {
+            Some(c) if fits => {
+                c.push(s);
+                requests += per_cell;
+                bytes += cell_bytes;
+            }
+            _ => {
+                chunks.push(vec![s]);
+                requests = per_cell;
+                bytes = cell_bytes;
             }
         }
-    };
-    let mut h = held.lock().unwrap_or_else(|e| e.into_inner());
-    match rec {
-        // The open emptied the leases (their slots are the batch's now, or
-        // were recorded or lost meanwhile): nothing to release.
-        Some(rec) => {
-            for id in &leases {
-                h.remove(id);
-            }
-            drop(h);
-            if !rec.slots.is_empty() {
-                tracing::info!(model = %unit.model, batch = %rec.id, slots = rec.slots.len(), "batch opened");
-                start_job(shared, ctx, model, rec);
-            }
-        }
-        None => {
-            drop(h);
-            let _ = shared
+    }
+    let mut refused = false;
+    for chunk in chunks {
+        let mut backoff = Duration::from_millis(100);
+        let rec = loop {
+            match shared
                 .link
-                .report(&shared.cfg.name, Vec::new(), leases, None)
-                .await;
+                .open_batch(
+                    &shared.cfg.name,
+                    leases.clone(),
+                    unit.clone(),
+                    chunk.clone(),
+                )
+                .await
+            {
+                Ok(r) => break Some(r),
+                Err(LinkError::Unavailable(m)) if !shared.stopping.load(Ordering::Acquire) => {
+                    tracing::warn!(model = %unit.model, "opening a batch failed (will retry): {m}");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+                Err(e) => {
+                    tracing::warn!(model = %unit.model, "cannot open a batch; its slots go back with their leases: {e}");
+                    break None;
+                }
+            }
+        };
+        match rec {
+            Some(rec) if !rec.slots.is_empty() => {
+                tracing::info!(model = %unit.model, batch = %rec.id, slots = rec.slots.len(), "batch opened");
+                start_job(shared, ctx.clone(), model.clone(), rec);
+            }
+            Some(_) => {}
+            None => {
+                refused = true;
+                break;
+            }
         }
+    }
+    {
+        let mut h = held.lock().unwrap_or_else(|e| e.into_inner());
+        for id in &leases {
+            h.remove(id);
+        }
+    }
+    // The opens emptied the leases (their slots are the batches' now, or
+    // were recorded or lost meanwhile); after a refusal what is left of
+    // them goes back.
+    if refused {
+        let _ = shared
+            .link
+            .report(&shared.cfg.name, Vec::new(), leases, None)
+            .await;
     }
 }
 
@@ -523,7 +620,12 @@ async fn run_job<L: BatchLink>(
             (st.generation, reqs, st.submitted, from)
         }
     };
+    let cap = max_requests(shared, model);
     while !reqs.is_empty() {
+        // A generation holds what one provider batch may; the rest waits
+        // for the next (only follow-ups split into single samples can be
+        // larger than the first).
+        let later = reqs.split_off(reqs.len().min(cap));
         let tag = ProviderState::tag(&rec.id, generation);
         let items = run.items(&tag, &reqs);
         let batch = match submitted.take() {
@@ -538,11 +640,14 @@ async fn run_job<L: BatchLink>(
             // The provider failed the batch for its queue's limit (nothing
             // billed): the same requests go again as the next generation.
             None => {
+                reqs.extend(later);
                 generation += 1;
                 continue;
             }
         };
         reqs = run.record(&reqs, &items, results).await?;
+        reqs.extend(later);
+        reqs.sort();
         generation += 1;
     }
     run.close().await
@@ -562,17 +667,7 @@ impl<L: BatchLink> Run<'_, L> {
 
     /// Samples one request may carry (1 once the provider refused `n`).
     fn per_request(&self) -> u32 {
-        let refused = self
-            .shared
-            .single_sample
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(&(self.rec.unit.sweep.clone(), self.model.key.clone()));
-        if refused {
-            1
-        } else {
-            self.model.profile().samples_for(u32::MAX).max(1)
-        }
+        per_request(self.shared, self.model, &self.rec.unit.sweep)
     }
 
     fn cell(&self) -> u32 {
@@ -591,24 +686,10 @@ impl<L: BatchLink> Run<'_, L> {
     fn items(&self, tag: &str, reqs: &[Req]) -> Vec<BatchItem> {
         let spec = &self.ctx.def.spec;
         let unit = &self.rec.unit;
-        let shape = UnitShape {
-            mode: unit.mode,
-            personas: self.ctx.def.personas.len() as u32,
-            repetitions: spec.repetitions,
-            items: self.ctx.instrument.item_count() as u32,
-        };
         let short = short_tag(tag);
         reqs.iter()
             .map(|r| {
-                let coord = shape.coord(r.base as u64);
-                let item = &self.ctx.instrument.items[coord.item as usize - 1];
-                let prompt = match coord.persona {
-                    Some(p) => self
-                        .ctx
-                        .instrument
-                        .persona_prompt(&self.ctx.def.personas[p as usize], item),
-                    None => self.ctx.instrument.self_prompt(item),
-                };
+                let prompt = prompt_of(self.ctx, unit, r.base);
                 let fallback = r.attempt >= spec.max_attempts;
                 let seed = slot_seed(spec.seed.unwrap_or(0), &unit.model, unit.mode, r.base)
                     .wrapping_add(r.attempt as u64);
