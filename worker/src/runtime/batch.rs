@@ -67,6 +67,8 @@ pub(super) struct Jobs {
 struct Job {
     /// Turns `Some(stopped)` when the record is lost: `true` when its sweep
     /// stopped (cancel at the provider), `false` when another worker took it.
+    /// A lost job stays listed (not extended) until it has wound down, so
+    /// that a claim of the same record never runs beside it.
     lost: watch::Sender<Option<bool>>,
     seen: Option<String>,
 }
@@ -112,6 +114,7 @@ impl Jobs {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .iter()
+            .filter(|(_, j)| j.lost.borrow().is_none())
             .map(|((sweep, id), j)| HeldBatch {
                 sweep: sweep.clone(),
                 id: id.clone(),
@@ -125,7 +128,7 @@ impl Jobs {
             .map
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .remove(&(sweep.to_string(), id.to_string()))
+            .get(&(sweep.to_string(), id.to_string()))
         {
             j.lost.send_replace(Some(stopped));
         }
@@ -603,7 +606,16 @@ async fn run_job<L: BatchLink>(
         client,
         lost,
     };
-    let state = ProviderState::parse(rec.provider_id.as_deref()).map_err(JobStop::Broken)?;
+    let state = match ProviderState::parse(rec.provider_id.as_deref()) {
+        Ok(s) => s,
+        // Not written by a worker: nothing to poll or look up. Its slots go
+        // back to the queue rather than stay with the record for ever.
+        Err(e) => {
+            tracing::warn!(batch = %rec.id, "{e}; closing the record, its slots go back to the queue");
+            run.close().await?;
+            return Err(JobStop::Broken(e));
+        }
+    };
     // Where the record stands: nothing submitted yet, a generation about
     // to be submitted (look it up first), or one the provider accepted.
     let (mut generation, mut reqs, mut submitted, mut look_up_from) = match state {
@@ -1143,6 +1155,35 @@ mod tests {
         assert_eq!(Req::parse(&id), Some(r));
         assert_eq!(Req::parse("abc-s1-m0-a0"), None, "no slot");
         assert_eq!(Req::parse("abc-x"), None);
+    }
+
+    #[test]
+    fn a_lost_job_blocks_a_second_job_on_its_record_until_it_ends() {
+        let rec = BatchRecord {
+            id: "msb-1-2".into(),
+            unit: UnitKey {
+                sweep: "s".into(),
+                model: "m".into(),
+                mode: moralsweep_common::Mode::Persona,
+            },
+            slots: vec![0, 1],
+            provider_id: None,
+            worker: "w".into(),
+            deadline_ms: 0,
+            created_ms: 0,
+        };
+        let jobs = Jobs::default();
+        let lost = jobs.start(&rec).expect("a first job starts");
+        assert_eq!(jobs.held().len(), 1);
+        jobs.lose("s", "msb-1-2", false);
+        assert_eq!(*lost.borrow(), Some(false), "the job is told");
+        assert!(jobs.held().is_empty(), "a lost record is not extended");
+        assert!(
+            jobs.start(&rec).is_none(),
+            "no second job while it winds down"
+        );
+        jobs.end(&rec);
+        assert!(jobs.start(&rec).is_some(), "a later claim starts a job");
     }
 
     #[test]
