@@ -15,32 +15,13 @@ use common::simproc;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use moralsweep_common::metrics::{sampled_metrics, BootstrapOptions, CellTable};
+use common::exact::{assert_published, metrics_of, KEY};
 use moralsweep_common::prompt::persona_prompt;
 use moralsweep_common::{ModelSpec, ITEMS};
 use moralsweep_testsupport::reference::reference_dir;
 use moralsweep_worker::providers::batch::{self, BatchItem, ItemResult};
 use moralsweep_worker::providers::CompletionRequest;
 use serde_json::json;
-
-const KEY: &str = "gpt-4o-misaligned";
-
-/// The published row of a model: column -> value.
-fn published(reference: &std::path::Path) -> HashMap<String, f64> {
-    let mut r = csv::Reader::from_path(reference.join("expected/metrics_overall.csv")).unwrap();
-    let headers = r.headers().unwrap().clone();
-    for rec in r.records() {
-        let rec = rec.unwrap();
-        if &rec[0] == KEY {
-            return headers
-                .iter()
-                .zip(rec.iter())
-                .filter_map(|(h, v)| v.parse().ok().map(|v| (h.to_string(), v)))
-                .collect();
-        }
-    }
-    panic!("{KEY} not in metrics_overall.csv");
-}
 
 /// The 100 x 30 sweep as batch items of `n` samples, `per_cell` items a
 /// cell; the metrics of the results, the tokens billed, and the simulator.
@@ -110,37 +91,8 @@ async fn sweep(
         }
     }
     assert_eq!(rows.len(), 30_000);
-    let table = CellTable::from_rows(rows.into_iter());
-    let items_kept = table.items();
-    let kept = table.kept_personas(&items_kept);
-    let opts = BootstrapOptions {
-        persona_draws: 2,
-        rerun_draws: 2,
-        seed: 1,
-    };
-    let got = sampled_metrics(&table, &kept, &items_kept, &opts, KEY)
-        .unwrap()
-        .overall;
-    let want = published(&reference);
-    let close = |a: f64, b: f64| (a - b).abs() <= 1e-9;
-    assert!(
-        close(got.s, want["susceptibility"]),
-        "S {} vs {}",
-        got.s,
-        want["susceptibility"]
-    );
-    assert!(
-        close(got.sigma_bar, want["uncertainty"]),
-        "sigma_bar {} vs {}",
-        got.sigma_bar,
-        want["uncertainty"]
-    );
-    assert!(
-        close(got.r(), want["robustness"]),
-        "R {} vs {}",
-        got.r(),
-        want["robustness"]
-    );
+    let got = metrics_of(rows.into_iter(), 2);
+    assert_published(&reference, &got);
     let stats = sim.stats();
     assert_eq!(stats["batches"]["created"], 1);
     assert_eq!(stats["batches"]["resubmitted"], 0);

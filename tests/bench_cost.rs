@@ -23,12 +23,9 @@ use common::simproc;
 
 use std::path::Path;
 
+use common::exact::{metrics, rows_in, KEY};
 use moralsweep_common::catalog;
-use moralsweep_common::formats::read_sampling;
-use moralsweep_common::metrics::{sampled_metrics, BootstrapOptions, CellTable};
 use moralsweep_testsupport::reference::reference_dir;
-
-const KEY: &str = "gpt-4o-misaligned";
 
 struct Run {
     requests: u64,
@@ -58,27 +55,9 @@ fn sweep(reference: &Path, samples_per_request: &str, extra: &str) -> Run {
         ),
     );
     simproc::run_sweep(tmp.path());
-    let rows = read_sampling(
-        &tmp.path().join(format!("out/data/{KEY}_temp01.csv")),
-        false,
-    )
-    .unwrap()
-    .rows;
+    let rows = rows_in(&tmp.path().join("out"), "temp01");
     assert_eq!(rows.len(), 30_000);
-    let table = CellTable::from_rows(
-        rows.iter()
-            .map(|r| (r.persona.unwrap_or(0), r.item, r.rating)),
-    );
-    let items = table.items();
-    let kept = table.kept_personas(&items);
-    let opts = BootstrapOptions {
-        persona_draws: 2,
-        rerun_draws: 2,
-        seed: 1,
-    };
-    let m = sampled_metrics(&table, &kept, &items, &opts, KEY)
-        .unwrap()
-        .overall;
+    let m = metrics(&rows, 2);
     let k = sim.stats()["keys"][KEY].clone();
     let n = |f: &str| k[f].as_u64().unwrap();
     assert_eq!(n("replayed"), 30_000, "{k}");

@@ -29,7 +29,7 @@
 
 mod common;
 use common::simproc;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -37,6 +37,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::cluster::{tail, worker_command, Coordinator};
+use common::exact::published;
 use common::{bin, data_without_time};
 use moralsweep_common::formats::read_sampling;
 use moralsweep_common::metrics::{sampled_metrics, BootstrapOptions, CellTable};
@@ -363,22 +364,6 @@ fn point_metrics(cells: &Cells) -> (f64, f64, f64) {
         .unwrap()
         .overall;
     (m.s, m.sigma_bar, m.r())
-}
-
-fn published(reference: &Path, key: &str) -> HashMap<String, f64> {
-    let mut r = csv::Reader::from_path(reference.join("expected/metrics_overall.csv")).unwrap();
-    let headers = r.headers().unwrap().clone();
-    for rec in r.records() {
-        let rec = rec.unwrap();
-        if &rec[0] == key {
-            return headers
-                .iter()
-                .zip(rec.iter())
-                .filter_map(|(h, v)| v.parse().ok().map(|v| (h.to_string(), v)))
-                .collect();
-        }
-    }
-    panic!("{key} not in metrics_overall.csv");
 }
 
 /// Checks the undisturbed run against the reference files it replays:
