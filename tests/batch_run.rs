@@ -45,18 +45,11 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 /// The simulator in deal mode over the reference's recorded ratings, with
 /// `extra` arguments (batch delays, faults).
 fn deal_sim(reference: &Path, extra: &[&str]) -> SimProc {
-    let replay = reference.join("sampling/insecure-code");
-    let personas = reference.join("personas.json");
-    let mut args = vec![
-        "--replay",
-        replay.to_str().unwrap(),
-        "--personas",
-        personas.to_str().unwrap(),
-        "--replay-mode",
-        "deal",
-    ];
-    args.extend_from_slice(extra);
-    SimProc::start(&args)
+    simproc::deal_replay_with(
+        &reference.join("sampling/insecure-code"),
+        &reference.join("personas.json"),
+        extra,
+    )
 }
 
 /// `dir/s.toml`: the 100 x 30 x 10 persona sweep of [`KEY`] standing in for

@@ -91,25 +91,23 @@ fn deal_mode_with_20_percent_faults_of_every_kind_still_reproduces() {
     let _one_at_a_time = serial();
     let tmp = tempfile::tempdir().unwrap();
     let replay = replay_dir(&reference, tmp.path());
-    let sim = SimProc::start(&[
-        "--replay",
-        replay.to_str().unwrap(),
-        "--personas",
-        reference.join("personas.json").to_str().unwrap(),
-        "--replay-mode",
-        "deal",
-        "--fault-rate",
-        "0.2",
-        "--faults",
-        "all",
-        "--slow-ms",
-        "20",
-        // Longer than the spec's 3 s timeout: the client gives up first.
-        "--hang-ms",
-        "3500",
-        "--seed",
-        "11",
-    ]);
+    let sim = simproc::deal_replay_with(
+        &replay,
+        &reference.join("personas.json"),
+        &[
+            "--fault-rate",
+            "0.2",
+            "--faults",
+            "all",
+            "--slow-ms",
+            "20",
+            // Longer than the spec's 3 s timeout: the client gives up first.
+            "--hang-ms",
+            "3500",
+            "--seed",
+            "11",
+        ],
+    );
     write_spec(tmp.path(), &reference, &sim, 100, 10, "timeout_secs = 3");
     run_sweep(tmp.path());
     let rows = rows(tmp.path());
@@ -272,17 +270,7 @@ fn multi_sample_sweep(
     let _one_at_a_time = serial();
     let tmp = tempfile::tempdir().unwrap();
     let replay = replay_dir(&reference, tmp.path());
-    let personas = reference.join("personas.json");
-    let mut args = vec![
-        "--replay",
-        replay.to_str().unwrap(),
-        "--personas",
-        personas.to_str().unwrap(),
-        "--replay-mode",
-        "deal",
-    ];
-    args.extend_from_slice(sim_args);
-    let sim = SimProc::start(&args);
+    let sim = simproc::deal_replay_with(&replay, &reference.join("personas.json"), sim_args);
     write_spec(
         tmp.path(),
         &reference,

@@ -212,14 +212,25 @@ pub fn python_script(name: &str) -> std::path::PathBuf {
 /// A simulator replaying the rating files under `replay` in deal mode: each
 /// recorded answer is handed out once, so a sweep can reproduce them exactly.
 pub fn deal_replay(replay: &std::path::Path, personas: &std::path::Path) -> SimProc {
-    SimProc::start(&[
+    deal_replay_with(replay, personas, &[])
+}
+
+/// [`deal_replay`] with `extra` arguments (faults, batch delays).
+pub fn deal_replay_with(
+    replay: &std::path::Path,
+    personas: &std::path::Path,
+    extra: &[&str],
+) -> SimProc {
+    let mut args = vec![
         "--replay",
         replay.to_str().unwrap(),
         "--personas",
         personas.to_str().unwrap(),
         "--replay-mode",
         "deal",
-    ])
+    ];
+    args.extend_from_slice(extra);
+    SimProc::start(&args)
 }
 
 /// Writes `dir/s.toml`: a persona-mode sweep `name` at temperature 0.1 of
