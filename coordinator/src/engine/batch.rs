@@ -123,6 +123,18 @@ impl Engine {
                     stopped: false,
                 });
             } else if let Some(seen) = &b.seen {
+                let unknown = !self
+                    .batch_seen
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .contains_key(&key);
+                if unknown {
+                    // Opened before this process started: learn the open
+                    // batches' units from the store (once after a restart).
+                    for r in self.store.batches().await? {
+                        self.batch_known(&r);
+                    }
+                }
                 let mut known = self.batch_seen.lock().unwrap_or_else(|e| e.into_inner());
                 if let Some(entry) = known.get_mut(&key) {
                     if entry.1.as_ref() != Some(seen) {
