@@ -59,3 +59,12 @@ pub struct LeaseOutcome {
     /// of the lease continue its trace. `None` in process or without export.
     pub traceparent: Option<String>,
 }
+
+/// Milliseconds since the Unix epoch: the clock of lease and batch
+/// deadlines.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

@@ -25,7 +25,7 @@ pub mod unit;
 
 pub use batch::{BatchRecord, HeldBatch, LostBatch, ProviderState, Submitted};
 pub use error::{CallError, ErrorKind};
-pub use lease::{Grant, Lease, LeaseOutcome};
+pub use lease::{now_ms, Grant, Lease, LeaseOutcome};
 pub use limits::{LOGPROB_REQUEST_TEMPERATURE, MAX_MESSAGE};
 pub use progress::{ProgressState, SweepProgress, UnitProgress};
 pub use report::{Outcome, ReportOutcome, SlotReport};

@@ -92,6 +92,7 @@ impl Engine {
     ) -> EngineResult<(Vec<LostBatch>, u64)> {
         let deadline = now_ms() + self.cfg.lease_ttl.as_millis() as u64;
         let mut lost = Vec::new();
+        let mut learnt = false;
         for b in batches {
             // A deleted or cancelled sweep's batches stop.
             let running = {
@@ -128,12 +129,13 @@ impl Engine {
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .contains_key(&key);
-                if unknown {
+                if unknown && !learnt {
                     // Opened before this process started: learn the open
-                    // batches' units from the store (once after a restart).
+                    // batches' units from the store (once per call).
                     for r in self.store.batches().await? {
                         self.batch_known(&r);
                     }
+                    learnt = true;
                 }
                 let mut known = self.batch_seen.lock().unwrap_or_else(|e| e.into_inner());
                 if let Some(entry) = known.get_mut(&key) {

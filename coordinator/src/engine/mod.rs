@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use moralsweep_common::slot::{SlotRecord, UnitShape};
 use moralsweep_common::{Mode, SweepSpec};
@@ -195,13 +195,7 @@ pub struct Engine {
 /// A provider batch: its sweep and id.
 type BatchKey = (String, String);
 
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
+pub use moralsweep_protocol::now_ms;
 
 fn build_units(record: &SweepRecord) -> Vec<UnitRt> {
     record

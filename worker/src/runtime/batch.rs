@@ -33,10 +33,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use moralsweep_common::hash::fnv1a_parts;
-use moralsweep_common::slot::{SlotRecord, UnitShape};
+use moralsweep_common::slot::SlotRecord;
 use moralsweep_common::spec::ModelSpec;
 use moralsweep_protocol::{
-    slot_seed, BatchRecord, HeldBatch, Outcome, ProviderState, SlotReport, UnitKey,
+    now_ms, slot_seed, BatchRecord, HeldBatch, Outcome, ProviderState, SlotReport, UnitKey,
 };
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -176,6 +176,15 @@ impl Req {
             attempt,
         })
     }
+}
+
+/// The slots a batch's items ask.
+fn slots_of(items: &[BatchItem]) -> Vec<u32> {
+    items
+        .iter()
+        .filter_map(|i| Req::parse(&i.custom_id))
+        .flat_map(|r| r.slots())
+        .collect()
 }
 
 /// The requests asking `slots` at `attempt`: one per cell (slots sharing
@@ -334,24 +343,6 @@ fn request_bytes(prompt: &str) -> usize {
     prompt.len() + prompt.len() / 10 + 1024
 }
 
-/// The prompt of `slot` of `unit`.
-fn prompt_of(ctx: &SweepCtx, unit: &UnitKey, slot: u32) -> String {
-    let shape = UnitShape {
-        mode: unit.mode,
-        personas: ctx.def.personas.len() as u32,
-        repetitions: ctx.def.spec.repetitions,
-        items: ctx.instrument.item_count() as u32,
-    };
-    let coord = shape.coord(slot as u64);
-    let item = &ctx.instrument.items[coord.item as usize - 1];
-    match coord.persona {
-        Some(p) => ctx
-            .instrument
-            .persona_prompt(&ctx.def.personas[p as usize], item),
-        None => ctx.instrument.self_prompt(item),
-    }
-}
-
 /// Requests the first generation of a cell of `model` takes.
 fn requests_per_cell<L: BatchLink>(
     shared: &Shared<L>,
@@ -360,22 +351,7 @@ fn requests_per_cell<L: BatchLink>(
     unit: &UnitKey,
 ) -> usize {
     let cell = ctx.def.spec.cell_size(model, unit.mode).max(1);
-    cell.div_ceil(per_request(shared, model, &unit.sweep)) as usize
-}
-
-/// Samples one request of `model` may carry (1 once its provider refused
-/// `n` in this sweep).
-fn per_request<L: BatchLink>(shared: &Shared<L>, model: &ModelSpec, sweep: &str) -> u32 {
-    let refused = shared
-        .single_sample
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .contains(&(sweep.to_string(), model.key.clone()));
-    if refused {
-        1
-    } else {
-        model.profile().samples_for(u32::MAX).max(1)
-    }
+    cell.div_ceil(shared.samples_per_request(&unit.sweep, model)) as usize
 }
 
 /// Opens batches for parked slots, each within the provider's limit on
@@ -407,7 +383,7 @@ async fn open<L: BatchLink>(
             }
             continue;
         }
-        let cell_bytes = per_cell * request_bytes(&prompt_of(&ctx, &unit, s));
+        let cell_bytes = per_cell * request_bytes(&ctx.prompt(unit.mode, s));
         let fits = requests + per_cell <= max_items && bytes + cell_bytes <= max_bytes;
         match chunks.last_mut() {
             Some(c) if fits => {
@@ -424,30 +400,16 @@ async fn open<L: BatchLink>(
     }
     let mut refused = false;
     for chunk in chunks {
-        let mut backoff = Duration::from_millis(100);
-        let rec = loop {
-            match shared
+        let rec = retry(shared, || {
+            shared
                 .link
-                .open_batch(
-                    &shared.cfg.name,
-                    leases.clone(),
-                    unit.clone(),
-                    chunk.clone(),
-                )
-                .await
-            {
-                Ok(r) => break Some(r),
-                Err(LinkError::Unavailable(m)) if !shared.stopping.load(Ordering::Acquire) => {
-                    tracing::warn!(model = %unit.model, "opening a batch failed (will retry): {m}");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                }
-                Err(e) => {
-                    tracing::warn!(model = %unit.model, "cannot open a batch; its slots go back with their leases: {e}");
-                    break None;
-                }
-            }
-        };
+                .open_batch(&shared.cfg.name, leases.clone(), unit.clone(), chunk.clone())
+        })
+        .await
+        .inspect_err(|e| {
+            tracing::warn!(model = %unit.model, "cannot open a batch; its slots go back with their leases: {e}")
+        })
+        .ok();
         match rec {
             Some(rec) if !rec.slots.is_empty() => {
                 tracing::info!(model = %unit.model, batch = %rec.id, slots = rec.slots.len(), "batch opened");
@@ -581,20 +543,15 @@ async fn run_job<L: BatchLink>(
     rec: &BatchRecord,
     lost: watch::Receiver<Option<bool>>,
 ) -> Result<(), JobStop> {
+    let holder = Holder { shared, model, rec };
     let client = match api::build(model) {
         Ok(c) => c,
+        // No batch API here (a missing key, say): refused for good.
         Err(e) => {
-            let why = format!("worker {}: {e}", shared.cfg.name);
-            let run = Run {
-                shared,
-                ctx,
-                model,
-                rec,
-                client: Box::new(NoClient),
-                lost,
-            };
-            run.fail(&rec.slots, &why).await?;
-            return run.close().await;
+            holder
+                .fail(&rec.slots, &format!("worker {}: {e}", shared.cfg.name))
+                .await?;
+            return holder.close().await;
         }
     };
     shared.cfg.accounting.register(model);
@@ -612,7 +569,7 @@ async fn run_job<L: BatchLink>(
         // back to the queue rather than stay with the record for ever.
         Err(e) => {
             tracing::warn!(batch = %rec.id, "{e}; closing the record, its slots go back to the queue");
-            run.close().await?;
+            holder.close().await?;
             return Err(JobStop::Broken(e));
         }
     };
@@ -662,10 +619,18 @@ async fn run_job<L: BatchLink>(
         reqs.sort();
         generation += 1;
     }
-    run.close().await
+    holder.close().await
 }
 
 impl<L: BatchLink> Run<'_, L> {
+    fn holder(&self) -> Holder<'_, L> {
+        Holder {
+            shared: self.shared,
+            model: self.model,
+            rec: self.rec,
+        }
+    }
+
     fn stopping(&self) -> Result<(), JobStop> {
         if self.shared.stopping.load(Ordering::Acquire) {
             return Err(JobStop::Stopping);
@@ -679,7 +644,8 @@ impl<L: BatchLink> Run<'_, L> {
 
     /// Samples one request may carry (1 once the provider refused `n`).
     fn per_request(&self) -> u32 {
-        per_request(self.shared, self.model, &self.rec.unit.sweep)
+        self.shared
+            .samples_per_request(&self.rec.unit.sweep, self.model)
     }
 
     fn cell(&self) -> u32 {
@@ -701,7 +667,7 @@ impl<L: BatchLink> Run<'_, L> {
         let short = short_tag(tag);
         reqs.iter()
             .map(|r| {
-                let prompt = prompt_of(self.ctx, unit, r.base);
+                let prompt = self.ctx.prompt(unit.mode, r.base);
                 let fallback = r.attempt >= spec.max_attempts;
                 let seed = slot_seed(spec.seed.unwrap_or(0), &unit.model, unit.mode, r.base)
                     .wrapping_add(r.attempt as u64);
@@ -776,13 +742,8 @@ impl<L: BatchLink> Run<'_, L> {
                 Ok(b) => break b,
                 Err(ProviderError::Fatal(m)) => {
                     let why = format!("worker {}: {m}", self.shared.cfg.name);
-                    let slots: Vec<u32> = items
-                        .iter()
-                        .filter_map(|i| Req::parse(&i.custom_id))
-                        .flat_map(|r| r.slots())
-                        .collect();
-                    self.fail(&slots, &why).await?;
-                    self.close().await?;
+                    self.holder().fail(&slots_of(items), &why).await?;
+                    self.holder().close().await?;
                     return Err(JobStop::Broken(why));
                 }
                 Err(e) => {
@@ -883,15 +844,18 @@ impl<L: BatchLink> Run<'_, L> {
                     self.pause(self.shared.cfg.batch_poll).await?;
                     return Ok(None);
                 }
+                // The provider failed the whole batch for good: each of its
+                // requests is refused, as a refused line would be.
                 Err(ProviderError::Fatal(m)) => {
-                    let why = format!("worker {}: {m}", self.shared.cfg.name);
-                    let slots: Vec<u32> = items
-                        .iter()
-                        .filter_map(|i| Req::parse(&i.custom_id))
-                        .flat_map(|r| r.slots())
-                        .collect();
-                    self.fail(&slots, &why).await?;
-                    return Ok(Some(HashMap::new()));
+                    return Ok(Some(
+                        items
+                            .iter()
+                            .map(|i| {
+                                let refused = ProviderError::Fatal(m.clone());
+                                (i.custom_id.clone(), ItemResult::Failed(refused))
+                            })
+                            .collect(),
+                    ))
                 }
                 Err(e) => {
                     tracing::warn!(batch = %self.rec.id, "reading the batch's results failed (will retry): {e}");
@@ -952,8 +916,10 @@ impl<L: BatchLink> Run<'_, L> {
                             )),
                         };
                         match rec {
-                            Some(rec) => reports
-                                .push(self.report(slot, Outcome::Record(SlotRecord::Sample(rec)))),
+                            Some(rec) => reports.push(
+                                self.holder()
+                                    .report(slot, Outcome::Record(SlotRecord::Sample(rec))),
+                            ),
                             // Without a digit (or a sample short): the next attempt.
                             None => again.entry(r.attempt + 1).or_default().push(slot),
                         }
@@ -962,15 +928,7 @@ impl<L: BatchLink> Run<'_, L> {
                 Some(ItemResult::Failed(e))
                     if r.mask.count_ones() > 1 && refuses_multi_sample(&e) =>
                 {
-                    let first = self
-                        .shared
-                        .single_sample
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .insert((self.rec.unit.sweep.clone(), self.model.key.clone()));
-                    if first {
-                        tracing::warn!(model = %self.model.key, "the provider refused several samples per request (`n`); this model is asked one sample per request for the rest of the sweep");
-                    }
+                    self.shared.refused_multi_sample(&self.holder().key());
                     single.extend(requests(&slots, 1, 1, r.attempt));
                 }
                 Some(ItemResult::Failed(ProviderError::Fatal(m))) => {
@@ -983,24 +941,14 @@ impl<L: BatchLink> Run<'_, L> {
             tracing::warn!(batch = %self.rec.id, slots = unanswered, "requests of the batch failed, expired or were cancelled; their slots go back to the queue when it closes");
         }
         if let Some((_, m)) = fatal.first() {
-            let dead = self
-                .shared
-                .dead_models
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert((self.rec.unit.sweep.clone(), self.model.key.clone()), ())
-                .is_none();
-            if dead {
-                tracing::error!(model = %self.model.key, "the provider refused for good: {m}");
-            }
+            self.shared.refused_for_good(&self.holder().key(), m);
             let name = &self.shared.cfg.name;
-            reports.extend(
-                fatal
-                    .iter()
-                    .map(|(s, m)| self.report(*s, Outcome::Fatal(format!("worker {name}: {m}")))),
-            );
+            reports.extend(fatal.iter().map(|(s, m)| {
+                self.holder()
+                    .report(*s, Outcome::Fatal(format!("worker {name}: {m}")))
+            }));
         }
-        self.send(reports).await?;
+        self.holder().send(reports).await?;
         let per = self.per_request();
         let mut next = single;
         for (attempt, slots) in again {
@@ -1013,6 +961,21 @@ impl<L: BatchLink> Run<'_, L> {
         }
         next.sort();
         Ok(next)
+    }
+}
+
+/// A job's dealings with its record at the coordinator, which need no
+/// provider: reporting results, stopping the model, closing.
+struct Holder<'a, L: BatchLink> {
+    shared: &'a Arc<Shared<L>>,
+    model: &'a ModelSpec,
+    rec: &'a BatchRecord,
+}
+
+impl<L: BatchLink> Holder<'_, L> {
+    /// The key under which the model's refusals are remembered.
+    fn key(&self) -> super::ModelKey {
+        (self.rec.unit.sweep.clone(), self.model.key.clone())
     }
 
     fn report(&self, slot: u32, outcome: Outcome) -> SlotReport {
@@ -1044,12 +1007,7 @@ impl<L: BatchLink> Run<'_, L> {
 
     /// Reports a fatal refusal for `slots` (the model stops).
     async fn fail(&self, slots: &[u32], why: &str) -> Result<(), JobStop> {
-        self.shared
-            .dead_models
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert((self.rec.unit.sweep.clone(), self.model.key.clone()), ());
-        tracing::error!(model = %self.model.key, "the provider refused the batch for good: {why}");
+        self.shared.refused_for_good(&self.key(), why);
         self.send(
             slots
                 .iter()
@@ -1094,48 +1052,10 @@ where
     }
 }
 
-/// Milliseconds since the Unix epoch.
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 fn unix_time(t: i64) -> String {
     chrono::DateTime::from_timestamp(t, 0)
         .map(|d| d.format("%Y-%m-%d %H:%M UTC").to_string())
         .unwrap_or_else(|| t.to_string())
-}
-
-/// Stands in for a client that could not be built (the job only reports
-/// the refusal and closes).
-struct NoClient;
-
-#[async_trait::async_trait]
-impl BatchClient for NoClient {
-    fn limits(&self) -> api::Limits {
-        api::openai::LIMITS
-    }
-    async fn submit(&self, _: &str, _: &[BatchItem]) -> Result<api::Submitted, ProviderError> {
-        Err(ProviderError::Fatal("no batch client".into()))
-    }
-    async fn find(&self, _: &str, _: &[BatchItem], _: u64) -> Result<Found, ProviderError> {
-        Ok(Found::Absent)
-    }
-    async fn poll(&self, _: &api::Submitted) -> Result<api::Progress, ProviderError> {
-        Err(ProviderError::Fatal("no batch client".into()))
-    }
-    async fn results(
-        &self,
-        _: &api::Submitted,
-        _: &[BatchItem],
-    ) -> Result<HashMap<String, ItemResult>, ProviderError> {
-        Err(ProviderError::Fatal("no batch client".into()))
-    }
-    async fn cancel(&self, _: &api::Submitted) -> Result<(), ProviderError> {
-        Ok(())
-    }
 }
 
 #[cfg(test)]

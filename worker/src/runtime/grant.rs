@@ -43,11 +43,7 @@ pub(super) async fn start_grant<L: Link>(
     // Batch mode: the grant waits for its provider batch (its lease held
     // and extended meanwhile), unless the model already refused for good.
     if let (Some(c), Some(m)) = (&ctx, &model_spec) {
-        let dead = shared
-            .dead_models
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains_key(&(g.lease.unit.sweep.clone(), m.key.clone()));
+        let dead = shared.is_dead(&(g.lease.unit.sweep.clone(), m.key.clone()));
         if m.sends_batches(g.lease.unit.mode) && !dead {
             shared.batch_parked.fetch_add(1, Ordering::AcqRel);
             let parked = super::batch::Parked {
@@ -84,15 +80,10 @@ pub(super) async fn start_grant<L: Link>(
     // Slots of one cell share requests when the model draws several
     // samples per request (and its provider has not refused that);
     // otherwise each slot is its own group.
-    let refused = || {
-        shared
-            .single_sample
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(&(g.lease.unit.sweep.clone(), g.lease.unit.model.clone()))
-    };
     let cell = match (&ctx, &model_spec) {
-        (Some(c), Some(m)) if !refused() => c.def.spec.cell_size(m, g.lease.unit.mode),
+        (Some(c), Some(m)) if shared.samples_per_request(&g.lease.unit.sweep, m) > 1 => {
+            c.def.spec.cell_size(m, g.lease.unit.mode)
+        }
         _ => 1,
     };
     // What a slot needs beyond the definition (a judge slot's answer).

@@ -26,6 +26,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use moralsweep_common::spec::ModelSpec;
 use moralsweep_protocol::SlotReport;
 use tokio::sync::{mpsc, watch, Semaphore};
 
@@ -59,7 +60,7 @@ struct Shared<L: Link> {
     cfg: WorkerConfig,
     sweeps: tokio::sync::Mutex<HashMap<String, Arc<SweepCtx>>>,
     /// Models that answered with a fatal error: their remaining slots are not asked.
-    dead_models: Mutex<HashMap<(String, String), ()>>,
+    dead_models: Mutex<HashMap<ModelKey, ()>>,
     /// [`WorkerConfig::single_sample`].
     single_sample: SingleSampleModels,
     stopping: AtomicBool,
@@ -77,6 +78,64 @@ struct Shared<L: Link> {
     batch_tx: mpsc::UnboundedSender<batch::Parked>,
     batch_parked: AtomicU64,
     batch_jobs: batch::Jobs,
+}
+
+/// A (sweep, model key) pair: whose refusals a worker remembers.
+type ModelKey = (String, String);
+
+impl<L: Link> Shared<L> {
+    /// Whether `key`'s provider refused for good (its slots are not asked).
+    fn is_dead(&self, key: &ModelKey) -> bool {
+        self.dead_models
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(key)
+    }
+
+    /// `key`'s provider refused for good: its remaining slots are not
+    /// asked here; said once.
+    fn refused_for_good(&self, key: &ModelKey, msg: &str) {
+        let first = self
+            .dead_models
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.clone(), ())
+            .is_none();
+        if first {
+            tracing::error!(model = %key.1, "the provider refused for good: {msg}");
+        }
+    }
+
+    /// Samples one request of `model` may carry in `sweep`: its profile's
+    /// cap, or 1 once its provider refused several.
+    fn samples_per_request(&self, sweep: &str, model: &ModelSpec) -> u32 {
+        let refused = self
+            .single_sample
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&(sweep.to_string(), model.key.clone()));
+        if refused {
+            1
+        } else {
+            model.profile().samples_for(u32::MAX).max(1)
+        }
+    }
+
+    /// `key`'s provider refused several samples per request: one per
+    /// request for the rest of the sweep; said once.
+    fn refused_multi_sample(&self, key: &ModelKey) {
+        let first = self
+            .single_sample
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.clone());
+        if first {
+            tracing::warn!(
+                model = %key.1,
+                "the provider refused several samples per request (`n`); this model is asked one sample per request for the rest of the sweep"
+            );
+        }
+    }
 }
 
 /// Runs a worker until `shutdown` turns true (or, with `exit_when_idle`, until

@@ -7,7 +7,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use moralsweep_common::slot::{SlotRecord, UnitShape};
+use moralsweep_common::slot::SlotRecord;
 use moralsweep_common::spec::ModelSpec;
 use moralsweep_common::Mode;
 use moralsweep_protocol::{slot_seed, Outcome, SlotReport, UnitKey, LOGPROB_REQUEST_TEMPERATURE};
@@ -55,23 +55,13 @@ fn prepare<'a, L: Link>(
         _ => model,
     };
     let dead_key = (unit.sweep.clone(), requester.key.clone());
-    if shared
-        .dead_models
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .contains_key(&dead_key)
-    {
+    if shared.is_dead(&dead_key) {
         return None;
     }
     let em = matches!(unit.mode, Mode::EmCheck | Mode::EmJudge);
     let shape = match em {
         true => crate::em::unit_shape(unit.mode),
-        false => UnitShape {
-            mode: unit.mode,
-            personas: ctx.def.personas.len() as u32,
-            repetitions: spec.repetitions,
-            items: ctx.instrument.item_count() as u32,
-        },
+        false => ctx.shape(unit.mode),
     };
     if slots.is_empty() || slots.iter().any(|s| *s as u64 >= shape.len()) {
         return None;
@@ -79,15 +69,7 @@ fn prepare<'a, L: Link>(
     // The misalignment check builds its own prompts (`crate::em`).
     let prompt = match em {
         true => String::new(),
-        false => {
-            let coord = shape.coord(slots[0] as u64);
-            let instrument = &ctx.instrument;
-            let item = &instrument.items[coord.item as usize - 1];
-            match coord.persona {
-                Some(p) => instrument.persona_prompt(&ctx.def.personas[p as usize], item),
-                None => instrument.self_prompt(item),
-            }
-        }
+        false => ctx.prompt(unit.mode, slots[0]),
     };
     let provider = provider_for(shared, ctx, &requester.key);
     Some(Asked {
@@ -131,15 +113,7 @@ async fn failed<L: Link>(
     let model = &asked.dead_key.1;
     match error {
         ProviderError::Fatal(msg) => {
-            let first = shared
-                .dead_models
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(asked.dead_key.clone(), ())
-                .is_none();
-            if first {
-                tracing::error!(model = %model, "the provider refused for good: {msg}");
-            }
+            shared.refused_for_good(&asked.dead_key, &msg);
             Some(format!("worker {}: {msg}", shared.cfg.name))
         }
         ProviderError::RateLimited { retry_after } => {
@@ -259,11 +233,6 @@ pub(super) async fn run_cell<L: Link>(
         .iter()
         .map(|s| slot_seed(spec.seed.unwrap_or(0), &unit.model, unit.mode, *s))
         .collect();
-    let single = shared
-        .single_sample
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .contains(&asked.dead_key);
     let result = match asked.provider.as_ref() {
         ProviderSlot::Broken(msg) => Err(ProviderError::Fatal(msg.clone())),
         ProviderSlot::Ready(p) => {
@@ -278,11 +247,7 @@ pub(super) async fn run_cell<L: Link>(
                 &CellRequest {
                     slot: slot_request(ctx, asked.model, asked.prompt.clone(), None),
                     seeds,
-                    max_samples: if single {
-                        1
-                    } else {
-                        asked.model.profile().samples_for(u32::MAX)
-                    },
+                    max_samples: shared.samples_per_request(&unit.sweep, asked.model),
                 },
             )
             .await
@@ -290,17 +255,8 @@ pub(super) async fn run_cell<L: Link>(
     };
     match result {
         Ok(out) => {
-            if out.refused_multi_sample
-                && shared
-                    .single_sample
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(asked.dead_key.clone())
-            {
-                tracing::warn!(
-                    model = %unit.model,
-                    "the provider refused several samples per request (`n`); this model is asked one sample per request for the rest of the sweep"
-                );
+            if out.refused_multi_sample {
+                shared.refused_multi_sample(&asked.dead_key);
             }
             shared
                 .stats

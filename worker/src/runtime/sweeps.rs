@@ -7,6 +7,9 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use moralsweep_common::slot::UnitShape;
+use moralsweep_common::Mode;
+
 use super::{Link, LinkError, Shared, SweepDef};
 use crate::paced::{Paced, RetryPolicy, DEFAULT_UNREACHABLE_TIMEOUT};
 use crate::permits::Permits;
@@ -18,6 +21,31 @@ pub(super) struct SweepCtx {
     /// The spec's instrument, loaded once.
     pub(super) instrument: Arc<moralsweep_common::Instrument>,
     pub(super) providers: Mutex<HashMap<String, Arc<ProviderSlot>>>,
+}
+
+impl SweepCtx {
+    /// The slot layout of a questionnaire unit (persona or self) in `mode`.
+    pub(super) fn shape(&self, mode: Mode) -> UnitShape {
+        UnitShape {
+            mode,
+            personas: self.def.personas.len() as u32,
+            repetitions: self.def.spec.repetitions,
+            items: self.instrument.item_count() as u32,
+        }
+    }
+
+    /// The prompt of questionnaire slot `slot` in `mode` (its persona's,
+    /// or the self prompt, for its item).
+    pub(super) fn prompt(&self, mode: Mode, slot: u32) -> String {
+        let coord = self.shape(mode).coord(slot as u64);
+        let item = &self.instrument.items[coord.item as usize - 1];
+        match coord.persona {
+            Some(p) => self
+                .instrument
+                .persona_prompt(&self.def.personas[p as usize], item),
+            None => self.instrument.self_prompt(item),
+        }
+    }
 }
 
 pub(super) enum ProviderSlot {

@@ -12,8 +12,8 @@ use async_trait::async_trait;
 use serde_json::{json, Value};
 
 use super::{
-    by_id, check_bytes, check_items, BatchClient, BatchItem, Found, ItemResult, Limits, Progress,
-    Submitted, FIND_SLACK_MS,
+    by_id, check_bytes, check_items, unanswered_cancelled, unix_secs, window_start_secs,
+    BatchClient, BatchItem, Found, ItemResult, Limits, Progress, Submitted,
 };
 use crate::providers::anthropic::Anthropic;
 use crate::providers::ProviderError;
@@ -164,7 +164,7 @@ impl BatchClient for AnthropicBatch {
         items: &[BatchItem],
         after_ms: u64,
     ) -> Result<Found, ProviderError> {
-        let oldest = (after_ms.saturating_sub(FIND_SLACK_MS) / 1000) as i64;
+        let oldest = window_start_secs(after_ms);
         let ours: std::collections::HashSet<&str> =
             items.iter().map(|i| i.custom_id.as_str()).collect();
         let mut after: Option<String> = None;
@@ -182,11 +182,7 @@ impl BatchClient for AnthropicBatch {
                 .unwrap_or_default();
             let mut too_old = false;
             for b in &data {
-                let created = b
-                    .get("created_at")
-                    .and_then(Value::as_str)
-                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-                    .map(|t| t.timestamp());
+                let created = unix_secs(b.get("created_at"));
                 if created.is_some_and(|t| t < oldest) {
                     too_old = true;
                     continue;
@@ -261,11 +257,7 @@ impl BatchClient for AnthropicBatch {
             succeeded: count("succeeded"),
             failed: count("errored") + count("canceled") + count("expired"),
             pending: count("processing"),
-            expires_at: v
-                .get("expires_at")
-                .and_then(Value::as_str)
-                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-                .map(|t| t.timestamp()),
+            expires_at: unix_secs(v.get("expires_at")),
         })
     }
 
@@ -307,10 +299,7 @@ impl BatchClient for AnthropicBatch {
             let result = self.result_of(r.get("result").unwrap_or(&Value::Null), item);
             out.insert(item.custom_id.clone(), result);
         }
-        for i in items {
-            out.entry(i.custom_id.clone())
-                .or_insert(ItemResult::Canceled);
-        }
+        unanswered_cancelled(&mut out, items);
         Ok(out)
     }
 

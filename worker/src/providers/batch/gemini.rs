@@ -13,8 +13,8 @@ use async_trait::async_trait;
 use serde_json::{json, Value};
 
 use super::{
-    by_id, check_bytes, check_items, BatchClient, BatchItem, Found, ItemResult, Limits, Progress,
-    Submitted, FIND_SLACK_MS,
+    by_id, check_bytes, check_items, unanswered_cancelled, unix_secs, window_start_secs,
+    BatchClient, BatchItem, Found, ItemResult, Limits, Progress, Submitted,
 };
 use crate::providers::gemini::Gemini;
 use crate::providers::ProviderError;
@@ -163,7 +163,7 @@ impl BatchClient for GeminiBatch {
         after_ms: u64,
     ) -> Result<Found, ProviderError> {
         let name = self.display_name(tag);
-        let oldest = (after_ms.saturating_sub(FIND_SLACK_MS) / 1000) as i64;
+        let oldest = window_start_secs(after_ms);
         let mut token: Option<String> = None;
         loop {
             let mut url = self.url("batches?pageSize=100");
@@ -193,12 +193,8 @@ impl BatchClient for GeminiBatch {
                 }
             }
             // Newest first: a page ending before the window ends the search.
-            let too_old = ops
-                .last()
-                .and_then(|op| op.pointer("/metadata/createTime"))
-                .and_then(Value::as_str)
-                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-                .is_some_and(|t| t.timestamp() < oldest);
+            let too_old = unix_secs(ops.last().and_then(|op| op.pointer("/metadata/createTime")))
+                .is_some_and(|t| t < oldest);
             match v.get("nextPageToken").and_then(Value::as_str) {
                 Some(t) if !too_old && !t.is_empty() => token = Some(t.to_string()),
                 _ => return Ok(Found::Absent),
@@ -230,11 +226,8 @@ impl BatchClient for GeminiBatch {
             failed: count("failedRequestCount"),
             pending: count("pendingRequestCount"),
             // Google gives no deadline; batches expire 48 hours after creation.
-            expires_at: v
-                .pointer("/metadata/createTime")
-                .and_then(Value::as_str)
-                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-                .map(|t| t.timestamp() + GEMINI_WINDOW_SECS),
+            expires_at: unix_secs(v.pointer("/metadata/createTime"))
+                .map(|t| t + GEMINI_WINDOW_SECS),
         })
     }
 
@@ -282,10 +275,7 @@ impl BatchClient for GeminiBatch {
                 out.insert(item.custom_id.clone(), self.result_of(r, item));
             }
         }
-        for i in items {
-            out.entry(i.custom_id.clone())
-                .or_insert(ItemResult::Canceled);
-        }
+        unanswered_cancelled(&mut out, items);
         Ok(out)
     }
 

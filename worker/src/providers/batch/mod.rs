@@ -217,6 +217,27 @@ pub async fn run_to_end(
     Ok((batch, results))
 }
 
+/// The Unix second from which a lookup of a batch recorded at `after_ms`
+/// searches (the slack before it allows for clocks that differ).
+pub(crate) fn window_start_secs(after_ms: u64) -> i64 {
+    (after_ms.saturating_sub(FIND_SLACK_MS) / 1000) as i64
+}
+
+/// The Unix second of an RFC 3339 time in a provider's answer.
+pub(crate) fn unix_secs(v: Option<&serde_json::Value>) -> Option<i64> {
+    v.and_then(serde_json::Value::as_str)
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.timestamp())
+}
+
+/// Marks every item the provider said nothing about as cancelled.
+pub(crate) fn unanswered_cancelled(out: &mut HashMap<String, ItemResult>, items: &[BatchItem]) {
+    for i in items {
+        out.entry(i.custom_id.clone())
+            .or_insert(ItemResult::Canceled);
+    }
+}
+
 /// An item's request, for parsing its answer.
 pub(crate) fn by_id(items: &[BatchItem]) -> HashMap<&str, &BatchItem> {
     items.iter().map(|i| (i.custom_id.as_str(), i)).collect()

@@ -12,8 +12,8 @@ use async_trait::async_trait;
 use serde_json::{json, Value};
 
 use super::{
-    by_id, check_bytes, check_items, BatchClient, BatchItem, Found, ItemResult, Limits, Progress,
-    Submitted, FIND_SLACK_MS,
+    by_id, check_bytes, check_items, unanswered_cancelled, window_start_secs, BatchClient,
+    BatchItem, Found, ItemResult, Limits, Progress, Submitted,
 };
 use crate::providers::openai::OpenAi;
 use crate::providers::ProviderError;
@@ -306,10 +306,7 @@ impl BatchClient for OpenAiBatch {
                 out.insert(item.custom_id.clone(), self.result_of(&line, item));
             }
         }
-        for i in items {
-            out.entry(i.custom_id.clone())
-                .or_insert(ItemResult::Canceled);
-        }
+        unanswered_cancelled(&mut out, items);
         Ok(out)
     }
 
@@ -320,7 +317,7 @@ impl BatchClient for OpenAiBatch {
         after_ms: u64,
     ) -> Result<Found, ProviderError> {
         // Newest first: stop at the first batch older than the window.
-        let oldest = (after_ms.saturating_sub(FIND_SLACK_MS) / 1000) as i64;
+        let oldest = window_start_secs(after_ms);
         let mut after: Option<String> = None;
         loop {
             let mut url = self.url("/batches?limit=100");
