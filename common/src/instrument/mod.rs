@@ -8,10 +8,12 @@
 //! not asked. Items 1-15 are relevance items, 16-30 agreement items, and the
 //! foundations cycle in the order of [`Foundation::ALL`] within each half.
 
+mod check;
 mod def;
+pub use check::{clip, clip_words, MAX_GROUPS, MAX_ITEMS};
 pub use def::{
-    builtin_names, clip, clip_words, Instrument, InstrumentError, InstrumentItem, Parser, Prompts,
-    Scale, DEFAULT_INSTRUMENT,
+    builtin_names, Instrument, InstrumentError, InstrumentItem, Parser, Prompts, Scale,
+    DEFAULT_INSTRUMENT,
 };
 
 use std::fmt;
