@@ -15,8 +15,13 @@
 pub mod read;
 pub mod write;
 
-pub use read::{open_bounded, read_bounded, read_to_string_bounded, ReadError};
-pub use write::{Kind, NewFile, OnReplace, OutDir, Prior, WriteError, TEMP_SUFFIX};
+pub use read::{
+    open_bounded, read_bounded, read_to_string_bounded, ReadError, INSTRUMENT_LIMIT,
+    MANIFEST_LIMIT, METRICS_LIMIT, PERSONAS_LIMIT, RATINGS_LIMIT, SPEC_LIMIT,
+};
+pub use write::{
+    create_file_at, refuse_link, Kind, NewFile, OnReplace, OutDir, Prior, WriteError, TEMP_SUFFIX,
+};
 
 #[cfg(test)]
 mod tests;

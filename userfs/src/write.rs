@@ -318,6 +318,34 @@ impl OutDir {
     }
 }
 
+/// Refuses `path` if it is a symbolic link: for a folder inside a user's
+/// output (`data/`, `metrics/`), which the user did not name themselves.
+pub fn refuse_link(path: &Path) -> Result<(), WriteError> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => Err(WriteError::NotAFolder {
+            path: path.to_path_buf(),
+            kind: "a symbolic link",
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// A new file for `path`, in its folder (created when missing) as the
+/// [`OutDir`]: for writers given a file's path inside an output folder
+/// (`<output>/data/<file>`) rather than a folder and a name in it. That
+/// folder must not be a link.
+pub fn create_file_at(path: &Path) -> Result<NewFile, WriteError> {
+    let name = path
+        .file_name()
+        .ok_or_else(|| WriteError::BadName(path.to_path_buf()))?;
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    refuse_link(parent)?;
+    OutDir::create(parent)?.create_file(name)
+}
+
 /// `None` when `name` is free in `dir`, its size when a regular file;
 /// an error naming `shown` otherwise.
 fn target_state(dir: &Dir, name: &OsString, shown: &Path) -> Result<Option<u64>, WriteError> {
