@@ -283,7 +283,9 @@ fn wait_done(dir: &Path, url: &str, sweep: &str) -> serde_json::Value {
 }
 
 fn scrape(ops: &str) -> BTreeMap<String, f64> {
-    let (code, body) = obs::http_get(ops, "/metrics").unwrap();
+    // The scrape carries the token as Prometheus does (deploy/README.md):
+    // the coordinator's /metrics requires it; a worker's ignores it.
+    let (code, body) = obs::http_get_as(ops, "/metrics", Some(TOKEN)).unwrap();
     assert_eq!(code, 200, "{body}");
     obs::samples(&body)
 }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::instrument::{builtin_names, Instrument, InstrumentError};
+use crate::instrument::{builtin_names, clip, clip_words, Instrument, InstrumentError};
 use crate::personas::{load_personas, PersonaError};
 use std::sync::Arc;
 
@@ -455,6 +455,11 @@ fn valid_name(s: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
+/// The highest price per million tokens a spec may give: a thousand times
+/// the dearest real model, and low enough that a cost total over any
+/// 64-bit token count stays a finite number.
+pub const MAX_PRICE_PER_MTOK: f64 = 1_000_000.0;
+
 /// The most slots one sweep may have, over all its models and modes: a
 /// hundred times the largest real sweeps (dozens of models at 30,300 slots
 /// each, about a million). Every slot count is 64-bit; this limit also keeps
@@ -503,7 +508,8 @@ impl SweepSpec {
     /// Parses spec TOML text; `path` names the source in errors.
     pub fn parse(text: &str, path: &Path) -> Result<SweepSpec, SpecError> {
         toml::from_str(text).map_err(|e| {
-            let mut message = e.message().to_string();
+            // A long key or value is cut, not echoed whole.
+            let mut message = clip_words(e.message());
             if let Some(span) = e.span() {
                 let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
                 message = format!("line {line}: {message}");
@@ -527,8 +533,8 @@ impl SweepSpec {
             return Err(bad(
                 "name",
                 format!(
-                    "is {:?}; a sweep id starts with a letter or digit and uses only letters, digits, '-', '_' and '.' (1-128 characters)",
-                    self.name
+                    "is {}; a sweep id starts with a letter or digit and uses only letters, digits, '-', '_' and '.' (1-128 characters)",
+                    clip(&self.name)
                 ),
             ));
         }
@@ -576,6 +582,21 @@ impl SweepSpec {
                 "modes",
                 "is empty; name at least one of \"persona\", \"self\", \"logprob\", \"em-check\""
                     .into(),
+            ));
+        }
+        if let Some((i, m)) = self
+            .modes
+            .iter()
+            .enumerate()
+            .find(|(i, m)| self.modes[..*i].contains(m))
+        {
+            return Err(bad(
+                "modes",
+                format!(
+                    "names {:?} twice (again as entry {}); name each mode once",
+                    m.name(),
+                    i + 1
+                ),
             ));
         }
         if self.max_attempts == 0 {
@@ -636,8 +657,8 @@ impl SweepSpec {
                 return Err(bad(
                     &at("key"),
                     format!(
-                        "is {:?}; a model key starts with a letter or digit and uses only letters, digits, '-', '_' and '.' (1-128 characters)",
-                        m.key
+                        "is {}; a model key starts with a letter or digit and uses only letters, digits, '-', '_' and '.' (1-128 characters)",
+                        clip(&m.key)
                     ),
                 ));
             }
@@ -654,8 +675,8 @@ impl SweepSpec {
                 return Err(bad(
                     &at("provider"),
                     format!(
-                        "is {:?}; expected one of {}",
-                        m.provider,
+                        "is {}; expected one of {}",
+                        clip(&m.provider),
                         PROVIDERS.join(", ")
                     ),
                 ));
@@ -707,10 +728,12 @@ impl SweepSpec {
                 ("batch_output_price_per_mtok", m.batch_output_price_per_mtok),
             ] {
                 if let Some(p) = p {
-                    if !(p >= 0.0 && p.is_finite()) {
+                    if !(0.0..=MAX_PRICE_PER_MTOK).contains(&p) {
                         return Err(bad(
                             &at(k),
-                            format!("is {p}; a price must be a non-negative number"),
+                            format!(
+                                "is {p}; a price is US dollars per million tokens, from 0 to {MAX_PRICE_PER_MTOK:.0} (real prices are below 1000; a larger one would make the cost totals overflow)"
+                            ),
                         ));
                     }
                 }

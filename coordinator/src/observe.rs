@@ -104,15 +104,17 @@ pub async fn start(
     engine: Arc<Engine>,
     ops_listen: Option<&str>,
 ) -> Result<Option<OpsServer>, TelemetryError> {
-    start_with_live(engine, ops_listen, None).await
+    start_with_live(engine, ops_listen, None, None).await
 }
 
 /// [`start`], with the live view of the sweeps served beside the ops
-/// endpoints when `live` is given.
+/// endpoints when `live` is given, and `/metrics` behind `token` when one
+/// is given (the coordinator's own; see `moralsweep_telemetry::access`).
 pub async fn start_with_live(
     engine: Arc<Engine>,
     ops_listen: Option<&str>,
     live: Option<moralsweep_telemetry::live::LiveView>,
+    token: Option<String>,
 ) -> Result<Option<OpsServer>, TelemetryError> {
     let Some(addr) = ops_listen else {
         return Ok(None);
@@ -125,7 +127,7 @@ pub async fn start_with_live(
         }
     });
     let store = engine.store().clone();
-    let server = moralsweep_telemetry::spawn_ops_with(
+    let server = moralsweep_telemetry::spawn_ops_guarded(
         addr,
         engine.config().metrics.clone(),
         move || {
@@ -133,8 +135,16 @@ pub async fn start_with_live(
             async move { store.ping().await.is_ok() }
         },
         live.map(|l| l.router()).unwrap_or_default(),
+        token,
+        (
+            "the coordinator's token",
+            "drop --no-auth and give the coordinator MORALSWEEP_TOKEN or --token-file",
+        ),
         std::future::pending::<()>(),
     )
     .await?;
+    if let Some(w) = &server.warning {
+        tracing::warn!("--ops-listen: {w}");
+    }
     Ok(Some(server))
 }

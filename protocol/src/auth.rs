@@ -89,7 +89,14 @@ impl tonic::service::Interceptor for Auth {
                 "missing token: send `authorization: Bearer <token>` (set MORALSWEEP_TOKEN or --token-file)",
             ));
         };
-        let given = value.as_bytes().strip_prefix(b"Bearer ").unwrap_or(b"");
+        // The scheme in any case (RFC 7235: `bearer` is `Bearer`).
+        let given = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.trim_start().split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, t)| t.trim().as_bytes())
+            .unwrap_or(b"");
         if same(given, expected.as_bytes()) {
             Ok(req)
         } else {

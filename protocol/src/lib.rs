@@ -27,7 +27,7 @@ pub use batch::{BatchRecord, HeldBatch, LostBatch, ProviderState, Submitted};
 pub use error::{CallError, ErrorKind};
 pub use lease::{now_ms, Grant, Lease, LeaseOutcome};
 pub use limits::{LOGPROB_REQUEST_TEMPERATURE, MAX_MESSAGE};
-pub use progress::{ProgressState, SweepProgress, UnitProgress};
+pub use progress::{ProgressState, SweepProgress, UnitProgress, ALREADY_CANCELLED};
 pub use report::{Outcome, ReportOutcome, SlotReport};
 pub use seed::slot_seed;
 pub use unit::UnitKey;

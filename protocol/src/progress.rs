@@ -6,6 +6,11 @@ use std::path::PathBuf;
 
 use moralsweep_common::Mode;
 
+/// What the answer to cancelling an already cancelled sweep says in its
+/// messages (`sweep X was already cancelled; nothing changed`), so that
+/// `cancel` can tell the user.
+pub const ALREADY_CANCELLED: &str = "already cancelled";
+
 /// Where a unit or a sweep stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "lowercase")]

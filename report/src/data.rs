@@ -141,12 +141,44 @@ fn find(dir: &Path, names: &[&str]) -> Option<PathBuf> {
         .find(|p| std::fs::symlink_metadata(p).is_ok())
 }
 
+/// The per-group metrics file: one of the known names (foundations,
+/// domains), else the one `persona_moral_metrics_per_<label>.csv` an
+/// instrument with its own group label gave (the first by name if there
+/// are several).
+fn find_per_group(dir: &Path) -> Option<PathBuf> {
+    find(dir, &PER_FOUNDATION_FILES).or_else(|| {
+        let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+            .ok()?
+            .filter_map(Result::ok)
+            .filter(|e| {
+                e.file_name().to_str().is_some_and(|n| {
+                    n.strip_prefix("persona_moral_metrics_per_")
+                        .and_then(|l| l.strip_suffix(".csv"))
+                        .is_some_and(|l| !l.is_empty())
+                })
+            })
+            .map(|e| e.path())
+            .filter(|p| p.is_file())
+            .collect();
+        found.sort();
+        found.into_iter().next()
+    })
+}
+
 fn load_table(
     dir: &Path,
     names: &[&str],
     sources: &mut Vec<SourceFile>,
 ) -> Result<Option<CsvTable>, ReportError> {
-    let Some(path) = find(dir, names) else {
+    load_found(find(dir, names), sources)
+}
+
+/// Reads the table at `found` (none: `Ok(None)`), noting it in `sources`.
+fn load_found(
+    found: Option<PathBuf>,
+    sources: &mut Vec<SourceFile>,
+) -> Result<Option<CsvTable>, ReportError> {
+    let Some(path) = found else {
         return Ok(None);
     };
     let bytes = read_bounded(&path, moralsweep_userfs::METRICS_LIMIT).map_err(|source| {
@@ -253,7 +285,7 @@ pub fn load(dir: &Path, data: Option<&Path>) -> Result<ReportData, ReportError> 
     if let Some(t) = load_table(&metrics_dir, &OVERALL_FILES, &mut sources)? {
         d.overall = MetricRecord::from_table(&t, false)?;
     }
-    if let Some(t) = load_table(&metrics_dir, &PER_FOUNDATION_FILES, &mut sources)? {
+    if let Some(t) = load_found(find_per_group(&metrics_dir), &mut sources)? {
         d.per_foundation = MetricRecord::from_table(&t, true)?;
         d.group_label = t.headers[group_column(&t)?].clone();
     }

@@ -277,6 +277,7 @@ pub fn coordinator(a: CoordinatorArgs) -> anyhow::Result<()> {
             engine.clone(),
             a.ops_listen.as_deref(),
             Some(live),
+            token.clone(),
         )
         .await?;
         tracing::info!(%addr, tls = tls.is_some(), "coordinator listening");
@@ -787,7 +788,16 @@ pub fn cancel(a: CancelArgs) -> anyhow::Result<()> {
         c.cancel_sweep(pb::CancelSweepRequest { sweep }).await
     })?;
     let st = r.status.unwrap_or_default();
+    let again = st
+        .messages
+        .iter()
+        .any(|m| m.contains(moralsweep_protocol::ALREADY_CANCELLED));
     match st.state.as_str() {
+        "cancelled" if again => println!(
+            "sweep {} was already cancelled ({} of {} slots recorded); nothing changed. `moralsweep results {} --out DIR` fetches them, \
+             `moralsweep delete {}` removes the sweep",
+            a.sweep, st.done, st.total, a.sweep, a.sweep
+        ),
         "cancelled" => println!(
             "sweep {} cancelled with {} of {} slots recorded; `moralsweep results {} --out DIR` fetches them, \
              `moralsweep delete {}` removes the sweep",

@@ -85,12 +85,8 @@ async fn run_sweep(args: RunArgs, sweep: Sweep) -> anyhow::Result<()> {
         .state
         .clone()
         .unwrap_or_else(|| sweep.output.join(".moralsweep").join("state.redb"));
-    let store = EmbeddedStore::open(&state).with_context(|| {
-        format!(
-            "opening the sweep's state {} (is another `moralsweep run` of this sweep running?)",
-            state.display()
-        )
-    })?;
+    let store = EmbeddedStore::open(&state)
+        .with_context(|| format!("opening the sweep's state {}", state.display()))?;
     let store: Arc<dyn Store> = Arc::new(store);
     // One process owns this store: leases left by an interrupted run go back
     // to the queue at once instead of at their deadlines.
@@ -143,20 +139,38 @@ async fn run_sweep(args: RunArgs, sweep: Sweep) -> anyhow::Result<()> {
     let _ui = match &args.ui {
         Some(addr) => {
             let token = match &args.ui_token_file {
-                Some(f) => Some(moralsweep_protocol::auth::load_token(Some(f))?),
+                Some(f) => Some(
+                    moralsweep_protocol::auth::load_token(Some(f)).context("--ui-token-file")?,
+                ),
                 None => None,
             };
-            let live =
-                crate::cli::live::EngineLive::view(engine.clone(), Some(accounting.clone()), token);
-            let server = moralsweep_telemetry::spawn_ops_with(
+            if let Some(w) = token
+                .as_deref()
+                .and_then(moralsweep_protocol::auth::short_token_warning)
+            {
+                eprintln!("warning: --ui-token-file: {w}");
+            }
+            const WHOSE: &str = "the token in --ui-token-file";
+            let live = crate::cli::live::EngineLive::view(
+                engine.clone(),
+                Some(accounting.clone()),
+                token.clone(),
+            )
+            .token_called(WHOSE);
+            let server = moralsweep_telemetry::spawn_ops_guarded(
                 addr,
                 engine.config().metrics.clone(),
                 || async { true },
                 live.router(),
+                token,
+                (WHOSE, "--ui-token-file FILE"),
                 std::future::pending::<()>(),
             )
             .await
             .with_context(|| format!("--ui {addr}"))?;
+            if let Some(w) = &server.warning {
+                eprintln!("warning: --ui: {w}");
+            }
             eprintln!("live view: http://{}/live", server.local_addr);
             Some(server)
         }
@@ -185,7 +199,8 @@ async fn run_sweep(args: RunArgs, sweep: Sweep) -> anyhow::Result<()> {
             drain_timeout: RUN_DRAIN_TIMEOUT,
             single_sample: single_sample.clone(),
             accounting: accounting.clone(),
-            metrics: engine.config().metrics.clone(),
+            // The engine counts the recorded slots; the workers count the rest.
+            metrics: engine.config().metrics.for_inprocess_workers(),
             ..WorkerConfig::default()
         };
         workers.push(tokio::spawn(runtime::run(
@@ -302,6 +317,17 @@ async fn run_sweep(args: RunArgs, sweep: Sweep) -> anyhow::Result<()> {
             "error: {} of the sweep's models stopped before finishing: {}; the others' files are complete; fix the cause above and run again",
             failed.len(),
             failed.join(", ")
+        );
+        moralsweep_telemetry::flush();
+        std::process::exit(1);
+    }
+    // Every slot may be recorded while the files are not written (a folder
+    // in the way, a full disk): the sweep failed even though no model did.
+    if final_state.state == ProgressState::Failed {
+        eprintln!(
+            "error: sweep {name} failed: its files in {} could not all be written (the cause is above); every answer is recorded in {}, so fix the cause and run the same command again to write them without asking anything again",
+            final_state.output.display(),
+            state.display()
         );
         moralsweep_telemetry::flush();
         std::process::exit(1);

@@ -31,6 +31,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer, Registry};
 
+pub mod access;
 pub mod live;
 pub mod metrics;
 pub mod ops;
@@ -40,7 +41,7 @@ pub mod redact;
 pub mod spans;
 
 pub use metrics::Metrics;
-pub use ops::{serve_ops, spawn_ops, spawn_ops_with, OpsServer};
+pub use ops::{serve_ops, spawn_ops, spawn_ops_guarded, spawn_ops_with, OpsServer};
 
 /// Errors of the telemetry setup; each names what to change.
 #[derive(Debug, thiserror::Error)]

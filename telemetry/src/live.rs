@@ -47,15 +47,25 @@ pub trait LiveSource: Send + Sync + 'static {
 pub struct LiveView {
     source: Arc<dyn LiveSource>,
     token: Option<Arc<str>>,
+    /// What the token is called in a refusal.
+    whose: Arc<str>,
 }
 
 impl LiveView {
-    /// With `token`, the data endpoints require `Authorization: Bearer <token>`.
+    /// With `token`, the data endpoints require `Authorization: Bearer <token>`
+    /// (the coordinator's token; see [`LiveView::token_called`]).
     pub fn new(source: Arc<dyn LiveSource>, token: Option<String>) -> Self {
         LiveView {
             source,
             token: token.map(Arc::from),
+            whose: "the coordinator's token".into(),
         }
+    }
+
+    /// Names the token in refusals (e.g. `the token in --ui-token-file`).
+    pub fn token_called(mut self, whose: &str) -> Self {
+        self.whose = whose.into();
+        self
     }
 
     /// The routes, to merge into the ops router.
@@ -69,35 +79,15 @@ impl LiveView {
     }
 
     fn authorized(&self, headers: &HeaderMap) -> bool {
-        let Some(token) = &self.token else {
-            return true;
-        };
-        let given = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or("");
-        constant_time_eq(given.trim().as_bytes(), token.as_bytes())
+        match &self.token {
+            None => true,
+            Some(token) => crate::access::has_token(headers, token),
+        }
     }
-}
 
-/// Compares without an early exit, so the time taken says nothing about
-/// how much of a guessed token was right.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = (a.len() != b.len()) as u8;
-    for (i, x) in b.iter().enumerate() {
-        diff |= a.get(i).copied().unwrap_or(0) ^ x;
+    fn refused(&self) -> Response {
+        crate::access::refused(&self.whose)
     }
-    diff == 0
-}
-
-fn refused() -> Response {
-    (
-        StatusCode::UNAUTHORIZED,
-        [(header::WWW_AUTHENTICATE, "Bearer")],
-        "a token is required: send Authorization: Bearer <the coordinator's token>\n",
-    )
-        .into_response()
 }
 
 /// Headers every live response carries: no caching of sweep data, no
@@ -134,7 +124,7 @@ async fn page(State(v): State<LiveView>) -> Response {
 
 async fn status(State(v): State<LiveView>, headers: HeaderMap) -> Response {
     if !v.authorized(&headers) {
-        return secure(refused());
+        return secure(v.refused());
     }
     let body = v.source.status().await;
     secure(axum::Json(body).into_response())
@@ -146,7 +136,7 @@ async fn report(
     headers: HeaderMap,
 ) -> Response {
     if !v.authorized(&headers) {
-        return secure(refused());
+        return secure(v.refused());
     }
     secure(match v.source.report(sweep.clone()).await {
         Some(Ok(html)) => {
@@ -163,18 +153,4 @@ async fn report(
         )
             .into_response(),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn token_comparison_needs_every_byte() {
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abd", b"abc"));
-        assert!(!constant_time_eq(b"ab", b"abc"));
-        assert!(!constant_time_eq(b"abcd", b"abc"));
-        assert!(!constant_time_eq(b"", b"abc"));
-    }
 }

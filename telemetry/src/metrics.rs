@@ -106,6 +106,10 @@ struct Inner {
 #[derive(Clone)]
 pub struct Metrics {
     inner: Arc<Inner>,
+    /// Whether [`Metrics::slot_done`] counts: not for workers running in
+    /// the coordinator's process (`run`), whose engine counts each recorded
+    /// slot itself.
+    worker_counts_done: bool,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -243,6 +247,18 @@ impl Metrics {
                 workers,
                 store_ready,
             }),
+            worker_counts_done: true,
+        }
+    }
+
+    /// The same registry for workers that run in the engine's own process
+    /// (`run`): the engine counts every slot it records in
+    /// `slots_done_total`, so a worker's [`Metrics::slot_done`] must not
+    /// count it again.
+    pub fn for_inprocess_workers(&self) -> Metrics {
+        Metrics {
+            inner: self.inner.clone(),
+            worker_counts_done: false,
         }
     }
 
@@ -259,9 +275,12 @@ impl Metrics {
         }
     }
 
-    /// One slot of `model` in `sweep` got its answer recorded.
+    /// One slot of `model` in `sweep` got its answer (a worker's count; see
+    /// [`Metrics::for_inprocess_workers`]).
     pub fn slot_done(&self, sweep: &str, model: &str) {
-        self.slots_done(sweep, model, 1);
+        if self.worker_counts_done {
+            self.slots_done(sweep, model, 1);
+        }
     }
 
     /// `n` slots got their answers recorded.

@@ -11,7 +11,9 @@
 //! The Kubernetes manifests under `deploy/` point their probes and scrape
 //! annotations at these paths; a test checks they agree. A process may add
 //! routes of its own beside them ([`spawn_ops_with`]): the coordinator adds
-//! the live view of its sweeps ([`crate::live`]).
+//! the live view of its sweeps ([`crate::live`]). Who may read them is
+//! [`crate::access`]'s ([`spawn_ops_guarded`]); every connection must send
+//! its request headers within [`HEADER_READ_TIMEOUT`].
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -97,13 +99,56 @@ where
     serve_router(listener, router(metrics, ready), shutdown).await
 }
 
+/// How long a client may take to send a request's headers before its
+/// connection is closed (a client that sends half of them and waits holds
+/// nothing open for long).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves `app` on `listener` until `shutdown` resolves: HTTP/1.1 through
+/// hyper with [`HEADER_READ_TIMEOUT`] (axum's own `serve` sets no timer, so
+/// a slow client could hold a connection for ever). At shutdown it stops
+/// accepting and lets each connection finish its request.
 async fn serve_router<S>(listener: TcpListener, app: Router, shutdown: S) -> std::io::Result<()>
 where
     S: Future<Output = ()> + Send + 'static,
 {
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                // A connection that failed before it was accepted (reset,
+                // out of descriptors): keep serving the others.
+                Err(e) => {
+                    tracing::debug!("ops server: accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT);
+            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            let mut conn = std::pin::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = stop.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+        });
+    }
+    let _ = stop_tx.send(true);
+    Ok(())
 }
 
 /// A running ops server (see [`spawn_ops`]).
@@ -113,6 +158,9 @@ pub struct OpsServer {
     pub local_addr: SocketAddr,
     /// The server task; it ends when the shutdown future resolves.
     pub task: tokio::task::JoinHandle<std::io::Result<()>>,
+    /// What the caller should warn about: a public address without a token
+    /// ([`spawn_ops_guarded`]).
+    pub warning: Option<String>,
 }
 
 /// Binds `addr` (e.g. `0.0.0.0:9464`) and serves the ops endpoints in a
@@ -132,13 +180,18 @@ where
     spawn_ops_with(addr, metrics, ready, Router::new(), shutdown).await
 }
 
-/// [`spawn_ops`] with `extra` routes served beside the ops endpoints (e.g.
-/// [`crate::live::LiveView::router`]).
-pub async fn spawn_ops_with<R, Fut, S>(
+/// [`spawn_ops_with`] under `token`: with one, `/metrics` answers only to
+/// `Authorization: Bearer <token>`; without one, only requests for
+/// localhost, an IP address or `addr` itself are answered, and a public
+/// address gets a [`OpsServer::warning`] (see [`crate::access`]). `whose` names the token
+/// in a refusal and `flag` where to set one in the warning.
+pub async fn spawn_ops_guarded<R, Fut, S>(
     addr: &str,
     metrics: Metrics,
     ready: R,
     extra: Router,
+    token: Option<String>,
+    (whose, flag): (&str, &str),
     shutdown: S,
 ) -> Result<OpsServer, crate::TelemetryError>
 where
@@ -146,6 +199,32 @@ where
     Fut: Future<Output = bool> + Send + 'static,
     S: Future<Output = ()> + Send + 'static,
 {
+    let access = crate::access::Access {
+        token: token.map(Arc::from),
+        whose: whose.into(),
+        listen: addr.into(),
+    };
+    let (listener, local_addr) = bind(addr).await?;
+    let warning = access
+        .token
+        .is_none()
+        .then(|| crate::access::exposure_warning(local_addr, flag))
+        .flatten();
+    let app = router(metrics, ready)
+        .merge(extra)
+        .layer(axum::middleware::from_fn_with_state(
+            access,
+            crate::access::guard,
+        ));
+    let task = tokio::spawn(serve_router(listener, app, shutdown));
+    Ok(OpsServer {
+        local_addr,
+        task,
+        warning,
+    })
+}
+
+async fn bind(addr: &str) -> Result<(TcpListener, SocketAddr), crate::TelemetryError> {
     let listener =
         TcpListener::bind(addr)
             .await
@@ -160,7 +239,29 @@ where
             error,
         })?;
     tracing::info!(%local_addr, "ops endpoints: {METRICS_PATH} {HEALTHZ_PATH} {READYZ_PATH}");
+    Ok((listener, local_addr))
+}
+
+/// [`spawn_ops`] with `extra` routes served beside the ops endpoints (e.g.
+/// [`crate::live::LiveView::router`]).
+pub async fn spawn_ops_with<R, Fut, S>(
+    addr: &str,
+    metrics: Metrics,
+    ready: R,
+    extra: Router,
+    shutdown: S,
+) -> Result<OpsServer, crate::TelemetryError>
+where
+    R: Fn() -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = bool> + Send + 'static,
+    S: Future<Output = ()> + Send + 'static,
+{
+    let (listener, local_addr) = bind(addr).await?;
     let app = router(metrics, ready).merge(extra);
     let task = tokio::spawn(serve_router(listener, app, shutdown));
-    Ok(OpsServer { local_addr, task })
+    Ok(OpsServer {
+        local_addr,
+        task,
+        warning: None,
+    })
 }

@@ -310,12 +310,48 @@ pub fn metrics_dir_of(dir: &Path) -> PathBuf {
     }
 }
 
-/// The column naming the item group (`foundation` or `domain`).
+/// Whether `name` is a column the metric files have besides the group
+/// column (so a group label cannot be it): every column of the overall,
+/// self-profile, trajectory and distribution files.
+pub fn is_metric_column(name: &str) -> bool {
+    const DISTRIBUTION_ONLY: [&str; 7] = [
+        "ratings",
+        "entropy_bits",
+        "modal_rating",
+        "modal_share",
+        "collapsed",
+        "base_model",
+        "kl_from_base_bits",
+    ];
+    name.starts_with("rating_")
+        || super::OVERALL_COLUMNS
+            .iter()
+            .chain(super::TRAJECTORY_COLUMNS.iter())
+            .chain(DISTRIBUTION_ONLY.iter())
+            .chain(
+                super::SELF_PROFILE_COLUMNS
+                    .iter()
+                    .filter(|c| !GROUP_COLUMNS.contains(c)),
+            )
+            .any(|c| *c == name)
+}
+
+/// The column naming the item group: `foundation` or `domain`, else (an
+/// instrument's own `group_label`) the one column that is not a metric
+/// column.
 pub fn group_column(t: &CsvTable) -> Result<usize, TableError> {
-    GROUP_COLUMNS
+    if let Some(c) = GROUP_COLUMNS.iter().find_map(|c| t.col(c)) {
+        return Ok(c);
+    }
+    let mut own = t
+        .headers
         .iter()
-        .find_map(|c| t.col(c))
-        .map_or_else(|| t.need("foundation"), Ok)
+        .enumerate()
+        .filter(|(_, h)| !h.is_empty() && !is_metric_column(h));
+    match (own.next(), own.next()) {
+        (Some((c, _)), None) => Ok(c),
+        _ => t.need("foundation"),
+    }
 }
 
 impl MetricRecord {

@@ -111,6 +111,27 @@ struct PromptsFile {
     items: BTreeMap<String, String>,
 }
 
+/// The scale as written: wide integers, so that a value out of range gets
+/// this module's message (naming the limit) rather than serde's.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScaleFile {
+    min: i64,
+    max: i64,
+}
+
+/// An item as written (its id wide, like the scale's bounds).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ItemFile {
+    id: i64,
+    text: String,
+    group: String,
+    #[serde(default)]
+    reverse: bool,
+    kind: String,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct InstrumentFile {
@@ -120,10 +141,106 @@ struct InstrumentFile {
     source: String,
     group_label: String,
     groups: Vec<String>,
-    scale: Scale,
+    scale: ScaleFile,
     prompts: PromptsFile,
     parser: Parser,
-    items: Vec<InstrumentItem>,
+    items: Vec<ItemFile>,
+}
+
+/// The most items an instrument may have (ids are 8-bit).
+pub const MAX_ITEMS: usize = 255;
+
+/// The most groups an instrument may have.
+pub const MAX_GROUPS: usize = 64;
+
+/// The longest group label and group name, in characters.
+const MAX_LABEL_CHARS: usize = 32;
+const MAX_GROUP_CHARS: usize = 64;
+
+/// Shows at most the first 40 characters of `s` (a long key or name is
+/// cut in messages, with the count of the rest).
+pub fn clip(s: &str) -> String {
+    const SHOWN: usize = 40;
+    let n = s.chars().count();
+    if n <= SHOWN {
+        format!("{s:?}")
+    } else {
+        let head: String = s.chars().take(SHOWN).collect();
+        format!("{head:?}... ({} more characters)", n - SHOWN)
+    }
+}
+
+/// `message` with every word (a run without spaces) longer than 60
+/// characters cut like [`clip`] does, so a 10,000-character key in a
+/// parser's message is not echoed whole.
+pub fn clip_words(message: &str) -> String {
+    const LONG: usize = 60;
+    const SHOWN: usize = 40;
+    let mut out = String::with_capacity(message.len().min(4096));
+    for (i, word) in message.split(' ').enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        let n = word.chars().count();
+        if n > LONG {
+            out.extend(word.chars().take(SHOWN));
+            out.push_str(&format!("... ({} more characters)", n - SHOWN));
+        } else {
+            out.push_str(word);
+        }
+    }
+    out
+}
+
+/// Why a group label cannot name the per-group files and columns, if it
+/// cannot: it becomes part of the file name
+/// `persona_moral_metrics_per_<label>.csv` and a CSV column name beside
+/// the metric columns, so it is a short lower-case word that is not one
+/// of those columns.
+fn label_problem(label: &str) -> Option<String> {
+    let well_formed = (1..=MAX_LABEL_CHARS).contains(&label.len())
+        && label.starts_with(|c: char| c.is_ascii_lowercase())
+        && label
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if !well_formed {
+        return Some(format!(
+            "is {}; it names the per-group files (persona_moral_metrics_per_<group_label>.csv) and their column, so it must be 1-{MAX_LABEL_CHARS} characters: a lower-case letter, then lower-case letters, digits or '_' (e.g. \"foundation\", \"domain\", \"facet\")",
+            clip(label)
+        ));
+    }
+    if crate::analyze::read::is_metric_column(label) {
+        return Some(format!(
+            "is {label:?}, the name of a column of the metric files beside it; call the groups something else (e.g. \"facet\", \"scale_group\")"
+        ));
+    }
+    None
+}
+
+/// Why a group name cannot be one, if it cannot.
+fn group_problem(group: &str) -> Option<String> {
+    if group.trim().is_empty() {
+        return Some("is empty; every group needs a name".into());
+    }
+    if group.trim() != group {
+        return Some(format!(
+            "is {}, with spaces around it (the metric files trim fields, so it would not match its items); remove them",
+            clip(group)
+        ));
+    }
+    if group.chars().count() > MAX_GROUP_CHARS {
+        return Some(format!(
+            "is {}; a group name has at most {MAX_GROUP_CHARS} characters",
+            clip(group)
+        ));
+    }
+    if group.chars().any(char::is_control) {
+        return Some(format!(
+            "is {}, which holds a control character (a line break or tab); use printable characters only",
+            clip(group)
+        ));
+    }
+    None
 }
 
 /// A questionnaire: items, groups, scale, prompts and parser.
@@ -153,6 +270,27 @@ pub enum InstrumentError {
     Invalid { path: String, message: String },
 }
 
+/// Why `text` (the instrument file at `origin`) is not an instrument's
+/// definition, naming the key when serde found the problem under one.
+fn decode(text: &str, origin: &str) -> Result<InstrumentFile, InstrumentError> {
+    let de = &mut serde_json::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = clip_words(&e.path().to_string());
+        let at = if path == "." || path.is_empty() {
+            String::new()
+        } else {
+            format!("at `{path}`: ")
+        };
+        InstrumentError::Invalid {
+            path: origin.to_string(),
+            message: format!(
+                "{at}{} (expected a JSON object with name, title, group_label, groups, scale {{min, max}}, prompts {{persona, self, items}}, parser \"scale-digit\" and items [{{id, text, group, reverse, kind}}])",
+                clip_words(&e.inner().to_string())
+            ),
+        }
+    })
+}
+
 impl Instrument {
     /// A built-in instrument by name (`mfq-30`, `bfi-44`).
     pub fn builtin(name: &str) -> Option<Arc<Instrument>> {
@@ -162,7 +300,7 @@ impl Instrument {
                 .iter()
                 .map(|(n, text)| {
                     Arc::new(
-                        Instrument::parse(text, &format!("built-in {n}"))
+                        Instrument::parse_any(text, &format!("built-in {n}"))
                             .expect("built-in instrument files are valid (tested)"),
                     )
                 })
@@ -199,63 +337,129 @@ impl Instrument {
         }
     }
 
-    /// Parses and checks an instrument definition; `origin` names it in errors.
+    /// Parses and checks a user's instrument definition; `origin` names it
+    /// in errors. Its `name` cannot be a built-in instrument's: the checks
+    /// that hold for a built-in (logprob mode reads the MFQ-30's digits)
+    /// go by name.
     pub fn parse(text: &str, origin: &str) -> Result<Instrument, InstrumentError> {
+        let i = Instrument::parse_any(text, origin)?;
+        if builtin_names().contains(&i.name.as_str()) {
+            return Err(InstrumentError::Invalid {
+                path: origin.to_string(),
+                message: format!(
+                    "`name` is {:?}, the name of a built-in instrument; to use the built-in one write instrument = {:?} in the spec, else give your instrument a name of its own (e.g. {:?})",
+                    i.name,
+                    i.name,
+                    format!("{}-mine", i.name)
+                ),
+            });
+        }
+        Ok(i)
+    }
+
+    /// Parses and checks an instrument definition, built-in or a user's.
+    fn parse_any(text: &str, origin: &str) -> Result<Instrument, InstrumentError> {
         let bad = |message: String| InstrumentError::Invalid {
             path: origin.to_string(),
             message,
         };
-        let f: InstrumentFile = serde_json::from_str(text).map_err(|e| {
-            bad(format!(
-                "{e} (expected a JSON object with name, title, group_label, groups, scale {{min, max}}, prompts {{persona, self, items}}, parser \"scale-digit\" and items [{{id, text, group, reverse, kind}}])"
-            ))
-        })?;
-        if f.name.trim().is_empty() {
-            return Err(bad(
-                "`name` is empty; give the instrument a short name".into()
-            ));
-        }
-        if f.scale.min > f.scale.max || f.scale.max > 9 {
+        let f = decode(text, origin)?;
+        if f.name.trim().is_empty() || f.name.chars().any(char::is_control) {
             return Err(bad(format!(
-                "`scale` is {}-{}; expected min <= max <= 9 (ratings are single digits)",
+                "`name` is {}; give the instrument a short name of printable characters",
+                clip(&f.name)
+            )));
+        }
+        if f.name.chars().count() > 64 {
+            return Err(bad(format!(
+                "`name` is {}; a name has at most 64 characters",
+                clip(&f.name)
+            )));
+        }
+        if !(0..=9).contains(&f.scale.min)
+            || !(0..=9).contains(&f.scale.max)
+            || f.scale.min > f.scale.max
+        {
+            return Err(bad(format!(
+                "`scale` is {}-{}; expected 0 <= min <= max <= 9 (ratings are single digits)",
                 f.scale.min, f.scale.max
             )));
         }
-        if f.items.is_empty() || f.items.len() > 255 {
+        let scale = Scale {
+            min: f.scale.min as u8,
+            max: f.scale.max as u8,
+        };
+        if let Some(p) = label_problem(&f.group_label) {
+            return Err(bad(format!("`group_label` {p}")));
+        }
+        if f.groups.is_empty() || f.groups.len() > MAX_GROUPS {
             return Err(bad(format!(
-                "`items` holds {} items; expected 1-255",
+                "`groups` holds {} names; expected 1-{MAX_GROUPS}",
+                f.groups.len()
+            )));
+        }
+        for (i, g) in f.groups.iter().enumerate() {
+            if let Some(p) = group_problem(g) {
+                return Err(bad(format!("`groups[{i}]` {p}")));
+            }
+            if let Some(j) = f.groups[..i].iter().position(|h| h == g) {
+                return Err(bad(format!(
+                    "`groups[{i}]` is {}, like `groups[{j}]`; each group is named once (a repeated group would repeat every per-group row)",
+                    clip(g)
+                )));
+            }
+        }
+        if f.items.is_empty() || f.items.len() > MAX_ITEMS {
+            return Err(bad(format!(
+                "`items` holds {} items; expected 1-{MAX_ITEMS}",
                 f.items.len()
             )));
         }
         for (i, it) in f.items.iter().enumerate() {
-            if it.id as usize != i + 1 {
+            if it.id != i as i64 + 1 {
                 return Err(bad(format!(
                     "item {} of `items` has id {}; expected ids 1, 2, 3, ... in order",
                     i + 1,
                     it.id
                 )));
             }
+            if it.text.trim().is_empty() {
+                return Err(bad(format!(
+                    "item {} has an empty `text`; give the item's wording",
+                    it.id
+                )));
+            }
             if !f.groups.contains(&it.group) {
                 return Err(bad(format!(
-                    "item {} has group {:?}; expected one of `groups`: {}",
+                    "item {} has group {}; expected one of `groups`: {}",
                     it.id,
-                    it.group,
+                    clip(&it.group),
                     f.groups.join(", ")
                 )));
             }
             if !f.prompts.items.contains_key(&it.kind) {
                 return Err(bad(format!(
-                    "item {} has kind {:?}; expected a key of `prompts.items`: {}",
+                    "item {} has kind {}; expected a key of `prompts.items`: {}",
                     it.id,
-                    it.kind,
+                    clip(&it.kind),
                     f.prompts
                         .items
                         .keys()
-                        .cloned()
+                        .map(|k| clip(k))
                         .collect::<Vec<_>>()
                         .join(", ")
                 )));
             }
+        }
+        if let Some(g) = f
+            .groups
+            .iter()
+            .find(|g| !f.items.iter().any(|it| &it.group == *g))
+        {
+            return Err(bad(format!(
+                "group {} of `groups` has no item; give it items or remove it",
+                clip(g)
+            )));
         }
         if !f.prompts.persona.contains("{persona}") || !f.prompts.persona.contains("{item}") {
             return Err(bad(
@@ -265,20 +469,32 @@ impl Instrument {
         if !f.prompts.self_.contains("{item}") {
             return Err(bad("`prompts.self` must contain {item}".into()));
         }
+        let items = f
+            .items
+            .into_iter()
+            .map(|it| InstrumentItem {
+                // In 1..=MAX_ITEMS (checked above).
+                id: it.id as u8,
+                text: it.text,
+                group: it.group,
+                reverse: it.reverse,
+                kind: it.kind,
+            })
+            .collect();
         Ok(Instrument {
             name: f.name,
             title: f.title,
             source: f.source,
             group_label: f.group_label,
             groups: f.groups,
-            scale: f.scale,
+            scale,
             prompts: Prompts {
                 persona: f.prompts.persona,
                 self_: f.prompts.self_,
                 items: f.prompts.items,
             },
             parser: f.parser,
-            items: f.items,
+            items,
         })
     }
 
@@ -494,6 +710,47 @@ mod tests {
             e.contains("mine.json") && e.contains("missing field"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn labels_groups_names_and_sizes_are_checked() {
+        let good = include_str!("../../instruments/bfi-44.json").replace("\"bfi-44\"", "\"mine\"");
+        let e = |text: String| {
+            Instrument::parse(&text, "mine.json")
+                .unwrap_err()
+                .to_string()
+        };
+        for label in [
+            "a/b", "", "x,y", "a\nb", "Domain", "model", "rating_1", "9lives",
+        ] {
+            let m = e(good.replace("\"domain\"", &serde_json::to_string(label).unwrap()));
+            assert!(
+                m.contains("mine.json") && m.contains("`group_label`"),
+                "{label:?}: {m}"
+            );
+        }
+        assert!(Instrument::parse(&good.replace("\"domain\"", "\"facet_2\""), "m").is_ok());
+        let m = e(good.replace("\"Openness\"\n", "\"Openness\", \"Openness\"\n"));
+        assert!(m.contains("`groups[5]`") && m.contains("once"), "{m}");
+        let m = e(good.replace("\"Openness\"\n", "\"Openness\", \"Unused\"\n"));
+        assert!(m.contains("\"Unused\"") && m.contains("no item"), "{m}");
+        let m = e(good.replace("\"mine\"", "\"mfq-30\""));
+        assert!(m.contains("`name`") && m.contains("built-in"), "{m}");
+        // The built-ins themselves still load under their names.
+        assert_eq!(Instrument::mfq30().name, "mfq-30");
+        let m = e(good.replace("\"id\": 44,", "\"id\": 256,"));
+        assert!(m.contains("item 44") && m.contains("256"), "{m}");
+        let m = e(good.replace(
+            "\"reverse\": false, \"kind\": \"statement\", \"text\": \"Is talkative\"",
+            "\"reverse\": \"no\", \"kind\": \"statement\", \"text\": \"Is talkative\"",
+        ));
+        assert!(m.contains("`items[0].reverse`"), "{m}");
+        let long = "k".repeat(10_000);
+        let m = e(good.replace(
+            "\"kind\": \"statement\", \"text\": \"Is talkative\"",
+            &format!("\"kind\": \"{long}\", \"text\": \"Is talkative\""),
+        ));
+        assert!(m.contains("9960 more characters") && m.len() < 1000, "{m}");
     }
 
     #[test]

@@ -10,8 +10,8 @@
 
 mod def;
 pub use def::{
-    builtin_names, Instrument, InstrumentError, InstrumentItem, Parser, Prompts, Scale,
-    DEFAULT_INSTRUMENT,
+    builtin_names, clip, clip_words, Instrument, InstrumentError, InstrumentItem, Parser, Prompts,
+    Scale, DEFAULT_INSTRUMENT,
 };
 
 use std::fmt;

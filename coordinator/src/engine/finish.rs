@@ -5,18 +5,32 @@ use super::*;
 
 impl Engine {
     /// Stops handing out a sweep's slots; recorded results stay.
+    /// A sweep cancelled before says so in the answer's messages
+    /// ([`moralsweep_protocol::ALREADY_CANCELLED`]).
     pub async fn cancel(&self, sweep: &str) -> EngineResult<SweepProgress> {
-        {
+        let was_cancelled = {
             let mut st = self.lock();
             let s = st.sweeps.get_mut(sweep).ok_or_else(|| not_found(sweep))?;
+            let before = s.record.state;
             if s.record.state == SweepState::Running {
                 s.record.state = SweepState::Cancelled;
                 s.record.finished_at = Some(moralsweep_common::slot::now_timestamp());
             }
-        }
+            before == SweepState::Cancelled
+        };
         self.persist(sweep).await?;
         self.bump();
-        self.progress(sweep).await
+        let mut p = self.progress(sweep).await?;
+        if was_cancelled {
+            p.messages.insert(
+                0,
+                format!(
+                    "sweep {sweep} was {}; nothing changed",
+                    moralsweep_protocol::ALREADY_CANCELLED
+                ),
+            );
+        }
+        Ok(p)
     }
 
     /// Removes a stopped (done or cancelled) sweep: its record, units,
@@ -166,10 +180,18 @@ impl Engine {
                         }
                     }
                     for s in batch {
+                        if me.is_stuck(&s) {
+                            continue;
+                        }
                         match me.finish(&s).await {
                             Ok(()) => {
                                 delays.remove(&s);
                                 me.set_write_error(&s, None);
+                            }
+                            Err(e) if retrying_cannot_fix(&e) => {
+                                tracing::error!(sweep = %s, "writing the sweep's files failed for a reason retrying cannot fix; not retrying: {e:#}");
+                                delays.remove(&s);
+                                me.set_stuck(&s, format!("{e:#}"));
                             }
                             Err(e) => {
                                 tracing::warn!(sweep = %s, "writing the sweep's files failed (will retry): {e:#}");
@@ -198,6 +220,23 @@ impl Engine {
             }));
         }
         handles
+    }
+
+    /// Whether the sweep's files can never be written (see `SweepRt::stuck`).
+    fn is_stuck(&self, sweep: &str) -> bool {
+        self.lock()
+            .sweeps
+            .get(sweep)
+            .is_some_and(|s| s.stuck.is_some())
+    }
+
+    /// Marks the sweep as one whose files can never be written.
+    fn set_stuck(&self, sweep: &str, why: String) {
+        if let Some(s) = self.lock().sweeps.get_mut(sweep) {
+            s.write_error = Some(why.clone());
+            s.stuck = Some(why);
+        }
+        self.bump();
     }
 
     /// Records (or clears) why writing a sweep's files failed, for `status`.
@@ -322,6 +361,34 @@ impl Engine {
 /// The longest wait between two attempts to write a sweep's files after a
 /// failure (the first retry comes after 200 ms, then doubling).
 pub const WRITE_RETRY_CAP: Duration = Duration::from_secs(10);
+
+/// Whether a failure to write a sweep's files would fail the same way
+/// however often it is retried: the system refuses a file name (too long,
+/// invalid), which only a different spec could change.
+fn retrying_cannot_fix(e: &anyhow::Error) -> bool {
+    const EINVAL: i32 = 22;
+    const ENAMETOOLONG: i32 = 36;
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>().is_some_and(|io| {
+            matches!(io.raw_os_error(), Some(EINVAL | ENAMETOOLONG))
+                || io.kind() == std::io::ErrorKind::InvalidInput
+        }) || c
+            .downcast_ref::<moralsweep_common::analyze::AnalyzeError>()
+            .is_some_and(|a| {
+                matches!(a, moralsweep_common::analyze::AnalyzeError::Io { error, .. }
+                    if matches!(error.raw_os_error(), Some(EINVAL | ENAMETOOLONG)))
+            })
+    })
+}
+
+/// What `status` says of a sweep whose files can never be written.
+pub(super) fn stuck_message(sweep: &str, e: &str) -> String {
+    format!(
+        "its files cannot be written: {e}; retrying cannot fix this, so the coordinator stopped trying and hands out no more of its slots. \
+         Cancel it (`moralsweep cancel {sweep}`), fetch what it recorded (`moralsweep results {sweep} --out DIR`), \
+         then `moralsweep delete {sweep}` and submit a corrected spec"
+    )
+}
 
 pub(super) fn write_failed_message(e: &str) -> String {
     format!(

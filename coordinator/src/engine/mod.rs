@@ -41,7 +41,7 @@ mod tests;
 pub use finish::WRITE_RETRY_CAP;
 pub use submit::operational_only;
 
-use finish::write_failed_message;
+use finish::{stuck_message, write_failed_message};
 use metrics::SweepMetrics;
 
 /// Tunables of the engine (tests make them short).
@@ -144,13 +144,20 @@ struct SweepRt {
     /// as a failed sweep until a retry of the finisher succeeds. Memory
     /// only: a restarted coordinator simply tries again.
     write_error: Option<String>,
+    /// Why the sweep's files can never be written, when retrying cannot fix
+    /// it (its stored spec no longer passes the checks, a file name the
+    /// system refuses): the finisher stops retrying, no more slots are
+    /// handed out (their answers could not be kept in files), and `status`
+    /// says to cancel it.
+    stuck: Option<String>,
     /// The units' rows and metrics on their way to the sweep's report.
     metrics: SweepMetrics,
 }
 
 impl SweepRt {
     fn unit_runnable(&self, u: &UnitRt) -> bool {
-        self.record.state == SweepState::Running
+        self.stuck.is_none()
+            && self.record.state == SweepState::Running
             && u.done < u.total as u64
             && self.record.unit_failed(&u.key).is_none()
     }

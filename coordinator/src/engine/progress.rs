@@ -55,10 +55,9 @@ pub(super) fn progress_of(s: &SweepRt) -> SweepProgress {
                 .record
                 .written
                 .contains(&unit_label(&u.key.model, u.key.mode));
-            let write_failed = s
-                .write_error
-                .as_ref()
-                .filter(|_| u.done >= u.total as u64 && unwritten && failed.is_none());
+            let write_failed = s.write_error.as_ref().filter(|_| {
+                (u.done >= u.total as u64 || s.stuck.is_some()) && unwritten && failed.is_none()
+            });
             let state = if write_failed.is_some() {
                 ProgressState::Failed
             } else if u.done >= u.total as u64 {
@@ -76,9 +75,10 @@ pub(super) fn progress_of(s: &SweepRt) -> SweepProgress {
                 total: u.total as u64,
                 done: u.done.min(u.total as u64),
                 state,
-                message: match write_failed {
-                    Some(e) => write_failed_message(e),
-                    None => failed.cloned().unwrap_or_default(),
+                message: match (write_failed, &s.stuck) {
+                    (Some(_), Some(e)) => stuck_message(&s.record.spec.name, e),
+                    (Some(e), None) => write_failed_message(e),
+                    (None, _) => failed.cloned().unwrap_or_default(),
                 },
             }
         })
@@ -94,10 +94,13 @@ pub(super) fn progress_of(s: &SweepRt) -> SweepProgress {
     // state returns to running or done once a write succeeds).
     let write_failed = s.write_error.is_some() && s.record.state == SweepState::Running;
     if let Some(e) = s.write_error.as_ref().filter(|_| write_failed) {
+        let name = &s.record.spec.name;
         messages.push(format!(
-            "sweep {}: {}",
-            s.record.spec.name,
-            write_failed_message(e)
+            "sweep {name}: {}",
+            match &s.stuck {
+                Some(e) => stuck_message(name, e),
+                None => write_failed_message(e),
+            }
         ));
     }
     SweepProgress {

@@ -30,6 +30,16 @@ impl Engine {
         self.configure_rates(&record);
         let name = record.name().to_string();
         let running = record.state == SweepState::Running;
+        // A sweep stored by an older version may hold a spec today's checks
+        // refuse (a group label that cannot name a file): its files could
+        // never be written, so it runs no further.
+        let stuck = match Engine::check_submission(&record.spec, &name, &record.personas) {
+            Err(e) if running => {
+                tracing::error!(sweep = %name, "the stored sweep fails today's checks and cannot run: {e}");
+                Some(format!("its spec fails the checks: {e}"))
+            }
+            _ => None,
+        };
         if running {
             tracing::info!(sweep = %name, "sweep loaded");
         }
@@ -38,7 +48,8 @@ impl Engine {
             SweepRt {
                 record,
                 units,
-                write_error: None,
+                write_error: stuck.clone(),
+                stuck,
                 metrics: SweepMetrics::default(),
             },
         );
@@ -134,6 +145,18 @@ impl Engine {
                 )))
             }
         };
+        if existing.state == SweepState::Cancelled
+            && existing.personas == record.personas
+            && operational_only(&existing.spec, &record.spec)
+        {
+            // The same sweep, stopped by a user: submitting it again does
+            // not restart it; say what would.
+            return Err(EngineError::FailedPrecondition(format!(
+                "sweep {name:?} was cancelled; a cancelled sweep does not run again. Its recorded ratings are kept: \
+                 `moralsweep results {name} --coordinator URL --out DIR` fetches them; to run it anew, \
+                 `moralsweep delete {name} --coordinator URL`, then submit it again"
+            )));
+        }
         if existing.spec == record.spec && existing.personas == record.personas {
             if !self.lock().sweeps.contains_key(&name) {
                 self.install(existing).await?;

@@ -175,7 +175,29 @@ impl EmbeddedStore {
                 })?;
             }
         }
-        let db = Database::create(&path).map_err(|e| backend(&path, e))?;
+        // An empty file is a state file that lost its contents (a fresh
+        // one is never empty once opened): starting it over would ask every
+        // recorded slot again without a word.
+        if std::fs::metadata(&path).is_ok_and(|m| m.is_file() && m.len() == 0) {
+            return Err(backend(
+                &path,
+                "is empty (0 bytes): the sweep's recorded answers in it are gone (truncated or never saved). \
+                 Restore it from a backup, or delete it to start the sweep over (every slot is asked again)",
+            ));
+        }
+        let db = Database::create(&path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => backend(
+                &path,
+                "is in use by another process: is another `moralsweep run` of this sweep running? Wait for it or stop it",
+            ),
+            other => backend(
+                &path,
+                format!(
+                    "cannot be read as a state file ({other}): it is damaged. Restore it from a backup, \
+                     or delete it to start the sweep over (every slot is asked again)"
+                ),
+            ),
+        })?;
         // Create every table up front so read transactions find them.
         let txn = db.begin_write().map_err(|e| backend(&path, e))?;
         {
