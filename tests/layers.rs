@@ -1,12 +1,13 @@
 //! The crates form one-way layers. From the bottom:
 //!
-//! 0. `moralsweep-common`, `moralsweep-proto`, `moralsweep-telemetry`: no
-//!    workspace dependency;
-//! 1. `moralsweep-protocol` (common, proto), `moralsweep-local`,
+//! 0. `moralsweep-userfs` (reading a user's file, writing a user's folder),
+//!    `moralsweep-proto`, `moralsweep-telemetry`: no workspace dependency;
+//! 1. `moralsweep-common` (userfs);
+//! 2. `moralsweep-protocol` (common, proto), `moralsweep-local`,
 //!    `moralsweep-report`, `moralsweep-simulator` (common);
-//! 2. `moralsweep-coordinator`, `moralsweep-worker`: layers 0-1, never each
+//! 3. `moralsweep-coordinator`, `moralsweep-worker`: layers 0-2, never each
 //!    other;
-//! 3. `moralsweep`, the binary: everything, and the in-process glue between
+//! 4. `moralsweep`, the binary: everything, and the in-process glue between
 //!    coordinator and worker.
 //!
 //! `moralsweep-testsupport` stands outside the layers: it depends on no
@@ -24,16 +25,17 @@ use std::path::PathBuf;
 use std::process::Command;
 
 const LAYERS: &[(&str, u32)] = &[
-    ("moralsweep-common", 0),
+    ("moralsweep-userfs", 0),
     ("moralsweep-proto", 0),
     ("moralsweep-telemetry", 0),
-    ("moralsweep-protocol", 1),
-    ("moralsweep-local", 1),
-    ("moralsweep-report", 1),
-    ("moralsweep-simulator", 1),
-    ("moralsweep-coordinator", 2),
-    ("moralsweep-worker", 2),
-    ("moralsweep", 3),
+    ("moralsweep-common", 1),
+    ("moralsweep-protocol", 2),
+    ("moralsweep-local", 2),
+    ("moralsweep-report", 2),
+    ("moralsweep-simulator", 2),
+    ("moralsweep-coordinator", 3),
+    ("moralsweep-worker", 3),
+    ("moralsweep", 4),
 ];
 
 const DEV_ONLY: &str = "moralsweep-testsupport";

@@ -87,7 +87,8 @@ pub fn parse_personas(text: &str, path: &Path) -> Result<Vec<String>, PersonaErr
 
 /// Reads a persona file.
 pub fn load_personas(path: &Path) -> Result<Vec<String>, PersonaError> {
-    let text = std::fs::read_to_string(path).map_err(|error| PersonaError::Read {
+    let text = moralsweep_userfs::read_to_string_bounded(path, moralsweep_userfs::PERSONAS_LIMIT)
+        .map_err(|error| PersonaError::Read {
         path: path.to_path_buf(),
         error,
     })?;

@@ -981,7 +981,8 @@ impl SweepSpec {
 impl Sweep {
     /// Reads, parses and validates a spec file and loads its personas.
     pub fn load(path: &Path, keys: KeyCheck) -> Result<Sweep, SpecError> {
-        let text = std::fs::read_to_string(path).map_err(|error| SpecError::Read {
+        let text = moralsweep_userfs::read_to_string_bounded(path, moralsweep_userfs::SPEC_LIMIT)
+            .map_err(|error| SpecError::Read {
             path: path.to_path_buf(),
             error,
         })?;
@@ -1003,7 +1004,11 @@ impl Sweep {
         // file if it cannot be read).
         if let Some(name) = &spec.instrument {
             if Instrument::builtin(name).is_none() {
-                spec.instrument_definition = std::fs::read_to_string(name).ok();
+                spec.instrument_definition = moralsweep_userfs::read_to_string_bounded(
+                    Path::new(name),
+                    moralsweep_userfs::INSTRUMENT_LIMIT,
+                )
+                .ok();
             }
         }
         spec.validate(path, keys)?;

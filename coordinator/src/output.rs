@@ -391,6 +391,8 @@ pub async fn metrics_report(
     }
     let metrics = metrics_dir(&record.output);
     tokio::task::spawn_blocking(move || -> anyhow::Result<Report> {
+        // The output folder's own `metrics/` is never a link out of it.
+        moralsweep_userfs::refuse_link(&metrics)?;
         report
             .write(&metrics)
             .with_context(|| format!("writing the metric files to {}", metrics.display()))?;

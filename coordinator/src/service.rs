@@ -63,9 +63,10 @@ impl Sweeps for Service {
         Engine::check_submission(&spec, &spec_name, &r.personas).map_err(status)?;
         let name = spec.name.clone();
         let output = self.engine.config().data_root.join(&name);
+        let source = crate::sweep::SpecSource::new(&spec_name, &r.spec_toml);
         let created = self
             .engine
-            .submit(spec, r.personas, output)
+            .submit_source(spec, r.personas, output, Some(source))
             .await
             .map_err(status)?;
         let total = self.engine.snapshot_one(&name).map_err(status)?.total;
@@ -193,6 +194,23 @@ impl Sweeps for Service {
             .map_err(status)?;
         Ok(Response::new(pb::DeleteSweepReply {
             files_removed: n as u64,
+        }))
+    }
+
+    async fn get_sweep_spec(
+        &self,
+        req: Request<pb::GetSweepRequest>,
+    ) -> Result<Response<pb::SweepSpecReply>, Status> {
+        let sweep = req.into_inner().sweep;
+        let r = self.engine.record(&sweep).map_err(status)?;
+        let src = r.source.clone();
+        Ok(Response::new(pb::SweepSpecReply {
+            sweep,
+            spec_toml: src.as_ref().map(|s| s.toml.clone()).unwrap_or_default(),
+            spec_sha256: src.as_ref().map(|s| s.sha256.clone()).unwrap_or_default(),
+            spec_name: src.map(|s| s.name).unwrap_or_default(),
+            created_at: r.created_at.clone(),
+            finished_at: r.finished_at.clone().unwrap_or_default(),
         }))
     }
 

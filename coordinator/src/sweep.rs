@@ -56,6 +56,30 @@ pub struct SweepRecord {
     pub created_at: String,
     #[serde(default)]
     pub finished_at: Option<String>,
+    /// The spec as submitted over the network (none for `run`'s sweeps and
+    /// for records written before it was kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<SpecSource>,
+}
+
+/// A spec's text as submitted, its file name and its SHA-256: what a
+/// results folder takes for the sweep's identity and provenance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SpecSource {
+    pub name: String,
+    pub toml: String,
+    pub sha256: String,
+}
+
+impl SpecSource {
+    pub fn new(name: &str, toml: &str) -> SpecSource {
+        use sha2::Digest;
+        SpecSource {
+            name: name.to_string(),
+            toml: toml.to_string(),
+            sha256: hex::encode(sha2::Sha256::digest(toml.as_bytes())),
+        }
+    }
 }
 
 impl std::ops::Deref for SweepRecord {
@@ -91,6 +115,7 @@ impl SweepRecord {
             written: BTreeSet::new(),
             created_at: moralsweep_common::slot::now_timestamp(),
             finished_at: None,
+            source: None,
         }
     }
 

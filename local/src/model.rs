@@ -1,4 +1,4 @@
-//! The Gemma 3 decoder, computed in `f32` on the CPU.
+//! The Gemma 3 decoder, computed in `f32` on the CPU (weights held in half precision).
 //!
 //! Per layer: RMSNorm, fused Q/K/V projection, per-head RMSNorm of queries and
 //! keys (QK-norm), NeoX rotary embeddings (base 10 000 on the sliding-window
@@ -126,18 +126,13 @@ impl Config {
     }
 }
 
-/// A layer's weight matrix `[out][in]`, kept in the two forms its products
-/// need.
+/// A layer's weight matrix `[out][in]`, packed once, at load, into panels of
+/// output columns in half precision ([`crate::kernels::Packed`]): one copy
+/// serves the prefill's matrix products and the decoding steps.
 pub struct Mat {
     pub rows: usize,
     pub cols: usize,
-    /// Packed into panels of output columns for the prefill's matrix
-    /// products ([`crate::kernels::gemm_packed`]), once, at load.
     pub packed: crate::kernels::Packed,
-    /// `[out][in]` in half precision, for decoding one position at a time:
-    /// that step only streams the weights once, so half the bytes is about
-    /// half the time (the prefill keeps f32).
-    pub half: Vec<u16>,
 }
 
 impl Mat {
@@ -147,10 +142,6 @@ impl Mat {
             rows,
             cols,
             packed: crate::kernels::Packed::from_rows(data, rows, cols),
-            half: data
-                .iter()
-                .map(|&v| crate::kernels::f32_to_f16(v))
-                .collect(),
         }
     }
 }
@@ -170,7 +161,7 @@ struct Layer {
     post_ffw_norm: Vec<f32>,
 }
 
-/// A Gemma 3 model with all weights in `f32`.
+/// A Gemma 3 model: layer weights packed in half precision, computed in `f32`.
 pub struct Model {
     pub cfg: Config,
     layers: Vec<Layer>,
@@ -228,12 +219,12 @@ impl KvCache {
         }
     }
 
-    /// Bytes held.
+    /// Bytes held (allocated).
     pub fn bytes(&self) -> usize {
         self.k
             .iter()
             .chain(self.v.iter())
-            .map(|l| l.len() * 4)
+            .map(|l| l.capacity() * 4)
             .sum()
     }
 }
@@ -413,6 +404,9 @@ impl Model {
                 &rope_local
             };
             let (kc, vc) = (&mut cache.k[li], &mut cache.v[li]);
+            // Exactly the new positions: a kept cache holds no slack.
+            kc.reserve_exact(t * kvd);
+            vc.reserve_exact(t * kvd);
             for i in 0..t {
                 let row = &mut qkv[i * qkv_w..(i + 1) * qkv_w];
                 let (qr, rest) = row.split_at_mut(qd);
@@ -545,17 +539,6 @@ fn gelu_tanh(x: f32) -> f32 {
 
 /// `out[t][rows] = x[t][cols] . w^T`.
 fn matmul_wt(x: &[f32], w: &Mat, out: &mut [f32], t: usize) {
-    if t <= 2 {
-        // Decoding: a matrix-vector product reads each weight once, without packing.
-        for i in 0..t {
-            crate::kernels::gemv_rows_f16(
-                &w.half,
-                &x[i * w.cols..(i + 1) * w.cols],
-                &mut out[i * w.rows..(i + 1) * w.rows],
-            );
-        }
-        return;
-    }
     crate::kernels::gemm_packed(t, &x[..t * w.cols], &w.packed, &mut out[..t * w.rows]);
 }
 

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use moralsweep_common::analyze::read::{group_column, CsvTable};
+use moralsweep_userfs::{read_bounded, read_to_string_bounded};
 use sha2::{Digest, Sha256};
 
 use crate::ReportError;
@@ -35,9 +36,11 @@ impl ReportData {
         path: &Path,
         sources: &mut Vec<SourceFile>,
     ) -> Result<(), ReportError> {
-        let bytes = std::fs::read(path).map_err(|source| ReportError::Io {
-            path: path.to_path_buf(),
-            source,
+        let bytes = read_bounded(path, moralsweep_userfs::METRICS_LIMIT).map_err(|source| {
+            ReportError::Io {
+                path: path.to_path_buf(),
+                source,
+            }
         })?;
         self.verification = moralsweep_common::em::file::read_verification(path).map_err(|e| {
             ReportError::Data {
@@ -129,8 +132,13 @@ pub struct ReportData {
     pub sources: Vec<SourceFile>,
 }
 
+/// The first of `names` present in `dir`, whatever it is: a folder or FIFO
+/// under a metric file's name is then refused by name, not skipped.
 fn find(dir: &Path, names: &[&str]) -> Option<PathBuf> {
-    names.iter().map(|n| dir.join(n)).find(|p| p.is_file())
+    names
+        .iter()
+        .map(|n| dir.join(n))
+        .find(|p| std::fs::symlink_metadata(p).is_ok())
 }
 
 /// The per-group metrics file: one of the known names (foundations,
@@ -173,9 +181,11 @@ fn load_found(
     let Some(path) = found else {
         return Ok(None);
     };
-    let bytes = std::fs::read(&path).map_err(|source| ReportError::Io {
-        path: path.clone(),
-        source,
+    let bytes = read_bounded(&path, moralsweep_userfs::METRICS_LIMIT).map_err(|source| {
+        ReportError::Io {
+            path: path.clone(),
+            source,
+        }
     })?;
     let table = CsvTable::read(&path, &bytes)?;
     sources.push(SourceFile {
@@ -202,9 +212,11 @@ pub fn count_failures(dir: &Path) -> Result<BTreeMap<String, Failures>, ReportEr
         ) {
             continue;
         }
-        let bytes = std::fs::read(&f.path).map_err(|source| ReportError::Io {
-            path: f.path.clone(),
-            source,
+        let bytes = read_bounded(&f.path, moralsweep_userfs::RATINGS_LIMIT).map_err(|source| {
+            ReportError::Io {
+                path: f.path.clone(),
+                source,
+            }
         })?;
         let t = CsvTable::read(&f.path, &bytes)?;
         let rating = t.need("rating")?;
@@ -338,11 +350,14 @@ pub fn load(dir: &Path, data: Option<&Path>) -> Result<ReportData, ReportError> 
         .iter()
         .chain(parent.iter())
     {
-        if p.is_file() {
-            let text = std::fs::read_to_string(p).map_err(|source| ReportError::Io {
-                path: p.clone(),
-                source,
-            })?;
+        if std::fs::symlink_metadata(p).is_ok() {
+            let text =
+                read_to_string_bounded(p, moralsweep_userfs::MANIFEST_LIMIT).map_err(|source| {
+                    ReportError::Io {
+                        path: p.clone(),
+                        source,
+                    }
+                })?;
             let v: serde_json::Value =
                 serde_json::from_str(&text).map_err(|e| ReportError::Data {
                     path: p.clone(),

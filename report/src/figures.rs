@@ -8,7 +8,6 @@
 //! CSV) and a `<title>` tooltip, so a reader hovering a point sees its value
 //! and a test can check every plotted value against the metric files.
 
-use std::path::Path;
 use std::sync::Once;
 
 use plotters::coord::Shift;
@@ -49,6 +48,8 @@ pub struct Figure {
     pub caption: String,
     /// The SVG document, markers included.
     pub svg: String,
+    /// The PNG file's bytes, when asked for.
+    pub png: Option<Vec<u8>>,
     pub markers: usize,
 }
 
@@ -81,8 +82,9 @@ fn fonts() {
     });
 }
 
-/// Draws `plot` as SVG (returned) and, with `png`, as a PNG file.
-pub fn render<P: Plot>(plot: &P, png: Option<&Path>) -> Result<Figure, ReportError> {
+/// Draws `plot` as SVG and, with `png`, as PNG (in memory: the caller
+/// writes the files, through the one writer of a user's folder).
+pub fn render<P: Plot>(plot: &P, png: bool) -> Result<Figure, ReportError> {
     fonts();
     let (w, h) = plot.size();
     let draw_err = |e: Box<dyn std::error::Error>| ReportError::Draw {
@@ -97,15 +99,23 @@ pub fn render<P: Plot>(plot: &P, png: Option<&Path>) -> Result<Figure, ReportErr
         root.present().map_err(|e| draw_err(e.into()))?;
         m
     };
-    if let Some(path) = png {
-        let root = BitMapBackend::new(path, (w, h)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| draw_err(e.into()))?;
-        plot.draw(&root).map_err(draw_err)?;
-        root.present().map_err(|e| ReportError::Draw {
-            figure: plot.id(),
-            message: format!("writing {}: {e}", path.display()),
-        })?;
-    }
+    let png = if png {
+        let mut rgb = vec![0u8; w as usize * h as usize * 3];
+        {
+            let root = BitMapBackend::with_buffer(&mut rgb, (w, h)).into_drawing_area();
+            root.fill(&WHITE).map_err(|e| draw_err(e.into()))?;
+            plot.draw(&root).map_err(draw_err)?;
+            root.present().map_err(|e| draw_err(e.into()))?;
+        }
+        Some(
+            crate::encode_png(&rgb, w, h).map_err(|e| ReportError::Draw {
+                figure: plot.id(),
+                message: format!("encoding the PNG: {e}"),
+            })?,
+        )
+    } else {
+        None
+    };
     let layer = marker_layer(&markers);
     match svg.rfind("</svg>") {
         Some(at) => svg.insert_str(at, &layer),
@@ -121,6 +131,7 @@ pub fn render<P: Plot>(plot: &P, png: Option<&Path>) -> Result<Figure, ReportErr
         title: plot.title(),
         caption: plot.caption(),
         svg,
+        png,
         markers: markers.len(),
     })
 }
@@ -244,6 +255,10 @@ fn grouped_rows<T>(items: &[T], key: impl Fn(&T) -> (&str, &str, &str)) -> Vec<O
     rows
 }
 
+/// The largest magnitude an axis reaches: values and error bars beyond it
+/// are clipped (the page says so; its tables give them whole).
+pub const AXIS_LIMIT: f64 = 1e300;
+
 /// The range a set of (value, se) pairs needs, from zero (or below zero
 /// when values are negative), with a margin.
 pub(crate) fn span(vals: impl Iterator<Item = (f64, f64)>, include: &[f64]) -> (f64, f64) {
@@ -259,6 +274,10 @@ pub(crate) fn span(vals: impl Iterator<Item = (f64, f64)>, include: &[f64]) -> (
         lo = lo.min(x);
         hi = hi.max(x);
     }
+    // A finite value of any size gets a finite axis (plotters' tick search
+    // never ends on an infinite width): what lies beyond is clipped.
+    lo = lo.max(-AXIS_LIMIT);
+    hi = hi.min(AXIS_LIMIT);
     if hi <= lo {
         hi = lo + 1.0;
     }
@@ -1043,6 +1062,7 @@ impl Plot for TemperatureCurves<'_> {
         let (t0, t1) = self.0.iter().fold((f64::MAX, f64::MIN), |(a, b), c| {
             (a.min(c.temperature), b.max(c.temperature))
         });
+        let (t0, t1) = (t0.max(-AXIS_LIMIT), t1.min(AXIS_LIMIT));
         let pad = ((t1 - t0) * 0.05).max(0.05);
         let panels = root.split_evenly((1, 2));
         let mut out = Vec::new();
@@ -1145,6 +1165,7 @@ impl Plot for Trajectories<'_> {
         let (x0, x1) = self.0.iter().fold((f64::MAX, f64::MIN), |(a, b), t| {
             (a.min(t.step), b.max(t.step))
         });
+        let (x0, x1) = (x0.max(-AXIS_LIMIT), x1.min(AXIS_LIMIT));
         let pad = ((x1 - x0) * 0.05).max(0.5);
         let panels = root.split_evenly((1, 3));
         let mut out = Vec::new();
@@ -1228,14 +1249,18 @@ pub fn foundation_order<'a>(names: impl Iterator<Item = &'a str>) -> Vec<String>
 }
 
 /// Every figure the data allows, drawn (with PNGs into `png_dir` when given).
-pub fn all(d: &ReportData, png_dir: Option<&Path>) -> Result<Vec<Figure>, ReportError> {
-    let png = |id: &str| png_dir.map(|p| p.join(format!("{id}.png")));
+pub fn all(d: &ReportData, png: bool) -> Result<Vec<Figure>, ReportError> {
+    if crate::bounds::too_many_models(d).is_some() {
+        // Tables only; the page says why.
+        return Ok(Vec::new());
+    }
+    let d = &*crate::bounds::for_figures(d);
     let mut figs = Vec::new();
     if !d.overall.is_empty() {
         let p = SrByModel(&d.overall, d.s_band_applies());
-        figs.push(render(&p, png(p.id()).as_deref())?);
+        figs.push(render(&p, png)?);
         let p = SVersusR(&d.overall, d.s_band_applies());
-        figs.push(render(&p, png(p.id()).as_deref())?);
+        figs.push(render(&p, png)?);
     }
     if !d.per_foundation.is_empty() {
         let p = PerFoundation {
@@ -1247,11 +1272,11 @@ pub fn all(d: &ReportData, png_dir: Option<&Path>) -> Result<Vec<Figure>, Report
             ),
             group: d.group_label().to_string(),
         };
-        figs.push(render(&p, png(p.id()).as_deref())?);
+        figs.push(render(&p, png)?);
     }
     if d.deltas.iter().any(|r| r.variant != "base") {
         let p = VariantDeltas(&d.deltas);
-        figs.push(render(&p, png(p.id()).as_deref())?);
+        figs.push(render(&p, png)?);
     }
     if !d.self_profiles.is_empty() {
         let p = SelfProfiles {
@@ -1259,20 +1284,20 @@ pub fn all(d: &ReportData, png_dir: Option<&Path>) -> Result<Vec<Figure>, Report
             foundations: foundation_order(d.self_profiles.iter().map(|r| r.foundation.as_str())),
             group: d.group_label().to_string(),
         };
-        figs.push(render(&p, png(p.id()).as_deref())?);
+        figs.push(render(&p, png)?);
     }
     if !d.curves.is_empty() {
         let p = TemperatureCurves(&d.curves);
-        figs.push(render(&p, png(p.id()).as_deref())?);
+        figs.push(render(&p, png)?);
     }
     if !d.trajectories.is_empty() {
         let p = Trajectories(&d.trajectories);
-        figs.push(render(&p, png(p.id()).as_deref())?);
+        figs.push(render(&p, png)?);
     }
     let verified = d.verified();
     if !verified.is_empty() {
         let p = crate::coherence::RobustnessVsCoherence(verified);
-        figs.push(render(&p, png(p.id()).as_deref())?);
+        figs.push(render(&p, png)?);
     }
     Ok(figs)
 }

@@ -469,6 +469,9 @@ pub fn page(d: &ReportData, figs: &[Figure]) -> String {
     if let Some(h) = headline(d) {
         let _ = writeln!(s, "<p class=\"headline\" id=\"headline\">{}</p>", esc(&h));
     }
+    for n in crate::bounds::notes(d) {
+        let _ = writeln!(s, "<p class=\"note\" id=\"size-note\">{}</p>", esc(&n));
+    }
     s.push_str("<nav><ul>\n");
     for f in figs {
         let _ = writeln!(

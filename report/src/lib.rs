@@ -13,6 +13,7 @@
 
 use std::path::{Path, PathBuf};
 
+pub mod bounds;
 pub mod coherence;
 pub mod data;
 pub mod figures;
@@ -29,6 +30,11 @@ pub enum ReportError {
     NotADirectory(PathBuf),
     #[error("no metric files in {0} (nor in its metrics/): expected persona_moral_metrics.csv, temperature_curve_metrics.csv or the other files `moralsweep analyze` writes")]
     NoMetrics(PathBuf),
+    #[error("--out {0}: give the path of an HTML file, not of a folder")]
+    NotAFileName(PathBuf),
+    /// Writing the page or a figure (a link, FIFO or device in the way).
+    #[error(transparent)]
+    Write(#[from] moralsweep_userfs::WriteError),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -59,6 +65,8 @@ pub struct Options {
     /// A `verification_scores.json` to use (default: the one in the
     /// metrics folder, if any): robustness is drawn against its coherence.
     pub verification: Option<PathBuf>,
+    /// Told of each regular file the report replaces, just before.
+    pub on_replace: Option<moralsweep_userfs::OnReplace>,
 }
 
 /// What [`write`] produced.
@@ -74,45 +82,54 @@ pub struct Written {
 /// The page of `dir`, in memory (no file written).
 pub fn render_html(dir: &Path, data_dir: Option<&Path>) -> Result<String, ReportError> {
     let d = load(dir, data_dir)?;
-    let figs = figures::all(&d, None)?;
+    let figs = figures::all(&d, false)?;
     Ok(html::page(&d, &figs))
 }
 
-/// Writes the report of `dir`: the HTML file and `figures/` beside it.
+/// Writes the report of `dir`: the HTML file and `figures/` beside it,
+/// through [`moralsweep_userfs::OutDir`]: nothing is written through a link,
+/// and an HTML path or figure that is not a regular file (a FIFO, a device,
+/// a folder) is refused before anything is drawn.
 pub fn write(dir: &Path, opts: &Options) -> Result<Written, ReportError> {
+    let html_path = opts.out.clone().unwrap_or_else(|| dir.join("report.html"));
+    let name = match html_path.file_name() {
+        Some(n) if !html_path.as_os_str().to_string_lossy().ends_with('/') => n.to_owned(),
+        _ => return Err(ReportError::NotAFileName(html_path)),
+    };
+    let parent = html_path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    // What is in the way is refused before anything is read, drawn or created.
+    if let Some(out) = moralsweep_userfs::OutDir::open(&parent)? {
+        out.existing(&name)?;
+    }
     let mut d = load(dir, opts.data.as_deref())?;
     if let Some(v) = &opts.verification {
         let mut sources = std::mem::take(&mut d.sources);
         d.read_verification(v, &mut sources)?;
         d.sources = sources;
     }
-    let html_path = opts.out.clone().unwrap_or_else(|| dir.join("report.html"));
-    let parent = html_path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."));
-    let io = |path: &Path, source| ReportError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    std::fs::create_dir_all(&parent).map_err(|e| io(&parent, e))?;
-    let fig_dir = parent.join("figures");
-    if !opts.no_figure_files {
-        std::fs::create_dir_all(&fig_dir).map_err(|e| io(&fig_dir, e))?;
-    }
-    let figs = figures::all(&d, (!opts.no_figure_files).then_some(fig_dir.as_path()))?;
+    let mut out = moralsweep_userfs::OutDir::create(&parent)?;
+    out.on_replace(opts.on_replace.clone());
+    out.existing(&name)?;
+    let figs = figures::all(&d, !opts.no_figure_files)?;
     let mut files = Vec::new();
     if !opts.no_figure_files {
         for f in &figs {
-            let svg = fig_dir.join(format!("{}.svg", f.id));
-            write_atomic(&svg, f.svg.as_bytes())?;
-            files.push(svg);
-            files.push(fig_dir.join(format!("{}.png", f.id)));
+            let svg = format!("figures/{}.svg", f.id);
+            out.write(&svg, f.svg.as_bytes())?;
+            files.push(out.shown(&svg));
+            if let Some(bytes) = &f.png {
+                let png = format!("figures/{}.png", f.id);
+                out.write(&png, bytes)?;
+                files.push(out.shown(&png));
+            }
         }
     }
     let page = html::page(&d, &figs);
-    write_atomic(&html_path, page.as_bytes())?;
+    out.write(&name, page.as_bytes())?;
     Ok(Written {
         html: html_path,
         figures: files,
@@ -120,17 +137,16 @@ pub fn write(dir: &Path, opts: &Options) -> Result<Written, ReportError> {
     })
 }
 
-/// Writes through a temporary file and a rename, so a reader never sees half a file.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    std::fs::write(&tmp, bytes).map_err(|source| ReportError::Io {
-        path: tmp.clone(),
-        source,
-    })?;
-    std::fs::rename(&tmp, path).map_err(|source| ReportError::Io {
-        path: path.to_path_buf(),
-        source,
-    })
+/// A PNG file of an RGB buffer (8 bits a channel), as plotters draws it.
+pub(crate) fn encode_png(rgb: &[u8], w: u32, h: u32) -> Result<Vec<u8>, png::EncodingError> {
+    let mut out = Vec::new();
+    {
+        let mut enc = png::Encoder::new(&mut out, w, h);
+        enc.set_color(png::ColorType::Rgb);
+        enc.set_depth(png::BitDepth::Eight);
+        let mut w = enc.write_header()?;
+        w.write_image_data(rgb)?;
+        w.finish()?;
+    }
+    Ok(out)
 }

@@ -410,7 +410,7 @@ pub fn submit(a: SubmitArgs) -> anyhow::Result<()> {
         println!("{}", moralsweep_worker::cost::dry_run_for(&sweep)?);
         return Ok(());
     }
-    let text = std::fs::read_to_string(&a.spec)
+    let text = moralsweep_userfs::read_to_string_bounded(&a.spec, moralsweep_userfs::SPEC_LIMIT)
         .with_context(|| format!("reading {}", a.spec.display()))?;
     let opts = a.client.options()?;
     runtime()?.block_on(async move {
@@ -640,9 +640,21 @@ pub fn results(a: ResultsArgs) -> anyhow::Result<()> {
             .await?
             .into_inner();
         let partial = st.state == "cancelled" && st.done < st.total;
+        // The sweep's identity (its spec's hash) and provenance.
+        let spec = a
+            .client
+            .call(
+                "fetching results failed",
+                c.get_sweep_spec(pb::GetSweepRequest {
+                    sweep: a.sweep.clone(),
+                }),
+            )
+            .await?
+            .into_inner();
         // Checked before anything is fetched: nothing in the folder is
         // touched when it is refused.
-        let mut folder = super::results_dir::ResultsDir::open(&a.out, &a.sweep, a.force)?;
+        let mut folder =
+            super::results_dir::ResultsDir::open(&a.out, &a.sweep, &spec.spec_sha256, a.force)?;
         let stream = a
             .client
             .call(
@@ -662,15 +674,45 @@ pub fn results(a: ResultsArgs) -> anyhow::Result<()> {
             a.out.display()
         );
         if !a.no_report {
-            crate::cli::report::write_provenance(
+            let mut fields = vec![("fetched_at", crate::cli::report::now_rfc3339())];
+            if !spec.created_at.is_empty() {
+                fields.push(("created_at", spec.created_at.clone()));
+            }
+            if !spec.finished_at.is_empty() {
+                fields.push(("finished_at", spec.finished_at.clone()));
+            }
+            let text = (!spec.spec_toml.is_empty()).then(|| crate::cli::report::SpecText {
+                file: format!("{} (as submitted to the coordinator)", spec.spec_name),
+                text: spec.spec_toml.clone(),
+            });
+            // The coordinator keeps no usage or cost (the workers' API calls
+            // are counted by the workers): the provenance has none.
+            let mut written: Vec<PathBuf> = crate::cli::report::write_provenance(
                 &a.out,
                 &a.sweep,
+                text,
+                &fields,
                 None,
-                &[("fetched_at", crate::cli::report::now_rfc3339())],
-                None,
+                Some(folder.on_replace()),
+            )
+            .into_iter()
+            .collect();
+            written.extend(crate::cli::report::write_default(&a.out, Some(folder.on_replace())));
+            folder.record_generated(&written)?;
+        } else if !folder.earlier_report().is_empty() {
+            eprintln!(
+                "note: --no-report: kept the report of the earlier fetch ({}); it shows the earlier files, \
+                 not these: run `moralsweep report {}` to bring it up to date",
+                folder
+                    .earlier_report()
+                    .iter()
+                    .take(3)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+                    + if folder.earlier_report().len() > 3 { ", ..." } else { "" },
+                a.out.display()
             );
-            crate::cli::report::write_default(&a.out);
-            folder.adopt(crate::cli::report::generated_files(&a.out))?;
         }
         if partial {
             eprintln!(

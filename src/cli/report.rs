@@ -35,6 +35,7 @@ pub fn report(a: ReportArgs) -> anyhow::Result<()> {
             data: a.data.clone(),
             no_figure_files: false,
             verification: a.verification.clone(),
+            on_replace: None,
         },
     )
     .with_context(|| format!("making the report of {}", a.dir.display()))?;
@@ -53,14 +54,28 @@ pub fn report(a: ReportArgs) -> anyhow::Result<()> {
 
 /// The report `run` and `results` write next to the metrics: a failure is a
 /// warning (the sweep's files are complete without it), never an error.
-pub fn write_default(dir: &Path) {
-    match moralsweep_report::write(dir, &moralsweep_report::Options::default()) {
-        Ok(w) => println!("report: {}", w.html.display()),
-        Err(moralsweep_report::ReportError::NoMetrics(_)) => {}
-        Err(e) => eprintln!(
-            "warning: no report written: {e}; run `moralsweep report {}` after fixing it",
-            dir.display()
-        ),
+/// Returns the files written (the page and its figures); `on_replace` is
+/// told of each regular file replaced, just before.
+pub fn write_default(dir: &Path, on_replace: Option<moralsweep_userfs::OnReplace>) -> Vec<PathBuf> {
+    let opts = moralsweep_report::Options {
+        on_replace,
+        ..Default::default()
+    };
+    match moralsweep_report::write(dir, &opts) {
+        Ok(w) => {
+            println!("report: {}", w.html.display());
+            let mut files = w.figures;
+            files.push(w.html);
+            files
+        }
+        Err(moralsweep_report::ReportError::NoMetrics(_)) => Vec::new(),
+        Err(e) => {
+            eprintln!(
+                "warning: no report written: {e}; run `moralsweep report {}` after fixing it",
+                dir.display()
+            );
+            Vec::new()
+        }
     }
 }
 
@@ -69,37 +84,55 @@ pub fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
+/// A sweep's spec for its provenance: where it came from and its text.
+pub struct SpecText {
+    /// The spec file (`run`), or its name at submission and the coordinator.
+    pub file: String,
+    pub text: String,
+}
+
+impl SpecText {
+    /// Reads a spec file (bounded like every spec read); a failure is a
+    /// warning and no spec in the provenance.
+    pub fn read(path: &Path) -> Option<SpecText> {
+        match moralsweep_userfs::read_to_string_bounded(path, moralsweep_userfs::SPEC_LIMIT) {
+            Ok(text) => Some(SpecText {
+                file: path.display().to_string(),
+                text,
+            }),
+            Err(e) => {
+                eprintln!("warning: provenance: cannot read {}: {e}", path.display());
+                None
+            }
+        }
+    }
+}
+
 /// Writes `<dir>/provenance.json`, which the report shows: the tool and its
 /// version, the sweep, the spec (its file, SHA-256 and text) when known,
 /// `fields` (dates) and the usage and cost per model when known. A failure
-/// is a warning: the sweep's files are complete without it.
+/// is a warning: the sweep's files are complete without it. Returns the
+/// file when written.
 pub fn write_provenance(
     dir: &Path,
     sweep: &str,
-    spec_file: Option<&Path>,
+    spec: Option<SpecText>,
     fields: &[(&str, String)],
     cost: Option<serde_json::Value>,
-) {
+    on_replace: Option<moralsweep_userfs::OnReplace>,
+) -> Option<PathBuf> {
     use sha2::Digest;
     let mut v = serde_json::Map::new();
     v.insert("sweep".into(), sweep.into());
     v.insert("tool".into(), "moralsweep".into());
     v.insert("tool_version".into(), env!("CARGO_PKG_VERSION").into());
-    if let Some(path) = spec_file {
-        match std::fs::read(path) {
-            Ok(bytes) => {
-                v.insert("spec_file".into(), path.display().to_string().into());
-                v.insert(
-                    "spec_sha256".into(),
-                    hex::encode(sha2::Sha256::digest(&bytes)).into(),
-                );
-                v.insert(
-                    "spec_toml".into(),
-                    String::from_utf8_lossy(&bytes).into_owned().into(),
-                );
-            }
-            Err(e) => eprintln!("warning: provenance: cannot read {}: {e}", path.display()),
-        }
+    if let Some(spec) = spec {
+        v.insert("spec_file".into(), spec.file.into());
+        v.insert(
+            "spec_sha256".into(),
+            hex::encode(sha2::Sha256::digest(spec.text.as_bytes())).into(),
+        );
+        v.insert("spec_toml".into(), spec.text.into());
     }
     for (k, val) in fields {
         v.insert((*k).into(), val.clone().into());
@@ -107,33 +140,26 @@ pub fn write_provenance(
     if let Some(c) = cost {
         v.insert("cost".into(), c);
     }
-    let path = dir.join(moralsweep_report::data::PROVENANCE_FILE);
     let text = match serde_json::to_string_pretty(&serde_json::Value::Object(v)) {
         Ok(t) => t,
         Err(e) => {
             eprintln!("warning: provenance: {e}");
-            return;
+            return None;
         }
     };
-    if let Err(e) = std::fs::create_dir_all(dir).and_then(|_| std::fs::write(&path, text + "\n")) {
-        eprintln!("warning: cannot write {}: {e}", path.display());
-    }
-}
-
-/// The files `run`/`results` write beside a sweep's data and metrics (the
-/// provenance, the report page and its figures), relative to `dir`, for the
-/// results folder's manifest.
-pub fn generated_files(dir: &Path) -> Vec<String> {
-    let mut files = vec![
-        moralsweep_report::data::PROVENANCE_FILE.to_string(),
-        "report.html".to_string(),
-    ];
-    if let Ok(entries) = std::fs::read_dir(dir.join("figures")) {
-        for e in entries.flatten() {
-            if e.file_type().is_ok_and(|t| t.is_file()) {
-                files.push(format!("figures/{}", e.file_name().to_string_lossy()));
-            }
+    let written = moralsweep_userfs::OutDir::create(dir).and_then(|mut out| {
+        out.on_replace(on_replace);
+        out.write(
+            moralsweep_report::data::PROVENANCE_FILE,
+            (text + "\n").as_bytes(),
+        )
+        .map(|_| out.shown(moralsweep_report::data::PROVENANCE_FILE))
+    });
+    match written {
+        Ok(p) => Some(p),
+        Err(e) => {
+            eprintln!("warning: no provenance written: {e}");
+            None
         }
     }
-    files
 }

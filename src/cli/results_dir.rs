@@ -1,72 +1,135 @@
 //! The folder `moralsweep results SWEEP --out DIR` writes into, guarded so
-//! that nothing a user had there is lost and two sweeps never mix.
+//! that nothing a user had there is lost, two sweeps (or two experiments
+//! under one name) never mix, and nothing is written outside it.
 //!
 //! A fetch leaves a manifest, `DIR/.moralsweep-results.json`, naming the
-//! sweep and every file it wrote. The rules:
+//! sweep, its identity (the SHA-256 of the spec the coordinator was given),
+//! every file the fetch received (`files`) and every file `results` itself
+//! wrote beside them (`generated`: the provenance, the report and its
+//! figures). The rules:
 //!
-//! - a new or empty folder, or one whose manifest names the same sweep, is
-//!   written (files of an earlier fetch that the new one no longer has, such
-//!   as the partial files of a cancelled sweep, are removed at the end);
-//! - a folder with any other file (a user's own rating files, anything not
-//!   listed in the manifest) is refused unless `--force`; with `--force`
-//!   each such file that a fetched file would replace is named on stderr
-//!   before it is replaced, and the others stay;
-//! - a folder holding another sweep's results is refused; with `--force`
-//!   that sweep's files (those its manifest lists) are removed first, after
+//! - a new or empty folder, or one whose manifest names the same sweep with
+//!   the same spec hash, is written (files of an earlier fetch that the new
+//!   one no longer has, such as the partial files of a cancelled sweep, are
+//!   removed at the end; the earlier report is kept when this fetch writes
+//!   none, and said so);
+//! - a folder with any other file (a user's own rating files or report,
+//!   anything not listed in the manifest, any link, FIFO or device) is
+//!   refused unless `--force`; with `--force` each regular file that is
+//!   replaced is named on stderr just before, the others stay, and a link,
+//!   FIFO or device in the way is refused, never written through;
+//! - a folder holding another sweep's results, or another experiment's of
+//!   the same name (a different spec hash), is refused; with `--force` its
+//!   files (the regular files its manifest lists) are removed first, after
 //!   saying so, so the folder never holds two sweeps.
 //!
-//! Each file is written to a temporary name and renamed into place once
-//! complete; the manifest is updated (atomically too) before each rename,
-//! so that an interrupted fetch leaves a folder the next fetch recognises.
-//! A fetch of a cancelled sweep also writes [`PARTIAL_MARKER`].
+//! Every write goes through [`moralsweep_userfs::OutDir`]: relative to the
+//! folder, never following a link inside it, by exclusive temporary files
+//! renamed into place. The manifest is updated (atomically too) before each
+//! rename, so that an interrupted fetch leaves a folder the next fetch
+//! recognises. A fetch of a cancelled sweep also writes [`PARTIAL_MARKER`].
 
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::Context;
 use moralsweep_proto::v1 as pb;
+use moralsweep_userfs::{Kind, OnReplace, OutDir, TEMP_SUFFIX};
 
 /// The manifest of a results folder.
 pub const MANIFEST: &str = ".moralsweep-results.json";
 /// The marker of a fetch of a cancelled (incomplete) sweep.
 pub const PARTIAL_MARKER: &str = "PARTIAL.txt";
-/// The suffix of files being written.
-const TEMP_SUFFIX: &str = ".moralsweep-part";
 
 /// What a manifest says.
-#[derive(Debug, Clone, PartialEq)]
-struct Manifest {
-    sweep: String,
-    files: BTreeSet<String>,
-    partial: bool,
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Manifest {
+    pub sweep: String,
+    /// Hex SHA-256 of the sweep's spec ("" when unknown: a manifest of an
+    /// earlier moralsweep, or a sweep the coordinator kept no spec of).
+    pub spec_sha256: String,
+    /// The files the fetch received (and the partial marker).
+    pub files: BTreeSet<String>,
+    /// The files `results` wrote beside them (provenance, report, figures).
+    pub generated: BTreeSet<String>,
+    pub partial: bool,
+}
+
+/// Why a manifest is not one.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("line {line}: {message}")]
+    Json { line: usize, message: String },
+    #[error("no {0} (expected {{\"sweep\": ..., \"spec_sha256\": ..., \"files\": [...], \"generated\": [...]}})")]
+    Missing(&'static str),
+    #[error("{0} is not a plain relative path inside the folder")]
+    UnsafePath(String),
 }
 
 impl Manifest {
-    fn to_json(&self) -> String {
+    pub fn to_json(&self) -> String {
         let v = serde_json::json!({
             "sweep": self.sweep,
+            "spec_sha256": self.spec_sha256,
             "partial": self.partial,
             "files": self.files,
+            "generated": self.generated,
         });
         serde_json::to_string_pretty(&v).unwrap_or_default() + "\n"
     }
 
-    fn parse(text: &str) -> Option<Manifest> {
-        let v: serde_json::Value = serde_json::from_str(text).ok()?;
-        let sweep = v.get("sweep")?.as_str()?.to_string();
-        let files = v
-            .get("files")?
-            .as_array()?
-            .iter()
-            .map(|f| f.as_str().map(str::to_string))
-            .collect::<Option<BTreeSet<String>>>()?;
-        Some(Manifest {
+    /// Parses a manifest; a path in it that could leave the folder is an error.
+    pub fn parse(text: &str) -> Result<Manifest, ManifestError> {
+        let v: serde_json::Value = serde_json::from_str(text).map_err(|e| ManifestError::Json {
+            line: e.line(),
+            message: e.to_string(),
+        })?;
+        let sweep = v
+            .get("sweep")
+            .and_then(|s| s.as_str())
+            .ok_or(ManifestError::Missing("\"sweep\" string"))?
+            .to_string();
+        let list = |key: &'static str, need: bool| -> Result<BTreeSet<String>, ManifestError> {
+            let Some(a) = v.get(key) else {
+                return if need {
+                    Err(ManifestError::Missing(key))
+                } else {
+                    Ok(BTreeSet::new())
+                };
+            };
+            let a = a.as_array().ok_or(ManifestError::Missing(key))?;
+            let mut out = BTreeSet::new();
+            for f in a {
+                let f = f.as_str().ok_or(ManifestError::Missing(key))?;
+                if !is_plain(f) {
+                    return Err(ManifestError::UnsafePath(f.to_string()));
+                }
+                out.insert(f.to_string());
+            }
+            Ok(out)
+        };
+        Ok(Manifest {
             sweep,
-            files,
+            spec_sha256: v
+                .get("spec_sha256")
+                .and_then(|s| s.as_str())
+                .unwrap_or("")
+                .to_string(),
+            files: list("files", true)?,
+            generated: list("generated", false)?,
             partial: v.get("partial").and_then(|p| p.as_bool()).unwrap_or(false),
         })
     }
+}
+
+/// A relative path of plain names (no `..`, no root, not empty).
+fn is_plain(rel: &str) -> bool {
+    !rel.is_empty()
+        && Path::new(rel)
+            .components()
+            .all(|c| matches!(c, Component::Normal(_)))
 }
 
 /// A checked results folder, ready to receive one sweep's files.
@@ -74,113 +137,99 @@ impl Manifest {
 pub struct ResultsDir {
     root: PathBuf,
     sweep: String,
-    /// Files of an earlier fetch of the same sweep.
+    spec_sha256: String,
+    /// Regular files of an earlier fetch of the same sweep (and leftover
+    /// temporary files of an interrupted one).
     ours: BTreeSet<String>,
+    /// Files the earlier fetch generated (report, provenance, figures).
+    generated: BTreeSet<String>,
     /// Another sweep's results to remove first (`--force` only).
     other: Option<(String, BTreeSet<String>)>,
-    /// Whether the last fetch was of a cancelled (incomplete) sweep, kept
-    /// for the manifest that [`ResultsDir::adopt`] rewrites.
+    /// Whether the last fetch was of a cancelled (incomplete) sweep.
     partial: bool,
-    /// Files from no fetch at all (`--force` only).
-    foreign: BTreeSet<String>,
+    /// Names from no fetch at all (`--force` only), links and the like included.
+    foreign: Arc<BTreeSet<String>>,
 }
 
-/// Every file under `root` (symbolic links included, never followed), as
-/// relative paths with `/` separators.
-fn list_files(root: &Path) -> anyhow::Result<BTreeSet<String>> {
-    let mut out = BTreeSet::new();
-    let mut stack = vec![PathBuf::new()];
-    while let Some(rel) = stack.pop() {
-        let dir = root.join(&rel);
-        let entries =
-            std::fs::read_dir(&dir).with_context(|| format!("listing {}", dir.display()))?;
-        for e in entries {
-            let e = e.with_context(|| format!("listing {}", dir.display()))?;
-            let child = rel.join(e.file_name());
-            let ft = e
-                .file_type()
-                .with_context(|| format!("examining {}", e.path().display()))?;
-            if ft.is_dir() {
-                stack.push(child);
-            } else {
-                out.insert(rel_string(&child));
-            }
-        }
-    }
-    Ok(out)
-}
-
-fn rel_string(p: &Path) -> String {
-    p.components()
-        .map(|c| c.as_os_str().to_string_lossy().into_owned())
-        .collect::<Vec<_>>()
-        .join("/")
-}
-
-fn some_of(files: &BTreeSet<String>) -> String {
-    let mut v: Vec<&str> = files.iter().map(String::as_str).take(5).collect();
-    if files.len() > 5 {
+fn some_of<'a>(files: impl IntoIterator<Item = &'a String>, n: usize) -> String {
+    let all: Vec<&String> = files.into_iter().collect();
+    let mut v: Vec<&str> = all.iter().map(|s| s.as_str()).take(n).collect();
+    if all.len() > n {
         v.push("...");
     }
     v.join(", ")
 }
 
-/// Writes `bytes` to `path` through a temporary file and a rename.
-fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let tmp = temp_of(path);
-    let mut f =
-        std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    f.write_all(bytes)
-        .and_then(|()| f.sync_all())
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
-}
-
-fn temp_of(path: &Path) -> PathBuf {
-    let mut s = path.as_os_str().to_owned();
-    s.push(TEMP_SUFFIX);
-    PathBuf::from(s)
-}
-
-fn remove_if_there(path: &Path) -> anyhow::Result<()> {
-    match std::fs::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e).with_context(|| format!("removing {}", path.display())),
+fn short(sha: &str) -> &str {
+    if sha.is_empty() {
+        "none recorded"
+    } else {
+        &sha[..sha.len().min(12)]
     }
 }
 
 impl ResultsDir {
-    /// Checks `root` for a fetch of `sweep`; refuses (changing nothing) a
-    /// folder that holds other files or another sweep unless `force`.
-    pub fn open(root: &Path, sweep: &str, force: bool) -> anyhow::Result<ResultsDir> {
+    /// Checks `root` for a fetch of `sweep` whose spec hashes to
+    /// `spec_sha256`; refuses (changing nothing) a folder that holds other
+    /// files, another sweep or another experiment of the name, unless `force`.
+    pub fn open(
+        root: &Path,
+        sweep: &str,
+        spec_sha256: &str,
+        force: bool,
+    ) -> anyhow::Result<ResultsDir> {
         let shown = root.display();
         let mut dir = ResultsDir {
             root: root.to_path_buf(),
             sweep: sweep.to_string(),
+            spec_sha256: spec_sha256.to_string(),
             ours: BTreeSet::new(),
+            generated: BTreeSet::new(),
             other: None,
-            foreign: BTreeSet::new(),
+            foreign: Arc::new(BTreeSet::new()),
             partial: false,
         };
-        match std::fs::symlink_metadata(root) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(dir),
-            Err(e) => return Err(e).with_context(|| format!("--out {shown} cannot be examined")),
-            Ok(m) if !m.is_dir() => {
-                anyhow::bail!("--out {shown} is not a folder; give a new or empty folder")
+        let out = match OutDir::open(root) {
+            Ok(Some(o)) => o,
+            Ok(None) => return Ok(dir),
+            Err(e) => {
+                return Err(e).with_context(|| format!("--out {shown}: give a new or empty folder"))
             }
-            Ok(_) => {}
+        };
+        let listed = out.files()?;
+        let mut files = BTreeSet::new();
+        let mut odd = BTreeSet::new();
+        let mut odd_named = Vec::new();
+        for (rel, kind) in listed {
+            match kind {
+                Kind::File => {
+                    files.insert(rel);
+                }
+                Kind::Link => {
+                    odd_named.push(format!("{rel} (a symbolic link)"));
+                    odd.insert(rel);
+                }
+                Kind::Other => {
+                    odd_named.push(format!("{rel} (not a regular file)"));
+                    odd.insert(rel);
+                }
+            }
         }
-        let mut files = list_files(root)?;
         let manifest = if files.remove(MANIFEST) {
-            let text = std::fs::read_to_string(root.join(MANIFEST)).unwrap_or_default();
-            let m = Manifest::parse(&text);
-            if m.is_none() {
-                // Not ours to trust: a foreign file like any other.
-                files.insert(MANIFEST.to_string());
+            let path = root.join(MANIFEST);
+            let read =
+                moralsweep_userfs::read_to_string_bounded(&path, moralsweep_userfs::MANIFEST_LIMIT)
+                    .map_err(|e| anyhow::anyhow!("{e}"))
+                    .and_then(|t| Manifest::parse(&t).map_err(|e| anyhow::anyhow!("{e}")));
+            match read {
+                Ok(m) => Some(m),
+                Err(e) => {
+                    // Not ours to trust: a foreign file like any other.
+                    eprintln!("warning: {}: not a results manifest: {e:#}", path.display());
+                    files.insert(MANIFEST.to_string());
+                    None
+                }
             }
-            m
         } else {
             None
         };
@@ -189,71 +238,145 @@ impl ResultsDir {
             .filter(|f| f.ends_with(TEMP_SUFFIX))
             .cloned()
             .collect();
+        let claim = |m: &Manifest| -> BTreeSet<String> {
+            files
+                .iter()
+                .filter(|f| {
+                    m.files.contains(*f) || m.generated.contains(*f) || leftovers.contains(*f)
+                })
+                .cloned()
+                .collect()
+        };
         match manifest {
-            Some(m) if m.sweep == sweep => {
-                dir.ours = files
+            Some(m) if m.sweep == sweep && m.spec_sha256 == spec_sha256 => {
+                dir.ours = claim(&m)
+                    .into_iter()
+                    .filter(|f| !m.generated.contains(f))
+                    .collect();
+                dir.generated = files
                     .iter()
-                    .filter(|f| m.files.contains(*f) || leftovers.contains(*f))
+                    .filter(|f| m.generated.contains(*f))
                     .cloned()
                     .collect();
+                dir.partial = m.partial;
             }
             Some(m) => {
-                let theirs: BTreeSet<String> = files
-                    .iter()
-                    .filter(|f| m.files.contains(*f) || leftovers.contains(*f))
-                    .cloned()
-                    .collect();
+                let theirs = claim(&m);
+                let what = if m.sweep == sweep && m.spec_sha256.is_empty() {
+                    format!(
+                        "sweep {sweep:?} fetched by an earlier moralsweep, which recorded no spec hash, so it \
+                         cannot be told apart from another experiment of that name"
+                    )
+                } else if m.sweep == sweep {
+                    format!(
+                        "another experiment named {sweep:?} (its spec's SHA-256 is {}, this sweep's is {}: the sweep \
+                         was deleted and submitted again with a different spec)",
+                        short(&m.spec_sha256),
+                        short(spec_sha256)
+                    )
+                } else {
+                    format!("sweep {:?}", m.sweep)
+                };
                 if !force {
                     anyhow::bail!(
-                        "--out {shown} holds the results of sweep {:?} ({} files, listed in {}); fetch sweep {sweep:?} \
-                         into another folder, or pass --force to remove {:?}'s files there first",
-                        m.sweep,
+                        "--out {shown} holds the results of {what} ({} files, listed in {}); fetch sweep {sweep:?} \
+                         into another folder, or pass --force to remove those files there first",
                         theirs.len(),
                         root.join(MANIFEST).display(),
-                        m.sweep
                     );
                 }
-                dir.other = Some((m.sweep, theirs));
+                dir.other = Some((what, theirs));
             }
             None => {}
         }
         let claimed: BTreeSet<&String> = dir
             .ours
             .iter()
+            .chain(dir.generated.iter())
             .chain(dir.other.iter().flat_map(|(_, f)| f.iter()))
             .collect();
-        dir.foreign = files
+        let foreign: BTreeSet<String> = files
             .iter()
             .filter(|f| !claimed.contains(f))
             .cloned()
+            .chain(odd.iter().cloned())
             .collect();
-        if !dir.foreign.is_empty() {
+        if !foreign.is_empty() {
+            let named: Vec<String> = files
+                .iter()
+                .filter(|f| !claimed.contains(f))
+                .cloned()
+                .chain(odd_named)
+                .collect();
             if !force {
                 anyhow::bail!(
                     "--out {shown} already holds {} files that are not from a fetch of sweep {sweep:?} ({}); \
-                     use a new or empty folder, or pass --force to write anyway (a file with the name of one of \
-                     the sweep's files is replaced, the others stay)",
-                    dir.foreign.len(),
-                    some_of(&dir.foreign)
+                     use a new or empty folder, or pass --force to write anyway (a regular file with the name of \
+                     one of the sweep's files is replaced, naming it; links and other files stay)",
+                    foreign.len(),
+                    some_of(&named, 5)
                 );
             }
             eprintln!(
-                "warning: --force: {shown} holds {} files from no fetch of sweep {sweep:?} ({}); any of them with the \
-                 name of one of the sweep's files is named below before it is replaced",
-                dir.foreign.len(),
-                some_of(&dir.foreign)
+                "warning: --force: {shown} holds {} files from no fetch of sweep {sweep:?} ({}); each one a \
+                 fetched or generated file replaces is named below just before it is replaced; a link, FIFO \
+                 or device in the way is refused",
+                foreign.len(),
+                some_of(&named, 5)
             );
         }
+        dir.foreign = Arc::new(foreign);
         Ok(dir)
     }
 
-    fn write_manifest(&self, files: &BTreeSet<String>, partial: bool) -> anyhow::Result<()> {
-        let m = Manifest {
+    /// The announcement of every replaced file that is not ours (`--force`).
+    pub fn on_replace(&self) -> OnReplace {
+        let root = self.root.clone();
+        let foreign = self.foreign.clone();
+        let sweep = self.sweep.clone();
+        OnReplace::new(move |p: &Path| {
+            let rel = p.strip_prefix(&root).map(rel_string).unwrap_or_default();
+            if foreign.contains(&rel) {
+                eprintln!(
+                    "replacing {} (a file from no fetch of sweep {sweep:?}; --force)",
+                    p.display()
+                );
+            }
+        })
+    }
+
+    fn out(&self) -> anyhow::Result<OutDir> {
+        let mut out = OutDir::create(&self.root).with_context(|| {
+            format!("--out {}: give a new or empty folder", self.root.display())
+        })?;
+        out.on_replace(Some(self.on_replace()));
+        Ok(out)
+    }
+
+    fn manifest(
+        &self,
+        files: &BTreeSet<String>,
+        generated: &BTreeSet<String>,
+        partial: bool,
+    ) -> Manifest {
+        Manifest {
             sweep: self.sweep.clone(),
+            spec_sha256: self.spec_sha256.clone(),
             files: files.clone(),
+            generated: generated.clone(),
             partial,
-        };
-        write_atomic(&self.root.join(MANIFEST), m.to_json().as_bytes())
+        }
+    }
+
+    fn write_manifest(
+        &self,
+        out: &OutDir,
+        files: &BTreeSet<String>,
+        partial: bool,
+    ) -> anyhow::Result<()> {
+        let m = self.manifest(files, &self.generated, partial);
+        out.write(MANIFEST, m.to_json().as_bytes())?;
+        Ok(())
     }
 
     /// Receives the sweep's files into the folder; `partial` is the text of
@@ -264,119 +387,105 @@ impl ResultsDir {
         mut stream: tonic::Streaming<pb::FileChunk>,
         partial: Option<&str>,
     ) -> anyhow::Result<usize> {
-        let root = self.root.clone();
-        std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
+        let out = self.out()?;
         if let Some((other, files)) = self.other.take() {
             eprintln!(
-                "warning: --force: removing the {} files of sweep {other:?} from {} first",
+                "warning: --force: removing the {} files of {other} from {} first",
                 files.len(),
-                root.display()
+                self.root.display()
             );
             for f in &files {
-                remove_if_there(&root.join(f))?;
+                out.remove_file(f)?;
             }
+            self.generated.clear();
         }
         // The manifest covers every file of this sweep in the folder at all
         // times: the earlier fetch's now, each new one before its rename.
         let mut listed = self.ours.clone();
-        self.write_manifest(&listed, partial.is_some())?;
+        self.write_manifest(&out, &listed, partial.is_some())?;
         let mut received = BTreeSet::new();
-        let mut current: Option<(String, PathBuf, PathBuf, std::io::BufWriter<std::fs::File>)> =
-            None;
-        let result: anyhow::Result<()> = async {
-            while let Some(chunk) = stream.message().await.map_err(|s| {
-                anyhow::anyhow!("fetching results failed: {:?}: {}", s.code(), s.message())
-            })? {
-                if !chunk.path.is_empty() {
-                    let rel = Path::new(&chunk.path);
-                    let safe = rel.components().all(|c| matches!(c, Component::Normal(_)))
-                        && chunk.path != MANIFEST
-                        && chunk.path != PARTIAL_MARKER
-                        && !chunk.path.ends_with(TEMP_SUFFIX);
-                    if !safe {
-                        anyhow::bail!("the coordinator sent an unsafe path {:?}", chunk.path);
-                    }
-                    let path = root.join(rel);
-                    if let Some(dir) = path.parent() {
-                        std::fs::create_dir_all(dir)
-                            .with_context(|| format!("creating {}", dir.display()))?;
-                    }
-                    let tmp = temp_of(&path);
-                    let f = std::fs::File::create(&tmp)
-                        .with_context(|| format!("creating {}", tmp.display()))?;
-                    current = Some((rel_string(rel), path, tmp, std::io::BufWriter::new(f)));
+        let mut current: Option<(String, moralsweep_userfs::NewFile)> = None;
+        while let Some(chunk) = stream.message().await.map_err(|s| {
+            anyhow::anyhow!("fetching results failed: {:?}: {}", s.code(), s.message())
+        })? {
+            if !chunk.path.is_empty() {
+                let safe = is_plain(&chunk.path)
+                    && chunk.path != MANIFEST
+                    && chunk.path != PARTIAL_MARKER
+                    && !chunk.path.ends_with(TEMP_SUFFIX)
+                    && !self.generated.contains(&chunk.path);
+                if !safe {
+                    anyhow::bail!("the coordinator sent an unsafe path {:?}", chunk.path);
                 }
-                let Some((rel, path, tmp, w)) = current.as_mut() else {
-                    anyhow::bail!("the coordinator sent data before naming its file");
-                };
-                w.write_all(&chunk.data)
-                    .with_context(|| format!("writing {}", tmp.display()))?;
-                if chunk.last {
-                    w.flush()
-                        .and_then(|()| w.get_ref().sync_all())
-                        .with_context(|| format!("writing {}", tmp.display()))?;
-                    if self.foreign.contains(rel.as_str()) {
-                        eprintln!(
-                            "replacing {} (a file from no fetch of sweep {:?}; --force)",
-                            path.display(),
-                            self.sweep
-                        );
-                    }
+                let rel = rel_string(Path::new(&chunk.path));
+                let f = out.create_file(&rel)?;
+                current = Some((rel, f));
+            }
+            let Some((_, f)) = current.as_mut() else {
+                anyhow::bail!("the coordinator sent data before naming its file");
+            };
+            f.write_all(&chunk.data)
+                .with_context(|| format!("writing {}", f.path().display()))?;
+            if chunk.last {
+                if let Some((rel, f)) = current.take() {
                     if listed.insert(rel.clone()) {
-                        self.write_manifest(&listed, partial.is_some())?;
+                        self.write_manifest(&out, &listed, partial.is_some())?;
                     }
-                    std::fs::rename(&*tmp, &*path).with_context(|| {
-                        format!("renaming {} to {}", tmp.display(), path.display())
-                    })?;
-                    received.insert(rel.clone());
-                    current = None;
+                    f.commit()?;
+                    received.insert(rel);
                 }
             }
-            if let Some((_, path, _, _)) = &current {
-                anyhow::bail!("the stream ended in the middle of {}", path.display());
-            }
-            Ok(())
         }
-        .await;
-        if let Err(e) = result {
-            if let Some((_, _, tmp, _)) = current {
-                let _ = std::fs::remove_file(tmp);
-            }
-            return Err(e);
+        if let Some((_, f)) = &current {
+            anyhow::bail!("the stream ended in the middle of {}", f.path().display());
         }
         // Files of the earlier fetch that this one does not have (a partial
         // file of a unit with no rows now, the marker of a partial fetch).
         let mut keep = received.clone();
         if let Some(text) = partial {
-            write_atomic(&root.join(PARTIAL_MARKER), text.as_bytes())?;
+            out.write(PARTIAL_MARKER, text.as_bytes())?;
             keep.insert(PARTIAL_MARKER.to_string());
         }
         for stale in listed.difference(&keep) {
-            remove_if_there(&root.join(stale))?;
+            out.remove_file(stale)?;
         }
-        self.write_manifest(&keep, partial.is_some())?;
+        self.write_manifest(&out, &keep, partial.is_some())?;
         self.partial = partial.is_some();
         self.ours = keep;
         Ok(received.len())
     }
 
-    /// Lists files written here beside the fetched ones (the report, its
-    /// figures, the provenance) in the manifest, so that the next fetch of
-    /// the same sweep takes them for its own instead of refusing the folder.
-    /// Names of files that do not exist are ignored.
-    pub fn adopt(&mut self, rels: impl IntoIterator<Item = String>) -> anyhow::Result<()> {
-        let mut files = self.ours.clone();
-        for rel in rels {
-            if self.root.join(&rel).is_file() {
-                files.insert(rel);
-            }
+    /// Records the files `results` wrote beside the fetched ones (the
+    /// provenance, the report, its figures): only those, never a file it
+    /// did not write. Files the earlier fetch generated that this one did
+    /// not write again (a figure no longer drawn) are removed.
+    pub fn record_generated(&mut self, written: &[PathBuf]) -> anyhow::Result<()> {
+        let out = self.out()?;
+        let now: BTreeSet<String> = written
+            .iter()
+            .filter_map(|p| p.strip_prefix(&self.root).ok())
+            .map(rel_string)
+            .filter(|r| is_plain(r))
+            .collect();
+        for stale in self.generated.difference(&now) {
+            out.remove_file(stale)?;
         }
-        if files != self.ours {
-            self.write_manifest(&files, self.partial)?;
-            self.ours = files;
-        }
-        Ok(())
+        self.generated = now;
+        self.write_manifest(&out, &self.ours, self.partial)
     }
+
+    /// The files of the earlier fetch's report still in the folder (kept by
+    /// a fetch that writes no report).
+    pub fn earlier_report(&self) -> &BTreeSet<String> {
+        &self.generated
+    }
+}
+
+fn rel_string(p: &Path) -> String {
+    p.components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 #[cfg(test)]
@@ -389,11 +498,12 @@ mod tests {
         std::fs::write(p, text).unwrap();
     }
 
-    fn manifest(root: &Path, sweep: &str, files: &[&str]) {
+    fn manifest(root: &Path, sweep: &str, sha: &str, files: &[&str]) {
         let m = Manifest {
             sweep: sweep.into(),
+            spec_sha256: sha.into(),
             files: files.iter().map(|f| f.to_string()).collect(),
-            partial: false,
+            ..Manifest::default()
         };
         put(root, MANIFEST, &m.to_json());
     }
@@ -401,22 +511,25 @@ mod tests {
     #[test]
     fn new_and_empty_folders_are_taken() {
         let t = tempfile::tempdir().unwrap();
-        assert!(ResultsDir::open(&t.path().join("new"), "s", false).is_ok());
+        assert!(ResultsDir::open(&t.path().join("new"), "s", "h", false).is_ok());
         std::fs::create_dir_all(t.path().join("empty/data")).unwrap();
-        assert!(ResultsDir::open(&t.path().join("empty"), "s", false).is_ok());
+        assert!(ResultsDir::open(&t.path().join("empty"), "s", "h", false).is_ok());
+        // A link to an empty folder is that folder.
+        std::os::unix::fs::symlink(t.path().join("empty"), t.path().join("link")).unwrap();
+        assert!(ResultsDir::open(&t.path().join("link"), "s", "h", false).is_ok());
     }
 
     #[test]
     fn other_files_are_refused_unless_forced_and_named() {
         let t = tempfile::tempdir().unwrap();
         put(t.path(), "data/mine_temp01.csv", "precious");
-        let e = ResultsDir::open(t.path(), "s", false).unwrap_err();
+        let e = ResultsDir::open(t.path(), "s", "h", false).unwrap_err();
         let m = format!("{e:#}");
         assert!(
             m.contains("data/mine_temp01.csv") && m.contains("--force") && m.contains("1 files"),
             "{m}"
         );
-        let d = ResultsDir::open(t.path(), "s", true).unwrap();
+        let d = ResultsDir::open(t.path(), "s", "h", true).unwrap();
         assert_eq!(d.foreign.len(), 1);
         assert_eq!(
             std::fs::read_to_string(t.path().join("data/mine_temp01.csv")).unwrap(),
@@ -425,22 +538,48 @@ mod tests {
     }
 
     #[test]
-    fn the_same_sweep_is_refetched_and_another_refused() {
+    fn the_same_sweep_is_refetched_and_another_or_another_experiment_refused() {
         let t = tempfile::tempdir().unwrap();
         put(t.path(), "data/a_temp01.csv", "x");
         put(t.path(), "data/a_temp01.csv.moralsweep-part", "half");
-        manifest(t.path(), "s", &["data/a_temp01.csv"]);
-        let d = ResultsDir::open(t.path(), "s", false).unwrap();
+        manifest(t.path(), "s", "h1", &["data/a_temp01.csv"]);
+        let d = ResultsDir::open(t.path(), "s", "h1", false).unwrap();
         assert_eq!(d.ours.len(), 2);
         assert!(d.foreign.is_empty());
-        let e = format!("{:#}", ResultsDir::open(t.path(), "t", false).unwrap_err());
+        let e = format!(
+            "{:#}",
+            ResultsDir::open(t.path(), "t", "h1", false).unwrap_err()
+        );
         assert!(e.contains("sweep \"s\"") && e.contains("--force"), "{e}");
-        let d = ResultsDir::open(t.path(), "t", true).unwrap();
+        let e = format!(
+            "{:#}",
+            ResultsDir::open(t.path(), "s", "h2", false).unwrap_err()
+        );
+        assert!(
+            e.contains("another experiment named \"s\"") && e.contains("--force"),
+            "{e}"
+        );
+        let d = ResultsDir::open(t.path(), "t", "h1", true).unwrap();
         assert_eq!(d.other.as_ref().unwrap().1.len(), 2);
         // A file the manifest does not list is no one's.
         put(t.path(), "notes.txt", "mine");
-        let e = format!("{:#}", ResultsDir::open(t.path(), "s", false).unwrap_err());
+        let e = format!(
+            "{:#}",
+            ResultsDir::open(t.path(), "s", "h1", false).unwrap_err()
+        );
         assert!(e.contains("notes.txt"), "{e}");
+    }
+
+    #[test]
+    fn a_listed_link_is_never_ours() {
+        let t = tempfile::tempdir().unwrap();
+        let out = t.path().join("out");
+        std::fs::create_dir_all(t.path().join("elsewhere")).unwrap();
+        std::fs::create_dir_all(&out).unwrap();
+        std::os::unix::fs::symlink("../elsewhere", out.join("data")).unwrap();
+        manifest(&out, "s", "h", &["data"]);
+        let e = format!("{:#}", ResultsDir::open(&out, "s", "h", false).unwrap_err());
+        assert!(e.contains("data (a symbolic link)"), "{e}");
     }
 
     #[test]
@@ -449,19 +588,95 @@ mod tests {
         put(t.path(), "f", "x");
         let e = format!(
             "{:#}",
-            ResultsDir::open(&t.path().join("f"), "s", true).unwrap_err()
+            ResultsDir::open(&t.path().join("f"), "s", "h", true).unwrap_err()
         );
         assert!(e.contains("not a folder"), "{e}");
     }
 
     #[test]
-    fn manifests_round_trip() {
+    fn manifests_round_trip_and_refuse_paths_out() {
         let m = Manifest {
             sweep: "s".into(),
+            spec_sha256: "ab".into(),
             files: ["data/a.csv".to_string()].into(),
+            generated: ["report.html".to_string()].into(),
             partial: true,
         };
-        assert_eq!(Manifest::parse(&m.to_json()), Some(m));
-        assert_eq!(Manifest::parse("{"), None);
+        assert_eq!(Manifest::parse(&m.to_json()).unwrap(), m);
+        assert!(Manifest::parse("{").is_err());
+        let e = Manifest::parse(r#"{"sweep":"s","files":["../x"]}"#).unwrap_err();
+        assert!(e.to_string().contains("../x"), "{e}");
+    }
+
+    /// Fuzz target: any bytes as a folder's manifest never panic `open`;
+    /// bytes that are no manifest are named (the file, why) and the folder
+    /// is then refused without `--force` like any foreign file. Valid
+    /// manifests mutated (keys dropped, values of other types, paths out of
+    /// the folder) and arbitrary bytes; 512 cases, count printed.
+    #[test]
+    fn fuzz_manifest() {
+        use proptest::prelude::*;
+        use proptest::test_runner::{Config, TestRunner};
+        let valid = Manifest {
+            sweep: "s".into(),
+            spec_sha256: "ab".repeat(32),
+            files: ["data/a_temp01.csv".to_string()].into(),
+            generated: ["report.html".to_string()].into(),
+            partial: false,
+        }
+        .to_json();
+        let swaps: &[(&str, &str)] = &[
+            ("\"sweep\"", "\"swept\""),
+            ("\"files\"", "\"file\""),
+            ("\"s\"", "7"),
+            ("\"data/a_temp01.csv\"", "\"../../victim\""),
+            ("\"data/a_temp01.csv\"", "\"/etc/passwd\""),
+            ("\"report.html\"", "null"),
+            ("[", "{"),
+            ("false", "\"no\""),
+        ];
+        let mutated = (
+            proptest::collection::vec(0..swaps.len(), 0..3),
+            proptest::option::of(any::<proptest::sample::Index>()),
+        )
+            .prop_map(move |(picks, cut)| {
+                let mut t = valid.clone();
+                for p in picks {
+                    t = t.replacen(swaps[p].0, swaps[p].1, 1);
+                }
+                let mut b = t.into_bytes();
+                if let Some(c) = cut {
+                    b.truncate(c.index(b.len() + 1));
+                }
+                b
+            });
+        let input = prop_oneof![mutated, proptest::collection::vec(any::<u8>(), 0..300)];
+        let t = tempfile::tempdir().unwrap();
+        let mut runner = TestRunner::new(Config {
+            cases: 512,
+            failure_persistence: None,
+            ..Config::default()
+        });
+        let n = std::cell::Cell::new(0);
+        runner
+            .run(&input, |bytes| {
+                n.set(n.get() + 1);
+                std::fs::write(t.path().join(MANIFEST), &bytes).unwrap();
+                let parsed = Manifest::parse(&String::from_utf8_lossy(&bytes));
+                match ResultsDir::open(t.path(), "s", &"ab".repeat(32), false) {
+                    Ok(d) => prop_assert!(parsed.is_ok() && d.foreign.is_empty()),
+                    Err(e) => {
+                        let m = format!("{e:#}");
+                        prop_assert!(m.contains(MANIFEST), "{m}");
+                        if let Ok(p) = &parsed {
+                            // A valid manifest of another sweep or spec.
+                            prop_assert!(p.sweep != "s" || p.spec_sha256 != "ab".repeat(32), "{m}");
+                        }
+                    }
+                }
+                Ok(())
+            })
+            .unwrap();
+        println!("fuzz results manifest: {} cases", n.get());
     }
 }

@@ -295,11 +295,12 @@ async fn run_sweep(args: RunArgs, sweep: Sweep) -> anyhow::Result<()> {
         crate::cli::report::write_provenance(
             &final_state.output,
             &name,
-            Some(&args.spec),
+            crate::cli::report::SpecText::read(&args.spec),
             &fields,
             Some(serde_json::Value::Array(cost)),
+            None,
         );
-        crate::cli::report::write_default(&final_state.output);
+        crate::cli::report::write_default(&final_state.output, None);
     }
     // A model that stopped (a refused key, a bad option) leaves the sweep
     // incomplete: say so in the exit status, after the others' results.

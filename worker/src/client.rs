@@ -423,53 +423,40 @@ impl Permits for GrpcPermits {
     }
 }
 
-/// Writes a stream of file chunks under `out`; returns the files written.
+/// Writes a stream of file chunks under `out` (through
+/// [`moralsweep_userfs::OutDir`]: never through a link, never over what is
+/// not a regular file); returns the files written.
 pub async fn save_files(
     mut stream: tonic::Streaming<pb::FileChunk>,
     out: &std::path::Path,
 ) -> anyhow::Result<Vec<PathBuf>> {
-    use anyhow::Context;
     use std::io::Write;
+    let dir = moralsweep_userfs::OutDir::create(out)?;
     let mut written = Vec::new();
-    let mut current: Option<(PathBuf, PathBuf, std::io::BufWriter<std::fs::File>)> = None;
+    let mut current: Option<moralsweep_userfs::NewFile> = None;
     while let Some(chunk) = stream
         .message()
         .await
         .map_err(|s| anyhow::anyhow!("fetching results failed: {:?}: {}", s.code(), s.message()))?
     {
         if !chunk.path.is_empty() {
-            let rel = std::path::Path::new(&chunk.path);
-            let safe = rel
-                .components()
-                .all(|c| matches!(c, std::path::Component::Normal(_)));
-            if !safe {
-                anyhow::bail!("the coordinator sent an unsafe path {:?}", chunk.path);
-            }
-            let path = out.join(rel);
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir)
-                    .with_context(|| format!("creating {}", dir.display()))?;
-            }
-            let tmp = path.with_extension("part");
-            let f = std::fs::File::create(&tmp)
-                .with_context(|| format!("creating {}", tmp.display()))?;
-            current = Some((path, tmp, std::io::BufWriter::new(f)));
+            current = Some(dir.create_file(&chunk.path)?);
         }
-        let Some((path, tmp, w)) = current.as_mut() else {
+        let Some(f) = current.as_mut() else {
             anyhow::bail!("the coordinator sent data before naming its file");
         };
-        w.write_all(&chunk.data)
-            .with_context(|| format!("writing {}", tmp.display()))?;
+        f.write_all(&chunk.data)
+            .map_err(|e| anyhow::anyhow!("writing {}: {e}", f.path().display()))?;
         if chunk.last {
-            w.flush()?;
-            std::fs::rename(&*tmp, &*path)
-                .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
-            written.push(path.clone());
-            current = None;
+            if let Some(f) = current.take() {
+                let path = f.path().to_path_buf();
+                f.commit()?;
+                written.push(path);
+            }
         }
     }
-    if let Some((path, _, _)) = current {
-        anyhow::bail!("the stream ended in the middle of {}", path.display());
+    if let Some(f) = current {
+        anyhow::bail!("the stream ended in the middle of {}", f.path().display());
     }
     Ok(written)
 }

@@ -15,6 +15,9 @@ pub enum AnalyzeError {
     },
     #[error(transparent)]
     Format(#[from] FormatError),
+    /// Writing the output folder (a link, FIFO or device in the way).
+    #[error(transparent)]
+    Write(#[from] moralsweep_userfs::WriteError),
     #[error("models file {path}: {message}")]
     Models { path: PathBuf, message: String },
     #[error("{dir}: no rating files found (expected <key>_temp<TT>.csv, <key>_self.csv, <key>_temp<TT>_self.csv or <key>_logprobs.csv){skipped}")]

@@ -36,7 +36,8 @@ impl ModelsMap {
     /// Reads a `--models` TOML file: `[models."<key>"]` tables with
     /// `family` and `variant`.
     pub fn load(path: &Path) -> Result<ModelsMap, AnalyzeError> {
-        let text = std::fs::read_to_string(path).map_err(|error| AnalyzeError::Io {
+        let text = moralsweep_userfs::read_to_string_bounded(path, moralsweep_userfs::SPEC_LIMIT)
+            .map_err(|error| AnalyzeError::Io {
             path: path.to_path_buf(),
             error,
         })?;

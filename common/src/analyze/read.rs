@@ -302,7 +302,7 @@ pub fn metrics_dir_of(dir: &Path) -> PathBuf {
     if OVERALL_FILES
         .iter()
         .chain(CURVE_FILES.iter())
-        .any(|f| sub.join(f).is_file())
+        .any(|f| std::fs::symlink_metadata(sub.join(f)).is_ok())
     {
         sub
     } else {

@@ -5,7 +5,7 @@ use super::read::{
     TRAJECTORY_FILES,
 };
 use super::*;
-use crate::formats::{commit_file, fmt_float, fmt_temperature, temp_path};
+use crate::formats::{fmt_float, fmt_temperature};
 use crate::metrics::Band;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -197,30 +197,32 @@ pub(super) fn metric_fields(row: &MetricRow) -> Vec<String> {
     v
 }
 
+/// Writes one metric file `name` into `out` (see [`moralsweep_userfs::OutDir`]:
+/// never through a link, never over what is not a regular file).
 pub(super) fn write_csv(
-    path: &Path,
+    out: &moralsweep_userfs::OutDir,
+    name: &str,
     header: &[&str],
     rows: &[Vec<String>],
 ) -> Result<(), AnalyzeError> {
-    let tmp = temp_path(path);
-    let io = |p: &Path, error: std::io::Error| AnalyzeError::Io {
-        path: p.to_path_buf(),
+    let path = out.shown(name);
+    let io = |error: std::io::Error| AnalyzeError::Io {
+        path: path.clone(),
         error,
     };
-    let file = std::fs::File::create(&tmp).map_err(|e| io(&tmp, e))?;
+    let file = out.create_file(name)?;
     let mut w = csv::WriterBuilder::new()
         .terminator(csv::Terminator::Any(b'\n'))
-        .from_writer(std::io::BufWriter::new(file));
-    let csv_err = |e: csv::Error| io(&tmp, std::io::Error::other(e.to_string()));
+        .from_writer(file);
+    let csv_err = |e: csv::Error| io(std::io::Error::other(e.to_string()));
     w.write_record(header).map_err(csv_err)?;
     for r in rows {
         w.write_record(r).map_err(csv_err)?;
     }
-    let buf = w
+    let file = w
         .into_inner()
-        .map_err(|e| io(&tmp, std::io::Error::other(e.to_string())))?;
-    let file = buf.into_inner().map_err(|e| io(&tmp, e.into_error()))?;
-    commit_file(file, &tmp, path)?;
+        .map_err(|e| io(std::io::Error::other(e.to_string())))?;
+    file.commit()?;
     Ok(())
 }
 
@@ -243,15 +245,11 @@ impl Report {
 
     /// Writes the metric files into `out` (created if needed); returns their paths.
     pub fn write(&self, out: &Path) -> Result<Vec<PathBuf>, AnalyzeError> {
-        std::fs::create_dir_all(out).map_err(|error| AnalyzeError::Io {
-            path: out.to_path_buf(),
-            error,
-        })?;
+        let dir = moralsweep_userfs::OutDir::create(out)?;
         let mut written = Vec::new();
         let mut put = |name: &str, header: &[&str], rows: Vec<Vec<String>>| {
-            let path = out.join(name);
-            write_csv(&path, header, &rows)?;
-            written.push(path);
+            write_csv(&dir, name, header, &rows)?;
+            written.push(out.join(name));
             Ok::<(), AnalyzeError>(())
         };
         put(

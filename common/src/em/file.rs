@@ -67,22 +67,21 @@ pub fn write_answers(path: &Path, rows: &[AnswerRow]) -> Result<(), EmFileError>
         path: path.to_path_buf(),
         message,
     };
-    let tmp = path.with_extension("csv.tmp");
-    let mut w = csv::Writer::from_path(&tmp).map_err(|e| fmt(e.to_string()))?;
+    let file = moralsweep_userfs::create_file_at(path).map_err(|e| fmt(e.to_string()))?;
+    let mut w = csv::Writer::from_writer(file);
     for r in rows {
         w.serialize(r).map_err(|e| fmt(e.to_string()))?;
     }
-    w.flush().map_err(io(path))?;
-    drop(w);
-    std::fs::rename(&tmp, path).map_err(io(path))
+    let file = w.into_inner().map_err(|e| fmt(e.to_string()))?;
+    file.commit().map_err(|e| fmt(e.to_string()))?;
+    Ok(())
 }
 
 /// Reads an answers file; an error names the file and the line.
 pub fn read_answers(path: &Path) -> Result<Vec<AnswerRow>, EmFileError> {
-    let mut r = csv::Reader::from_path(path).map_err(|e| EmFileError::Format {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })?;
+    let file = moralsweep_userfs::open_bounded(path, moralsweep_userfs::RATINGS_LIMIT)
+        .map_err(io(path))?;
+    let mut r = csv::Reader::from_reader(file);
     let mut out = Vec::new();
     for (i, row) in r.deserialize().enumerate() {
         out.push(row.map_err(|e: csv::Error| EmFileError::Format {
@@ -111,14 +110,22 @@ pub fn write_verification(
     };
     let mut text = serde_json::to_string_pretty(&doc).expect("summaries serialise");
     text.push('\n');
-    let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, text).map_err(io(path))?;
-    std::fs::rename(&tmp, path).map_err(io(path))
+    let mut file = moralsweep_userfs::create_file_at(path).map_err(|e| EmFileError::Format {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    std::io::Write::write_all(&mut file, text.as_bytes()).map_err(io(path))?;
+    file.commit().map_err(|e| EmFileError::Format {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    Ok(())
 }
 
 /// Reads a `verification_scores.json` (ours or a published one).
 pub fn read_verification(path: &Path) -> Result<BTreeMap<String, Summary>, EmFileError> {
-    let text = std::fs::read_to_string(path).map_err(io(path))?;
+    let text = moralsweep_userfs::read_to_string_bounded(path, moralsweep_userfs::METRICS_LIMIT)
+        .map_err(io(path))?;
     let doc: VerificationDoc = serde_json::from_str(&text).map_err(|e| EmFileError::Format {
         path: path.to_path_buf(),
         message: format!(

@@ -1,7 +1,6 @@
 //! Logprob files: one row per (persona, item) with the first token's digit
 //! logprobs.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use crate::instrument::{ITEMS, ITEM_COUNT};
@@ -144,7 +143,8 @@ fn min_top_logprob(json: &str) -> Result<Option<f64>, String> {
 
 /// Reads a logprob file and imputes missing digits.
 pub fn read_logprobs(path: &Path) -> Result<LogprobFile, FormatError> {
-    let file = File::open(path).map_err(|e| FormatError::io(path, e))?;
+    let file = moralsweep_userfs::open_bounded(path, moralsweep_userfs::RATINGS_LIMIT)
+        .map_err(|e| FormatError::io(path, e))?;
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
         .flexible(false)

@@ -66,6 +66,13 @@ pub enum FormatError {
         path: PathBuf,
         error: std::io::Error,
     },
+    /// The writer refused (a link, FIFO or device in the way); the error
+    /// names the file.
+    #[error("{error}")]
+    Write {
+        path: PathBuf,
+        error: moralsweep_userfs::WriteError,
+    },
     #[error("{path}, line {line}: {message}")]
     Row {
         path: PathBuf,
@@ -248,44 +255,29 @@ pub fn logprob_file_name(key: &str) -> String {
     format!("{key}_logprobs.csv")
 }
 
-/// The temporary sibling a writer fills before renaming it into place.
-pub(crate) fn temp_path(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
-}
-
-/// Renames a finished temporary file into place after syncing it.
-pub(crate) fn commit_file(file: std::fs::File, tmp: &Path, path: &Path) -> Result<(), FormatError> {
-    file.sync_all().map_err(|e| FormatError::io(tmp, e))?;
-    drop(file);
-    std::fs::rename(tmp, path).map_err(|e| FormatError::io(path, e))
-}
-
 /// A CSV file written under a temporary name and renamed into place by
 /// [`AtomicCsv::finish`], so no reader ever sees half a file; dropped
 /// unfinished, the temporary file is removed. Shared by the rating-file
-/// writers.
+/// writers; written through [`moralsweep_userfs`]: never through a link,
+/// never over what is not a regular file.
 pub(crate) struct AtomicCsv {
     path: PathBuf,
-    tmp: PathBuf,
-    /// `None` only after `finish` took it (then `Drop` leaves the file alone).
-    writer: Option<csv::Writer<std::io::BufWriter<std::fs::File>>>,
+    /// `None` only after `finish` took it.
+    writer: Option<csv::Writer<moralsweep_userfs::NewFile>>,
 }
 
 impl AtomicCsv {
     /// Creates the temporary file and writes the header row.
     pub(crate) fn create(path: &Path, header: &[&str]) -> Result<AtomicCsv, FormatError> {
-        let tmp = temp_path(path);
-        let file = std::fs::File::create(&tmp).map_err(|e| FormatError::io(&tmp, e))?;
+        let file = moralsweep_userfs::create_file_at(path).map_err(|e| FormatError::Write {
+            path: path.to_path_buf(),
+            error: e,
+        })?;
         let writer = csv::WriterBuilder::new()
             .terminator(csv::Terminator::Any(b'\n'))
-            .from_writer(std::io::BufWriter::with_capacity(1 << 16, file));
+            .from_writer(file);
         let mut out = AtomicCsv {
             path: path.to_path_buf(),
-            tmp,
             writer: Some(writer),
         };
         out.write(header)?;
@@ -304,11 +296,11 @@ impl AtomicCsv {
         T: AsRef<[u8]>,
     {
         let io_error =
-            |tmp: &Path, e: csv::Error| FormatError::io(tmp, std::io::Error::other(e.to_string()));
+            |p: &Path, e: csv::Error| FormatError::io(p, std::io::Error::other(e.to_string()));
         match self.writer.as_mut() {
-            Some(w) => w.write_record(record).map_err(|e| io_error(&self.tmp, e)),
+            Some(w) => w.write_record(record).map_err(|e| io_error(&self.path, e)),
             None => Err(FormatError::io(
-                &self.tmp,
+                &self.path,
                 std::io::Error::other("the file was already finished"),
             )),
         }
@@ -319,22 +311,14 @@ impl AtomicCsv {
         let Some(writer) = self.writer.take() else {
             return Ok(self.path.clone());
         };
-        let buf = writer
+        let file = writer
             .into_inner()
-            .map_err(|e| FormatError::io(&self.tmp, e.into_error()))?;
-        let file = buf
-            .into_inner()
-            .map_err(|e| FormatError::io(&self.tmp, e.into_error()))?;
-        commit_file(file, &self.tmp, &self.path)?;
+            .map_err(|e| FormatError::io(&self.path, e.into_error()))?;
+        file.commit().map_err(|e| FormatError::Write {
+            path: self.path.clone(),
+            error: e,
+        })?;
         Ok(self.path.clone())
-    }
-}
-
-impl Drop for AtomicCsv {
-    fn drop(&mut self) {
-        if self.writer.is_some() {
-            let _ = std::fs::remove_file(&self.tmp);
-        }
     }
 }
 

@@ -70,8 +70,11 @@ struct Columns {
     collected_at: Option<usize>,
 }
 
-fn open_reader(path: &Path) -> Result<csv::Reader<File>, FormatError> {
-    let file = File::open(path).map_err(|e| FormatError::io(path, e))?;
+type Bounded = moralsweep_userfs::read::Bounded<File>;
+
+fn open_reader(path: &Path) -> Result<csv::Reader<Bounded>, FormatError> {
+    let file = moralsweep_userfs::open_bounded(path, moralsweep_userfs::RATINGS_LIMIT)
+        .map_err(|e| FormatError::io(path, e))?;
     Ok(csv::ReaderBuilder::new()
         .has_headers(true)
         .flexible(false)
@@ -81,7 +84,7 @@ fn open_reader(path: &Path) -> Result<csv::Reader<File>, FormatError> {
 
 fn find_columns(
     path: &Path,
-    reader: &mut csv::Reader<File>,
+    reader: &mut csv::Reader<Bounded>,
     self_mode: bool,
 ) -> Result<Columns, FormatError> {
     let headers = reader

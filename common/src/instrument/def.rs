@@ -234,7 +234,7 @@ impl Instrument {
             return Ok(i);
         }
         let path = Path::new(name_or_path);
-        match std::fs::read_to_string(path) {
+        match moralsweep_userfs::read_to_string_bounded(path, moralsweep_userfs::INSTRUMENT_LIMIT) {
             Ok(text) => Ok(Arc::new(Instrument::parse(&text, name_or_path)?)),
             Err(e) => Err(InstrumentError::Unknown(
                 name_or_path.to_string(),

@@ -106,6 +106,18 @@ impl Engine {
         personas: Vec<String>,
         output: PathBuf,
     ) -> EngineResult<bool> {
+        self.submit_source(spec, personas, output, None).await
+    }
+
+    /// [`Engine::submit`], keeping the spec's text and hash with a new
+    /// sweep (a resubmission keeps the first's).
+    pub async fn submit_source(
+        &self,
+        spec: SweepSpec,
+        personas: Vec<String>,
+        output: PathBuf,
+        source: Option<crate::sweep::SpecSource>,
+    ) -> EngineResult<bool> {
         let name = spec.name.clone();
         if let Some(tp) = moralsweep_telemetry::propagation::current_traceparent() {
             self.sweep_traces
@@ -113,7 +125,8 @@ impl Engine {
                 .unwrap_or_else(|e| e.into_inner())
                 .insert(name.clone(), tp);
         }
-        let record = SweepRecord::new(spec, personas, output);
+        let mut record = SweepRecord::new(spec, personas, output);
+        record.source = source;
         let _w = self.record_writes.lock().await;
         if self.store.create_sweep(&name, &record.to_bytes()).await? {
             drop(_w);

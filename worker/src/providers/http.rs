@@ -75,7 +75,7 @@ pub struct ApiKey {
 pub fn resolve_key(spec: &ModelSpec, policy: &KeyPolicy) -> Result<Option<ApiKey>, ProviderError> {
     let key = &spec.key;
     if let Some(path) = &spec.api_key_file {
-        let text = std::fs::read_to_string(path).map_err(|e| {
+        let text = moralsweep_userfs::read_to_string_bounded(path, moralsweep_userfs::SPEC_LIMIT).map_err(|e| {
             ProviderError::Fatal(format!(
                 "model {key:?}: cannot read api_key_file {}: {e}; point it at a file holding only the key",
                 path.display()

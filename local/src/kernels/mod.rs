@@ -1,8 +1,14 @@
-//! The two numeric kernels everything else is built on: a strided `f32`
-//! matrix product (matrixmultiply's packed SGEMM, which picks AVX2/FMA
-//! kernels at run time and splits large products over threads), and the
-//! row-wise matrix-vector product of the output head, split over threads and
+//! The numeric kernels everything else is built on: the product of
+//! activations with a layer's weights packed once at load ([`packed`]: the
+//! prefill's matrix-matrix products and the one-position decoding steps), a
+//! strided `f32` matrix product for attention (matrixmultiply's packed SGEMM,
+//! which picks AVX2/FMA kernels at run time), and the row-wise
+//! matrix-vector product of the output head, split over threads and
 //! vectorised by hand because it reads the whole 262k x 640 embedding.
+
+mod packed;
+
+pub use packed::{gemm_packed, Packed, NR};
 
 /// `c[m][n] = a[m][k] . b[k][n]` with explicit (row, column) strides.
 #[allow(clippy::too_many_arguments)]
@@ -98,240 +104,19 @@ pub fn sgemm(
     }
 }
 
-/// Columns of a [`Packed`] panel: two AVX-512 (or four AVX2) registers.
-pub const NR: usize = 32;
-/// Rows of activations the portable kernel computes at once: `MR x NR`
-/// accumulators, meant to stay in registers over the whole inner dimension.
-const MR: usize = 8;
-/// Rows of the AVX-512 kernel.
-const MR_AVX512: usize = 12;
-
-/// A weight matrix packed once, at load, for [`gemm_packed`]: its columns
-/// (the outputs) in panels of [`NR`], each panel stored inner-dimension-major
-/// (`k` rows of `NR` contiguous values, the last panel zero-padded). The
-/// product then streams each panel in order with no per-call packing, which
-/// took about a quarter of the prefill time with a general SGEMM.
-pub struct Packed {
-    pub k: usize,
-    pub n: usize,
-    data: Vec<f32>,
-}
-
-impl Packed {
-    /// From a row-major `[n][k]` matrix (`n` outputs of `k` inputs each).
-    pub fn from_rows(w: &[f32], n: usize, k: usize) -> Packed {
-        assert_eq!(w.len(), n * k);
-        let panels = n.div_ceil(NR);
-        let mut data = vec![0f32; panels * k * NR];
-        for (j, row) in w.chunks_exact(k).enumerate() {
-            let (panel, lane) = (j / NR, j % NR);
-            let base = panel * k * NR;
-            for (p, &v) in row.iter().enumerate() {
-                data[base + p * NR + lane] = v;
-            }
-        }
-        Packed { k, n, data }
-    }
-
-    /// Bytes held.
-    pub fn bytes(&self) -> usize {
-        self.data.len() * 4
-    }
-}
-
-/// `c[m][n] = a[m][k] . B[k][n]` for a packed `B`; `a` and `c` row-major
-/// and contiguous. Split over the cores by panels of output columns.
-pub fn gemm_packed(m: usize, a: &[f32], b: &Packed, c: &mut [f32]) {
-    let (k, n) = (b.k, b.n);
-    assert!(
-        a.len() >= m * k && c.len() >= m * n,
-        "gemm_packed: short operands"
-    );
-    if m == 0 || n == 0 {
-        return;
-    }
-    let panels = n.div_ceil(NR);
-    let nt = threads().min(panels).max(1);
-    let kernel = pick_kernel();
-    if nt == 1 || m * k * n < 1 << 20 {
-        // SAFETY: every panel's columns of c are in bounds (asserted above).
-        unsafe { run_panels(kernel, m, a, b, 0..panels, SendPtr(c.as_mut_ptr())) };
-        return;
-    }
-    let per = panels.div_ceil(nt);
-    let cp = SendPtr(c.as_mut_ptr());
-    std::thread::scope(|s| {
-        for t in 0..nt {
-            let range = t * per..((t + 1) * per).min(panels);
-            if range.is_empty() {
-                continue;
-            }
-            // SAFETY: the threads write disjoint panels of columns of c.
-            s.spawn(move || unsafe { run_panels(kernel, m, a, b, range, cp) });
-        }
-    });
-}
-
-type Kernel = unsafe fn(usize, &[f32], usize, &[f32], *mut f32, usize, usize);
-
-/// The fastest kernel this CPU runs, and the rows it takes per call.
-fn pick_kernel() -> (Kernel, usize) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("fma")
-        {
-            return (kernel_avx512, MR_AVX512);
-        }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            return (kernel_avx2, MR);
-        }
-    }
-    (kernel_plain, MR)
-}
-
-/// # Safety
-/// `c` must point at an `m x b.n` row-major matrix that no other thread
-/// writes in these panels' columns.
-unsafe fn run_panels(
-    (kernel, mr): (Kernel, usize),
-    m: usize,
-    a: &[f32],
-    b: &Packed,
-    panels: std::ops::Range<usize>,
-    c: SendPtr,
-) {
-    let (k, n) = (b.k, b.n);
-    for panel in panels {
-        let bp = &b.data[panel * k * NR..(panel + 1) * k * NR];
-        let j0 = panel * NR;
-        let cols = NR.min(n - j0);
-        let mut i0 = 0;
-        while i0 < m {
-            let rows = mr.min(m - i0);
-            kernel(rows, &a[i0 * k..], k, bp, c.get().add(i0 * n + j0), n, cols);
-            i0 += rows;
-        }
-    }
-}
-
-/// The micro-kernel: `rows` (<= MR) rows of `a` (stride `k`) times one
-/// panel, into `cols` (<= NR) columns of `c` (row stride `ldc`). Written
-/// for the compiler to keep the accumulators in vector registers; the
-/// wrappers below compile it for each instruction set.
-#[inline(always)]
-unsafe fn kernel_body<const FMA: bool>(
-    rows: usize,
-    a: &[f32],
-    k: usize,
-    bp: &[f32],
-    c: *mut f32,
-    ldc: usize,
-    cols: usize,
-) {
-    let mut acc = [[0f32; NR]; MR_AVX512];
-    for (p, bv) in bp.chunks_exact(NR).enumerate().take(k) {
-        for (r, accr) in acc.iter_mut().enumerate().take(rows) {
-            let av = a[r * k + p];
-            for l in 0..NR {
-                accr[l] = if FMA {
-                    av.mul_add(bv[l], accr[l])
-                } else {
-                    accr[l] + av * bv[l]
-                };
-            }
-        }
-    }
-    for (r, accr) in acc.iter().enumerate().take(rows) {
-        std::ptr::copy_nonoverlapping(accr.as_ptr(), c.add(r * ldc), cols);
-    }
-}
-
-/// AVX-512: twelve rows by two registers of 16 columns, 24 accumulators
-/// (of the 32 registers), each panel row loaded once per 12 x 32 FMAs.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,fma")]
-unsafe fn kernel_avx512(
-    rows: usize,
-    a: &[f32],
-    k: usize,
-    bp: &[f32],
-    c: *mut f32,
-    ldc: usize,
-    cols: usize,
-) {
-    use std::arch::x86_64::*;
-    const R: usize = MR_AVX512;
-    if rows != R {
-        return kernel_body::<true>(rows, a, k, bp, c, ldc, cols);
-    }
-    debug_assert!(a.len() >= (R - 1) * k + k && bp.len() >= k * NR);
-    let mut lo = [_mm512_setzero_ps(); R];
-    let mut hi = [_mm512_setzero_ps(); R];
-    let (pa, pb) = (a.as_ptr(), bp.as_ptr());
-    for p in 0..k {
-        let b0 = _mm512_loadu_ps(pb.add(p * NR));
-        let b1 = _mm512_loadu_ps(pb.add(p * NR + 16));
-        for r in 0..R {
-            let av = _mm512_set1_ps(*pa.add(r * k + p));
-            lo[r] = _mm512_fmadd_ps(av, b0, lo[r]);
-            hi[r] = _mm512_fmadd_ps(av, b1, hi[r]);
-        }
-    }
-    for r in 0..R {
-        let dst = c.add(r * ldc);
-        if cols == NR {
-            _mm512_storeu_ps(dst, lo[r]);
-            _mm512_storeu_ps(dst.add(16), hi[r]);
-        } else {
-            let mut tmp = [0f32; NR];
-            _mm512_storeu_ps(tmp.as_mut_ptr(), lo[r]);
-            _mm512_storeu_ps(tmp.as_mut_ptr().add(16), hi[r]);
-            std::ptr::copy_nonoverlapping(tmp.as_ptr(), dst, cols);
-        }
-    }
-}
-
-/// The portable kernel body compiled for an instruction set.
-macro_rules! portable_kernel {
-    ($(#[$attr:meta])* $name:ident, $fma:literal) => {
-        $(#[$attr])*
-        unsafe fn $name(
-            rows: usize,
-            a: &[f32],
-            k: usize,
-            bp: &[f32],
-            c: *mut f32,
-            ldc: usize,
-            cols: usize,
-        ) {
-            kernel_body::<$fma>(rows, a, k, bp, c, ldc, cols)
-        }
-    };
-}
-
-portable_kernel!(
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    kernel_avx2,
-    true
-);
-portable_kernel!(kernel_plain, false);
-
 #[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
+pub(crate) struct SendPtr(*mut f32);
 // SAFETY: used only to hand disjoint output blocks to scoped threads.
 unsafe impl Send for SendPtr {}
 
 impl SendPtr {
-    fn get(self) -> *mut f32 {
+    pub(crate) fn get(self) -> *mut f32 {
         self.0
     }
 }
 
 /// Threads for the matrix products (MORALSWEEP_THREADS, default: all cores).
-fn threads() -> usize {
+pub(crate) fn threads() -> usize {
     static N: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     *N.get_or_init(|| {
         std::env::var("MORALSWEEP_THREADS")
@@ -503,56 +288,6 @@ pub fn f32_to_f16(x: f32) -> u16 {
     sign | round(((e as u32) << 10) | (man >> 13), man & 0x1fff, 0x1000) as u16
 }
 
-/// `out[r] = mat[r] . x` for a row-major matrix of half-precision values.
-pub fn gemv_rows_f16(mat: &[u16], x: &[f32], out: &mut [f32]) {
-    let cols = x.len();
-    assert_eq!(mat.len(), cols * out.len());
-    par_rows(out, 64, |r| dot_f16(&mat[r * cols..(r + 1) * cols], x));
-}
-
-fn dot_f16(a: &[u16], x: &[f32]) -> f32 {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx2")
-            && std::arch::is_x86_feature_detected!("fma")
-            && std::arch::is_x86_feature_detected!("f16c")
-        {
-            // SAFETY: the CPU supports the features the function is compiled for.
-            return unsafe { dot_f16_avx2(a, x) };
-        }
-    }
-    a.iter()
-        .zip(x)
-        .map(|(&h, &v)| crate::quant::f16_to_f32(h) * v)
-        .sum()
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn dot_f16_avx2(a: &[u16], x: &[f32]) -> f32 {
-    use std::arch::x86_64::*;
-    let n = a.len().min(x.len());
-    let (pa, px) = (a.as_ptr(), x.as_ptr());
-    let mut acc = [_mm256_setzero_ps(); 4];
-    let mut i = 0;
-    while i + 32 <= n {
-        for (j, s) in acc.iter_mut().enumerate() {
-            let h = _mm_loadu_si128(pa.add(i + 8 * j) as *const __m128i);
-            *s = _mm256_fmadd_ps(_mm256_cvtph_ps(h), _mm256_loadu_ps(px.add(i + 8 * j)), *s);
-        }
-        i += 32;
-    }
-    let s = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
-    let mut lanes = [0f32; 8];
-    _mm256_storeu_ps(lanes.as_mut_ptr(), s);
-    let mut total: f32 = lanes.iter().sum();
-    while i < n {
-        total += crate::quant::f16_to_f32(a[i]) * x[i];
-        i += 1;
-    }
-    total
-}
-
 /// Dot product, with an AVX2/FMA path where the CPU has it.
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     #[cfg(target_arch = "x86_64")]
@@ -626,75 +361,6 @@ mod tests {
         }
         assert_eq!(f32_to_f16(1.0), 0x3c00);
         assert_eq!(f32_to_f16(1e9), 0x7c00);
-        let m: Vec<u16> = (0..70).map(|i| f32_to_f16(i as f32 * 0.25)).collect();
-        let x: Vec<f32> = (0..35).map(|i| 1.0 - i as f32 * 0.1).collect();
-        let mut out = vec![0f32; 2];
-        gemv_rows_f16(&m, &x, &mut out);
-        for (r, o) in out.iter().enumerate() {
-            let want: f32 = (0..35).map(|j| (r * 35 + j) as f32 * 0.25 * x[j]).sum();
-            assert!((o - want).abs() < 1e-3, "{o} vs {want}");
-        }
-    }
-
-    #[test]
-    fn packed_gemm_matches_naive_on_every_kernel() {
-        for (m, k, n) in [
-            (1, 3, 1),
-            (5, 37, 9),
-            (8, 64, 32),
-            (12, 16, 40),
-            (19, 70, 77),
-            (130, 640, 200),
-        ] {
-            let a: Vec<f32> = (0..m * k)
-                .map(|i| ((i * 7) % 13) as f32 * 0.25 - 1.5)
-                .collect();
-            let w: Vec<f32> = (0..n * k)
-                .map(|i| ((i * 5) % 11) as f32 * 0.125 - 0.6)
-                .collect();
-            let packed = Packed::from_rows(&w, n, k);
-            let want: Vec<f32> = (0..m * n)
-                .map(|ij| {
-                    let (i, j) = (ij / n, ij % n);
-                    (0..k)
-                        .map(|p| a[i * k + p] as f64 * w[j * k + p] as f64)
-                        .sum::<f64>() as f32
-                })
-                .collect();
-            let mut kernels: Vec<(Kernel, usize)> = vec![(kernel_plain, MR)];
-            #[cfg(target_arch = "x86_64")]
-            {
-                if std::arch::is_x86_feature_detected!("avx2")
-                    && std::arch::is_x86_feature_detected!("fma")
-                {
-                    kernels.push((kernel_avx2, MR));
-                }
-                if std::arch::is_x86_feature_detected!("avx512f") {
-                    kernels.push((kernel_avx512, MR_AVX512));
-                    // Its remainder rows, through the portable body.
-                    kernels.push((kernel_avx512, 5));
-                }
-            }
-            for kernel in kernels {
-                let mut c = vec![f32::NAN; m * n];
-                let panels = n.div_ceil(NR);
-                unsafe { run_panels(kernel, m, &a, &packed, 0..panels, SendPtr(c.as_mut_ptr())) };
-                for (x, y) in c.iter().zip(&want) {
-                    assert!(
-                        (x - y).abs() <= 1e-4 * (1.0 + y.abs()),
-                        "{m}x{k}x{n}: {x} vs {y}"
-                    );
-                }
-            }
-            let mut c = vec![f32::NAN; m * n];
-            gemm_packed(m, &a, &packed, &mut c);
-            for (x, y) in c.iter().zip(&want) {
-                assert!(
-                    (x - y).abs() <= 1e-4 * (1.0 + y.abs()),
-                    "{m}x{k}x{n}: {x} vs {y}"
-                );
-            }
-        }
     }
 
     #[test]
