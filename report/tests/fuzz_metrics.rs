@@ -110,14 +110,22 @@ fn fuzz(name: &'static str, base: &'static str, file: &'static str) {
         });
         let slowest = std::cell::Cell::new(Duration::ZERO);
         let n = std::cell::Cell::new(0u32);
+        let pages = std::cell::Cell::new(0u32);
         let r = runner.run(&input(base), |bytes| {
             let t0 = Instant::now();
             n.set(n.get() + 1);
-            check(dir.path(), file, &bytes)?;
+            if check(dir.path(), file, &bytes)? {
+                pages.set(pages.get() + 1);
+            }
             slowest.set(slowest.get().max(t0.elapsed()));
             Ok(())
         });
-        let _ = tx.send((r.map_err(|e| e.to_string()), n.get(), slowest.get()));
+        let _ = tx.send((
+            r.map_err(|e| e.to_string()),
+            n.get(),
+            pages.get(),
+            slowest.get(),
+        ));
     });
     match rx.recv_timeout(GUARD) {
         Ok((Ok(()), n, slowest)) => {
