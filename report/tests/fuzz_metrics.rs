@@ -110,28 +110,35 @@ fn fuzz(name: &'static str, base: &'static str, file: &'static str) {
         });
         let slowest = std::cell::Cell::new(Duration::ZERO);
         let n = std::cell::Cell::new(0u32);
+        let pages = std::cell::Cell::new(0u32);
         let r = runner.run(&input(base), |bytes| {
             let t0 = Instant::now();
             n.set(n.get() + 1);
-            check(dir.path(), file, &bytes)?;
+            if check(dir.path(), file, &bytes)? {
+                pages.set(pages.get() + 1);
+            }
             slowest.set(slowest.get().max(t0.elapsed()));
             Ok(())
         });
-        let _ = tx.send((r.map_err(|e| e.to_string()), n.get(), slowest.get()));
+        let _ = tx.send((
+            r.map_err(|e| e.to_string()),
+            n.get(),
+            pages.get(),
+            slowest.get(),
+        ));
     });
     match rx.recv_timeout(GUARD) {
-        Ok((Ok(()), n, slowest)) => {
-            println!(
-                "fuzz {name}: {n} cases, slowest {:.3} s",
-                slowest.as_secs_f64()
-            )
-        }
-        Ok((Err(e), _, _)) => panic!("fuzz {name}: {e}"),
+        Ok((Ok(()), n, pages, slowest)) => println!(
+            "fuzz {name}: {n} cases ({pages} rendered, the others refused naming the file), slowest {:.3} s",
+            slowest.as_secs_f64()
+        ),
+        Ok((Err(e), _, _, _)) => panic!("fuzz {name}: {e}"),
         Err(_) => panic!("fuzz {name}: no end after {} s (a hang)", GUARD.as_secs()),
     }
 }
 
-fn check(dir: &Path, file: &str, bytes: &[u8]) -> Result<(), TestCaseError> {
+/// `Ok(true)` when a page was rendered, `Ok(false)` when refused by name.
+fn check(dir: &Path, file: &str, bytes: &[u8]) -> Result<bool, TestCaseError> {
     let _ = std::fs::remove_dir_all(dir.join("m"));
     std::fs::create_dir_all(dir.join("m")).unwrap();
     if file != "metrics_overall.csv" {
@@ -139,16 +146,19 @@ fn check(dir: &Path, file: &str, bytes: &[u8]) -> Result<(), TestCaseError> {
     }
     std::fs::write(dir.join("m").join(file), bytes).unwrap();
     match moralsweep_report::render_html(&dir.join("m"), None) {
-        Ok(page) => prop_assert!(page.contains("</html>")),
+        Ok(page) => {
+            prop_assert!(page.contains("</html>"));
+            Ok(true)
+        }
         Err(e) => {
             let msg = e.to_string();
             prop_assert!(
                 msg.contains(file) || matches!(e, moralsweep_report::ReportError::NoMetrics(_)),
                 "the error names no file: {msg}"
             );
+            Ok(false)
         }
     }
-    Ok(())
 }
 
 #[test]
