@@ -51,16 +51,24 @@ pub fn report(a: ReportArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The report `run` and `results` write next to the metrics: a failure is a
-/// warning (the sweep's files are complete without it), never an error.
-pub fn write_default(dir: &Path) {
+/// The report `run` and `results` write next to the metrics. Says why when
+/// it could not be written and returns false then (`run` exits non-zero:
+/// the sweep's files are complete, its report is not); a folder without
+/// metrics has no report and that is no failure.
+pub fn write_default(dir: &Path) -> bool {
     match moralsweep_report::write(dir, &moralsweep_report::Options::default()) {
-        Ok(w) => println!("report: {}", w.html.display()),
-        Err(moralsweep_report::ReportError::NoMetrics(_)) => {}
-        Err(e) => eprintln!(
-            "warning: no report written: {e}; run `moralsweep report {}` after fixing it",
-            dir.display()
-        ),
+        Ok(w) => {
+            println!("report: {}", w.html.display());
+            true
+        }
+        Err(moralsweep_report::ReportError::NoMetrics(_)) => true,
+        Err(e) => {
+            eprintln!(
+                "error: no report written: {e}; the data and metric files are complete; run `moralsweep report {}` after fixing it",
+                dir.display()
+            );
+            false
+        }
     }
 }
 
