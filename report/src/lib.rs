@@ -16,7 +16,9 @@ use std::path::{Path, PathBuf};
 pub mod coherence;
 pub mod data;
 pub mod figures;
+pub mod glyphs;
 pub mod html;
+pub mod labels;
 
 pub use data::{load, ReportData};
 

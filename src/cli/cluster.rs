@@ -668,7 +668,7 @@ pub fn results(a: ResultsArgs) -> anyhow::Result<()> {
                 &[("fetched_at", crate::cli::report::now_rfc3339())],
                 None,
             );
-            let _ = crate::cli::report::write_default(&a.out);
+            let _ = crate::cli::report::write_default(&a.out, false);
             folder.adopt(crate::cli::report::generated_files(&a.out))?;
         }
         if partial {

@@ -52,10 +52,11 @@ pub fn report(a: ReportArgs) -> anyhow::Result<()> {
 }
 
 /// The report `run` and `results` write next to the metrics. Says why when
-/// it could not be written and returns false then (`run` exits non-zero:
-/// the sweep's files are complete, its report is not); a folder without
-/// metrics has no report and that is no failure.
-pub fn write_default(dir: &Path) -> bool {
+/// it could not be written (an error when `fatal`: `run` then exits
+/// non-zero, the sweep's files being complete and its report not; else a
+/// warning) and returns false then; a folder without metrics has no report
+/// and that is no failure.
+pub fn write_default(dir: &Path, fatal: bool) -> bool {
     match moralsweep_report::write(dir, &moralsweep_report::Options::default()) {
         Ok(w) => {
             println!("report: {}", w.html.display());
@@ -64,7 +65,8 @@ pub fn write_default(dir: &Path) -> bool {
         Err(moralsweep_report::ReportError::NoMetrics(_)) => true,
         Err(e) => {
             eprintln!(
-                "error: no report written: {e}; the data and metric files are complete; run `moralsweep report {}` after fixing it",
+                "{}: no report written: {e}; the data and metric files are complete; run `moralsweep report {}` after fixing it",
+                if fatal { "error" } else { "warning" },
                 dir.display()
             );
             false

@@ -285,7 +285,7 @@ async fn run_sweep(args: RunArgs, sweep: Sweep) -> anyhow::Result<()> {
             &fields,
             Some(serde_json::Value::Array(cost)),
         );
-        report_written = crate::cli::report::write_default(&final_state.output);
+        report_written = crate::cli::report::write_default(&final_state.output, true);
     }
     // A model that stopped (a refused key, a bad option) leaves the sweep
     // incomplete: say so in the exit status, after the others' results.
