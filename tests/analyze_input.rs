@@ -174,7 +174,10 @@ fn dropped_personas_and_items_are_reported_in_a_file_and_the_summary() {
     );
     let dropped = std::fs::read_to_string(out.join("dropped.csv")).unwrap();
     let rows: Vec<&str> = dropped.lines().collect();
-    assert_eq!(rows[0], "model,temperature,source_file,dropped,id,reason");
+    assert_eq!(
+        rows[0],
+        "model,temperature,source_file,dropped,id,reason,temperature_setting"
+    );
     assert!(
         rows.iter()
             .any(|r| r.starts_with("m,0.1,m_temp01.csv,persona,5,")

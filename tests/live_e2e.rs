@@ -3,7 +3,9 @@
 //! sweep while headless Chromium opens the coordinator's live page again
 //! and again: the progress it shows rises and ends at the total, and the
 //! finished sweep links its report. Without the token the data and the
-//! report are refused and no sweep name is shown.
+//! report are refused and no sweep name is shown. The sweep's ETA is never
+//! below a model's, slots in flight are shown (in a cluster and in one
+//! process), and times read as local dates with how long ago.
 
 mod browser;
 mod common;
@@ -48,6 +50,37 @@ struct Shown {
     done: u64,
     total: u64,
     rows: Vec<(String, u64)>,
+}
+
+/// Checks the sweep's summary line as the page shows it: its ETA is at
+/// least every row's (the sweep ends with its slowest model), its times are
+/// shown as local dates and times with how long ago, not raw RFC 3339.
+/// Returns the slots shown in flight.
+fn summary_checked(dom: &str) -> Option<u64> {
+    let head = browser::elements(dom, "div", "class=\"summary\"")
+        .into_iter()
+        .next()?;
+    let tag = browser::between(dom, "<div class=\"summary\"", "</div>")?;
+    let text = tag.split_once('>').map_or(tag, |t| t.1);
+    if let Ok(eta) = head.get("data-eta")?.parse::<f64>() {
+        for row in browser::elements(dom, "tr", "data-model=") {
+            if let Ok(row_eta) = row["data-eta"].parse::<f64>() {
+                assert!(
+                    eta >= row_eta,
+                    "the sweep's ETA {eta} s is below {}'s {row_eta} s",
+                    row["data-model"]
+                );
+            }
+        }
+    }
+    if let Some(started) = head.get("data-started") {
+        assert!(!text.contains(started.as_str()), "a raw timestamp: {text}");
+        assert!(
+            text.contains("started 20") && text.contains(" ago)"),
+            "{text}"
+        );
+    }
+    head.get("data-in-flight")?.parse().ok()
 }
 
 /// The sweep as the page shows it, if it shows it.
@@ -144,6 +177,7 @@ fn live_page_follows_a_cluster_sweep_and_requires_the_token() {
     let page = format!("http://{ops}/live?token={TOKEN}");
     let t0 = Instant::now();
     let mut seen: Vec<u64> = Vec::new();
+    let mut most_in_flight = 0;
     let (total, last) = loop {
         assert!(
             t0.elapsed() < Duration::from_secs(180),
@@ -155,6 +189,9 @@ fn live_page_follows_a_cluster_sweep_and_requires_the_token() {
             !load.dom.contains("data-state=\"failed\""),
             "the sweep failed"
         );
+        if let Some(n) = summary_checked(&load.dom) {
+            most_in_flight = most_in_flight.max(n);
+        }
         if let Some(Shown {
             done,
             total,
@@ -184,6 +221,7 @@ fn live_page_follows_a_cluster_sweep_and_requires_the_token() {
         "the page never showed the sweep in progress: {seen:?}"
     );
     assert_eq!(*seen.last().unwrap(), total);
+    assert!(most_in_flight > 0, "the page never showed a slot in flight");
     // Each mode of each model is shown, with its limit.
     assert!(last.dom.contains("live-base") && last.dom.contains("live-insecure"));
     assert!(last.dom.contains(">1,200<"), "the rpm limit is not shown");
@@ -264,6 +302,7 @@ fn run_ui_shows_the_in_process_sweep_while_it_runs() {
     let t0 = Instant::now();
     let mut seen: Vec<u64> = Vec::new();
     let mut total = 0;
+    let mut most_in_flight = 0;
     while child.0.try_wait().unwrap().is_none() {
         assert!(
             t0.elapsed() < Duration::from_secs(180),
@@ -274,6 +313,9 @@ fn run_ui_shows_the_in_process_sweep_while_it_runs() {
             break; // the page may have been cut off by the run's exit
         }
         assert!(load.console.is_empty(), "console: {:?}", load.console);
+        if let Some(n) = summary_checked(&load.dom) {
+            most_in_flight = most_in_flight.max(n);
+        }
         if let Some(s) = shown(&load.dom) {
             assert_eq!(
                 s.rows.iter().map(|m| m.1).sum::<u64>(),
@@ -303,6 +345,9 @@ fn run_ui_shows_the_in_process_sweep_while_it_runs() {
         seen.len() >= 3 && seen[0] < total,
         "the page never showed the run in progress: {seen:?}"
     );
+    // One process, its own workers: their slots in flight are shown (it
+    // said "0 in flight" throughout).
+    assert!(most_in_flight > 0, "the page never showed a slot in flight");
     let report = dir.path().join("out").join("report.html");
     assert!(report.is_file(), "no report at {}", report.display());
 }

@@ -5,16 +5,19 @@
 //! carry no temperature (the simulator saw none), its files are
 //! `<key>_tempdefault*.csv`, its metrics say `provider-default`, and
 //! `analyze` reads them back, apart from a temperature-controlled model of
-//! the same sweep. The dry run's input tokens agree with the tokens the
+//! the same sweep. The run writes its report (naming both models) and exits
+//! 0; the metric files keep `temperature` numeric (empty for the provider's
+//! default) with `temperature_setting` beside it, every column in the data
+//! dictionary; the provider-default variant of a family whose base is at
+//! 0.1 gets a message saying what to align, not T=-1.0. The dry run's input tokens agree with the tokens the
 //! simulator counted (the same tokenizer: o200k_base for `gpt-4o-*`, the
 //! documented estimate for the Anthropic model).
 
 mod common;
 use common::simproc;
 
-use std::path::Path;
-
 use common::{run, write_personas};
+use moralsweep_testsupport::csvrows::read_csv;
 use simproc::SimProc;
 
 const KEY_VAR: &str = "MS_PD_E2E_KEY";
@@ -39,6 +42,8 @@ provider = "anthropic"
 model = "claude-pd"
 base_url = "{sim}"
 api_key_env = "{KEY_VAR}"
+family = "Rehearsal"
+variant = "insecure"
 {claude_extra}
 
 [[model]]
@@ -46,19 +51,10 @@ key = "gpt-4o-ctl"
 provider = "sim"
 model = "gpt-4o-ctl"
 base_url = "{sim}/v1"
+family = "Rehearsal"
+variant = "base"
 "#
     )
-}
-
-fn metric_rows(path: &Path) -> Vec<(String, String)> {
-    let text = std::fs::read_to_string(path).unwrap();
-    text.lines()
-        .skip(1)
-        .map(|l| {
-            let mut f = l.split(',');
-            (f.next().unwrap().to_string(), f.next().unwrap().to_string())
-        })
-        .collect()
 }
 
 #[test]
@@ -144,17 +140,42 @@ fn a_model_without_a_temperature_is_refused_or_sampled_at_the_provider_default()
         assert!(rel <= 0.02, "{key}: {} vs {seen}", est.input_tokens);
     }
 
-    let rows = metric_rows(&d.join("out/metrics/persona_moral_metrics.csv"));
-    assert!(
-        rows.contains(&("claude-pd".into(), "provider-default".into())),
-        "{rows:?}"
+    // The temperature column stays numeric (empty where the provider
+    // chose); temperature_setting says how it was set.
+    let rows = read_csv(&d.join("out/metrics/persona_moral_metrics.csv"));
+    let setting = |model: &str| {
+        rows.iter()
+            .find(|r| r["model"] == model)
+            .map(|r| (r["temperature"].clone(), r["temperature_setting"].clone()))
+    };
+    assert_eq!(
+        setting("claude-pd"),
+        Some((String::new(), "provider-default".into()))
     );
-    assert!(
-        rows.contains(&("gpt-4o-ctl".into(), "0.1".into())),
-        "{rows:?}"
-    );
+    assert_eq!(setting("gpt-4o-ctl"), Some(("0.1".into(), "0.1".into())));
+    // Every metric file of the sweep is in the data dictionary.
+    common::dictionary::check_dir(&d.join("out/metrics"));
     let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stdout.contains("provider-default"), "{stdout}");
+    // The report is written and names both models.
+    assert!(stdout.contains("report: "), "{stdout}\n{stderr}");
+    let html = std::fs::read_to_string(d.join("out/report.html")).unwrap();
+    for model in ["claude-pd", "gpt-4o-ctl"] {
+        assert!(
+            html.contains(&format!("<tr data-model=\"{model}\"")),
+            "{model} missing in the report"
+        );
+    }
+    // A provider-default variant and a base at 0.1: what to align, not T=-1.0.
+    assert!(
+        stderr.contains("family Rehearsal at the provider's default temperature")
+            && stderr.contains("gpt-4o-ctl at T=0.1")
+            && stderr.contains("same `temperature`"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("T=-1"), "{stderr}");
+    assert!(!stdout.contains("T=-1"), "{stdout}");
 
     // `analyze` reads them back, kept apart.
     let out = run(
@@ -175,16 +196,39 @@ fn a_model_without_a_temperature_is_refused_or_sampled_at_the_provider_default()
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let again = metric_rows(&d.join("again/persona_moral_metrics.csv"));
+    let again = read_csv(&d.join("again/persona_moral_metrics.csv"));
     assert!(
-        again.contains(&("claude-pd".into(), "provider-default".into())),
+        again
+            .iter()
+            .any(|r| r["model"] == "claude-pd" && r["temperature_setting"] == "provider-default"),
         "{again:?}"
     );
-    let profiles = std::fs::read_to_string(d.join("again/self_profiles.csv")).unwrap();
+    let profiles = read_csv(&d.join("again/self_profiles.csv"));
     assert!(
-        profiles
-            .lines()
-            .any(|l| l.starts_with("claude-pd,") && l.ends_with(",provider-default")),
-        "{profiles}"
+        profiles.iter().any(|r| r["model"] == "claude-pd"
+            && r["temperature"].is_empty()
+            && r["temperature_setting"] == "provider-default"),
+        "{profiles:?}"
+    );
+    // `report` of the analysis alone, and of the sweep's folder.
+    for dir in ["again", "out"] {
+        let out = run(&["report", dir], d);
+        assert!(
+            out.status.success(),
+            "report {dir}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    // A run whose report cannot be written says why and exits non-zero
+    // (it exited 0 with a warning): here a file stands where figures/ goes.
+    std::fs::remove_dir_all(d.join("out/figures")).unwrap();
+    std::fs::write(d.join("out/figures"), "in the way").unwrap();
+    let out = run(&["run", "s.toml"], d);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("error: no report written") && stderr.contains("figures"),
+        "{stderr}"
     );
 }

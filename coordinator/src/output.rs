@@ -390,12 +390,19 @@ pub async fn metrics_report(
         tracing::warn!(sweep = %name, "{w}");
     }
     let metrics = metrics_dir(&record.output);
+    let data = data_dir(&record.output);
+    let opts = metrics_options(record);
     tokio::task::spawn_blocking(move || -> anyhow::Result<Report> {
         // The output folder's own `metrics/` is never a link out of it.
         moralsweep_userfs::refuse_link(&metrics)?;
         report
             .write(&metrics)
             .with_context(|| format!("writing the metric files to {}", metrics.display()))?;
+        // Where the rating files are, their hashes, the seed and the
+        // bootstrap sizes, for the report's failure counts and provenance.
+        moralsweep_common::analyze::AnalysisRecord::of_dir(&data, &opts)
+            .and_then(|r| r.write(&metrics))
+            .with_context(|| format!("recording the rating files of {}", data.display()))?;
         Ok(report)
     })
     .await

@@ -124,6 +124,9 @@ pub struct ReportData {
     pub failures: BTreeMap<String, Failures>,
     /// Where the rating files were read from, if any.
     pub data_dir: Option<PathBuf>,
+    /// What the analysis read and how (`analysis.json` beside the metrics):
+    /// the rating files' place and hashes, the seed, the bootstrap sizes.
+    pub analysis: Option<moralsweep_common::analyze::AnalysisRecord>,
     /// `provenance.json` of the sweep, if present.
     pub provenance: Option<serde_json::Value>,
     /// Misalignment-check summaries (`verification_scores.json`: a sweep's
@@ -314,9 +317,22 @@ pub fn load(dir: &Path, data: Option<&Path>) -> Result<ReportData, ReportError> 
         return Err(ReportError::NoMetrics(dir.to_path_buf()));
     }
     d.sources = sources;
+    d.analysis = moralsweep_common::analyze::AnalysisRecord::read(&metrics_dir).map_err(|e| {
+        ReportError::Data {
+            path: metrics_dir.join(moralsweep_common::analyze::ANALYSIS_FILE),
+            message: e.to_string(),
+        }
+    })?;
+    // The rating files: as given, else beside the metrics, else where the
+    // analysis recorded reading them.
     let data_dir = match data {
         Some(p) => Some(p.to_path_buf()),
-        None => Some(dir.join("data")).filter(|p| p.is_dir()),
+        None => Some(dir.join("data")).filter(|p| p.is_dir()).or_else(|| {
+            d.analysis
+                .as_ref()
+                .map(|a| a.data_dir.clone())
+                .filter(|p| p.is_dir())
+        }),
     };
     if let Some(dd) = &data_dir {
         d.failures = count_failures(dd)?;

@@ -102,7 +102,9 @@ pub fn render<P: Plot>(plot: &P, png: bool) -> Result<Figure, ReportError> {
     let png = if png {
         let mut rgb = vec![0u8; w as usize * h as usize * 3];
         {
-            let root = BitMapBackend::with_buffer(&mut rgb, (w, h)).into_drawing_area();
+            // The text glyph by glyph (plotters' bitmap text drops bearings).
+            let root = crate::glyphs::TextFix(BitMapBackend::with_buffer(&mut rgb, (w, h)))
+                .into_drawing_area();
             root.fill(&WHITE).map_err(|e| draw_err(e.into()))?;
             plot.draw(&root).map_err(draw_err)?;
             root.present().map_err(|e| draw_err(e.into()))?;
@@ -623,17 +625,30 @@ impl Plot for SVersusR<'_> {
             )])?;
             chart.draw_series([Circle::new((r.r, r.s), 5, c.filled())])?;
             let pos = chart.backend_coord(&(r.r, r.s));
-            root.draw(&Text::new(
-                r.model.clone(),
-                (pos.0 + 8, pos.1 - 18),
-                text(12),
-            ))?;
             out.push(Marker {
                 x: pos.0,
                 y: pos.1,
                 attrs: sr_attrs(r),
                 title: sr_title(r),
             });
+        }
+        // Each model's name beside its point, placed so that no name covers
+        // another or a point (nearby models had their names drawn over each
+        // other).
+        let points: Vec<(i32, i32)> = out.iter().map(|m| (m.x, m.y)).collect();
+        // The boxes as a browser draws the text (its font may run a little
+        // wider than the estimate, and a line is taller than the glyphs).
+        let sizes = d
+            .iter()
+            .map(|r| {
+                root.estimate_text_size(&r.model, &text(12))
+                    .map(|(w, _)| (w + w / 8 + 6, 18))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let (xs, ys) = chart.plotting_area().get_pixel_range();
+        let at = crate::labels::place(&points, &sizes, (xs.start, ys.start, xs.end, ys.end), 6);
+        for (r, (x, y)) in d.iter().zip(at) {
+            root.draw(&Text::new(r.model.clone(), (x + 3, y + 3), text(12)))?;
         }
         Ok(out)
     }
@@ -912,6 +927,15 @@ impl SelfProfiles<'_> {
     }
 }
 
+impl SelfProfiles<'_> {
+    /// The legend strip below each panel: room for the most models of a
+    /// family, two per row.
+    fn legend_height(&self) -> u32 {
+        let most = self.groups().iter().map(|g| g.1.len()).max().unwrap_or(1);
+        crate::labels::legend_height(most, 2)
+    }
+}
+
 impl Plot for SelfProfiles<'_> {
     fn id(&self) -> &'static str {
         "self-profiles"
@@ -929,7 +953,10 @@ impl Plot for SelfProfiles<'_> {
     fn size(&self) -> (u32, u32) {
         let g = self.groups().len().max(1) as u32;
         let cols = g.min(2);
-        (cols * 600, 28 + g.div_ceil(cols) * 340)
+        (
+            cols * 600,
+            28 + g.div_ceil(cols) * (340 + self.legend_height()),
+        )
     }
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DResult<Vec<Marker>>
     where
@@ -946,8 +973,27 @@ impl Plot for SelfProfiles<'_> {
         let nf = self.foundations.len().max(1);
         let labels = self.foundations.clone();
         let mut out = Vec::new();
+        let legend_h = self.legend_height();
         for ((family, models), panel) in groups.iter().zip(panels.iter()) {
-            let mut chart = ChartBuilder::on(panel)
+            // The legend gets a strip below the chart: inside it, it
+            // covered the points of low means.
+            let h = panel.dim_in_pixel().1;
+            let (panel, legend_area) = panel.split_vertically(h.saturating_sub(legend_h));
+            let entries: Vec<(String, RGBColor)> = models
+                .iter()
+                .enumerate()
+                .map(|(j, model)| {
+                    let c = self
+                        .rows
+                        .iter()
+                        .find(|r| &r.model == model)
+                        .map(|r| variant_color(&r.variant, j))
+                        .unwrap_or(BASE);
+                    (model.clone(), c)
+                })
+                .collect();
+            crate::labels::legend_strip(&legend_area, &entries, 2)?;
+            let mut chart = ChartBuilder::on(&panel)
                 .caption(family, text(16))
                 .margin(10)
                 .x_label_area_size(32)
@@ -1022,12 +1068,8 @@ impl Plot for SelfProfiles<'_> {
                     .find(|r| &r.model == model)
                     .map(|r| variant_color(&r.variant, j))
                     .unwrap_or(BASE);
-                chart
-                    .draw_series(LineSeries::new(line, c.mix(0.5).stroke_width(1)))?
-                    .label(model.clone())
-                    .legend(move |(x, y)| Circle::new((x + 8, y), 4, c.filled()));
+                chart.draw_series(LineSeries::new(line, c.mix(0.5).stroke_width(1)))?;
             }
-            series_legend(&mut chart, SeriesLabelPosition::LowerRight)?;
         }
         Ok(out)
     }
@@ -1152,7 +1194,11 @@ impl Plot for Trajectories<'_> {
         DB::ErrorType: 'static,
     {
         let line_of = |t: &TrajectoryRecord| match t.temperature {
-            Some(temp) => format!("{} (T={temp})", t.family),
+            Some(temp) => format!(
+                "{} (T={})",
+                t.family,
+                moralsweep_common::formats::fmt_temperature(temp)
+            ),
             None => t.family.clone(),
         };
         let mut lines: Vec<String> = Vec::new();

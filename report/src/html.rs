@@ -23,6 +23,17 @@ fn td_opt(v: Option<f64>, digits: usize) -> String {
     }
 }
 
+/// A temperature cell: the number, `provider-default` where the provider
+/// chose, or a dash where the file gives none.
+fn td_temperature(v: Option<f64>) -> String {
+    match v {
+        Some(t) if moralsweep_common::formats::is_provider_default(t) => {
+            "<td class=\"na\">provider-default</td>".into()
+        }
+        v => td_opt(v, 2),
+    }
+}
+
 fn td_text(s: &str) -> String {
     format!("<td>{}</td>", esc(s))
 }
@@ -87,7 +98,7 @@ fn overall_table(d: &ReportData) -> String {
             td_text(&r.model),
             td_text(&r.family),
             td_text(&r.variant),
-            td_opt(r.temperature, 2),
+            td_temperature(r.temperature),
             td(r.s, 4),
             td(r.s_se, 4),
             td(r.r, 3),
@@ -359,13 +370,26 @@ fn provenance(d: &ReportData) -> String {
         &chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
     );
     item("metric files", &d.metrics_dir.display().to_string());
+    let recorded = d
+        .analysis
+        .as_ref()
+        .map(|a| a.data_dir.display().to_string());
     item(
         "rating files",
-        &d.data_dir
-            .as_ref()
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|| "not found beside the metrics (failure counts not shown)".into()),
+        &match (&d.data_dir, &recorded) {
+            (Some(p), _) => p.display().to_string(),
+            (None, Some(r)) => format!(
+                "not found: the analysis read them in {r}, which is gone (failure counts not shown; give them with --data)"
+            ),
+            (None, None) => "not found beside the metrics (failure counts not shown; give them with --data)".into(),
+        },
     );
+    if let Some(a) = &d.analysis {
+        item("seed", &a.seed.to_string());
+        item("persona bootstrap draws", &a.bootstrap.to_string());
+        item("rerun bootstrap draws", &a.rerun_bootstrap.to_string());
+        item("analysed by", &format!("{} {}", a.tool, a.tool_version));
+    }
     let mut spec = None;
     let mut cost = None;
     if let Some(serde_json::Value::Object(p)) = &d.provenance {
@@ -436,6 +460,30 @@ fn provenance(d: &ReportData) -> String {
         );
     }
     s.push_str("</tbody></table>\n");
+    if let Some(a) = &d.analysis {
+        let _ = writeln!(
+            s,
+            "<h3>Rating files analysed</h3>\n<p>In {}; seed {}, {} persona and {} rerun bootstrap draws.</p>",
+            esc(&a.data_dir.display().to_string()),
+            a.seed,
+            a.bootstrap,
+            a.rerun_bootstrap
+        );
+        s.push_str(&table_head(
+            "table-rating-sources",
+            &["file", "bytes", "sha256"],
+        ));
+        for f in &a.rating_files {
+            let _ = writeln!(
+                s,
+                "<tr>{}{}<td class=\"hash\">{}</td></tr>",
+                td_text(&f.file),
+                td(f.bytes as f64, 0),
+                esc(&f.sha256)
+            );
+        }
+        s.push_str("</tbody></table>\n");
+    }
     s
 }
 
@@ -495,6 +543,12 @@ pub fn page(d: &ReportData, figs: &[Figure]) -> String {
         );
     }
     s.push_str("<section id=\"numbers\">\n<h2>Every number</h2>\n");
+    s.push_str(
+        "<p class=\"names\" id=\"names\">S = susceptibility, R = robustness, σ̄ = uncertainty (sigma-bar): \
+         the papers' column names in persona_moral_metrics.csv; se(…) and se are standard errors, the files' \
+         *_uncertainty columns (variant_deltas.csv keeps the published S, S_se, R, R_se, sigma_bar); \
+         T is the temperature, provider-default where the provider chose it. docs/DATA.md describes every column.</p>\n",
+    );
     if !d.overall.is_empty() {
         s.push_str("<h3>Per model</h3>\n");
         s.push_str(&overall_table(d));

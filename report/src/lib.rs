@@ -17,7 +17,9 @@ pub mod bounds;
 pub mod coherence;
 pub mod data;
 pub mod figures;
+pub mod glyphs;
 pub mod html;
+pub mod labels;
 
 pub use data::{load, ReportData};
 

@@ -111,6 +111,15 @@ pub fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
     let mut written = report
         .write(&args.out)
         .with_context(|| format!("writing the metric files to {}", args.out.display()))?;
+    // Where the rating files are, their hashes, the seed and the bootstrap
+    // sizes: `report` reads them (failure counts, provenance).
+    let record = moralsweep_common::analyze::AnalysisRecord::of_dir(&args.dir, &opts)
+        .with_context(|| format!("recording the rating files of {}", args.dir.display()))?;
+    written.push(
+        record
+            .write(&args.out)
+            .with_context(|| format!("writing the analysis record to {}", args.out.display()))?,
+    );
     if let Some(path) = verification(&args)? {
         written.push(path);
     }

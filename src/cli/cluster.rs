@@ -697,7 +697,10 @@ pub fn results(a: ResultsArgs) -> anyhow::Result<()> {
             )
             .into_iter()
             .collect();
-            written.extend(crate::cli::report::write_default(&a.out, Some(folder.on_replace())));
+            written.extend(
+                crate::cli::report::write_default(&a.out, Some(folder.on_replace()), false)
+                    .unwrap_or_default(),
+            );
             folder.record_generated(&written)?;
         } else if !folder.earlier_report().is_empty() {
             eprintln!(

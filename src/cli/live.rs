@@ -153,14 +153,16 @@ impl EngineLive {
                     "cost_usd": cost,
                 }));
             }
-            let remaining = p.total.saturating_sub(p.done);
-            let eta = if remaining == 0 {
-                Some(0.0)
-            } else {
-                sweep_rate
-                    .filter(|r| *r > 0.0)
-                    .map(|r| remaining as f64 * 60.0 / r)
-            };
+            // The models run side by side: the sweep ends with its slowest
+            // unit, so its ETA is the largest of theirs (unknown while an
+            // unfinished unit has no rate yet; a failed unit does not count). The total remaining over
+            // the summed rate gave less than the slowest model's.
+            let eta = models
+                .iter()
+                .filter(|m| m["state"] != "failed")
+                .try_fold(0.0f64, |acc, m| {
+                    m["eta_seconds"].as_f64().map(|e| acc.max(e))
+                });
             let mdir = moralsweep_report::data::metrics_dir_of(&p.output);
             let has_report = p.finished()
                 && (mdir
@@ -192,10 +194,44 @@ impl EngineLive {
     }
 }
 
+/// Puts the slots leased now into a status: per sweep (`leased`, "in
+/// flight") and per unit (`in_flight`). The engine's snapshot leaves them 0
+/// (it reads memory only); the leases are in the store, whoever holds them:
+/// a cluster's workers or `run`'s own.
+fn with_leases(mut v: Value, leases: &[moralsweep_protocol::lease::Lease]) -> Value {
+    for s in v["sweeps"].as_array_mut().into_iter().flatten() {
+        let sweep = s["sweep"].as_str().unwrap_or("").to_string();
+        let of = |model: Option<&str>, mode: Option<&str>| -> u64 {
+            leases
+                .iter()
+                .filter(|l| l.unit.sweep == sweep)
+                .filter(|l| model.is_none_or(|m| l.unit.model == m))
+                .filter(|l| mode.is_none_or(|m| l.unit.mode.name() == m))
+                .map(|l| l.slots.len() as u64)
+                .sum()
+        };
+        s["leased"] = of(None, None).into();
+        for m in s["models"].as_array_mut().into_iter().flatten() {
+            let n = of(m["model"].as_str(), m["mode"].as_str());
+            m["in_flight"] = n.into();
+        }
+    }
+    v
+}
+
 impl LiveSource for EngineLive {
     fn status(&self) -> BoxFuture<Value> {
         let v = self.status_now();
-        Box::pin(async move { v })
+        let engine = self.engine.clone();
+        Box::pin(async move {
+            match engine.store().leases().await {
+                Ok(leases) => with_leases(v, &leases),
+                Err(e) => {
+                    tracing::warn!("live view: cannot read the leases: {e}");
+                    v
+                }
+            }
+        })
     }
 
     fn report(&self, sweep: String) -> BoxFuture<Option<Result<String, String>>> {

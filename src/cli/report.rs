@@ -52,11 +52,17 @@ pub fn report(a: ReportArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The report `run` and `results` write next to the metrics: a failure is a
-/// warning (the sweep's files are complete without it), never an error.
-/// Returns the files written (the page and its figures); `on_replace` is
-/// told of each regular file replaced, just before.
-pub fn write_default(dir: &Path, on_replace: Option<moralsweep_userfs::OnReplace>) -> Vec<PathBuf> {
+/// The report `run` and `results` write next to the metrics. Says why when
+/// it could not be written (an error when `fatal`: `run` then exits
+/// non-zero, the sweep's files being complete and its report not; else a
+/// warning) and returns `None` then; a folder without metrics has no report
+/// and that is no failure. Returns the files written (the page and its
+/// figures); `on_replace` is told of each regular file replaced, just before.
+pub fn write_default(
+    dir: &Path,
+    on_replace: Option<moralsweep_userfs::OnReplace>,
+    fatal: bool,
+) -> Option<Vec<PathBuf>> {
     let opts = moralsweep_report::Options {
         on_replace,
         ..Default::default()
@@ -66,15 +72,16 @@ pub fn write_default(dir: &Path, on_replace: Option<moralsweep_userfs::OnReplace
             println!("report: {}", w.html.display());
             let mut files = w.figures;
             files.push(w.html);
-            files
+            Some(files)
         }
-        Err(moralsweep_report::ReportError::NoMetrics(_)) => Vec::new(),
+        Err(moralsweep_report::ReportError::NoMetrics(_)) => Some(Vec::new()),
         Err(e) => {
             eprintln!(
-                "warning: no report written: {e}; run `moralsweep report {}` after fixing it",
+                "{}: no report written: {e}; the data and metric files are complete; run `moralsweep report {}` after fixing it",
+                if fatal { "error" } else { "warning" },
                 dir.display()
             );
-            Vec::new()
+            None
         }
     }
 }

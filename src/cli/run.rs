@@ -267,6 +267,7 @@ async fn run_sweep(args: RunArgs, sweep: Sweep) -> anyhow::Result<()> {
         None
     });
     print_summary(&final_state, report.as_deref(), &accounting);
+    let mut report_written = true;
     if !args.no_report {
         let record = engine.record(&name).ok();
         let usage = accounting.snapshot();
@@ -300,7 +301,8 @@ async fn run_sweep(args: RunArgs, sweep: Sweep) -> anyhow::Result<()> {
             Some(serde_json::Value::Array(cost)),
             None,
         );
-        crate::cli::report::write_default(&final_state.output, None);
+        report_written =
+            crate::cli::report::write_default(&final_state.output, None, true).is_some();
     }
     // A model that stopped (a refused key, a bad option) leaves the sweep
     // incomplete: say so in the exit status, after the others' results.
@@ -329,6 +331,10 @@ async fn run_sweep(args: RunArgs, sweep: Sweep) -> anyhow::Result<()> {
             final_state.output.display(),
             state.display()
         );
+        moralsweep_telemetry::flush();
+        std::process::exit(1);
+    }
+    if !report_written {
         moralsweep_telemetry::flush();
         std::process::exit(1);
     }
@@ -410,6 +416,9 @@ fn print_summary(p: &SweepProgress, report: Option<&Report>, accounting: &Accoun
         .collect();
     if !curves.is_empty() {
         print_rows(curves, "logprob model @ T");
+    }
+    if report.is_some_and(|r| !r.overall.is_empty() || !r.curves.is_empty()) {
+        println!("{}", moralsweep_common::analyze::NAMES_NOTE);
     }
     // Requests, tokens and cost of the calls this process made.
     let usage = accounting.snapshot();

@@ -14,8 +14,15 @@ pub struct SimArgs {
     #[arg(long, default_value = "127.0.0.1:8089")]
     pub listen: String,
     /// Directory of the papers' rating files to answer from (searched
-    /// recursively); each model key answers from its own files.
-    #[arg(long)]
+    /// recursively). The spec's `model` field selects the file: a request
+    /// for model `gpt-4o` (the `model` the API request names, as a spec's
+    /// `[[model]]` entry sets it; not its `key`) answers from
+    /// `gpt-4o_temp<TT>.csv` (persona prompts) and `gpt-4o_temp<TT>_self.csv`
+    /// or `gpt-4o_self.csv` (self prompts), at the file whose temperature
+    /// <TT>/10 is closest to the request's (a request without one, a
+    /// `temperature = "provider-default"` model, counts as 1.0). A model
+    /// with no file gets a 404 (see --generate-unknown).
+    #[arg(long, verbatim_doc_comment)]
     pub replay: Option<PathBuf>,
     /// The persona file (JSON array) the recorded ratings were collected with.
     #[arg(long)]

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod dictionary;
 pub mod exact;
 pub mod obs;
 pub mod simproc;

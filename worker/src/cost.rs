@@ -305,6 +305,12 @@ pub struct DryRun {
     /// Token-counting requests the dry run sent (models with
     /// `count_tokens = true`); nothing else is ever sent.
     pub counting_requests: u64,
+    /// Per model getting one sample per request, why
+    /// ([`crate::dry_checks::single_sample_reason`]).
+    pub single_sample: Vec<(String, String)>,
+    /// What would get in the run's way: models the catalog lacks, API keys
+    /// not set ([`crate::dry_checks::warnings`]; filled by [`dry_run_for`]).
+    pub warnings: Vec<String>,
 }
 
 /// Prompt tokens of one pass over every (persona, item), and over the items
@@ -407,22 +413,26 @@ pub async fn dry_run_counted(sweep: &Sweep) -> Result<DryRun, ProviderError> {
 
 /// The dry run the CLI prints: [`dry_run`], or [`dry_run_counted`] (on a
 /// runtime of its own) when a model's spec says `count_tokens = true`.
+/// Either way with its warnings ([`crate::dry_checks::warnings`]).
 pub fn dry_run_for(sweep: &Sweep) -> Result<DryRun, ProviderError> {
-    if !sweep
+    let mut d = if !sweep
         .spec
         .models
         .iter()
         .any(|m| m.count_tokens == Some(true))
     {
-        return Ok(dry_run(sweep));
-    }
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| {
-            ProviderError::Fatal(format!("cannot start a runtime for the token counts: {e}"))
-        })?
-        .block_on(dry_run_counted(sweep))
+        dry_run(sweep)
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| {
+                ProviderError::Fatal(format!("cannot start a runtime for the token counts: {e}"))
+            })?
+            .block_on(dry_run_counted(sweep))?
+    };
+    d.warnings = crate::dry_checks::warnings(sweep);
+    Ok(d)
 }
 
 /// The judge's share of a misalignment check (`em-check` with a `[judge]`):
@@ -622,6 +632,8 @@ fn price(sweep: &Sweep, counts: Vec<((u64, u64), String)>) -> DryRun {
         models,
         groups: groups.into_values().collect(),
         counting_requests: 0,
+        single_sample: crate::dry_checks::single_sample_notes(sweep),
+        warnings: Vec::new(),
     }
 }
 
@@ -678,7 +690,13 @@ impl fmt::Display for DryRun {
             self.output_tokens,
             fmt_cost(self.cost_usd)
         )?;
-        if !self.unpriced.is_empty() && self.cost_usd.is_some() {
+        if !self.unpriced.is_empty() {
+            let n = self.unpriced.len();
+            let models = if n == 1 { "model" } else { "models" };
+            match self.cost_usd {
+                Some(c) => writeln!(f, "cost: at least ${c:.2}, {n} {models} unpriced")?,
+                None => writeln!(f, "cost: unknown, {n} {models} unpriced")?,
+            }
             writeln!(
                 f,
                 "(no price for {}: set input_price_per_mtok / output_price_per_mtok)",
@@ -714,6 +732,12 @@ impl fmt::Display for DryRun {
                 )?;
             }
         }
+        if !self.single_sample.is_empty() {
+            writeln!(f, "one sample per request:")?;
+            for (key, why) in &self.single_sample {
+                writeln!(f, "  {key}: {why}")?;
+            }
+        }
         writeln!(f, "rate groups (run in parallel):")?;
         for g in &self.groups {
             let limits = match (g.rpm, g.tpm) {
@@ -737,7 +761,11 @@ impl fmt::Display for DryRun {
             f,
             "time at the configured limits: {} (requests as configured; failed attempts add more)",
             fmt_minutes(self.minutes)
-        )
+        )?;
+        for w in &self.warnings {
+            write!(f, "\nwarning: {w}")?;
+        }
+        Ok(())
     }
 }
 

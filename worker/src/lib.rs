@@ -16,6 +16,7 @@ pub mod batch_link;
 pub mod client;
 pub mod cost;
 pub mod credit;
+pub mod dry_checks;
 pub mod em;
 pub mod observe;
 pub mod paced;

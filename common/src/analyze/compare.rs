@@ -1,10 +1,45 @@
 //! Variant comparison: deltas against each family's base and the insecure-minus-secure excess.
 
 use super::*;
-use crate::formats::fmt_float;
+use crate::formats::{fmt_float, fmt_temperature, is_provider_default};
 use crate::instrument::Group;
 use crate::metrics::{excess, pct_change, Band, Histogram};
 use std::collections::BTreeMap;
+
+/// Why a family at one temperature has no deltas: no base at that
+/// temperature. Names the family's bases at other temperatures (a base at
+/// 0.1 and a variant at the provider's default are not compared) and what to
+/// align.
+fn no_base_warning(family: &str, temperature: f64, overall: &[MetricRow]) -> String {
+    let at = |t: f64| {
+        if is_provider_default(t) {
+            "the provider's default temperature".to_string()
+        } else {
+            format!("T={}", fmt_float(t))
+        }
+    };
+    let elsewhere: Vec<String> = overall
+        .iter()
+        .filter(|r| {
+            r.family == family
+                && r.variant.eq_ignore_ascii_case("base")
+                && r.temperature.to_bits() != temperature.to_bits()
+        })
+        .map(|r| format!("{} at {}", r.model, at(r.temperature)))
+        .collect();
+    if elsewhere.is_empty() {
+        format!(
+            "family {family} at {}: no model with variant `base`; no deltas (give one model of the family `variant = \"base\"`)",
+            at(temperature)
+        )
+    } else {
+        format!(
+            "family {family} at {}: no model with variant `base` at this temperature (the family's base is {}); deltas compare a variant with its base at one temperature: sample the base and its variants with the same `temperature` (all at one number, or all `temperature = \"provider-default\"`)",
+            at(temperature),
+            elsewhere.join(", ")
+        )
+    }
+}
 
 /// Deltas against each family's base and the insecure-minus-secure excess.
 pub(super) fn compare_variants(report: &mut Report) {
@@ -28,9 +63,10 @@ pub(super) fn compare_variants(report: &mut Report) {
             .filter(|r| r.variant.eq_ignore_ascii_case("base"))
             .collect();
         let Some(base) = bases.first() else {
-            warnings.push(format!(
-                "family {family} at T={}: no model with variant `base`; no deltas",
-                fmt_float(rows[0].temperature)
+            warnings.push(no_base_warning(
+                &family,
+                rows[0].temperature,
+                &report.overall,
             ));
             continue;
         };
@@ -137,7 +173,7 @@ pub(super) fn distribution_divergence(report: &mut Report) {
                 report.warnings.push(format!(
                     "{} at T={}: the ratings collapsed onto {rating} ({:.1}% of {}); S can fall while persona differentiation is lost (rating_distributions.csv)",
                     d.model,
-                    fmt_float(d.temperature),
+                    fmt_temperature(d.temperature),
                     100.0 * share,
                     d.histogram.total()
                 ));

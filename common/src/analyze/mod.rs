@@ -65,6 +65,7 @@ pub mod read;
 mod rows;
 mod scan;
 mod schedule;
+mod sources;
 mod table;
 mod task;
 mod units;
@@ -81,6 +82,8 @@ pub use rows::{
 };
 pub use scan::{scan, scan_dir, FoundFile, Scan, MAX_SCAN_DEPTH};
 pub use schedule::{analyze_dir, analyze_files};
+pub use sources::{AnalysisRecord, RatingSource, ANALYSIS_FILE, MAX_ANALYSIS_BYTES};
+pub use table::NAMES_NOTE;
 pub use units::{assemble, unit_metrics, RatedFile, RatedRows, UnitMetrics};
 pub use write::{
     CURVE_COLUMNS, DELTA_COLUMNS, DROPPED_COLUMNS, EXCESS_COLUMNS, OVERALL_COLUMNS,

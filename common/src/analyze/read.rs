@@ -275,6 +275,26 @@ impl CsvTable {
         }
     }
 
+    /// Row `i`'s temperature: the `temperature` column read with the
+    /// `temperature_setting` column where the file has one
+    /// ([`crate::formats::parse_temperature_fields`]); `None` when the file
+    /// has no temperature or the row leaves it empty without a setting.
+    pub fn temperature(&self, i: usize) -> Result<Option<f64>, TableError> {
+        let (value, setting) = (self.col("temperature"), self.col("temperature_setting"));
+        let setting_text = setting.map(|c| self.text(i, c));
+        crate::formats::parse_temperature_fields(
+            &self.opt_text(i, value),
+            setting_text.as_deref(),
+        )
+        .map_err(|(column, value)| TableError::BadValue {
+            path: self.path.clone(),
+            line: self.line(i),
+            column: column.to_string(),
+            value,
+            expected: "a temperature (a number, or empty with temperature_setting = provider-default)",
+        })
+    }
+
     /// Field `c` of row `i` as a whole number; `None` for an empty field or an absent column.
     pub fn opt_count(&self, i: usize, c: Option<usize>) -> Result<Option<u64>, TableError> {
         match c {
@@ -375,7 +395,6 @@ impl MetricRecord {
             t.need("susceptibility")?,
             t.need("susceptibility_uncertainty")?,
         );
-        let temperature = t.col("temperature");
         let personas = t.col("personas");
         let questions = t.col("questions");
         let (minr, medr, maxr) = (
@@ -388,7 +407,7 @@ impl MetricRecord {
         for i in 0..t.len() {
             out.push(MetricRecord {
                 model: t.text(i, model),
-                temperature: t.opt_num(i, temperature)?,
+                temperature: t.temperature(i)?,
                 foundation: foundation.map(|c| t.text(i, c)),
                 sigma_bar: t.num(i, sb)?,
                 sigma_bar_se: t.num(i, sbs)?,
@@ -423,12 +442,11 @@ impl TrajectoryRecord {
             t.need("uncertainty")?,
             t.need("uncertainty_uncertainty")?,
         ];
-        let temperature = t.col("temperature");
         (0..t.len())
             .map(|i| {
                 Ok(TrajectoryRecord {
                     family: t.text(i, c[0]),
-                    temperature: t.opt_num(i, temperature)?,
+                    temperature: t.temperature(i)?,
                     step: t.num(i, c[1])?,
                     model: t.text(i, c[2]),
                     s: t.num(i, c[3])?,
@@ -455,8 +473,7 @@ impl DistributionRecord {
             .enumerate()
             .filter_map(|(i, h)| h.strip_prefix("rating_").map(|v| (v.to_string(), i)))
             .collect();
-        let (temperature, ratings, modal, share, collapsed) = (
-            t.col("temperature"),
+        let (ratings, modal, share, collapsed) = (
             t.col("ratings"),
             t.col("modal_rating"),
             t.col("modal_share"),
@@ -472,7 +489,7 @@ impl DistributionRecord {
             .map(|i| {
                 Ok(DistributionRecord {
                     model: t.text(i, model),
-                    temperature: t.opt_num(i, temperature)?,
+                    temperature: t.temperature(i)?,
                     group: t.text(i, group),
                     ratings: t.opt_count(i, ratings)?,
                     histogram: hist

@@ -167,6 +167,15 @@ impl Report {
                 );
             }
         }
+        if !self.overall.is_empty() || !self.curves.is_empty() {
+            let _ = writeln!(out);
+            out.push_str(NAMES_NOTE);
+            out.push('\n');
+        }
         out
     }
 }
+
+/// How the console's short names map to the files' columns (the papers'
+/// names; docs/DATA.md has every column).
+pub const NAMES_NOTE: &str = "S = susceptibility, R = robustness, sigma = uncertainty (sigma-bar), se = standard error (the files' *_uncertainty columns; variant_deltas.csv says S, S_se, R, R_se, sigma_bar as published); every column is described in docs/DATA.md";

@@ -5,13 +5,15 @@ use super::read::{
     TRAJECTORY_FILES,
 };
 use super::*;
-use crate::formats::{fmt_float, fmt_temperature};
+use crate::formats::{
+    fmt_float, fmt_temperature_setting as setting, fmt_temperature_value as tvalue,
+};
 use crate::metrics::Band;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 /// Column names of `persona_moral_metrics.csv`: the papers' columns, then ours.
-pub const OVERALL_COLUMNS: [&str; 23] = [
+pub const OVERALL_COLUMNS: [&str; 24] = [
     "model",
     "temperature",
     "uncertainty",
@@ -35,10 +37,11 @@ pub const OVERALL_COLUMNS: [&str; 23] = [
     "retained_persona_ids_json",
     "retained_question_ids_json",
     "source_file",
+    "temperature_setting",
 ];
 
 /// Column names of `trajectories.csv`.
-pub const TRAJECTORY_COLUMNS: [&str; 12] = [
+pub const TRAJECTORY_COLUMNS: [&str; 13] = [
     "family",
     "temperature",
     "step",
@@ -51,21 +54,23 @@ pub const TRAJECTORY_COLUMNS: [&str; 12] = [
     "uncertainty",
     "uncertainty_uncertainty",
     "personas",
+    "temperature_setting",
 ];
 
 /// Column names of `dropped.csv`: one row per file, item or persona left
 /// out of a file's metrics.
-pub const DROPPED_COLUMNS: [&str; 6] = [
+pub const DROPPED_COLUMNS: [&str; 7] = [
     "model",
     "temperature",
     "source_file",
     "dropped",
     "id",
     "reason",
+    "temperature_setting",
 ];
 
 /// Column names of `self_profiles.csv`.
-pub const SELF_PROFILE_COLUMNS: [&str; 9] = [
+pub const SELF_PROFILE_COLUMNS: [&str; 10] = [
     "model",
     "family",
     "variant",
@@ -75,10 +80,11 @@ pub const SELF_PROFILE_COLUMNS: [&str; 9] = [
     "within_question_sd",
     "questions",
     "temperature",
+    "temperature_setting",
 ];
 
 /// Column names of `variant_deltas.csv`.
-pub const DELTA_COLUMNS: [&str; 18] = [
+pub const DELTA_COLUMNS: [&str; 19] = [
     "family",
     "variant",
     "S",
@@ -97,10 +103,11 @@ pub const DELTA_COLUMNS: [&str; 18] = [
     "dR_pct_se",
     "dsigma_pct_se",
     "S_band",
+    "temperature_setting",
 ];
 
 /// Column names of `variant_excess.csv`.
-pub const EXCESS_COLUMNS: [&str; 10] = [
+pub const EXCESS_COLUMNS: [&str; 11] = [
     "family",
     "temperature",
     "insecure_model",
@@ -111,10 +118,11 @@ pub const EXCESS_COLUMNS: [&str; 10] = [
     "excess_dR_pp_se",
     "excess_dsigma_pp",
     "excess_dsigma_pp_se",
+    "temperature_setting",
 ];
 
 /// Column names of `temperature_curve_metrics.csv`.
-pub const CURVE_COLUMNS: [&str; 13] = [
+pub const CURVE_COLUMNS: [&str; 14] = [
     "model",
     "temperature",
     "uncertainty",
@@ -128,6 +136,7 @@ pub const CURVE_COLUMNS: [&str; 13] = [
     "family",
     "variant",
     "source_file",
+    "temperature_setting",
 ];
 
 pub(super) fn ids_json<T: std::fmt::Display>(ids: &[T]) -> String {
@@ -146,7 +155,7 @@ pub(super) fn ids_json<T: std::fmt::Display>(ids: &[T]) -> String {
 /// per-group file).
 fn trajectory_fields(t: &TrajectoryRow) -> Vec<String> {
     let m = &t.metrics;
-    let mut v = vec![t.family.clone(), fmt_temperature(t.temperature)];
+    let mut v = vec![t.family.clone(), tvalue(t.temperature)];
     if let Some(g) = &t.group {
         v.push(g.name().to_string());
     }
@@ -161,13 +170,14 @@ fn trajectory_fields(t: &TrajectoryRow) -> Vec<String> {
         fmt_float(m.sigma_bar),
         fmt_float(m.sigma_bar_se()),
         m.personas.to_string(),
+        setting(t.temperature),
     ]);
     v
 }
 
 pub(super) fn metric_fields(row: &MetricRow) -> Vec<String> {
     let m = &row.metrics;
-    let mut v = vec![row.model.clone(), fmt_temperature(row.temperature)];
+    let mut v = vec![row.model.clone(), tvalue(row.temperature)];
     if let Some(f) = &row.foundation {
         v.push(f.name().to_string());
     }
@@ -193,6 +203,7 @@ pub(super) fn metric_fields(row: &MetricRow) -> Vec<String> {
         ids_json(&row.retained_personas),
         ids_json(&row.retained_items),
         row.source_file.clone(),
+        setting(row.temperature),
     ]);
     v
 }
@@ -287,6 +298,7 @@ impl Report {
             "base_model",
             "kl_from_base_bits",
             "source_file",
+            "temperature_setting",
         ]);
         put(
             DISTRIBUTION_FILES[0],
@@ -299,7 +311,7 @@ impl Report {
                     let modal = h.modal();
                     let mut v = vec![
                         d.model.clone(),
-                        fmt_temperature(d.temperature),
+                        tvalue(d.temperature),
                         d.group
                             .as_ref()
                             .map(|g| g.name().to_string())
@@ -317,6 +329,7 @@ impl Report {
                         d.base_model.clone().unwrap_or_default(),
                         d.kl_from_base_bits.map(fmt_float).unwrap_or_default(),
                         d.source_file.clone(),
+                        setting(d.temperature),
                     ]);
                     v
                 })
@@ -358,7 +371,8 @@ impl Report {
                         fmt_float(r.profile.mean),
                         fmt_float(r.profile.within_question_sd),
                         r.profile.questions.to_string(),
-                        r.temperature.map(fmt_temperature).unwrap_or_default(),
+                        r.temperature.map(tvalue).unwrap_or_default(),
+                        r.temperature.map(setting).unwrap_or_default(),
                     ]
                 })
                 .collect(),
@@ -382,12 +396,13 @@ impl Report {
                         fmt_float(d.dsigma_pct.0),
                         d.model.clone(),
                         d.base_model.clone(),
-                        fmt_temperature(d.temperature),
+                        tvalue(d.temperature),
                         fmt_float(d.sigma_bar_se),
                         fmt_float(d.ds_pct.1),
                         fmt_float(d.dr_pct.1),
                         fmt_float(d.dsigma_pct.1),
                         d.band.map_or("", |b| b.name()).to_string(),
+                        setting(d.temperature),
                     ]
                 })
                 .collect(),
@@ -400,11 +415,12 @@ impl Report {
                 .map(|d| {
                     vec![
                         d.model.clone(),
-                        d.temperature.map(fmt_float).unwrap_or_default(),
+                        d.temperature.map(tvalue).unwrap_or_default(),
                         d.source_file.clone(),
                         d.what.name().to_string(),
                         d.id.map(|i| i.to_string()).unwrap_or_default(),
                         d.reason.clone(),
+                        d.temperature.map(setting).unwrap_or_default(),
                     ]
                 })
                 .collect(),
@@ -418,7 +434,7 @@ impl Report {
                     .map(|e| {
                         vec![
                             e.family.clone(),
-                            fmt_temperature(e.temperature),
+                            tvalue(e.temperature),
                             e.insecure_model.clone(),
                             e.secure_model.clone(),
                             fmt_float(e.ds_pp.0),
@@ -427,6 +443,7 @@ impl Report {
                             fmt_float(e.dr_pp.1),
                             fmt_float(e.dsigma_pp.0),
                             fmt_float(e.dsigma_pp.1),
+                            setting(e.temperature),
                         ]
                     })
                     .collect(),
@@ -454,6 +471,7 @@ impl Report {
                             c.family.clone(),
                             c.variant.clone(),
                             c.source_file.clone(),
+                            setting(p.temperature),
                         ]
                     })
                     .collect(),

@@ -171,12 +171,59 @@ pub fn fmt_temperature(temperature: f64) -> String {
     }
 }
 
+/// What the `temperature_setting` column says where the provider chose the
+/// temperature.
+pub const PROVIDER_DEFAULT_SETTING: &str = "provider-default";
+
+/// A temperature as the metric tables' numeric `temperature` column writes
+/// it: the number, or empty where the provider chose (so the column reads as
+/// numbers in any CSV reader); `temperature_setting` says which.
+pub fn fmt_temperature_value(temperature: f64) -> String {
+    if is_provider_default(temperature) {
+        String::new()
+    } else {
+        fmt_float(temperature)
+    }
+}
+
+/// A temperature as the metric tables' `temperature_setting` column writes
+/// it: the number asked for (`0.1`), or `provider-default`.
+pub fn fmt_temperature_setting(temperature: f64) -> String {
+    fmt_temperature(temperature)
+}
+
 /// Reads a temperature a metric table wrote ([`fmt_temperature`]).
 pub fn parse_temperature(s: &str) -> Option<f64> {
     match s.trim() {
-        "provider-default" => Some(PROVIDER_DEFAULT),
+        PROVIDER_DEFAULT_SETTING => Some(PROVIDER_DEFAULT),
         t => t.parse().ok(),
     }
+}
+
+/// Reads a row's temperature from its `temperature` field and, when the
+/// table has one, its `temperature_setting` field: an empty temperature with
+/// the setting `provider-default` is [`PROVIDER_DEFAULT`], as is the
+/// `provider-default` text older files wrote in the temperature column.
+/// `Ok(None)` when neither says anything; `Err` with the column and the
+/// text that does not read as a temperature.
+pub fn parse_temperature_fields(
+    value: &str,
+    setting: Option<&str>,
+) -> Result<Option<f64>, (&'static str, String)> {
+    let value = value.trim();
+    let setting = setting.map(str::trim).unwrap_or("");
+    if value.is_empty() {
+        return match setting {
+            "" => Ok(None),
+            PROVIDER_DEFAULT_SETTING => Ok(Some(PROVIDER_DEFAULT)),
+            s => parse_temperature(s)
+                .map(Some)
+                .ok_or_else(|| ("temperature_setting", s.to_string())),
+        };
+    }
+    parse_temperature(value)
+        .map(Some)
+        .ok_or_else(|| ("temperature", value.to_string()))
 }
 
 /// Splits `<stem>_temp<digits>` into the stem and temperature (digits / 10),
