@@ -39,7 +39,7 @@ impl ReportData {
         let bytes = read_bounded(path, moralsweep_userfs::METRICS_LIMIT).map_err(|source| {
             ReportError::Io {
                 path: path.to_path_buf(),
-                source,
+                error: source,
             }
         })?;
         self.verification = moralsweep_common::em::file::read_verification(path).map_err(|e| {
@@ -187,7 +187,7 @@ fn load_found(
     let bytes = read_bounded(&path, moralsweep_userfs::METRICS_LIMIT).map_err(|source| {
         ReportError::Io {
             path: path.clone(),
-            source,
+            error: source,
         }
     })?;
     let table = CsvTable::read(&path, &bytes)?;
@@ -218,7 +218,7 @@ pub fn count_failures(dir: &Path) -> Result<BTreeMap<String, Failures>, ReportEr
         let bytes = read_bounded(&f.path, moralsweep_userfs::RATINGS_LIMIT).map_err(|source| {
             ReportError::Io {
                 path: f.path.clone(),
-                source,
+                error: source,
             }
         })?;
         let t = CsvTable::read(&f.path, &bytes)?;
@@ -371,7 +371,7 @@ pub fn load(dir: &Path, data: Option<&Path>) -> Result<ReportData, ReportError> 
                 read_to_string_bounded(p, moralsweep_userfs::MANIFEST_LIMIT).map_err(|source| {
                     ReportError::Io {
                         path: p.clone(),
-                        source,
+                        error: source,
                     }
                 })?;
             let v: serde_json::Value =

@@ -37,10 +37,12 @@ pub enum ReportError {
     /// Writing the page or a figure (a link, FIFO or device in the way).
     #[error(transparent)]
     Write(#[from] moralsweep_userfs::WriteError),
-    #[error("{path}: {source}")]
+    /// The io error's text is in the message (not a `source()`), so a
+    /// printed chain shows it once.
+    #[error("{path}: {error}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A metric or rating file that is not the CSV it should be.
     #[error(transparent)]
