@@ -1269,6 +1269,10 @@ pub fn all(d: &ReportData, png_dir: Option<&Path>) -> Result<Vec<Figure>, Report
         let p = Trajectories(&d.trajectories);
         figs.push(render(&p, png(p.id()).as_deref())?);
     }
+    if d.comparisons.iter().any(|r| r.group == "overall") {
+        let p = crate::paired::PairedChanges(&d.comparisons);
+        figs.push(render(&p, png(p.id()).as_deref())?);
+    }
     let verified = d.verified();
     if !verified.is_empty() {
         let p = crate::coherence::RobustnessVsCoherence(verified);

@@ -17,6 +17,7 @@ pub mod coherence;
 pub mod data;
 pub mod figures;
 pub mod html;
+pub mod paired;
 
 pub use data::{load, ReportData};
 

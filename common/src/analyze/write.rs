@@ -461,6 +461,11 @@ impl Report {
                     .collect(),
             )?;
         }
+        if !self.comparisons.is_empty() {
+            let path = out.join(COMPARISONS_FILE);
+            write_comparisons(&path, &self.comparisons)?;
+            written.push(path);
+        }
         Ok(written)
     }
 }
