@@ -44,6 +44,10 @@ enum Command {
     Delete(cli::cluster::DeleteArgs),
     /// Compute the metrics from existing rating files (the papers' formats).
     Analyze(cli::analyze::AnalyzeArgs),
+    /// Paired comparison of two rating files (B against A): changes of S, R and sigma-bar with intervals and p-values.
+    Compare(cli::compare::CompareArgs),
+    /// Plan a sweep: personas and repetitions needed to detect a change, from a pilot, with costs.
+    Plan(cli::plan::PlanArgs),
     /// The papers' figures and tables as one offline HTML file (plus SVG/PNG figures).
     Report(cli::report::ReportArgs),
     /// The model catalog: known models, their prices and capabilities.
@@ -66,7 +70,7 @@ fn main() -> std::process::ExitCode {
         | Command::Results(_)
         | Command::Cancel(_)
         | Command::Delete(_) => ("client", "warn"),
-        Command::Analyze(_) => ("analyze", "warn"),
+        Command::Analyze(_) | Command::Compare(_) | Command::Plan(_) => ("analyze", "warn"),
         Command::Report(_) => ("report", "warn"),
         Command::Models(_) => ("client", "warn"),
     };
@@ -90,6 +94,8 @@ fn main() -> std::process::ExitCode {
         Command::Cancel(a) => cli::cluster::cancel(a),
         Command::Delete(a) => cli::cluster::delete(a),
         Command::Analyze(a) => cli::analyze::analyze(a),
+        Command::Compare(a) => cli::compare::compare(a),
+        Command::Plan(a) => cli::plan::plan(a),
         Command::Report(a) => cli::report::report(a),
         Command::Sim(a) => cli::sim::sim(a),
         Command::Models(a) => cli::models::models(a),

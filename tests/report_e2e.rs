@@ -294,6 +294,39 @@ fn check_page(browser: &Path, html: &Path, metrics: &Path, shot: &str) -> Vec<St
         }
         expected_markers += rows.len() * 2;
     }
+    if let Some(p) = file(&["comparisons.csv"]) {
+        // The paired changes over all items: one marker per pair and metric.
+        let rows: Vec<_> = csv_rows(&p)
+            .into_iter()
+            .filter(|r| r["group"] == "overall")
+            .collect();
+        let ms = markers(&points, "paired-changes");
+        for row in &rows {
+            let what = format!(
+                "paired-changes {} {} {}",
+                row["variant"], row["base"], row["metric"]
+            );
+            let mine: Vec<&Attrs> = ms
+                .iter()
+                .copied()
+                .filter(|m| {
+                    m["data-variant"] == row["variant"]
+                        && m["data-base"] == row["base"]
+                        && m["data-metric"] == row["metric"]
+                })
+                .collect();
+            assert_eq!(mine.len(), 1, "{what}");
+            close(
+                &mine[0]["data-relative-change"],
+                &row["relative_change"],
+                &what,
+            );
+            close(&mine[0]["data-ci-low"], &row["relative_ci_low"], &what);
+            close(&mine[0]["data-ci-high"], &row["relative_ci_high"], &what);
+            close(&mine[0]["data-p-holm"], &row["p_holm"], &what);
+        }
+        expected_markers += rows.len();
+    }
     assert_eq!(
         points.len(),
         expected_markers,

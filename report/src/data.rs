@@ -120,6 +120,8 @@ pub struct ReportData {
     pub deltas: Vec<DeltaRecord>,
     pub excess: Vec<ExcessRecord>,
     pub curves: Vec<CurveRecord>,
+    /// Paired comparisons (`comparisons.csv`).
+    pub comparisons: Vec<crate::paired::ComparisonRecord>,
     /// Per rating-file model key, when rating files were found.
     pub failures: BTreeMap<String, Failures>,
     /// Where the rating files were read from, if any.
@@ -312,6 +314,10 @@ pub fn load(dir: &Path, data: Option<&Path>) -> Result<ReportData, ReportError> 
     }
     if let Some(t) = load_table(&metrics_dir, &CURVE_FILES, &mut sources)? {
         d.curves = CurveRecord::from_table(&t)?;
+    }
+    let comparisons = [moralsweep_common::analyze::COMPARISONS_FILE];
+    if let Some(t) = load_table(&metrics_dir, &comparisons, &mut sources)? {
+        d.comparisons = crate::paired::ComparisonRecord::from_table(&t)?;
     }
     if sources.is_empty() {
         return Err(ReportError::NoMetrics(dir.to_path_buf()));

@@ -1340,6 +1340,10 @@ pub fn all(d: &ReportData, png: bool) -> Result<Vec<Figure>, ReportError> {
         let p = Trajectories(&d.trajectories);
         figs.push(render(&p, png)?);
     }
+    if d.comparisons.iter().any(|r| r.group == "overall") {
+        let p = crate::paired::PairedChanges(&d.comparisons);
+        figs.push(render(&p, png)?);
+    }
     let verified = d.verified();
     if !verified.is_empty() {
         let p = crate::coherence::RobustnessVsCoherence(verified);

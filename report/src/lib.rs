@@ -20,6 +20,7 @@ pub mod figures;
 pub mod glyphs;
 pub mod html;
 pub mod labels;
+pub mod paired;
 
 pub use data::{load, ReportData};
 

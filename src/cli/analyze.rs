@@ -51,6 +51,10 @@ pub struct AnalyzeArgs {
     /// summarised there instead, if there are any.
     #[arg(long)]
     pub verification: Option<PathBuf>,
+    /// Bootstrap draws and permutations of each paired comparison of a
+    /// variant with its family's base (comparisons.csv; 0: none).
+    #[arg(long = "comparison-resamples", default_value_t = 2000)]
+    pub comparison_resamples: u32,
 }
 
 pub fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
@@ -82,6 +86,7 @@ pub fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
         } else {
             RepeatedSlots::Reject
         },
+        comparison_resamples: args.comparison_resamples,
     };
     let report = analyze_dir(&args.dir, &opts)
         .with_context(|| format!("analysing {}", args.dir.display()))?;

@@ -2,8 +2,10 @@
 
 pub mod analyze;
 pub mod cluster;
+pub mod compare;
 pub mod live;
 pub mod models;
+pub mod plan;
 pub mod report;
 pub mod results_dir;
 pub mod run;

@@ -47,6 +47,7 @@
 //! | `rating_distributions.csv` | one per model, temperature and group (`all` overall): histogram, entropy in bits, modal share, collapsed flag, KL divergence in bits from the family's base |
 //! | `trajectories.csv` | one per model with a `step` (a checkpoint), by family, temperature and step: S, R, sigma-bar and their standard errors (when any model has a step) |
 //! | `trajectories_per_foundation.csv` (`_per_domain` for the BFI-44) | the same per group: by family, temperature, group and step |
+//! | `comparisons.csv` | one per variant with a base, metric (S, R, sigma_bar) and group (`overall` or the group): the paired change, its bootstrap interval, permutation p-value, Holm and BH adjustments (see `docs/METHOD-comparisons.md`) |
 //! | `dropped.csv` | one per file, item or persona left out of a file's metrics, and why |
 //!
 //! The first columns of each are the papers' columns in the papers' order;
@@ -58,9 +59,11 @@
 //! two rows (unless [`AnalyzeOptions::repeated_slots`] counts repeats).
 
 mod compare;
+mod comparisons;
 mod error;
 mod models;
 mod options;
+mod pairfiles;
 pub mod read;
 mod rows;
 mod scan;
@@ -71,11 +74,17 @@ mod task;
 mod units;
 mod write;
 
+pub use comparisons::{
+    adjust as adjust_comparisons, comparisons_table, run_jobs as run_comparisons,
+    write_comparisons, ComparedTable, ComparisonRow, PairJob, COMPARISONS_FILE, COMPARISON_COLUMNS,
+    HOLDS_ALPHA,
+};
 pub use error::AnalyzeError;
 pub use models::{ModelInfo, ModelsMap};
 pub use options::{
     AnalyzeOptions, RepeatedSlots, ALIGNMENT_MIN_PERSONAS, DEFAULT_LOGPROB_TEMPERATURES,
 };
+pub use pairfiles::{compare_files, read_pilot, FileComparison, PilotFile};
 pub use rows::{
     CurveRow, DeltaRow, DistributionRow, Dropped, DroppedRow, ExcessRow, MetricRow, Report,
     SelfProfileRow, TrajectoryRow,

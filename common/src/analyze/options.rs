@@ -25,6 +25,9 @@ pub struct AnalyzeOptions {
     /// file (the first built-in instrument whose item ids and scale hold
     /// every row: MFQ-30, then BFI-44).
     pub instrument: Option<Arc<Instrument>>,
+    /// Bootstrap draws and permutations of each paired comparison of a
+    /// variant with its base (`comparisons.csv`; default 2000, 0: none).
+    pub comparison_resamples: u32,
 }
 
 /// What `analyze` does with a (persona, question, run_index) slot that
@@ -60,6 +63,7 @@ impl Default for AnalyzeOptions {
             threads: 0,
             repeated_slots: RepeatedSlots::Reject,
             instrument: None,
+            comparison_resamples: 2000,
         }
     }
 }

@@ -164,6 +164,8 @@ pub struct Report {
     pub group_trajectories: Vec<TrajectoryRow>,
     /// Rating distributions per model, temperature and group.
     pub distributions: Vec<DistributionRow>,
+    /// Paired comparisons of each variant with its base (`comparisons.csv`).
+    pub comparisons: Vec<super::ComparisonRow>,
     /// Problems that did not stop the analysis (also logged).
     pub warnings: Vec<String>,
     /// The files, items and personas left out of the metrics, and why

@@ -54,6 +54,9 @@ pub(super) struct Partial {
     pub(super) distributions: Vec<DistributionRow>,
     /// The instrument each rating file was read as.
     pub(super) instruments: Vec<(PathBuf, Arc<Instrument>)>,
+    /// The cell tables of the sampling files that gave metrics, for the
+    /// paired comparisons.
+    pub(super) tables: Vec<ComparedTable>,
 }
 
 /// Refuses a logprob temperature that is not a positive number.
@@ -220,7 +223,9 @@ pub(super) fn assemble_partials(
         }
     }
     report.instrument = seen.map(|s| s.1.clone());
+    let mut tables = Vec::new();
     for p in partials {
+        tables.extend(p.tables);
         report.overall.extend(p.overall);
         report.per_foundation.extend(p.per_foundation);
         report.self_profiles.extend(p.self_profiles);
@@ -266,6 +271,7 @@ pub(super) fn assemble_partials(
     });
     report.warnings.sort();
     compare_variants(&mut report);
+    comparisons::paired_variants(&mut report, &tables, opts);
     super::compare::distribution_divergence(&mut report);
     super::compare::trajectories(&mut report, &opts.models);
     Ok(report)

@@ -148,6 +148,10 @@ impl Report {
                 );
             }
         }
+        if !self.comparisons.is_empty() {
+            let _ = writeln!(out);
+            out.push_str(&comparisons_table(&self.comparisons));
+        }
         out.push_str(&self.dropped_summary());
         if !self.excess.is_empty() {
             let _ = writeln!(out);

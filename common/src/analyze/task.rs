@@ -460,11 +460,11 @@ pub(super) fn run_task(
                         part.distributions.push(dist(Some(Group(g.clone())), h));
                     }
                 }
-                let table = CellTable::from_rows(
+                let table = Arc::new(CellTable::from_rows(
                     data.rows
                         .iter()
                         .map(|r| (r.persona.unwrap_or(0), r.item, r.rating)),
-                );
+                ));
                 drop(data);
                 let items = table.items();
                 for q in 1..=this.item_count() as u8 {
@@ -628,6 +628,11 @@ pub(super) fn run_task(
                             source_file: f.relative.clone(),
                         };
                     part.overall.push(row(None, result.overall, items.clone()));
+                    part.tables.push(ComparedTable {
+                        model: key.to_string(),
+                        temperature: *temperature,
+                        table: table.clone(),
+                    });
                     for (g, m) in result.per_group {
                         let fitems: Vec<u8> = items
                             .iter()

@@ -477,6 +477,10 @@ impl Report {
                     .collect(),
             )?;
         }
+        if !self.comparisons.is_empty() {
+            write_comparisons(&dir, &self.comparisons)?;
+            written.push(out.join(COMPARISONS_FILE));
+        }
         Ok(written)
     }
 }

@@ -15,13 +15,19 @@
 //! - [`logprob_metrics`]: R(T) and S(T) from one logprob collection.
 //! - [`self_profile`]: the moral foundations profile of a self file.
 //! - [`pct_change`], [`excess`], [`Band`]: the comparisons.
+//! - [`paired_compare`]: a paired bootstrap interval and permutation
+//!   p-value for the change from one model to another; [`adjust`]: Holm
+//!   and Benjamini-Hochberg adjustment, quantiles, the normal distribution.
 //!
 //! [`crate::analyze`] wires them to files.
 
+pub mod adjust;
 mod cells;
 mod compare;
 mod diagnostics;
 mod logprob;
+mod paired;
+pub mod plan;
 mod profile;
 mod rng;
 mod sampled;
@@ -30,6 +36,10 @@ pub use cells::CellTable;
 pub use compare::{excess, pct_change, Band, BAND_HIGH, BAND_LOW};
 pub use diagnostics::{Histogram, COLLAPSE_MODAL_SHARE};
 pub use logprob::{logprob_metrics, CurvePoint, LogprobResult};
+pub use paired::{
+    paired_compare, paired_sets, PairedEstimate, PairedMetric, PairedOptions, PairedResult,
+    TAIL_EXCEEDANCES,
+};
 pub use profile::{self_profile, self_profile_in, FoundationProfile};
 pub use rng::FastRng;
 pub use sampled::{
