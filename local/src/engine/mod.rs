@@ -46,10 +46,12 @@ pub struct EngineOptions {
     /// Bytes those caches may hold together (the least recently used go
     /// first). A fallback generation continues its prompt's cache, so the
     /// caches should outlive the requests in flight: about 7 MB per
-    /// 200-token prompt of Gemma 3 270M, 64 prompts in 512 MiB.
+    /// 200-token prompt of Gemma 3 270M, 36 prompts in 256 MiB (with the
+    /// model's 390 MB, the quickstart stays under 1 GB).
     pub cache_bytes: usize,
     /// Next-token distributions kept (1 MB each for a 262k vocabulary):
-    /// the prompts in flight and the steps of their fallback generations.
+    /// the prompts in flight and the steps of their fallback generations
+    /// (repeated one-token attempts are served from the summaries).
     pub distributions: usize,
     /// Prompts whose [`Summary`] is kept (a few kilobytes each): enough for
     /// every prompt of a 100-persona sweep.
@@ -61,8 +63,8 @@ impl Default for EngineOptions {
     fn default() -> Self {
         EngineOptions {
             prefix_caches: 64,
-            cache_bytes: 512 << 20,
-            distributions: 128,
+            cache_bytes: 256 << 20,
+            distributions: 32,
             summaries: 8192,
             template: Template::GemmaChat,
         }
