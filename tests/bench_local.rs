@@ -8,7 +8,7 @@
 //! A whole `moralsweep run` with the in-process local model (Gemma 3 270M):
 //! by default the logprob sweep of the papers' 100 personas x 30 items (3,000
 //! prompts; the goal is under 20 minutes on the 2-core machine). Prints the
-//! wall-clock time, the CPU time of the run, prompts per second and prompt
+//! wall-clock time, the CPU time and peak resident memory of the run, prompts per second and prompt
 //! tokens per second (as the run's usage table counts them: every prompt
 //! token asked, before prefix reuse).
 //!
@@ -78,13 +78,16 @@ fallback_max_tokens = 8
         .spawn()
         .unwrap();
     let pid = child.id();
-    // The CPU time of the run, read until it exits (to within the poll).
+    // The CPU time and peak resident memory of the run, read until it exits
+    // (to within the poll).
     let mut cpu = 0.0;
+    let mut peak_kib = 0u64;
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
             break s;
         }
         cpu = cpu_secs(pid).unwrap_or(cpu);
+        peak_kib = peak_kib.max(peak_rss_kib(pid).unwrap_or(0));
         std::thread::sleep(Duration::from_millis(200));
     };
     let wall = started.elapsed().as_secs_f64();
@@ -107,9 +110,17 @@ fallback_max_tokens = 8
             0
         };
     println!(
-        "bench_local: {personas} personas, modes {}: {wall:.1} s wall, {cpu:.1} CPU-s; {prompts} distinct prompts = {:.2} prompts/s; {requests} requests; {input_tokens} prompt tokens asked = {:.0} prompt tokens/s",
+        "bench_local: {personas} personas, modes {}: {wall:.1} s wall, {cpu:.1} CPU-s, peak {:.0} MB resident; {prompts} distinct prompts = {:.2} prompts/s; {requests} requests; {input_tokens} prompt tokens asked = {:.0} prompt tokens/s",
         modes.join(","),
+        peak_kib as f64 * 1024.0 / 1e6,
         prompts as f64 / wall,
         input_tokens / wall,
     );
+}
+
+/// The peak resident set of a running process (`VmHWM`), in KiB.
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }

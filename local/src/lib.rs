@@ -7,7 +7,7 @@
 //! Gemma 3 decoder, [`engine`] adds prefix caching, sampling and the digit
 //! distribution the rating protocol needs.
 //!
-//! # Why our own implementation, in `f32`
+//! # Why our own implementation, computing in `f32`
 //!
 //! Two ways were open: bindings to llama.cpp (a registry crate compiling its
 //! C++ sources) or a Rust implementation. Bindings need cmake and a C++
@@ -18,18 +18,19 @@
 //! far too slow. The model is small (about 100M parameters outside the
 //! embedding), so the weights are dequantised once at load and a prompt is
 //! processed as one batch of positions: every projection becomes a
-//! matrix-matrix product. Layer weights are packed once, at load, into
-//! panels of 32 output columns (`kernels::Packed`), which an AVX-512
-//! micro-kernel of 12 x 32 accumulators streams with no per-call packing
-//! (`kernels::gemm_packed`, split over the cores by panels; AVX2 and
-//! portable variants where AVX-512 is missing); they are also kept in half
-//! precision for decoding one position at a time, where only memory
-//! bandwidth counts. The 262k x 640 embedding, which the output head reads
-//! whole for every distribution, stays in the file's Q8_0 blocks with a
-//! hand-vectorised dot product. The logits agree with llama.cpp run on an
-//! f32 copy of the same weights to about 0.006 nats
-//! (`tests/llamacpp_fixtures.rs`), and more exactly than a quantised-activation
-//! path does. Speed: `benches/prefill.rs`.
+//! matrix-matrix product. Layer weights are packed once, at load, in half
+//! precision, into panels of 32 output columns (`kernels::Packed`, 200 MB
+//! for Gemma 3 270M), which the prefill widens to `f32` one panel at a time
+//! for a register-blocked micro-kernel (12 x 32 on AVX-512, 6 x 16 on
+//! AVX2+FMA, a portable body elsewhere; `kernels::gemm_packed`, split over
+//! the cores by panels) and a decoding step reads directly (it only streams
+//! the weights, so half the bytes is about half the time). The 262k x 640
+//! embedding, which the output head reads whole for every distribution,
+//! stays in the file's Q8_0 blocks with a hand-vectorised dot product. The
+//! logits agree with llama.cpp run on an f32 copy of the same weights to
+//! about 0.009 nats (`tests/llamacpp_fixtures.rs`) and with the earlier
+//! all-`f32` engine to 0.003 (`tests/engine_conformance.rs`), more exactly
+//! than a quantised-activation path does. Speed: `benches/prefill.rs`.
 //!
 //! Layer: above `moralsweep-common` (its only workspace dependency); the
 //! worker uses it behind its default feature `local`.
