@@ -99,7 +99,6 @@ impl Engine {
 
     /// Adds a sweep. Submitting the same sweep again is a no-op (`Ok(false)`);
     /// a different sweep under a known name is refused.
-    #[tracing::instrument(name = "sweep", skip_all, fields(sweep = %spec.name, models = spec.models.len()))]
     pub async fn submit(
         &self,
         spec: SweepSpec,
@@ -110,7 +109,9 @@ impl Engine {
     }
 
     /// [`Engine::submit`], keeping the spec's text and hash with a new
-    /// sweep (a resubmission keeps the first's).
+    /// sweep (a resubmission keeps the first's). Every submission, whichever
+    /// of the two it came through, is one `sweep` span.
+    #[tracing::instrument(name = "sweep", skip_all, fields(sweep = %spec.name, models = spec.models.len()))]
     pub async fn submit_source(
         &self,
         spec: SweepSpec,
