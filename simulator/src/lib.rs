@@ -21,6 +21,10 @@
 //! | `POST`/`GET /v1/messages/batches`, `GET`/`DELETE /v1/messages/batches/{id}`, `GET .../{id}/results`, `POST .../{id}/cancel` | Anthropic Message Batches |
 //! | `POST /v1beta/models/{model}:batchGenerateContent`, `GET /v1beta/batches`, `GET`/`DELETE /v1beta/batches/{id}`, `POST /v1beta/batches/{id}:cancel` | Gemini batch mode |
 //! | `POST /upload/v1beta/files`, `GET /v1beta/files/{id}`, `GET /v1beta/files/{id}:download` | Gemini Files (batch input and output) |
+//! | `POST /model/{modelId}/converse`, `POST /model/{modelId}/count-tokens` | Amazon Bedrock Converse and token counting (SigV4, see [`bedrock`]) |
+//! | `POST /` | AWS STS `AssumeRoleWithWebIdentity` (the credentials Bedrock then accepts) |
+//! | `GET /_aws/container-credentials` | the container credentials endpoint (EKS Pod Identity) |
+//! | `GET /_sim/aws` | AWS credentials issued and refused |
 //! | `GET /_sim/stats` | what the simulator received (JSON, see [`stats::Report`]) |
 //! | `POST /_sim/reset` | forget the stats |
 //!
@@ -60,6 +64,7 @@ use axum::Router;
 
 pub mod anthropic;
 pub mod batch;
+pub mod bedrock;
 pub mod em;
 pub mod engine;
 pub mod faults;
@@ -232,6 +237,10 @@ pub fn router(sim: Arc<Sim>) -> Router {
                 .post(batch::gemini::post)
                 .delete(batch::gemini::delete),
         )
+        .route("/model/{model}/{op}", post(bedrock::model_op))
+        .route("/", post(bedrock::creds::sts))
+        .route("/_aws/container-credentials", get(bedrock::creds::container))
+        .route("/_sim/aws", get(bedrock::creds::report))
         .route("/_sim/stats", get(stats))
         .route("/_sim/reset", post(reset))
         .fallback(unknown_route)

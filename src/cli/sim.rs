@@ -99,6 +99,21 @@ pub struct SimArgs {
     /// built-in pool and the judge scores uniformly 0-100.
     #[arg(long, value_name = "FILE")]
     pub em: Option<std::path::PathBuf>,
+    /// Amazon Bedrock: the AWS key pair (ACCESS_KEY_ID:SECRET_ACCESS_KEY)
+    /// whose SigV4 signatures the Bedrock routes accept, besides the
+    /// temporary credentials the simulator issues itself (its STS
+    /// AssumeRoleWithWebIdentity route `POST /` and container credentials
+    /// route `GET /_aws/container-credentials`).
+    #[arg(long, value_name = "ID:SECRET")]
+    pub aws_key: Option<moralsweep_simulator::bedrock::AwsKey>,
+    /// Lifetime in seconds of the temporary AWS credentials the simulator
+    /// issues; requests signed with them afterwards get ExpiredTokenException.
+    #[arg(long, default_value_t = 3600)]
+    pub aws_token_lifetime_secs: u64,
+    /// A Bedrock model id the AWS identity may not invoke
+    /// (AccessDeniedException); repeat for several.
+    #[arg(long, value_name = "MODEL")]
+    pub aws_deny: Vec<String>,
 }
 
 fn parse_mode(s: &str) -> Result<ReplayMode, String> {
@@ -189,6 +204,11 @@ pub fn sim(args: SimArgs) -> anyhow::Result<()> {
             Some(path) => moralsweep_simulator::em::EmSim::load(path)?,
             None => Default::default(),
         },
+        aws: moralsweep_simulator::bedrock::AwsSim::new(
+            args.aws_key.clone(),
+            Duration::from_secs(args.aws_token_lifetime_secs.max(1)),
+            args.aws_deny.clone(),
+        ),
     };
     let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     rt.block_on(async move {
