@@ -22,6 +22,7 @@ pub const PROVIDERS: &[&str] = &[
     "sim",
     "synthetic",
     "local",
+    "bedrock",
 ];
 
 /// What a sweep asks of each model.
@@ -178,6 +179,9 @@ pub struct ModelSpec {
     /// A preset of `openai-compatible` (openrouter, deepseek, xai, together, fireworks, groq, vllm, llamacpp, ollama).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preset: Option<String>,
+    /// The AWS region of a `bedrock` model (`us-east-1`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
     /// The environment variable holding the API key; the key never goes in a spec.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key_env: Option<String>,

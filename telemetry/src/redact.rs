@@ -45,6 +45,11 @@ pub const DEFAULT_SECRET_ENV_VARS: &[&str] = &[
     "MISTRAL_API_KEY",
     "DEEPSEEK_API_KEY",
     "XAI_API_KEY",
+    // Amazon Bedrock: the AWS secret key (the session token ends in _TOKEN)
+    // and Bedrock's own API key.
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_BEARER_TOKEN_BEDROCK",
 ];
 
 /// The registered secret forms, longest first so that a secret containing

@@ -304,9 +304,23 @@ impl HttpCore {
     /// Sends a request with the trace context; the body of a 2xx answer.
     async fn send(
         &self,
-        mut request: reqwest::RequestBuilder,
+        request: reqwest::RequestBuilder,
         url: &str,
     ) -> Result<Vec<u8>, ProviderError> {
+        let (status, headers, bytes) = self.send_raw(request).await?;
+        if (200..300).contains(&status) {
+            return Ok(bytes);
+        }
+        Err(self.classify(status, &headers, &bytes, url))
+    }
+
+    /// Sends a request with the trace context; the status, headers and
+    /// body of whatever answer came, for a provider that classifies its
+    /// errors itself. Transport failures are classified here.
+    pub async fn send_raw(
+        &self,
+        mut request: reqwest::RequestBuilder,
+    ) -> Result<(u16, HeaderMap, Vec<u8>), ProviderError> {
         // The trace of the call (its `provider_call` span) goes out with it.
         if let Some(tp) = moralsweep_telemetry::propagation::current_traceparent() {
             request = request.header("traceparent", tp);
@@ -322,10 +336,7 @@ impl HttpCore {
                 self.redact(&error_chain(&e))
             ))
         })?;
-        if status.is_success() {
-            return Ok(bytes.to_vec());
-        }
-        Err(self.classify(status.as_u16(), &headers, &bytes, url))
+        Ok((status.as_u16(), headers, bytes.to_vec()))
     }
 
     fn transport_error(&self, e: &reqwest::Error) -> ProviderError {
@@ -433,7 +444,7 @@ fn provider_message(j: &Value) -> Option<String> {
         .or_else(|| j.get("error").and_then(Value::as_str).map(str::to_string))
 }
 
-fn snippet(body: &[u8]) -> String {
+pub(crate) fn snippet(body: &[u8]) -> String {
     let s = String::from_utf8_lossy(body);
     let s: String = s.chars().take(300).collect();
     if s.trim().is_empty() {

@@ -9,6 +9,7 @@ use moralsweep_common::ModelSpec;
 
 pub mod anthropic;
 pub mod batch;
+pub mod bedrock;
 pub mod compat;
 pub mod gemini;
 pub mod http;
@@ -159,6 +160,7 @@ pub fn build(model: &ModelSpec) -> Result<Box<dyn Provider>, ProviderError> {
         "gemini" => Ok(Box::new(gemini::Gemini::new(model)?)),
         "openai-compatible" => Ok(Box::new(compat::build(model)?)),
         "sim" => Ok(Box::new(compat::build_sim(model)?)),
+        "bedrock" => Ok(Box::new(bedrock::Bedrock::new(model)?)),
         other => Err(ProviderError::Fatal(format!(
             "provider {other:?} of model {:?} is not available in this build",
             model.key
