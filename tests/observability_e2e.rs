@@ -810,3 +810,74 @@ fn a_one_process_run_exports_its_spans_as_moralsweep_run() {
         );
     }
 }
+
+/// Amazon Bedrock: a one-process run signing with an AWS key pair and a
+/// session token (debug logs, spans exported) leaks neither the secret key,
+/// nor the session token, nor a request signature into a log line, a span
+/// or the output folder; its provider calls are spans like any other's.
+#[test]
+fn a_bedrock_run_exports_spans_without_aws_secrets_or_signatures() {
+    const KEY_ID: &str = "AKIAOBSERVABILITYE2E";
+    const SECRET: &str = "obs/e2e+Secret/Access0123456789abcdefghij";
+    const SESSION: &str = "IQoJb3JpZ2luX2VjObservabilitySessionToken0123456789";
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let rx = rt.block_on(OtlpReceiver::start()).unwrap();
+    let a = addr();
+    let _sim = Proc::spawn(
+        d,
+        "sim",
+        &["sim", "--listen", &a, "--aws-key", &format!("{KEY_ID}:{SECRET}")],
+        &[],
+    );
+    assert!(obs::wait_port(&a, Duration::from_secs(30)));
+    write_personas(d, PERSONAS);
+    std::fs::write(
+        d.join("s.toml"),
+        format!(
+            "name = \"bedrock-obs\"\npersonas = \"personas.json\"\npersona_count = {PERSONAS}\nrepetitions = {REPS}\n\
+             modes = [\"persona\", \"self\"]\noutput = \"out\"\nseed = 7\nbootstrap = 20\nrerun_bootstrap = 10\n\n\
+             [[model]]\nkey = \"nova-obs\"\nprovider = \"bedrock\"\nmodel = \"amazon.nova-lite-v1:0\"\n\
+             region = \"us-east-1\"\nbase_url = \"http://{a}\"\n"
+        ),
+    )
+    .unwrap();
+    let home = d.join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let out = Command::new(bin())
+        .args(["run", "s.toml", "--workers", "2", "--quiet"])
+        .current_dir(d)
+        .env("HOME", &home)
+        .env("AWS_ACCESS_KEY_ID", KEY_ID)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET)
+        .env("AWS_SESSION_TOKEN", SESSION)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", rx.endpoint("http/protobuf"))
+        .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+        .env("MORALSWEEP_LOG_FORMAT", "json")
+        .env("RUST_LOG", "debug")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let spans = rx.spans();
+    let call = spans
+        .iter()
+        .find(|s| s.name == "provider_call")
+        .expect("a provider_call span");
+    assert_eq!(call.attributes["model.key"], "nova-obs");
+    assert_eq!(call.attributes["http.status"], "200");
+    for secret in [SECRET, SESSION, "Signature=", "AWS4-HMAC-SHA256"] {
+        assert!(!rx.raw_contains(secret), "{secret} was exported");
+        assert!(
+            !stderr.contains(secret) && !stdout.contains(secret),
+            "{secret} was logged"
+        );
+        assert!(
+            files_containing(&d.join("out"), secret).is_empty(),
+            "{secret} in the output folder"
+        );
+    }
+}
