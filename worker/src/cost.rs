@@ -186,7 +186,7 @@ pub fn usage_table(usage: &BTreeMap<String, ModelUsage>) -> String {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ModelEstimate {
     pub key: String,
-    pub provider: String,
+    pub provider: moralsweep_common::provider::ProviderKind,
     pub model: String,
     pub rate_group: String,
     /// Requests as the spec configures them (`samples_per_request`; failed
@@ -341,7 +341,7 @@ pub fn dry_run(sweep: &Sweep) -> DryRun {
         .models
         .iter()
         .map(|m| {
-            let t = Tokenizer::for_model(&m.provider, &m.model);
+            let t = Tokenizer::for_model(m.provider, &m.model);
             let pass = *passes
                 .entry(t.name())
                 .or_insert_with(|| pass_tokens(sweep, &|p| t.prompt_tokens(p)));
@@ -382,7 +382,7 @@ pub async fn dry_run_counted(sweep: &Sweep) -> Result<DryRun, ProviderError> {
     let mut counts = Vec::new();
     let mut sent = 0u64;
     for m in &sweep.spec.models {
-        let t = Tokenizer::for_model(&m.provider, &m.model);
+        let t = Tokenizer::for_model(m.provider, &m.model);
         let pass = pass_tokens(sweep, &|p| t.prompt_tokens(p));
         if m.count_tokens != Some(true) || t.exact() {
             counts.push((pass, t.name().to_string()));
@@ -446,7 +446,7 @@ fn judge_estimate(sweep: &Sweep) -> Option<ModelEstimate> {
         return None;
     }
     let check = moralsweep_common::em::EmCheck::builtin();
-    let t = Tokenizer::for_model(&judge.provider, &judge.model);
+    let t = Tokenizer::for_model(judge.provider, &judge.model);
     let answer = check.answer.max_tokens as u64;
     let per_model: u64 = check
         .questions
@@ -471,7 +471,7 @@ fn judge_estimate(sweep: &Sweep) -> Option<ModelEstimate> {
     };
     Some(ModelEstimate {
         key: judge.key.clone(),
-        provider: judge.provider.clone(),
+        provider: judge.provider,
         model: judge.model.clone(),
         rate_group: judge.rate_group().to_string(),
         requests,
@@ -547,7 +547,7 @@ fn price(sweep: &Sweep, counts: Vec<((u64, u64), String)>) -> DryRun {
         ];
         let est = ModelEstimate {
             key: m.key.clone(),
-            provider: m.provider.clone(),
+            provider: m.provider,
             model: m.model.clone(),
             rate_group: m.rate_group().to_string(),
             requests,

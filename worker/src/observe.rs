@@ -54,7 +54,7 @@ impl Provider for Traced<'_> {
         let span = spans::provider_call_span(
             self.sweep,
             &self.model.key,
-            &self.model.provider,
+            self.model.provider.name(),
             self.model.rate_group(),
         );
         let result = self.inner.complete(req).instrument(span).await;
@@ -75,7 +75,7 @@ impl Provider for Traced<'_> {
         let span = spans::provider_call_span(
             self.sweep,
             &self.model.key,
-            &self.model.provider,
+            self.model.provider.name(),
             self.model.rate_group(),
         );
         let result = self.inner.complete_n(req, n).instrument(span).await;
@@ -118,7 +118,7 @@ pub fn grant_span(g: &Grant, model: Option<&ModelSpec>) -> tracing::Span {
     let span = spans::model_span(
         &g.lease.unit.sweep,
         &g.lease.unit.model,
-        model.map(|m| m.provider.as_str()).unwrap_or(""),
+        model.map(|m| m.provider.name()).unwrap_or(""),
         &g.rate_group,
     );
     span.record("mode", g.lease.unit.mode.name());

@@ -33,6 +33,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use moralsweep_common::hash::fnv1a_parts;
+use moralsweep_common::provider::ProviderKind;
 use moralsweep_common::slot::SlotRecord;
 use moralsweep_common::spec::ModelSpec;
 use moralsweep_protocol::{
@@ -319,9 +320,9 @@ pub(super) async fn collector<L: BatchLink>(
 
 /// The provider's limits on one batch of `model`.
 fn limits_of(model: &ModelSpec) -> api::Limits {
-    match model.provider.as_str() {
-        "anthropic" => api::anthropic::LIMITS,
-        "gemini" => api::gemini::LIMITS,
+    match model.provider {
+        ProviderKind::Anthropic => api::anthropic::LIMITS,
+        ProviderKind::Gemini => api::gemini::LIMITS,
         _ => api::openai::LIMITS,
     }
 }

@@ -121,7 +121,7 @@ pub(super) fn provider_for<L: Link>(
                         spec.key.clone(),
                     )
                     .with_tokenizer(moralsweep_common::tokens::Tokenizer::for_model(
-                        &spec.provider,
+                        spec.provider,
                         &spec.model,
                     ))
                     .with_policy(policy)
