@@ -269,13 +269,32 @@ fn load_rows(
     Ok(data)
 }
 
-/// [`load_rows`] as a layer [`Mat`].
+/// [`load_rows`] as a layer [`Mat`]: kept as the file's 8-bit codes where
+/// every stacked tensor is a quantised grid (`quant::dequantize_codes`),
+/// else packed from `f32`.
 fn load_mat(f: &GgufFile, names: &[&str], cols: usize, rows: &[usize]) -> Result<Mat, LocalError> {
-    Ok(Mat::new(
-        &load_rows(f, names, cols, rows)?,
-        rows.iter().sum(),
-        cols,
-    ))
+    let n: usize = rows.iter().sum();
+    if cols.is_multiple_of(crate::quant::CODE_BLOCK) {
+        let mut codes = crate::quant::Codes::default();
+        let mut all = true;
+        for (name, &r) in names.iter().zip(rows) {
+            let t = f.tensor(name)?;
+            if t.dims != [cols as u64, r as u64]
+                || !crate::quant::dequantize_codes(t.ty, f.tensor_bytes(t), &mut codes)
+            {
+                all = false;
+                break;
+            }
+        }
+        if all && codes.q.len() == n * cols {
+            return Ok(Mat {
+                rows: n,
+                cols,
+                packed: crate::kernels::Packed::from_codes(&codes, n, cols),
+            });
+        }
+    }
+    Ok(Mat::new(&load_rows(f, names, cols, rows)?, n, cols))
 }
 
 impl Model {

@@ -438,6 +438,8 @@ struct Progress {
     last_done: u64,
     /// The provider batches' lines last printed.
     last_batches: Vec<String>,
+    /// The expected duration, printed once after the first minute.
+    eta: super::eta::Eta,
 }
 
 impl Progress {
@@ -468,12 +470,21 @@ impl Progress {
             last_line: std::time::Instant::now(),
             last_done: p.done,
             last_batches: Vec::new(),
+            eta: super::eta::Eta::new(p.done),
         }
     }
 
     fn update(&mut self, p: &SweepProgress) {
         if self.quiet {
             return;
+        }
+        if let Some(line) = self.eta.due(p.done, p.total) {
+            match &self.bars {
+                Some((multi, _)) => {
+                    let _ = multi.println(&line);
+                }
+                None => println!("{line}"),
+            }
         }
         match &self.bars {
             Some((_, bars)) => {

@@ -44,17 +44,18 @@ pub struct EngineOptions {
     /// Prompt KV caches kept for prefix reuse, at most.
     pub prefix_caches: usize,
     /// Bytes those caches may hold together (the least recently used go
-    /// first). A fallback generation continues its prompt's cache, so the
-    /// caches should outlive the requests in flight: about 7 MB per
-    /// 200-token prompt of Gemma 3 270M, 36 prompts in 256 MiB (with the
-    /// model's 390 MB, the quickstart stays under 1 GB).
+    /// first). A fallback generation's steps extend the kept cache of its
+    /// previous step (see `generate`), so the caches should outlive the
+    /// requests in flight: about 7 MB per 200-token prompt of Gemma 3 270M,
+    /// 36 prompts in 256 MiB.
     pub cache_bytes: usize,
     /// Next-token distributions kept (1 MB each for a 262k vocabulary):
     /// the prompts in flight and the steps of their fallback generations
     /// (repeated one-token attempts are served from the summaries).
     pub distributions: usize,
-    /// Prompts whose [`Summary`] is kept (a few kilobytes each): enough for
-    /// every prompt of a 100-persona sweep.
+    /// Prompts whose [`Summary`] is kept (a few kilobytes each, at most
+    /// 32 KB): enough for every prompt of a 100-persona sweep; and a
+    /// sixteenth as many steps of generations.
     pub summaries: usize,
     pub template: Template,
 }
@@ -174,6 +175,7 @@ impl Engine {
                 caches: VecDeque::new(),
                 dists: VecDeque::new(),
                 summaries: HashMap::new(),
+                step_summaries: HashMap::new(),
                 uses: 0,
                 prompt_tokens: 0,
                 computed_tokens: 0,
