@@ -95,7 +95,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             &format!("Cold persona {i}, a {i}-year-old lighthouse keeper from a windy island."),
             1,
         );
-        let ids = engine.prompt_tokens(&p);
+        let ids = engine.prompt_tokens(&p)?;
         toks += ids.len();
         engine.distribution(&ids)?;
     }
@@ -109,7 +109,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     // Output head alone.
-    let ids = engine.prompt_tokens("Hello");
+    let ids = engine.prompt_tokens("Hello")?;
     let d = engine.distribution(&ids)?;
     let hidden = vec![0.01f32; engine.model.cfg.n_embd];
     let t = Instant::now();
@@ -128,7 +128,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let cpu = cpu_seconds();
     let t = Instant::now();
     for item in 0..30 {
-        let ids = engine.prompt_tokens(&prompt(persona, item));
+        let ids = engine.prompt_tokens(&prompt(persona, item))?;
         engine.distribution(&ids)?;
     }
     let s = t.elapsed().as_secs_f64();
