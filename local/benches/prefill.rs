@@ -106,7 +106,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 1,
             ))
         })
-        .collect();
+        .collect::<Result<_, _>>()?;
     let toks: usize = cold.iter().map(Vec::len).sum();
     let cpu = cpu_seconds();
     let t = Instant::now();
@@ -125,7 +125,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     ours["cold"] = json!({"tokens": toks, "s": s, "cpu_s": c});
 
     // Output head alone.
-    let ids = engine.prompt_tokens("Hello");
+    let ids = engine.prompt_tokens("Hello")?;
     let d = engine.distribution(&ids)?;
     let hidden = vec![0.01f32; engine.model.cfg.n_embd];
     let t = Instant::now();
@@ -141,7 +141,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let persona = "A retired schoolteacher who volunteers at the local food bank and sings in a church choir.";
     let items: Vec<Vec<u32>> = (0..30)
         .map(|item| engine.prompt_tokens(&prompt(persona, item)))
-        .collect();
+        .collect::<Result<_, _>>()?;
     let (asked0, computed0) = engine.token_counts();
     let cpu = cpu_seconds();
     let t = Instant::now();
@@ -165,7 +165,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Decoding one token at a time, as llama.cpp's side does it: the model's
     // step and output head, the most likely token next.
-    let ids = engine.prompt_tokens(&prompt(persona, 3));
+    let ids = engine.prompt_tokens(&prompt(persona, 3))?;
     let mut cache = engine.model.new_cache();
     let hidden = engine.model.forward(&ids, &mut cache)?;
     let mut tok = argmax(&engine.model.logits(&hidden));

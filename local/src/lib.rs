@@ -3,9 +3,11 @@
 //!
 //! The pieces: [`gguf`] reads a GGUF file (metadata and tensor directory),
 //! [`quant`] dequantises its tensors, [`tokenizer`] rebuilds the
-//! SentencePiece tokenizer from the file's metadata, [`model`] runs the
-//! Gemma 3 decoder, [`engine`] adds prefix caching, sampling and the digit
-//! distribution the rating protocol needs.
+//! SentencePiece or byte-level BPE tokenizer from the file's metadata,
+//! [`arch`] describes the supported architectures (Gemma 3, Gemma 2, Llama
+//! 3.x and Mistral, Qwen 2.5, Qwen 3) by what differs between them, [`model`]
+//! runs the decoder, [`engine`] adds prefix caching, sampling, the chat
+//! templates and the digit distribution the rating protocol needs.
 //!
 //! # Why our own implementation, computing in `f32`
 //!
@@ -39,11 +41,13 @@
 //! Layer: above `moralsweep-common` (its only workspace dependency); the
 //! worker uses it behind its default feature `local`.
 
+pub mod arch;
 pub mod engine;
 pub mod gguf;
 pub mod kernels;
 pub mod model;
 pub mod quant;
+mod rope;
 pub mod tokenizer;
 pub mod weights;
 

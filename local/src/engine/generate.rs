@@ -58,7 +58,7 @@ impl Engine {
         seed: u64,
         done: impl FnMut(&str) -> bool,
     ) -> Result<Generation, LocalError> {
-        let tokens = self.prompt_tokens(prompt);
+        let tokens = self.prompt_tokens(prompt)?;
         self.generate_from(&tokens, max_tokens, temperature, seed, done)
     }
 
