@@ -555,7 +555,7 @@ async fn run_job<L: BatchLink>(
             return holder.close().await;
         }
     };
-    shared.cfg.accounting.register(model);
+    shared.cfg.accounting.register(&ctx.def.spec.name, model);
     let mut run = Run {
         shared,
         ctx,
@@ -896,7 +896,7 @@ impl<L: BatchLink> Run<'_, L> {
                     self.shared
                         .cfg
                         .accounting
-                        .record_batch(&self.model.key, usage);
+                        .record_batch(&self.ctx.def.spec.name, &self.model.key, usage);
                     self.shared
                         .stats
                         .answered
