@@ -562,7 +562,11 @@ fn manifest_flags_exist_and_probes_answer_on_the_real_binary() {
             .to_string();
         // Like the coordinator's, the worker's /metrics answers only to the
         // token the scrape config sends.
-        assert_eq!(obs::http_get(&ops, &path).unwrap().0, 401, "{path} without the token");
+        assert_eq!(
+            obs::http_get(&ops, &path).unwrap().0,
+            401,
+            "{path} without the token"
+        );
         let (code, body) =
             obs::http_get_as(&ops, &path, Some("deploy-test-token-0123456789")).unwrap();
         assert_eq!(code, 200);

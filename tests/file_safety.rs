@@ -438,6 +438,8 @@ fn report_never_writes_through_a_link_nor_over_a_fifo_or_device() {
         "the replaced page is not named: {err}"
     );
     assert_ne!(std::fs::read(&mine).unwrap(), b"the user's page");
+    // The link planted above is gone, so the folder's own page can be made.
+    std::fs::remove_file(sweep.join("figures/sr-by-model.png")).unwrap();
     let err = ok(&run_within(&["report", sweep_s], dir, 60));
     assert!(!err.contains("replacing"), "{err}");
 }
@@ -467,7 +469,13 @@ fn files_behind_flags_are_read_bounded() {
         assert!(err.contains("token file") && err.contains(bad), "{err}");
     }
     let err = refused(&run_within(
-        &["status", "--coordinator", nowhere, "--token-file", "/dev/zero"],
+        &[
+            "status",
+            "--coordinator",
+            nowhere,
+            "--token-file",
+            "/dev/zero",
+        ],
         dir,
         30,
     ));
@@ -500,7 +508,9 @@ fn files_behind_flags_are_read_bounded() {
         30,
     ));
     assert!(
-        err.contains("TLS certificate") && err.contains("/dev/zero") && err.contains("character device"),
+        err.contains("TLS certificate")
+            && err.contains("/dev/zero")
+            && err.contains("character device"),
         "{err}"
     );
 
@@ -513,14 +523,28 @@ fn files_behind_flags_are_read_bounded() {
     )
     .unwrap();
     let err = refused(&run_within(&["run", "i.toml", "--dry-run"], dir, 30));
-    assert!(err.contains("zi.json") && err.contains("character device"), "{err}");
+    assert!(
+        err.contains("zi.json") && err.contains("character device"),
+        "{err}"
+    );
     std::fs::write(dir.join("s.toml"), spec_text("t", &["g1"], 2, 1, "")).unwrap();
     let err = refused(&run_within(
-        &["run", "s.toml", "--quiet", "--ui", "127.0.0.1:0", "--ui-token-file", "/dev/zero"],
+        &[
+            "run",
+            "s.toml",
+            "--quiet",
+            "--ui",
+            "127.0.0.1:0",
+            "--ui-token-file",
+            "/dev/zero",
+        ],
         dir,
         30,
     ));
-    assert!(err.contains("/dev/zero") && err.contains("character device"), "{err}");
+    assert!(
+        err.contains("/dev/zero") && err.contains("character device"),
+        "{err}"
+    );
     let err = refused(&run_within(
         &["sim", "--listen", "127.0.0.1:0", "--em", "fifo"],
         dir,

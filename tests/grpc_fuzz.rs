@@ -128,7 +128,12 @@ fn model_usage() -> impl Strategy<Value = pb::ModelUsage> {
         (any::<f64>(), any::<bool>(), any::<u64>()),
     )
         .prop_map(
-            |((sweep, model), (requests, input_tokens, output_tokens), (rate_limited, retries), (usd, priced, version))| {
+            |(
+                (sweep, model),
+                (requests, input_tokens, output_tokens),
+                (rate_limited, retries),
+                (usd, priced, version),
+            )| {
                 pb::ModelUsage {
                     sweep,
                     model,

@@ -227,7 +227,10 @@ fn a_sweep_whose_folder_the_system_refuses_stops_retrying() {
     let said = v.to_string();
     assert!(said.contains("retrying cannot fix"), "{said}");
     assert!(said.contains("too long"), "the cause is not named: {said}");
-    assert!(said.contains(&format!("moralsweep cancel {name}")), "{said}");
+    assert!(
+        said.contains(&format!("moralsweep cancel {name}")),
+        "{said}"
+    );
     // It stays failed, and the coordinator does not try again.
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(c.status(&name, dir)["state"], "failed");
@@ -285,21 +288,39 @@ fn results_writes_the_cost_run_writes_even_after_a_restart() {
             .cloned()
             .collect::<Vec<_>>()
     };
-    assert_eq!(sections(&got), sections(&want), "{got:?}\nvs run's {want:?}");
+    assert_eq!(
+        sections(&got),
+        sections(&want),
+        "{got:?}\nvs run's {want:?}"
+    );
     assert_eq!(got["spec_sha256"], want["spec_sha256"]);
-    let rows = |p: &serde_json::Map<String, serde_json::Value>| p["cost"].as_array().unwrap().clone();
+    let rows =
+        |p: &serde_json::Map<String, serde_json::Value>| p["cost"].as_array().unwrap().clone();
     let (g, r) = (rows(&got), rows(&want));
     assert_eq!(g.len(), 2, "{g:?}");
     for (g, r) in g.iter().zip(&r) {
-        for k in ["model", "requests", "input_tokens", "output_tokens", "rate_limited", "retries"] {
+        for k in [
+            "model",
+            "requests",
+            "input_tokens",
+            "output_tokens",
+            "rate_limited",
+            "retries",
+        ] {
             assert_eq!(g[k], r[k], "{k}: {g} vs run's {r}");
         }
         assert!(g["requests"].as_u64().unwrap() > 0, "{g}");
         let (gu, ru) = (g["usd"].as_f64().unwrap(), r["usd"].as_f64().unwrap());
-        assert!(gu > 0.0 && (gu - ru).abs() <= 1e-12 * ru, "{gu} vs run's {ru}");
+        assert!(
+            gu > 0.0 && (gu - ru).abs() <= 1e-12 * ru,
+            "{gu} vs run's {ru}"
+        );
     }
     let page = std::fs::read_to_string(dir.join("fetched/report.html")).unwrap();
-    assert!(page.contains("<h3>Cost</h3>"), "the cluster's report has no Cost section");
+    assert!(
+        page.contains("<h3>Cost</h3>"),
+        "the cluster's report has no Cost section"
+    );
 
     // The coordinator restarted (the worker gone too): the same cost.
     drop(w);
@@ -425,7 +446,10 @@ fn a_workers_metrics_need_the_token_and_slow_headers_are_cut() {
     );
     let (code, body) = get(&ops, "/metrics", "Host: 127.0.0.1\r\n");
     assert_eq!(code, 401, "{body}");
-    assert!(body.contains("token"), "the refusal does not say what is missing: {body}");
+    assert!(
+        body.contains("token"),
+        "the refusal does not say what is missing: {body}"
+    );
     assert!(!body.contains("moralsweep_"), "{body}");
     let wrong = get(
         &ops,

@@ -518,10 +518,10 @@ impl SweepSpec {
     pub fn parse(text: &str, path: &Path) -> Result<SweepSpec, SpecError> {
         let fail = |e: toml::de::Error, key: Option<String>| {
             // A long key or value is cut, not echoed whole.
-            let mut message = clip_words(e.message());
-            if let Some(key) = key {
-                message = format!("`{key}` {message}");
-            }
+            let mut message = match key {
+                Some(key) => clip_words(&format!("`{key}` {}", e.message())),
+                None => clip_words(e.message()),
+            };
             if let Some(span) = e.span() {
                 let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
                 message = format!("line {line}: {message}");

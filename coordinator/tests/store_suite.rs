@@ -93,9 +93,13 @@ async fn usage_keeps_the_newest_version_and_goes_with_the_sweep(s: Arc<dyn Store
     s.put_usage("u", "w1\u{1f}m", 2, b"two").await.unwrap();
     // An older version arriving late, and a repeat, change nothing.
     s.put_usage("u", "w1\u{1f}m", 1, b"one").await.unwrap();
-    s.put_usage("u", "w1\u{1f}m", 2, b"two again").await.unwrap();
+    s.put_usage("u", "w1\u{1f}m", 2, b"two again")
+        .await
+        .unwrap();
     s.put_usage("u", "w2\u{1f}m", 7, b"{|}").await.unwrap();
-    s.put_usage("u2", "w1\u{1f}m", 1, b"other sweep").await.unwrap();
+    s.put_usage("u2", "w1\u{1f}m", 1, b"other sweep")
+        .await
+        .unwrap();
     let mut got = s.usage("u").await.unwrap();
     got.sort();
     assert_eq!(got, vec![b"two".to_vec(), b"{|}".to_vec()]);

@@ -261,7 +261,8 @@ impl GgufFile {
         };
         // A regular file only (a FIFO or /dev/zero is refused before
         // anything blocks or streams), read into one buffer of its size.
-        let mut r = moralsweep_userfs::open_bounded(path, moralsweep_userfs::MODEL_LIMIT).map_err(io)?;
+        let mut r =
+            moralsweep_userfs::open_bounded(path, moralsweep_userfs::MODEL_LIMIT).map_err(io)?;
         let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
         let mut data = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
         r.read_to_end(&mut data).map_err(io)?;

@@ -131,7 +131,10 @@ mod tests {
         assert_eq!((t[0].model.as_str(), t[0].requests), ("a", 5));
         assert_eq!(t[0].input_tokens, 50);
         assert_eq!(t[0].usd, Some(0.75));
-        assert_eq!((t[1].model.as_str(), t[1].requests, t[1].usd), ("b", 5, None));
+        assert_eq!(
+            (t[1].model.as_str(), t[1].requests, t[1].usd),
+            ("b", 5, None)
+        );
     }
 
     #[test]

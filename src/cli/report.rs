@@ -124,7 +124,9 @@ impl SpecText {
 /// The provenance's `cost` rows, which the report's Cost section shows: one
 /// per model that made a call, with the same keys from `run` (its own
 /// accounting) and `results` (the workers' reports to the coordinator).
-pub fn cost_json(rows: impl IntoIterator<Item = moralsweep_protocol::UsageEntry>) -> serde_json::Value {
+pub fn cost_json(
+    rows: impl IntoIterator<Item = moralsweep_protocol::UsageEntry>,
+) -> serde_json::Value {
     rows.into_iter()
         .filter(|u| u.requests > 0)
         .map(|u| {

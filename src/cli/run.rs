@@ -277,18 +277,19 @@ async fn run_sweep(args: RunArgs, sweep: Sweep) -> anyhow::Result<()> {
     let mut report_written = true;
     if !args.no_report {
         let record = engine.record(&name).ok();
-        let cost = crate::cli::report::cost_json(accounting.snapshot().into_iter().map(
-            |(model, u)| moralsweep_protocol::UsageEntry {
-                model,
-                requests: u.requests,
-                input_tokens: u.input_tokens,
-                output_tokens: u.output_tokens,
-                rate_limited: u.rate_limited,
-                retries: u.retried_errors,
-                usd: u.cost_usd,
-                ..Default::default()
-            },
-        ));
+        let cost =
+            crate::cli::report::cost_json(accounting.snapshot().into_iter().map(|(model, u)| {
+                moralsweep_protocol::UsageEntry {
+                    model,
+                    requests: u.requests,
+                    input_tokens: u.input_tokens,
+                    output_tokens: u.output_tokens,
+                    rate_limited: u.rate_limited,
+                    retries: u.retried_errors,
+                    usd: u.cost_usd,
+                    ..Default::default()
+                }
+            }));
         let mut fields = vec![("report_of_run_at", crate::cli::report::now_rfc3339())];
         if let Some(r) = &record {
             fields.push(("created_at", r.created_at.clone()));

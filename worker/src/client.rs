@@ -301,7 +301,10 @@ impl Link for GrpcLink {
             worker: worker.to_string(),
             results: results.iter().map(convert::report_to_pb).collect(),
             release,
-            usage: usage.iter().map(moralsweep_protocol::usage::to_pb).collect(),
+            usage: usage
+                .iter()
+                .map(moralsweep_protocol::usage::to_pb)
+                .collect(),
             usage_source: self
                 .usage
                 .as_ref()

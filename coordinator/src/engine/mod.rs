@@ -35,9 +35,9 @@ mod metrics;
 mod progress;
 mod report;
 mod submit;
-mod usage;
 #[cfg(test)]
 mod tests;
+mod usage;
 
 pub use finish::WRITE_RETRY_CAP;
 pub use submit::operational_only;

@@ -929,7 +929,9 @@ impl Store for RedisStore {
 
     async fn put_usage(&self, sweep: &str, field: &str, v: u64, bytes: &[u8]) -> StoreResult<()> {
         let inv = super::cost::redis_put(&sweep_prefix(sweep), field, v, bytes);
-        retrying!(self, "put_usage", |con| inv.invoke_async::<i64>(&mut con).await)?;
+        retrying!(self, "put_usage", |con| inv
+            .invoke_async::<i64>(&mut con)
+            .await)?;
         Ok(())
     }
 

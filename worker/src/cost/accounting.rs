@@ -189,7 +189,10 @@ mod tests {
         let second = acc.unreported();
         assert_eq!(second.len(), 1);
         let e = &second[0];
-        assert_eq!((e.sweep.as_str(), e.requests, e.input_tokens, e.retries), ("s", 2, 20, 1));
+        assert_eq!(
+            (e.sweep.as_str(), e.requests, e.input_tokens, e.retries),
+            ("s", 2, 20, 1)
+        );
         assert!(e.version > first[0].version.min(first[1].version));
         // A late acknowledgement of an older version keeps the newer one unreported.
         acc.reported(&first);

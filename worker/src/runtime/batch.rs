@@ -893,10 +893,11 @@ impl<L: BatchLink> Run<'_, L> {
                         input_tokens: u.input_tokens + c.usage.input_tokens,
                         output_tokens: u.output_tokens + c.usage.output_tokens,
                     });
-                    self.shared
-                        .cfg
-                        .accounting
-                        .record_batch(&self.ctx.def.spec.name, &self.model.key, usage);
+                    self.shared.cfg.accounting.record_batch(
+                        &self.ctx.def.spec.name,
+                        &self.model.key,
+                        usage,
+                    );
                     self.shared
                         .stats
                         .answered
