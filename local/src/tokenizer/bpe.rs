@@ -10,7 +10,7 @@ use std::collections::{BinaryHeap, HashMap};
 
 use fancy_regex::Regex;
 
-use super::Tokenizer;
+use super::{Symbol, Tokenizer};
 
 const LLAMA3: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 const QWEN2: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
@@ -177,13 +177,6 @@ impl PartialOrd for Bigram {
     }
 }
 
-struct Symbol {
-    start: usize,
-    len: usize,
-    prev: isize,
-    next: isize,
-}
-
 /// Appends the tokens of a text fragment.
 pub(super) fn encode_fragment(t: &Tokenizer, bpe: &Bpe, text: &str, out: &mut Vec<u32>) {
     for word in bpe.split(text) {
@@ -194,18 +187,7 @@ pub(super) fn encode_fragment(t: &Tokenizer, bpe: &Bpe, text: &str, out: &mut Ve
                 continue;
             }
         }
-        let mut symbols: Vec<Symbol> = Vec::with_capacity(word.len());
-        for (i, (start, ch)) in word.char_indices().enumerate() {
-            symbols.push(Symbol {
-                start,
-                len: ch.len_utf8(),
-                prev: i as isize - 1,
-                next: i as isize + 1,
-            });
-        }
-        if let Some(last) = symbols.last_mut() {
-            last.next = -1;
-        }
+        let mut symbols = Symbol::chars_of(&word);
         let mut queue = BinaryHeap::new();
         let try_add = |queue: &mut BinaryHeap<Bigram>, symbols: &[Symbol], l: isize, r: isize| {
             if l < 0 || r < 0 {
@@ -237,15 +219,7 @@ pub(super) fn encode_fragment(t: &Tokenizer, bpe: &Bpe, text: &str, out: &mut Ve
             {
                 continue;
             }
-            let rn = symbols[b.right].len;
-            symbols[b.left].len += rn;
-            symbols[b.right].len = 0;
-            let next = symbols[b.right].next;
-            symbols[b.left].next = next;
-            if next >= 0 {
-                symbols[next as usize].prev = b.left as isize;
-            }
-            let prev = symbols[b.left].prev;
+            let (prev, next) = Symbol::join(&mut symbols, b.left, b.right);
             try_add(&mut queue, &symbols, prev, b.left as isize);
             try_add(&mut queue, &symbols, b.left as isize, next);
         }

@@ -364,6 +364,51 @@ impl Tokenizer {
     }
 }
 
+/// One piece of a word while merges join pieces (both tokenizers merge the
+/// same way): its byte range, and its neighbours in a linked list over the
+/// word's characters (-1 at either end).
+pub(super) struct Symbol {
+    start: usize,
+    len: usize,
+    prev: isize,
+    next: isize,
+}
+
+impl Symbol {
+    /// One symbol per character of `text`, linked in order.
+    fn chars_of(text: &str) -> Vec<Symbol> {
+        let mut symbols: Vec<Symbol> = text
+            .char_indices()
+            .enumerate()
+            .map(|(i, (start, ch))| Symbol {
+                start,
+                len: ch.len_utf8(),
+                prev: i as isize - 1,
+                next: i as isize + 1,
+            })
+            .collect();
+        if let Some(last) = symbols.last_mut() {
+            last.next = -1;
+        }
+        symbols
+    }
+
+    /// Joins the symbol at `right` into its left neighbour `left`; returns
+    /// the joined symbol's neighbours `(prev, next)`, whose pairs with it
+    /// are queued again.
+    fn join(symbols: &mut [Symbol], left: usize, right: usize) -> (isize, isize) {
+        let rn = symbols[right].len;
+        symbols[left].len += rn;
+        symbols[right].len = 0;
+        let next = symbols[right].next;
+        symbols[left].next = next;
+        if next >= 0 {
+            symbols[next as usize].prev = left as isize;
+        }
+        (symbols[left].prev, next)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

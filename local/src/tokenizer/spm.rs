@@ -5,7 +5,7 @@
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
-use super::Tokenizer;
+use super::{Symbol, Tokenizer};
 
 #[derive(PartialEq)]
 struct Bigram {
@@ -33,27 +33,9 @@ impl PartialOrd for Bigram {
     }
 }
 
-struct Symbol {
-    start: usize,
-    len: usize,
-    prev: isize,
-    next: isize,
-}
-
 /// Appends the tokens of `text` (spaces already written as U+2581).
 pub(super) fn encode_fragment(t: &Tokenizer, text: &str, out: &mut Vec<u32>) {
-    let mut symbols: Vec<Symbol> = Vec::with_capacity(text.len());
-    for (i, (start, ch)) in text.char_indices().enumerate() {
-        symbols.push(Symbol {
-            start,
-            len: ch.len_utf8(),
-            prev: i as isize - 1,
-            next: i as isize + 1,
-        });
-    }
-    if let Some(last) = symbols.last_mut() {
-        last.next = -1;
-    }
+    let mut symbols = Symbol::chars_of(text);
     let mut queue = BinaryHeap::new();
     let try_add = |queue: &mut BinaryHeap<Bigram>, symbols: &[Symbol], l: isize, r: isize| {
         if l < 0 || r < 0 {
@@ -78,14 +60,7 @@ pub(super) fn encode_fragment(t: &Tokenizer, text: &str, out: &mut Vec<u32>) {
         if ln == 0 || rn == 0 || ln + rn != b.size {
             continue;
         }
-        symbols[b.left].len += rn;
-        symbols[b.right].len = 0;
-        let next = symbols[b.right].next;
-        symbols[b.left].next = next;
-        if next >= 0 {
-            symbols[next as usize].prev = b.left as isize;
-        }
-        let prev = symbols[b.left].prev;
+        let (prev, next) = Symbol::join(&mut symbols, b.left, b.right);
         try_add(&mut queue, &symbols, prev, b.left as isize);
         try_add(&mut queue, &symbols, b.left as isize, next);
     }
