@@ -63,6 +63,8 @@ pub struct SimConfig {
     /// How the misalignment check's questions and judge prompts are
     /// answered.
     pub em: crate::em::EmSim,
+    /// How Google Cloud is played (service accounts, token lifetime).
+    pub gcp: crate::vertex::GcpSettings,
 }
 
 impl Default for SimConfig {
@@ -85,6 +87,7 @@ impl Default for SimConfig {
             single_sample: Vec::new(),
             batch: crate::batch::BatchSettings::default(),
             em: crate::em::EmSim::default(),
+            gcp: crate::vertex::GcpSettings::default(),
         }
     }
 }

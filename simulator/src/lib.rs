@@ -21,6 +21,7 @@
 //! | `POST`/`GET /v1/messages/batches`, `GET`/`DELETE /v1/messages/batches/{id}`, `GET .../{id}/results`, `POST .../{id}/cancel` | Anthropic Message Batches |
 //! | `POST /v1beta/models/{model}:batchGenerateContent`, `GET /v1beta/batches`, `GET`/`DELETE /v1beta/batches/{id}`, `POST /v1beta/batches/{id}:cancel` | Gemini batch mode |
 //! | `POST /upload/v1beta/files`, `GET /v1beta/files/{id}`, `GET /v1beta/files/{id}:download` | Gemini Files (batch input and output) |
+//! | `POST /v1/projects/{p}/locations/{l}/publishers/{google,anthropic}/models/{m}:...`, `POST /token`, `GET /computeMetadata/...` | Vertex AI and Google's token side (see [`vertex`]) |
 //! | `GET /_sim/stats` | what the simulator received (JSON, see [`stats::Report`]) |
 //! | `POST /_sim/reset` | forget the stats |
 //!
@@ -68,6 +69,7 @@ pub mod limits;
 pub mod openai;
 pub mod replay;
 pub mod stats;
+pub mod vertex;
 pub mod wire;
 
 pub use batch::BatchSettings;
@@ -91,7 +93,10 @@ async fn reset(State(sim): State<Arc<Sim>>) -> Response {
 
 /// The API whose error shape a path gets.
 fn api_of_path(path: &str) -> wire::Api {
-    if path.starts_with("/v1beta") || path.starts_with("/upload/v1beta") {
+    if path.starts_with("/v1beta")
+        || path.starts_with("/upload/v1beta")
+        || path.contains("/projects/")
+    {
         wire::Api::Gemini
     } else if path.starts_with("/v1/messages") {
         wire::Api::Anthropic
@@ -172,7 +177,10 @@ const BODY_SLACK: usize = 1 << 20;
 
 /// The simulator's routes over a shared state.
 pub fn router(sim: Arc<Sim>) -> Router {
-    Router::new()
+    let router = Router::new();
+    // Vertex AI and Google's token side (`vertex`).
+    let router = vertex::routes(router, &sim);
+    router
         .route("/v1/chat/completions", post(openai::chat))
         .route("/v1/responses", post(openai::responses))
         .route("/v1/models", get(openai::models))

@@ -123,6 +123,14 @@ pub fn resolve_key(spec: &ModelSpec, policy: &KeyPolicy) -> Result<Option<ApiKey
     Ok(None)
 }
 
+/// A non-2xx answer, as it came (see [`HttpCore::post_or_refusal`]).
+#[derive(Debug)]
+pub struct Refusal {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
 /// A provider's HTTP plumbing for one model.
 #[derive(Debug, Clone)]
 pub struct HttpCore {
@@ -301,12 +309,54 @@ impl HttpCore {
         })
     }
 
+    /// POSTs a JSON body; the parsed JSON of a 2xx answer, or the refusal
+    /// unclassified (for providers that act on a status themselves, as
+    /// Vertex AI renews its bearer on a 401). Transport failures are
+    /// classified as [`HttpCore::post`] classifies them.
+    pub async fn post_or_refusal(
+        &self,
+        url: &str,
+        auth: HeaderMap,
+        body: &Value,
+    ) -> Result<Result<Value, Refusal>, ProviderError> {
+        let payload = serde_json::to_vec(body)
+            .map_err(|e| ProviderError::Fatal(format!("cannot encode the request: {e}")))?;
+        let request = self
+            .client
+            .post(url)
+            .headers(self.headers.clone())
+            .headers(auth)
+            .header("content-type", "application/json")
+            .body(payload);
+        match self.send_raw(request).await? {
+            (200..=299, _, bytes) => Ok(Ok(self.json_of(&bytes)?)),
+            (status, headers, body) => Ok(Err(Refusal {
+                status,
+                headers,
+                body,
+            })),
+        }
+    }
+
     /// Sends a request with the trace context; the body of a 2xx answer.
     async fn send(
         &self,
-        mut request: reqwest::RequestBuilder,
+        request: reqwest::RequestBuilder,
         url: &str,
     ) -> Result<Vec<u8>, ProviderError> {
+        let (status, headers, bytes) = self.send_raw(request).await?;
+        if (200..300).contains(&status) {
+            return Ok(bytes);
+        }
+        Err(self.classify(status, &headers, &bytes, url))
+    }
+
+    /// Sends a request with the trace context; the status, headers and body
+    /// of whatever came back.
+    async fn send_raw(
+        &self,
+        mut request: reqwest::RequestBuilder,
+    ) -> Result<(u16, HeaderMap, Vec<u8>), ProviderError> {
         // The trace of the call (its `provider_call` span) goes out with it.
         if let Some(tp) = moralsweep_telemetry::propagation::current_traceparent() {
             request = request.header("traceparent", tp);
@@ -322,10 +372,7 @@ impl HttpCore {
                 self.redact(&error_chain(&e))
             ))
         })?;
-        if status.is_success() {
-            return Ok(bytes.to_vec());
-        }
-        Err(self.classify(status.as_u16(), &headers, &bytes, url))
+        Ok((status.as_u16(), headers, bytes.to_vec()))
     }
 
     fn transport_error(&self, e: &reqwest::Error) -> ProviderError {

@@ -16,6 +16,7 @@ pub mod http;
 pub mod local;
 pub mod openai;
 pub mod synthetic;
+pub mod vertex;
 
 /// One request to a model: a single user message.
 #[derive(Debug, Clone, PartialEq)]

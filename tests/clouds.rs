@@ -1,0 +1,6 @@
+//! The clouds' providers end to end, one module per cloud.
+
+mod common;
+
+#[path = "clouds/vertex.rs"]
+mod vertex;
