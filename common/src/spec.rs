@@ -22,6 +22,7 @@ pub const PROVIDERS: &[&str] = &[
     "sim",
     "synthetic",
     "local",
+    "vertex",
 ];
 
 /// What a sweep asks of each model.
@@ -175,6 +176,12 @@ pub struct ModelSpec {
     /// Where the provider lives (default: the provider's public endpoint).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base_url: Option<String>,
+    /// The Google Cloud project of a `vertex` model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+    /// The Vertex AI location of a `vertex` model (`us-central1`, `global`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
     /// A preset of `openai-compatible` (openrouter, deepseek, xai, together, fireworks, groq, vllm, llamacpp, ollama).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preset: Option<String>,

@@ -160,6 +160,7 @@ pub fn build(model: &ModelSpec) -> Result<Box<dyn Provider>, ProviderError> {
         "gemini" => Ok(Box::new(gemini::Gemini::new(model)?)),
         "openai-compatible" => Ok(Box::new(compat::build(model)?)),
         "sim" => Ok(Box::new(compat::build_sim(model)?)),
+        "vertex" => Ok(Box::new(vertex::Vertex::new(model)?)),
         other => Err(ProviderError::Fatal(format!(
             "provider {other:?} of model {:?} is not available in this build",
             model.key
