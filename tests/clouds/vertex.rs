@@ -240,7 +240,7 @@ fn throttled_with_twenty_second_bearers_a_service_account_sweep_loses_nothing() 
         tmp.path(),
         &[
             ("GOOGLE_APPLICATION_CREDENTIALS", sa.to_str().unwrap()),
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
             ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
             ("MORALSWEEP_LOG_FORMAT", "json"),
             ("RUST_LOG", "info"),
@@ -309,10 +309,8 @@ fn stops(sim: &SimProc, tmp: &Path, env: &[(&str, &str)], wants: &[&str]) -> Str
     let out = run(tmp, env);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(!out.status.success(), "the run succeeded: {stderr}");
-    for w in [&format!("\"{KEY}\""), "Vertex AI"]
-        .into_iter()
-        .chain(wants)
-    {
+    let quoted = format!("\"{KEY}\"");
+    for w in [quoted.as_str(), "Vertex AI"].iter().chain(wants) {
         assert!(stderr.contains(w), "{w:?} not in: {stderr}");
     }
     assert!(!stderr.contains("ya29."), "{stderr}");
@@ -389,14 +387,15 @@ fn a_wrong_key_an_expired_bearer_and_a_missing_permission_stop_the_model() {
     args.extend(["--gcp-project", "another-project"]);
     let sim = sim_with_account(&sa, &pem, &args);
     let d = tempfile::tempdir().unwrap();
+    let (model, project) = (format!("{KEY:?}"), format!("{PROJECT:?}"));
     stops(
         &sim,
         d.path(),
         &[("GOOGLE_APPLICATION_CREDENTIALS", sa.to_str().unwrap())],
         &[
             "aiplatform.endpoints.predict",
-            &format!("{KEY:?}"),
-            &format!("{PROJECT:?}"),
+            model.as_str(),
+            project.as_str(),
             "roles/aiplatform.user",
         ],
     );

@@ -70,7 +70,10 @@ pub fn endpoint(location: &str) -> String {
 
 impl Vertex {
     pub fn new(spec: &ModelSpec) -> Result<Vertex, ProviderError> {
-        let need = |v: &Option<String>, field: &str, example: &str| {
+        let need = |v: &Option<String>,
+                    field: &str,
+                    example: &str|
+         -> Result<String, ProviderError> {
             v.as_deref()
                 .map(str::trim)
                 .filter(|s| !s.is_empty())
