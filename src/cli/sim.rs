@@ -114,6 +114,21 @@ pub struct SimArgs {
     /// (AccessDeniedException); repeat for several.
     #[arg(long, value_name = "MODEL")]
     pub aws_deny: Vec<String>,
+    /// Google Cloud: a service-account key file (or an `authorized_user`
+    /// file) whose RS256-signed assertions (refresh tokens) the token route
+    /// `POST /token` exchanges for bearers; the Vertex AI routes accept only
+    /// bearers it issued. Repeatable. Point the file's `token_uri` at
+    /// `http://<this address>/token`.
+    #[arg(long, value_name = "FILE")]
+    pub gcp_service_account: Vec<PathBuf>,
+    /// Lifetime of the bearers the Google token routes issue, in seconds.
+    #[arg(long, default_value_t = 3600)]
+    pub gcp_token_lifetime_secs: u64,
+    /// The one Google Cloud project the credentials may use: Vertex AI
+    /// requests for another get 403 PERMISSION_DENIED
+    /// (`aiplatform.endpoints.predict`). Default: any project.
+    #[arg(long, value_name = "PROJECT")]
+    pub gcp_project: Option<String>,
 }
 
 fn parse_mode(s: &str) -> Result<ReplayMode, String> {
@@ -175,7 +190,16 @@ pub fn sim(args: SimArgs) -> anyhow::Result<()> {
         .iter()
         .map(|l| parse_limit(l))
         .collect::<anyhow::Result<_>>()?;
+    let mut gcp = moralsweep_simulator::vertex::GcpSettings {
+        token_lifetime: Duration::from_secs(args.gcp_token_lifetime_secs),
+        project: args.gcp_project.clone(),
+        ..Default::default()
+    };
+    for file in &args.gcp_service_account {
+        gcp.add_file(file).map_err(anyhow::Error::msg)?;
+    }
     let config = SimConfig {
+        gcp,
         replay: args.replay,
         personas: args.personas,
         replay_mode: args.replay_mode,

@@ -14,6 +14,8 @@ keys forbidden, all the way down:
   reachable from them given pydantic's `extra="forbid"`;
 - openai: the same for `CompletionCreateParamsNonStreaming` (Chat
   Completions) and `ResponseCreateParamsNonStreaming` (Responses);
+- anthropic on Vertex AI: the same params with `model` in the URL and
+  `anthropic_version` in the body (`anthropic.Vertex...`);
 - google-genai: its pydantic models (`Content`, `GenerationConfig`, ... all
   `extra="forbid"` with camelCase aliases, as the REST body is written) under
   the REST request's top level (`GenerateContentRequest`, `CountTokensRequest`).
@@ -120,13 +122,43 @@ def adapters():
     return out
 
 
+class VertexClaude:
+    """A Claude body as Vertex AI's rawPredict takes it and anthropic's
+    AnthropicVertex client sends it (`lib/vertex/_client.py`): the SDK's
+    params with `model` moved into the URL and `anthropic_version` added."""
+
+    def __init__(self, inner, model_in_url):
+        self.inner = inner
+        self.model_in_url = model_in_url
+
+    def validate_python(self, body):
+        body = dict(body)
+        version = body.pop("anthropic_version", None)
+        if not isinstance(version, str) or not version:
+            raise ValueError("anthropic_version: Field required (a string)")
+        if self.model_in_url:
+            if "model" in body:
+                raise ValueError("model: the model belongs in the rawPredict URL, not the body")
+            body["model"] = "claude-on-vertex"
+        return self.inner.validate_python(body)
+
+
+def adapters_with_vertex():
+    out = adapters()
+    out["anthropic.VertexMessageCreateParams"] = VertexClaude(out["anthropic.MessageCreateParams"], True)
+    out["anthropic.VertexMessageCountTokensParams"] = VertexClaude(
+        out["anthropic.MessageCountTokensParams"], False
+    )
+    return out
+
+
 def main():
     manifest = json.load(open(sys.argv[1]))
     print(
         f"anthropic {anthropic.__version__}, openai {openai.__version__}, "
         f"google-genai {google.genai.__version__}"
     )
-    types = adapters()
+    types = adapters_with_vertex()
     problems = 0
     for entry in manifest:
         body = json.load(open(entry["file"]))

@@ -44,6 +44,12 @@ impl Anthropic {
             },
             &[("anthropic-version", ANTHROPIC_VERSION)],
         )?;
+        Anthropic::with_core(core, spec)
+    }
+
+    /// The Messages request and answer code over other plumbing (Vertex
+    /// AI's), with `spec`'s thinking budget.
+    pub(crate) fn with_core(core: HttpCore, spec: &ModelSpec) -> Result<Anthropic, ProviderError> {
         let thinking = match spec.thinking_budget {
             Some(b) if b >= 1024 => Some(b.min(u32::MAX as i64) as u32),
             Some(b) if b > 0 => {

@@ -41,10 +41,15 @@ impl Gemini {
                 spec.key, spec.model
             )));
         }
-        Ok(Gemini {
+        Ok(Gemini::with_core(core, spec.thinking_budget))
+    }
+
+    /// The Gemini request and answer code over other plumbing (Vertex AI's).
+    pub(crate) fn with_core(core: HttpCore, thinking_budget: Option<i64>) -> Gemini {
+        Gemini {
             core,
-            thinking_budget: spec.thinking_budget,
-        })
+            thinking_budget,
+        }
     }
 
     /// The `generateContent` body of a request.

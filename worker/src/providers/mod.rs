@@ -18,6 +18,7 @@ pub mod http;
 pub mod local;
 pub mod openai;
 pub mod synthetic;
+pub mod vertex;
 
 /// One request to a model: a single user message.
 #[derive(Debug, Clone, PartialEq)]
@@ -162,8 +163,9 @@ pub fn build(model: &ModelSpec) -> Result<Box<dyn Provider>, ProviderError> {
         ProviderKind::OpenAiCompatible => Ok(Box::new(compat::build(model)?)),
         ProviderKind::Sim => Ok(Box::new(compat::build_sim(model)?)),
         ProviderKind::Bedrock => Ok(Box::new(bedrock::Bedrock::new(model)?)),
-        // The Vertex and Azure adapters are being built (issue 25).
-        ProviderKind::Vertex | ProviderKind::AzureOpenAi => {
+        ProviderKind::Vertex => Ok(Box::new(vertex::Vertex::new(model)?)),
+        // The Azure adapter is being built (issue 25).
+        ProviderKind::AzureOpenAi => {
             Err(ProviderError::Fatal(format!(
                 "model {:?}: provider \"{}\" is not available in this build",
                 model.key, model.provider
