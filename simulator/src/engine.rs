@@ -63,6 +63,8 @@ pub struct SimConfig {
     /// How the misalignment check's questions and judge prompts are
     /// answered.
     pub em: crate::em::EmSim,
+    /// How Azure OpenAI and Entra ID are played.
+    pub azure: crate::azure::AzureSim,
 }
 
 impl Default for SimConfig {
@@ -85,6 +87,7 @@ impl Default for SimConfig {
             single_sample: Vec::new(),
             batch: crate::batch::BatchSettings::default(),
             em: crate::em::EmSim::default(),
+            azure: crate::azure::AzureSim::default(),
         }
     }
 }

@@ -21,6 +21,8 @@
 //! | `POST`/`GET /v1/messages/batches`, `GET`/`DELETE /v1/messages/batches/{id}`, `GET .../{id}/results`, `POST .../{id}/cancel` | Anthropic Message Batches |
 //! | `POST /v1beta/models/{model}:batchGenerateContent`, `GET /v1beta/batches`, `GET`/`DELETE /v1beta/batches/{id}`, `POST /v1beta/batches/{id}:cancel` | Gemini batch mode |
 //! | `POST /upload/v1beta/files`, `GET /v1beta/files/{id}`, `GET /v1beta/files/{id}:download` | Gemini Files (batch input and output) |
+//! | `POST /openai/v1/chat/completions`, `POST /openai/deployments/{d}/chat/completions`, `/openai[/v1]/files`, `/openai[/v1]/batches` | Azure OpenAI (see [`azure`]) |
+//! | `POST /{tenant}/oauth2/v2.0/token`, `GET /metadata/identity/oauth2/token` | Entra ID and the managed-identity endpoint, issuing Azure bearer tokens |
 //! | `GET /_sim/stats` | what the simulator received (JSON, see [`stats::Report`]) |
 //! | `POST /_sim/reset` | forget the stats |
 //!
@@ -59,6 +61,7 @@ use axum::routing::{get, post};
 use axum::Router;
 
 pub mod anthropic;
+pub mod azure;
 pub mod batch;
 pub mod em;
 pub mod engine;
@@ -232,8 +235,17 @@ pub fn router(sim: Arc<Sim>) -> Router {
                 .post(batch::gemini::post)
                 .delete(batch::gemini::delete),
         )
+        .route("/openai/v1/chat/completions", post(azure::chat_v1))
+        .route(
+            "/openai/deployments/{deployment}/chat/completions",
+            post(azure::chat_deployment),
+        )
+        .route("/{tenant}/oauth2/v2.0/token", post(azure::entra::token))
+        .route("/metadata/identity/oauth2/token", get(azure::entra::imds))
+        .route("/_sim/azure", get(azure::stats))
         .route("/_sim/stats", get(stats))
         .route("/_sim/reset", post(reset))
+        .merge(azure::batch::routes(Router::new()))
         .fallback(unknown_route)
         .layer(axum::middleware::from_fn_with_state(
             sim.clone(),

@@ -123,6 +123,14 @@ pub fn resolve_key(spec: &ModelSpec, policy: &KeyPolicy) -> Result<Option<ApiKey
     Ok(None)
 }
 
+/// An answer of any status (see [`HttpCore::post_raw`]).
+#[derive(Debug, Clone)]
+pub struct RawAnswer {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
 /// A provider's HTTP plumbing for one model.
 #[derive(Debug, Clone)]
 pub struct HttpCore {
@@ -304,9 +312,51 @@ impl HttpCore {
     /// Sends a request with the trace context; the body of a 2xx answer.
     async fn send(
         &self,
-        mut request: reqwest::RequestBuilder,
+        request: reqwest::RequestBuilder,
         url: &str,
     ) -> Result<Vec<u8>, ProviderError> {
+        let raw = self.send_raw(request).await?;
+        if (200..300).contains(&raw.status) {
+            return Ok(raw.body);
+        }
+        Err(self.classify(raw.status, &raw.headers, &raw.body, url))
+    }
+
+    /// POSTs `payload` with `auth` headers and returns the answer whatever
+    /// its status, for a provider that classifies its own errors (a failure
+    /// to connect or to read is classified here).
+    pub async fn post_raw_bytes(
+        &self,
+        url: &str,
+        auth: HeaderMap,
+        content_type: &str,
+        payload: Vec<u8>,
+    ) -> Result<RawAnswer, ProviderError> {
+        let request = self
+            .client
+            .post(url)
+            .headers(self.headers.clone())
+            .headers(auth)
+            .header("content-type", content_type)
+            .body(payload);
+        self.send_raw(request).await
+    }
+
+    /// GETs `url`; the answer whatever its status (see [`HttpCore::post_raw_bytes`]).
+    pub async fn get_raw(&self, url: &str, auth: HeaderMap) -> Result<RawAnswer, ProviderError> {
+        let request = self
+            .client
+            .get(url)
+            .headers(self.headers.clone())
+            .headers(auth);
+        self.send_raw(request).await
+    }
+
+    /// Sends a request with the trace context; the answer of any status.
+    async fn send_raw(
+        &self,
+        mut request: reqwest::RequestBuilder,
+    ) -> Result<RawAnswer, ProviderError> {
         // The trace of the call (its `provider_call` span) goes out with it.
         if let Some(tp) = moralsweep_telemetry::propagation::current_traceparent() {
             request = request.header("traceparent", tp);
@@ -322,10 +372,11 @@ impl HttpCore {
                 self.redact(&error_chain(&e))
             ))
         })?;
-        if status.is_success() {
-            return Ok(bytes.to_vec());
-        }
-        Err(self.classify(status.as_u16(), &headers, &bytes, url))
+        Ok(RawAnswer {
+            status: status.as_u16(),
+            headers,
+            body: bytes.to_vec(),
+        })
     }
 
     fn transport_error(&self, e: &reqwest::Error) -> ProviderError {
@@ -424,7 +475,7 @@ impl HttpCore {
 
 /// The message of a provider's error body (OpenAI, Anthropic and Gemini all
 /// use `error.message`).
-fn provider_message(j: &Value) -> Option<String> {
+pub(crate) fn provider_message(j: &Value) -> Option<String> {
     j.pointer("/error/message")
         .or_else(|| j.get("message"))
         .or_else(|| j.get("detail"))
@@ -433,7 +484,7 @@ fn provider_message(j: &Value) -> Option<String> {
         .or_else(|| j.get("error").and_then(Value::as_str).map(str::to_string))
 }
 
-fn snippet(body: &[u8]) -> String {
+pub(crate) fn snippet(body: &[u8]) -> String {
     let s = String::from_utf8_lossy(body);
     let s: String = s.chars().take(300).collect();
     if s.trim().is_empty() {

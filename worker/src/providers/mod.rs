@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use moralsweep_common::ModelSpec;
 
 pub mod anthropic;
+pub mod azure;
 pub mod batch;
 pub mod compat;
 pub mod gemini;
