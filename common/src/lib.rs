@@ -17,6 +17,7 @@ pub mod logspace;
 pub mod metrics;
 pub mod personas;
 pub mod prompt;
+pub mod provider;
 pub mod slot;
 pub mod spec;
 pub mod tokens;

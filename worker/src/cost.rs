@@ -8,12 +8,14 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::Mutex;
+
+mod accounting;
+pub use accounting::{Accounting, ModelUsage};
 
 use moralsweep_common::{Instrument, Mode, ModelSpec, Sweep};
 use serde::Serialize;
 
-use crate::providers::{ProviderError, Usage};
+use crate::providers::ProviderError;
 use moralsweep_common::tokens::Tokenizer;
 
 /// A model's prices in US dollars per million tokens.
@@ -54,113 +56,6 @@ impl Prices {
     }
 }
 
-/// What one model used so far.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct ModelUsage {
-    /// Calls that returned an answer.
-    pub requests: u64,
-    /// 429s received.
-    pub rate_limited: u64,
-    /// Retryable failures (5xx, timeouts, dropped connections, bad bodies).
-    pub retried_errors: u64,
-    pub input_tokens: u64,
-    pub output_tokens: u64,
-    /// At the spec's prices; `None` without prices.
-    pub cost_usd: Option<f64>,
-}
-
-/// Usage and cost of every model of a process.
-#[derive(Debug, Default)]
-pub struct Accounting {
-    models: Mutex<BTreeMap<String, Priced>>,
-}
-
-/// One model's prices and usage; the tokens of its batch requests are
-/// also kept apart, since they are billed at the batch prices.
-#[derive(Debug, Default)]
-struct Priced {
-    prices: Prices,
-    batch_prices: Prices,
-    usage: ModelUsage,
-    batch_input_tokens: u64,
-    batch_output_tokens: u64,
-}
-
-impl Priced {
-    fn cost(&self) -> Option<f64> {
-        let u = &self.usage;
-        let interactive = self.prices.cost(
-            u.input_tokens - self.batch_input_tokens,
-            u.output_tokens - self.batch_output_tokens,
-        );
-        let batch = self
-            .batch_prices
-            .cost(self.batch_input_tokens, self.batch_output_tokens);
-        match (interactive, batch) {
-            (None, None) => None,
-            (a, b) => Some(a.unwrap_or(0.0) + b.unwrap_or(0.0)),
-        }
-    }
-}
-
-impl Accounting {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Sets a model's prices (usage recorded before is kept).
-    pub fn register(&self, spec: &ModelSpec) {
-        let mut m = self.models.lock().unwrap_or_else(|e| e.into_inner());
-        let e = m.entry(spec.key.clone()).or_default();
-        e.prices = Prices::of(spec);
-        e.batch_prices = Prices::batch_of(spec);
-        e.usage.cost_usd = e.cost();
-    }
-
-    fn with(&self, key: &str, f: impl FnOnce(&mut Priced)) {
-        let mut m = self.models.lock().unwrap_or_else(|e| e.into_inner());
-        f(m.entry(key.to_string()).or_default());
-    }
-
-    /// One answered call.
-    pub fn record(&self, key: &str, usage: Usage) {
-        self.with(key, |p| {
-            p.usage.requests += 1;
-            p.usage.input_tokens += usage.input_tokens;
-            p.usage.output_tokens += usage.output_tokens;
-            p.usage.cost_usd = p.cost();
-        });
-    }
-
-    /// One answered request of a provider batch (billed at the batch prices).
-    pub fn record_batch(&self, key: &str, usage: Usage) {
-        self.with(key, |p| {
-            p.usage.requests += 1;
-            p.usage.input_tokens += usage.input_tokens;
-            p.usage.output_tokens += usage.output_tokens;
-            p.batch_input_tokens += usage.input_tokens;
-            p.batch_output_tokens += usage.output_tokens;
-            p.usage.cost_usd = p.cost();
-        });
-    }
-
-    pub fn rate_limited(&self, key: &str) {
-        self.with(key, |p| p.usage.rate_limited += 1);
-    }
-
-    pub fn retried(&self, key: &str) {
-        self.with(key, |p| p.usage.retried_errors += 1);
-    }
-
-    /// Usage per model key.
-    pub fn snapshot(&self) -> BTreeMap<String, ModelUsage> {
-        let m = self.models.lock().unwrap_or_else(|e| e.into_inner());
-        m.iter()
-            .map(|(k, p)| (k.clone(), p.usage.clone()))
-            .collect()
-    }
-}
-
 /// A table of usage per model, for the end of a run.
 pub fn usage_table(usage: &BTreeMap<String, ModelUsage>) -> String {
     let mut s = format!(
@@ -186,7 +81,7 @@ pub fn usage_table(usage: &BTreeMap<String, ModelUsage>) -> String {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ModelEstimate {
     pub key: String,
-    pub provider: String,
+    pub provider: moralsweep_common::provider::ProviderKind,
     pub model: String,
     pub rate_group: String,
     /// Requests as the spec configures them (`samples_per_request`; failed
@@ -341,7 +236,7 @@ pub fn dry_run(sweep: &Sweep) -> DryRun {
         .models
         .iter()
         .map(|m| {
-            let t = Tokenizer::for_model(&m.provider, &m.model);
+            let t = Tokenizer::for_model(m.provider, &m.model);
             let pass = *passes
                 .entry(t.name())
                 .or_insert_with(|| pass_tokens(sweep, &|p| t.prompt_tokens(p)));
@@ -382,7 +277,7 @@ pub async fn dry_run_counted(sweep: &Sweep) -> Result<DryRun, ProviderError> {
     let mut counts = Vec::new();
     let mut sent = 0u64;
     for m in &sweep.spec.models {
-        let t = Tokenizer::for_model(&m.provider, &m.model);
+        let t = Tokenizer::for_model(m.provider, &m.model);
         let pass = pass_tokens(sweep, &|p| t.prompt_tokens(p));
         if m.count_tokens != Some(true) || t.exact() {
             counts.push((pass, t.name().to_string()));
@@ -446,7 +341,7 @@ fn judge_estimate(sweep: &Sweep) -> Option<ModelEstimate> {
         return None;
     }
     let check = moralsweep_common::em::EmCheck::builtin();
-    let t = Tokenizer::for_model(&judge.provider, &judge.model);
+    let t = Tokenizer::for_model(judge.provider, &judge.model);
     let answer = check.answer.max_tokens as u64;
     let per_model: u64 = check
         .questions
@@ -471,7 +366,7 @@ fn judge_estimate(sweep: &Sweep) -> Option<ModelEstimate> {
     };
     Some(ModelEstimate {
         key: judge.key.clone(),
-        provider: judge.provider.clone(),
+        provider: judge.provider,
         model: judge.model.clone(),
         rate_group: judge.rate_group().to_string(),
         requests,
@@ -547,7 +442,7 @@ fn price(sweep: &Sweep, counts: Vec<((u64, u64), String)>) -> DryRun {
         ];
         let est = ModelEstimate {
             key: m.key.clone(),
-            provider: m.provider.clone(),
+            provider: m.provider,
             model: m.model.clone(),
             rate_group: m.rate_group().to_string(),
             requests,
@@ -772,6 +667,7 @@ impl fmt::Display for DryRun {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::providers::Usage;
     use moralsweep_common::spec::KeyCheck;
 
     #[test]
@@ -868,15 +764,16 @@ tpm = 10000
             "input_price_per_mtok": 1.0, "output_price_per_mtok": 4.0
         }))
         .unwrap();
-        acc.register(&spec);
+        acc.register("s", &spec);
         acc.record(
+            "s",
             "m",
             Usage {
                 input_tokens: 1_000_000,
                 output_tokens: 500_000,
             },
         );
-        acc.rate_limited("m");
+        acc.rate_limited("s", "m");
         let s = acc.snapshot();
         assert_eq!(s["m"].requests, 1);
         assert_eq!(s["m"].rate_limited, 1);
