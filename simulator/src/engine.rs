@@ -67,6 +67,8 @@ pub struct SimConfig {
     pub aws: crate::bedrock::AwsSim,
     /// How Google Cloud is played (service accounts, token lifetime).
     pub gcp: crate::vertex::GcpSettings,
+    /// How Azure OpenAI and Entra ID are played.
+    pub azure: crate::azure::AzureSim,
 }
 
 impl Default for SimConfig {
@@ -91,6 +93,7 @@ impl Default for SimConfig {
             em: crate::em::EmSim::default(),
             aws: crate::bedrock::AwsSim::default(),
             gcp: crate::vertex::GcpSettings::default(),
+            azure: crate::azure::AzureSim::default(),
         }
     }
 }

@@ -26,6 +26,8 @@
 //! | `GET /_aws/container-credentials` | the container credentials endpoint (EKS Pod Identity) |
 //! | `GET /_sim/aws` | AWS credentials issued and refused |
 //! | `POST /v1/projects/{p}/locations/{l}/publishers/{google,anthropic}/models/{m}:...`, `POST /token`, `GET /computeMetadata/...` | Vertex AI and Google's token side (see [`vertex`]) |
+//! | `POST /openai/v1/chat/completions`, `POST /openai/deployments/{d}/chat/completions`, `/openai[/v1]/files`, `/openai[/v1]/batches` | Azure OpenAI (see [`azure`]) |
+//! | `POST /{tenant}/oauth2/v2.0/token`, `GET /metadata/identity/oauth2/token` | Entra ID and the managed-identity endpoint, issuing Azure bearer tokens |
 //! | `GET /_sim/stats` | what the simulator received (JSON, see [`stats::Report`]) |
 //! | `POST /_sim/reset` | forget the stats |
 //!
@@ -64,6 +66,7 @@ use axum::routing::{get, post};
 use axum::Router;
 
 pub mod anthropic;
+pub mod azure;
 pub mod batch;
 pub mod bedrock;
 pub mod em;
@@ -249,8 +252,17 @@ pub fn router(sim: Arc<Sim>) -> Router {
         .route("/", post(bedrock::creds::sts))
         .route("/_aws/container-credentials", get(bedrock::creds::container))
         .route("/_sim/aws", get(bedrock::creds::report))
+        .route("/openai/v1/chat/completions", post(azure::chat_v1))
+        .route(
+            "/openai/deployments/{deployment}/chat/completions",
+            post(azure::chat_deployment),
+        )
+        .route("/{tenant}/oauth2/v2.0/token", post(azure::entra::token))
+        .route("/metadata/identity/oauth2/token", get(azure::entra::imds))
+        .route("/_sim/azure", get(azure::stats))
         .route("/_sim/stats", get(stats))
         .route("/_sim/reset", post(reset))
+        .merge(azure::batch::routes(Router::new()))
         .fallback(unknown_route)
         .layer(axum::middleware::from_fn_with_state(
             sim.clone(),

@@ -129,6 +129,26 @@ pub struct SimArgs {
     /// (`aiplatform.endpoints.predict`). Default: any project.
     #[arg(long, value_name = "PROJECT")]
     pub gcp_project: Option<String>,
+    /// Azure: the Entra ID tenant whose token route
+    /// (`POST /{tenant}/oauth2/v2.0/token`) issues tokens (any when unset).
+    #[arg(long, value_name = "TENANT")]
+    pub azure_tenant: Option<String>,
+    /// Azure: the client id (app registration or managed identity) tokens
+    /// are issued to (any when unset; set, a request without a key or
+    /// token gets 401).
+    #[arg(long, value_name = "ID")]
+    pub azure_client_id: Option<String>,
+    /// Azure: the environment variable holding the client secret the token
+    /// route accepts (any secret when unset).
+    #[arg(long, value_name = "VAR")]
+    pub azure_client_secret_env: Option<String>,
+    /// Azure: how long an issued bearer token lasts, in seconds.
+    #[arg(long, default_value_t = 3600.0)]
+    pub azure_token_lifetime_secs: f64,
+    /// Azure: a client id whose tokens lack the role to call deployments
+    /// (403 PermissionDenied). Repeat for several.
+    #[arg(long, value_name = "ID")]
+    pub azure_no_role: Vec<String>,
 }
 
 fn parse_mode(s: &str) -> Result<ReplayMode, String> {
@@ -185,6 +205,18 @@ pub fn sim(args: SimArgs) -> anyhow::Result<()> {
         })?),
         None => None,
     };
+    if !(args.azure_token_lifetime_secs.is_finite() && args.azure_token_lifetime_secs > 0.0) {
+        anyhow::bail!(
+            "--azure-token-lifetime-secs {} must be a positive number of seconds, e.g. 3600",
+            args.azure_token_lifetime_secs
+        );
+    }
+    let azure_client_secret = match &args.azure_client_secret_env {
+        Some(var) => Some(std::env::var(var).with_context(|| {
+            format!("--azure-client-secret-env names {var}, which is not set in the environment")
+        })?),
+        None => None,
+    };
     let key_limits: HashMap<_, _> = args
         .limits
         .iter()
@@ -233,6 +265,13 @@ pub fn sim(args: SimArgs) -> anyhow::Result<()> {
             Duration::from_secs(args.aws_token_lifetime_secs.max(1)),
             args.aws_deny.clone(),
         ),
+        azure: moralsweep_simulator::azure::AzureSim {
+            tenant: args.azure_tenant.clone(),
+            client_id: args.azure_client_id.clone(),
+            client_secret: azure_client_secret,
+            token_lifetime: Duration::from_secs_f64(args.azure_token_lifetime_secs),
+            no_role: args.azure_no_role.clone(),
+        },
     };
     let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     rt.block_on(async move {

@@ -41,7 +41,8 @@ pub const MAX_FILE_BYTES: usize = 200 * 1000 * 1000;
 /// The largest file of any purpose (512 MB): the upload route's body limit.
 pub const MAX_UPLOAD_BYTES: usize = 512 * 1000 * 1000;
 /// The endpoints a batch may name here.
-pub const ENDPOINTS: &[&str] = &["/v1/chat/completions", "/v1/responses"];
+/// (`/chat/completions` is Azure OpenAI's name for Chat Completions.)
+pub const ENDPOINTS: &[&str] = &["/v1/chat/completions", "/v1/responses", "/chat/completions"];
 /// Purposes `POST /v1/files` accepts.
 const PURPOSES: &[&str] = &[
     "assistants",

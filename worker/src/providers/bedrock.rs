@@ -212,7 +212,11 @@ impl Bedrock {
             .headers(signed.headers)
             .header("content-type", "application/json")
             .body(payload);
-        let (status, headers, bytes) = self.core.send_raw(request).await?;
+        let super::http::RawAnswer {
+            status,
+            headers,
+            body: bytes,
+        } = self.core.send_raw(request).await?;
         if (200..300).contains(&status) {
             self.expired_in_row.store(0, Ordering::Relaxed);
             return self.core.json_of(&bytes);

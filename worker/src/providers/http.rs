@@ -123,9 +123,9 @@ pub fn resolve_key(spec: &ModelSpec, policy: &KeyPolicy) -> Result<Option<ApiKey
     Ok(None)
 }
 
-/// A non-2xx answer, as it came (see [`HttpCore::post_or_refusal`]).
-#[derive(Debug)]
-pub struct Refusal {
+/// An answer of any status, as it came (see [`HttpCore::post_raw_bytes`]).
+#[derive(Debug, Clone)]
+pub struct RawAnswer {
     pub status: u16,
     pub headers: HeaderMap,
     pub body: Vec<u8>,
@@ -344,20 +344,70 @@ impl HttpCore {
         request: reqwest::RequestBuilder,
         url: &str,
     ) -> Result<Vec<u8>, ProviderError> {
-        let (status, headers, bytes) = self.send_raw(request).await?;
-        if (200..300).contains(&status) {
-            return Ok(bytes);
+        let raw = self.send_raw(request).await?;
+        if (200..300).contains(&raw.status) {
+            return Ok(raw.body);
         }
-        Err(self.classify(status, &headers, &bytes, url))
+        Err(self.classify(raw.status, &raw.headers, &raw.body, url))
     }
 
-    /// Sends a request with the trace context; the status, headers and
-    /// body of whatever answer came, for a provider that classifies its
-    /// errors itself. Transport failures are classified here.
+    /// POSTs a JSON body; the parsed JSON of a 2xx answer, or the refusal
+    /// unclassified (for providers that act on a status themselves, as
+    /// Vertex AI renews its bearer on a 401). Transport failures are
+    /// classified as [`HttpCore::post`] classifies them.
+    pub async fn post_or_refusal(
+        &self,
+        url: &str,
+        auth: HeaderMap,
+        body: &Value,
+    ) -> Result<Result<Value, RawAnswer>, ProviderError> {
+        let payload = serde_json::to_vec(body)
+            .map_err(|e| ProviderError::Fatal(format!("cannot encode the request: {e}")))?;
+        let raw = self
+            .post_raw_bytes(url, auth, "application/json", payload)
+            .await?;
+        if (200..300).contains(&raw.status) {
+            return Ok(Ok(self.json_of(&raw.body)?));
+        }
+        Ok(Err(raw))
+    }
+
+    /// POSTs `payload` with `auth` headers and returns the answer whatever
+    /// its status, for a provider that classifies its own errors (a failure
+    /// to connect or to read is classified here).
+    pub async fn post_raw_bytes(
+        &self,
+        url: &str,
+        auth: HeaderMap,
+        content_type: &str,
+        payload: Vec<u8>,
+    ) -> Result<RawAnswer, ProviderError> {
+        let request = self
+            .client
+            .post(url)
+            .headers(self.headers.clone())
+            .headers(auth)
+            .header("content-type", content_type)
+            .body(payload);
+        self.send_raw(request).await
+    }
+
+    /// GETs `url`; the answer whatever its status (see [`HttpCore::post_raw_bytes`]).
+    pub async fn get_raw(&self, url: &str, auth: HeaderMap) -> Result<RawAnswer, ProviderError> {
+        let request = self
+            .client
+            .get(url)
+            .headers(self.headers.clone())
+            .headers(auth);
+        self.send_raw(request).await
+    }
+
+    /// Sends a request with the trace context; the answer of any status, for
+    /// a provider that signs its own requests (Bedrock's SigV4).
     pub async fn send_raw(
         &self,
         mut request: reqwest::RequestBuilder,
-    ) -> Result<(u16, HeaderMap, Vec<u8>), ProviderError> {
+    ) -> Result<RawAnswer, ProviderError> {
         // The trace of the call (its `provider_call` span) goes out with it.
         if let Some(tp) = moralsweep_telemetry::propagation::current_traceparent() {
             request = request.header("traceparent", tp);
@@ -373,7 +423,11 @@ impl HttpCore {
                 self.redact(&error_chain(&e))
             ))
         })?;
-        Ok((status.as_u16(), headers, bytes.to_vec()))
+        Ok(RawAnswer {
+            status: status.as_u16(),
+            headers,
+            body: bytes.to_vec(),
+        })
     }
 
     fn transport_error(&self, e: &reqwest::Error) -> ProviderError {
@@ -472,7 +526,7 @@ impl HttpCore {
 
 /// The message of a provider's error body (OpenAI, Anthropic and Gemini all
 /// use `error.message`).
-fn provider_message(j: &Value) -> Option<String> {
+pub(crate) fn provider_message(j: &Value) -> Option<String> {
     j.pointer("/error/message")
         .or_else(|| j.get("message"))
         .or_else(|| j.get("detail"))

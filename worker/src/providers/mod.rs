@@ -9,6 +9,7 @@ use moralsweep_common::provider::ProviderKind;
 use moralsweep_common::ModelSpec;
 
 pub mod anthropic;
+pub mod azure;
 pub mod batch;
 pub mod bedrock;
 pub mod compat;
@@ -164,12 +165,9 @@ pub fn build(model: &ModelSpec) -> Result<Box<dyn Provider>, ProviderError> {
         ProviderKind::Sim => Ok(Box::new(compat::build_sim(model)?)),
         ProviderKind::Bedrock => Ok(Box::new(bedrock::Bedrock::new(model)?)),
         ProviderKind::Vertex => Ok(Box::new(vertex::Vertex::new(model)?)),
-        // The Azure adapter is being built (issue 25).
-        ProviderKind::AzureOpenAi => {
-            Err(ProviderError::Fatal(format!(
-                "model {:?}: provider \"{}\" is not available in this build",
-                model.key, model.provider
-            )))
-        }
+        ProviderKind::AzureOpenAi => Ok(Box::new(azure::AzureOpenAi::new(
+            model,
+            model.api_version.as_deref(),
+        )?)),
     }
 }

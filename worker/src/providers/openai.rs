@@ -236,6 +236,11 @@ impl OpenAi {
         &self.core
     }
 
+    /// The model's HTTP plumbing, to adjust (a cloud's tokenizer).
+    pub fn core_mut(&mut self) -> &mut HttpCore {
+        &mut self.core
+    }
+
     /// The endpoint this model's requests go to, below the base URL
     /// (`/chat/completions` or `/responses`).
     pub fn endpoint(&self) -> &'static str {

@@ -136,7 +136,7 @@ pub trait BatchClient: Send + Sync {
 }
 
 /// The batch client of a model spec's provider (`openai`, `anthropic`,
-/// `gemini`, and `sim`, which speaks OpenAI's).
+/// `gemini`, `azure-openai`, and `sim`, which speaks OpenAI's).
 pub fn build(model: &ModelSpec) -> Result<Box<dyn BatchClient>, ProviderError> {
     match model.provider {
         ProviderKind::OpenAi => Ok(Box::new(openai::OpenAiBatch::new(
@@ -151,8 +151,11 @@ pub fn build(model: &ModelSpec) -> Result<Box<dyn BatchClient>, ProviderError> {
         ProviderKind::Gemini => Ok(Box::new(gemini::GeminiBatch::new(
             super::gemini::Gemini::new(model)?,
         ))),
+        ProviderKind::AzureOpenAi => Ok(Box::new(super::azure::batch::client(
+            super::azure::AzureOpenAi::new(model, model.api_version.as_deref())?,
+        ))),
         other => Err(ProviderError::Fatal(format!(
-            "model {:?}: batch = true, but provider \"{other}\" has no batch API here (openai, anthropic and gemini do); remove batch or use another provider",
+            "model {:?}: batch = true, but provider \"{other}\" has no batch API here (openai, anthropic, gemini and azure-openai do); remove batch or use another provider",
             model.key
         ))),
     }

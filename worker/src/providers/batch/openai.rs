@@ -27,27 +27,108 @@ pub const LIMITS: Limits = Limits {
 /// Batch states after which nothing more happens.
 const ENDED: &[&str] = &["completed", "failed", "expired", "cancelled"];
 
-/// The Batch API of an OpenAI-style model.
-pub struct OpenAiBatch {
-    model: OpenAi,
+/// Where an OpenAI-style Batch API lives and how it is called: OpenAI's
+/// own routes with the model's key ([`OpenAi`]), or a cloud's routes and
+/// credentials (Azure OpenAI).
+#[async_trait]
+pub trait Host: Send + Sync {
+    /// The model whose bodies the lines carry and whose answers they hold.
+    fn model(&self) -> &OpenAi;
+    /// The URL of an operation (`/files`, `/batches/{id}`) with `query`.
+    fn url(&self, op: &str, query: &[(&str, &str)]) -> String;
+    /// The endpoint every line and the batch name (`/v1/chat/completions`).
+    fn endpoint(&self) -> String;
+    /// The API's name in the stored record.
+    fn api(&self) -> &'static str;
+    /// GETs `url`; the bytes of a 2xx answer, or the failure classified.
+    async fn get(&self, url: &str) -> Result<Vec<u8>, ProviderError>;
+    /// POSTs `body`; the bytes of a 2xx answer, or the failure classified.
+    async fn post(
+        &self,
+        url: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Result<Vec<u8>, ProviderError>;
 }
 
-impl OpenAiBatch {
-    pub fn new(model: OpenAi) -> OpenAiBatch {
-        OpenAiBatch { model }
+#[async_trait]
+impl Host for OpenAi {
+    fn model(&self) -> &OpenAi {
+        self
     }
 
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.model.core().base_url)
+    fn url(&self, op: &str, query: &[(&str, &str)]) -> String {
+        let mut url = format!("{}{op}", self.core().base_url);
+        for (i, (k, v)) in query.iter().enumerate() {
+            url.push_str(&format!("{}{k}={v}", if i == 0 { '?' } else { '&' }));
+        }
+        url
+    }
+
+    fn endpoint(&self) -> String {
+        format!("/v1{}", OpenAi::endpoint(self))
+    }
+
+    fn api(&self) -> &'static str {
+        "openai"
+    }
+
+    async fn get(&self, url: &str) -> Result<Vec<u8>, ProviderError> {
+        self.core().get_bytes(url, self.auth()).await
+    }
+
+    async fn post(
+        &self,
+        url: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Result<Vec<u8>, ProviderError> {
+        self.core()
+            .post_bytes(url, self.auth(), content_type, body)
+            .await
+    }
+}
+
+/// The Batch API of an OpenAI-style model.
+pub struct OpenAiBatch<H: Host = OpenAi> {
+    host: H,
+}
+
+impl OpenAiBatch<OpenAi> {
+    pub fn new(model: OpenAi) -> OpenAiBatch<OpenAi> {
+        OpenAiBatch { host: model }
+    }
+}
+
+impl<H: Host> OpenAiBatch<H> {
+    /// The Batch API at `host`.
+    pub fn on(host: H) -> OpenAiBatch<H> {
+        OpenAiBatch { host }
+    }
+
+    fn url(&self, op: &str) -> String {
+        self.host.url(op, &[])
     }
 
     fn key(&self) -> &str {
-        &self.model.core().model_key
+        &self.host.model().core().model_key
     }
 
     /// The endpoint every line names (`/v1/chat/completions`).
     fn endpoint(&self) -> String {
-        format!("/v1{}", self.model.endpoint())
+        self.host.endpoint()
+    }
+
+    async fn get_json(&self, url: &str) -> Result<Value, ProviderError> {
+        let bytes = self.host.get(url).await?;
+        self.host.model().core().json_of(&bytes)
+    }
+
+    async fn post_json(&self, url: &str, body: &Value) -> Result<Value, ProviderError> {
+        let payload = serde_json::to_vec(body)
+            .map_err(|e| ProviderError::Fatal(format!("cannot encode the request: {e}")))?;
+        let bytes = self.host.post(url, "application/json", payload).await?;
+        self.host.model().core().json_of(&bytes)
     }
 
     /// The input file: one line per item.
@@ -59,7 +140,7 @@ impl OpenAiBatch {
                 "custom_id": i.custom_id,
                 "method": "POST",
                 "url": endpoint,
-                "body": self.model.body_n(&i.req, i.n)?,
+                "body": self.host.model().body_n(&i.req, i.n)?,
             });
             out.push_str(&line.to_string());
             out.push('\n');
@@ -80,7 +161,7 @@ impl OpenAiBatch {
             return Ok(vec![]);
         };
         let url = self.url(&format!("/files/{id}/content"));
-        let bytes = self.model.core().get_bytes(&url, self.model.auth()).await?;
+        let bytes = self.host.get(&url).await?;
         String::from_utf8_lossy(&bytes)
             .lines()
             .filter(|l| !l.trim().is_empty())
@@ -121,13 +202,13 @@ impl OpenAiBatch {
             .cloned()
             .unwrap_or(Value::Null);
         if status == 200 {
-            return match self.model.answer_of(&body, &item.req, item.n) {
+            return match self.host.model().answer_of(&body, &item.req, item.n) {
                 Ok(samples) => ItemResult::Answered(samples),
                 Err(e) => ItemResult::Failed(e),
             };
         }
         let bytes = serde_json::to_vec(&body).unwrap_or_default();
-        ItemResult::Failed(self.model.core().classify(
+        ItemResult::Failed(self.host.model().core().classify(
             status,
             &reqwest::header::HeaderMap::new(),
             &bytes,
@@ -158,7 +239,7 @@ fn multipart(boundary: &str, filename: &str, data: &[u8]) -> Vec<u8> {
 }
 
 #[async_trait]
-impl BatchClient for OpenAiBatch {
+impl<H: Host> BatchClient for OpenAiBatch<H> {
     fn limits(&self) -> Limits {
         LIMITS
     }
@@ -169,27 +250,22 @@ impl BatchClient for OpenAiBatch {
         check_bytes(self.key(), file.len(), LIMITS)?;
         let boundary = format!("moralsweep-{:032x}", rand::random::<u128>());
         let uploaded = self
-            .model
-            .core()
-            .post_bytes(
+            .host
+            .post(
                 &self.url("/files"),
-                self.model.auth(),
                 &format!("multipart/form-data; boundary={boundary}"),
                 multipart(&boundary, "moralsweep-batch.jsonl", file.as_bytes()),
             )
             .await?;
-        let uploaded = self.model.core().json_of(&uploaded)?;
+        let uploaded = self.host.model().core().json_of(&uploaded)?;
         let file_id = uploaded
             .get("id")
             .and_then(Value::as_str)
             .ok_or_else(|| self.bad_shape("the uploaded file's id"))?
             .to_string();
         let batch = self
-            .model
-            .core()
-            .post(
+            .post_json(
                 &self.url("/batches"),
-                self.model.auth(),
                 &json!({"input_file_id": file_id, "endpoint": self.endpoint(),
                         "completion_window": "24h",
                         "metadata": {"client": "moralsweep", "model_key": self.key(),
@@ -201,7 +277,7 @@ impl BatchClient for OpenAiBatch {
             .and_then(Value::as_str)
             .ok_or_else(|| self.bad_shape("the batch's id"))?;
         Ok(Submitted {
-            api: "openai".into(),
+            api: self.host.api().into(),
             id: id.to_string(),
             input_file_id: Some(file_id),
             items: items.len(),
@@ -210,12 +286,7 @@ impl BatchClient for OpenAiBatch {
 
     async fn poll(&self, batch: &Submitted) -> Result<Progress, ProviderError> {
         let v = self
-            .model
-            .core()
-            .get(
-                &self.url(&format!("/batches/{}", batch.id)),
-                self.model.auth(),
-            )
+            .get_json(&self.url(&format!("/batches/{}", batch.id)))
             .await?;
         let status = v
             .get("status")
@@ -244,12 +315,7 @@ impl BatchClient for OpenAiBatch {
         items: &[BatchItem],
     ) -> Result<HashMap<String, ItemResult>, ProviderError> {
         let v = self
-            .model
-            .core()
-            .get(
-                &self.url(&format!("/batches/{}", batch.id)),
-                self.model.auth(),
-            )
+            .get_json(&self.url(&format!("/batches/{}", batch.id)))
             .await?;
         let status = v.get("status").and_then(Value::as_str).unwrap_or("");
         if !ENDED.contains(&status) {
@@ -320,11 +386,12 @@ impl BatchClient for OpenAiBatch {
         let oldest = window_start_secs(after_ms);
         let mut after: Option<String> = None;
         loop {
-            let mut url = self.url("/batches?limit=100");
+            let mut query = vec![("limit", "100")];
             if let Some(a) = &after {
-                url.push_str(&format!("&after={a}"));
+                query.push(("after", a.as_str()));
             }
-            let v = self.model.core().get(&url, self.model.auth()).await?;
+            let url = self.host.url("/batches", &query);
+            let v = self.get_json(&url).await?;
             let data = v
                 .get("data")
                 .and_then(Value::as_array)
@@ -339,7 +406,7 @@ impl BatchClient for OpenAiBatch {
                         .and_then(Value::as_str)
                         .ok_or_else(|| self.bad_shape("a listed batch's id"))?;
                     return Ok(Found::Batch(Submitted {
-                        api: "openai".into(),
+                        api: self.host.api().into(),
                         id: id.to_string(),
                         input_file_id: b
                             .get("input_file_id")
@@ -367,14 +434,11 @@ impl BatchClient for OpenAiBatch {
     }
 
     async fn cancel(&self, batch: &Submitted) -> Result<(), ProviderError> {
-        self.model
-            .core()
-            .post(
-                &self.url(&format!("/batches/{}/cancel", batch.id)),
-                self.model.auth(),
-                &json!({}),
-            )
-            .await
-            .map(|_| ())
+        self.post_json(
+            &self.url(&format!("/batches/{}/cancel", batch.id)),
+            &json!({}),
+        )
+        .await
+        .map(|_| ())
     }
 }

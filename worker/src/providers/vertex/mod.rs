@@ -34,7 +34,7 @@ use serde_json::{json, Value};
 
 use super::anthropic::Anthropic;
 use super::gemini::Gemini;
-use super::http::{auth_header, HttpCore, KeyPolicy, Refusal, Secret};
+use super::http::{auth_header, HttpCore, KeyPolicy, RawAnswer as Refusal, Secret};
 use super::{Completion, CompletionRequest, Provider, ProviderError};
 
 /// The `anthropic_version` Claude on Vertex AI expects in the body.
