@@ -53,7 +53,8 @@ enum Command {
     /// The model catalog: known models, their prices and capabilities.
     Models(cli::models::ModelsArgs),
     /// The provider simulator: speaks the providers' HTTP APIs for tests and rehearsals.
-    Sim(cli::sim::SimArgs),
+    // Boxed: the simulator's flags (every provider and cloud) outweigh the others.
+    Sim(Box<cli::sim::SimArgs>),
 }
 
 /// Caps glibc's malloc at two arenas (pools of freed memory), before any
@@ -116,7 +117,7 @@ fn main() -> std::process::ExitCode {
         Command::Compare(a) => cli::compare::compare(a),
         Command::Plan(a) => cli::plan::plan(a),
         Command::Report(a) => cli::report::report(a),
-        Command::Sim(a) => cli::sim::sim(a),
+        Command::Sim(a) => cli::sim::sim(*a),
         Command::Models(a) => cli::models::models(a),
     };
     drop(telemetry);

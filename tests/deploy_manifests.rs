@@ -619,11 +619,18 @@ fn the_eks_overlay_runs_workers_on_irsa_with_no_aws_key() {
     for e in env {
         let name = e["name"].as_str().unwrap();
         assert!(
-            !["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"].contains(&name),
+            ![
+                "AWS_ACCESS_KEY_ID",
+                "AWS_SECRET_ACCESS_KEY",
+                "AWS_SESSION_TOKEN"
+            ]
+            .contains(&name),
             "{name} in the worker's environment: IRSA needs no key"
         );
     }
-    let models = std::fs::read_to_string(repo().join("deploy/k8s/overlays/aws-eks/bedrock-models.toml")).unwrap();
+    let models =
+        std::fs::read_to_string(repo().join("deploy/k8s/overlays/aws-eks/bedrock-models.toml"))
+            .unwrap();
     let text = format!(
         "name = \"eks\"\npersonas = \"personas.json\"\nrepetitions = 1\ntemperature = 0.1\n{models}"
     );

@@ -828,7 +828,13 @@ fn a_bedrock_run_exports_spans_without_aws_secrets_or_signatures() {
     let _sim = Proc::spawn(
         d,
         "sim",
-        &["sim", "--listen", &a, "--aws-key", &format!("{KEY_ID}:{SECRET}")],
+        &[
+            "sim",
+            "--listen",
+            &a,
+            "--aws-key",
+            &format!("{KEY_ID}:{SECRET}"),
+        ],
         &[],
     );
     assert!(obs::wait_port(&a, Duration::from_secs(30)));

@@ -409,7 +409,7 @@ pub async fn model_op(
         "invoke" => {
             let mut m = m;
             match m.remove("anthropic_version") {
-                Some(Value::String(v)) if v == ANTHROPIC_BEDROCK_VERSION => {}
+                Some(Value::String(v)) if crate::wire::anthropic_version_ok(&v, ANTHROPIC_BEDROCK_VERSION) => {}
                 _ => {
                     return validation(
                         &sim,

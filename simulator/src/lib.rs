@@ -250,7 +250,10 @@ pub fn router(sim: Arc<Sim>) -> Router {
         )
         .route("/model/{model}/{op}", post(bedrock::model_op))
         .route("/", post(bedrock::creds::sts))
-        .route("/_aws/container-credentials", get(bedrock::creds::container))
+        .route(
+            "/_aws/container-credentials",
+            get(bedrock::creds::container),
+        )
         .route("/_sim/aws", get(bedrock::creds::report))
         .route("/openai/v1/chat/completions", post(azure::chat_v1))
         .route(

@@ -409,3 +409,22 @@ pub fn parse_body(
         )),
     }
 }
+
+/// Whether the `anthropic_version` of a Claude body on a cloud (Bedrock's
+/// InvokeModel, Vertex AI's rawPredict) is one the cloud takes: its own tag
+/// (`bedrock-2023-05-31`, `vertex-2023-10-16`), or an Anthropic API version
+/// date (`2026-10-21`), which the `anthropic` SDK's cloud clients send.
+pub fn anthropic_version_ok(v: &str, tag: &str) -> bool {
+    if v == tag {
+        return true;
+    }
+    let b = v.as_bytes();
+    b.len() == 10
+        && b.iter().enumerate().all(|(i, c)| {
+            if i == 4 || i == 7 {
+                *c == b'-'
+            } else {
+                c.is_ascii_digit()
+            }
+        })
+}

@@ -27,8 +27,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use serde_json::{json, Value};
 
-use super::common::exact::{assert_every_slot_once, assert_reproduces, rows_in, KEY};
-use super::common::simproc::{self, python_script, python_with, request, SimProc};
+use super::common::exact::{assert_every_slot_once, assert_reproduces, rows_of, KEY};
+use super::common::simproc::{python_script, python_with, request, SimProc};
 use super::common::{bin, files_containing};
 use moralsweep_testsupport::reference::reference_dir;
 
@@ -231,13 +231,14 @@ fn deal_replay_through_the_v1_api_with_a_key_reproduces_the_published_metrics() 
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let rows = rows_in(&tmp.path().join("out"), "temp01");
+    let rows = rows_of(&tmp.path().join("out"), "az", "temp01");
     assert_every_slot_once(&rows, 100, 10);
     assert!(rows.iter().all(|r| r.failures == 0 && r.rating >= 0));
     assert_reproduces(&reference, &rows);
     let k = &sim.stats()["keys"][KEY];
     assert_eq!(k["replayed"], 30_000, "{k}");
-    assert_eq!(k["requests"], 30_000, "{k}");
+    // Ten samples per request (`n`, gpt-4o's catalog entry): 3,000 requests.
+    assert_eq!(k["requests"], 3_000, "{k}");
     assert_no_secrets(tmp.path(), &out, &[API_KEY]);
 }
 
@@ -269,7 +270,10 @@ fn workload_identity_with_20s_tokens_a_rotating_token_file_and_throttling_loses_
         ],
         &[],
     );
-    let token_file = tmp.path().join("azure-identity-token");
+    // Where the kubelet would project it: outside the sweep's folder, whose
+    // files must hold no secret.
+    let projected = tempfile::tempdir().unwrap();
+    let token_file = projected.path().join("azure-identity-token");
     std::fs::write(&token_file, service_account_jwt(15)).unwrap();
     // The kubelet's rotation: a new token every 5 s, each valid for 15 s.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -312,7 +316,7 @@ fn workload_identity_with_20s_tokens_a_rotating_token_file_and_throttling_loses_
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let rows = rows_in(&tmp.path().join("out"), "temp01");
+    let rows = rows_of(&tmp.path().join("out"), "az", "temp01");
     assert_every_slot_once(&rows, 100, 10);
     assert!(
         rows.iter().all(|r| r.rating >= 0),
@@ -322,7 +326,10 @@ fn workload_identity_with_20s_tokens_a_rotating_token_file_and_throttling_loses_
     let k = &sim.stats()["keys"][KEY];
     assert_eq!(k["replayed"], 30_000, "{k}");
     let throttled = k["faults"]["429"].as_u64().unwrap_or(0);
-    assert!(throttled > 1000, "too few 429s: {k}");
+    // 10% of requests throttled (one request carries the ten samples of a
+    // persona and question): at least 5% of them, allowing for chance.
+    let requests = k["requests"].as_u64().unwrap_or(0);
+    assert!(throttled * 20 >= requests, "too few 429s: {k}");
     let issued = tokens_issued(&sim);
     eprintln!(
         "workload identity: {took:?}, {issued} tokens, {throttled} throttled of {} requests",
@@ -396,7 +403,7 @@ fn a_client_secret_and_a_managed_identity_authenticate() {
             "{name}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let rows = rows_in(&tmp.path().join("out"), "temp01");
+        let rows = rows_of(&tmp.path().join("out"), "az", "temp01");
         assert_every_slot_once(&rows, 10, 2);
         let issued = tokens_issued(&sim) - before;
         eprintln!("{name}: {issued} tokens in {took:?}");
@@ -559,7 +566,7 @@ fn the_official_openai_sdk_drives_azure_on_both_routes_with_keys_and_entra_token
     let Some(reference) = reference_dir() else {
         return;
     };
-    if !python_with("openai, httpx") {
+    if !python_with("openai") {
         return;
     }
     let sim = deal_sim(
@@ -758,7 +765,7 @@ fn batch_through_a_global_batch_deployment_reproduces_the_published_metrics() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let rows = rows_in(&tmp.path().join("out"), "temp01");
+    let rows = rows_of(&tmp.path().join("out"), "az", "temp01");
     assert_every_slot_once(&rows, 100, 10);
     assert!(rows.iter().all(|r| r.failures == 0 && r.rating >= 0));
     assert_reproduces(&reference, &rows);

@@ -33,7 +33,12 @@ pub fn published(reference: &Path, key: &str) -> HashMap<String, f64> {
 
 /// The rows of [`KEY`]'s rating file `data/{KEY}_{tag}.csv` under `out`.
 pub fn rows_in(out: &Path, tag: &str) -> Vec<RatingRow> {
-    read_sampling(&out.join(format!("data/{KEY}_{tag}.csv")), false)
+    rows_of(out, KEY, tag)
+}
+
+/// The rows of the rating file `data/{key}_{tag}.csv` under `out`.
+pub fn rows_of(out: &Path, key: &str, tag: &str) -> Vec<RatingRow> {
+    read_sampling(&out.join(format!("data/{key}_{tag}.csv")), false)
         .unwrap()
         .rows
 }

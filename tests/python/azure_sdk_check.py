@@ -24,7 +24,8 @@ import json
 import sys
 import time
 
-import httpx
+import urllib.parse
+import urllib.request
 import openai
 
 URL, KEY, TENANT, CLIENT, SECRET, DEP = sys.argv[1:7]
@@ -58,17 +59,16 @@ def expect_error(cls, call, what):
 
 
 def entra_token():
-    r = httpx.post(
-        f"{URL}/{TENANT}/oauth2/v2.0/token",
-        data={
+    form = urllib.parse.urlencode(
+        {
             "grant_type": "client_credentials",
             "client_id": CLIENT,
             "client_secret": SECRET,
             "scope": "https://cognitiveservices.azure.com/.default",
-        },
-    )
-    r.raise_for_status()
-    body = r.json()
+        }
+    ).encode()
+    with urllib.request.urlopen(f"{URL}/{TENANT}/oauth2/v2.0/token", data=form) as r:
+        body = json.load(r)
     check(body["token_type"] == "Bearer" and body["expires_in"] > 0, "Entra token answer")
     return body["access_token"]
 

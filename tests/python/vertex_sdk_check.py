@@ -108,10 +108,10 @@ def check_anthropic(sim, creds, project):
 
 def check_denied(denied_sim, sa_file, project):
     creds = service_account.Credentials.from_service_account_file(sa_file, scopes=[SCOPE])
+    # Held in a name: a Client nobody holds closes its HTTP client.
+    gclient = genai_client(denied_sim, project, creds)
     try:
-        genai_client(denied_sim, project, creds).models.generate_content(
-            model="gemini-2.5-flash", contents=PROMPT
-        )
+        gclient.models.generate_content(model="gemini-2.5-flash", contents=PROMPT)
         raise AssertionError("a project without the permission was served")
     except errors.ClientError as e:
         assert e.code == 403 and e.status == "PERMISSION_DENIED", (e.code, e.status)

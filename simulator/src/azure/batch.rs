@@ -5,6 +5,9 @@
 //! `/chat/completions` and a Global-Batch deployment as their `model`; they
 //! are answered by OpenAI's batch engine (`crate::batch::openai`).
 
+// An axum `Response` is the refusal these checks return, as handlers do.
+#![allow(clippy::result_large_err)]
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -136,7 +139,7 @@ macro_rules! routes {
     };
 }
 
-routes!(false, upload, create, list, get_file, content, get, cancel);
+routes!(false, upload, create, list, get_file, content, retrieve, cancel);
 routes!(
     true,
     v1_upload,

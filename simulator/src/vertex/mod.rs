@@ -128,7 +128,8 @@ pub async fn predict(
         ("google", "countTokens") => crate::gemini::count_tokens(&sim, model, &m),
         ("anthropic", "rawPredict") => {
             match m.remove("anthropic_version") {
-                Some(Value::String(v)) if v == ANTHROPIC_VERTEX_VERSION => {}
+                Some(Value::String(v))
+                    if crate::wire::anthropic_version_ok(&v, ANTHROPIC_VERTEX_VERSION) => {}
                 other => {
                     return error(
                         &sim,

@@ -370,9 +370,12 @@ impl OAuth {
         UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, &account.public_key)
             .verify(signed.as_bytes(), &signature)
             .map_err(|_| "Invalid JWT Signature.".to_string())?;
+        // The token route's own URL, or Google's: `google-auth` always names
+        // Google's token endpoint as the audience, whatever `token_uri` says.
         let ours = [
             format!("http://{host}/token"),
             format!("https://{host}/token"),
+            "https://oauth2.googleapis.com/token".to_string(),
         ];
         let aud = claims.get("aud").and_then(Value::as_str).unwrap_or("");
         if !ours.iter().any(|o| o == aud) {

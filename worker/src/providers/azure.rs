@@ -33,8 +33,8 @@
 //! without text: the rating protocol treats it as a model that gave no
 //! rating.
 
-use moralsweep_common::provider::ProviderKind;
 use async_trait::async_trait;
+use moralsweep_common::provider::ProviderKind;
 use moralsweep_common::tokens::Tokenizer;
 use moralsweep_common::ModelSpec;
 use serde_json::Value;

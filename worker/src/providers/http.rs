@@ -309,35 +309,6 @@ impl HttpCore {
         })
     }
 
-    /// POSTs a JSON body; the parsed JSON of a 2xx answer, or the refusal
-    /// unclassified (for providers that act on a status themselves, as
-    /// Vertex AI renews its bearer on a 401). Transport failures are
-    /// classified as [`HttpCore::post`] classifies them.
-    pub async fn post_or_refusal(
-        &self,
-        url: &str,
-        auth: HeaderMap,
-        body: &Value,
-    ) -> Result<Result<Value, Refusal>, ProviderError> {
-        let payload = serde_json::to_vec(body)
-            .map_err(|e| ProviderError::Fatal(format!("cannot encode the request: {e}")))?;
-        let request = self
-            .client
-            .post(url)
-            .headers(self.headers.clone())
-            .headers(auth)
-            .header("content-type", "application/json")
-            .body(payload);
-        match self.send_raw(request).await? {
-            (200..=299, _, bytes) => Ok(Ok(self.json_of(&bytes)?)),
-            (status, headers, body) => Ok(Err(Refusal {
-                status,
-                headers,
-                body,
-            })),
-        }
-    }
-
     /// Sends a request with the trace context; the body of a 2xx answer.
     async fn send(
         &self,

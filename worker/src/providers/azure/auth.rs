@@ -64,6 +64,26 @@ enum Method {
     ManagedIdentity { endpoint: String },
 }
 
+impl Method {
+    /// What tells this method's identity apart (never a secret's value: a
+    /// digest of it).
+    fn identity(&self) -> String {
+        match self {
+            Method::Secret(secret) => {
+                let d = ring::digest::digest(&ring::digest::SHA256, secret.expose().as_bytes());
+                let hex: String = d.as_ref()[..8].iter().map(|b| format!("{b:02x}")).collect();
+                format!("secret {hex}")
+            }
+            Method::Federated(path) => format!("federated {}", path.display()),
+            Method::ManagedIdentity { endpoint } => format!("managed {endpoint}"),
+        }
+    }
+}
+
+/// The Entra ID identities in use in this process, by model and identity.
+static SHARED: std::sync::Mutex<std::collections::BTreeMap<String, std::sync::Weak<Entra>>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
 /// A token in hand.
 struct Token {
     secret: Secret,
@@ -148,7 +168,21 @@ impl Credential {
                 "model {model:?} (Azure OpenAI): AZURE_AUTHORITY_HOST {authority:?} must be a URL such as {PUBLIC_AUTHORITY}"
             )));
         }
-        Ok(Credential::Entra(Arc::new(Entra {
+        // One identity, one token cache per process: the workers of `run`
+        // (each building its own providers) share the model's tokens, so a
+        // process asks Entra ID once per token lifetime, not once per worker.
+        let identity = format!(
+            "{model}\n{}\n{}\n{}\n{authority}",
+            method.identity(),
+            tenant.as_deref().unwrap_or(""),
+            client_id.as_deref().unwrap_or("")
+        );
+        let mut shared = SHARED.lock().unwrap_or_else(|p| p.into_inner());
+        shared.retain(|_, e| e.strong_count() > 0);
+        if let Some(e) = shared.get(&identity).and_then(std::sync::Weak::upgrade) {
+            return Ok(Credential::Entra(e));
+        }
+        let entra = Arc::new(Entra {
             model_key: model.clone(),
             method,
             tenant: tenant.unwrap_or_default(),
@@ -159,7 +193,9 @@ impl Credential {
             refused: RwLock::new(None),
             fetching: tokio::sync::Mutex::new(()),
             refreshing: AtomicBool::new(false),
-        })))
+        });
+        shared.insert(identity, Arc::downgrade(&entra));
+        Ok(Credential::Entra(entra))
     }
 
     /// The headers that authenticate one request.

@@ -57,7 +57,8 @@ enum Source {
     ServiceAccount {
         email: String,
         key_id: Option<String>,
-        key: RsaKeyPair,
+        /// Boxed: a key pair is large beside the other sources.
+        key: Box<RsaKeyPair>,
         token_uri: String,
         file: PathBuf,
     },
@@ -434,7 +435,7 @@ fn from_file(model_key: &str, path: &Path, what: &str) -> Result<Source, Provide
             Ok(Source::ServiceAccount {
                 email: field("client_email")?,
                 key_id: field("private_key_id").ok(),
-                key,
+                key: Box::new(key),
                 token_uri,
                 file: path.to_path_buf(),
             })
