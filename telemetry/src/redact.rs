@@ -50,6 +50,8 @@ pub const DEFAULT_SECRET_ENV_VARS: &[&str] = &[
     "AWS_SECRET_ACCESS_KEY",
     "AWS_SESSION_TOKEN",
     "AWS_BEARER_TOKEN_BEDROCK",
+    // Azure OpenAI: an Entra ID app's client secret.
+    "AZURE_CLIENT_SECRET",
 ];
 
 /// The registered secret forms, longest first so that a secret containing
