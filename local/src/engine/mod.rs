@@ -131,7 +131,12 @@ pub struct Engine {
 
 impl Engine {
     /// Loads a GGUF file.
+    ///
+    /// Fails on a value of `MORALSWEEP_CPU` that names no kernel class
+    /// ([`crate::kernels::CPU_ENV`]), naming the accepted ones.
     pub fn load(path: &Path, opts: EngineOptions) -> Result<Engine, LocalError> {
+        crate::kernels::from_env().map_err(LocalError::Input)?;
+        tracing::debug!(kernels = %crate::kernels::class(), path = %path.display(), "loading a local model");
         return_large_buffers_to_the_system();
         let f = GgufFile::open(path)?;
         crate::arch::Arch::of(&f)?;
