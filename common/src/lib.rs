@@ -8,6 +8,7 @@
 
 pub mod analyze;
 pub mod catalog;
+pub mod checkpoints;
 pub mod em;
 pub mod extract;
 pub mod formats;

@@ -162,6 +162,8 @@ pub struct ModelSpec {
     /// The provider the model is asked through.
     pub provider: ProviderKind,
     /// The provider's model id (for `local`: the GGUF path or `default`).
+    /// Absent only next to `checkpoints`.
+    #[serde(default)]
     pub model: String,
     /// Where the provider lives (default: the provider's public endpoint).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -198,6 +200,11 @@ pub struct ModelSpec {
     /// form a trajectory of S, R and sigma-bar against step.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step: Option<u64>,
+    /// A fine-tune's GGUF checkpoints (provider `local`), `[{ step, path }]`:
+    /// the entry stands for one model per checkpoint, expanded at parse
+    /// (`crate::checkpoints`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoints: Option<Vec<crate::checkpoints::Checkpoint>>,
     /// Models sharing one account's limits (default: the model key).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_group: Option<String>,
@@ -532,13 +539,21 @@ impl SweepSpec {
             }
         };
         let document = toml::de::Deserializer::parse(text).map_err(|e| fail(e, None))?;
-        serde_path_to_error::deserialize(document).map_err(|e| {
+        let mut spec: SweepSpec = serde_path_to_error::deserialize(document).map_err(|e| {
             // The key path (`model[0].provider`) of a value refused by its
             // type; none for a problem of the document as a whole.
             let key = e.path().to_string();
             let key = (key != "." && !key.is_empty()).then_some(key);
             fail(e.into_inner(), key)
-        })
+        })?;
+        crate::checkpoints::expand(&mut spec.models, spec.judge.as_ref()).map_err(
+            |(key, problem)| SpecError::Invalid {
+                path: path.to_path_buf(),
+                key,
+                problem,
+            },
+        )?;
+        Ok(spec)
     }
 
     /// Checks every rule that needs no file system access. `path` names the

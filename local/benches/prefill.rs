@@ -55,6 +55,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         eprintln!("prefill bench: MORALSWEEP_MODEL_PATH is not set (run scripts/fetch-model); nothing measured");
         return Ok(());
     };
+    // The kernel class (MORALSWEEP_CPU forces a lower one than the CPU's).
+    let (class, warning) = moralsweep_local::kernels::from_env()?;
+    if let Some(w) = warning {
+        println!("{w}");
+    }
+    println!(
+        "kernels: {class} (this CPU runs up to {}; MORALSWEEP_CPU=avx512|avx2|portable picks one)",
+        moralsweep_local::kernels::detected()
+    );
     // The matrix product alone: the FFN's gate/up shape for 128 positions.
     let (m, k, n) = (128usize, 640usize, 4096usize);
     let a = vec![0.5f32; m * k];
@@ -290,7 +299,10 @@ fn print_table(ours: &Value, theirs: &Value) {
     ];
     let version = theirs["version"].as_str().unwrap_or("?");
     println!();
-    println!("| | this engine | llama.cpp ({version}) |");
+    println!(
+        "| | this engine ({} kernels) | llama.cpp ({version}) |",
+        moralsweep_local::kernels::class()
+    );
     println!("|---|---|---|");
     for (label, get, fmt) in rows {
         let show = |v: Option<f64>| match v {

@@ -38,6 +38,18 @@
 //! quantised-activation path is further off. Speed: `benches/prefill.rs`,
 //! side by side with llama.cpp.
 //!
+//! # Kernel classes
+//!
+//! Every kernel dispatch asks [`kernels::class`]: `avx512`, `avx2` (AVX2,
+//! FMA and F16C) or `portable`, the best the CPU runs unless the
+//! environment variable `MORALSWEEP_CPU` names a lower one
+//! (`MORALSWEEP_CPU=avx2` on an AVX-512 machine runs, and times, what an
+//! AVX2-only laptop runs; a class above the CPU's is clamped with a warning,
+//! an unknown value fails [`Engine::load`] naming the accepted ones). The
+//! attention's strided products (`matrixmultiply`) pick their own kernel and
+//! are not forced. `tests/cpu_classes.rs` checks that every class gives the
+//! same next-token distributions on the fixtures.
+//!
 //! Layer: above `moralsweep-common` (its only workspace dependency); the
 //! worker uses it behind its default feature `local`.
 

@@ -78,6 +78,31 @@ pub struct Model {
     output_norm: Vec<f32>,
     /// Llama 3's rope frequency factors (`rope_freqs.weight`, `head_dim/2`).
     rope_freqs: Option<Vec<f32>>,
+    _live: Live,
+}
+
+/// Counts the models whose weights are in memory (see [`live_models`]).
+struct Live;
+
+static LIVE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+impl Live {
+    fn new() -> Live {
+        LIVE.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Live
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        LIVE.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// How many [`Model`]s (sets of weights) this process holds now: what a
+/// sweep over a fine-tune's checkpoints keeps at one.
+pub fn live_models() -> usize {
+    LIVE.load(std::sync::atomic::Ordering::SeqCst)
 }
 
 /// The embedding matrix: kept as Q8_0 when the file stores it so (the output
@@ -334,6 +359,7 @@ impl Model {
             output,
             output_norm,
             rope_freqs,
+            _live: Live::new(),
         })
     }
 

@@ -24,7 +24,7 @@ mod template;
 
 use std::collections::{HashMap, VecDeque};
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use moralsweep_common::logspace::log_add;
 
@@ -112,7 +112,9 @@ pub struct Generation {
 /// threads (computation is serialised: the matrix products use every core).
 pub struct Engine {
     pub model: Model,
-    pub tokenizer: Tokenizer,
+    /// Shared with other engines of the same vocabulary where they were
+    /// loaded through [`Engine::load_shared`].
+    pub tokenizer: Arc<Tokenizer>,
     opts: EngineOptions,
     /// Whether the file carries a chat template (`tokenizer.chat_template`).
     pub has_chat_template: bool,
@@ -131,11 +133,38 @@ pub struct Engine {
 
 impl Engine {
     /// Loads a GGUF file.
+    ///
+    /// Fails on a value of `MORALSWEEP_CPU` that names no kernel class
+    /// ([`crate::kernels::CPU_ENV`]), naming the accepted ones.
     pub fn load(path: &Path, opts: EngineOptions) -> Result<Engine, LocalError> {
+        Self::load_with(path, opts, None)
+    }
+
+    /// [`Engine::load`], taking the tokenizer from `tokenizers` when one of
+    /// the same vocabulary was built before (a fine-tune's checkpoints
+    /// share their base's), else building it there.
+    pub fn load_shared(
+        path: &Path,
+        opts: EngineOptions,
+        tokenizers: &crate::tokenizer::SharedTokenizers,
+    ) -> Result<Engine, LocalError> {
+        Self::load_with(path, opts, Some(tokenizers))
+    }
+
+    fn load_with(
+        path: &Path,
+        opts: EngineOptions,
+        tokenizers: Option<&crate::tokenizer::SharedTokenizers>,
+    ) -> Result<Engine, LocalError> {
+        crate::kernels::from_env().map_err(LocalError::Input)?;
+        tracing::debug!(kernels = %crate::kernels::class(), path = %path.display(), "loading a local model");
         return_large_buffers_to_the_system();
         let f = GgufFile::open(path)?;
         crate::arch::Arch::of(&f)?;
-        let tokenizer = Tokenizer::from_gguf(&f)?;
+        let tokenizer = match tokenizers {
+            Some(shared) => shared.get(&f)?,
+            None => Arc::new(Tokenizer::from_gguf(&f)?),
+        };
         let model = Model::from_gguf(&f)?;
         if tokenizer.vocab_size() != model.cfg.vocab {
             return Err(LocalError::Format {
@@ -158,7 +187,8 @@ impl Engine {
         Ok(e)
     }
 
-    pub fn new(model: Model, tokenizer: Tokenizer, opts: EngineOptions) -> Engine {
+    pub fn new(model: Model, tokenizer: impl Into<Arc<Tokenizer>>, opts: EngineOptions) -> Engine {
+        let tokenizer = tokenizer.into();
         let mut digit_tokens: [Vec<u32>; 6] = Default::default();
         for id in 0..tokenizer.vocab_size() as u32 {
             let t = tokenizer.token_text(id);

@@ -73,9 +73,9 @@ pub(super) fn widen(panel: CodePanel<'_>, k: usize, dst: &mut [f32]) {
     assert!(dst.len() >= k * NR && panel.q.len() >= k * NR);
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            // SAFETY: the CPU supports the features; lengths checked above.
+        if super::class::avx2() {
+            // SAFETY: the class never exceeds what the CPU supports; lengths
+            // checked above.
             return unsafe { widen_avx2(panel, k, dst) };
         }
     }

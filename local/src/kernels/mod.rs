@@ -5,11 +5,16 @@
 //! which picks AVX2/FMA kernels at run time), and the row-wise
 //! matrix-vector product of the output head, split over threads and
 //! vectorised by hand because it reads the whole 262k x 640 embedding.
+//!
+//! Which kernels run is [`class`]'s: the CPU's best, or a lower class forced
+//! by `MORALSWEEP_CPU=avx512|avx2|portable` ([`CPU_ENV`]).
 
+mod class;
 mod codes;
 mod packed;
 mod q8;
 
+pub use class::{class, detected, from_env, resolve, set_class, CpuClass, CPU_ENV};
 pub use packed::{gemm_packed, Packed, NR};
 pub use q8::Q8Matrix;
 
@@ -193,13 +198,12 @@ pub fn f32_to_f16(x: f32) -> u16 {
     sign | round(((e as u32) << 10) | (man >> 13), man & 0x1fff, 0x1000) as u16
 }
 
-/// Dot product, with an AVX2/FMA path where the CPU has it.
+/// Dot product, with an AVX2/FMA path where the kernel class allows it.
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            // SAFETY: the CPU supports the features the function is compiled for.
+        if class::avx2() {
+            // SAFETY: the class never exceeds what the CPU supports.
             return unsafe { dot_avx2(a, b) };
         }
     }

@@ -10,7 +10,9 @@
 //!
 //! - Prefill (more than [`SMALL_M`] rows): each thread converts one panel at
 //!   a time to `f32` (an L2-sized buffer, amortised over every row of the
-//!   prompt) and runs the micro-kernel of the CPU over it: 12 rows x 32
+//!   prompt) and runs the micro-kernel of the kernel class
+//!   (`kernels::class`: the CPU's best unless `MORALSWEEP_CPU` forces a
+//!   lower one) over it: 12 rows x 32
 //!   columns on AVX-512 (24 of its 32 registers), 6 rows x 16 columns on
 //!   AVX2+FMA (12 accumulators of the 16 `ymm` registers, two for the panel
 //!   row, one for the broadcast activation; the panel's two halves one after
@@ -22,6 +24,7 @@
 //! The threads split the panels (output columns); the calling thread takes
 //! one share itself.
 
+use super::class;
 use super::codes::{self, CodePanels};
 use super::{f32_to_f16, threads, SendPtr};
 use crate::quant::{f16_to_f32, Codes, CODE_BLOCK};
@@ -153,9 +156,9 @@ fn pack<T: Copy>(w: &[f32], n: usize, k: usize, zero: T, conv: impl Fn(f32) -> T
 fn half_to_f32(src: &[u16], dst: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("f16c") && std::arch::is_x86_feature_detected!("avx")
-        {
-            // SAFETY: the CPU supports the features the function is compiled for.
+        if class::avx2() {
+            // SAFETY: the AVX2 class includes AVX and F16C, and the class
+            // never exceeds what the CPU supports.
             return unsafe { half_to_f32_f16c(src, dst) };
         }
     }
@@ -236,10 +239,10 @@ enum Path {
 fn pick_path(m: usize, b: &Packed) -> Path {
     #[cfg(target_arch = "x86_64")]
     {
-        if m <= SMALL_M && b.is_half() && has_avx2_f16c() {
+        if m <= SMALL_M && b.is_half() && class::avx2() {
             return Path::SmallHalf;
         }
-        if m <= SMALL_M && b.is_codes() && has_avx2_f16c() {
+        if m <= SMALL_M && b.is_codes() && class::avx2() {
             return Path::SmallCodes;
         }
     }
@@ -248,24 +251,15 @@ fn pick_path(m: usize, b: &Packed) -> Path {
     Path::Kernel(kernel, mr)
 }
 
-#[cfg(target_arch = "x86_64")]
-fn has_avx2_f16c() -> bool {
-    std::arch::is_x86_feature_detected!("avx2")
-        && std::arch::is_x86_feature_detected!("fma")
-        && std::arch::is_x86_feature_detected!("f16c")
-}
-
-/// The fastest kernel this CPU runs, and the rows it takes per call.
+/// The kernel of the current class ([`class::class`]), and the rows it
+/// takes per call.
 fn pick_kernel() -> (Kernel, usize) {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("fma")
-        {
+        if class::avx512() {
             return (kernel_avx512, MR_AVX512);
         }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
+        if class::avx2() {
             return (kernel_avx2, MR_AVX2);
         }
     }
@@ -656,23 +650,20 @@ mod tests {
         let mut paths: Vec<(&str, Path)> = vec![("portable", Path::Kernel(kernel_plain, MR))];
         #[cfg(target_arch = "x86_64")]
         {
-            if std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-            {
+            let cpu = class::detected();
+            if cpu >= class::CpuClass::Avx2 {
                 // Every row count 1-6 of the AVX2 tile.
                 for mr in 1..=MR_AVX2 {
                     paths.push(("avx2", Path::Kernel(kernel_avx2, mr)));
                 }
             }
-            if half && has_avx2_f16c() {
+            if half && cpu >= class::CpuClass::Avx2 {
                 paths.push(("small half", Path::SmallHalf));
             }
-            if packed.is_codes() && has_avx2_f16c() {
+            if packed.is_codes() && cpu >= class::CpuClass::Avx2 {
                 paths.push(("small codes", Path::SmallCodes));
             }
-            if std::arch::is_x86_feature_detected!("avx512f")
-                && std::arch::is_x86_feature_detected!("fma")
-            {
+            if cpu >= class::CpuClass::Avx512 {
                 paths.push(("avx512", Path::Kernel(kernel_avx512, MR_AVX512)));
                 // Its remainder rows, through the portable body.
                 paths.push(("avx512", Path::Kernel(kernel_avx512, 5)));

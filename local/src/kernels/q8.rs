@@ -10,7 +10,7 @@
 //! reads the whole 262k x 640 matrix for every distribution, so this is most
 //! of a decoding step.
 
-use super::par_rows;
+use super::{class, par_rows};
 
 /// A matrix stored as Q8_0 blocks (32 signed bytes and one scale each), kept
 /// in that form because it is read whole for every output distribution:
@@ -83,7 +83,8 @@ impl Q8Matrix {
         par_rows(out, 4096, |r| {
             let w = &self.qs[r * cols..(r + 1) * cols];
             let s = &self.scales[r * cols / 32..(r + 1) * cols / 32];
-            // SAFETY: `pick_dot` returns a path this CPU supports; the
+            // SAFETY: `pick_dot` returns a path this CPU supports (the
+            // class never exceeds the CPU's); the
             // operands have `cols` values and `cols / 32` scales each.
             unsafe { dot(w, s, &xq) }
         });
@@ -92,11 +93,11 @@ impl Q8Matrix {
 
 type Dot = unsafe fn(&[i8], &[f32], &Q16) -> f32;
 
+/// The product of the current kernel class ([`class::class`]).
 fn pick_dot() -> Dot {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
+        if class::avx2() {
             return dot_avx2;
         }
     }
@@ -181,9 +182,7 @@ mod tests {
         let mut paths: Vec<(&str, Dot)> = vec![("portable", dot_portable)];
         #[cfg(target_arch = "x86_64")]
         {
-            if std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-            {
+            if class::detected() >= class::CpuClass::Avx2 {
                 paths.push(("avx2", dot_avx2));
             }
         }

@@ -10,7 +10,10 @@
 //! (checked against recorded fixtures in `tests/`).
 
 mod bpe;
+mod shared;
 mod spm;
+
+pub use shared::{identity, SharedTokenizers};
 
 use std::collections::HashMap;
 

@@ -22,7 +22,11 @@
 //!
 //! The engine (weights, caches) is loaded once per file and shared by every
 //! model and worker of the process; its computation runs on the blocking
-//! thread pool, one request at a time (each uses all cores).
+//! thread pool, one request at a time (each uses all cores). Checkpoints
+//! are the exception: local models with a `step` (what a spec's
+//! `checkpoints` list expands into) share one slot per family, which holds
+//! one checkpoint's weights at a time and builds the tokenizer once
+//! ([`checkpoints`]).
 //!
 //! Options in the model's `extra` table:
 //! - `template`: how the prompt is framed. `"auto"` (default) picks `"chat"`
@@ -54,6 +58,9 @@ use moralsweep_local::{weights, Engine, EngineOptions};
 
 use super::{Completion, CompletionRequest, Provider, ProviderError, TokenLogprob, Usage};
 
+pub mod checkpoints;
+pub use checkpoints::{report as checkpoint_report, SlotReport};
+
 /// A local model.
 pub struct Local {
     key: String,
@@ -68,6 +75,25 @@ pub struct Local {
     /// Shared by every `Local` of the process naming the same file, so that the weights are loaded (and cached prefixes kept)
     /// once however many workers and models use them.
     engine: Arc<tokio::sync::OnceCell<Arc<Engine>>>,
+    /// A checkpoint's model (one with a `step`): its family's slot, which
+    /// holds one checkpoint loaded at a time, instead of `engine`.
+    checkpoint: Option<Arc<checkpoints::Slot>>,
+}
+
+/// An engine to compute on: a file's shared one, or a checkpoint held in
+/// its family's slot until this is dropped.
+enum Hold {
+    Shared(Arc<Engine>),
+    Checkpoint(checkpoints::Held),
+}
+
+impl Hold {
+    fn engine(&self) -> &Arc<Engine> {
+        match self {
+            Hold::Shared(e) => e,
+            Hold::Checkpoint(h) => h.engine(),
+        }
+    }
 }
 
 type EngineKey = PathBuf;
@@ -156,6 +182,10 @@ impl Local {
             )));
         }
         let path_key = path.clone();
+        let checkpoint = spec
+            .step
+            .is_some()
+            .then(|| checkpoints::slot(spec.family.as_deref().unwrap_or(&spec.key)));
         Ok(Local {
             key: spec.key.clone(),
             path,
@@ -164,7 +194,21 @@ impl Local {
             template,
             cue,
             engine: engine_cell(path_key),
+            checkpoint,
         })
+    }
+
+    /// The engine to answer with: the checkpoint's, held in its slot, or the
+    /// file's shared one.
+    async fn hold(&self) -> Result<Hold, ProviderError> {
+        match &self.checkpoint {
+            None => Ok(Hold::Shared(self.engine().await?)),
+            Some(slot) => slot
+                .hold(&self.path, &self.opts, &self.key)
+                .await
+                .map(Hold::Checkpoint)
+                .map_err(|e| ProviderError::Fatal(format!("model {:?}: {e}", self.key))),
+        }
     }
 
     async fn engine(&self) -> Result<Arc<Engine>, ProviderError> {
@@ -274,10 +318,10 @@ fn answer(
 #[async_trait]
 impl Provider for Local {
     async fn complete(&self, req: &CompletionRequest) -> Result<Completion, ProviderError> {
-        let engine = self.engine().await?;
+        let hold = self.hold().await?;
         let template = match &self.template {
             Some(t) => t.clone(),
-            None if engine.has_chat_template => Template::Chat,
+            None if hold.engine().has_chat_template => Template::Chat,
             None => Template::Completion {
                 cue: self
                     .cue
@@ -287,7 +331,10 @@ impl Provider for Local {
         };
         let req = req.clone();
         let key = self.key.clone();
-        tokio::task::spawn_blocking(move || answer(&engine, &template, &req))
+        // The hold moves into the computation (and is its only handle on
+        // the engine): a checkpoint stays loaded until it is done, even if
+        // this request is dropped meanwhile, and not a moment longer.
+        tokio::task::spawn_blocking(move || answer(hold.engine(), &template, &req))
             .await
             .map_err(|e| {
                 ProviderError::Fatal(format!("model {key:?}: the local model failed: {e}"))
