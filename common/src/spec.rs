@@ -356,11 +356,11 @@ impl ModelSpec {
     }
 
     /// The temperature this model's rating files are named and analysed
-    /// with: the sweep's, or [`crate::formats::PROVIDER_DEFAULT`]
+    /// with: the sweep's, or [`crate::temperature::PROVIDER_DEFAULT`]
     /// (`<key>_tempdefault.csv`).
     pub fn file_temperature(&self, sweep_temperature: f64) -> f64 {
         self.sampling_temperature(sweep_temperature)
-            .unwrap_or(crate::formats::PROVIDER_DEFAULT)
+            .unwrap_or(crate::temperature::PROVIDER_DEFAULT)
     }
 
     /// Why this model cannot take a sampling temperature, if it cannot:
