@@ -7,7 +7,6 @@
 //! counting endpoints for the models whose spec allows it.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::sync::Mutex;
 
 mod dry_run;
@@ -16,12 +15,12 @@ pub use dry_run::{
     dry_run, dry_run_counted, dry_run_for, ChoiceEstimate, DryRun, GroupEstimate, ModelEstimate,
     BATCH_WINDOW_MINUTES,
 };
+use dry_run::fmt_cost;
 
-use moralsweep_common::{Instrument, Mode, ModelSpec, Sweep};
+use moralsweep_common::ModelSpec;
 use serde::Serialize;
 
 use crate::providers::Usage;
-use moralsweep_common::tokens::Tokenizer;
 
 /// A model's prices in US dollars per million tokens.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]

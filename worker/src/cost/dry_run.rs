@@ -2,10 +2,11 @@
 //! tokens, cost, and the time the rate limits allow), with the tokens
 //! counted locally or by the providers' counting endpoints.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use moralsweep_common::tokens::Tokenizer;
-use moralsweep_common::{Instrument, Mode, ModelSpec, Sweep};
+use moralsweep_common::{Instrument, Mode, Sweep};
 use serde::Serialize;
 
 use super::Prices;
@@ -475,7 +476,7 @@ fn fmt_minutes(m: Option<f64>) -> String {
     }
 }
 
-fn fmt_cost(c: Option<f64>) -> String {
+pub(super) fn fmt_cost(c: Option<f64>) -> String {
     c.map(|c| format!("${c:.2}"))
         .unwrap_or_else(|| "no price".into())
 }
@@ -602,6 +603,7 @@ impl fmt::Display for DryRun {
 mod tests {
     use super::*;
     use moralsweep_common::spec::KeyCheck;
+    use moralsweep_common::ModelSpec;
 
     #[test]
     fn the_judge_of_a_check_is_in_the_dry_run() {
