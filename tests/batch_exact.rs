@@ -112,7 +112,9 @@ async fn one_batch_of_multi_sample_requests_reproduces_the_published_metrics() {
 
     // What it is billed, at the catalog's gpt-4o prices.
     let catalog = moralsweep_common::catalog::builtin().unwrap();
-    let price = catalog.find("openai", "gpt-4o").unwrap();
+    let price = catalog
+        .find(moralsweep_common::provider::ProviderKind::OpenAi, "gpt-4o")
+        .unwrap();
     let dollars = |i: u64, o: u64, pi: f64, po: f64| (i as f64 * pi + o as f64 * po) / 1e6;
     let batch_cost = dollars(
         input,

@@ -560,7 +560,15 @@ fn manifest_flags_exist_and_probes_answer_on_the_real_binary() {
             .as_str()
             .unwrap()
             .to_string();
-        let (code, body) = obs::http_get(&ops, &path).unwrap();
+        // Like the coordinator's, the worker's /metrics answers only to the
+        // token the scrape config sends.
+        assert_eq!(
+            obs::http_get(&ops, &path).unwrap().0,
+            401,
+            "{path} without the token"
+        );
+        let (code, body) =
+            obs::http_get_as(&ops, &path, Some("deploy-test-token-0123456789")).unwrap();
         assert_eq!(code, 200);
         assert!(body.contains("moralsweep_build_info{"), "{body}");
         assert!(body.contains("role=\"worker\""), "{body}");

@@ -44,5 +44,5 @@ fn quickstart_is_offline_with_twenty_personas_and_three_modes() {
         vec![Mode::Persona, Mode::SelfMode, Mode::Logprob]
     );
     assert_eq!(s.spec.models.len(), 1);
-    assert_eq!(s.spec.models[0].provider, "local");
+    assert_eq!(s.spec.models[0].provider.name(), "local");
 }

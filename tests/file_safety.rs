@@ -422,6 +422,135 @@ fn report_never_writes_through_a_link_nor_over_a_fifo_or_device() {
     ));
     assert!(err.contains("character device"), "{err}");
     assert!(!Path::new("/dev/figures").exists());
+
+    // `--out` over a regular file of the user's names it (and the
+    // default page of a folder, moralsweep's own, is replaced quietly).
+    let mine = dir.join("mine.html");
+    std::fs::write(&mine, "the user's page").unwrap();
+    let err = ok(&run_within(
+        &["report", sweep_s, "--out", mine.to_str().unwrap()],
+        dir,
+        60,
+    ));
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with("replacing") && l.contains("mine.html")),
+        "the replaced page is not named: {err}"
+    );
+    assert_ne!(std::fs::read(&mine).unwrap(), b"the user's page");
+    // The link planted above is gone, so the folder's own page can be made.
+    std::fs::remove_file(sweep.join("figures/sr-by-model.png")).unwrap();
+    let err = ok(&run_within(&["report", sweep_s], dir, 60));
+    assert!(!err.contains("replacing"), "{err}");
+}
+
+/// Item 12 for the files named by flags: a token file (`--token-file`,
+/// `--ui-token-file`), a TLS certificate or key and the simulator's
+/// `--em` file that are `/dev/zero` or a FIFO end at once with an error
+/// naming the file, instead of growing or waiting for ever.
+#[test]
+fn files_behind_flags_are_read_bounded() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    mkfifo(&dir.join("fifo"));
+    let nowhere = "http://127.0.0.1:9";
+    for bad in ["/dev/zero", "fifo"] {
+        let err = refused(&run_within(
+            &["status", "--coordinator", nowhere, "--token-file", bad],
+            dir,
+            30,
+        ));
+        assert!(err.contains("token file") && err.contains(bad), "{err}");
+        let err = refused(&run_within(
+            &["worker", "--coordinator", nowhere, "--token-file", bad],
+            dir,
+            30,
+        ));
+        assert!(err.contains("token file") && err.contains(bad), "{err}");
+    }
+    let err = refused(&run_within(
+        &[
+            "status",
+            "--coordinator",
+            nowhere,
+            "--token-file",
+            "/dev/zero",
+        ],
+        dir,
+        30,
+    ));
+    assert!(err.contains("character device"), "{err}");
+    let err = refused(&run_within(
+        &["status", "--coordinator", nowhere, "--token-file", "fifo"],
+        dir,
+        30,
+    ));
+    assert!(err.contains("FIFO"), "{err}");
+
+    // The coordinator's TLS files, read before it connects to anything.
+    std::fs::write(dir.join("key.pem"), "not a key").unwrap();
+    let port = format!("127.0.0.1:{}", free_port());
+    let err = refused(&run_within(
+        &[
+            "coordinator",
+            "--listen",
+            &port,
+            "--redis",
+            "redis://127.0.0.1:9",
+            "--data-dir",
+            "data",
+            "--tls-cert",
+            "/dev/zero",
+            "--tls-key",
+            "key.pem",
+        ],
+        dir,
+        30,
+    ));
+    assert!(
+        err.contains("TLS certificate")
+            && err.contains("/dev/zero")
+            && err.contains("character device"),
+        "{err}"
+    );
+
+    // `run --ui-token-file`, an instrument file and the simulator's --em file.
+    write_personas(dir, 2);
+    symlink("/dev/zero", dir.join("zi.json")).unwrap();
+    std::fs::write(
+        dir.join("i.toml"),
+        spec_text("i", &["g1"], 2, 1, "").replacen('\n', "\ninstrument = \"zi.json\"\n", 1),
+    )
+    .unwrap();
+    let err = refused(&run_within(&["run", "i.toml", "--dry-run"], dir, 30));
+    assert!(
+        err.contains("zi.json") && err.contains("character device"),
+        "{err}"
+    );
+    std::fs::write(dir.join("s.toml"), spec_text("t", &["g1"], 2, 1, "")).unwrap();
+    let err = refused(&run_within(
+        &[
+            "run",
+            "s.toml",
+            "--quiet",
+            "--ui",
+            "127.0.0.1:0",
+            "--ui-token-file",
+            "/dev/zero",
+        ],
+        dir,
+        30,
+    ));
+    assert!(
+        err.contains("/dev/zero") && err.contains("character device"),
+        "{err}"
+    );
+    let err = refused(&run_within(
+        &["sim", "--listen", "127.0.0.1:0", "--em", "fifo"],
+        dir,
+        30,
+    ));
+    assert!(err.contains("fifo") && err.contains("FIFO"), "{err}");
 }
 
 /// Item 4: a huge but finite standard error ends (clipped, with a note).

@@ -227,6 +227,7 @@ async fn auth_bad_requests_and_duplicate_reports() {
         worker: "w".into(),
         results,
         release: vec![],
+        ..Default::default()
     };
     let r = workers
         .report(report(vec![sample(s0, &lease.lease_id, 3)]))

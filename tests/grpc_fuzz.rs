@@ -118,6 +118,38 @@ fn outcome() -> impl Strategy<Value = Option<pb::slot_result::Outcome>> {
 
 /// A result for any unit, or one aimed at a recorded slot of the finished
 /// sweep (every outcome there, a fatal one included, must change nothing).
+/// A worker's usage entry: any counts, any cost (NaN, infinite, negative
+/// included), for the fuzzed sweep's model or any name.
+fn model_usage() -> impl Strategy<Value = pb::ModelUsage> {
+    (
+        (name(), name()),
+        (any::<u64>(), any::<u64>(), any::<u64>()),
+        (any::<u64>(), any::<u64>()),
+        (any::<f64>(), any::<bool>(), any::<u64>()),
+    )
+        .prop_map(
+            |(
+                (sweep, model),
+                (requests, input_tokens, output_tokens),
+                (rate_limited, retries),
+                (usd, priced, version),
+            )| {
+                pb::ModelUsage {
+                    sweep,
+                    model,
+                    requests,
+                    input_tokens,
+                    output_tokens,
+                    rate_limited,
+                    retries,
+                    usd,
+                    priced,
+                    version,
+                }
+            },
+        )
+}
+
 fn slot_result() -> impl Strategy<Value = pb::SlotResult> {
     prop_oneof![any_slot_result(), aimed_slot_result()]
 }
@@ -427,6 +459,7 @@ fn the_coordinator_survives_garbage_in_every_message() {
                 worker: "setup".into(),
                 results,
                 release: r.leases.iter().map(|l| l.lease_id.clone()).collect(),
+                ..Default::default()
             })
             .await
             .unwrap();
@@ -510,8 +543,9 @@ fn the_coordinator_survives_garbage_in_every_message() {
             proptest::collection::vec(slot_result(), 0..6),
             proptest::collection::vec(name(), 0..3),
             name(),
+            (proptest::collection::vec(model_usage(), 0..4), name()),
         ),
-        |t, (results, release, worker)| {
+        |t, (results, release, worker, (usage, usage_source))| {
             Box::pin(async move {
                 let r = t
                     .workers()
@@ -519,6 +553,8 @@ fn the_coordinator_survives_garbage_in_every_message() {
                         worker,
                         results,
                         release,
+                        usage,
+                        usage_source,
                     })
                     .await;
                 check("Report", r, false)

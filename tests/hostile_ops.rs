@@ -71,13 +71,17 @@ struct Cluster {
 
 impl Cluster {
     fn start(dir: &Path) -> Cluster {
+        Cluster::start_with_data(dir, dir.join("coord-data"))
+    }
+
+    fn start_with_data(dir: &Path, data: PathBuf) -> Cluster {
         let redis = RedisServer::start();
         let mut c = Cluster {
             redis,
             _coord: None,
             url: String::new(),
             ops: String::new(),
-            data: dir.join("coord-data"),
+            data,
             log: dir.join("coordinator.log"),
         };
         c.launch();
@@ -192,6 +196,140 @@ fn a_sweep_that_can_never_be_written_says_so_and_stops() {
     assert!(o.status.success(), "{}", text(&o.stderr));
 }
 
+/// Item 5's cluster half where the files are written: a sweep whose data
+/// folder the system refuses (its path too long under this coordinator's
+/// `--data-dir`, which only a shorter sweep name can change) fails in
+/// `status`, saying that retrying cannot fix it and what to do, and the
+/// coordinator tries once instead of every 10 s for ever.
+#[test]
+fn a_sweep_whose_folder_the_system_refuses_stops_retrying() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    // PATH_MAX is 4096 bytes with the final NUL: the sweep's folder
+    // (`DATA/<128 characters>`) fits, its `data` folder inside does not.
+    let name = "n".repeat(128);
+    let want = 4095 - 1 - name.len() - "/data".len() + 1;
+    let mut data = dir.join("deep");
+    while data.as_os_str().len() + 1 + 200 + 10 < want {
+        data.push("d".repeat(200));
+    }
+    let rest = want - data.as_os_str().len() - 1;
+    data.push("e".repeat(rest));
+    assert_eq!(data.as_os_str().len(), want);
+    std::fs::create_dir_all(&data).unwrap();
+    let c = Cluster::start_with_data(dir, data);
+    let _w = c.worker();
+    write_personas(dir, 2);
+    std::fs::write(dir.join("s.toml"), spec_text(&name, &["m"], 2, 1, "")).unwrap();
+    let o = cli(&["submit", "s.toml", "--coordinator", &c.url], dir);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let v = c.wait_state(&name, "failed", dir);
+    let said = v.to_string();
+    assert!(said.contains("retrying cannot fix"), "{said}");
+    assert!(said.contains("too long"), "the cause is not named: {said}");
+    assert!(
+        said.contains(&format!("moralsweep cancel {name}")),
+        "{said}"
+    );
+    // It stays failed, and the coordinator does not try again.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(c.status(&name, dir)["state"], "failed");
+    let log = std::fs::read_to_string(&c.log).unwrap();
+    assert_eq!(log.matches("not retrying").count(), 1, "{log}");
+    assert!(!log.contains("will retry"), "{log}");
+}
+
+fn provenance(out: &Path) -> serde_json::Map<String, serde_json::Value> {
+    let p: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("provenance.json")).unwrap())
+            .unwrap();
+    p.as_object().unwrap().clone()
+}
+
+/// Item 8's cost: `results` writes the provenance `run` writes, Cost
+/// section included: the workers report their usage with their slots, the
+/// coordinator keeps it in its store (so a restarted coordinator still has
+/// it) and sums it per model. On one spec of priced synthetic models the
+/// sections and the cost rows equal `run`'s.
+#[test]
+fn results_writes_the_cost_run_writes_even_after_a_restart() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    write_personas(dir, 3);
+    let prices = "input_price_per_mtok = 2.5\noutput_price_per_mtok = 10.0";
+    let spec = spec_text("cost", &["c1", "c2"], 3, 2, prices);
+    std::fs::write(dir.join("s.toml"), &spec).unwrap();
+    // `run` in a folder of its own.
+    let solo = dir.join("solo");
+    std::fs::create_dir_all(&solo).unwrap();
+    std::fs::copy(dir.join("personas.json"), solo.join("personas.json")).unwrap();
+    std::fs::write(solo.join("s.toml"), &spec).unwrap();
+    let o = cli(&["run", "s.toml", "--quiet"], &solo);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let want = provenance(&solo.join("out"));
+
+    let mut c = Cluster::start(dir);
+    let w = c.worker();
+    let o = cli(&["submit", "s.toml", "--coordinator", &c.url], dir);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    c.wait_state("cost", "done", dir);
+    let fetch = |into: &str, c: &Cluster| {
+        let o = cli(
+            &["results", "cost", "--out", into, "--coordinator", &c.url],
+            dir,
+        );
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        provenance(&dir.join(into))
+    };
+    let got = fetch("fetched", &c);
+    let sections = |p: &serde_json::Map<String, serde_json::Value>| {
+        p.keys()
+            .filter(|k| !matches!(k.as_str(), "report_of_run_at" | "fetched_at"))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        sections(&got),
+        sections(&want),
+        "{got:?}\nvs run's {want:?}"
+    );
+    assert_eq!(got["spec_sha256"], want["spec_sha256"]);
+    let rows =
+        |p: &serde_json::Map<String, serde_json::Value>| p["cost"].as_array().unwrap().clone();
+    let (g, r) = (rows(&got), rows(&want));
+    assert_eq!(g.len(), 2, "{g:?}");
+    for (g, r) in g.iter().zip(&r) {
+        for k in [
+            "model",
+            "requests",
+            "input_tokens",
+            "output_tokens",
+            "rate_limited",
+            "retries",
+        ] {
+            assert_eq!(g[k], r[k], "{k}: {g} vs run's {r}");
+        }
+        assert!(g["requests"].as_u64().unwrap() > 0, "{g}");
+        let (gu, ru) = (g["usd"].as_f64().unwrap(), r["usd"].as_f64().unwrap());
+        assert!(
+            gu > 0.0 && (gu - ru).abs() <= 1e-12 * ru,
+            "{gu} vs run's {ru}"
+        );
+    }
+    let page = std::fs::read_to_string(dir.join("fetched/report.html")).unwrap();
+    assert!(
+        page.contains("<h3>Cost</h3>"),
+        "the cluster's report has no Cost section"
+    );
+
+    // The coordinator restarted (the worker gone too): the same cost.
+    drop(w);
+    c._coord = None;
+    c.launch();
+    let again = fetch("again", &c);
+    assert_eq!(again["cost"], got["cost"]);
+}
+
 #[test]
 fn cancelled_sweeps_say_so_when_submitted_or_cancelled_again() {
     let d = tempfile::tempdir().unwrap();
@@ -288,6 +426,56 @@ fn a_connection_that_sends_half_its_headers_is_closed() {
     assert!(
         waited < Duration::from_secs(30),
         "the half-sent request held its connection for {waited:?}"
+    );
+}
+
+/// A worker's ops server keeps the coordinator's rules: its `/metrics`
+/// (which names every sweep and model it serves) answers only to the
+/// cluster's token, in any case of `bearer`; the probes stay open; a
+/// connection that sends half its headers is closed.
+#[test]
+fn a_workers_metrics_need_the_token_and_slow_headers_are_cut() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    let c = Cluster::start(dir);
+    let ops = format!("127.0.0.1:{}", free_port());
+    let _w = spawn_worker(&c.url, "w-ops", TOKEN, &["--ops-listen", &ops]);
+    assert!(
+        common::obs::wait_port(&ops, Duration::from_secs(30)),
+        "the worker's ops server did not come up on {ops}"
+    );
+    let (code, body) = get(&ops, "/metrics", "Host: 127.0.0.1\r\n");
+    assert_eq!(code, 401, "{body}");
+    assert!(
+        body.contains("token"),
+        "the refusal does not say what is missing: {body}"
+    );
+    assert!(!body.contains("moralsweep_"), "{body}");
+    let wrong = get(
+        &ops,
+        "/metrics",
+        "Host: 127.0.0.1\r\nAuthorization: Bearer not-the-token\r\n",
+    );
+    assert_eq!(wrong.0, 401);
+    let (code, body) = get(
+        &ops,
+        "/metrics",
+        &format!("Host: 127.0.0.1\r\nAuthorization: bearer {TOKEN}\r\n"),
+    );
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("role=\"worker\""), "{body}");
+    assert_eq!(get(&ops, "/healthz", "Host: 127.0.0.1\r\n").0, 200);
+    assert_eq!(get(&ops, "/readyz", "Host: 127.0.0.1\r\n").0, 200);
+    let mut s = std::net::TcpStream::connect(&ops).unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        .unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(40))).unwrap();
+    let t0 = Instant::now();
+    let _ = s.read_to_end(&mut Vec::new());
+    assert!(
+        t0.elapsed() < Duration::from_secs(30),
+        "the half-sent request held the worker's connection for {:?}",
+        t0.elapsed()
     );
 }
 

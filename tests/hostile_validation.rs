@@ -216,4 +216,27 @@ fn a_sweep_whose_files_cannot_be_written_exits_non_zero() {
         err.contains("run the same command again"),
         "no advice: {err}"
     );
+    // No coordinator's advice: `run` does not retry in the background and
+    // there is nothing to cancel; the cause is in the error itself.
+    // Log lines name their module (`moralsweep_coordinator::output`): only
+    // what they say counts.
+    let said: Vec<&str> = err
+        .lines()
+        .map(|l| match l.find(" WARN ").or_else(|| l.find(" INFO ")) {
+            Some(at) => l[at + 6..].split_once(": ").map_or(l, |(_, m)| m),
+            None => l,
+        })
+        .collect();
+    let said = said.join("\n");
+    for cluster_talk in ["retries", "retry", "coordinator", "moralsweep cancel"] {
+        assert!(!said.contains(cluster_talk), "{cluster_talk:?} in: {err}");
+    }
+    let error = err
+        .lines()
+        .find(|l| l.starts_with("error:"))
+        .unwrap_or_default();
+    assert!(
+        error.contains("metrics"),
+        "the error line does not name the cause: {err}"
+    );
 }

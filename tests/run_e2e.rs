@@ -306,3 +306,76 @@ fn ctrl_c_stops_cleanly_and_a_rerun_finishes() {
     let files = data_without_time(&d.path().join("out"));
     assert_every_slot_once(&files["m_temp01.csv"], 5, 2);
 }
+
+/// After its first minute (shortened here through the test-only
+/// `MORALSWEEP_ETA_AFTER_SECS`), `run` prints the sweep's expected total
+/// duration once, from the slots answered so far and the slots left, and
+/// the progress lines go on after it.
+#[test]
+fn run_prints_its_expected_duration_once_after_the_first_minute() {
+    let d = tempfile::tempdir().unwrap();
+    write_personas(d.path(), 2);
+    // 180 slots (90 cells) at 1500 requests a minute: 3.6 to 7.2 s.
+    std::fs::write(
+        d.path().join("s.toml"),
+        spec_text("eta-run", &["syn-base"], 2, 2, "rpm = 1500"),
+    )
+    .unwrap();
+    let out = Command::new(bin())
+        .args(["run", "s.toml", "--no-report"])
+        .current_dir(d.path())
+        .env("MORALSWEEP_ETA_AFTER_SECS", "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("expected duration: about "))
+        .collect();
+    assert_eq!(lines.len(), 1, "one expected-duration line in:\n{stdout}");
+    let line = lines[0];
+    assert!(
+        line.contains(" in total, ") && line.contains(" to go (") && line.contains(" left)"),
+        "{line}"
+    );
+    // The answered and left counts add up to the sweep's 180 slots at most
+    // (slots in flight are in neither).
+    let num = |after: &str, before: &str| -> u64 {
+        line.split(after)
+            .nth(1)
+            .unwrap()
+            .split(before)
+            .next()
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let answered = num(" to go (", " slots");
+    let left: u64 = line
+        .rsplit(", ")
+        .next()
+        .and_then(|s| s.strip_suffix(" left)"))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no count left in {line}"));
+    assert!(answered > 0 && left > 0 && answered + left <= 180, "{line}");
+    // Progress goes on after it: the last progress line shows the sweep done.
+    let after: Vec<&str> = stdout
+        .split(line)
+        .nth(1)
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with("progress "))
+        .collect();
+    assert!(
+        after
+            .last()
+            .is_some_and(|l| l.starts_with("progress 180/180")),
+        "no progress after the expected duration:\n{stdout}"
+    );
+}

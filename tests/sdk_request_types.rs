@@ -16,6 +16,7 @@
 
 mod common;
 use common::simproc;
+use moralsweep_common::provider::ProviderKind;
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -295,9 +296,9 @@ fn openai_bodies(out: &mut Vec<Body>) {
     ];
     for (cfg, fields) in configs {
         let model = spec(fields);
-        let adapter = match model.provider.as_str() {
-            "openai" => OpenAi::new(&model, Flavor::openai()).unwrap(),
-            "sim" => compat::build_sim(&model).unwrap(),
+        let adapter = match model.provider {
+            ProviderKind::OpenAi => OpenAi::new(&model, Flavor::openai()).unwrap(),
+            ProviderKind::Sim => compat::build_sim(&model).unwrap(),
             _ => compat::build(&model).unwrap(),
         };
         for (mode, req) in requests(&model, true) {

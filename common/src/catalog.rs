@@ -37,7 +37,7 @@ pub struct Catalog {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CatalogEntry {
-    pub provider: String,
+    pub provider: crate::provider::ProviderKind,
     /// The provider's model id.
     pub id: String,
     /// Interactive prices, US dollars per million tokens.
@@ -132,7 +132,11 @@ impl Catalog {
 
     /// The entry of a provider's model id: the id itself, or for a
     /// fine-tuned OpenAI id `ft:BASE:org:suffix:id` the entry `ft:BASE`.
-    pub fn find(&self, provider: &str, model: &str) -> Option<&CatalogEntry> {
+    pub fn find(
+        &self,
+        provider: crate::provider::ProviderKind,
+        model: &str,
+    ) -> Option<&CatalogEntry> {
         let exact = self
             .models
             .iter()
@@ -161,7 +165,7 @@ impl Catalog {
                         .join(", ")
                 )
             }),
-            None => Ok(self.find(&spec.provider, &spec.model)),
+            None => Ok(self.find(spec.provider, &spec.model)),
         }
     }
 }
@@ -300,12 +304,16 @@ mod tests {
         serde_json::from_value(v).unwrap()
     }
 
+    fn k(name: &str) -> crate::provider::ProviderKind {
+        name.parse().unwrap()
+    }
+
     #[test]
     fn the_builtin_catalog_is_valid_and_versioned() {
         let c = builtin().unwrap();
         assert!(c.version >= 1);
         assert!(c.models.len() >= 10);
-        let g = c.find("openai", "gpt-4o").unwrap();
+        let g = c.find(k("openai"), "gpt-4o").unwrap();
         assert_eq!(
             (g.input_per_mtok, g.output_per_mtok),
             (Some(2.5), Some(10.0))
@@ -323,12 +331,12 @@ mod tests {
     fn fine_tuned_ids_find_their_base_entry() {
         let c = builtin().unwrap();
         let e = c
-            .find("openai", "ft:gpt-4o-2024-08-06:org::abc123")
+            .find(k("openai"), "ft:gpt-4o-2024-08-06:org::abc123")
             .unwrap();
         assert_eq!(e.id, "ft:gpt-4o-2024-08-06");
         assert!(e.input_per_mtok.is_none() && e.price_note.is_some());
-        assert!(c.find("openai", "ft:gpt-3.5-turbo:org::x").is_none());
-        assert!(c.find("anthropic", "gpt-4o").is_none());
+        assert!(c.find(k("openai"), "ft:gpt-3.5-turbo:org::x").is_none());
+        assert!(c.find(k("anthropic"), "gpt-4o").is_none());
     }
 
     #[test]

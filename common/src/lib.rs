@@ -20,6 +20,7 @@ pub mod instrument;
 pub mod logspace;
 pub mod personas;
 pub mod prompt;
+pub mod provider;
 pub mod slot;
 pub mod spec;
 pub mod temperature;

@@ -13,16 +13,7 @@ use crate::instrument::{builtin_names, clip, clip_words, Instrument, InstrumentE
 use crate::personas::{load_personas, PersonaError};
 use std::sync::Arc;
 
-/// The providers a model may name in `provider`.
-pub const PROVIDERS: &[&str] = &[
-    "openai",
-    "anthropic",
-    "gemini",
-    "openai-compatible",
-    "sim",
-    "synthetic",
-    "local",
-];
+pub use crate::provider::ProviderKind;
 
 /// What a sweep asks of each model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -168,8 +159,8 @@ pub struct SweepSpec {
 pub struct ModelSpec {
     /// Names the model's files: data/<key>_temp01.csv ...
     pub key: String,
-    /// One of [`PROVIDERS`].
-    pub provider: String,
+    /// The provider the model is asked through.
+    pub provider: ProviderKind,
     /// The provider's model id (for `local`: the GGUF path or `default`).
     pub model: String,
     /// Where the provider lives (default: the provider's public endpoint).
@@ -178,6 +169,19 @@ pub struct ModelSpec {
     /// A preset of `openai-compatible` (openrouter, deepseek, xai, together, fireworks, groq, vllm, llamacpp, ollama).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preset: Option<String>,
+    /// The AWS region of a `bedrock` model (`us-east-1`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// The Google Cloud project of a `vertex` model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+    /// The Vertex AI location of a `vertex` model (`us-central1`, `global`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    /// The `api-version` of an `azure-openai` model reached through its
+    /// deployments route (absent: the resource's v1 API).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<String>,
     /// The environment variable holding the API key; the key never goes in a spec.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key_env: Option<String>,
@@ -328,9 +332,6 @@ pub fn is_openai_reasoning_model(model: &str) -> bool {
         .any(|p| base == *p || base.starts_with(&format!("{p}-")))
 }
 
-/// Providers whose batch API `batch = true` can use (`sim` speaks OpenAI's).
-pub const BATCH_PROVIDERS: &[&str] = &["openai", "anthropic", "gemini", "sim"];
-
 impl ModelSpec {
     /// The rate group this model's requests count against.
     pub fn rate_group(&self) -> &str {
@@ -368,11 +369,19 @@ impl ModelSpec {
     /// SDK no longer offers it), and OpenAI's reasoning models accept only
     /// their default.
     pub fn temperature_unsupported(&self) -> Option<&'static str> {
-        match self.provider.as_str() {
-            "anthropic" => Some("Anthropic's current Messages API takes no temperature"),
-            "openai" | "openai-compatible" | "sim" => {
+        match self.provider {
+            ProviderKind::Anthropic => {
+                Some("Anthropic's current Messages API takes no temperature")
+            }
+            ProviderKind::OpenAi
+            | ProviderKind::OpenAiCompatible
+            | ProviderKind::Sim
+            | ProviderKind::AzureOpenAi => {
                 let reasoning = self.reasoning.unwrap_or_else(|| {
-                    (self.provider == "openai" && is_openai_reasoning_model(&self.model))
+                    (matches!(
+                        self.provider,
+                        ProviderKind::OpenAi | ProviderKind::AzureOpenAi
+                    ) && is_openai_reasoning_model(&self.model))
                         || self.reasoning_effort.is_some()
                 });
                 reasoning
@@ -507,9 +516,12 @@ fn check_base_url(url: &str) -> Result<(), String> {
 impl SweepSpec {
     /// Parses spec TOML text; `path` names the source in errors.
     pub fn parse(text: &str, path: &Path) -> Result<SweepSpec, SpecError> {
-        toml::from_str(text).map_err(|e| {
+        let fail = |e: toml::de::Error, key: Option<String>| {
             // A long key or value is cut, not echoed whole.
-            let mut message = clip_words(e.message());
+            let mut message = match key {
+                Some(key) => clip_words(&format!("`{key}` {}", e.message())),
+                None => clip_words(e.message()),
+            };
             if let Some(span) = e.span() {
                 let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
                 message = format!("line {line}: {message}");
@@ -518,6 +530,14 @@ impl SweepSpec {
                 path: path.to_path_buf(),
                 message,
             }
+        };
+        let document = toml::de::Deserializer::parse(text).map_err(|e| fail(e, None))?;
+        serde_path_to_error::deserialize(document).map_err(|e| {
+            // The key path (`model[0].provider`) of a value refused by its
+            // type; none for a problem of the document as a whole.
+            let key = e.path().to_string();
+            let key = (key != "." && !key.is_empty()).then_some(key);
+            fail(e.into_inner(), key)
         })
     }
 
@@ -671,16 +691,6 @@ impl SweepSpec {
                     ),
                 ));
             }
-            if !PROVIDERS.contains(&m.provider.as_str()) {
-                return Err(bad(
-                    &at("provider"),
-                    format!(
-                        "is {}; expected one of {}",
-                        clip(&m.provider),
-                        PROVIDERS.join(", ")
-                    ),
-                ));
-            }
             if m.model.trim().is_empty() {
                 return Err(bad(
                     &at("model"),
@@ -690,6 +700,7 @@ impl SweepSpec {
             if let Some(url) = &m.base_url {
                 check_base_url(url).map_err(|problem| bad(&at("base_url"), problem))?;
             }
+            crate::provider::check_placement(m).map_err(|(k, problem)| bad(&at(k), problem))?;
             if m.rpm == Some(0) {
                 return Err(bad(
                     &at("rpm"),
@@ -861,13 +872,17 @@ impl SweepSpec {
             }
         }
         if m.batch == Some(true) {
-            if !BATCH_PROVIDERS.contains(&m.provider.as_str()) {
+            if !m.provider.has_batch_api() {
                 return Err((
                     "batch",
                     format!(
-                        "is true, but provider {:?} has no batch API here ({} have one); remove `batch` or use one of those",
+                        "is true, but provider \"{}\" has no batch API here ({} have one); remove `batch` or use one of those",
                         m.provider,
-                        BATCH_PROVIDERS.join(", ")
+                        ProviderKind::with_batch_api()
+                            .iter()
+                            .map(|k| k.name())
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ),
                 ));
             }

@@ -46,8 +46,8 @@ pub enum Tokenizer {
 
 impl Tokenizer {
     /// The tokenizer of a model of a provider (see the module's table).
-    pub fn for_model(provider: &str, model: &str) -> Tokenizer {
-        if !matches!(provider, "openai" | "openai-compatible" | "sim") {
+    pub fn for_model(provider: crate::provider::ProviderKind, model: &str) -> Tokenizer {
+        if !provider.uses_openai_tokenizers() {
             return Tokenizer::Estimate;
         }
         let base = model.strip_prefix("ft:").unwrap_or(model);
@@ -133,7 +133,11 @@ mod tests {
             ("gemini", "gemini-2.5-flash", Estimate),
             ("openai-compatible", "meta-llama/llama-3.1-8b", Estimate),
         ] {
-            assert_eq!(Tokenizer::for_model(provider, model), want, "{model}");
+            assert_eq!(
+                Tokenizer::for_model(provider.parse().unwrap(), model),
+                want,
+                "{model}"
+            );
         }
     }
 

@@ -19,7 +19,7 @@ use tonic::{Request, Response, Status};
 
 use crate::engine::{Engine, EngineError};
 use moralsweep_protocol::auth::Auth;
-use moralsweep_protocol::{convert, HeldBatch, ProgressState, SweepProgress, MAX_MESSAGE};
+use moralsweep_protocol::{convert, usage, HeldBatch, ProgressState, SweepProgress, MAX_MESSAGE};
 
 /// The longest pause one `Throttled` call may impose on a rate group.
 pub const MAX_THROTTLE_PAUSE: Duration = Duration::from_secs(600);
@@ -204,7 +204,9 @@ impl Sweeps for Service {
         let sweep = req.into_inner().sweep;
         let r = self.engine.record(&sweep).map_err(status)?;
         let src = r.source.clone();
+        let used = self.engine.usage(&sweep).await.map_err(status)?;
         Ok(Response::new(pb::SweepSpecReply {
+            usage: used.iter().map(usage::to_pb).collect(),
             sweep,
             spec_toml: src.as_ref().map(|s| s.toml.clone()).unwrap_or_default(),
             spec_sha256: src.as_ref().map(|s| s.sha256.clone()).unwrap_or_default(),
@@ -382,6 +384,20 @@ impl Workers for Service {
                 convert::report_from_pb(res)
                     .map_err(|e| Status::invalid_argument(e.to_string()))?,
             );
+        }
+        // The usage first: once the last result is recorded, `results` may
+        // fetch the sweep, and its provenance should hold every call.
+        if !r.usage.is_empty() {
+            let source = if r.usage_source.is_empty() {
+                &r.worker
+            } else {
+                &r.usage_source
+            };
+            let entries = r.usage.into_iter().map(usage::from_pb).collect();
+            self.engine
+                .record_usage(source, entries)
+                .await
+                .map_err(status)?;
         }
         let out = tracing::Instrument::instrument(self.engine.report(reports, &r.release), span)
             .await

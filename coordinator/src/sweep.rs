@@ -207,7 +207,7 @@ pub fn tokens_estimate(record: &SweepRecord, model: &ModelSpec, mode: Mode, samp
     let prompt = match mode {
         Mode::SelfMode => instrument.self_prompt(item),
         Mode::EmCheck => {
-            return Tokenizer::for_model(&model.provider, &model.model)
+            return Tokenizer::for_model(model.provider, &model.model)
                 .request_tokens(&em.questions[0], em.answer.max_tokens)
         }
         Mode::EmJudge => {
@@ -218,7 +218,7 @@ pub fn tokens_estimate(record: &SweepRecord, model: &ModelSpec, mode: Mode, samp
                 &em.questions[0],
                 &answer,
             );
-            return Tokenizer::for_model(&model.provider, &model.model)
+            return Tokenizer::for_model(model.provider, &model.model)
                 .request_tokens(&prompt, em.judge.max_tokens);
         }
         _ => {
@@ -226,5 +226,5 @@ pub fn tokens_estimate(record: &SweepRecord, model: &ModelSpec, mode: Mode, samp
             instrument.persona_prompt(p, item)
         }
     };
-    Tokenizer::for_model(&model.provider, &model.model).request_tokens(&prompt, samples.max(1))
+    Tokenizer::for_model(model.provider, &model.model).request_tokens(&prompt, samples.max(1))
 }

@@ -15,8 +15,10 @@ pub struct TlsError {
     error: std::io::Error,
 }
 
+/// A PEM file is small: a FIFO, a device or a huge file is refused (see
+/// `moralsweep_userfs::read_bounded`).
 fn read(what: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|error| TlsError {
+    moralsweep_userfs::read_bounded(path, moralsweep_userfs::SPEC_LIMIT).map_err(|error| TlsError {
         what,
         path: path.to_path_buf(),
         error,

@@ -84,6 +84,34 @@ async fn sweeps_create_update_list_delete(s: Arc<dyn Store>) {
     s.ping().await.unwrap();
 }
 
+/// The workers' usage: per field the newest version only, listed per
+/// sweep, removed with its sweep.
+async fn usage_keeps_the_newest_version_and_goes_with_the_sweep(s: Arc<dyn Store>) {
+    assert!(s.usage("u").await.unwrap().is_empty());
+    assert!(s.create_sweep("u", b"r").await.unwrap());
+    assert!(s.create_sweep("u2", b"r").await.unwrap());
+    s.put_usage("u", "w1\u{1f}m", 2, b"two").await.unwrap();
+    // An older version arriving late, and a repeat, change nothing.
+    s.put_usage("u", "w1\u{1f}m", 1, b"one").await.unwrap();
+    s.put_usage("u", "w1\u{1f}m", 2, b"two again")
+        .await
+        .unwrap();
+    s.put_usage("u", "w2\u{1f}m", 7, b"{|}").await.unwrap();
+    s.put_usage("u2", "w1\u{1f}m", 1, b"other sweep")
+        .await
+        .unwrap();
+    let mut got = s.usage("u").await.unwrap();
+    got.sort();
+    assert_eq!(got, vec![b"two".to_vec(), b"{|}".to_vec()]);
+    s.put_usage("u", "w1\u{1f}m", 3, b"three").await.unwrap();
+    let mut got = s.usage("u").await.unwrap();
+    got.sort();
+    assert_eq!(got, vec![b"three".to_vec(), b"{|}".to_vec()]);
+    s.delete_sweep("u").await.unwrap();
+    assert!(s.usage("u").await.unwrap().is_empty());
+    assert_eq!(s.usage("u2").await.unwrap(), vec![b"other sweep".to_vec()]);
+}
+
 fn batch(u: &UnitKey, id: &str, slots: &[u32], worker: &str, deadline_ms: u64) -> BatchRecord {
     BatchRecord {
         id: id.into(),
@@ -1296,6 +1324,7 @@ suite!(embedded_store, embedded();
     random_batch_operations_match_the_model,
     spawned_work_exists_once_and_is_granted_only_from_the_queue,
     random_spawning_matches_the_model,
+    usage_keeps_the_newest_version_and_goes_with_the_sweep,
 );
 
 suite!(redis_store, redis();
@@ -1313,6 +1342,7 @@ suite!(redis_store, redis();
     random_batch_operations_match_the_model,
     spawned_work_exists_once_and_is_granted_only_from_the_queue,
     random_spawning_matches_the_model,
+    usage_keeps_the_newest_version_and_goes_with_the_sweep,
 );
 
 // ----------------------------------------------------------------------

@@ -18,7 +18,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .next()
         .unwrap_or_else(|| "The capital of France is".into());
     let template = match args.next().as_deref() {
-        Some("chat") => Template::GemmaChat,
+        Some("chat") => Template::Chat,
         Some("completion") => Template::Completion {
             cue: Template::DEFAULT_CUE.to_string(),
         },
@@ -33,7 +33,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         },
     )?;
     eprintln!("loaded in {:.2?}", t0.elapsed());
-    let tokens = engine.prompt_tokens(&prompt);
+    let tokens = engine.prompt_tokens(&prompt)?;
     println!("{} tokens: {:?}", tokens.len(), tokens);
     let t1 = Instant::now();
     let d = engine.distribution(&tokens)?;

@@ -60,7 +60,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let mut cases = vec![];
     for text in &texts {
-        let ids = engine.prompt_tokens(text);
+        let ids = engine.prompt_tokens(text)?;
         // The prompt, then the prompt one and two tokens longer (the
         // continuations a fallback generation computes after its cache).
         for extra in [0usize, 1, 2] {

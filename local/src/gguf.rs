@@ -254,10 +254,18 @@ impl<'a> Cursor<'a> {
 impl GgufFile {
     /// Reads and parses a GGUF file.
     pub fn open(path: &Path) -> Result<GgufFile, LocalError> {
-        let data = std::fs::read(path).map_err(|e| LocalError::Io {
+        use std::io::Read;
+        let io = |error| LocalError::Io {
             path: path.to_path_buf(),
-            error: e,
-        })?;
+            error,
+        };
+        // A regular file only (a FIFO or /dev/zero is refused before
+        // anything blocks or streams), read into one buffer of its size.
+        let mut r =
+            moralsweep_userfs::open_bounded(path, moralsweep_userfs::MODEL_LIMIT).map_err(io)?;
+        let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        let mut data = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+        r.read_to_end(&mut data).map_err(io)?;
         Self::parse(path, data)
     }
 

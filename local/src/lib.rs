@@ -3,9 +3,11 @@
 //!
 //! The pieces: [`gguf`] reads a GGUF file (metadata and tensor directory),
 //! [`quant`] dequantises its tensors, [`tokenizer`] rebuilds the
-//! SentencePiece tokenizer from the file's metadata, [`model`] runs the
-//! Gemma 3 decoder, [`engine`] adds prefix caching, sampling and the digit
-//! distribution the rating protocol needs.
+//! SentencePiece or byte-level BPE tokenizer from the file's metadata,
+//! [`arch`] describes the supported architectures (Gemma 3, Gemma 2, Llama
+//! 3.x and Mistral, Qwen 2.5, Qwen 3) by what differs between them, [`model`]
+//! runs the decoder, [`engine`] adds prefix caching, sampling, the chat
+//! templates and the digit distribution the rating protocol needs.
 //!
 //! # Why our own implementation, computing in `f32`
 //!
@@ -16,30 +18,36 @@
 //! machine's AMX-capable Xeon while recording the fixtures); candle's
 //! quantized CPU path was measured at about 40 prompt tokens/s on this model,
 //! far too slow. The model is small (about 100M parameters outside the
-//! embedding), so the weights are dequantised once at load and a prompt is
-//! processed as one batch of positions: every projection becomes a
-//! matrix-matrix product. Layer weights are packed once, at load, in half
-//! precision, into panels of 32 output columns (`kernels::Packed`, 200 MB
-//! for Gemma 3 270M), which the prefill widens to `f32` one panel at a time
-//! for a register-blocked micro-kernel (12 x 32 on AVX-512, 6 x 16 on
-//! AVX2+FMA, a portable body elsewhere; `kernels::gemm_packed`, split over
-//! the cores by panels) and a decoding step reads directly (it only streams
-//! the weights, so half the bytes is about half the time). The 262k x 640
-//! embedding, which the output head reads whole for every distribution,
-//! stays in the file's Q8_0 blocks with a hand-vectorised dot product. The
-//! logits agree with llama.cpp run on an f32 copy of the same weights to
-//! about 0.009 nats (`tests/llamacpp_fixtures.rs`) and with the earlier
-//! all-`f32` engine to 0.003 (`tests/engine_conformance.rs`), more exactly
-//! than a quantised-activation path does. Speed: `benches/prefill.rs`.
+//! embedding), so a prompt is processed as one batch of positions: every
+//! projection becomes a matrix-matrix product. Layer weights are packed once,
+//! at load, into panels of 32 output columns (`kernels::Packed`): as the
+//! file's own 8-bit codes with a scale and an offset per 16 values where the
+//! tensor is a quantised grid (every ggml block type: the file's values
+//! exactly, about 1.5 bytes a weight, 150 MB for Gemma 3 270M), else in half
+//! precision. The prefill widens one panel at a time to `f32` for a
+//! register-blocked micro-kernel (12 x 32 on AVX-512, 6 x 16 on AVX2+FMA, a
+//! portable body elsewhere; `kernels::gemm_packed`, split over the cores by
+//! panels), and a decoding step reads the codes directly (it only streams
+//! the weights, so fewer bytes is less time). The 262k x 640 embedding,
+//! which the output head reads whole for every distribution, stays in the
+//! file's Q8_0 blocks; the head multiplies them as integers with the hidden
+//! state quantised to 16 bits per 32-value block (`kernels::Q8Matrix`). The
+//! logits agree with llama.cpp run on an f32 copy of the same weights
+//! (`tests/llamacpp_fixtures.rs`) and with the earlier all-`f32` engine
+//! (`tests/engine_conformance.rs`) within 0.02 nats; llama.cpp's own
+//! quantised-activation path is further off. Speed: `benches/prefill.rs`,
+//! side by side with llama.cpp.
 //!
 //! Layer: above `moralsweep-common` (its only workspace dependency); the
 //! worker uses it behind its default feature `local`.
 
+pub mod arch;
 pub mod engine;
 pub mod gguf;
 pub mod kernels;
 pub mod model;
 pub mod quant;
+mod rope;
 pub mod tokenizer;
 pub mod weights;
 

@@ -1,15 +1,19 @@
-//! The Gemma 3 decoder, computed in `f32` on the CPU (weights held in half precision).
+//! The decoder forward pass, computed in `f32` on the CPU (weights held in
+//! half precision), for every architecture [`crate::arch`] describes.
 //!
-//! Per layer: RMSNorm, fused Q/K/V projection, per-head RMSNorm of queries and
-//! keys (QK-norm), NeoX rotary embeddings (base 10 000 on the sliding-window
-//! layers, `gemma3.rope.freq_base` on the global ones), queries scaled by
-//! `1/sqrt(head_dim)`, grouped-query attention (causal; a local layer sees the
-//! last `gemma3.attention.sliding_window` positions), output projection,
-//! post-attention RMSNorm and residual; then RMSNorm, GeGLU (tanh GELU of the
-//! gate times the up projection), down projection, post-FFN RMSNorm and
-//! residual. Every sixth layer is global. Embeddings are scaled by
-//! `sqrt(hidden)`; the output head is the (tied) embedding matrix. GGUF
-//! stores Gemma's norm weights with the `1 +` already folded in.
+//! Per layer: RMSNorm, fused Q/K/V projection (plus biases where the file has
+//! them: Qwen 2), per-head RMSNorm of queries and keys where the architecture
+//! has QK-norm (Gemma 3, Qwen 3), rotary embeddings (the architecture's
+//! pairing, base and, for Llama 3, per-frequency factors; Gemma's
+//! sliding-window layers have their own base), queries scaled, grouped-query
+//! attention (causal; a sliding-window layer sees the last `sliding_window`
+//! positions; Gemma 2 soft-caps the scores), output projection, post-attention
+//! RMSNorm (Gemma) and residual; then RMSNorm, the gated feed-forward layer
+//! (GeGLU for Gemma, SwiGLU otherwise), post-FFN RMSNorm (Gemma) and residual.
+//! Gemma scales embeddings by `sqrt(hidden)`; the output head is the tied
+//! embedding matrix unless the file has `output.weight`; Gemma 2 soft-caps
+//! the logits. GGUF stores Gemma's norm weights with the `1 +` already folded
+//! in.
 //!
 //! Prompts are processed as one batch of positions (prefill), so every
 //! projection is a matrix-matrix product; [`KvCache`] keeps the keys and values
@@ -17,114 +21,12 @@
 
 use std::path::Path;
 
+use crate::arch::Activation;
+pub use crate::arch::Config;
 use crate::gguf::{GgufFile, TensorInfo};
 use crate::quant::dequantize;
+use crate::rope::RopeTable;
 use crate::LocalError;
-
-/// The model's shape, read from the `gemma3.*` metadata.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Config {
-    pub n_embd: usize,
-    pub n_layer: usize,
-    pub n_head: usize,
-    pub n_head_kv: usize,
-    pub head_dim: usize,
-    pub n_ff: usize,
-    pub eps: f32,
-    pub rope_base_global: f64,
-    pub rope_base_local: f64,
-    pub rope_scale_global: f64,
-    pub sliding_window: usize,
-    /// Every `swa_pattern`-th layer attends globally.
-    pub swa_pattern: usize,
-    pub attn_scale: f32,
-    pub vocab: usize,
-    pub context_length: usize,
-}
-
-impl Config {
-    pub fn from_gguf(f: &GgufFile) -> Result<Config, LocalError> {
-        let arch = f.get_str("general.architecture")?;
-        if arch != "gemma3" {
-            return Err(LocalError::Unsupported(format!(
-                "{}: general.architecture is {arch:?}; this build runs \"gemma3\" models",
-                f.path.display()
-            )));
-        }
-        let u = |k: &str| f.get_u64(&format!("gemma3.{k}")).map(|v| v as usize);
-        let n_embd = u("embedding_length")?;
-        let n_head = u("attention.head_count")?;
-        let head_dim = f
-            .metadata
-            .get("gemma3.attention.key_length")
-            .and_then(|v| v.as_u64())
-            .map_or(n_embd / n_head.max(1), |v| v as usize);
-        let n_head_kv = f
-            .metadata
-            .get("gemma3.attention.head_count_kv")
-            .and_then(|v| v.as_u64())
-            .map_or(n_head, |v| v as usize);
-        if let Some(v) = f
-            .metadata
-            .get("gemma3.attention.value_length")
-            .and_then(|v| v.as_u64())
-        {
-            if v as usize != head_dim {
-                return Err(LocalError::Unsupported(format!(
-                    "{}: value_length {v} differs from key_length {head_dim}",
-                    f.path.display()
-                )));
-            }
-        }
-        let embd = f.tensor("token_embd.weight")?;
-        let vocab = *embd.dims.get(1).unwrap_or(&0) as usize;
-        let opt_f = |k: &str| f.metadata.get(k).and_then(|v| v.as_f64());
-        let cfg = Config {
-            n_embd,
-            n_layer: u("block_count")?,
-            n_head,
-            n_head_kv,
-            head_dim,
-            n_ff: u("feed_forward_length")?,
-            eps: opt_f("gemma3.attention.layer_norm_rms_epsilon").unwrap_or(1e-6) as f32,
-            rope_base_global: opt_f("gemma3.rope.freq_base").unwrap_or(1e6),
-            rope_base_local: 10_000.0,
-            rope_scale_global: opt_f("gemma3.rope.scaling.factor").map_or(1.0, |s| {
-                if s > 0.0 {
-                    1.0 / s
-                } else {
-                    1.0
-                }
-            }),
-            sliding_window: f
-                .metadata
-                .get("gemma3.attention.sliding_window")
-                .and_then(|v| v.as_u64())
-                .unwrap_or(512) as usize,
-            swa_pattern: 6,
-            attn_scale: 1.0 / (head_dim as f32).sqrt(),
-            vocab,
-            context_length: u("context_length").unwrap_or(32768),
-        };
-        if cfg.n_head == 0
-            || cfg.n_head_kv == 0
-            || !cfg.n_head.is_multiple_of(cfg.n_head_kv)
-            || !head_dim.is_multiple_of(2)
-        {
-            return Err(LocalError::Unsupported(format!(
-                "{}: head counts {}/{} with head size {head_dim} are not supported",
-                f.path.display(),
-                cfg.n_head,
-                cfg.n_head_kv
-            )));
-        }
-        Ok(cfg)
-    }
-
-    pub fn is_global(&self, layer: usize) -> bool {
-        self.swa_pattern == 0 || layer % self.swa_pattern == self.swa_pattern - 1
-    }
-}
 
 /// A layer's weight matrix `[out][in]`, packed once, at load, into panels of
 /// output columns in half precision ([`crate::kernels::Packed`]): one copy
@@ -150,24 +52,32 @@ struct Layer {
     attn_norm: Vec<f32>,
     /// Q, K and V stacked: `[(n_head + 2 n_head_kv) head_dim][n_embd]`.
     wqkv: Mat,
-    q_norm: Vec<f32>,
-    k_norm: Vec<f32>,
+    /// Q, K and V biases stacked like `wqkv` (Qwen 2).
+    qkv_bias: Option<Vec<f32>>,
+    /// Per-head RMSNorm weights of queries and keys (QK-norm).
+    q_norm: Option<Vec<f32>>,
+    k_norm: Option<Vec<f32>>,
     wo: Mat,
-    post_attn_norm: Vec<f32>,
+    post_attn_norm: Option<Vec<f32>>,
     ffn_norm: Vec<f32>,
     /// Gate and up stacked: `[2 n_ff][n_embd]`.
     w_gate_up: Mat,
     w_down: Mat,
-    post_ffw_norm: Vec<f32>,
+    post_ffw_norm: Option<Vec<f32>>,
 }
 
-/// A Gemma 3 model: layer weights packed in half precision, computed in `f32`.
+/// A decoder model: layer weights packed in half precision, computed in `f32`.
 pub struct Model {
     pub cfg: Config,
     layers: Vec<Layer>,
-    /// `[vocab][n_embd]`: input embedding and (tied) output head.
+    /// `[vocab][n_embd]`: input embedding and, unless `output` is set, the
+    /// (tied) output head.
     embed: Embedding,
+    /// A separate output head (`output.weight`), `[vocab][n_embd]`.
+    output: Option<Embedding>,
     output_norm: Vec<f32>,
+    /// Llama 3's rope frequency factors (`rope_freqs.weight`, `head_dim/2`).
+    rope_freqs: Option<Vec<f32>>,
 }
 
 /// The embedding matrix: kept as Q8_0 when the file stores it so (the output
@@ -269,17 +179,85 @@ fn load_rows(
     Ok(data)
 }
 
-/// [`load_rows`] as a layer [`Mat`].
+/// [`load_rows`] as a layer [`Mat`]: kept as the file's 8-bit codes where
+/// every stacked tensor is a quantised grid (`quant::dequantize_codes`),
+/// else packed from `f32`.
 fn load_mat(f: &GgufFile, names: &[&str], cols: usize, rows: &[usize]) -> Result<Mat, LocalError> {
-    Ok(Mat::new(
-        &load_rows(f, names, cols, rows)?,
-        rows.iter().sum(),
-        cols,
-    ))
+    let n: usize = rows.iter().sum();
+    if cols.is_multiple_of(crate::quant::CODE_BLOCK) {
+        let mut codes = crate::quant::Codes::default();
+        let mut all = true;
+        for (name, &r) in names.iter().zip(rows) {
+            let t = f.tensor(name)?;
+            if t.dims != [cols as u64, r as u64]
+                || !crate::quant::dequantize_codes(t.ty, f.tensor_bytes(t), &mut codes)
+            {
+                all = false;
+                break;
+            }
+        }
+        if all && codes.q.len() == n * cols {
+            return Ok(Mat {
+                rows: n,
+                cols,
+                packed: crate::kernels::Packed::from_codes(&codes, n, cols),
+            });
+        }
+    }
+    Ok(Mat::new(&load_rows(f, names, cols, rows)?, n, cols))
+}
+
+/// An embedding-shaped matrix `[vocab][n_embd]`: kept in Q8_0 when the file
+/// stores it so, else dequantised to f32.
+fn load_embedding(
+    f: &GgufFile,
+    name: &str,
+    e: usize,
+    vocab: usize,
+) -> Result<Embedding, LocalError> {
+    let t = f.tensor(name)?;
+    Ok(
+        if t.ty == crate::gguf::TensorType::Q8_0 && t.dims == [e as u64, vocab as u64] {
+            Embedding::Q8(crate::kernels::Q8Matrix::from_q8_0(
+                f.tensor_bytes(t),
+                vocab,
+                e,
+            ))
+        } else {
+            Embedding::F32(load_rows(f, &[name], e, &[vocab])?)
+        },
+    )
+}
+
+/// Tensors some files of a supported architecture carry but this engine
+/// does not apply: refuse them rather than compute something else.
+fn reject_unused_tensors(f: &GgufFile) -> Result<(), LocalError> {
+    const UNUSED: &[&str] = &[
+        "attn_output.bias",
+        "ffn_gate.bias",
+        "ffn_up.bias",
+        "ffn_down.bias",
+        "attn_qkv.weight",
+        "ffn_gate_inp.weight",
+    ];
+    let found = f.tensors.keys().find(|k| {
+        k.as_str() == "output.bias"
+            || k.as_str() == "rope_factors_long.weight"
+            || UNUSED
+                .iter()
+                .any(|u| k.starts_with("blk.") && k.ends_with(&format!(".{u}")))
+    });
+    match found {
+        Some(k) => Err(LocalError::Unsupported(format!(
+            "{}: tensor {k:?} is not supported by this engine",
+            f.path.display()
+        ))),
+        None => Ok(()),
+    }
 }
 
 impl Model {
-    /// Loads and dequantises every weight of a Gemma 3 GGUF file.
+    /// Loads and dequantises every weight of a GGUF file.
     pub fn load(path: &Path) -> Result<Model, LocalError> {
         let f = GgufFile::open(path)?;
         Self::from_gguf(&f)
@@ -287,11 +265,28 @@ impl Model {
 
     pub fn from_gguf(f: &GgufFile) -> Result<Model, LocalError> {
         let cfg = Config::from_gguf(f)?;
+        reject_unused_tensors(f)?;
         let (e, hd, ff) = (cfg.n_embd, cfg.head_dim, cfg.n_ff);
         let (qd, kvd) = (cfg.n_head * hd, cfg.n_head_kv * hd);
         let mut layers = Vec::with_capacity(cfg.n_layer);
         for i in 0..cfg.n_layer {
             let n = |s: &str| format!("blk.{i}.{s}.weight");
+            let bias = |s: &str| format!("blk.{i}.{s}.bias");
+            let has_bias = ["attn_q", "attn_k", "attn_v"]
+                .iter()
+                .any(|s| f.tensors.contains_key(&bias(s)));
+            let qkv_bias = if has_bias {
+                let mut b = load_tensor(f, &bias("attn_q"), &[qd])?;
+                b.extend(load_tensor(f, &bias("attn_k"), &[kvd])?);
+                b.extend(load_tensor(f, &bias("attn_v"), &[kvd])?);
+                Some(b)
+            } else {
+                None
+            };
+            let norm =
+                |s: &str, len: usize, present: bool| -> Result<Option<Vec<f32>>, LocalError> {
+                    present.then(|| load_tensor(f, &n(s), &[len])).transpose()
+                };
             layers.push(Layer {
                 attn_norm: load_tensor(f, &n("attn_norm"), &[e])?,
                 wqkv: load_mat(
@@ -300,39 +295,45 @@ impl Model {
                     e,
                     &[qd, kvd, kvd],
                 )?,
-                q_norm: load_tensor(f, &n("attn_q_norm"), &[hd])?,
-                k_norm: load_tensor(f, &n("attn_k_norm"), &[hd])?,
+                qkv_bias,
+                q_norm: norm("attn_q_norm", hd, cfg.qk_norm)?,
+                k_norm: norm("attn_k_norm", hd, cfg.qk_norm)?,
                 wo: load_mat(f, &[&n("attn_output")], qd, &[e])?,
-                post_attn_norm: load_tensor(f, &n("post_attention_norm"), &[e])?,
+                post_attn_norm: norm("post_attention_norm", e, cfg.post_norms)?,
                 ffn_norm: load_tensor(f, &n("ffn_norm"), &[e])?,
                 w_gate_up: load_mat(f, &[&n("ffn_gate"), &n("ffn_up")], e, &[ff, ff])?,
                 w_down: load_mat(f, &[&n("ffn_down")], ff, &[e])?,
-                post_ffw_norm: load_tensor(f, &n("post_ffw_norm"), &[e])?,
+                post_ffw_norm: norm("post_ffw_norm", e, cfg.post_norms)?,
             });
         }
-        let et = f.tensor("token_embd.weight")?;
-        let embed =
-            if et.ty == crate::gguf::TensorType::Q8_0 && et.dims == [e as u64, cfg.vocab as u64] {
-                Embedding::Q8(crate::kernels::Q8Matrix::from_q8_0(
-                    f.tensor_bytes(et),
-                    cfg.vocab,
-                    e,
-                ))
-            } else {
-                Embedding::F32(load_rows(f, &["token_embd.weight"], e, &[cfg.vocab])?)
-            };
-        if f.tensors.contains_key("output.weight") {
-            return Err(LocalError::Unsupported(format!(
-                "{}: a separate output.weight (untied head) is not supported",
-                f.path.display()
-            )));
-        }
+        let embed = load_embedding(f, "token_embd.weight", e, cfg.vocab)?;
+        let output = if f.tensors.contains_key("output.weight") {
+            Some(load_embedding(f, "output.weight", e, cfg.vocab)?)
+        } else {
+            None
+        };
+        let rope_freqs = if f.tensors.contains_key("rope_freqs.weight") {
+            let v = load_tensor(f, "rope_freqs.weight", &[hd / 2])?;
+            if let Some(bad) = v.iter().find(|x| !(x.is_finite() && **x > 0.0)) {
+                return Err(LocalError::Format {
+                    path: f.path.clone(),
+                    message: format!(
+                        "tensor \"rope_freqs.weight\" holds {bad}: rope factors must be positive"
+                    ),
+                });
+            }
+            Some(v)
+        } else {
+            None
+        };
         let output_norm = load_tensor(f, "output_norm.weight", &[e])?;
         Ok(Model {
             cfg,
             layers,
             embed,
+            output,
             output_norm,
+            rope_freqs,
         })
     }
 
@@ -373,7 +374,7 @@ impl Model {
         let (e, hd) = (c.n_embd, c.head_dim);
         let (qd, kvd) = (c.n_head * hd, c.n_head_kv * hd);
         let qkv_w = qd + 2 * kvd;
-        let scale = (e as f32).sqrt();
+        let scale = c.embed_scale.unwrap_or(1.0);
         let mut x = vec![0f32; t * e];
         for (i, &id) in tokens.iter().enumerate() {
             let xr = &mut x[i * e..(i + 1) * e];
@@ -393,8 +394,23 @@ impl Model {
         let mut gu = vec![0f32; t * 2 * c.n_ff];
         let mut act = vec![0f32; t * c.n_ff];
         let positions: Vec<usize> = (past..past + t).collect();
-        let rope_local = RopeTable::new(&positions, hd, c.rope_base_local, 1.0);
-        let rope_global = RopeTable::new(&positions, hd, c.rope_base_global, c.rope_scale_global);
+        let factors = self.rope_freqs.as_deref();
+        let rope_local = RopeTable::new(
+            &positions,
+            hd,
+            c.rope_base_local,
+            c.rope_scale_local,
+            c.rope_style,
+            factors,
+        );
+        let rope_global = RopeTable::new(
+            &positions,
+            hd,
+            c.rope_base_global,
+            c.rope_scale_global,
+            c.rope_style,
+            factors,
+        );
         for (li, l) in self.layers.iter().enumerate() {
             rms_norm_rows(&x, &mut h, &l.attn_norm, e, c.eps);
             matmul_wt(&h, &l.wqkv, &mut qkv, t);
@@ -409,33 +425,39 @@ impl Model {
             vc.reserve_exact(t * kvd);
             for i in 0..t {
                 let row = &mut qkv[i * qkv_w..(i + 1) * qkv_w];
+                if let Some(b) = &l.qkv_bias {
+                    for (v, bv) in row.iter_mut().zip(b) {
+                        *v += bv;
+                    }
+                }
                 let (qr, rest) = row.split_at_mut(qd);
                 let (kr, vr) = rest.split_at_mut(kvd);
                 for head in qr.chunks_exact_mut(hd) {
-                    rms_norm_inplace(head, &l.q_norm, c.eps);
+                    if let Some(w) = &l.q_norm {
+                        rms_norm_inplace(head, w, c.eps);
+                    }
                     rope.apply(head, i);
                     for v in head.iter_mut() {
                         *v *= c.attn_scale;
                     }
                 }
                 for head in kr.chunks_exact_mut(hd) {
-                    rms_norm_inplace(head, &l.k_norm, c.eps);
+                    if let Some(w) = &l.k_norm {
+                        rms_norm_inplace(head, w, c.eps);
+                    }
                     rope.apply(head, i);
                 }
                 q[i * qd..(i + 1) * qd].copy_from_slice(qr);
                 kc.extend_from_slice(kr);
                 vc.extend_from_slice(vr);
             }
-            let window = if c.is_global(li) {
-                usize::MAX
-            } else {
-                c.sliding_window
-            };
-            attention(&q, kc, vc, &mut att, t, past, c, window);
+            attention(&q, kc, vc, &mut att, t, past, c, c.window(li));
             matmul_wt(&att, &l.wo, &mut o, t);
             for i in 0..t {
                 let (orow, xrow) = (&mut o[i * e..(i + 1) * e], &mut x[i * e..(i + 1) * e]);
-                rms_norm_inplace(orow, &l.post_attn_norm, c.eps);
+                if let Some(w) = &l.post_attn_norm {
+                    rms_norm_inplace(orow, w, c.eps);
+                }
                 for (xv, ov) in xrow.iter_mut().zip(orow.iter()) {
                     *xv += ov;
                 }
@@ -446,14 +468,26 @@ impl Model {
             for i in 0..t {
                 let row = &gu[i * 2 * ff..(i + 1) * 2 * ff];
                 let (g, u) = row.split_at(ff);
-                for ((a, &gv), &uv) in act[i * ff..(i + 1) * ff].iter_mut().zip(g).zip(u) {
-                    *a = gelu_tanh(gv) * uv;
+                let out = act[i * ff..(i + 1) * ff].iter_mut().zip(g).zip(u);
+                match c.activation {
+                    Activation::GeluTanh => {
+                        for ((a, &gv), &uv) in out {
+                            *a = gelu_tanh(gv) * uv;
+                        }
+                    }
+                    Activation::Silu => {
+                        for ((a, &gv), &uv) in out {
+                            *a = gv / (1.0 + (-gv).exp()) * uv;
+                        }
+                    }
                 }
             }
             matmul_wt(&act, &l.w_down, &mut o, t);
             for i in 0..t {
                 let (orow, xrow) = (&mut o[i * e..(i + 1) * e], &mut x[i * e..(i + 1) * e]);
-                rms_norm_inplace(orow, &l.post_ffw_norm, c.eps);
+                if let Some(w) = &l.post_ffw_norm {
+                    rms_norm_inplace(orow, w, c.eps);
+                }
                 for (xv, ov) in xrow.iter_mut().zip(orow.iter()) {
                     *xv += ov;
                 }
@@ -468,48 +502,16 @@ impl Model {
     /// The logits of the whole vocabulary for a final hidden state.
     pub fn logits(&self, hidden: &[f32]) -> Vec<f32> {
         let mut out = vec![0f32; self.cfg.vocab];
-        match &self.embed {
+        match self.output.as_ref().unwrap_or(&self.embed) {
             Embedding::F32(m) => crate::kernels::gemv_rows(m, hidden, &mut out),
             Embedding::Q8(m) => m.gemv(hidden, &mut out),
         }
-        out
-    }
-}
-
-/// cos/sin of NeoX rotary embeddings for a run of positions.
-struct RopeTable {
-    half: usize,
-    cos: Vec<f32>,
-    sin: Vec<f32>,
-}
-
-impl RopeTable {
-    fn new(positions: &[usize], head_dim: usize, base: f64, scale: f64) -> RopeTable {
-        let half = head_dim / 2;
-        let mut cos = Vec::with_capacity(positions.len() * half);
-        let mut sin = Vec::with_capacity(positions.len() * half);
-        for &p in positions {
-            for i in 0..half {
-                let theta = p as f64 * scale * base.powf(-2.0 * i as f64 / head_dim as f64);
-                cos.push(theta.cos() as f32);
-                sin.push(theta.sin() as f32);
+        if let Some(cap) = self.cfg.final_softcap {
+            for v in out.iter_mut() {
+                *v = cap * (*v / cap).tanh();
             }
         }
-        RopeTable { half, cos, sin }
-    }
-
-    fn apply(&self, x: &mut [f32], row: usize) {
-        let h = self.half;
-        let (cs, sn) = (
-            &self.cos[row * h..(row + 1) * h],
-            &self.sin[row * h..(row + 1) * h],
-        );
-        let (a, b) = x.split_at_mut(h);
-        for i in 0..h {
-            let (x0, x1) = (a[i], b[i]);
-            a[i] = x0 * cs[i] - x1 * sn[i];
-            b[i] = x0 * sn[i] + x1 * cs[i];
-        }
+        out
     }
 }
 
@@ -582,6 +584,11 @@ fn attention(
                 (p + 1).saturating_sub(window)
             };
             let row = &mut s[i * total..(i + 1) * total];
+            if let Some(cap) = c.attn_softcap {
+                for val in row[lo..=p].iter_mut() {
+                    *val = cap * (*val / cap).tanh();
+                }
+            }
             let m = row[lo..=p]
                 .iter()
                 .copied()

@@ -148,6 +148,120 @@ pub fn dequantize(ty: TensorType, src: &[u8], out: &mut Vec<f32>) -> bool {
     true
 }
 
+/// Values of 16 consecutive weights as 8-bit codes on a grid: value `i` of a
+/// block is `scale * q[i] + min`. Every ggml block type below 8 bits per
+/// weight is such a grid (Q6_K's scales change every 16 values, the others'
+/// every 32), so the codes hold the file's values exactly, in about 1.5
+/// bytes a weight instead of 4 (`f32`) or 2 (rounded to half precision).
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Codes {
+    pub q: Vec<u8>,
+    /// One per 16 values.
+    pub scale: Vec<f32>,
+    pub min: Vec<f32>,
+}
+
+/// Values per [`Codes`] scale.
+pub const CODE_BLOCK: usize = 16;
+
+impl Codes {
+    fn push(&mut self, q: impl IntoIterator<Item = u8>, scale: f32, min: f32) {
+        self.q.extend(q);
+        self.scale.push(scale);
+        self.min.push(min);
+    }
+}
+
+/// Appends the values of `src` (type `ty`) to `out` as codes. Returns false
+/// for a type whose values are not such a grid (F32, F16, BF16) or that this
+/// module does not read.
+pub fn dequantize_codes(ty: TensorType, src: &[u8], out: &mut Codes) -> bool {
+    let Some((_, bb)) = ty.block() else {
+        return false;
+    };
+    for b in src.chunks_exact(bb) {
+        match ty {
+            TensorType::Q4_0 | TensorType::Q4_1 => {
+                let (d, m, qs) = if ty == TensorType::Q4_0 {
+                    (half(b, 0), -8.0 * half(b, 0), &b[2..18])
+                } else {
+                    (half(b, 0), half(b, 2), &b[4..20])
+                };
+                out.push(qs.iter().map(|&q| q & 0xf), d, m);
+                out.push(qs.iter().map(|&q| q >> 4), d, m);
+            }
+            TensorType::Q5_0 | TensorType::Q5_1 => {
+                let (d, m, rest) = if ty == TensorType::Q5_0 {
+                    (half(b, 0), -16.0 * half(b, 0), &b[2..])
+                } else {
+                    (half(b, 0), half(b, 2), &b[4..])
+                };
+                let qh = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]);
+                let qs = &rest[4..20];
+                let lo = |j: usize| (qs[j] & 0xf) | ((((qh >> j) << 4) & 0x10) as u8);
+                let hi = |j: usize| (qs[j] >> 4) | (((qh >> (j + 12)) & 0x10) as u8);
+                out.push((0..16).map(lo), d, m);
+                out.push((0..16).map(hi), d, m);
+            }
+            TensorType::Q8_0 => {
+                let d = half(b, 0);
+                let q = b[2..34].iter().map(|&q| (q as i8 as i16 + 128) as u8);
+                out.push(q.clone().take(16), d, -128.0 * d);
+                out.push(q.skip(16), d, -128.0 * d);
+            }
+            TensorType::Q4K | TensorType::Q5K => {
+                let (d, dmin) = (half(b, 0), half(b, 2));
+                let scales = &b[4..16];
+                let (qh, mut ql) = if ty == TensorType::Q5K {
+                    (Some(&b[16..48]), &b[48..176])
+                } else {
+                    (None, &b[16..144])
+                };
+                let (mut u1, mut u2) = (1u8, 2u8);
+                for j in 0..4 {
+                    let hi = |l: usize, u: u8| qh.map_or(0, |h| if h[l] & u != 0 { 16 } else { 0 });
+                    let (sc, m) = scale_min_k4(2 * j, scales);
+                    let (d1, m1) = (d * sc as f32, dmin * m as f32);
+                    for h in [0..16, 16..32] {
+                        out.push(h.map(|l| (ql[l] & 0xf) + hi(l, u1)), d1, -m1);
+                    }
+                    let (sc, m) = scale_min_k4(2 * j + 1, scales);
+                    let (d2, m2) = (d * sc as f32, dmin * m as f32);
+                    for h in [0..16, 16..32] {
+                        out.push(h.map(|l| (ql[l] >> 4) + hi(l, u2)), d2, -m2);
+                    }
+                    ql = &ql[32..];
+                    u1 <<= 2;
+                    u2 <<= 2;
+                }
+            }
+            TensorType::Q6K => {
+                let d = half(b, 208);
+                for n in 0..2 {
+                    let ql = &b[n * 64..n * 64 + 64];
+                    let qh = &b[128 + n * 32..128 + n * 32 + 32];
+                    let sc = &b[192 + n * 8..192 + n * 8 + 8];
+                    // The four quarters of 32 values, each two blocks of 16.
+                    for quarter in 0..4 {
+                        for h in 0..2 {
+                            let s = d * (sc[h + 2 * quarter] as i8) as f32;
+                            let q = (16 * h..16 * h + 16).map(|l| match quarter {
+                                0 => (ql[l] & 0xf) | ((qh[l] & 3) << 4),
+                                1 => (ql[l + 32] & 0xf) | (((qh[l] >> 2) & 3) << 4),
+                                2 => (ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4),
+                                _ => (ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4),
+                            });
+                            out.push(q, s, -32.0 * s);
+                        }
+                    }
+                }
+            }
+            _ => return false,
+        }
+    }
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -216,5 +330,62 @@ mod tests {
         assert_eq!(out[0], 34.0);
         assert_eq!(out[1], 2.0 * -32.0);
         assert_eq!(out[32], 0.0); // scale 2 is 0
+    }
+
+    /// Codes give the dequantised values (to one rounding: the grid's
+    /// product and offset fused) for every type they cover.
+    #[test]
+    fn codes_hold_the_dequantised_values() {
+        let mut seed = 7u32;
+        let mut byte = || {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            (seed >> 16) as u8
+        };
+        for ty in [
+            TensorType::Q4_0,
+            TensorType::Q4_1,
+            TensorType::Q5_0,
+            TensorType::Q5_1,
+            TensorType::Q8_0,
+            TensorType::Q4K,
+            TensorType::Q5K,
+            TensorType::Q6K,
+        ] {
+            let (_, bb) = ty.block().unwrap();
+            let mut src: Vec<u8> = (0..3 * bb).map(|_| byte()).collect();
+            // Finite, moderate half-precision scales.
+            for b in src.chunks_exact_mut(bb) {
+                let at = if ty == TensorType::Q6K {
+                    vec![208]
+                } else if matches!(
+                    ty,
+                    TensorType::Q4K | TensorType::Q5K | TensorType::Q4_1 | TensorType::Q5_1
+                ) {
+                    vec![0, 2]
+                } else {
+                    vec![0]
+                };
+                for a in at {
+                    b[a + 1] = 0x20 | (b[a + 1] & 0x0b);
+                }
+            }
+            let mut want = vec![];
+            assert!(dequantize(ty, &src, &mut want));
+            let mut codes = Codes::default();
+            assert!(dequantize_codes(ty, &src, &mut codes), "{ty:?}");
+            assert_eq!(codes.q.len(), want.len(), "{ty:?}");
+            assert_eq!(codes.scale.len() * CODE_BLOCK, want.len(), "{ty:?}");
+            for (i, &w) in want.iter().enumerate() {
+                let got = codes.scale[i / CODE_BLOCK]
+                    .mul_add(codes.q[i] as f32, codes.min[i / CODE_BLOCK]);
+                assert!(
+                    (got - w).abs()
+                        <= 2.0 * f32::EPSILON * (w.abs() + codes.min[i / CODE_BLOCK].abs()),
+                    "{ty:?} value {i}: {got} vs {w}"
+                );
+            }
+        }
+        let mut codes = Codes::default();
+        assert!(!dequantize_codes(TensorType::F16, &[0, 0], &mut codes));
     }
 }

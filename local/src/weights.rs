@@ -96,7 +96,8 @@ pub fn sha256_file(path: &Path) -> Result<String, LocalError> {
         path: path.to_path_buf(),
         error: e,
     };
-    let mut f = std::fs::File::open(path).map_err(io)?;
+    let mut f =
+        moralsweep_userfs::open_bounded(path, moralsweep_userfs::MODEL_LIMIT).map_err(io)?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {

@@ -97,7 +97,7 @@ fn chat_template_matches_llama_cpp_special_tokenisation() {
         .strip_prefix("<start_of_turn>user\n")
         .and_then(|s| s.strip_suffix("<end_of_turn>\n<start_of_turn>model\n"))
         .unwrap();
-    assert_eq!(chat.prompt_tokens(user), ids(&p["ids"]));
+    assert_eq!(chat.prompt_tokens(user).unwrap(), ids(&p["ids"]));
     let _ = e;
 }
 
@@ -160,4 +160,194 @@ fn next_token_logprobs_and_greedy_match_llama_cpp_f32() {
 fn next_token_logprobs_match_llama_cpp_quantised() {
     let Some(e) = engine() else { return };
     compare(e, &fixtures()["prompts"], QUANTISED_TOLERANCE, false);
+}
+
+/// The tiny random-weight models of each architecture, against llama.cpp on
+/// the same files (`fixtures/make_arch_fixtures.py` writes both): the same
+/// token ids for the same texts (plain, and a prompt through the model's
+/// chat format), next-token log-probabilities within [`F32_TOLERANCE`] (both
+/// compute in f32 from the same f32 weights; ours rounds them to half
+/// precision when packing), and the greedy continuation wherever llama.cpp's
+/// two best tokens are clearly apart. These need no downloaded model.
+mod architectures {
+    use super::*;
+
+    fn dir() -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/arch")
+    }
+
+    fn check(name: &str) {
+        let path = dir().join(format!("{name}.gguf"));
+        let f: Value = serde_json::from_str(
+            &std::fs::read_to_string(dir().join(format!("{name}.json"))).unwrap(),
+        )
+        .unwrap();
+        let e = Engine::load(
+            &path,
+            EngineOptions {
+                template: Template::Raw,
+                ..Default::default()
+            },
+        )
+        .unwrap_or_else(|err| panic!("{name}: {err}"));
+        assert_eq!(e.model.cfg.arch.name(), f["architecture"].as_str().unwrap());
+        for case in f["tokenize"].as_array().unwrap() {
+            let text = case["text"].as_str().unwrap();
+            let want = ids(&case["ids"]);
+            assert_eq!(
+                e.tokenizer.encode(text, true),
+                want,
+                "{name}: tokens of {text:?}"
+            );
+            let body = match want.first() {
+                Some(&b) if Some(b) == e.tokenizer.bos && e.tokenizer.add_bos => &want[1..],
+                _ => &want[..],
+            };
+            let decoded = e.tokenizer.decode(body);
+            let decoded = match decoded.strip_prefix(' ') {
+                Some(rest) if e.tokenizer.adds_space_prefix() => rest,
+                _ => &decoded,
+            };
+            assert_eq!(decoded, text, "{name}: round trip of {text:?}");
+        }
+        for (d, want) in f["digit_token_ids"].as_object().unwrap() {
+            let d: usize = d.parse().unwrap();
+            assert_eq!(
+                e.digit_tokens(d),
+                ids(want).as_slice(),
+                "{name}: tokens of digit {d}"
+            );
+        }
+        for p in f["prompts"].as_array().unwrap() {
+            let pname = format!("{name}/{}", p["name"].as_str().unwrap());
+            let tokens = ids(&p["ids"]);
+            if p["chat"].as_bool() == Some(true) {
+                let user = p["user"].as_str().unwrap();
+                assert_eq!(
+                    e.frame(user, &Template::Chat).unwrap(),
+                    tokens,
+                    "{pname}: the chat-framed prompt"
+                );
+                let has = |s: &str| e.tokenizer.token_id(s).is_some();
+                let rendered = e.chat_format().unwrap().render(user, has);
+                assert_eq!(rendered, p["text"].as_str().unwrap(), "{pname}: rendered");
+            } else {
+                let text = p["text"].as_str().unwrap();
+                assert_eq!(e.frame(text, &Template::Raw).unwrap(), tokens, "{pname}");
+            }
+        }
+        compare(&e, &f["prompts"], F32_TOLERANCE, false);
+        for p in f["prompts"].as_array().unwrap() {
+            let pname = format!("{name}/{}", p["name"].as_str().unwrap());
+            let want = ids(&p["greedy"]);
+            let margins: Vec<f64> = p["greedy_margins"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m.as_f64().unwrap())
+                .collect();
+            // Compare up to the first step whose two best tokens are within
+            // the tolerance of each other (either could come first).
+            let sure = margins
+                .iter()
+                .take_while(|&&m| m > 2.0 * F32_TOLERANCE)
+                .count();
+            let got = e
+                .generate_from(&ids(&p["ids"]), want.len(), 0.0, 0, |_| false)
+                .unwrap();
+            let n = sure.min(got.tokens.len());
+            assert_eq!(got.tokens[..n], want[..n], "{pname}: greedy continuation");
+            eprintln!("{pname}: greedy agrees on {n} of {} tokens", want.len());
+        }
+    }
+
+    #[test]
+    fn llama3_matches_llama_cpp() {
+        check("llama3");
+    }
+
+    #[test]
+    fn mistral_matches_llama_cpp() {
+        check("mistral");
+    }
+
+    #[test]
+    fn qwen2_matches_llama_cpp() {
+        check("qwen2");
+    }
+
+    #[test]
+    fn qwen3_matches_llama_cpp() {
+        check("qwen3");
+    }
+
+    #[test]
+    fn gemma2_matches_llama_cpp() {
+        check("gemma2");
+    }
+
+    /// A minimal GGUF file with the given string metadata and no tensors.
+    fn gguf_with(kv: &[(&str, &str)]) -> Vec<u8> {
+        let mut b = b"GGUF".to_vec();
+        b.extend(3u32.to_le_bytes());
+        b.extend(0u64.to_le_bytes());
+        b.extend((kv.len() as u64).to_le_bytes());
+        for (k, v) in kv {
+            b.extend((k.len() as u64).to_le_bytes());
+            b.extend(k.as_bytes());
+            b.extend(8u32.to_le_bytes());
+            b.extend((v.len() as u64).to_le_bytes());
+            b.extend(v.as_bytes());
+        }
+        b
+    }
+
+    #[test]
+    fn an_unsupported_architecture_is_named_with_the_supported_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("phi.gguf");
+        std::fs::write(
+            &p,
+            gguf_with(&[
+                ("general.architecture", "phi3"),
+                ("tokenizer.ggml.model", "gpt2"),
+            ]),
+        )
+        .unwrap();
+        let err = Engine::load(&p, EngineOptions::default())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("phi.gguf")
+                && err.contains("\"phi3\"")
+                && err.contains("gemma3, gemma2, llama, qwen2, qwen3"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_base_model_without_chat_format_says_so_when_asked_for_chat() {
+        // Raw and completion framing work; chat names the reason.
+        let e = Engine::load(&dir().join("qwen3.gguf"), EngineOptions::default()).unwrap();
+        assert!(e.frame("hi", &Template::Raw).is_ok());
+        let mut bytes = std::fs::read(dir().join("qwen3.gguf")).unwrap();
+        // The same model with its chat template renamed away: an unknown key.
+        let at = bytes
+            .windows(23)
+            .position(|w| w == b"tokenizer.chat_template")
+            .unwrap();
+        bytes[at..at + 9].copy_from_slice(b"tokenizeX");
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("base.gguf");
+        std::fs::write(&p, bytes).unwrap();
+        let base = Engine::load(&p, EngineOptions::default()).unwrap();
+        assert!(!base.has_chat_template);
+        let err = base.frame("hi", &Template::Chat).unwrap_err().to_string();
+        assert!(
+            err.contains("base.gguf") && err.contains("qwen3") && err.contains("completion"),
+            "{err}"
+        );
+        assert!(base.frame("hi", &Template::Raw).is_ok());
+    }
 }

@@ -24,7 +24,10 @@ pub enum TokenError {
 /// Loads the token from `file` if given, else from `MORALSWEEP_TOKEN`.
 pub fn load_token(file: Option<&Path>) -> Result<String, TokenError> {
     if let Some(path) = file {
-        let text = std::fs::read_to_string(path).map_err(|error| TokenError::Read {
+        // A token file is a small regular file: a FIFO, a device (/dev/zero)
+        // or a huge file is refused before anything blocks or streams.
+        let text = moralsweep_userfs::read_to_string_bounded(path, moralsweep_userfs::SPEC_LIMIT)
+            .map_err(|error| TokenError::Read {
             path: path.display().to_string(),
             error,
         })?;

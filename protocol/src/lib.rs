@@ -22,6 +22,7 @@ pub mod progress;
 pub mod report;
 pub mod seed;
 pub mod unit;
+pub mod usage;
 
 pub use batch::{BatchRecord, HeldBatch, LostBatch, ProviderState, Submitted};
 pub use error::{CallError, ErrorKind};
@@ -31,3 +32,4 @@ pub use progress::{ProgressState, SweepProgress, UnitProgress, ALREADY_CANCELLED
 pub use report::{Outcome, ReportOutcome, SlotReport};
 pub use seed::slot_seed;
 pub use unit::UnitKey;
+pub use usage::UsageEntry;

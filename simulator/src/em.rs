@@ -124,7 +124,8 @@ impl EmSim {
     /// Reads and checks a configuration file.
     pub fn load(path: &Path) -> Result<EmSim, EmSimError> {
         let p = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|error| EmSimError::Read {
+        let text = moralsweep_userfs::read_to_string_bounded(path, moralsweep_userfs::SPEC_LIMIT)
+            .map_err(|error| EmSimError::Read {
             path: p.clone(),
             error,
         })?;

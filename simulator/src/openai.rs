@@ -261,7 +261,7 @@ pub(crate) fn chat_query(m: &Map<String, Value>) -> Result<(Query, bool), Bad> {
             Some("n"),
         ));
     }
-    let tokenizer = Tokenizer::for_model("openai", &key);
+    let tokenizer = Tokenizer::for_model(moralsweep_common::provider::ProviderKind::OpenAi, &key);
     Ok((
         Query {
             temperature,
@@ -426,7 +426,7 @@ pub(crate) fn responses_query(m: &Map<String, Value>) -> Result<ResponsesReq, Ba
         }
     }
     let temperature = temperature_of(m, &key)?;
-    let tokenizer = Tokenizer::for_model("openai", &key);
+    let tokenizer = Tokenizer::for_model(moralsweep_common::provider::ProviderKind::OpenAi, &key);
     Ok(ResponsesReq {
         query: Query {
             temperature,

@@ -3,6 +3,7 @@
 pub mod analyze;
 pub mod cluster;
 pub mod compare;
+mod eta;
 pub mod live;
 pub mod models;
 pub mod plan;

@@ -20,14 +20,20 @@ fn price(p: Option<f64>) -> String {
 
 pub fn models(args: ModelsArgs) -> anyhow::Result<()> {
     let c = catalog::builtin()?;
+    // An unknown name simply lists nothing, and the error below names the
+    // providers the catalog knows.
+    let wanted = args
+        .provider
+        .as_deref()
+        .map(|p| p.parse::<moralsweep_common::provider::ProviderKind>().ok());
     let listed: Vec<&catalog::CatalogEntry> = c
         .models
         .iter()
-        .filter(|m| args.provider.as_deref().is_none_or(|p| m.provider == p))
+        .filter(|m| wanted.is_none_or(|w| w == Some(m.provider)))
         .collect();
     if let Some(p) = &args.provider {
         if listed.is_empty() {
-            let mut providers: Vec<&str> = c.models.iter().map(|m| m.provider.as_str()).collect();
+            let mut providers: Vec<&str> = c.models.iter().map(|m| m.provider.name()).collect();
             providers.dedup();
             anyhow::bail!(
                 "the model catalog holds no model of provider {p:?}; it knows {}",

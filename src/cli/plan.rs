@@ -382,7 +382,7 @@ fn pricing(
         return Ok(models
             .into_iter()
             .map(|m| {
-                let tok = Tokenizer::for_model(&m.provider, &m.model);
+                let tok = Tokenizer::for_model(m.provider, &m.model);
                 let total: u64 = sample
                     .iter()
                     .flat_map(|p| {

@@ -35,7 +35,13 @@ pub fn report(a: ReportArgs) -> anyhow::Result<()> {
             data: a.data.clone(),
             no_figure_files: false,
             verification: a.verification.clone(),
-            on_replace: None,
+            // A page written where the user said may replace a file of
+            // theirs (the page, or a figure beside it): each is named.
+            on_replace: a.out.is_some().then(|| {
+                moralsweep_userfs::OnReplace::new(|p| {
+                    eprintln!("replacing {} (--out)", p.display())
+                })
+            }),
         },
     )
     .with_context(|| format!("making the report of {}", a.dir.display()))?;
@@ -113,6 +119,28 @@ impl SpecText {
             }
         }
     }
+}
+
+/// The provenance's `cost` rows, which the report's Cost section shows: one
+/// per model that made a call, with the same keys from `run` (its own
+/// accounting) and `results` (the workers' reports to the coordinator).
+pub fn cost_json(
+    rows: impl IntoIterator<Item = moralsweep_protocol::UsageEntry>,
+) -> serde_json::Value {
+    rows.into_iter()
+        .filter(|u| u.requests > 0)
+        .map(|u| {
+            serde_json::json!({
+                "model": u.model,
+                "requests": u.requests,
+                "input_tokens": u.input_tokens,
+                "output_tokens": u.output_tokens,
+                "rate_limited": u.rate_limited,
+                "retries": u.retries,
+                "usd": u.usd,
+            })
+        })
+        .collect()
 }
 
 /// Writes `<dir>/provenance.json`, which the report shows: the tool and its

@@ -106,6 +106,7 @@ async fn run_sweep(args: RunArgs, sweep: Sweep) -> anyhow::Result<()> {
             reclaim_every: Duration::from_secs(2),
             data_root: sweep.output.clone(),
             metrics: moralsweep_telemetry::metrics::global().clone(),
+            one_process: true,
             ..EngineConfig::default()
         },
     );
@@ -258,8 +259,14 @@ async fn run_sweep(args: RunArgs, sweep: Sweep) -> anyhow::Result<()> {
         moralsweep_telemetry::flush();
         std::process::exit(130);
     }
+    // A write failure's message is a coordinator's (it retries, cancel the
+    // sweep): this run ends instead, and its error below names the cause.
+    let write_error = engine.write_error(&name);
+    let sweep_message = format!("sweep {name}: ");
     for m in &final_state.messages {
-        eprintln!("warning: {m}");
+        if write_error.is_none() || !m.starts_with(&sweep_message) {
+            eprintln!("warning: {m}");
+        }
     }
     // The report the finisher wrote the metric files from (no file is read back).
     let report = engine.metrics_report(&name).await.unwrap_or_else(|e| {
@@ -270,22 +277,19 @@ async fn run_sweep(args: RunArgs, sweep: Sweep) -> anyhow::Result<()> {
     let mut report_written = true;
     if !args.no_report {
         let record = engine.record(&name).ok();
-        let usage = accounting.snapshot();
-        let cost: Vec<serde_json::Value> = usage
-            .iter()
-            .filter(|(_, u)| u.requests > 0)
-            .map(|(model, u)| {
-                serde_json::json!({
-                    "model": model,
-                    "requests": u.requests,
-                    "input_tokens": u.input_tokens,
-                    "output_tokens": u.output_tokens,
-                    "rate_limited": u.rate_limited,
-                    "retries": u.retried_errors,
-                    "usd": u.cost_usd,
-                })
-            })
-            .collect();
+        let cost =
+            crate::cli::report::cost_json(accounting.snapshot().into_iter().map(|(model, u)| {
+                moralsweep_protocol::UsageEntry {
+                    model,
+                    requests: u.requests,
+                    input_tokens: u.input_tokens,
+                    output_tokens: u.output_tokens,
+                    rate_limited: u.rate_limited,
+                    retries: u.retried_errors,
+                    usd: u.cost_usd,
+                    ..Default::default()
+                }
+            }));
         let mut fields = vec![("report_of_run_at", crate::cli::report::now_rfc3339())];
         if let Some(r) = &record {
             fields.push(("created_at", r.created_at.clone()));
@@ -298,7 +302,7 @@ async fn run_sweep(args: RunArgs, sweep: Sweep) -> anyhow::Result<()> {
             &name,
             crate::cli::report::SpecText::read(&args.spec),
             &fields,
-            Some(serde_json::Value::Array(cost)),
+            Some(cost),
             None,
         );
         report_written =
@@ -327,8 +331,9 @@ async fn run_sweep(args: RunArgs, sweep: Sweep) -> anyhow::Result<()> {
     // in the way, a full disk): the sweep failed even though no model did.
     if final_state.state == ProgressState::Failed {
         eprintln!(
-            "error: sweep {name} failed: its files in {} could not all be written (the cause is above); every answer is recorded in {}, so fix the cause and run the same command again to write them without asking anything again",
+            "error: sweep {name} failed: its files in {} could not all be written: {}; every answer is recorded in {}, so fix the cause and run the same command again to write them without asking anything again",
             final_state.output.display(),
+            write_error.as_deref().unwrap_or("the cause is above"),
             state.display()
         );
         moralsweep_telemetry::flush();
@@ -438,6 +443,8 @@ struct Progress {
     last_done: u64,
     /// The provider batches' lines last printed.
     last_batches: Vec<String>,
+    /// The expected duration, printed once after the first minute.
+    eta: super::eta::Eta,
 }
 
 impl Progress {
@@ -468,12 +475,21 @@ impl Progress {
             last_line: std::time::Instant::now(),
             last_done: p.done,
             last_batches: Vec::new(),
+            eta: super::eta::Eta::new(p.done),
         }
     }
 
     fn update(&mut self, p: &SweepProgress) {
         if self.quiet {
             return;
+        }
+        if let Some(line) = self.eta.due(p.done, p.total) {
+            match &self.bars {
+                Some((multi, _)) => {
+                    let _ = multi.println(&line);
+                }
+                None => println!("{line}"),
+            }
         }
         match &self.bars {
             Some((_, bars)) => {

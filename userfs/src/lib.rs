@@ -17,7 +17,7 @@ pub mod write;
 
 pub use read::{
     open_bounded, read_bounded, read_to_string_bounded, ReadError, INSTRUMENT_LIMIT,
-    MANIFEST_LIMIT, METRICS_LIMIT, PERSONAS_LIMIT, RATINGS_LIMIT, SPEC_LIMIT,
+    MANIFEST_LIMIT, METRICS_LIMIT, MODEL_LIMIT, PERSONAS_LIMIT, RATINGS_LIMIT, SPEC_LIMIT,
 };
 pub use write::{
     create_file_at, refuse_link, Kind, NewFile, OnReplace, OutDir, Prior, WriteError, TEMP_SUFFIX,

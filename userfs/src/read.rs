@@ -21,6 +21,8 @@ pub const MANIFEST_LIMIT: u64 = 4 << 20;
 pub const METRICS_LIMIT: u64 = 256 << 20;
 /// A rating CSV (one model's answers, one row per rating).
 pub const RATINGS_LIMIT: u64 = 1 << 30;
+/// A local model's GGUF weights.
+pub const MODEL_LIMIT: u64 = 64 << 30;
 
 /// Why a user's file was not read.
 #[derive(Debug, thiserror::Error)]

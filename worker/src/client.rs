@@ -20,6 +20,7 @@ use pb::workers_client::WorkersClient;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
+use crate::cost::Accounting;
 use crate::permits::Permits;
 use crate::runtime::batch_link::BatchLink;
 use crate::runtime::{Link, LinkError, SweepDef};
@@ -111,13 +112,31 @@ pub fn sweeps_client(opts: &ConnectOptions) -> Result<SweepsClient<Authed>, Conn
 #[derive(Clone)]
 pub struct GrpcLink {
     client: WorkersClient<Authed>,
+    /// This process's usage, sent with every report (see
+    /// [`GrpcLink::with_usage`]), and the start nonce that names the
+    /// process.
+    usage: Option<(Arc<Accounting>, Arc<str>)>,
 }
 
 impl GrpcLink {
     pub fn new(opts: &ConnectOptions) -> Result<Self, ConnectError> {
         Ok(GrpcLink {
             client: workers_client(opts)?,
+            usage: None,
         })
+    }
+
+    /// Sends `accounting`'s changed totals with every report, so the
+    /// coordinator knows what the sweep's calls cost (`results` writes it
+    /// into the provenance). A report's usage is recorded before its slots:
+    /// the report with a sweep's last result carries every call before it.
+    pub fn with_usage(mut self, accounting: Arc<Accounting>) -> Self {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        self.usage = Some((accounting, format!("{:x}.{t:x}", std::process::id()).into()));
+        self
     }
 }
 
@@ -273,10 +292,24 @@ impl Link for GrpcLink {
         release: Vec<String>,
         traceparent: Option<String>,
     ) -> Result<ReportOutcome, LinkError> {
+        let usage = self
+            .usage
+            .as_ref()
+            .map(|(a, _)| a.unreported())
+            .unwrap_or_default();
         let mut request = tonic::Request::new(pb::ReportRequest {
             worker: worker.to_string(),
             results: results.iter().map(convert::report_to_pb).collect(),
             release,
+            usage: usage
+                .iter()
+                .map(moralsweep_protocol::usage::to_pb)
+                .collect(),
+            usage_source: self
+                .usage
+                .as_ref()
+                .map(|(_, nonce)| format!("{worker}@{nonce}"))
+                .unwrap_or_default(),
         });
         if let Some(v) = traceparent.and_then(|tp| tp.parse().ok()) {
             request
@@ -290,6 +323,9 @@ impl Link for GrpcLink {
             .await
             .map_err(LinkError::from)?
             .into_inner();
+        if let Some((a, _)) = &self.usage {
+            a.reported(&usage);
+        }
         Ok(ReportOutcome {
             recorded: r.recorded,
             duplicates: r.duplicates,

@@ -4,14 +4,15 @@
 //! first two only when it calls the provider; the dry run says so first.
 
 use moralsweep_common::catalog::{self, SamplesPerRequest};
+use moralsweep_common::provider::ProviderKind;
 use moralsweep_common::{ModelSpec, Sweep};
 
 use crate::providers::{self, ProviderError};
 
 /// The providers the catalog describes: a model of one of them that it
 /// does not hold is most likely misspelt.
-fn catalog_providers(c: &catalog::Catalog) -> Vec<&str> {
-    let mut p: Vec<&str> = c.models.iter().map(|m| m.provider.as_str()).collect();
+fn catalog_providers(c: &catalog::Catalog) -> Vec<ProviderKind> {
+    let mut p: Vec<ProviderKind> = c.models.iter().map(|m| m.provider).collect();
     p.sort_unstable();
     p.dedup();
     p
@@ -19,7 +20,7 @@ fn catalog_providers(c: &catalog::Catalog) -> Vec<&str> {
 
 /// The catalog id of `provider` closest to `model` (by Damerau-Levenshtein
 /// similarity), when one is close enough to be a likely misspelling.
-pub fn closest_known(provider: &str, model: &str) -> Option<String> {
+pub fn closest_known(provider: ProviderKind, model: &str) -> Option<String> {
     let c = catalog::builtin().ok()?;
     c.models
         .iter()
@@ -34,10 +35,10 @@ pub fn closest_known(provider: &str, model: &str) -> Option<String> {
 /// not hold: no price, no known caps, and the closest known id.
 pub fn catalog_warning(m: &ModelSpec) -> Option<String> {
     let c = catalog::builtin().ok()?;
-    if m.profile().catalog.is_some() || !catalog_providers(c).contains(&m.provider.as_str()) {
+    if m.profile().catalog.is_some() || !catalog_providers(c).contains(&m.provider) {
         return None;
     }
-    let hint = match closest_known(&m.provider, &m.model) {
+    let hint = match closest_known(m.provider, &m.model) {
         Some(id) => format!("did you mean {id:?}? "),
         None => String::new(),
     };
@@ -52,7 +53,7 @@ pub fn catalog_warning(m: &ModelSpec) -> Option<String> {
 pub fn credential_warning(m: &ModelSpec) -> Option<String> {
     // The local and synthetic models need no key (and the local one would
     // load its weights here).
-    if matches!(m.provider.as_str(), "local" | "synthetic") {
+    if m.provider.in_process() {
         return None;
     }
     match providers::build(m) {
@@ -130,10 +131,13 @@ mod tests {
     #[test]
     fn a_misspelt_model_gets_the_closest_known_id() {
         assert_eq!(
-            closest_known("openai", "gpt-4.1-mimi").as_deref(),
+            closest_known(ProviderKind::OpenAi, "gpt-4.1-mimi").as_deref(),
             Some("gpt-4.1-mini")
         );
-        assert_eq!(closest_known("openai", "entirely-different-thing"), None);
+        assert_eq!(
+            closest_known(ProviderKind::OpenAi, "entirely-different-thing"),
+            None
+        );
         let m =
             model(serde_json::json!({"key": "k", "provider": "openai", "model": "gpt-4.1-mimi"}));
         let w = catalog_warning(&m).unwrap();

@@ -54,7 +54,7 @@ impl Provider for Traced<'_> {
         let span = spans::provider_call_span(
             self.sweep,
             &self.model.key,
-            &self.model.provider,
+            self.model.provider.name(),
             self.model.rate_group(),
         );
         let result = self.inner.complete(req).instrument(span).await;
@@ -75,7 +75,7 @@ impl Provider for Traced<'_> {
         let span = spans::provider_call_span(
             self.sweep,
             &self.model.key,
-            &self.model.provider,
+            self.model.provider.name(),
             self.model.rate_group(),
         );
         let result = self.inner.complete_n(req, n).instrument(span).await;
@@ -118,7 +118,7 @@ pub fn grant_span(g: &Grant, model: Option<&ModelSpec>) -> tracing::Span {
     let span = spans::model_span(
         &g.lease.unit.sweep,
         &g.lease.unit.model,
-        model.map(|m| m.provider.as_str()).unwrap_or(""),
+        model.map(|m| m.provider.name()).unwrap_or(""),
         &g.rate_group,
     );
     span.record("mode", g.lease.unit.mode.name());
@@ -147,24 +147,39 @@ pub fn slot_finished(m: &Metrics, sweep: &str, model: &str, answered: Option<boo
 }
 
 /// Serves the ops endpoints at `ops_listen` (if given) until the runtime
-/// stops, with `metrics` at `/metrics`; ready while `stop` is false.
+/// stops, with `metrics` at `/metrics`; ready while `stop` is false. The
+/// coordinator's rules apply (`moralsweep_telemetry::access`): with `token`
+/// (the cluster's shared token), `/metrics` answers only to it, since it
+/// names every sweep and model the worker serves; without one, only
+/// requests for localhost, an IP address or the listen address are
+/// answered, and a public address is warned about.
 pub async fn start(
     ops_listen: Option<&str>,
     metrics: Metrics,
+    token: Option<String>,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<Option<OpsServer>, TelemetryError> {
     let Some(addr) = ops_listen else {
         return Ok(None);
     };
-    let server = moralsweep_telemetry::spawn_ops(
+    let server = moralsweep_telemetry::spawn_ops_guarded(
         addr,
         metrics,
         move || {
             let draining = *stop.borrow();
             async move { !draining }
         },
+        Default::default(),
+        token,
+        (
+            "the cluster's shared token",
+            "MORALSWEEP_TOKEN or --token-file",
+        ),
         std::future::pending::<()>(),
     )
     .await?;
+    if let Some(w) = &server.warning {
+        tracing::warn!("--ops-listen: {w}");
+    }
     Ok(Some(server))
 }

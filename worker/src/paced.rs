@@ -193,7 +193,8 @@ pub struct Paced {
     model_key: String,
     policy: RetryPolicy,
     breaker: Breaker,
-    accounting: Option<Arc<Accounting>>,
+    /// Where usage is recorded, and under which sweep.
+    accounting: Option<(Arc<Accounting>, String)>,
     /// Where each attempt is counted (default: a registry of its own).
     metrics: Metrics,
     /// Counts a request's tokens before the call, for the tokens-per-minute
@@ -320,9 +321,9 @@ impl Paced {
         self
     }
 
-    /// Records usage and cost in `accounting` (default: nowhere).
-    pub fn with_accounting(mut self, accounting: Arc<Accounting>) -> Paced {
-        self.accounting = Some(accounting);
+    /// Records usage and cost in `accounting` under `sweep` (default: nowhere).
+    pub fn with_accounting(mut self, accounting: Arc<Accounting>, sweep: &str) -> Paced {
+        self.accounting = Some((accounting, sweep.to_string()));
         self
     }
 
@@ -332,9 +333,9 @@ impl Paced {
         self
     }
 
-    fn account(&self, f: impl FnOnce(&Accounting)) {
-        if let Some(a) = &self.accounting {
-            f(a);
+    fn account(&self, f: impl FnOnce(&Accounting, &str)) {
+        if let Some((a, sweep)) = &self.accounting {
+            f(a, sweep);
         }
     }
 }
@@ -390,11 +391,11 @@ impl Provider for Paced {
                     let usage = crate::providers::usage_of_all(&c);
                     let actual = usage.input_tokens + usage.output_tokens;
                     self.permits.usage(&self.group, estimate, actual).await;
-                    self.account(|a| a.record(&self.model_key, usage));
+                    self.account(|a, s| a.record(s, &self.model_key, usage));
                     return Ok(c);
                 }
                 Err(ProviderError::RateLimited { retry_after }) => {
-                    self.account(|a| a.rate_limited(&self.model_key));
+                    self.account(|a, s| a.rate_limited(s, &self.model_key));
                     self.permits.throttled(&self.group, retry_after).await;
                     rate_limited += 1;
                     if rate_limited > self.policy.max_rate_limited {
@@ -411,7 +412,7 @@ impl Provider for Paced {
                     self.sleep(wait + jitter).await?;
                 }
                 Err(ProviderError::Unreachable(msg)) => {
-                    self.account(|a| a.retried(&self.model_key));
+                    self.account(|a, s| a.retried(s, &self.model_key));
                     if let Some(stop) = self.unreachable(&msg) {
                         return Err(ProviderError::Fatal(stop));
                     }
@@ -442,7 +443,7 @@ impl Provider for Paced {
                     self.sleep(wait).await?;
                 }
                 Err(ProviderError::Retryable(msg)) => {
-                    self.account(|a| a.retried(&self.model_key));
+                    self.account(|a, s| a.retried(s, &self.model_key));
                     if let Err(stop) = self.breaker.failure(&self.model_key, &msg, &self.policy) {
                         return Err(ProviderError::Fatal(stop));
                     }
@@ -555,7 +556,7 @@ mod tests {
         let acc = Arc::new(Accounting::new());
         let p = Paced::new(flaky.clone(), rec.clone(), "g", "m")
             .with_policy(policy)
-            .with_accounting(acc.clone());
+            .with_accounting(acc.clone(), "s");
         (p, flaky, rec, acc)
     }
 

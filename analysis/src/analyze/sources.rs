@@ -52,7 +52,8 @@ fn sha256_of(path: &Path) -> Result<(String, u64), AnalyzeError> {
         path: path.to_path_buf(),
         error,
     };
-    let mut f = std::fs::File::open(path).map_err(io)?;
+    let mut f =
+        moralsweep_userfs::open_bounded(path, moralsweep_userfs::RATINGS_LIMIT).map_err(io)?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 64 * 1024];
     let mut total = 0u64;

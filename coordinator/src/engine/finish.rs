@@ -189,12 +189,20 @@ impl Engine {
                                 me.set_write_error(&s, None);
                             }
                             Err(e) if retrying_cannot_fix(&e) => {
-                                tracing::error!(sweep = %s, "writing the sweep's files failed for a reason retrying cannot fix; not retrying: {e:#}");
+                                if me.cfg.one_process {
+                                    tracing::debug!(sweep = %s, "writing the sweep's files failed: {e:#}");
+                                } else {
+                                    tracing::error!(sweep = %s, "writing the sweep's files failed for a reason retrying cannot fix; not retrying: {e:#}");
+                                }
                                 delays.remove(&s);
                                 me.set_stuck(&s, format!("{e:#}"));
                             }
                             Err(e) => {
-                                tracing::warn!(sweep = %s, "writing the sweep's files failed (will retry): {e:#}");
+                                if me.cfg.one_process {
+                                    tracing::debug!(sweep = %s, "writing the sweep's files failed: {e:#}");
+                                } else {
+                                    tracing::warn!(sweep = %s, "writing the sweep's files failed (will retry): {e:#}");
+                                }
                                 me.set_write_error(&s, Some(format!("{e:#}")));
                                 let d = delays
                                     .entry(s.clone())
@@ -220,6 +228,15 @@ impl Engine {
             }));
         }
         handles
+    }
+
+    /// Why writing the sweep's files failed last, if it did and no write
+    /// succeeded since (`run` names it in its error).
+    pub fn write_error(&self, sweep: &str) -> Option<String> {
+        self.lock()
+            .sweeps
+            .get(sweep)
+            .and_then(|s| s.write_error.clone())
     }
 
     /// Whether the sweep's files can never be written (see `SweepRt::stuck`).

@@ -38,6 +38,7 @@ pub(crate) mod seen;
 mod submit;
 #[cfg(test)]
 mod tests;
+mod usage;
 
 pub use finish::WRITE_RETRY_CAP;
 pub use submit::operational_only;
@@ -62,6 +63,10 @@ pub struct EngineConfig {
     /// Where the engine counts leases, reclaims and recorded slots (the
     /// process's registry, served at `/metrics`).
     pub metrics: moralsweep_telemetry::metrics::Metrics,
+    /// The engine of `moralsweep run`: a sweep whose files cannot be
+    /// written ends the run, which names the cause itself, so the
+    /// finisher's retry warnings (a coordinator's) go to the debug log.
+    pub one_process: bool,
 }
 
 impl Default for EngineConfig {
@@ -73,6 +78,7 @@ impl Default for EngineConfig {
             data_root: PathBuf::from("moralsweep-results"),
             write_metrics: true,
             metrics: moralsweep_telemetry::metrics::Metrics::new("coordinator"),
+            one_process: false,
         }
     }
 }

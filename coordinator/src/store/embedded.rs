@@ -205,6 +205,7 @@ impl Store for EmbeddedStore {
                 .map_err(|e| be(&e))?
                 .retain_in::<&[u8], _>(as_slices(&range), |_, _| false)
                 .map_err(|e| be(&e))?;
+            super::cost::embedded_forget(txn, path, as_slices(&range))?;
             let mut leases = txn.open_table(LEASES).map_err(|e| be(&e))?;
             let mut doomed = Vec::new();
             for row in leases.iter().map_err(|e| be(&e))? {
@@ -558,5 +559,17 @@ impl Store for EmbeddedStore {
             Ok(())
         })
         .await
+    }
+
+    async fn put_usage(&self, sweep: &str, field: &str, v: u64, bytes: &[u8]) -> StoreResult<()> {
+        let (p, field, bytes) = (sweep_prefix(sweep), field.to_string(), bytes.to_vec());
+        self.write(move |txn, path| super::cost::embedded_put(txn, path, &p, &field, v, &bytes))
+            .await
+    }
+
+    async fn usage(&self, sweep: &str) -> StoreResult<Vec<Vec<u8>>> {
+        let range = prefix_range(&sweep_prefix(sweep));
+        self.read(move |txn, path| super::cost::embedded_list(txn, path, as_slices(&range)))
+            .await
     }
 }

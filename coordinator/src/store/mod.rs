@@ -25,6 +25,7 @@ use async_trait::async_trait;
 pub use moralsweep_protocol::Lease;
 use moralsweep_protocol::{BatchRecord, UnitKey};
 
+mod cost;
 pub mod embedded;
 pub mod redis;
 
@@ -235,4 +236,17 @@ pub trait Store: Send + Sync + 'static {
 
     /// Whether the store answers (readiness).
     async fn ping(&self) -> StoreResult<()>;
+
+    /// Keeps `bytes` as the usage under `field` (one worker process and
+    /// model) of `sweep`, unless the store holds a version of it at least
+    /// `version`; [`Store::delete_sweep`] removes it (`store/cost.rs`).
+    async fn put_usage(
+        &self,
+        sweep: &str,
+        field: &str,
+        version: u64,
+        bytes: &[u8],
+    ) -> StoreResult<()>;
+    /// Every usage value of `sweep` (see [`Store::put_usage`]).
+    async fn usage(&self, sweep: &str) -> StoreResult<Vec<Vec<u8>>>;
 }

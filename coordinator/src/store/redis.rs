@@ -604,6 +604,21 @@ impl Store for RedisStore {
             .await)?;
         Ok(())
     }
+
+    async fn put_usage(&self, sweep: &str, field: &str, v: u64, bytes: &[u8]) -> StoreResult<()> {
+        let inv = super::cost::redis_put(&sweep_prefix(sweep), field, v, bytes);
+        retrying!(self, "put_usage", |con| inv
+            .invoke_async::<i64>(&mut con)
+            .await)?;
+        Ok(())
+    }
+
+    async fn usage(&self, sweep: &str) -> StoreResult<Vec<Vec<u8>>> {
+        let key = super::cost::redis_key(&sweep_prefix(sweep));
+        super::cost::strip(retrying!(self, "usage", |con| con
+            .hvals::<_, Vec<Vec<u8>>>(key.as_str())
+            .await)?)
+    }
 }
 
 #[cfg(test)]

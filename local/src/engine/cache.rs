@@ -16,6 +16,12 @@ pub(super) struct State {
     /// The summary of every distribution computed, by prompt, with the
     /// use counter of its last use (the least recently used goes first).
     pub(super) summaries: HashMap<Vec<u32>, (Arc<Summary>, u64)>,
+    /// The same for the steps of generations (a prompt and what was
+    /// generated after it), kept apart and fewer: a step's summary serves
+    /// the generations in flight that go the same way, not a later mode of
+    /// the sweep, and each is up to 32 KB (a fallback generation of a base
+    /// model meets flat distributions), so 8192 of them held 250 MB.
+    pub(super) step_summaries: HashMap<Vec<u32>, (Arc<Summary>, u64)>,
     pub(super) uses: u64,
     pub(super) prompt_tokens: u64,
     pub(super) computed_tokens: u64,
@@ -54,7 +60,7 @@ impl Engine {
         let (cache, hidden) = self.run_prefix(&mut st, tokens)?;
         let d = Arc::new(Distribution::new(self.model.logits(&hidden)));
         self.keep_cache(&mut st, cache);
-        self.remember(&mut st, tokens, &d);
+        self.remember(&mut st, tokens, &d, false);
         Ok(d)
     }
 
@@ -68,42 +74,45 @@ impl Engine {
         }
     }
 
-    /// The keys and values of every position of `tokens`: a copy of a kept
-    /// cache, or computed from the best kept prefix and then kept, so that
-    /// the generations continuing one prompt (a cell's repetitions whose
-    /// one-token attempts all failed) compute it once between them.
-    pub(super) fn prompt_cache(&self, tokens: &[u32]) -> Result<KvCache, LocalError> {
-        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(c) = st.caches.iter().find(|c| c.tokens == tokens) {
-            return Ok(c.clone());
-        }
-        let (cache, _) = self.run_prefix(&mut st, tokens)?;
-        self.keep_cache(&mut st, cache.clone());
-        Ok(cache)
-    }
-
-    /// Keeps a computed distribution (and its summary) for `tokens`.
-    pub(super) fn remember(&self, st: &mut State, tokens: &[u32], d: &Arc<Distribution>) {
+    /// Keeps a computed distribution (and its summary) for `tokens`, a
+    /// prompt or (`step`) a generation's step.
+    pub(super) fn remember(
+        &self,
+        st: &mut State,
+        tokens: &[u32],
+        d: &Arc<Distribution>,
+        step: bool,
+    ) {
         push_lru(
             &mut st.dists,
             (tokens.to_vec(), d.clone()),
             self.opts.distributions,
         );
-        if self.opts.summaries == 0 || st.summaries.contains_key(tokens) {
+        let cap = if step {
+            self.opts.summaries.div_ceil(16)
+        } else {
+            self.opts.summaries
+        };
+        st.uses += 1;
+        let stamp = st.uses;
+        let map = if step {
+            &mut st.step_summaries
+        } else {
+            &mut st.summaries
+        };
+        if cap == 0 || map.contains_key(tokens) {
             return;
         }
-        if st.summaries.len() >= self.opts.summaries {
+        if map.len() >= cap {
             // Evict the least recently used eighth at once, so that a full
             // map costs one scan per many insertions.
-            let mut stamps: Vec<u64> = st.summaries.values().map(|v| v.1).collect();
+            let mut stamps: Vec<u64> = map.values().map(|v| v.1).collect();
             let cut = (stamps.len() / 8).max(1);
             let line = *stamps.select_nth_unstable(cut - 1).1;
-            st.summaries.retain(|_, v| v.1 > line);
+            map.retain(|_, v| v.1 > line);
         }
-        st.uses += 1;
         let summary = Arc::new(Summary::of(d, self.digit_logprobs(d)));
-        let stamp = st.uses;
-        st.summaries.insert(tokens.to_vec(), (summary, stamp));
+        map.insert(tokens.to_vec(), (summary, stamp));
     }
 
     /// The summary of the distribution after `tokens`, if one is kept.
@@ -188,7 +197,10 @@ impl State {
     pub(super) fn kept_summary(&mut self, tokens: &[u32]) -> Option<Arc<Summary>> {
         self.uses += 1;
         let stamp = self.uses;
-        let e = self.summaries.get_mut(tokens)?;
+        let e = match self.summaries.get_mut(tokens) {
+            Some(e) => e,
+            None => self.step_summaries.get_mut(tokens)?,
+        };
         e.1 = stamp;
         Some(e.0.clone())
     }

@@ -8,7 +8,6 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use super::{Distribution, Engine, Generation, NextToken, Summary};
-use crate::model::KvCache;
 use crate::LocalError;
 
 impl Engine {
@@ -59,7 +58,7 @@ impl Engine {
         seed: u64,
         done: impl FnMut(&str) -> bool,
     ) -> Result<Generation, LocalError> {
-        let tokens = self.prompt_tokens(prompt);
+        let tokens = self.prompt_tokens(prompt)?;
         self.generate_from(&tokens, max_tokens, temperature, seed, done)
     }
 
@@ -82,16 +81,15 @@ impl Engine {
         }
         // Each step's distribution goes through the distribution cache, so
         // generations that follow the same path (the repetitions of a slot at
-        // a low temperature) compute it once; this generation's own KV cache
-        // catches up only when a step is not cached.
+        // a low temperature) compute it once; a step that is not cached
+        // extends the KV cache the previous step left in the engine's caches.
         let mut seq = tokens.to_vec();
-        let mut cache: Option<KvCache> = None;
         loop {
             // A kept summary serves the step where it is exact.
             let id = match self.cached_summary(&seq).filter(|s| s.covers(temperature)) {
                 Some(s) => s.sample(temperature, &mut rng),
                 None => self
-                    .step_distribution(&seq, tokens.len(), &mut cache)?
+                    .step_distribution(&seq, tokens.len())?
                     .sample(temperature, &mut rng),
             };
             if self.stop_tokens.contains(&id) {
@@ -109,13 +107,16 @@ impl Engine {
 
     /// The distribution after `seq`, a generation's prompt (its first
     /// `prompt_len` tokens) and what it generated so far: cached, or computed
-    /// from the generation's own KV cache (which starts from the best cached
-    /// prefix and then follows the generation).
+    /// from a kept KV cache. The cache that ends one token short (the last
+    /// step's, of this generation or of one that went the same way) is taken
+    /// out of the engine's caches, extended by one position and put back, so
+    /// a generation holds no cache of its own between its steps (with many
+    /// fallback generations in flight, their private copies of the prompt's
+    /// cache were hundreds of megabytes) and no step copies a cache.
     pub(super) fn step_distribution(
         &self,
         seq: &[u32],
         prompt_len: usize,
-        cache: &mut Option<KvCache>,
     ) -> Result<Arc<Distribution>, LocalError> {
         if seq.len() == prompt_len {
             return self.distribution(seq);
@@ -127,14 +128,25 @@ impl Engine {
         if let Some(d) = self.cached_distribution(seq) {
             return Ok(d);
         }
-        let c = match cache.as_mut() {
-            Some(c) => c,
-            None => cache.insert(self.prompt_cache(&seq[..prompt_len])?),
+        let mut cache = {
+            let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            let last = &seq[..seq.len() - 1];
+            match st.caches.iter().position(|c| c.tokens == last) {
+                Some(i) => st.caches.remove(i).expect("position is in range"),
+                None => {
+                    let c = self.best_prefix(&st, seq);
+                    // The prompt's own positions count as computed prompt
+                    // tokens (the generated ones do not).
+                    st.computed_tokens += prompt_len.saturating_sub(c.len()) as u64;
+                    c
+                }
+            }
         };
-        let hidden = self.model.forward(&seq[c.len()..], c)?;
+        let hidden = self.model.forward(&seq[cache.len()..], &mut cache)?;
         let d = Arc::new(Distribution::new(self.model.logits(&hidden)));
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        self.remember(&mut st, seq, &d);
+        self.keep_cache(&mut st, cache);
+        self.remember(&mut st, seq, &d, true);
         Ok(d)
     }
 }

@@ -36,7 +36,7 @@ use crate::LocalError;
 use cache::State;
 pub use distribution::Distribution;
 pub use summary::Summary;
-pub use template::Template;
+pub use template::{ChatFormat, Template};
 
 /// Tuning of an [`Engine`].
 #[derive(Debug, Clone)]
@@ -44,17 +44,18 @@ pub struct EngineOptions {
     /// Prompt KV caches kept for prefix reuse, at most.
     pub prefix_caches: usize,
     /// Bytes those caches may hold together (the least recently used go
-    /// first). A fallback generation continues its prompt's cache, so the
-    /// caches should outlive the requests in flight: about 7 MB per
-    /// 200-token prompt of Gemma 3 270M, 36 prompts in 256 MiB (with the
-    /// model's 390 MB, the quickstart stays under 1 GB).
+    /// first). A fallback generation's steps extend the kept cache of its
+    /// previous step (see `generate`), so the caches should outlive the
+    /// requests in flight: about 7 MB per 200-token prompt of Gemma 3 270M,
+    /// 36 prompts in 256 MiB.
     pub cache_bytes: usize,
     /// Next-token distributions kept (1 MB each for a 262k vocabulary):
     /// the prompts in flight and the steps of their fallback generations
     /// (repeated one-token attempts are served from the summaries).
     pub distributions: usize,
-    /// Prompts whose [`Summary`] is kept (a few kilobytes each): enough for
-    /// every prompt of a 100-persona sweep.
+    /// Prompts whose [`Summary`] is kept (a few kilobytes each, at most
+    /// 32 KB): enough for every prompt of a 100-persona sweep; and a
+    /// sixteenth as many steps of generations.
     pub summaries: usize,
     pub template: Template,
 }
@@ -66,7 +67,7 @@ impl Default for EngineOptions {
             cache_bytes: 256 << 20,
             distributions: 32,
             summaries: 8192,
-            template: Template::GemmaChat,
+            template: Template::Chat,
         }
     }
 }
@@ -115,6 +116,8 @@ pub struct Engine {
     opts: EngineOptions,
     /// Whether the file carries a chat template (`tokenizer.chat_template`).
     pub has_chat_template: bool,
+    /// The chat turns [`Template::Chat`] uses, or why the model has none.
+    chat: Result<ChatFormat, String>,
     /// Per digit 0-5: every token whose text trims to that digit.
     digit_tokens: [Vec<u32>; 6],
     stop_tokens: Vec<u32>,
@@ -131,6 +134,7 @@ impl Engine {
     pub fn load(path: &Path, opts: EngineOptions) -> Result<Engine, LocalError> {
         return_large_buffers_to_the_system();
         let f = GgufFile::open(path)?;
+        crate::arch::Arch::of(&f)?;
         let tokenizer = Tokenizer::from_gguf(&f)?;
         let model = Model::from_gguf(&f)?;
         if tokenizer.vocab_size() != model.cfg.vocab {
@@ -143,8 +147,14 @@ impl Engine {
                 ),
             });
         }
+        let chat_template = f
+            .metadata
+            .get("tokenizer.chat_template")
+            .and_then(crate::gguf::Value::as_str);
         let mut e = Self::new(model, tokenizer, opts);
-        e.has_chat_template = f.metadata.contains_key("tokenizer.chat_template");
+        e.has_chat_template = chat_template.is_some();
+        e.chat = ChatFormat::detect(chat_template, e.model.cfg.arch)
+            .map_err(|m| format!("{}: {m}", path.display()));
         Ok(e)
     }
 
@@ -162,18 +172,26 @@ impl Engine {
             }
         }
         let mut stop_tokens: Vec<u32> = tokenizer.eos.into_iter().collect();
-        stop_tokens.extend(tokenizer.token_id("<end_of_turn>"));
+        stop_tokens.extend(
+            tokenizer
+                .eot
+                .iter()
+                .filter(|&&id| Some(id) != tokenizer.eos),
+        );
+        let chat = ChatFormat::detect(None, model.cfg.arch);
         Engine {
             model,
             tokenizer,
             opts,
             has_chat_template: false,
+            chat,
             digit_tokens,
             stop_tokens,
             state: Mutex::new(State {
                 caches: VecDeque::new(),
                 dists: VecDeque::new(),
                 summaries: HashMap::new(),
+                step_summaries: HashMap::new(),
                 uses: 0,
                 prompt_tokens: 0,
                 computed_tokens: 0,
@@ -189,32 +207,40 @@ impl Engine {
 
     /// The token sequence of a prompt: BOS, the prompt framed by the engine's
     /// template.
-    pub fn prompt_tokens(&self, prompt: &str) -> Vec<u32> {
+    pub fn prompt_tokens(&self, prompt: &str) -> Result<Vec<u32>, LocalError> {
         self.frame(prompt, &self.opts.template)
     }
 
+    /// The chat turns of [`Template::Chat`], or an error saying why the
+    /// model has none.
+    pub fn chat_format(&self) -> Result<&ChatFormat, LocalError> {
+        self.chat
+            .as_ref()
+            .map_err(|m| LocalError::Unsupported(m.clone()))
+    }
+
     /// The token sequence of a prompt framed by `template`.
-    pub fn frame(&self, prompt: &str, template: &Template) -> Vec<u32> {
+    pub fn frame(&self, prompt: &str, template: &Template) -> Result<Vec<u32>, LocalError> {
         let t = &self.tokenizer;
-        match template {
+        Ok(match template {
             Template::Raw => t.encode(prompt, true),
             Template::Completion { cue } => t.encode(&format!("{prompt}{cue}"), true),
-            Template::GemmaChat => {
-                let (Some(start), Some(end)) =
-                    (t.token_id("<start_of_turn>"), t.token_id("<end_of_turn>"))
-                else {
-                    return t.encode(prompt, true);
-                };
+            Template::Chat => {
+                let format = self.chat_format()?;
                 let mut v = t.encode("", true);
-                v.push(start);
-                v.extend(t.encode(&format!("user\n{prompt}"), false));
-                v.push(end);
-                v.extend(t.encode("\n", false));
-                v.push(start);
-                v.extend(t.encode("model\n", false));
+                for part in format.parts(prompt, |s| t.token_id(s).is_some()) {
+                    match part {
+                        template::Part::Special(s) => v.push(t.token_id(s).ok_or_else(|| {
+                            LocalError::Unsupported(format!(
+                                "the vocabulary has no token {s:?}, which the {format:?} chat format needs; use template \"completion\" or \"raw\""
+                            ))
+                        })?),
+                        template::Part::Text(text) => v.extend(t.encode(&text, false)),
+                    }
+                }
                 v
             }
-        }
+        })
     }
 
     /// (prompt tokens asked for, prompt tokens actually computed) so far.
@@ -243,6 +269,6 @@ impl Engine {
         temperature: f64,
         seed: u64,
     ) -> Result<NextToken, LocalError> {
-        self.sample_tokens(&self.prompt_tokens(prompt), temperature, seed)
+        self.sample_tokens(&self.prompt_tokens(prompt)?, temperature, seed)
     }
 }

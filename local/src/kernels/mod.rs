@@ -6,9 +6,12 @@
 //! matrix-vector product of the output head, split over threads and
 //! vectorised by hand because it reads the whole 262k x 640 embedding.
 
+mod codes;
 mod packed;
+mod q8;
 
 pub use packed::{gemm_packed, Packed, NR};
+pub use q8::Q8Matrix;
 
 /// `c[m][n] = a[m][k] . b[k][n]` with explicit (row, column) strides.
 #[allow(clippy::too_many_arguments)]
@@ -138,7 +141,7 @@ pub fn gemv_rows(mat: &[f32], x: &[f32], out: &mut [f32]) {
 
 /// `out[r] = f(r)` for every row, split over the threads in blocks of at
 /// least `min_rows` rows.
-fn par_rows(out: &mut [f32], min_rows: usize, f: impl Fn(usize) -> f32 + Sync) {
+pub(crate) fn par_rows(out: &mut [f32], min_rows: usize, f: impl Fn(usize) -> f32 + Sync) {
     let nt = threads().min(out.len().div_ceil(min_rows.max(1))).max(1);
     let per = out.len().div_ceil(nt).max(1);
     if nt == 1 {
@@ -157,104 +160,6 @@ fn par_rows(out: &mut [f32], min_rows: usize, f: impl Fn(usize) -> f32 + Sync) {
             });
         }
     });
-}
-
-/// A matrix stored as Q8_0 blocks (32 signed bytes and one scale each), kept
-/// in that form because it is read whole for every output distribution:
-/// 4x less memory traffic than `f32`, and the same values.
-pub struct Q8Matrix {
-    pub rows: usize,
-    pub cols: usize,
-    /// `rows * cols` quantised values, row-major.
-    pub qs: Vec<i8>,
-    /// One scale per 32 values.
-    pub scales: Vec<f32>,
-}
-
-impl Q8Matrix {
-    /// From GGUF Q8_0 bytes (34 per block: f16 scale, 32 values).
-    pub fn from_q8_0(bytes: &[u8], rows: usize, cols: usize) -> Q8Matrix {
-        let blocks = rows * cols / 32;
-        let mut qs = Vec::with_capacity(rows * cols);
-        let mut scales = Vec::with_capacity(blocks);
-        for b in bytes.chunks_exact(34).take(blocks) {
-            scales.push(crate::quant::f16_to_f32(u16::from_le_bytes([b[0], b[1]])));
-            qs.extend(b[2..34].iter().map(|&q| q as i8));
-        }
-        Q8Matrix {
-            rows,
-            cols,
-            qs,
-            scales,
-        }
-    }
-
-    /// Row `r` in f32.
-    pub fn row(&self, r: usize, out: &mut [f32]) {
-        let (q, s) = (
-            &self.qs[r * self.cols..(r + 1) * self.cols],
-            &self.scales[r * self.cols / 32..],
-        );
-        for (i, (o, &v)) in out.iter_mut().zip(q).enumerate() {
-            *o = v as f32 * s[i / 32];
-        }
-    }
-
-    /// `out[r] = row_r . x` for every row.
-    pub fn gemv(&self, x: &[f32], out: &mut [f32]) {
-        let cols = self.cols;
-        assert!(x.len() == cols && out.len() == self.rows && cols.is_multiple_of(32));
-        par_rows(out, 4096, |r| {
-            dot_q8(
-                &self.qs[r * cols..(r + 1) * cols],
-                &self.scales[r * cols / 32..(r + 1) * cols / 32],
-                x,
-            )
-        });
-    }
-}
-
-fn dot_q8(q: &[i8], scales: &[f32], x: &[f32]) -> f32 {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            // SAFETY: the CPU supports the features the function is compiled for.
-            return unsafe { dot_q8_avx2(q, scales, x) };
-        }
-    }
-    let mut total = 0f32;
-    for ((qb, &d), xb) in q.chunks_exact(32).zip(scales).zip(x.chunks_exact(32)) {
-        let s: f32 = qb.iter().zip(xb).map(|(&a, &b)| a as f32 * b).sum();
-        total += s * d;
-    }
-    total
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn dot_q8_avx2(q: &[i8], scales: &[f32], x: &[f32]) -> f32 {
-    use std::arch::x86_64::*;
-    let blocks = (q.len() / 32).min(scales.len()).min(x.len() / 32);
-    let mut acc = _mm256_setzero_ps();
-    for b in 0..blocks {
-        let qp = q.as_ptr().add(b * 32) as *const __m128i;
-        let xp = x.as_ptr().add(b * 32);
-        let lo = _mm_loadu_si128(qp);
-        let hi = _mm_loadu_si128(qp.add(1));
-        let q0 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo));
-        let q1 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8)));
-        let q2 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi));
-        let q3 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8)));
-        let mut t = _mm256_mul_ps(q0, _mm256_loadu_ps(xp));
-        t = _mm256_fmadd_ps(q1, _mm256_loadu_ps(xp.add(8)), t);
-        t = _mm256_fmadd_ps(q2, _mm256_loadu_ps(xp.add(16)), t);
-        t = _mm256_fmadd_ps(q3, _mm256_loadu_ps(xp.add(24)), t);
-        acc = _mm256_fmadd_ps(t, _mm256_set1_ps(*scales.get_unchecked(b)), acc);
-    }
-    let mut lanes = [0f32; 8];
-    _mm256_storeu_ps(lanes.as_mut_ptr(), acc);
-    lanes.iter().sum()
 }
 
 /// Single to half precision, rounding to nearest even.

@@ -2,11 +2,11 @@
 //! load: every projection of the prefill (a matrix-matrix product over the
 //! prompt's positions) and of a decoding step (one or two positions).
 //!
-//! The weights are stored once, in half precision, in panels of [`NR`]
-//! output columns (half the memory of `f32` and half the bytes a decoding
-//! step streams; the values are the dequantised GGUF weights rounded to
-//! 11 significant bits). A matrix with a value outside the half-precision
-//! range stays in `f32`.
+//! The weights are stored once, in panels of [`NR`] output columns: as the
+//! file's 8-bit codes where its tensors are quantised grids
+//! ([`super::codes`]: the file's values exactly, about 1.5 bytes each), else
+//! in half precision (the values rounded to 11 significant bits), and in
+//! `f32` for a matrix with a value outside the half-precision range.
 //!
 //! - Prefill (more than [`SMALL_M`] rows): each thread converts one panel at
 //!   a time to `f32` (an L2-sized buffer, amortised over every row of the
@@ -15,15 +15,16 @@
 //!   AVX2+FMA (12 accumulators of the 16 `ymm` registers, two for the panel
 //!   row, one for the broadcast activation; the panel's two halves one after
 //!   the other), or a portable body the compiler vectorises.
-//! - Decoding (at most [`SMALL_M`] rows) on AVX2+FMA+F16C: the half-precision
-//!   panels are read directly (a step is bound by memory bandwidth, so no
-//!   buffer).
+//! - Decoding (at most [`SMALL_M`] rows) on AVX2+FMA+F16C: the code or
+//!   half-precision panels are read directly (a step is bound by memory
+//!   bandwidth, so no buffer).
 //!
 //! The threads split the panels (output columns); the calling thread takes
 //! one share itself.
 
+use super::codes::{self, CodePanels};
 use super::{f32_to_f16, threads, SendPtr};
-use crate::quant::f16_to_f32;
+use crate::quant::{f16_to_f32, Codes, CODE_BLOCK};
 
 /// Columns of a [`Packed`] panel: two AVX-512 registers, four AVX2 ones.
 pub const NR: usize = 32;
@@ -42,6 +43,8 @@ const HALF_MAX: f32 = 65504.0;
 enum Store {
     Half(Vec<u16>),
     Single(Vec<f32>),
+    /// The file's 8-bit codes (see [`super::codes`]).
+    Codes(CodePanels),
 }
 
 /// A weight matrix packed once, at load, for [`gemm_packed`]: its columns
@@ -81,12 +84,30 @@ impl Packed {
         }
     }
 
+    /// From the row-major codes of an `[n][k]` matrix ([`Codes`]), kept as
+    /// codes: the file's values exactly, in about 1.5 bytes each. `k` must
+    /// be a multiple of 16 (else use [`Packed::from_rows`]).
+    pub fn from_codes(c: &Codes, n: usize, k: usize) -> Packed {
+        assert!(k.is_multiple_of(CODE_BLOCK), "from_codes: k = {k}");
+        Packed {
+            k,
+            n,
+            store: Store::Codes(CodePanels::pack(c, n, k)),
+        }
+    }
+
     /// Bytes held.
     pub fn bytes(&self) -> usize {
         match &self.store {
             Store::Half(d) => d.len() * 2,
             Store::Single(d) => d.len() * 4,
+            Store::Codes(c) => c.bytes(),
         }
+    }
+
+    /// Whether the values are held as the file's codes.
+    pub fn is_codes(&self) -> bool {
+        matches!(self.store, Store::Codes(_))
     }
 
     /// Whether the values are held in half precision.
@@ -106,6 +127,11 @@ impl Packed {
             Store::Half(h) => {
                 scratch.resize(len, 0.0);
                 half_to_f32(&h[p * len..(p + 1) * len], scratch);
+                scratch
+            }
+            Store::Codes(c) => {
+                scratch.resize(len, 0.0);
+                codes::widen(c.panel(p, self.k), self.k, scratch);
                 scratch
             }
         }
@@ -202,6 +228,9 @@ enum Path {
     /// Half-precision panels read directly (AVX2+FMA+F16C), for few rows.
     #[cfg(target_arch = "x86_64")]
     SmallHalf,
+    /// Code panels read directly (AVX2+FMA), for few rows.
+    #[cfg(target_arch = "x86_64")]
+    SmallCodes,
 }
 
 fn pick_path(m: usize, b: &Packed) -> Path {
@@ -209,6 +238,9 @@ fn pick_path(m: usize, b: &Packed) -> Path {
     {
         if m <= SMALL_M && b.is_half() && has_avx2_f16c() {
             return Path::SmallHalf;
+        }
+        if m <= SMALL_M && b.is_codes() && has_avx2_f16c() {
+            return Path::SmallCodes;
         }
     }
     let _ = (m, b);
@@ -278,6 +310,13 @@ unsafe fn run_panels(
                     small_half_avx2(rows, &a[i0 * k..], k, bp, c.get().add(i0 * n + j0), n, cols);
                     i0 += rows;
                 }
+            }
+            #[cfg(target_arch = "x86_64")]
+            Path::SmallCodes => {
+                let Store::Codes(codes) = &b.store else {
+                    unreachable!("the small codes path is picked for code panels only")
+                };
+                codes::small_codes_avx2(m, a, k, codes.panel(panel, k), c.get().add(j0), n, cols);
             }
         }
     }
@@ -433,7 +472,7 @@ unsafe fn tile_avx2<const R: usize>(
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx")]
 #[inline]
-unsafe fn store_avx(dst: *mut f32, regs: &[std::arch::x86_64::__m256], cols: usize) {
+pub(super) unsafe fn store_avx(dst: *mut f32, regs: &[std::arch::x86_64::__m256], cols: usize) {
     use std::arch::x86_64::*;
     if cols == regs.len() * 8 {
         for (i, r) in regs.iter().enumerate() {
@@ -567,40 +606,94 @@ mod tests {
                 };
                 assert_eq!(packed.is_half(), half);
                 let want = reference(m, k, n, &a, &w, half);
-                let mut paths: Vec<(&str, Path)> =
-                    vec![("portable", Path::Kernel(kernel_plain, MR))];
-                #[cfg(target_arch = "x86_64")]
-                {
-                    if std::arch::is_x86_feature_detected!("avx2")
-                        && std::arch::is_x86_feature_detected!("fma")
-                    {
-                        // Every row count 1-6 of the AVX2 tile.
-                        for mr in 1..=MR_AVX2 {
-                            paths.push(("avx2", Path::Kernel(kernel_avx2, mr)));
-                        }
-                    }
-                    if half && has_avx2_f16c() {
-                        paths.push(("small half", Path::SmallHalf));
-                    }
-                    if std::arch::is_x86_feature_detected!("avx512f")
-                        && std::arch::is_x86_feature_detected!("fma")
-                    {
-                        paths.push(("avx512", Path::Kernel(kernel_avx512, MR_AVX512)));
-                        // Its remainder rows, through the portable body.
-                        paths.push(("avx512", Path::Kernel(kernel_avx512, 5)));
-                    }
-                }
-                for (name, path) in paths {
-                    let mut c = vec![f32::NAN; m * n];
-                    let panels = n.div_ceil(NR);
-                    unsafe { run_panels(path, m, &a, &packed, 0..panels, SendPtr(c.as_mut_ptr())) };
-                    check(&format!("{name} {m}x{k}x{n} half={half}"), &c, &want);
-                }
-                let mut c = vec![f32::NAN; m * n];
-                gemm_packed(m, &a, &packed, &mut c);
-                check(&format!("gemm_packed {m}x{k}x{n} half={half}"), &c, &want);
+                check_paths(m, k, n, &a, &packed, &want, half);
+            }
+            // The file's codes, where k allows them: the reference is the
+            // values they stand for.
+            if k.is_multiple_of(CODE_BLOCK) {
+                let c = codes_of(&w, n, k);
+                let packed = Packed::from_codes(&c, n, k);
+                assert!(packed.is_codes() && !packed.is_half());
+                let held: Vec<f32> = (0..n * k)
+                    .map(|i| c.scale[i / CODE_BLOCK] * c.q[i] as f32 + c.min[i / CODE_BLOCK])
+                    .collect();
+                let want = reference(m, k, n, &a, &held, false);
+                check_paths(m, k, n, &a, &packed, &want, false);
             }
         }
+    }
+
+    /// Codes of made-up values: a grid per 16 values, some offsets negative.
+    fn codes_of(w: &[f32], n: usize, k: usize) -> Codes {
+        let mut c = Codes::default();
+        for (b, vals) in w.chunks_exact(CODE_BLOCK).enumerate() {
+            let (lo, hi) = vals
+                .iter()
+                .fold((f32::MAX, f32::MIN), |(l, h), &v| (l.min(v), h.max(v)));
+            let scale = ((hi - lo) / 255.0).max(1e-3) * (1.0 + (b % 3) as f32);
+            c.scale.push(scale);
+            c.min.push(lo);
+            c.q.extend(
+                vals.iter()
+                    .map(|&v| ((v - lo) / scale).round().clamp(0.0, 255.0) as u8),
+            );
+        }
+        assert_eq!(c.q.len(), n * k);
+        c
+    }
+
+    /// Every path this CPU runs for `packed`, against `want`.
+    #[allow(clippy::too_many_arguments)]
+    fn check_paths(
+        m: usize,
+        k: usize,
+        n: usize,
+        a: &[f32],
+        packed: &Packed,
+        want: &[f32],
+        half: bool,
+    ) {
+        let mut paths: Vec<(&str, Path)> = vec![("portable", Path::Kernel(kernel_plain, MR))];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                // Every row count 1-6 of the AVX2 tile.
+                for mr in 1..=MR_AVX2 {
+                    paths.push(("avx2", Path::Kernel(kernel_avx2, mr)));
+                }
+            }
+            if half && has_avx2_f16c() {
+                paths.push(("small half", Path::SmallHalf));
+            }
+            if packed.is_codes() && has_avx2_f16c() {
+                paths.push(("small codes", Path::SmallCodes));
+            }
+            if std::arch::is_x86_feature_detected!("avx512f")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                paths.push(("avx512", Path::Kernel(kernel_avx512, MR_AVX512)));
+                // Its remainder rows, through the portable body.
+                paths.push(("avx512", Path::Kernel(kernel_avx512, 5)));
+            }
+        }
+        let what = if packed.is_codes() {
+            "codes"
+        } else if half {
+            "half"
+        } else {
+            "single"
+        };
+        for (name, path) in paths {
+            let mut c = vec![f32::NAN; m * n];
+            let panels = n.div_ceil(NR);
+            unsafe { run_panels(path, m, a, packed, 0..panels, SendPtr(c.as_mut_ptr())) };
+            check(&format!("{name} {m}x{k}x{n} {what}"), &c, want);
+        }
+        let mut c = vec![f32::NAN; m * n];
+        gemm_packed(m, a, packed, &mut c);
+        check(&format!("gemm_packed {m}x{k}x{n} {what}"), &c, want);
     }
 
     #[test]

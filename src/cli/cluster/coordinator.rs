@@ -125,6 +125,7 @@ pub fn coordinator(a: CoordinatorArgs) -> anyhow::Result<()> {
         write_metrics: !a.no_metrics,
         // The process's registry (named by the telemetry set-up), served at /metrics.
         metrics: moralsweep_telemetry::metrics::global().clone(),
+        one_process: false,
     };
     runtime()?.block_on(async move {
         let store = RedisStore::connect(&a.redis)

@@ -1,11 +1,10 @@
-//! `moralsweep results SWEEP`: fetches a sweep's files into a folder.
+//! `moralsweep results SWEEP --out DIR`: fetches a done (or cancelled)
+//! sweep's files into a folder (`crate::cli::results_dir` keeps it safe),
+//! with the provenance `run` writes (spec, hash, dates, cost) and the report.
 
-use moralsweep_common::Sweep;
-use moralsweep_proto::v1 as pb;
-use moralsweep_worker::client;
 use std::path::PathBuf;
 
-use super::{runtime, ClientArgs};
+use super::{client, pb, runtime, ClientArgs};
 
 #[derive(clap::Args)]
 pub struct ResultsArgs {
@@ -55,7 +54,7 @@ pub fn results(a: ResultsArgs) -> anyhow::Result<()> {
         // Checked before anything is fetched: nothing in the folder is
         // touched when it is refused.
         let mut folder =
-            super::results_dir::ResultsDir::open(&a.out, &a.sweep, &spec.spec_sha256, a.force)?;
+            crate::cli::results_dir::ResultsDir::open(&a.out, &a.sweep, &spec.spec_sha256, a.force)?;
         let stream = a
             .client
             .call(
@@ -86,14 +85,18 @@ pub fn results(a: ResultsArgs) -> anyhow::Result<()> {
                 file: format!("{} (as submitted to the coordinator)", spec.spec_name),
                 text: spec.spec_toml.clone(),
             });
-            // The coordinator keeps no usage or cost (the workers' API calls
-            // are counted by the workers): the provenance has none.
+            // What the workers' calls used, as they reported it.
+            let cost = (!spec.usage.is_empty()).then(|| {
+                crate::cli::report::cost_json(
+                    spec.usage.iter().cloned().map(moralsweep_protocol::usage::from_pb),
+                )
+            });
             let mut written: Vec<PathBuf> = crate::cli::report::write_provenance(
                 &a.out,
                 &a.sweep,
                 text,
                 &fields,
-                None,
+                cost,
                 Some(folder.on_replace()),
             )
             .into_iter()
@@ -125,7 +128,7 @@ pub fn results(a: ResultsArgs) -> anyhow::Result<()> {
                 a.sweep,
                 st.done,
                 st.total,
-                a.out.join(super::results_dir::PARTIAL_MARKER).display()
+                a.out.join(crate::cli::results_dir::PARTIAL_MARKER).display()
             );
         }
         Ok(())

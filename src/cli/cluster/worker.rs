@@ -68,12 +68,13 @@ pub fn worker(a: WorkerArgs) -> anyhow::Result<()> {
     };
     let ops_listen = a.ops_listen.clone();
     runtime()?.block_on(async move {
-        let link = Arc::new(GrpcLink::new(&opts)?);
+        let link = Arc::new(GrpcLink::new(&opts)?.with_usage(cfg.accounting.clone()));
         let permits = Arc::new(GrpcPermits::new(&opts)?);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let _ops = moralsweep_worker::observe::start(
             ops_listen.as_deref(),
             cfg.metrics.clone(),
+            opts.token.clone(),
             stop_rx.clone(),
         )
         .await?;

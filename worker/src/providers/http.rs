@@ -182,7 +182,7 @@ impl HttpCore {
             .or(default_base)
             .ok_or_else(|| {
                 ProviderError::Fatal(format!(
-                    "model {:?}: provider {:?} needs base_url (where its API lives, e.g. http://localhost:8000/v1) or a preset",
+                    "model {:?}: provider \"{}\" needs base_url (where its API lives, e.g. http://localhost:8000/v1) or a preset",
                     spec.key, spec.provider
                 ))
             })?;
@@ -222,7 +222,7 @@ impl HttpCore {
             headers: header_map(spec, &all)?,
             extra: spec.extra.clone().into_iter().collect(),
             timeout,
-            tokenizer: Tokenizer::for_model(&spec.provider, &spec.model),
+            tokenizer: Tokenizer::for_model(spec.provider, &spec.model),
         })
     }
 

@@ -2,7 +2,8 @@
 //! (`moralsweep-local`), with no network and no key. `model = "default"`
 //! runs Gemma 3 270M (fetched by `scripts/fetch-model`, which the provider
 //! runs itself on first use when the weights are missing); any other value is a
-//! path to a GGUF file of a supported architecture.
+//! path to a GGUF file of a supported architecture (Gemma 3, Gemma 2, Llama
+//! 3.x and Mistral, Qwen 2.5, Qwen 3: `moralsweep_local::arch`).
 //!
 //! - One-token requests sample the first token at the request's temperature
 //!   with the request's seed (a pure function of prompt, temperature and
@@ -26,8 +27,10 @@
 //! Options in the model's `extra` table:
 //! - `template`: how the prompt is framed. `"auto"` (default) picks `"chat"`
 //!   when the GGUF file carries a chat template (instruction-tuned models do)
-//!   and `"completion"` otherwise. `"chat"`: Gemma's user/model turns around
-//!   the prompt. `"completion"`: the prompt followed by `answer_cue` (default
+//!   and `"completion"` otherwise. `"chat"`: one user turn around the prompt
+//!   in the model's own chat format (Gemma's user/model turns, Llama
+//!   3's headers, ChatML, `[INST]`; recognised from the file's chat template,
+//!   else an error naming the template). `"completion"`: the prompt followed by `answer_cue` (default
 //!   `"\n\nRating: "`), for a base model, which continues documents rather
 //!   than answering turns: after chat turns Gemma 3 270M (a base model) echoes
 //!   the prompt and almost never starts with a digit; after the cue about two
@@ -109,7 +112,7 @@ impl Local {
         };
         let template = match spec.extra.get("template").map(|v| v.as_str()) {
             None | Some(Some("auto")) => None,
-            Some(Some("chat")) => Some(Template::GemmaChat),
+            Some(Some("chat")) => Some(Template::Chat),
             Some(Some("raw")) => Some(Template::Raw),
             Some(Some("completion")) => Some(Template::Completion {
                 cue: cue.clone().unwrap_or_else(|| Template::DEFAULT_CUE.to_string()),
@@ -204,7 +207,7 @@ fn answer(
     template: &Template,
     req: &CompletionRequest,
 ) -> Result<Completion, moralsweep_local::LocalError> {
-    let tokens = engine.frame(&req.prompt, template);
+    let tokens = engine.frame(&req.prompt, template)?;
     let seed = req.seed.unwrap_or_else(rand::random);
     let temperature = req.temperature.unwrap_or(DEFAULT_TEMPERATURE);
     // The prompt's summary (kept across requests: a persona prompt's
@@ -274,7 +277,7 @@ impl Provider for Local {
         let engine = self.engine().await?;
         let template = match &self.template {
             Some(t) => t.clone(),
-            None if engine.has_chat_template => Template::GemmaChat,
+            None if engine.has_chat_template => Template::Chat,
             None => Template::Completion {
                 cue: self
                     .cue

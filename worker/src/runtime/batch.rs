@@ -33,6 +33,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use moralsweep_common::hash::fnv1a_parts;
+use moralsweep_common::provider::ProviderKind;
 use moralsweep_common::slot::SlotRecord;
 use moralsweep_common::spec::ModelSpec;
 use moralsweep_protocol::{
@@ -319,9 +320,9 @@ pub(super) async fn collector<L: BatchLink>(
 
 /// The provider's limits on one batch of `model`.
 fn limits_of(model: &ModelSpec) -> api::Limits {
-    match model.provider.as_str() {
-        "anthropic" => api::anthropic::LIMITS,
-        "gemini" => api::gemini::LIMITS,
+    match model.provider {
+        ProviderKind::Anthropic => api::anthropic::LIMITS,
+        ProviderKind::Gemini => api::gemini::LIMITS,
         _ => api::openai::LIMITS,
     }
 }
@@ -554,7 +555,7 @@ async fn run_job<L: BatchLink>(
             return holder.close().await;
         }
     };
-    shared.cfg.accounting.register(model);
+    shared.cfg.accounting.register(&ctx.def.spec.name, model);
     let mut run = Run {
         shared,
         ctx,
@@ -892,10 +893,11 @@ impl<L: BatchLink> Run<'_, L> {
                         input_tokens: u.input_tokens + c.usage.input_tokens,
                         output_tokens: u.output_tokens + c.usage.output_tokens,
                     });
-                    self.shared
-                        .cfg
-                        .accounting
-                        .record_batch(&self.model.key, usage);
+                    self.shared.cfg.accounting.record_batch(
+                        &self.ctx.def.spec.name,
+                        &self.model.key,
+                        usage,
+                    );
                     self.shared
                         .stats
                         .answered

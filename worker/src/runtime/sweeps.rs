@@ -111,7 +111,7 @@ pub(super) fn provider_for<L: Link>(
                     .unwrap_or(DEFAULT_UNREACHABLE_TIMEOUT),
                 ..RetryPolicy::default()
             };
-            accounting.register(spec);
+            accounting.register(&ctx.def.spec.name, spec);
             Arc::new(match providers::build(spec) {
                 Ok(p) => ProviderSlot::Ready(Box::new(
                     Paced::new(
@@ -121,11 +121,11 @@ pub(super) fn provider_for<L: Link>(
                         spec.key.clone(),
                     )
                     .with_tokenizer(moralsweep_common::tokens::Tokenizer::for_model(
-                        &spec.provider,
+                        spec.provider,
                         &spec.model,
                     ))
                     .with_policy(policy)
-                    .with_accounting(accounting.clone())
+                    .with_accounting(accounting.clone(), &ctx.def.spec.name)
                     .with_metrics(shared.cfg.metrics.clone())
                     .with_stop(halt.subscribe()),
                 )),

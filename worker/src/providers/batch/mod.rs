@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use moralsweep_common::provider::ProviderKind;
 use moralsweep_common::ModelSpec;
 
 use super::{Completion, CompletionRequest, ProviderError};
@@ -137,21 +138,21 @@ pub trait BatchClient: Send + Sync {
 /// The batch client of a model spec's provider (`openai`, `anthropic`,
 /// `gemini`, and `sim`, which speaks OpenAI's).
 pub fn build(model: &ModelSpec) -> Result<Box<dyn BatchClient>, ProviderError> {
-    match model.provider.as_str() {
-        "openai" => Ok(Box::new(openai::OpenAiBatch::new(
+    match model.provider {
+        ProviderKind::OpenAi => Ok(Box::new(openai::OpenAiBatch::new(
             super::openai::OpenAi::new(model, super::openai::Flavor::openai())?,
         ))),
-        "sim" => Ok(Box::new(openai::OpenAiBatch::new(
+        ProviderKind::Sim => Ok(Box::new(openai::OpenAiBatch::new(
             super::compat::build_sim(model)?,
         ))),
-        "anthropic" => Ok(Box::new(anthropic::AnthropicBatch::new(
+        ProviderKind::Anthropic => Ok(Box::new(anthropic::AnthropicBatch::new(
             super::anthropic::Anthropic::new(model)?,
         ))),
-        "gemini" => Ok(Box::new(gemini::GeminiBatch::new(
+        ProviderKind::Gemini => Ok(Box::new(gemini::GeminiBatch::new(
             super::gemini::Gemini::new(model)?,
         ))),
         other => Err(ProviderError::Fatal(format!(
-            "model {:?}: batch = true, but provider {other:?} has no batch API here (openai, anthropic and gemini do); remove batch or use another provider",
+            "model {:?}: batch = true, but provider \"{other}\" has no batch API here (openai, anthropic and gemini do); remove batch or use another provider",
             model.key
         ))),
     }

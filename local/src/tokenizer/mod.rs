@@ -1,14 +1,18 @@
-//! The SentencePiece-style tokenizer a GGUF file carries in its
-//! `tokenizer.ggml.*` metadata (`tokenizer.ggml.model = "llama"`): pieces with
-//! scores, merged pairwise by highest score, with byte fallback (`<0xXX>`
-//! pieces) for characters no piece covers. User-defined pieces (Gemma's runs
-//! of newlines and spaces, for example) are matched in the raw text first,
-//! longest first, and never split. Spaces are written as U+2581 inside pieces.
-//! The result matches llama.cpp's tokenisation of plain text (checked against
-//! recorded fixtures in `tests/`).
+//! The tokenizer a GGUF file carries in its `tokenizer.ggml.*` metadata:
+//! SentencePiece-style (`tokenizer.ggml.model = "llama"`: Gemma, Mistral;
+//! [`spm`]) or byte-level BPE (`"gpt2"`: Llama 3, Qwen; [`bpe`]), with the
+//! vocabulary's special tokens. User-defined pieces (Gemma's runs of
+//! newlines and spaces, for example) are matched in the raw text first,
+//! longest first, and never split; control tokens (`<|im_start|>`, ...) are
+//! matched too when the caller asks for special tokens to be parsed. BOS is
+//! added as llama.cpp does (`tokenizer.ggml.add_bos_token`, else the
+//! tokenizer type's default). The result matches llama.cpp's tokenisation
+//! (checked against recorded fixtures in `tests/`).
 
-use std::cmp::Ordering;
-use std::collections::{BinaryHeap, HashMap};
+mod bpe;
+mod spm;
+
+use std::collections::HashMap;
 
 use crate::gguf::{GgufFile, Value};
 use crate::LocalError;
@@ -39,75 +43,68 @@ impl TokenKind {
 
 const SPACE_MARK: &str = "\u{2581}";
 
-/// A vocabulary with its merge scores.
+/// Pieces that end a chat turn in the supported chat templates.
+const END_OF_TURN: &[&str] = &[
+    "<end_of_turn>",
+    "<|eot_id|>",
+    "<|im_end|>",
+    "<|end_of_text|>",
+];
+
+/// A vocabulary with how its text is split into tokens.
 pub struct Tokenizer {
     pieces: Vec<String>,
+    /// SentencePiece merge scores (zeros for BPE).
     scores: Vec<f32>,
     kinds: Vec<TokenKind>,
     by_text: HashMap<String, u32>,
     /// `<0xXX>` piece of each byte.
     byte_tokens: [Option<u32>; 256],
-    /// User-defined pieces, longest first: matched before the merges.
-    user_defined: Vec<u32>,
+    /// User-defined and control pieces, longest first: matched in the text
+    /// before the merges (control pieces only when asked to).
+    specials: Vec<u32>,
     pub bos: Option<u32>,
     pub eos: Option<u32>,
+    /// End-of-turn tokens of chat templates the vocabulary has (`<|eot_id|>`,
+    /// `<|im_end|>`, `<end_of_turn>`, ...): generation stops at them.
+    pub eot: Vec<u32>,
     pub add_bos: bool,
     add_space_prefix: bool,
-}
-
-#[derive(PartialEq)]
-struct Bigram {
-    score: f32,
-    left: usize,
-    right: usize,
-    size: usize,
-}
-
-impl Eq for Bigram {}
-
-impl Ord for Bigram {
-    fn cmp(&self, other: &Self) -> Ordering {
-        // Highest score first; on a tie the leftmost pair.
-        self.score
-            .partial_cmp(&other.score)
-            .unwrap_or(Ordering::Equal)
-            .then_with(|| other.left.cmp(&self.left))
-    }
-}
-
-impl PartialOrd for Bigram {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-struct Symbol {
-    start: usize,
-    len: usize,
-    prev: isize,
-    next: isize,
+    /// Byte-level BPE (None: SentencePiece).
+    bpe: Option<bpe::Bpe>,
 }
 
 impl Tokenizer {
     /// Builds the tokenizer from a GGUF file's metadata.
     pub fn from_gguf(f: &GgufFile) -> Result<Tokenizer, LocalError> {
         let model = f.get_str("tokenizer.ggml.model")?;
-        if model != "llama" {
+        if model != "llama" && model != "gpt2" {
             return Err(LocalError::Unsupported(format!(
-                "{}: tokenizer.ggml.model is {model:?}; this build reads SentencePiece vocabularies (\"llama\") only",
+                "{}: tokenizer.ggml.model is {model:?}; this build reads SentencePiece (\"llama\") and byte-level BPE (\"gpt2\") vocabularies",
                 f.path.display()
             )));
         }
-        let arr = |key: &str| -> Result<&[Value], LocalError> {
-            f.get(key)?.as_array().ok_or_else(|| LocalError::Format {
-                path: f.path.clone(),
-                message: format!("metadata key {key:?} should be an array"),
-            })
+        let format_err = |message: String| LocalError::Format {
+            path: f.path.clone(),
+            message,
         };
-        let pieces: Vec<String> = arr("tokenizer.ggml.tokens")?
-            .iter()
-            .map(|v| v.as_str().unwrap_or_default().to_string())
-            .collect();
+        let arr = |key: &str| -> Result<&[Value], LocalError> {
+            f.get(key)?
+                .as_array()
+                .ok_or_else(|| format_err(format!("metadata key {key:?} should be an array")))
+        };
+        let strings = |key: &str| -> Result<Vec<String>, LocalError> {
+            arr(key)?
+                .iter()
+                .enumerate()
+                .map(|(i, v)| {
+                    v.as_str().map(str::to_string).ok_or_else(|| {
+                        format_err(format!("metadata key {key:?}: entry {i} is not a string"))
+                    })
+                })
+                .collect()
+        };
+        let pieces = strings("tokenizer.ggml.tokens")?;
         let n = pieces.len();
         let scores: Vec<f32> = match f.metadata.get("tokenizer.ggml.scores") {
             Some(Value::Array(a)) => a.iter().map(|v| v.as_f64().unwrap_or(0.0) as f32).collect(),
@@ -121,14 +118,11 @@ impl Tokenizer {
             _ => vec![TokenKind::Normal; n],
         };
         if scores.len() != n || kinds.len() != n {
-            return Err(LocalError::Format {
-                path: f.path.clone(),
-                message: format!(
-                    "tokenizer.ggml.tokens has {n} entries but scores has {} and token_type {}",
-                    scores.len(),
-                    kinds.len()
-                ),
-            });
+            return Err(format_err(format!(
+                "tokenizer.ggml.tokens has {n} entries but scores has {} and token_type {}",
+                scores.len(),
+                kinds.len()
+            )));
         }
         let opt_u32 = |key: &str| {
             f.metadata
@@ -136,17 +130,46 @@ impl Tokenizer {
                 .and_then(Value::as_u64)
                 .map(|v| v as u32)
         };
-        let opt_bool =
-            |key: &str, d: bool| f.metadata.get(key).and_then(Value::as_bool).unwrap_or(d);
-        Ok(Self::new(
+        let opt_bool = |key: &str| f.metadata.get(key).and_then(Value::as_bool);
+        let (bpe, default_bos, default_space) = if model == "gpt2" {
+            let merges = strings("tokenizer.ggml.merges")?;
+            let pre = f.metadata.get("tokenizer.ggml.pre").and_then(Value::as_str);
+            let (bpe, bos) = bpe::Bpe::new(&merges, pre)
+                .map_err(|m| LocalError::Unsupported(format!("{}: {m}", f.path.display())))?;
+            (Some(bpe), bos, false)
+        } else {
+            (None, true, true)
+        };
+        let mut t = Self::new(
             pieces,
             scores,
             kinds,
             opt_u32("tokenizer.ggml.bos_token_id"),
             opt_u32("tokenizer.ggml.eos_token_id"),
-            opt_bool("tokenizer.ggml.add_bos_token", true),
-            opt_bool("tokenizer.ggml.add_space_prefix", true),
-        ))
+            opt_bool("tokenizer.ggml.add_bos_token").unwrap_or(default_bos),
+            opt_bool("tokenizer.ggml.add_space_prefix").unwrap_or(default_space),
+        );
+        for (key, id) in [("bos", t.bos), ("eos", t.eos)] {
+            if id.is_some_and(|id| id as usize >= n) {
+                return Err(format_err(format!(
+                    "tokenizer.ggml.{key}_token_id is {}, outside the vocabulary of {n}",
+                    id.unwrap_or_default()
+                )));
+            }
+        }
+        if t.add_bos && t.bos.is_none() {
+            return Err(format_err(
+                "tokenizer.ggml.add_bos_token is set but tokenizer.ggml.bos_token_id is missing"
+                    .into(),
+            ));
+        }
+        if let Some(id) = opt_u32("tokenizer.ggml.eot_token_id").filter(|&id| (id as usize) < n) {
+            if !t.eot.contains(&id) {
+                t.eot.push(id);
+            }
+        }
+        t.bpe = bpe;
+        Ok(t)
     }
 
     /// Builds a tokenizer from its parts.
@@ -161,9 +184,10 @@ impl Tokenizer {
     ) -> Tokenizer {
         let mut by_text = HashMap::with_capacity(pieces.len());
         let mut byte_tokens = [None; 256];
-        let mut user_defined = vec![];
+        let mut specials = vec![];
         for (i, p) in pieces.iter().enumerate() {
-            by_text.insert(p.clone(), i as u32);
+            // The first of duplicate pieces wins, as in llama.cpp.
+            by_text.entry(p.clone()).or_insert(i as u32);
             if kinds[i] == TokenKind::Byte {
                 if let Some(b) = p
                     .strip_prefix("<0x")
@@ -173,28 +197,40 @@ impl Tokenizer {
                     byte_tokens[b as usize] = Some(i as u32);
                 }
             }
-            if kinds[i] == TokenKind::UserDefined && !p.is_empty() {
-                user_defined.push(i as u32);
+            if matches!(kinds[i], TokenKind::UserDefined | TokenKind::Control) && !p.is_empty() {
+                specials.push(i as u32);
             }
         }
-        user_defined.sort_by(|&a, &b| {
+        specials.sort_by(|&a, &b| {
             pieces[b as usize]
                 .len()
                 .cmp(&pieces[a as usize].len())
                 .then(a.cmp(&b))
         });
+        let eot = END_OF_TURN
+            .iter()
+            .filter_map(|p| by_text.get(*p).copied())
+            .collect::<Vec<_>>();
         Tokenizer {
             pieces,
             scores,
             kinds,
             by_text,
             byte_tokens,
-            user_defined,
+            specials,
             bos,
             eos,
+            eot,
             add_bos,
             add_space_prefix,
+            bpe: None,
         }
+    }
+
+    /// Whether a space is written before the text (SentencePiece's
+    /// `add_space_prefix`): decoding the tokens of `text` gives `" " + text`.
+    pub fn adds_space_prefix(&self) -> bool {
+        self.add_space_prefix && self.bpe.is_none()
     }
 
     pub fn vocab_size(&self) -> usize {
@@ -218,22 +254,37 @@ impl Tokenizer {
         self.by_text.get(piece).copied()
     }
 
-    /// Tokenises plain text (special tokens written in it are not parsed),
+    /// Tokenises plain text (control tokens written in it are not parsed),
     /// with a leading BOS when the vocabulary asks for one and `add_bos`.
     pub fn encode(&self, text: &str, add_bos: bool) -> Vec<u32> {
+        self.encode_with(text, add_bos, false)
+    }
+
+    /// Tokenises text; with `parse_special`, control tokens written in it
+    /// (`<|im_start|>`, `<start_of_turn>`, ...) become those tokens, as
+    /// llama.cpp's `special = true`.
+    pub fn encode_with(&self, text: &str, add_bos: bool, parse_special: bool) -> Vec<u32> {
         let mut out = vec![];
         if add_bos && self.add_bos {
             if let Some(b) = self.bos {
                 out.push(b);
             }
         }
-        // Split around user-defined pieces, longest first.
+        // Split around special pieces, longest first.
         enum Frag<'a> {
             Text(&'a str),
             Token(u32),
         }
-        let mut frags = vec![Frag::Text(text)];
-        for &id in &self.user_defined {
+        // Empty text is no fragment (no space prefix either), as in llama.cpp.
+        let mut frags = if text.is_empty() {
+            vec![]
+        } else {
+            vec![Frag::Text(text)]
+        };
+        for &id in &self.specials {
+            if !parse_special && self.kinds[id as usize] == TokenKind::Control {
+                continue;
+            }
             let pat = self.pieces[id as usize].as_str();
             let mut next = Vec::with_capacity(frags.len());
             for f in frags {
@@ -264,87 +315,23 @@ impl Tokenizer {
                     prev_special = true;
                 }
                 Frag::Text(t) => {
-                    let mut s = String::with_capacity(t.len() + 3);
-                    if self.add_space_prefix && prev_special {
-                        s.push(' ');
+                    match &self.bpe {
+                        Some(b) => bpe::encode_fragment(self, b, t, &mut out),
+                        None => {
+                            let mut s = String::with_capacity(t.len() + 3);
+                            if self.add_space_prefix && prev_special {
+                                s.push(' ');
+                            }
+                            s.push_str(t);
+                            let s = s.replace(' ', SPACE_MARK);
+                            spm::encode_fragment(self, &s, &mut out);
+                        }
                     }
-                    s.push_str(t);
-                    let s = s.replace(' ', SPACE_MARK);
-                    self.encode_fragment(&s, &mut out);
                     prev_special = false;
                 }
             }
         }
         out
-    }
-
-    fn encode_fragment(&self, text: &str, out: &mut Vec<u32>) {
-        let mut symbols: Vec<Symbol> = Vec::with_capacity(text.len());
-        for (i, (start, ch)) in text.char_indices().enumerate() {
-            symbols.push(Symbol {
-                start,
-                len: ch.len_utf8(),
-                prev: i as isize - 1,
-                next: i as isize + 1,
-            });
-        }
-        if let Some(last) = symbols.last_mut() {
-            last.next = -1;
-        }
-        let mut queue = BinaryHeap::new();
-        let try_add = |queue: &mut BinaryHeap<Bigram>, symbols: &[Symbol], l: isize, r: isize| {
-            if l < 0 || r < 0 {
-                return;
-            }
-            let (ls, rs) = (&symbols[l as usize], &symbols[r as usize]);
-            let piece = &text[ls.start..rs.start + rs.len];
-            if let Some(&id) = self.by_text.get(piece) {
-                queue.push(Bigram {
-                    score: self.scores[id as usize],
-                    left: l as usize,
-                    right: r as usize,
-                    size: piece.len(),
-                });
-            }
-        };
-        for i in 1..symbols.len() {
-            try_add(&mut queue, &symbols, i as isize - 1, i as isize);
-        }
-        while let Some(b) = queue.pop() {
-            let (ln, rn) = (symbols[b.left].len, symbols[b.right].len);
-            if ln == 0 || rn == 0 || ln + rn != b.size {
-                continue;
-            }
-            symbols[b.left].len += rn;
-            symbols[b.right].len = 0;
-            let next = symbols[b.right].next;
-            symbols[b.left].next = next;
-            if next >= 0 {
-                symbols[next as usize].prev = b.left as isize;
-            }
-            let prev = symbols[b.left].prev;
-            try_add(&mut queue, &symbols, prev, b.left as isize);
-            try_add(&mut queue, &symbols, b.left as isize, next);
-        }
-        let mut i = if symbols.is_empty() { -1 } else { 0 };
-        while i >= 0 {
-            let s = &symbols[i as usize];
-            let piece = &text[s.start..s.start + s.len];
-            match self.by_text.get(piece) {
-                Some(&id) => out.push(id),
-                None => {
-                    for b in piece.bytes() {
-                        // A vocabulary without byte pieces maps unknown bytes to <unk>.
-                        if let Some(id) =
-                            self.byte_tokens[b as usize].or_else(|| self.token_id("<unk>"))
-                        {
-                            out.push(id);
-                        }
-                    }
-                }
-            }
-            i = s.next;
-        }
     }
 
     /// The bytes a token stands for in generated text (control tokens: none).
@@ -358,7 +345,10 @@ impl Tokenizer {
                 .and_then(|h| u8::from_str_radix(h, 16).ok())
                 .map_or_else(Vec::new, |b| vec![b]),
             TokenKind::UserDefined => p.as_bytes().to_vec(),
-            TokenKind::Normal => p.replace(SPACE_MARK, " ").into_bytes(),
+            TokenKind::Normal => match &self.bpe {
+                Some(b) => b.decode_piece(p),
+                None => p.replace(SPACE_MARK, " ").into_bytes(),
+            },
         }
     }
 
@@ -371,6 +361,51 @@ impl Tokenizer {
     /// The text of one token on its own, as a provider would report it.
     pub fn token_text(&self, id: u32) -> String {
         String::from_utf8_lossy(&self.token_bytes(id)).into_owned()
+    }
+}
+
+/// One piece of a word while merges join pieces (both tokenizers merge the
+/// same way): its byte range, and its neighbours in a linked list over the
+/// word's characters (-1 at either end).
+pub(super) struct Symbol {
+    start: usize,
+    len: usize,
+    prev: isize,
+    next: isize,
+}
+
+impl Symbol {
+    /// One symbol per character of `text`, linked in order.
+    fn chars_of(text: &str) -> Vec<Symbol> {
+        let mut symbols: Vec<Symbol> = text
+            .char_indices()
+            .enumerate()
+            .map(|(i, (start, ch))| Symbol {
+                start,
+                len: ch.len_utf8(),
+                prev: i as isize - 1,
+                next: i as isize + 1,
+            })
+            .collect();
+        if let Some(last) = symbols.last_mut() {
+            last.next = -1;
+        }
+        symbols
+    }
+
+    /// Joins the symbol at `right` into its left neighbour `left`; returns
+    /// the joined symbol's neighbours `(prev, next)`, whose pairs with it
+    /// are queued again.
+    fn join(symbols: &mut [Symbol], left: usize, right: usize) -> (isize, isize) {
+        let rn = symbols[right].len;
+        symbols[left].len += rn;
+        symbols[right].len = 0;
+        let next = symbols[right].next;
+        symbols[left].next = next;
+        if next >= 0 {
+            symbols[next as usize].prev = left as isize;
+        }
+        (symbols[left].prev, next)
     }
 }
 
