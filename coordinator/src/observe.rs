@@ -8,7 +8,7 @@
 //! every [`REFRESH_EVERY`].
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use moralsweep_telemetry::ops::OpsServer;

@@ -21,23 +21,14 @@ pub use status::{status, StatusArgs};
 pub use submit::{submit, SubmitArgs};
 pub use worker::{worker, WorkerArgs};
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use moralsweep_common::spec::KeyCheck;
-use moralsweep_common::Sweep;
-use moralsweep_coordinator::engine::{Engine, EngineConfig};
-use moralsweep_coordinator::pacing::RateGroups;
-use moralsweep_coordinator::store::redis::RedisStore;
-use moralsweep_coordinator::store::Store;
 use moralsweep_proto::v1 as pb;
-use moralsweep_protocol::auth::{load_token, Auth};
-use moralsweep_protocol::{convert, ProgressState, SweepProgress};
-use moralsweep_worker::client::{self, ConnectOptions, GrpcLink, GrpcPermits};
-use moralsweep_worker::runtime::{self, WorkerConfig, WorkerStats};
+use moralsweep_protocol::auth::load_token;
+use moralsweep_worker::client::{self, ConnectOptions};
+use moralsweep_worker::runtime;
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()

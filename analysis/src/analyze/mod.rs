@@ -1,8 +1,8 @@
 //! `moralsweep analyze`: from a directory of rating files to the metric files.
 //!
 //! ```no_run
-//! use moralsweep_common::analyze::{analyze_dir, AnalyzeOptions, ModelsMap};
-//! # fn main() -> Result<(), moralsweep_common::analyze::AnalyzeError> {
+//! use moralsweep_analysis::analyze::{analyze_dir, AnalyzeOptions, ModelsMap};
+//! # fn main() -> Result<(), moralsweep_analysis::analyze::AnalyzeError> {
 //! let opts = AnalyzeOptions {
 //!     models: ModelsMap::load(std::path::Path::new("models.toml"))?,
 //!     ..AnalyzeOptions::default()

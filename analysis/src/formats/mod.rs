@@ -22,10 +22,10 @@
 //! Writing (what the coordinator and `moralsweep run` use):
 //!
 //! ```no_run
-//! use moralsweep_common::formats::{sampling_file_name, SamplingWriter};
+//! use moralsweep_analysis::formats::{sampling_file_name, SamplingWriter};
 //! use moralsweep_common::slot::{SampleRecord, SlotCoord};
 //! use moralsweep_common::Mode;
-//! # fn main() -> Result<(), moralsweep_common::formats::FormatError> {
+//! # fn main() -> Result<(), moralsweep_analysis::formats::FormatError> {
 //! let path = std::path::Path::new("data").join(sampling_file_name("gpt-4o", 0.1, false));
 //! let mut w = SamplingWriter::create(&path, Mode::Persona)?;
 //! let coord = SlotCoord { persona: Some(0), item: 1, run: 1 };

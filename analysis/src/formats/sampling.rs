@@ -390,7 +390,7 @@ impl SamplingWriter {
             other => {
                 return Err(FormatError::Invalid {
                     path: path.to_path_buf(),
-                    message: format!("a sampling file holds persona or self ratings, not {other} results; use LogprobWriter for logprob mode and moralsweep_common::em::file for em-check"),
+                    message: format!("a sampling file holds persona or self ratings, not {other} results; use LogprobWriter for logprob mode and moralsweep_analysis::em::file for em-check"),
                 })
             }
         };

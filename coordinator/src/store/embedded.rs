@@ -19,13 +19,11 @@
 
 use std::collections::HashSet;
 use std::fmt::Display;
-use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use moralsweep_common::Mode;
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use super::{Lease, Store, StoreError, StoreResult};
 use moralsweep_protocol::{BatchRecord, UnitKey};
@@ -42,6 +40,7 @@ mod keys;
 mod txn;
 
 use keys::*;
+use txn::release_in;
 
 /// A [`Store`] in one local file.
 #[derive(Clone)]

@@ -53,14 +53,11 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use ::redis::{
-    AsyncCommands, Client, ErrorKind, RedisError, RedisResult, Script, ServerErrorKind, Value,
-};
+use ::redis::{AsyncCommands, Client, ErrorKind, RedisError, ServerErrorKind, Value};
 use async_trait::async_trait;
-use moralsweep_common::Mode;
 
 use super::{Lease, Store, StoreError, StoreResult};
 use moralsweep_protocol::{BatchRecord, UnitKey};
@@ -135,24 +132,27 @@ fn nonce() -> String {
 }
 
 /// Runs `$body` (an expression using `$con: &mut ConnectionManager`),
-/// retrying transient failures for up to [`RETRY_FOR`].
+/// retrying transient failures for up to [`RETRY_FOR`]. Its paths are
+/// absolute: `ops` (a child module) expands it too.
 macro_rules! retrying {
     ($self:ident, $what:expr, |$con:ident| $body:expr) => {{
-        let started = Instant::now();
-        let mut delay = Duration::from_millis(20);
+        let started = ::std::time::Instant::now();
+        let mut delay = ::std::time::Duration::from_millis(20);
         loop {
             let mut $con = $self.con.clone();
-            let r: RedisResult<_> = async { $body }.await;
+            let r: ::redis::RedisResult<_> = async { $body }.await;
             match r {
                 Ok(v) => break Ok(v),
-                Err(e) if transient(&e) && started.elapsed() < RETRY_FOR => {
+                Err(e)
+                    if $crate::store::redis::transient(&e)
+                        && started.elapsed() < $crate::store::redis::RETRY_FOR => {
                     tracing::warn!(target: "moralsweep::store", error = %e, op = $what,
                         "redis call failed; retrying");
                     tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_millis(500));
+                    delay = (delay * 2).min(::std::time::Duration::from_millis(500));
                 }
                 Err(e) => {
-                    break Err(StoreError::Backend(format!(
+                    break Err($crate::store::StoreError::Backend(format!(
                         "redis {} ({}): {e}",
                         $what, $self.target
                     )))

@@ -8,7 +8,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::FontStyle;
 
-use crate::data::MetricRecord;
+use crate::data::{display_order, MetricRecord};
 use crate::ReportError;
 
 pub(super) type DResult<T> = Result<T, Box<dyn std::error::Error>>;

@@ -603,7 +603,6 @@ impl fmt::Display for DryRun {
 mod tests {
     use super::*;
     use moralsweep_common::spec::KeyCheck;
-    use moralsweep_common::ModelSpec;
 
     #[test]
     fn the_judge_of_a_check_is_in_the_dry_run() {

@@ -6,7 +6,7 @@ use ::redis::AsyncCommands;
 
 use super::keys::{sweep_prefix, unit_part};
 use super::{RedisStore, BATCH_SWEEPS, BUCKET, LEASE_SWEEP, LEASE_SWEEPS};
-use crate::store::{Store, StoreError, StoreResult};
+use crate::store::{StoreError, StoreResult};
 use moralsweep_protocol::UnitKey;
 
 impl RedisStore {

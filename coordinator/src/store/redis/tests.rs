@@ -1,4 +1,5 @@
 use super::*;
+use moralsweep_common::Mode;
 use moralsweep_testsupport::{Persistence, RedisServer};
 
 /// A call repeated with the same operation id (what a retry after a
