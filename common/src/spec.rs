@@ -700,7 +700,15 @@ impl SweepSpec {
             if let Some(url) = &m.base_url {
                 check_base_url(url).map_err(|problem| bad(&at("base_url"), problem))?;
             }
-            crate::provider::check_placement(m).map_err(|(k, problem)| bad(&at(k), problem))?;
+            crate::provider::check_placement(&crate::provider::Placement {
+                provider: m.provider,
+                base_url: &m.base_url,
+                region: &m.region,
+                project: &m.project,
+                location: &m.location,
+                api_version: &m.api_version,
+            })
+            .map_err(|(k, problem)| bad(&at(k), problem))?;
             if m.rpm == Some(0) {
                 return Err(bad(
                     &at("rpm"),
