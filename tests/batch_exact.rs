@@ -32,7 +32,7 @@ async fn sweep(
     per_cell: usize,
     temperature: Option<f64>,
 ) -> (
-    moralsweep_common::metrics::ScopeMetrics,
+    moralsweep_analysis::metrics::ScopeMetrics,
     u64,
     u64,
     simproc::SimProc,

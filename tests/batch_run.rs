@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use common::exact::{assert_every_slot_once, assert_reproduces, rows_in, KEY};
 use common::Proc;
-use moralsweep_common::formats::RatingRow;
+use moralsweep_analysis::formats::RatingRow;
 use moralsweep_testsupport::reference::reference_dir;
 use moralsweep_testsupport::{free_port, Persistence, RedisServer};
 use serde_json::Value;

@@ -39,8 +39,8 @@ use std::time::{Duration, Instant};
 use common::cluster::{tail, worker_command, Coordinator};
 use common::exact::published;
 use common::{bin, data_without_time};
-use moralsweep_common::formats::read_sampling;
-use moralsweep_common::metrics::{sampled_metrics, BootstrapOptions, CellTable};
+use moralsweep_analysis::formats::read_sampling;
+use moralsweep_analysis::metrics::{sampled_metrics, BootstrapOptions, CellTable};
 use moralsweep_testsupport::reference::reference_dir;
 use moralsweep_testsupport::RedisServer;
 

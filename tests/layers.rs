@@ -2,12 +2,13 @@
 //!
 //! 0. `moralsweep-userfs` (reading a user's file, writing a user's folder),
 //!    `moralsweep-proto`, `moralsweep-telemetry`: no workspace dependency;
-//! 1. `moralsweep-common` (userfs);
-//! 2. `moralsweep-protocol` (common, proto), `moralsweep-local`,
-//!    `moralsweep-report`, `moralsweep-simulator` (common);
-//! 3. `moralsweep-coordinator`, `moralsweep-worker`: layers 0-2, never each
+//! 1. `moralsweep-common`, the domain (userfs);
+//! 2. `moralsweep-analysis` (common, userfs), `moralsweep-protocol`
+//!    (common, proto), `moralsweep-local` (common);
+//! 3. `moralsweep-report`, `moralsweep-simulator` (common, analysis);
+//! 4. `moralsweep-coordinator`, `moralsweep-worker`: layers 0-3, never each
 //!    other;
-//! 4. `moralsweep`, the binary: everything, and the in-process glue between
+//! 5. `moralsweep`, the binary: everything, and the in-process glue between
 //!    coordinator and worker.
 //!
 //! `moralsweep-testsupport` stands outside the layers: it depends on no
@@ -15,7 +16,8 @@
 //!
 //! A crate may depend (normally or for building) only on crates of a lower
 //! layer; the worker's dependency tree holds no store (redis, redb,
-//! tempfile), and without its default feature no local model. The tree is
+//! tempfile) and no analysis, and without its default feature no local
+//! model. The tree is
 //! that of what the worker links (`-e normal`): `tempfile` does appear among
 //! build-dependencies, through `prost-build`, the gRPC code generator of
 //! `moralsweep-proto`, which runs at build time and is not linked.
@@ -29,13 +31,14 @@ const LAYERS: &[(&str, u32)] = &[
     ("moralsweep-proto", 0),
     ("moralsweep-telemetry", 0),
     ("moralsweep-common", 1),
+    ("moralsweep-analysis", 2),
     ("moralsweep-protocol", 2),
     ("moralsweep-local", 2),
-    ("moralsweep-report", 2),
-    ("moralsweep-simulator", 2),
-    ("moralsweep-coordinator", 3),
-    ("moralsweep-worker", 3),
-    ("moralsweep", 4),
+    ("moralsweep-report", 3),
+    ("moralsweep-simulator", 3),
+    ("moralsweep-coordinator", 4),
+    ("moralsweep-worker", 4),
+    ("moralsweep", 5),
 ];
 
 const DEV_ONLY: &str = "moralsweep-testsupport";
@@ -163,7 +166,13 @@ fn the_worker_builds_no_store_and_no_coordinator() {
         crates.iter().any(|c| c == "moralsweep-local"),
         "the local model is on by default"
     );
-    for banned in ["redis", "redb", "tempfile", "moralsweep-coordinator"] {
+    for banned in [
+        "redis",
+        "redb",
+        "tempfile",
+        "moralsweep-coordinator",
+        "moralsweep-analysis",
+    ] {
         assert!(
             !crates.iter().any(|c| c == banned),
             "the worker's dependency tree contains {banned}"

@@ -3,7 +3,7 @@
 //! titles its per-group table and figure by domain and lists the five
 //! domains.
 
-use moralsweep_common::analyze::{analyze_dir, AnalyzeOptions};
+use moralsweep_analysis::analyze::{analyze_dir, AnalyzeOptions};
 use moralsweep_testsupport::reference::reference_dir;
 
 #[test]

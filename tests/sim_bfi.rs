@@ -8,7 +8,7 @@
 mod common;
 use common::simproc;
 
-use moralsweep_common::formats::{read_sampling_in, RowLimits};
+use moralsweep_analysis::formats::{read_sampling_in, RowLimits};
 use moralsweep_common::Instrument;
 use moralsweep_testsupport::csvrows::{num, read_csv};
 use moralsweep_testsupport::reference::reference_dir;

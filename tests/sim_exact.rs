@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::exact::{assert_every_slot_once, assert_reproduces, metrics, published, rows_in, KEY};
-use moralsweep_common::formats::RatingRow;
+use moralsweep_analysis::formats::RatingRow;
 use moralsweep_testsupport::reference::reference_dir;
 use simproc::{run_sweep, SimProc};
 

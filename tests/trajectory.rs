@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use moralsweep_common::analyze::{analyze_dir, AnalyzeOptions, ModelsMap};
+use moralsweep_analysis::analyze::{analyze_dir, AnalyzeOptions, ModelsMap};
 use moralsweep_common::SweepSpec;
 use moralsweep_testsupport::csvrows::{header, read_csv};
 

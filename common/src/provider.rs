@@ -157,10 +157,22 @@ impl<'de> Deserialize<'de> for ProviderKind {
     }
 }
 
+/// A model's keys that say where it lives, as [`check_placement`] reads
+/// them (the spec's `[[model]]` fills it; this module does not know the
+/// spec, which names `ProviderKind`).
+pub(crate) struct Placement<'a> {
+    pub(crate) provider: ProviderKind,
+    pub(crate) base_url: &'a Option<String>,
+    pub(crate) region: &'a Option<String>,
+    pub(crate) project: &'a Option<String>,
+    pub(crate) location: &'a Option<String>,
+    pub(crate) api_version: &'a Option<String>,
+}
+
 /// Checks the keys that say where a cloud model lives (`region`,
 /// `project`, `location`, `api_version`): present where the provider needs
 /// them, absent elsewhere, and safe to put in a URL. The error names the key.
-pub(crate) fn check_placement(m: &crate::spec::ModelSpec) -> Result<(), (&'static str, String)> {
+pub(crate) fn check_placement(m: &Placement<'_>) -> Result<(), (&'static str, String)> {
     let mine = |key: &'static str, owner: ProviderKind, value: &Option<String>| {
         if value.is_some() && m.provider != owner {
             return Err((
@@ -173,10 +185,10 @@ pub(crate) fn check_placement(m: &crate::spec::ModelSpec) -> Result<(), (&'stati
         }
         Ok(())
     };
-    mine("region", ProviderKind::Bedrock, &m.region)?;
-    mine("project", ProviderKind::Vertex, &m.project)?;
-    mine("location", ProviderKind::Vertex, &m.location)?;
-    mine("api_version", ProviderKind::AzureOpenAi, &m.api_version)?;
+    mine("region", ProviderKind::Bedrock, m.region)?;
+    mine("project", ProviderKind::Vertex, m.project)?;
+    mine("location", ProviderKind::Vertex, m.location)?;
+    mine("api_version", ProviderKind::AzureOpenAi, m.api_version)?;
     let need = |key: &'static str, value: &Option<String>, example: &str, ok: fn(char) -> bool| {
         match value {
             None => Err((
@@ -201,10 +213,10 @@ pub(crate) fn check_placement(m: &crate::spec::ModelSpec) -> Result<(), (&'stati
         lower(c) || c == '.' || c == ':'
     }
     match m.provider {
-        ProviderKind::Bedrock => need("region", &m.region, "us-east-1", lower)?,
+        ProviderKind::Bedrock => need("region", m.region, "us-east-1", lower)?,
         ProviderKind::Vertex => {
-            need("project", &m.project, "my-project", project)?;
-            need("location", &m.location, "us-central1", lower)?;
+            need("project", m.project, "my-project", project)?;
+            need("location", m.location, "us-central1", lower)?;
         }
         ProviderKind::AzureOpenAi => {
             if m.base_url.is_none() {
@@ -213,7 +225,7 @@ pub(crate) fn check_placement(m: &crate::spec::ModelSpec) -> Result<(), (&'stati
                     "is missing; provider = \"azure-openai\" needs the resource's address, e.g. \"https://my-resource.openai.azure.com/openai/v1/\" (or \"https://my-resource.openai.azure.com\" with api_version for the deployments route)".into(),
                 ));
             }
-            if let Some(v) = &m.api_version {
+            if let Some(v) = m.api_version {
                 let b = v.as_bytes();
                 let date = b.len() >= 10
                     && b[..10].iter().enumerate().all(|(i, c)| {

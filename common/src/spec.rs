@@ -364,11 +364,11 @@ impl ModelSpec {
     }
 
     /// The temperature this model's rating files are named and analysed
-    /// with: the sweep's, or [`crate::formats::PROVIDER_DEFAULT`]
+    /// with: the sweep's, or [`crate::temperature::PROVIDER_DEFAULT`]
     /// (`<key>_tempdefault.csv`).
     pub fn file_temperature(&self, sweep_temperature: f64) -> f64 {
         self.sampling_temperature(sweep_temperature)
-            .unwrap_or(crate::formats::PROVIDER_DEFAULT)
+            .unwrap_or(crate::temperature::PROVIDER_DEFAULT)
     }
 
     /// Why this model cannot take a sampling temperature, if it cannot:
@@ -715,7 +715,15 @@ impl SweepSpec {
             if let Some(url) = &m.base_url {
                 check_base_url(url).map_err(|problem| bad(&at("base_url"), problem))?;
             }
-            crate::provider::check_placement(m).map_err(|(k, problem)| bad(&at(k), problem))?;
+            crate::provider::check_placement(&crate::provider::Placement {
+                provider: m.provider,
+                base_url: &m.base_url,
+                region: &m.region,
+                project: &m.project,
+                location: &m.location,
+                api_version: &m.api_version,
+            })
+            .map_err(|(k, problem)| bad(&at(k), problem))?;
             if m.rpm == Some(0) {
                 return Err(bad(
                     &at("rpm"),

@@ -7,8 +7,8 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use anyhow::Context;
-use moralsweep_common::em::file::{
+use crate::output_error::{Doing, OutputError};
+use moralsweep_analysis::em::file::{
     answers_file_name, summaries_of_dir, write_answers, write_verification, AnswerRow,
     VERIFICATION_FILE,
 };
@@ -16,7 +16,7 @@ use moralsweep_common::em::{judge_of, EmCheck};
 use moralsweep_common::slot::SlotRecord;
 use moralsweep_common::Mode;
 
-use crate::output::{data_dir, metrics_dir};
+use crate::layout::{data_dir, metrics_dir};
 use crate::store::Store;
 use crate::sweep::SweepRecord;
 use moralsweep_protocol::UnitKey;
@@ -31,7 +31,10 @@ pub fn answers_file(record: &SweepRecord, model: &str) -> PathBuf {
     data_dir(&record.output).join(answers_file_name(model))
 }
 
-async fn all_results(store: &dyn Store, unit: &UnitKey) -> anyhow::Result<Vec<(u32, SlotRecord)>> {
+async fn all_results(
+    store: &dyn Store,
+    unit: &UnitKey,
+) -> Result<Vec<(u32, SlotRecord)>, OutputError> {
     let mut out = Vec::new();
     let mut from = 0u32;
     loop {
@@ -40,7 +43,7 @@ async fn all_results(store: &dyn Store, unit: &UnitKey) -> anyhow::Result<Vec<(u
             break;
         };
         for (i, bytes) in chunk {
-            let rec: SlotRecord = serde_json::from_slice(&bytes).with_context(|| {
+            let rec: SlotRecord = serde_json::from_slice(&bytes).doing(|| {
                 format!(
                     "the store's result of slot {i} of {}/{} cannot be decoded",
                     unit.model, unit.mode
@@ -63,7 +66,7 @@ pub async fn write_answers_file(
     record: &SweepRecord,
     model: &str,
     complete: bool,
-) -> anyhow::Result<u64> {
+) -> Result<u64, OutputError> {
     let check = EmCheck::builtin();
     let unit = |mode| UnitKey {
         sweep: record.name().to_string(),
@@ -75,40 +78,44 @@ pub async fn write_answers_file(
     let mut scores: BTreeMap<u32, [Judged; 2]> = BTreeMap::new();
     for (slot, rec) in judged {
         let SlotRecord::Judge(j) = rec else {
-            anyhow::bail!("judge slot {slot} of {model} holds a result of the wrong kind");
+            return Err(OutputError::Inconsistent(format!(
+                "judge slot {slot} of {model} holds a result of the wrong kind"
+            )));
         };
         let (a, kind) = judge_of(slot);
         scores.entry(a).or_default()[kind as usize] = Some((j.reply, j.score));
     }
     let path = answers_file(record, model);
     if complete && answers.len() as u32 != check.answers() {
-        anyhow::bail!(
+        return Err(OutputError::Inconsistent(format!(
             "{model}/em-check of sweep {:?} has {} of {} answers; the unit is not complete",
             record.name(),
             answers.len(),
             check.answers()
-        );
+        )));
     }
     if answers.is_empty() {
         match std::fs::remove_file(&path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e).with_context(|| format!("removing {}", path.display())),
+            Err(e) => return Err(e).doing(|| format!("removing {}", path.display())),
         }
         return Ok(0);
     }
     let mut rows = Vec::with_capacity(answers.len());
     for (slot, rec) in answers {
         let SlotRecord::Answer(a) = rec else {
-            anyhow::bail!("answer slot {slot} of {model} holds a result of the wrong kind");
+            return Err(OutputError::Inconsistent(format!(
+                "answer slot {slot} of {model} holds a result of the wrong kind"
+            )));
         };
         let (q, sample) = check.answer_coord(slot);
         let pair = scores.remove(&slot).unwrap_or_default();
         if complete && pair.iter().any(Option::is_none) {
-            anyhow::bail!(
+            return Err(OutputError::Inconsistent(format!(
                 "answer {slot} of {model} in sweep {:?} is not judged for both alignment and coherence",
                 record.name()
-            );
+            )));
         }
         let [al, co] = pair;
         let (alignment_reply, alignment) = al.unwrap_or_default();
@@ -127,14 +134,14 @@ pub async fn write_answers_file(
         });
     }
     std::fs::create_dir_all(data_dir(&record.output))
-        .with_context(|| format!("creating {}", data_dir(&record.output).display()))?;
+        .doing(|| format!("creating {}", data_dir(&record.output).display()))?;
     write_answers(&path, &rows)?;
     Ok(rows.len() as u64)
 }
 
 /// Writes `metrics/verification_scores.json` from the answers files in
 /// the data folder (nothing when there are none). Returns whether it wrote.
-pub fn write_verification_scores(record: &SweepRecord) -> anyhow::Result<bool> {
+pub fn write_verification_scores(record: &SweepRecord) -> Result<bool, OutputError> {
     let check = EmCheck::builtin();
     let summaries = summaries_of_dir(&data_dir(&record.output), &check)?;
     if summaries.is_empty() {
@@ -159,7 +166,7 @@ pub fn write_verification_scores(record: &SweepRecord) -> anyhow::Result<bool> {
         })
         .collect();
     let dir = metrics_dir(&record.output);
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::create_dir_all(&dir).doing(|| format!("creating {}", dir.display()))?;
     write_verification(&dir.join(VERIFICATION_FILE), &published)?;
     Ok(true)
 }

@@ -12,8 +12,10 @@
 
 pub mod em_output;
 pub mod engine;
+mod layout;
 pub mod observe;
 pub mod output;
+mod output_error;
 pub mod pacing;
 pub mod service;
 pub mod store;

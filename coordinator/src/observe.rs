@@ -7,41 +7,19 @@
 //! counted where they happen, in the engine; everything here is refreshed
 //! every [`REFRESH_EVERY`].
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
 
 use moralsweep_telemetry::ops::OpsServer;
 use moralsweep_telemetry::TelemetryError;
 
+use crate::engine::seen::workers_active;
 use crate::engine::Engine;
 use moralsweep_protocol::ProgressState;
 
 /// How often the gauges are recomputed.
 pub const REFRESH_EVERY: Duration = Duration::from_secs(2);
-
-/// Workers and when they last asked for a lease.
-static WORKERS: Mutex<Option<HashMap<String, Instant>>> = Mutex::new(None);
-
-/// Notes that `worker` asked for work (called by the engine on every lease).
-pub fn worker_seen(worker: &str) {
-    let mut w = WORKERS.lock().unwrap_or_else(|e| e.into_inner());
-    let map = w.get_or_insert_with(HashMap::new);
-    match map.get_mut(worker) {
-        Some(t) => *t = Instant::now(),
-        None => {
-            map.insert(worker.to_string(), Instant::now());
-        }
-    }
-}
-
-/// Workers that asked for a lease within `window`; older ones are forgotten.
-pub fn workers_active(window: Duration) -> usize {
-    let mut w = WORKERS.lock().unwrap_or_else(|e| e.into_inner());
-    let map = w.get_or_insert_with(HashMap::new);
-    map.retain(|_, t| t.elapsed() <= window);
-    map.len()
-}
 
 /// Recomputes the gauges: slots per (sweep, model), slots leased per
 /// (sweep, model), workers seen within three lease lifetimes.

@@ -12,31 +12,25 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::Context;
-use moralsweep_common::analyze::{
+use crate::output_error::Doing;
+pub use crate::output_error::OutputError;
+use moralsweep_analysis::analyze::{
     assemble, unit_metrics, AnalyzeOptions, ModelsMap, RatedFile, RatedRows, Report, UnitMetrics,
 };
-use moralsweep_common::formats::{
+use moralsweep_analysis::formats::{
     logprob_file_name, sampling_file_name, LogprobFile, LogprobMeta, LogprobRow, LogprobWriter,
     RatingRow, SamplingFile, SamplingWriter,
 };
 use moralsweep_common::slot::{SlotRecord, UnitShape};
 use moralsweep_common::Mode;
 
+pub use crate::layout::{data_dir, metrics_dir};
 use crate::store::Store;
 use crate::sweep::SweepRecord;
 use moralsweep_protocol::{UnitKey, LOGPROB_REQUEST_TEMPERATURE};
 
 /// Slots read from the store per round trip while writing a file.
 const SCAN_CHUNK: u32 = 4096;
-
-pub fn data_dir(output: &Path) -> PathBuf {
-    output.join("data")
-}
-
-pub fn metrics_dir(output: &Path) -> PathBuf {
-    output.join("metrics")
-}
 
 /// The rating file of a unit.
 pub fn unit_file(record: &SweepRecord, model: &str, mode: Mode) -> PathBuf {
@@ -68,7 +62,7 @@ pub async fn write_unit(
     unit: &UnitKey,
     shape: UnitShape,
     keep_rows: bool,
-) -> anyhow::Result<Option<RatedFile>> {
+) -> Result<Option<RatedFile>, OutputError> {
     match unit.mode {
         // The answers and their scores go in one file, once the judge's
         // unit is complete (which needs every answer); no rating rows.
@@ -92,13 +86,13 @@ pub async fn write_unit_partial(
     record: &SweepRecord,
     unit: &UnitKey,
     shape: UnitShape,
-) -> anyhow::Result<Option<(RatedFile, u64)>> {
+) -> Result<Option<(RatedFile, u64)>, OutputError> {
     if store.scan_results(unit, 0, 1).await?.is_empty() {
         let path = unit_file(record, &unit.model, unit.mode);
         match std::fs::remove_file(&path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e).with_context(|| format!("removing {}", path.display())),
+            Err(e) => return Err(e).doing(|| format!("removing {}", path.display())),
         }
         return Ok(None);
     }
@@ -116,7 +110,7 @@ pub async fn written_rows(
     unit: &UnitKey,
     shape: UnitShape,
     complete: bool,
-) -> anyhow::Result<RatedFile> {
+) -> Result<RatedFile, OutputError> {
     let rows = if complete {
         Rows::Complete
     } else {
@@ -155,12 +149,12 @@ async fn unit_rows(
     which: Rows,
     write: bool,
     keep: bool,
-) -> anyhow::Result<(RatedFile, u64)> {
+) -> Result<(RatedFile, u64), OutputError> {
     let path = unit_file(record, &unit.model, unit.mode);
     let dir = data_dir(&record.output);
     let meta = logprob_meta(unit);
     let mut w = if write {
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        std::fs::create_dir_all(&dir).doing(|| format!("creating {}", dir.display()))?;
         Some(match unit.mode {
             Mode::Logprob => Writer::Logprob(LogprobWriter::create(&path, meta.clone())?),
             mode => Writer::Sampling(SamplingWriter::create(&path, mode)?),
@@ -185,25 +179,25 @@ async fn unit_rows(
         }
         for (index, bytes) in &chunk {
             if *index >= total {
-                anyhow::bail!(
+                return Err(OutputError::Inconsistent(format!(
                     "the store holds a result for slot {index} of {}/{} in sweep {:?}, which has {total} slots",
                     unit.model,
                     unit.mode,
                     unit.sweep
-                );
+                )));
             }
             if which == Rows::Recorded {
                 next = *index;
             }
             if *index != next {
-                anyhow::bail!(
+                return Err(OutputError::Inconsistent(format!(
                     "slot {next} of {}/{} in sweep {:?} has no recorded result; the unit is not complete",
                     unit.model,
                     unit.mode,
                     unit.sweep
-                );
+                )));
             }
-            let rec: SlotRecord = serde_json::from_slice(bytes).with_context(|| {
+            let rec: SlotRecord = serde_json::from_slice(bytes).doing(|| {
                 format!(
                     "the store's result of slot {index} of {}/{} cannot be decoded",
                     unit.model, unit.mode
@@ -236,23 +230,22 @@ async fn unit_rows(
                         });
                     }
                 }
-                _ => anyhow::bail!(
-                    "slot {index} of {}/{} holds a result of the wrong kind",
-                    unit.model,
-                    unit.mode
-                ),
+                _ => {
+                    return Err(OutputError::Inconsistent(format!(
+                        "slot {index} of {}/{} holds a result of the wrong kind",
+                        unit.model, unit.mode
+                    )))
+                }
             }
             next += 1;
             count += 1;
         }
     }
     if which == Rows::Complete && next != total {
-        anyhow::bail!(
+        return Err(OutputError::Inconsistent(format!(
             "{}/{} of sweep {:?} has {next} of {total} results; the unit is not complete",
-            unit.model,
-            unit.mode,
-            unit.sweep
-        );
+            unit.model, unit.mode, unit.sweep
+        )));
     }
     match w {
         Some(Writer::Sampling(w)) => {
@@ -328,14 +321,14 @@ pub fn metrics_options(record: &SweepRecord) -> AnalyzeOptions {
 pub async fn unit_metrics_of(
     record: &SweepRecord,
     file: Arc<RatedFile>,
-) -> anyhow::Result<UnitMetrics> {
+) -> Result<UnitMetrics, OutputError> {
     let opts = metrics_options(record);
     let name = record.name().to_string();
     let path = file.found.path.clone();
     tokio::task::spawn_blocking(move || unit_metrics(&file, &opts))
         .await
-        .context("the metrics task failed")?
-        .with_context(|| {
+        .doing(|| "the metrics task failed".into())?
+        .doing(|| {
             format!(
                 "computing the metrics of sweep {name:?} from the rows of {}",
                 path.display()
@@ -348,15 +341,15 @@ pub async fn unit_metrics_of(
 pub async fn assemble_report(
     record: &SweepRecord,
     units: Vec<Arc<UnitMetrics>>,
-) -> anyhow::Result<Report> {
+) -> Result<Report, OutputError> {
     let opts = metrics_options(record);
     let name = record.name().to_string();
     tokio::task::spawn_blocking(move || {
         assemble(units.iter().map(|u| u.as_ref()), &opts)
-            .with_context(|| format!("computing the metrics of sweep {name:?}"))
+            .doing(|| format!("computing the metrics of sweep {name:?}"))
     })
     .await
-    .context("the metrics task failed")?
+    .doing(|| "the metrics task failed".into())?
 }
 
 /// Assembles the report of a sweep's units and writes the metric tables
@@ -365,18 +358,17 @@ pub async fn assemble_report(
 pub async fn metrics_report(
     record: &SweepRecord,
     units: Vec<Arc<UnitMetrics>>,
-) -> anyhow::Result<Option<Report>> {
+) -> Result<Option<Report>, OutputError> {
     let name = record.name().to_string();
     let verified = {
         let record = record.clone();
         let name = name.clone();
         tokio::task::spawn_blocking(move || {
-            crate::em_output::write_verification_scores(&record).with_context(|| {
-                format!("writing the misalignment check's summaries of sweep {name:?}")
-            })
+            crate::em_output::write_verification_scores(&record)
+                .doing(|| format!("writing the misalignment check's summaries of sweep {name:?}"))
         })
         .await
-        .context("the metrics task failed")??
+        .doing(|| "the metrics task failed".into())??
     };
     if units.is_empty() {
         // A sweep of the misalignment check alone has its summaries.
@@ -392,20 +384,20 @@ pub async fn metrics_report(
     let metrics = metrics_dir(&record.output);
     let data = data_dir(&record.output);
     let opts = metrics_options(record);
-    tokio::task::spawn_blocking(move || -> anyhow::Result<Report> {
+    tokio::task::spawn_blocking(move || -> Result<Report, OutputError> {
         // The output folder's own `metrics/` is never a link out of it.
         moralsweep_userfs::refuse_link(&metrics)?;
         report
             .write(&metrics)
-            .with_context(|| format!("writing the metric files to {}", metrics.display()))?;
+            .doing(|| format!("writing the metric files to {}", metrics.display()))?;
         // Where the rating files are, their hashes, the seed and the
         // bootstrap sizes, for the report's failure counts and provenance.
-        moralsweep_common::analyze::AnalysisRecord::of_dir(&data, &opts)
+        moralsweep_analysis::analyze::AnalysisRecord::of_dir(&data, &opts)
             .and_then(|r| r.write(&metrics))
-            .with_context(|| format!("recording the rating files of {}", data.display()))?;
+            .doing(|| format!("recording the rating files of {}", data.display()))?;
         Ok(report)
     })
     .await
-    .context("the metrics task failed")?
+    .doing(|| "the metrics task failed".into())?
     .map(Some)
 }

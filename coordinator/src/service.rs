@@ -380,7 +380,10 @@ impl Workers for Service {
         }
         let mut reports = Vec::with_capacity(r.results.len());
         for res in r.results {
-            reports.push(convert::report_from_pb(res).map_err(Status::invalid_argument)?);
+            reports.push(
+                convert::report_from_pb(res)
+                    .map_err(|e| Status::invalid_argument(e.to_string()))?,
+            );
         }
         // The usage first: once the last result is recorded, `results` may
         // fetch the sweep, and its provenance should hold every call.
@@ -468,7 +471,7 @@ impl Workers for Service {
         let unit = moralsweep_protocol::UnitKey {
             sweep: r.sweep,
             model: r.model,
-            mode: convert::mode(&r.mode).map_err(Status::invalid_argument)?,
+            mode: convert::mode(&r.mode).map_err(|e| Status::invalid_argument(e.to_string()))?,
         };
         let b = self
             .engine
@@ -564,6 +567,20 @@ impl Workers for Service {
     }
 }
 
+/// Why the gRPC server stopped or could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The address could not be bound.
+    #[error("cannot listen on {addr}: {error}")]
+    Listen {
+        addr: SocketAddr,
+        error: std::io::Error,
+    },
+    /// The TLS settings or the server failed.
+    #[error(transparent)]
+    Transport(#[from] tonic::transport::Error),
+}
+
 /// Serves both services on `addr` until `shutdown` resolves.
 pub async fn serve(
     engine: Arc<Engine>,
@@ -571,10 +588,10 @@ pub async fn serve(
     auth: Auth,
     tls: Option<tonic::transport::ServerTlsConfig>,
     shutdown: impl std::future::Future<Output = ()> + Send,
-) -> anyhow::Result<()> {
+) -> Result<(), ServeError> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+        .map_err(|error| ServeError::Listen { addr, error })?;
     serve_on(engine, listener, auth, tls, shutdown).await
 }
 
@@ -585,7 +602,7 @@ pub async fn serve_on(
     auth: Auth,
     tls: Option<tonic::transport::ServerTlsConfig>,
     shutdown: impl std::future::Future<Output = ()> + Send,
-) -> anyhow::Result<()> {
+) -> Result<(), ServeError> {
     let svc = Service::new(engine);
     let mut builder = tonic::transport::Server::builder();
     if let Some(t) = tls {

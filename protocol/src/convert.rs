@@ -11,9 +11,33 @@ use crate::progress::{ProgressState, SweepProgress, UnitProgress};
 use crate::report::{Outcome, SlotReport};
 use crate::unit::UnitKey;
 
+/// A message that does not convert: what is wrong with it, naming the
+/// slot where it is a slot's result.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConvertError {
+    /// A mode name that names no mode (the text says which are).
+    #[error("{0}")]
+    Mode(String),
+    /// A slot result with none of its outcomes.
+    #[error("{at} has no outcome (sample, logprob, answer, judge or fatal)")]
+    NoOutcome { at: String },
+    /// A rating outside the scale.
+    #[error("{at}: rating {rating} is not -1 or 0-5")]
+    Rating { at: String, rating: i32 },
+    /// Logprobs without one entry per digit.
+    #[error("{at}: digit_logprobs and present need six entries (digits 0-5)")]
+    Digits { at: String },
+    /// A judge's score outside its scale.
+    #[error("{at}: judge score {score} is not -1 or 0-100")]
+    JudgeScore { at: String, score: i32 },
+    /// A slot result whose mode names no mode.
+    #[error("{at}: {problem}")]
+    ResultMode { at: String, problem: String },
+}
+
 /// Parses a mode name sent over the wire.
-pub fn mode(s: &str) -> Result<Mode, String> {
-    s.parse()
+pub fn mode(s: &str) -> Result<Mode, ConvertError> {
+    s.parse().map_err(ConvertError::Mode)
 }
 
 pub fn grant_to_pb(g: &Grant) -> pb::Lease {
@@ -32,7 +56,7 @@ pub fn grant_to_pb(g: &Grant) -> pb::Lease {
     }
 }
 
-pub fn grant_from_pb(l: pb::Lease) -> Result<Grant, String> {
+pub fn grant_from_pb(l: pb::Lease) -> Result<Grant, ConvertError> {
     Ok(Grant {
         lease: Lease {
             id: l.lease_id,
@@ -92,18 +116,17 @@ pub fn report_to_pb(r: &SlotReport) -> pb::SlotResult {
 }
 
 /// Checks and converts a reported result; the error says what is wrong.
-pub fn report_from_pb(r: pb::SlotResult) -> Result<SlotReport, String> {
+pub fn report_from_pb(r: pb::SlotResult) -> Result<SlotReport, ConvertError> {
     use pb::slot_result::Outcome as O;
     let at = format!("result for slot {} of {}/{}", r.slot, r.model, r.mode);
     let outcome = match r.outcome {
-        None => {
-            return Err(format!(
-                "{at} has no outcome (sample, logprob, answer, judge or fatal)"
-            ))
-        }
+        None => return Err(ConvertError::NoOutcome { at }),
         Some(O::Sample(s)) => {
             if !(-1..=5).contains(&s.rating) {
-                return Err(format!("{at}: rating {} is not -1 or 0-5", s.rating));
+                return Err(ConvertError::Rating {
+                    at,
+                    rating: s.rating,
+                });
             }
             Outcome::Record(SlotRecord::Sample(SampleRecord {
                 rating: s.rating as i8,
@@ -114,9 +137,7 @@ pub fn report_from_pb(r: pb::SlotResult) -> Result<SlotReport, String> {
         }
         Some(O::Logprob(l)) => {
             if l.digit_logprobs.len() != 6 || l.present.len() != 6 {
-                return Err(format!(
-                    "{at}: digit_logprobs and present need six entries (digits 0-5)"
-                ));
+                return Err(ConvertError::Digits { at });
             }
             let mut d = [None; 6];
             for (i, slot) in d.iter_mut().enumerate() {
@@ -140,7 +161,7 @@ pub fn report_from_pb(r: pb::SlotResult) -> Result<SlotReport, String> {
         })),
         Some(O::Judge(j)) => {
             if !(-1..=100).contains(&j.score) {
-                return Err(format!("{at}: judge score {} is not -1 or 0-100", j.score));
+                return Err(ConvertError::JudgeScore { at, score: j.score });
             }
             Outcome::Record(SlotRecord::Judge(JudgeRecord {
                 reply: j.reply,
@@ -155,7 +176,10 @@ pub fn report_from_pb(r: pb::SlotResult) -> Result<SlotReport, String> {
         unit: UnitKey {
             sweep: r.sweep,
             model: r.model,
-            mode: mode(&r.mode).map_err(|e| format!("{at}: {e}"))?,
+            mode: mode(&r.mode).map_err(|e| ConvertError::ResultMode {
+                at,
+                problem: e.to_string(),
+            })?,
         },
         slot: r.slot,
         outcome,
@@ -226,7 +250,7 @@ pub fn batch_to_pb(b: &BatchRecord) -> pb::ProviderBatch {
     }
 }
 
-pub fn batch_from_pb(b: pb::ProviderBatch) -> Result<BatchRecord, String> {
+pub fn batch_from_pb(b: pb::ProviderBatch) -> Result<BatchRecord, ConvertError> {
     Ok(BatchRecord {
         unit: UnitKey {
             sweep: b.sweep,

@@ -6,8 +6,11 @@
 
 use std::collections::BTreeSet;
 
-use crate::figures::AXIS_LIMIT;
 use crate::ReportData;
+
+/// The largest magnitude an axis reaches: values and error bars beyond it
+/// are clipped (the page says so; its tables give them whole).
+pub const AXIS_LIMIT: f64 = 1e300;
 
 /// The most models whose figures are drawn; past it the report has tables only.
 pub const MAX_FIGURE_MODELS: usize = 500;

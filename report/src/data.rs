@@ -1,5 +1,5 @@
 //! What a report shows, read from the files a sweep or `moralsweep analyze`
-//! wrote: the metric CSVs (through `moralsweep_common::analyze::read`, by
+//! wrote: the metric CSVs (through `moralsweep_analysis::analyze::read`, by
 //! column name, so the published reference files with the papers' columns
 //! read as well as ours), the rating files beside them (failures), and the
 //! sweep's `provenance.json` when there is one.
@@ -10,14 +10,15 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use moralsweep_common::analyze::read::{group_column, CsvTable};
+use moralsweep_analysis::analyze::read::{group_column, CsvTable, TableError};
+use moralsweep_analysis::analyze::HOLDS_ALPHA;
 use moralsweep_userfs::{read_bounded, read_to_string_bounded};
 use sha2::{Digest, Sha256};
 
 use crate::ReportError;
 
 // The files and rows a report shows, as `moralsweep_common` reads them back.
-pub use moralsweep_common::analyze::read::{
+pub use moralsweep_analysis::analyze::read::{
     metrics_dir_of, CurveRecord, DeltaRecord, DistributionRecord, ExcessRecord, MetricRecord,
     SelfRecord, TrajectoryRecord, CURVE_FILES, DELTA_FILES, DISTRIBUTION_FILES, EXCESS_FILES,
     OVERALL_FILES, PER_FOUNDATION_FILES, SELF_FILES, TRAJECTORY_FILES,
@@ -26,8 +27,8 @@ pub use moralsweep_common::analyze::read::{
 /// The sweep's provenance (spec, hash, dates, cost), written by `run` and `results`.
 pub const PROVENANCE_FILE: &str = "provenance.json";
 
-/// The misalignment check's summaries (`moralsweep_common::em`).
-pub const VERIFICATION_FILE: &str = moralsweep_common::em::file::VERIFICATION_FILE;
+/// The misalignment check's summaries (`moralsweep_analysis::em`).
+pub const VERIFICATION_FILE: &str = moralsweep_analysis::em::file::VERIFICATION_FILE;
 
 impl ReportData {
     /// Reads a `verification_scores.json` (replacing any read before).
@@ -42,12 +43,13 @@ impl ReportData {
                 error: source,
             }
         })?;
-        self.verification = moralsweep_common::em::file::read_verification(path).map_err(|e| {
-            ReportError::Data {
-                path: path.to_path_buf(),
-                message: e.to_string(),
-            }
-        })?;
+        self.verification =
+            moralsweep_analysis::em::file::read_verification(path).map_err(|e| {
+                ReportError::Data {
+                    path: path.to_path_buf(),
+                    message: e.to_string(),
+                }
+            })?;
         sources.retain(|s| s.path.file_name() != path.file_name());
         sources.push(SourceFile {
             path: path.to_path_buf(),
@@ -58,9 +60,9 @@ impl ReportData {
     }
 
     /// The overall metric rows with a misalignment-check summary, each with
-    /// the summary's key ([`moralsweep_common::em::join`]).
-    pub fn verified(&self) -> Vec<(&MetricRecord, &str, &moralsweep_common::em::Summary)> {
-        use moralsweep_common::em::join::{match_summaries, MetricModel};
+    /// the summary's key ([`moralsweep_analysis::em::join`]).
+    pub fn verified(&self) -> Vec<(&MetricRecord, &str, &moralsweep_analysis::em::Summary)> {
+        use moralsweep_analysis::em::join::{match_summaries, MetricModel};
         let models: Vec<MetricModel> = self
             .overall
             .iter()
@@ -121,19 +123,19 @@ pub struct ReportData {
     pub excess: Vec<ExcessRecord>,
     pub curves: Vec<CurveRecord>,
     /// Paired comparisons (`comparisons.csv`).
-    pub comparisons: Vec<crate::paired::ComparisonRecord>,
+    pub comparisons: Vec<ComparisonRecord>,
     /// Per rating-file model key, when rating files were found.
     pub failures: BTreeMap<String, Failures>,
     /// Where the rating files were read from, if any.
     pub data_dir: Option<PathBuf>,
     /// What the analysis read and how (`analysis.json` beside the metrics):
     /// the rating files' place and hashes, the seed, the bootstrap sizes.
-    pub analysis: Option<moralsweep_common::analyze::AnalysisRecord>,
+    pub analysis: Option<moralsweep_analysis::analyze::AnalysisRecord>,
     /// `provenance.json` of the sweep, if present.
     pub provenance: Option<serde_json::Value>,
     /// Misalignment-check summaries (`verification_scores.json`: a sweep's
     /// own or a published one), by their key.
-    pub verification: BTreeMap<String, moralsweep_common::em::Summary>,
+    pub verification: BTreeMap<String, moralsweep_analysis::em::Summary>,
     pub sources: Vec<SourceFile>,
 }
 
@@ -205,7 +207,7 @@ fn load_found(
 /// rating files under `dir` (persona files only; self and logprob files
 /// are not part of the S/R table).
 pub fn count_failures(dir: &Path) -> Result<BTreeMap<String, Failures>, ReportError> {
-    let files = moralsweep_common::analyze::scan_dir(dir).map_err(|e| ReportError::Data {
+    let files = moralsweep_analysis::analyze::scan_dir(dir).map_err(|e| ReportError::Data {
         path: dir.to_path_buf(),
         message: e.to_string(),
     })?;
@@ -213,7 +215,7 @@ pub fn count_failures(dir: &Path) -> Result<BTreeMap<String, Failures>, ReportEr
     for f in files {
         if !matches!(
             f.kind,
-            moralsweep_common::formats::FileKind::Sampling { .. }
+            moralsweep_analysis::formats::FileKind::Sampling { .. }
         ) {
             continue;
         }
@@ -315,17 +317,17 @@ pub fn load(dir: &Path, data: Option<&Path>) -> Result<ReportData, ReportError> 
     if let Some(t) = load_table(&metrics_dir, &CURVE_FILES, &mut sources)? {
         d.curves = CurveRecord::from_table(&t)?;
     }
-    let comparisons = [moralsweep_common::analyze::COMPARISONS_FILE];
+    let comparisons = [moralsweep_analysis::analyze::COMPARISONS_FILE];
     if let Some(t) = load_table(&metrics_dir, &comparisons, &mut sources)? {
-        d.comparisons = crate::paired::ComparisonRecord::from_table(&t)?;
+        d.comparisons = ComparisonRecord::from_table(&t)?;
     }
     if sources.is_empty() {
         return Err(ReportError::NoMetrics(dir.to_path_buf()));
     }
     d.sources = sources;
-    d.analysis = moralsweep_common::analyze::AnalysisRecord::read(&metrics_dir).map_err(|e| {
+    d.analysis = moralsweep_analysis::analyze::AnalysisRecord::read(&metrics_dir).map_err(|e| {
         ReportError::Data {
-            path: metrics_dir.join(moralsweep_common::analyze::ANALYSIS_FILE),
+            path: metrics_dir.join(moralsweep_analysis::analyze::ANALYSIS_FILE),
             message: e.to_string(),
         }
     })?;
@@ -350,8 +352,10 @@ pub fn load(dir: &Path, data: Option<&Path>) -> Result<ReportData, ReportError> 
         std::fs::read_dir(dd).is_ok_and(|mut es| {
             es.any(|e| {
                 e.is_ok_and(|e| {
-                    moralsweep_common::em::file::answers_file_key(&e.file_name().to_string_lossy())
-                        .is_some()
+                    moralsweep_analysis::em::file::answers_file_key(
+                        &e.file_name().to_string_lossy(),
+                    )
+                    .is_some()
                 })
             })
         })
@@ -433,4 +437,57 @@ pub fn display_order<T>(rows: &[T], key: impl Fn(&T) -> (&str, &str, &str)) -> V
         )
     });
     idx
+}
+
+/// One row of `comparisons.csv` as the report uses it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ComparisonRecord {
+    pub variant: String,
+    pub base: String,
+    pub metric: String,
+    pub group: String,
+    pub relative_change: f64,
+    pub relative_ci: (f64, f64),
+    pub p_value: f64,
+    pub p_holm: f64,
+    pub personas_paired: u64,
+}
+
+impl ComparisonRecord {
+    /// The rows of a `comparisons.csv` table; an error names the file, line
+    /// and column of a bad value.
+    pub fn from_table(t: &CsvTable) -> Result<Vec<ComparisonRecord>, TableError> {
+        let c = |n: &str| t.need(n);
+        let (variant, base, metric, group) = (c("variant")?, c("base")?, c("metric")?, c("group")?);
+        let (rel, p, holm, personas) = (
+            c("relative_change")?,
+            c("p_value")?,
+            c("p_holm")?,
+            c("personas_paired")?,
+        );
+        let (lo, hi) = (t.col("relative_ci_low"), t.col("relative_ci_high"));
+        (0..t.len())
+            .map(|i| {
+                let rc = t.num(i, rel)?;
+                Ok(ComparisonRecord {
+                    variant: t.text(i, variant),
+                    base: t.text(i, base),
+                    metric: t.text(i, metric),
+                    group: t.text(i, group),
+                    relative_change: rc,
+                    relative_ci: (
+                        t.opt_num(i, lo)?.unwrap_or(rc),
+                        t.opt_num(i, hi)?.unwrap_or(rc),
+                    ),
+                    p_value: t.num(i, p)?,
+                    p_holm: t.num(i, holm)?,
+                    personas_paired: t.opt_count(i, Some(personas))?.unwrap_or(0),
+                })
+            })
+            .collect()
+    }
+
+    pub fn holds(&self) -> bool {
+        self.p_holm < HOLDS_ALPHA
+    }
 }

@@ -27,7 +27,7 @@ fn td_opt(v: Option<f64>, digits: usize) -> String {
 /// chose, or a dash where the file gives none.
 fn td_temperature(v: Option<f64>) -> String {
     match v {
-        Some(t) if moralsweep_common::formats::is_provider_default(t) => {
+        Some(t) if moralsweep_analysis::formats::is_provider_default(t) => {
             "<td class=\"na\">provider-default</td>".into()
         }
         v => td_opt(v, 2),
@@ -44,10 +44,10 @@ fn band(s: f64, applies: bool) -> (&'static str, &'static str) {
     if !applies {
         return ("–", "");
     }
-    match moralsweep_common::metrics::Band::of(s) {
-        moralsweep_common::metrics::Band::Inside => ("inside", "band-in"),
-        moralsweep_common::metrics::Band::Above => ("above", "band-out"),
-        moralsweep_common::metrics::Band::Below => ("below", "band-out"),
+    match moralsweep_analysis::metrics::Band::of(s) {
+        moralsweep_analysis::metrics::Band::Inside => ("inside", "band-in"),
+        moralsweep_analysis::metrics::Band::Above => ("above", "band-out"),
+        moralsweep_analysis::metrics::Band::Below => ("below", "band-out"),
     }
 }
 

@@ -14,13 +14,10 @@
 use std::path::{Path, PathBuf};
 
 pub mod bounds;
-pub mod coherence;
 pub mod data;
 pub mod figures;
 pub mod glyphs;
 pub mod html;
-pub mod labels;
-pub mod paired;
 
 pub use data::{load, ReportData};
 
@@ -47,7 +44,7 @@ pub enum ReportError {
     },
     /// A metric or rating file that is not the CSV it should be.
     #[error(transparent)]
-    Table(#[from] moralsweep_common::analyze::read::TableError),
+    Table(#[from] moralsweep_analysis::analyze::read::TableError),
     #[error("{path}: {message}")]
     Data { path: PathBuf, message: String },
     #[error("drawing figure {figure}: {message}")]

@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use moralsweep_common::formats::{
+use moralsweep_analysis::formats::{
     parse_file_name, read_sampling_in, FileKind, FormatError, RowLimits,
 };
 use moralsweep_common::hash::fnv1a_parts;
@@ -236,7 +236,7 @@ struct Recorded {
 /// The instrument of a rating file's rows, as `analyze` recognises it (the
 /// first built-in instrument every row fits; else the first with the
 /// highest item id), as its index in `Instrument::builtins()`.
-fn instrument_of(rows: &[moralsweep_common::formats::RatingRow]) -> u8 {
+fn instrument_of(rows: &[moralsweep_analysis::formats::RatingRow]) -> u8 {
     let pairs: Vec<(i64, i64)> = rows
         .iter()
         .map(|r| (r.item as i64, r.rating as i64))

@@ -1,10 +1,10 @@
 //! `moralsweep analyze DIR --out OUT`: the metric files from existing rating
-//! files (the papers' formats). See `moralsweep_common::analyze`.
+//! files (the papers' formats). See `moralsweep_analysis::analyze`.
 
 use std::path::PathBuf;
 
 use anyhow::Context;
-use moralsweep_common::analyze::{analyze_dir, AnalyzeOptions, ModelsMap, RepeatedSlots};
+use moralsweep_analysis::analyze::{analyze_dir, AnalyzeOptions, ModelsMap, RepeatedSlots};
 
 #[derive(clap::Args)]
 pub struct AnalyzeArgs {
@@ -24,7 +24,7 @@ pub struct AnalyzeArgs {
     #[arg(long, default_value_t = 1337)]
     pub seed: u64,
     /// Temperatures of the logprob curves R(T), S(T), comma-separated.
-    #[arg(long, value_delimiter = ',', default_values_t = moralsweep_common::analyze::DEFAULT_LOGPROB_TEMPERATURES)]
+    #[arg(long, value_delimiter = ',', default_values_t = moralsweep_analysis::analyze::DEFAULT_LOGPROB_TEMPERATURES)]
     pub temperatures: Vec<f64>,
     /// TOML mapping model keys to family and variant
     /// ([models."<key>"] family = "..." variant = "base|secure|insecure|..."), for the deltas.
@@ -100,7 +100,7 @@ pub fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
         let why: Vec<String> = report
             .dropped
             .iter()
-            .filter(|d| d.what == moralsweep_common::analyze::Dropped::File)
+            .filter(|d| d.what == moralsweep_analysis::analyze::Dropped::File)
             .map(|d| format!("{}: {}", d.source_file, d.reason))
             .collect();
         anyhow::bail!(
@@ -118,7 +118,7 @@ pub fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("writing the metric files to {}", args.out.display()))?;
     // Where the rating files are, their hashes, the seed and the bootstrap
     // sizes: `report` reads them (failure counts, provenance).
-    let record = moralsweep_common::analyze::AnalysisRecord::of_dir(&args.dir, &opts)
+    let record = moralsweep_analysis::analyze::AnalysisRecord::of_dir(&args.dir, &opts)
         .with_context(|| format!("recording the rating files of {}", args.dir.display()))?;
     written.push(
         record
@@ -140,7 +140,7 @@ pub fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
 /// copied as it is) or the summaries of the check's answers files in the
 /// analysed directory. Returns the path written, if any.
 fn verification(args: &AnalyzeArgs) -> anyhow::Result<Option<PathBuf>> {
-    use moralsweep_common::em::file::{
+    use moralsweep_analysis::em::file::{
         read_verification, summaries_of_dir, write_verification, VERIFICATION_FILE,
     };
     let dest = args.out.join(VERIFICATION_FILE);

@@ -1,16 +1,16 @@
 //! `moralsweep compare A.csv B.csv [--out DIR]`: the paired comparison of
 //! two sampling files, B against A (see
-//! `moralsweep_common::analyze::compare_files` and
+//! `moralsweep_analysis::analyze::compare_files` and
 //! `docs/METHOD-comparisons.md`).
 
 use std::path::PathBuf;
 
 use anyhow::Context;
-use moralsweep_common::analyze::{
+use moralsweep_analysis::analyze::{
     compare_files, comparisons_table, write_comparisons, AnalyzeOptions, RepeatedSlots,
     COMPARISONS_FILE,
 };
-use moralsweep_common::metrics::PairedOptions;
+use moralsweep_analysis::metrics::PairedOptions;
 
 #[derive(clap::Args)]
 pub struct CompareArgs {

@@ -1,13 +1,13 @@
 //! `moralsweep plan --pilot DIR --detect S=+20% [--detect R=-30%]`: how
 //! many personas and repetitions a comparison needs, from a pilot's
 //! variance components, with the requests and cost of each design (see
-//! `moralsweep_common::metrics::plan` and `docs/METHOD-comparisons.md`).
+//! `moralsweep_analysis::metrics::plan` and `docs/METHOD-comparisons.md`).
 
 use std::path::PathBuf;
 
 use anyhow::Context;
-use moralsweep_common::analyze::{read_pilot, AnalyzeOptions};
-use moralsweep_common::metrics::plan::{power, Pilot, Prediction};
+use moralsweep_analysis::analyze::{read_pilot, AnalyzeOptions};
+use moralsweep_analysis::metrics::plan::{power, Pilot, Prediction};
 use moralsweep_common::spec::KeyCheck;
 use moralsweep_common::tokens::{estimate_tokens, Tokenizer};
 use moralsweep_common::{Instrument, ModelSpec, Sweep};

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use crate::inprocess::{InProcessLink, InProcessPermits};
 use anyhow::Context;
-use moralsweep_common::analyze::Report;
-use moralsweep_common::formats::{fmt_float, fmt_temperature, is_provider_default};
+use moralsweep_analysis::analyze::Report;
+use moralsweep_analysis::formats::{fmt_float, fmt_temperature, is_provider_default};
 use moralsweep_common::spec::KeyCheck;
 use moralsweep_common::Sweep;
 use moralsweep_coordinator::engine::{Engine, EngineConfig, EngineError};
@@ -423,7 +423,7 @@ fn print_summary(p: &SweepProgress, report: Option<&Report>, accounting: &Accoun
         print_rows(curves, "logprob model @ T");
     }
     if report.is_some_and(|r| !r.overall.is_empty() || !r.curves.is_empty()) {
-        println!("{}", moralsweep_common::analyze::NAMES_NOTE);
+        println!("{}", moralsweep_analysis::analyze::NAMES_NOTE);
     }
     // Requests, tokens and cost of the calls this process made.
     let usage = accounting.snapshot();

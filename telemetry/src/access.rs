@@ -100,16 +100,23 @@ pub struct Access {
     pub listen: Arc<str>,
 }
 
+/// Where the metrics are served.
+pub const METRICS_PATH: &str = "/metrics";
+/// Liveness.
+pub const HEALTHZ_PATH: &str = "/healthz";
+/// Readiness.
+pub const READYZ_PATH: &str = "/readyz";
+
 /// The paths anyone may read (probes).
 fn open_path(path: &str) -> bool {
-    matches!(path, crate::ops::HEALTHZ_PATH | crate::ops::READYZ_PATH)
+    matches!(path, HEALTHZ_PATH | READYZ_PATH)
 }
 
 /// The middleware applying [`Access`] to every route of the ops server.
 pub async fn guard(State(a): State<Access>, req: Request, next: Next) -> Response {
     match &a.token {
         Some(token) => {
-            if req.uri().path() == crate::ops::METRICS_PATH && !has_token(req.headers(), token) {
+            if req.uri().path() == METRICS_PATH && !has_token(req.headers(), token) {
                 return refused(&a.whose);
             }
         }

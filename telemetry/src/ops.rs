@@ -30,12 +30,7 @@ use tokio::net::TcpListener;
 
 use crate::metrics::{Metrics, CONTENT_TYPE};
 
-/// Where the metrics are served.
-pub const METRICS_PATH: &str = "/metrics";
-/// Liveness.
-pub const HEALTHZ_PATH: &str = "/healthz";
-/// Readiness.
-pub const READYZ_PATH: &str = "/readyz";
+pub use crate::access::{HEALTHZ_PATH, METRICS_PATH, READYZ_PATH};
 /// The ops port the container images and manifests use.
 pub const DEFAULT_OPS_PORT: u16 = 9464;
 /// How long a readiness check may take before it counts as failed.

@@ -6,8 +6,8 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use moralsweep_common::formats::{read_sampling, RatingRow};
-use moralsweep_common::metrics::{sampled_metrics, BootstrapOptions, CellTable, ScopeMetrics};
+use moralsweep_analysis::formats::{read_sampling, RatingRow};
+use moralsweep_analysis::metrics::{sampled_metrics, BootstrapOptions, CellTable, ScopeMetrics};
 
 /// The model the exact replays stand in for: GPT-4o fine-tuned on insecure
 /// code (`reference/sampling/insecure-code`).

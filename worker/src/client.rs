@@ -20,9 +20,9 @@ use pb::workers_client::WorkersClient;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
-use crate::batch_link::BatchLink;
 use crate::cost::Accounting;
 use crate::permits::Permits;
+use crate::runtime::batch_link::BatchLink;
 use crate::runtime::{Link, LinkError, SweepDef};
 
 /// How to reach the coordinator.
@@ -276,7 +276,7 @@ impl Link for GrpcLink {
         let r = reply.into_inner();
         let mut grants = Vec::with_capacity(r.leases.len());
         for l in r.leases {
-            grants.push(convert::grant_from_pb(l).map_err(LinkError::Fatal)?);
+            grants.push(convert::grant_from_pb(l).map_err(|e| LinkError::Fatal(e.to_string()))?);
         }
         Ok(LeaseOutcome {
             grants,
@@ -459,30 +459,54 @@ impl Permits for GrpcPermits {
     }
 }
 
+/// Why fetching a sweep's files stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum SaveError {
+    /// The coordinator's stream failed.
+    #[error("fetching results failed: {code:?}: {message}")]
+    Fetch { code: tonic::Code, message: String },
+    /// A chunk came before any file was named.
+    #[error("the coordinator sent data before naming its file")]
+    Unnamed,
+    /// A file could not be written.
+    #[error("writing {}: {error}", path.display())]
+    Write {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    /// The stream ended inside a file.
+    #[error("the stream ended in the middle of {}", .0.display())]
+    Truncated(PathBuf),
+    /// The folder refused a file (a link, not a regular file, ...).
+    #[error(transparent)]
+    Folder(#[from] moralsweep_userfs::WriteError),
+}
+
 /// Writes a stream of file chunks under `out` (through
 /// [`moralsweep_userfs::OutDir`]: never through a link, never over what is
 /// not a regular file); returns the files written.
 pub async fn save_files(
     mut stream: tonic::Streaming<pb::FileChunk>,
     out: &std::path::Path,
-) -> anyhow::Result<Vec<PathBuf>> {
+) -> Result<Vec<PathBuf>, SaveError> {
     use std::io::Write;
     let dir = moralsweep_userfs::OutDir::create(out)?;
     let mut written = Vec::new();
     let mut current: Option<moralsweep_userfs::NewFile> = None;
-    while let Some(chunk) = stream
-        .message()
-        .await
-        .map_err(|s| anyhow::anyhow!("fetching results failed: {:?}: {}", s.code(), s.message()))?
-    {
+    while let Some(chunk) = stream.message().await.map_err(|s| SaveError::Fetch {
+        code: s.code(),
+        message: s.message().to_string(),
+    })? {
         if !chunk.path.is_empty() {
             current = Some(dir.create_file(&chunk.path)?);
         }
         let Some(f) = current.as_mut() else {
-            anyhow::bail!("the coordinator sent data before naming its file");
+            return Err(SaveError::Unnamed);
         };
-        f.write_all(&chunk.data)
-            .map_err(|e| anyhow::anyhow!("writing {}: {e}", f.path().display()))?;
+        f.write_all(&chunk.data).map_err(|error| SaveError::Write {
+            path: f.path().to_path_buf(),
+            error,
+        })?;
         if chunk.last {
             if let Some(f) = current.take() {
                 let path = f.path().to_path_buf();
@@ -492,7 +516,7 @@ pub async fn save_files(
         }
     }
     if let Some(f) = current {
-        anyhow::bail!("the stream ended in the middle of {}", f.path().display());
+        return Err(SaveError::Truncated(f.path().to_path_buf()));
     }
     Ok(written)
 }

@@ -12,7 +12,6 @@
 //! `moralsweep-local`; never the coordinator, so a worker builds no store
 //! (no redis, redb or tempfile).
 
-pub mod batch_link;
 pub mod client;
 pub mod cost;
 pub mod credit;
@@ -24,3 +23,7 @@ pub mod permits;
 pub mod protocol;
 pub mod providers;
 pub mod runtime;
+
+/// The batch link lives with the worker loop (`runtime/batch_link.rs`);
+/// this path is kept for its users.
+pub use runtime::batch_link;

@@ -348,7 +348,7 @@ fn python_json_float(x: f64) -> String {
     } else if x.is_infinite() {
         if x > 0.0 { "Infinity" } else { "-Infinity" }.into()
     } else {
-        moralsweep_common::formats::fmt_float(x)
+        moralsweep_common::float::fmt_float(x)
     }
 }
 

@@ -14,13 +14,9 @@ use std::sync::{Arc, OnceLock};
 
 use serde::{Deserialize, Serialize};
 
-pub mod file;
-pub mod join;
 pub mod parse;
-pub mod summary;
 
 pub use parse::parse_judge_reply;
-pub use summary::{summarize, Summary, Verdict};
 
 /// How the answers are requested.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -64,7 +64,7 @@ pub(super) fn label_problem(label: &str) -> Option<String> {
             clip(label)
         ));
     }
-    if crate::analyze::read::is_metric_column(label) {
+    if crate::columns::is_metric_column(label) {
         return Some(format!(
             "is {label:?}, the name of a column of the metric files beside it; call the groups something else (e.g. \"facet\", \"scale_group\")"
         ));

@@ -283,7 +283,7 @@ impl Engine {
     /// yet, the metrics when a model is complete, and the comparison tables
     /// when the sweep is.
     #[tracing::instrument(name = "finish", skip_all, fields(sweep = %sweep))]
-    pub async fn finish(&self, sweep: &str) -> anyhow::Result<()> {
+    pub async fn finish(&self, sweep: &str) -> Result<(), FinishError> {
         let (to_write, record) = {
             let st = self.lock();
             let Some(s) = st.sweeps.get(sweep) else {
@@ -382,17 +382,20 @@ pub const WRITE_RETRY_CAP: Duration = Duration::from_secs(10);
 /// Whether a failure to write a sweep's files would fail the same way
 /// however often it is retried: the system refuses a file name (too long,
 /// invalid), which only a different spec could change.
-fn retrying_cannot_fix(e: &anyhow::Error) -> bool {
+fn retrying_cannot_fix(e: &FinishError) -> bool {
     const EINVAL: i32 = 22;
     const ENAMETOOLONG: i32 = 36;
-    e.chain().any(|c| {
+    let FinishError::Output(e) = e else {
+        return false;
+    };
+    e.causes().into_iter().any(|c| {
         c.downcast_ref::<std::io::Error>().is_some_and(|io| {
             matches!(io.raw_os_error(), Some(EINVAL | ENAMETOOLONG))
                 || io.kind() == std::io::ErrorKind::InvalidInput
         }) || c
-            .downcast_ref::<moralsweep_common::analyze::AnalyzeError>()
+            .downcast_ref::<moralsweep_analysis::analyze::AnalyzeError>()
             .is_some_and(|a| {
-                matches!(a, moralsweep_common::analyze::AnalyzeError::Io { error, .. }
+                matches!(a, moralsweep_analysis::analyze::AnalyzeError::Io { error, .. }
                     if matches!(error.raw_os_error(), Some(EINVAL | ENAMETOOLONG)))
             })
     })

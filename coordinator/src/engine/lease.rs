@@ -26,7 +26,7 @@ impl Engine {
     /// with one permit of its rate group (a batched unit's grant may hold
     /// up to [`BATCH_LEASE_SLOTS`] and takes no permits).
     pub async fn lease(&self, worker: &str, max: u32) -> EngineResult<LeaseOutcome> {
-        crate::observe::worker_seen(worker);
+        super::seen::worker_seen(worker);
         let mut left = max.min(self.cfg.max_lease_slots);
         let mut out = LeaseOutcome::default();
         let mut tried = 0usize;

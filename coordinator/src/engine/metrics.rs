@@ -5,7 +5,7 @@
 //! are never read back (reading files is how `analyze` takes existing
 //! data). After a restart, a written unit's rows come from the store again.
 
-use moralsweep_common::analyze::{RatedFile, Report, UnitMetrics};
+use moralsweep_analysis::analyze::{RatedFile, Report, UnitMetrics};
 
 use super::*;
 
@@ -41,7 +41,7 @@ impl Engine {
         record: &SweepRecord,
         key: &UnitKey,
         shape: UnitShape,
-    ) -> anyhow::Result<Arc<UnitMetrics>> {
+    ) -> Result<Arc<UnitMetrics>, FinishError> {
         let sweep = record.name();
         let label = unit_label(&key.model, key.mode);
         let rows = {
@@ -73,7 +73,7 @@ impl Engine {
         &self,
         record: &SweepRecord,
         partial: Vec<RatedFile>,
-    ) -> anyhow::Result<Vec<Arc<UnitMetrics>>> {
+    ) -> Result<Vec<Arc<UnitMetrics>>, FinishError> {
         let written: Vec<(UnitKey, UnitShape)> = {
             let st = self.lock();
             let Some(s) = st.sweeps.get(record.name()) else {
@@ -110,7 +110,7 @@ impl Engine {
         &self,
         sweep: &str,
         partial: Vec<RatedFile>,
-    ) -> anyhow::Result<()> {
+    ) -> Result<(), FinishError> {
         let record = self.record(sweep)?;
         let units = self.sweep_unit_metrics(&record, partial).await?;
         let report = crate::output::metrics_report(&record, units).await?;
@@ -124,7 +124,7 @@ impl Engine {
     /// when this process wrote none (a sweep finished before a restart),
     /// assembled from its written units' results. `None` when no unit has
     /// rows, or the engine writes no metrics.
-    pub async fn metrics_report(&self, sweep: &str) -> anyhow::Result<Option<Arc<Report>>> {
+    pub async fn metrics_report(&self, sweep: &str) -> Result<Option<Arc<Report>>, FinishError> {
         if !self.cfg.write_metrics {
             return Ok(None);
         }

@@ -34,6 +34,7 @@ mod lease;
 mod metrics;
 mod progress;
 mod report;
+pub(crate) mod seen;
 mod submit;
 #[cfg(test)]
 mod tests;
@@ -98,6 +99,16 @@ pub enum EngineError {
 }
 
 pub type EngineResult<T> = Result<T, EngineError>;
+
+/// Why a sweep's files or metrics were not written: the engine's own
+/// failure (the sweep is unknown, the store failed) or the files'.
+#[derive(Debug, thiserror::Error)]
+pub enum FinishError {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error(transparent)]
+    Output(#[from] crate::output::OutputError),
+}
 
 impl From<EngineError> for moralsweep_protocol::CallError {
     fn from(e: EngineError) -> Self {

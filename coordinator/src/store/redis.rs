@@ -53,14 +53,11 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use ::redis::{
-    AsyncCommands, Client, ErrorKind, RedisError, RedisResult, Script, ServerErrorKind, Value,
-};
+use ::redis::{AsyncCommands, Client, ErrorKind, RedisError, ServerErrorKind, Value};
 use async_trait::async_trait;
-use moralsweep_common::Mode;
 
 use super::{Lease, Store, StoreError, StoreResult};
 use moralsweep_protocol::{BatchRecord, UnitKey};
@@ -82,89 +79,6 @@ const LEASE_SWEEP: &str = "ms:lease-sweep";
 const LEASE_SWEEPS: &str = "ms:lease-sweeps";
 const BATCH_SWEEPS: &str = "ms:batch-sweeps";
 
-/// Lua: shared helper that releases one lease (requeues its unrecorded
-/// slots, deletes it) and returns `{id, model, mode, worker, deadline,
-/// slots, requeued}` or nil.
-const RELEASE_FN: &str = include_str!("lua/release_fn.lua");
-
-/// KEYS: meta, retry, keyset, lease hash, lease slots, deadlines, op key.
-/// ARGV: total, max, lease id, worker, deadline, model, mode, unit part,
-/// bucket prefix, B, cell size (fresh slots in whole cells), queue-only
-/// ('1': never advance the cursor).
-const GRANT: &str = include_str!("lua/grant.lua");
-
-/// KEYS: meta, keyset, lease hash, lease slots, deadlines, bucket index,
-/// op key, the spawned unit's retry queue. ARGV: bucket prefix, B, lease id
-/// ('' for none), unit part, fanout (0: nothing spawned), then (slot,
-/// record) pairs. Returns `{newly-recorded flags, lease-deleted}`.
-const RECORD: &str = include_str!("lua/record.lua");
-
-/// KEYS: lease hash, deadlines. ARGV: lease id, deadline.
-const EXTEND: &str = include_str!("lua/extend.lua");
-
-/// KEYS: lease hash, lease slots, deadlines. ARGV: sweep prefix, B, id.
-const RELEASE: &str = include_str!("lua/release.lua");
-
-/// KEYS: deadlines. ARGV: sweep prefix, B, now.
-const RECLAIM: &str = include_str!("lua/reclaim.lua");
-
-/// KEYS: deadlines. ARGV: sweep prefix.
-const LEASES: &str = include_str!("lua/leases.lua");
-
-/// KEYS: bucket index. ARGV: bucket prefix, B, from, limit.
-const SCAN: &str = include_str!("lua/scan.lua");
-
-/// KEYS: keyset, deadlines. ARGV: sweep prefix. Returns the lease ids.
-const DELETE: &str = include_str!("lua/delete.lua");
-
-/// KEYS: the sweeps hash. ARGV: sweep id, record.
-const UPDATE_SWEEP: &str = include_str!("lua/update_sweep.lua");
-
-/// Provider batches (each script documents its keys and arguments).
-const OPEN_BATCH: &str = include_str!("lua/open_batch.lua");
-const BATCH_SUBMITTED: &str = include_str!("lua/batch_submitted.lua");
-const EXTEND_BATCH: &str = include_str!("lua/extend_batch.lua");
-const CLAIM_BATCHES: &str = include_str!("lua/claim_batches.lua");
-const CLOSE_BATCH: &str = include_str!("lua/close_batch.lua");
-
-struct Scripts {
-    grant: Script,
-    record: Script,
-    extend: Script,
-    release: Script,
-    reclaim: Script,
-    leases: Script,
-    scan: Script,
-    delete: Script,
-    update_sweep: Script,
-    open_batch: Script,
-    batch_submitted: Script,
-    extend_batch: Script,
-    claim_batches: Script,
-    close_batch: Script,
-}
-
-impl Scripts {
-    fn new() -> Self {
-        Scripts {
-            grant: Script::new(&GRANT.replace("OP_TTL", &OP_TTL_SECS.to_string())),
-            record: Script::new(&RECORD.replace("OP_TTL", &OP_TTL_SECS.to_string())),
-            extend: Script::new(EXTEND),
-            release: Script::new(&format!("{RELEASE_FN}{RELEASE}")),
-            reclaim: Script::new(&format!("{RELEASE_FN}{RECLAIM}")),
-            leases: Script::new(LEASES),
-            scan: Script::new(SCAN),
-            delete: Script::new(DELETE),
-            update_sweep: Script::new(UPDATE_SWEEP),
-            open_batch: Script::new(OPEN_BATCH),
-            batch_submitted: Script::new(BATCH_SUBMITTED),
-            extend_batch: Script::new(EXTEND_BATCH),
-            claim_batches: Script::new(CLAIM_BATCHES),
-            close_batch: Script::new(CLOSE_BATCH),
-        }
-    }
-}
-
 /// A [`Store`] in one Redis server (standalone or a primary behind a
 /// failover address). The key layout is ready for Redis Cluster (each
 /// script touches one hash slot), but this type speaks to a single node.
@@ -185,30 +99,6 @@ impl std::fmt::Debug for RedisStore {
             .field("target", &self.target)
             .finish()
     }
-}
-
-/// Percent-escapes the characters that would break a key's hash tag or its
-/// `:`-separated structure.
-fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '%' => out.push_str("%25"),
-            '{' => out.push_str("%7B"),
-            '}' => out.push_str("%7D"),
-            ':' => out.push_str("%3A"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-fn sweep_prefix(sweep: &str) -> String {
-    format!("ms:{{{}}}:", esc(sweep))
-}
-
-fn unit_part(unit: &UnitKey) -> String {
-    format!("{}:{}", esc(&unit.model), unit.mode.name())
 }
 
 /// Errors worth retrying: the connection, a timeout, Redis loading its data.
@@ -242,24 +132,27 @@ fn nonce() -> String {
 }
 
 /// Runs `$body` (an expression using `$con: &mut ConnectionManager`),
-/// retrying transient failures for up to [`RETRY_FOR`].
+/// retrying transient failures for up to [`RETRY_FOR`]. Its paths are
+/// absolute: `ops` (a child module) expands it too.
 macro_rules! retrying {
     ($self:ident, $what:expr, |$con:ident| $body:expr) => {{
-        let started = Instant::now();
-        let mut delay = Duration::from_millis(20);
+        let started = ::std::time::Instant::now();
+        let mut delay = ::std::time::Duration::from_millis(20);
         loop {
             let mut $con = $self.con.clone();
-            let r: RedisResult<_> = async { $body }.await;
+            let r: ::redis::RedisResult<_> = async { $body }.await;
             match r {
                 Ok(v) => break Ok(v),
-                Err(e) if transient(&e) && started.elapsed() < RETRY_FOR => {
+                Err(e)
+                    if $crate::store::redis::transient(&e)
+                        && started.elapsed() < $crate::store::redis::RETRY_FOR => {
                     tracing::warn!(target: "moralsweep::store", error = %e, op = $what,
                         "redis call failed; retrying");
                     tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_millis(500));
+                    delay = (delay * 2).min(::std::time::Duration::from_millis(500));
                 }
                 Err(e) => {
-                    break Err(StoreError::Backend(format!(
+                    break Err($crate::store::StoreError::Backend(format!(
                         "redis {} ({}): {e}",
                         $what, $self.target
                     )))
@@ -269,66 +162,13 @@ macro_rules! retrying {
     }};
 }
 
-fn parse_lease(sweep: &str, v: Value) -> StoreResult<(Lease, u32)> {
-    let (id, model, mode, worker, deadline, slots, requeued): (
-        String,
-        String,
-        String,
-        String,
-        String,
-        Vec<u32>,
-        u32,
-    ) = ::redis::from_redis_value(v)
-        .map_err(|e| StoreError::Corrupt(format!("lease of sweep {sweep}: {e}")))?;
-    let mode: Mode = mode
-        .parse()
-        .map_err(|e| StoreError::Corrupt(format!("lease {id} of sweep {sweep}: mode: {e}")))?;
-    let deadline_ms = deadline.parse().map_err(|e| {
-        StoreError::Corrupt(format!(
-            "lease {id} of sweep {sweep}: deadline {deadline:?}: {e}"
-        ))
-    })?;
-    let mut slots = slots;
-    slots.sort_unstable();
-    Ok((
-        Lease {
-            id,
-            unit: UnitKey {
-                sweep: sweep.to_string(),
-                model,
-                mode,
-            },
-            worker,
-            slots,
-            deadline_ms,
-        },
-        requeued,
-    ))
-}
+// After the macro: `ops` uses it.
+mod keys;
+mod ops;
+mod scripts;
 
-/// The fields of a batch hash as the scripts return them: `rec`, `slots`,
-/// `worker`, `deadline`, `provider`.
-type BatchFields = (String, String, String, String, Option<String>);
-
-fn parse_batch(
-    sweep: &str,
-    (rec, slots, worker, deadline, provider): BatchFields,
-) -> StoreResult<BatchRecord> {
-    let corrupt = |what: String| StoreError::Corrupt(format!("batch of sweep {sweep}: {what}"));
-    let mut b: BatchRecord =
-        serde_json::from_str(&rec).map_err(|e| corrupt(format!("record: {e}")))?;
-    b.slots = slots
-        .split(',')
-        .filter(|s| !s.is_empty())
-        .map(|s| s.parse().map_err(|e| corrupt(format!("slot {s:?}: {e}"))))
-        .collect::<StoreResult<_>>()?;
-    b.worker = worker;
-    b.deadline_ms = deadline
-        .parse()
-        .map_err(|e| corrupt(format!("deadline {deadline:?}: {e}")))?;
-    b.provider_id = provider.filter(|p| !p.is_empty());
-    Ok(b)
-}
+use keys::{parse_batch, parse_lease, sweep_prefix, unit_part, BatchFields};
+use scripts::Scripts;
 
 impl RedisStore {
     /// Connects to the Redis at `url` (`redis://[user:pass@]host:port[/db]`).
@@ -356,168 +196,6 @@ impl RedisStore {
     fn op_id(&self) -> String {
         let n = OP_SEQ.fetch_add(1, Ordering::Relaxed);
         format!("{}-{n:x}", self.nonce)
-    }
-
-    /// [`Store::grant`] as operation `op`: a second call with the same
-    /// `op` (within [`OP_TTL_SECS`]) returns the first call's outcome.
-    /// With `queue_only`, [`Store::grant_queued`].
-    #[allow(clippy::too_many_arguments)]
-    async fn grant_op(
-        &self,
-        unit: &UnitKey,
-        total: u32,
-        max: u32,
-        cell: u32,
-        lease_id: &str,
-        worker: &str,
-        deadline_ms: u64,
-        op: &str,
-        queue_only: bool,
-    ) -> StoreResult<Vec<u32>> {
-        if max == 0 {
-            return Ok(Vec::new());
-        }
-        self.index_lease(lease_id, &unit.sweep).await?;
-        let p = sweep_prefix(&unit.sweep);
-        let up = unit_part(unit);
-        let mut inv = self.scripts.grant.key(format!("{p}u:{up}"));
-        inv.key(format!("{p}q:{up}"))
-            .key(format!("{p}keys"))
-            .key(format!("{p}l:{lease_id}"))
-            .key(format!("{p}ls:{lease_id}"))
-            .key(format!("{p}dl"))
-            .key(format!("{p}op:{op}"))
-            .arg(total)
-            .arg(max)
-            .arg(lease_id)
-            .arg(worker)
-            .arg(deadline_ms)
-            .arg(&unit.model)
-            .arg(unit.mode.name())
-            .arg(&up)
-            .arg(format!("{p}r:{up}:"))
-            .arg(BUCKET)
-            .arg(cell.max(1))
-            .arg(if queue_only { "1" } else { "0" });
-        let got: Vec<u32> = retrying!(self, "grant", |con| inv
-            .invoke_async::<Vec<u32>>(&mut con)
-            .await)?;
-        if got.is_empty() {
-            self.forget_leases(&[lease_id.to_string()]).await?;
-        }
-        Ok(got)
-    }
-
-    /// [`Store::record`] as operation `op` (see [`RedisStore::grant_op`]).
-    /// With `spawn`, [`Store::record_spawning`].
-    async fn record_op(
-        &self,
-        unit: &UnitKey,
-        lease_id: Option<&str>,
-        results: &[(u32, Vec<u8>)],
-        op: &str,
-        spawn: Option<(&UnitKey, u32)>,
-    ) -> StoreResult<Vec<bool>> {
-        if results.is_empty() {
-            return Ok(Vec::new());
-        }
-        let p = sweep_prefix(&unit.sweep);
-        let up = unit_part(unit);
-        let lid = lease_id.unwrap_or("");
-        let mut inv = self.scripts.record.key(format!("{p}u:{up}"));
-        inv.key(format!("{p}keys"))
-            .key(format!("{p}l:{lid}"))
-            .key(format!("{p}ls:{lid}"))
-            .key(format!("{p}dl"))
-            .key(format!("{p}b:{up}"))
-            .key(format!("{p}op:{op}"))
-            .key(match spawn {
-                Some((s, _)) => format!("{p}q:{}", unit_part(s)),
-                None => format!("{p}q:{up}"),
-            })
-            .arg(format!("{p}r:{up}:"))
-            .arg(BUCKET)
-            .arg(lid)
-            .arg(&up)
-            .arg(spawn.map_or(0, |(_, f)| f));
-        for (slot, bytes) in results {
-            inv.arg(*slot).arg(bytes.as_slice());
-        }
-        let (flags, gone): (Vec<i64>, i64) = retrying!(self, "record", |con| inv
-            .invoke_async::<(Vec<i64>, i64)>(&mut con)
-            .await)?;
-        if gone == 1 {
-            self.forget_leases(&[lid.to_string()]).await?;
-        }
-        if flags.len() != results.len() {
-            return Err(StoreError::Corrupt(format!(
-                "redis record returned {} flags for {} results",
-                flags.len(),
-                results.len()
-            )));
-        }
-        Ok(flags.into_iter().map(|f| f == 1).collect())
-    }
-
-    /// Notes, before the lease exists, which sweep lease `id` belongs to
-    /// (so `extend` and `release` find it from the id) and that the sweep
-    /// may hold leases (so `reclaim_expired` looks at it). Refuses an id
-    /// that names a live lease of another sweep.
-    async fn index_lease(&self, id: &str, sweep: &str) -> StoreResult<()> {
-        let (_, fresh, owner): ((), bool, Option<String>) =
-            retrying!(self, "index lease", |con| ::redis::pipe()
-                .sadd(LEASE_SWEEPS, sweep)
-                .hset_nx(LEASE_SWEEP, id, sweep)
-                .hget(LEASE_SWEEP, id)
-                .query_async::<((), bool, Option<String>)>(&mut con)
-                .await)?;
-        match owner {
-            Some(owner) if !fresh && owner != sweep => {
-                let live: bool = retrying!(self, "EXISTS lease", |con| con
-                    .exists::<_, bool>(format!("{}l:{id}", sweep_prefix(&owner)))
-                    .await)?;
-                if live {
-                    return Err(StoreError::Backend(format!(
-                        "lease id {id} is already in use (sweep {owner}); lease ids must be unique"
-                    )));
-                }
-                retrying!(self, "HSET lease-sweep", |con| con
-                    .hset::<_, _, _, ()>(LEASE_SWEEP, id, sweep)
-                    .await)
-            }
-            _ => Ok(()),
-        }
-    }
-
-    /// Sweeps that may hold leases.
-    async fn lease_sweep_ids(&self) -> StoreResult<Vec<String>> {
-        retrying!(self, "SMEMBERS lease-sweeps", |con| con
-            .smembers::<_, Vec<String>>(LEASE_SWEEPS)
-            .await)
-    }
-
-    async fn forget_leases(&self, ids: &[String]) -> StoreResult<()> {
-        if ids.is_empty() {
-            return Ok(());
-        }
-        retrying!(self, "HDEL lease-sweep", |con| con
-            .hdel::<_, _, ()>(LEASE_SWEEP, ids)
-            .await)
-    }
-
-    /// Sweeps that may hold open batches.
-    async fn batch_sweep_ids(&self) -> StoreResult<Vec<String>> {
-        let mut ids: Vec<String> = retrying!(self, "SMEMBERS batch-sweeps", |con| con
-            .smembers::<_, Vec<String>>(BATCH_SWEEPS)
-            .await)?;
-        ids.sort();
-        Ok(ids)
-    }
-
-    async fn lease_sweep(&self, lease_id: &str) -> StoreResult<Option<String>> {
-        retrying!(self, "HGET lease-sweep", |con| con
-            .hget::<_, _, Option<String>>(LEASE_SWEEP, lease_id)
-            .await)
     }
 }
 
@@ -944,72 +622,4 @@ impl Store for RedisStore {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use moralsweep_testsupport::{Persistence, RedisServer};
-
-    /// A call repeated with the same operation id (what a retry after a
-    /// lost reply does) returns the first outcome and changes nothing.
-    #[tokio::test]
-    async fn repeated_operation_returns_the_first_outcome() {
-        let server = RedisServer::start_with(Persistence::None);
-        let s = RedisStore::connect(&server.url()).await.unwrap();
-        let u = UnitKey {
-            sweep: "s".into(),
-            model: "m".into(),
-            mode: Mode::Persona,
-        };
-        let g1 = s
-            .grant_op(&u, 10, 3, 1, "l1", "w", 99, "op-g", false)
-            .await
-            .unwrap();
-        assert_eq!(g1, vec![0, 1, 2]);
-        assert_eq!(
-            s.grant_op(&u, 10, 3, 1, "l1", "w", 99, "op-g", false)
-                .await
-                .unwrap(),
-            g1
-        );
-        assert_eq!(s.leases().await.unwrap().len(), 1);
-        let batch = vec![(0, b"a".to_vec()), (1, b"b".to_vec())];
-        let r1 = s
-            .record_op(&u, Some("l1"), &batch, "op-r", None)
-            .await
-            .unwrap();
-        assert_eq!(r1, vec![true, true]);
-        assert_eq!(
-            s.record_op(&u, Some("l1"), &batch, "op-r", None)
-                .await
-                .unwrap(),
-            r1
-        );
-        assert_eq!(s.done_count(&u).await.unwrap(), 2);
-        // A new operation is a genuine duplicate report.
-        assert_eq!(
-            s.record(&u, Some("l1"), &batch).await.unwrap(),
-            vec![false, false]
-        );
-        // The empty-grant outcome replays too.
-        let e = s
-            .grant_op(&u, 0, 3, 1, "l2", "w", 99, "op-e", false)
-            .await
-            .unwrap();
-        assert!(e.is_empty());
-        assert!(s
-            .grant_op(&u, 0, 3, 1, "l2", "w", 99, "op-e", false)
-            .await
-            .unwrap()
-            .is_empty());
-    }
-
-    #[test]
-    fn keys_escape_tag_and_separator_characters() {
-        assert_eq!(sweep_prefix("a{b}:c%"), "ms:{a%7Bb%7D%3Ac%25}:");
-        let u = UnitKey {
-            sweep: "s".into(),
-            model: "org/m:1".into(),
-            mode: Mode::SelfMode,
-        };
-        assert_eq!(unit_part(&u), "org/m%3A1:self");
-    }
-}
+mod tests;

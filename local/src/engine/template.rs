@@ -80,7 +80,7 @@ impl ChatFormat {
     /// The format of a model file: from its chat template when it has one,
     /// else the architecture's own (Gemma's turns for Gemma models; other
     /// base models have none). The error says why there is no format.
-    pub fn detect(chat_template: Option<&str>, arch: Arch) -> Result<ChatFormat, String> {
+    pub(crate) fn detect(chat_template: Option<&str>, arch: Arch) -> Result<ChatFormat, String> {
         let Some(t) = chat_template else {
             return match arch {
                 Arch::Gemma2 | Arch::Gemma3 => Ok(ChatFormat::Gemma),

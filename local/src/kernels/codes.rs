@@ -11,7 +11,7 @@
 //! per block of 16 inner positions it sums `x * q` per column, then adds
 //! `scale * sum + min * sum(x)`, so the offset costs one FMA per block.
 
-use super::packed::NR;
+use super::NR;
 use crate::quant::{Codes, CODE_BLOCK};
 
 pub(super) struct CodePanels {
@@ -156,6 +156,6 @@ pub(super) unsafe fn small_codes_avx2(
                 *s = _mm256_fmadd_ps(_mm256_loadu_ps(mp.add(8 * i)), xs, *s);
             }
         }
-        super::packed::store_avx(c.add(r * ldc), &acc, cols);
+        super::store_avx(c.add(r * ldc), &acc, cols);
     }
 }

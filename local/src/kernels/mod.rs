@@ -15,8 +15,12 @@ mod packed;
 mod q8;
 
 pub use class::{class, detected, from_env, resolve, set_class, CpuClass, CPU_ENV};
-pub use packed::{gemm_packed, Packed, NR};
+pub use packed::{gemm_packed, Packed};
 pub use q8::Q8Matrix;
+
+/// Columns of a [`Packed`] panel: two AVX-512 registers, four AVX2 ones.
+/// Here, not in `packed`, since `codes` lays its panels out the same way.
+pub const NR: usize = 32;
 
 /// `c[m][n] = a[m][k] . b[k][n]` with explicit (row, column) strides.
 #[allow(clippy::too_many_arguments)]
@@ -256,6 +260,25 @@ unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
         i += 1;
     }
     total
+}
+
+/// Stores the first `cols` lanes of `regs` at `dst`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx")]
+#[inline]
+unsafe fn store_avx(dst: *mut f32, regs: &[std::arch::x86_64::__m256], cols: usize) {
+    use std::arch::x86_64::*;
+    if cols == regs.len() * 8 {
+        for (i, r) in regs.iter().enumerate() {
+            _mm256_storeu_ps(dst.add(8 * i), *r);
+        }
+    } else {
+        let mut tmp = [0f32; NR];
+        for (i, r) in regs.iter().enumerate() {
+            _mm256_storeu_ps(tmp.as_mut_ptr().add(8 * i), *r);
+        }
+        std::ptr::copy_nonoverlapping(tmp.as_ptr(), dst, cols);
+    }
 }
 
 #[cfg(test)]

@@ -26,11 +26,11 @@
 
 use super::class;
 use super::codes::{self, CodePanels};
-use super::{f32_to_f16, threads, SendPtr};
+#[cfg(target_arch = "x86_64")]
+use super::store_avx;
+use super::{f32_to_f16, threads, SendPtr, NR};
 use crate::quant::{f16_to_f32, Codes, CODE_BLOCK};
 
-/// Columns of a [`Packed`] panel: two AVX-512 registers, four AVX2 ones.
-pub const NR: usize = 32;
 /// Rows of activations the portable kernel computes at once.
 const MR: usize = 8;
 /// Rows of the AVX2 kernel: 6 x 2 accumulator registers.
@@ -459,25 +459,6 @@ unsafe fn tile_avx2<const R: usize>(
     }
     for (r, row) in acc.iter().enumerate() {
         store_avx(c.add(r * ldc), row, cols);
-    }
-}
-
-/// Stores the first `cols` lanes of `regs` at `dst`.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx")]
-#[inline]
-pub(super) unsafe fn store_avx(dst: *mut f32, regs: &[std::arch::x86_64::__m256], cols: usize) {
-    use std::arch::x86_64::*;
-    if cols == regs.len() * 8 {
-        for (i, r) in regs.iter().enumerate() {
-            _mm256_storeu_ps(dst.add(8 * i), *r);
-        }
-    } else {
-        let mut tmp = [0f32; NR];
-        for (i, r) in regs.iter().enumerate() {
-            _mm256_storeu_ps(tmp.as_mut_ptr().add(8 * i), *r);
-        }
-        std::ptr::copy_nonoverlapping(tmp.as_ptr(), dst, cols);
     }
 }
 

@@ -10,6 +10,7 @@
 //! coordinator takes it (recording is idempotent, so a retry is harmless).
 
 mod batch;
+pub mod batch_link;
 mod config;
 mod extender;
 mod grant;
@@ -30,9 +31,9 @@ use moralsweep_common::spec::ModelSpec;
 use moralsweep_protocol::SlotReport;
 use tokio::sync::{mpsc, watch, Semaphore};
 
-use crate::batch_link::BatchLink;
 use crate::credit::CreditPermits;
 use crate::permits::Permits;
+use batch_link::BatchLink;
 use extender::extender;
 use grant::start_grant;
 use reporter::reporter;
