@@ -632,7 +632,7 @@ fn the_eks_overlay_runs_workers_on_irsa_with_no_aws_key() {
         std::fs::read_to_string(repo().join("deploy/k8s/overlays/aws-eks/bedrock-models.toml"))
             .unwrap();
     let text = format!(
-        "name = \"eks\"\npersonas = \"personas.json\"\nrepetitions = 1\ntemperature = 0.1\n{models}"
+        "name = \"eks\"\npersonas = \"personas.json\"\noutput = \"out\"\nrepetitions = 1\ntemperature = 0.1\n{models}"
     );
     let path = Path::new("bedrock-models.toml");
     let spec = moralsweep_common::spec::SweepSpec::parse(&text, path).unwrap();
@@ -680,7 +680,7 @@ fn the_gke_overlay_runs_workers_on_workload_identity_with_no_google_key() {
         std::fs::read_to_string(repo().join("deploy/k8s/overlays/gcp-gke/vertex-models.toml"))
             .unwrap();
     let text = format!(
-        "name = \"gke\"\npersonas = \"personas.json\"\nrepetitions = 1\ntemperature = 0.1\n{models}"
+        "name = \"gke\"\npersonas = \"personas.json\"\noutput = \"out\"\nrepetitions = 1\ntemperature = 0.1\n{models}"
     );
     let path = Path::new("vertex-models.toml");
     let spec = moralsweep_common::spec::SweepSpec::parse(&text, path).unwrap();
