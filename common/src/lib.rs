@@ -11,7 +11,6 @@
 //! depend on it.
 
 pub mod catalog;
-pub mod checkpoints;
 pub mod columns;
 pub mod em;
 pub mod extract;

@@ -3,6 +3,8 @@
 //! runs; every problem is reported with the file, the key and what would be
 //! right.
 
+pub mod checkpoints;
+
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -204,7 +206,7 @@ pub struct ModelSpec {
     /// the entry stands for one model per checkpoint, expanded at parse
     /// (`crate::checkpoints`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub checkpoints: Option<Vec<crate::checkpoints::Checkpoint>>,
+    pub checkpoints: Option<Vec<checkpoints::Checkpoint>>,
     /// Models sharing one account's limits (default: the model key).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_group: Option<String>,
@@ -546,13 +548,13 @@ impl SweepSpec {
             let key = (key != "." && !key.is_empty()).then_some(key);
             fail(e.into_inner(), key)
         })?;
-        crate::checkpoints::expand(&mut spec.models, spec.judge.as_ref()).map_err(
-            |(key, problem)| SpecError::Invalid {
+        checkpoints::expand(&mut spec.models, spec.judge.as_ref()).map_err(|(key, problem)| {
+            SpecError::Invalid {
                 path: path.to_path_buf(),
                 key,
                 problem,
-            },
-        )?;
+            }
+        })?;
         Ok(spec)
     }
 

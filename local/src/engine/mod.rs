@@ -156,7 +156,7 @@ impl Engine {
         opts: EngineOptions,
         tokenizers: Option<&crate::tokenizer::SharedTokenizers>,
     ) -> Result<Engine, LocalError> {
-        crate::kernels::from_env().map_err(LocalError::Input)?;
+        crate::kernels::from_env().map_err(|e| LocalError::Input(e.to_string()))?;
         tracing::debug!(kernels = %crate::kernels::class(), path = %path.display(), "loading a local model");
         return_large_buffers_to_the_system();
         let f = GgufFile::open(path)?;

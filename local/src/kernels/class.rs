@@ -77,20 +77,29 @@ pub fn detected() -> CpuClass {
     CpuClass::Portable
 }
 
+/// A value of [`CPU_ENV`] that names no kernel class.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{CPU_ENV}={value:?} is not a kernel class; use one of {names} (or leave it unset for the best this CPU runs, here {cpu})", names = CpuClass::ALL.iter().rev().map(|c| c.name()).collect::<Vec<_>>().join(", "))]
+pub struct UnknownClass {
+    /// The variable's value.
+    pub value: String,
+    /// This CPU's class.
+    pub cpu: CpuClass,
+}
+
 /// What a value of [`CPU_ENV`] asks for on a CPU of class `cpu`: the class
 /// to run (the request clamped to `cpu`) and a warning if it was clamped, or
 /// an error naming the variable and the accepted values. An empty value asks
 /// for nothing (the CPU's class).
-pub fn resolve(value: &str, cpu: CpuClass) -> Result<(CpuClass, Option<String>), String> {
+pub fn resolve(value: &str, cpu: CpuClass) -> Result<(CpuClass, Option<String>), UnknownClass> {
     if value.trim().is_empty() {
         return Ok((cpu, None));
     }
     let Some(asked) = CpuClass::parse(value) else {
-        let names: Vec<&str> = CpuClass::ALL.iter().rev().map(|c| c.name()).collect();
-        return Err(format!(
-            "{CPU_ENV}={value:?} is not a kernel class; use one of {} (or leave it unset for the best this CPU runs, here {cpu})",
-            names.join(", ")
-        ));
+        return Err(UnknownClass {
+            value: value.to_string(),
+            cpu,
+        });
     };
     if asked > cpu {
         return Ok((
@@ -105,7 +114,7 @@ pub fn resolve(value: &str, cpu: CpuClass) -> Result<(CpuClass, Option<String>),
 
 /// [`resolve`] of the environment's value against this CPU; `Ok` with the
 /// CPU's class when the variable is unset.
-pub fn from_env() -> Result<(CpuClass, Option<String>), String> {
+pub fn from_env() -> Result<(CpuClass, Option<String>), UnknownClass> {
     match std::env::var(CPU_ENV) {
         Ok(v) => resolve(&v, detected()),
         Err(std::env::VarError::NotPresent) => Ok((detected(), None)),
@@ -213,7 +222,7 @@ mod tests {
             w.contains("MORALSWEEP_CPU=avx512") && w.contains("avx2 kernels"),
             "{w}"
         );
-        let e = resolve("avx3", Avx512).unwrap_err();
+        let e = resolve("avx3", Avx512).unwrap_err().to_string();
         assert!(
             e.contains("MORALSWEEP_CPU=\"avx3\"") && e.contains("avx512, avx2, portable"),
             "{e}"

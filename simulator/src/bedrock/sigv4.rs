@@ -23,7 +23,7 @@ pub struct Authorization {
 
 /// Parses `AWS4-HMAC-SHA256 Credential=AKID/20240101/us-east-1/bedrock/aws4_request,
 /// SignedHeaders=host;x-amz-date, Signature=hex`.
-pub fn parse_authorization(value: &str) -> Result<Authorization, String> {
+pub(crate) fn parse_authorization(value: &str) -> Result<Authorization, String> {
     let rest = value
         .strip_prefix("AWS4-HMAC-SHA256 ")
         .ok_or("Authorization header requires the AWS4-HMAC-SHA256 algorithm")?;
@@ -134,7 +134,11 @@ pub struct Signable<'a> {
 }
 
 /// The signature `secret` makes of a request under `auth`'s scope.
-pub fn signature(auth: &Authorization, secret: &str, r: &Signable<'_>) -> Result<String, String> {
+pub(crate) fn signature(
+    auth: &Authorization,
+    secret: &str,
+    r: &Signable<'_>,
+) -> Result<String, String> {
     let mut headers = String::new();
     for name in &auth.signed_headers {
         let value = (r.header)(name).ok_or_else(|| {

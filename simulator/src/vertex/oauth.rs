@@ -93,35 +93,48 @@ impl Default for GcpSettings {
     }
 }
 
+/// A credentials file `--gcp-service-account` names that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("--gcp-service-account {}: {problem}", file.display())]
+pub struct CredentialsFileError {
+    /// The file.
+    pub file: std::path::PathBuf,
+    /// What is wrong with it, and what would be right.
+    pub problem: String,
+}
+
 impl GcpSettings {
     /// Adds the credentials of a Google credentials file: a service-account
     /// key (`"type": "service_account"`, its public key taken from the
     /// private key) or an `authorized_user`. The error names the file and
     /// the field.
-    pub fn add_file(&mut self, path: &Path) -> Result<(), String> {
-        let at = path.display();
+    pub fn add_file(&mut self, path: &Path) -> Result<(), CredentialsFileError> {
+        self.load_file(path)
+            .map_err(|problem| CredentialsFileError {
+                file: path.to_path_buf(),
+                problem,
+            })
+    }
+
+    /// [`GcpSettings::add_file`]; what is wrong with the file.
+    fn load_file(&mut self, path: &Path) -> Result<(), String> {
         let text = moralsweep_userfs::read_to_string_bounded(path, CREDENTIALS_LIMIT)
-            .map_err(|e| format!("--gcp-service-account {at}: {e}"))?;
-        let v: Value = serde_json::from_str(&text)
-            .map_err(|e| format!("--gcp-service-account {at}: not JSON ({e})"))?;
+            .map_err(|e| e.to_string())?;
+        let v: Value = serde_json::from_str(&text).map_err(|e| format!("not JSON ({e})"))?;
         let field = |k: &str| -> Result<String, String> {
             v.get(k)
                 .and_then(Value::as_str)
                 .filter(|s| !s.is_empty())
                 .map(str::to_string)
-                .ok_or_else(|| {
-                    format!("--gcp-service-account {at}: the field {k:?} is missing or empty")
-                })
+                .ok_or_else(|| format!("the field {k:?} is missing or empty"))
         };
         match v.get("type").and_then(Value::as_str) {
             Some("service_account") => {
                 let pem = field("private_key")?;
-                let der = PrivatePkcs8KeyDer::from_pem_slice(pem.as_bytes()).map_err(|e| {
-                    format!("--gcp-service-account {at}: private_key is not a PEM PKCS#8 key ({e})")
-                })?;
-                let pair = RsaKeyPair::from_pkcs8(der.secret_pkcs8_der()).map_err(|e| {
-                    format!("--gcp-service-account {at}: private_key is not an RSA key ring accepts ({e})")
-                })?;
+                let der = PrivatePkcs8KeyDer::from_pem_slice(pem.as_bytes())
+                    .map_err(|e| format!("private_key is not a PEM PKCS#8 key ({e})"))?;
+                let pair = RsaKeyPair::from_pkcs8(der.secret_pkcs8_der())
+                    .map_err(|e| format!("private_key is not an RSA key ring accepts ({e})"))?;
                 use ring::signature::KeyPair;
                 self.service_accounts.push(ServiceAccount {
                     email: field("client_email")?,
@@ -139,7 +152,7 @@ impl GcpSettings {
                 Ok(())
             }
             other => Err(format!(
-                "--gcp-service-account {at}: \"type\" is {other:?}; expected \"service_account\" or \"authorized_user\""
+                "\"type\" is {other:?}; expected \"service_account\" or \"authorized_user\""
             )),
         }
     }

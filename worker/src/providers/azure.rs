@@ -44,7 +44,6 @@ use super::openai::{Flavor, OpenAi};
 use super::{Completion, CompletionRequest, Provider, ProviderError, Usage};
 
 pub mod auth;
-pub mod batch;
 
 use auth::Credential;
 

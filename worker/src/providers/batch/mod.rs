@@ -21,6 +21,7 @@ use moralsweep_common::ModelSpec;
 use super::{Completion, CompletionRequest, ProviderError};
 
 pub mod anthropic;
+pub mod azure;
 pub mod gemini;
 pub mod openai;
 
@@ -151,7 +152,7 @@ pub fn build(model: &ModelSpec) -> Result<Box<dyn BatchClient>, ProviderError> {
         ProviderKind::Gemini => Ok(Box::new(gemini::GeminiBatch::new(
             super::gemini::Gemini::new(model)?,
         ))),
-        ProviderKind::AzureOpenAi => Ok(Box::new(super::azure::batch::client(
+        ProviderKind::AzureOpenAi => Ok(Box::new(azure::client(
             super::azure::AzureOpenAi::new(model, model.api_version.as_deref())?,
         ))),
         other => Err(ProviderError::Fatal(format!(

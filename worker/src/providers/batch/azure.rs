@@ -8,7 +8,7 @@
 
 use async_trait::async_trait;
 
-use super::AzureOpenAi;
+use crate::providers::azure::AzureOpenAi;
 use crate::providers::batch::openai::{Host, OpenAiBatch};
 use crate::providers::openai::OpenAi;
 use crate::providers::ProviderError;
