@@ -33,10 +33,6 @@ const WAITING_FOR_SPLIT: &[(&str, &str)] = &[
         "provider batches are being changed (new clouds); split its four phases after",
     ),
     (
-        "simulator/src/engine.rs",
-        "the simulator is being extended (Bedrock, Vertex, Azure); split after",
-    ),
-    (
         "simulator/src/replay.rs",
         "the simulator is being extended (Bedrock, Vertex, Azure); split after",
     ),
@@ -57,6 +53,7 @@ const KNOWN_CIRCLES: &[(&str, &[&str])] = &[(
         "azure",
         "batch",
         "bedrock",
+        "config",
         "engine",
         "gemini",
         "openai",

@@ -69,6 +69,7 @@ pub mod anthropic;
 pub mod azure;
 pub mod batch;
 pub mod bedrock;
+pub mod config;
 pub mod em;
 pub mod engine;
 pub mod faults;
